@@ -1,0 +1,161 @@
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CaptureId, MerchantId, PaymentId, Reference, RefundId};
+use crate::money::Money;
+use crate::payment::{CaptureMode, PaymentMethodType};
+
+/// Schema version of every event below. A change of shape is an upcaster, never a rewrite.
+pub const EVENT_VERSION: &str = "1.0";
+
+/// Why a provider call did not produce an answer about the payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderFailureKind {
+    Timeout,
+    Connection,
+    ServerError,
+    /// The provider refused the request itself (4xx): not retryable elsewhere.
+    Rejected,
+}
+
+impl ProviderFailureKind {
+    pub fn is_retryable(self) -> bool {
+        !matches!(self, ProviderFailureKind::Rejected)
+    }
+}
+
+/// The ledger. Immutable once stored; the serialized form is `{"PaymentInitiated": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PaymentEvent {
+    PaymentInitiated {
+        payment_id: PaymentId,
+        merchant_id: MerchantId,
+        reference: Reference,
+        amount: Money,
+        payment_method: PaymentMethodType,
+        capture_mode: CaptureMode,
+        provider: String,
+        request_fingerprint: String,
+        at: DateTime<Utc>,
+    },
+    ProviderAttemptFailed {
+        provider: String,
+        kind: ProviderFailureKind,
+        detail: String,
+        at: DateTime<Utc>,
+    },
+    PaymentAuthorized {
+        provider: String,
+        provider_event_id: String,
+        provider_transaction_id: String,
+        amount: Money,
+        at: DateTime<Utc>,
+    },
+    /// Money captured: the whole amount on automatic capture, or one (partial) capture of an
+    /// authorization.
+    PaymentApproved {
+        provider: String,
+        provider_event_id: Option<String>,
+        provider_transaction_id: String,
+        capture_id: Option<CaptureId>,
+        amount: Money,
+        at: DateTime<Utc>,
+    },
+    PaymentDeclined {
+        provider: String,
+        provider_event_id: String,
+        provider_transaction_id: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    PaymentFailed {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The authorization was released; nothing was captured.
+    PaymentVoided {
+        amount: Money,
+        at: DateTime<Utc>,
+    },
+    RefundRequested {
+        refund_id: RefundId,
+        amount: Money,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    },
+    PaymentRefunded {
+        refund_id: RefundId,
+        provider_refund_id: String,
+        amount: Money,
+        at: DateTime<Utc>,
+    },
+    /// The provider refused a requested refund: its reservation is released.
+    RefundFailed {
+        refund_id: RefundId,
+        amount: Money,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+impl PaymentEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            PaymentEvent::PaymentInitiated { .. } => "PaymentInitiated",
+            PaymentEvent::ProviderAttemptFailed { .. } => "ProviderAttemptFailed",
+            PaymentEvent::PaymentAuthorized { .. } => "PaymentAuthorized",
+            PaymentEvent::PaymentApproved { .. } => "PaymentApproved",
+            PaymentEvent::PaymentDeclined { .. } => "PaymentDeclined",
+            PaymentEvent::PaymentFailed { .. } => "PaymentFailed",
+            PaymentEvent::PaymentVoided { .. } => "PaymentVoided",
+            PaymentEvent::RefundRequested { .. } => "RefundRequested",
+            PaymentEvent::PaymentRefunded { .. } => "PaymentRefunded",
+            PaymentEvent::RefundFailed { .. } => "RefundFailed",
+        }
+    }
+
+    /// When the fact happened, as stated by the command that caused it.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            PaymentEvent::PaymentInitiated { at, .. }
+            | PaymentEvent::ProviderAttemptFailed { at, .. }
+            | PaymentEvent::PaymentAuthorized { at, .. }
+            | PaymentEvent::PaymentApproved { at, .. }
+            | PaymentEvent::PaymentDeclined { at, .. }
+            | PaymentEvent::PaymentFailed { at, .. }
+            | PaymentEvent::PaymentVoided { at, .. }
+            | PaymentEvent::RefundRequested { at, .. }
+            | PaymentEvent::PaymentRefunded { at, .. }
+            | PaymentEvent::RefundFailed { at, .. } => *at,
+        }
+    }
+
+    /// The provider's own id for the notification that caused this event, if any: a
+    /// redelivered webhook carries the same id and must append nothing.
+    pub fn provider_event_id(&self) -> Option<&str> {
+        match self {
+            PaymentEvent::PaymentAuthorized {
+                provider_event_id, ..
+            }
+            | PaymentEvent::PaymentDeclined {
+                provider_event_id, ..
+            } => Some(provider_event_id),
+            PaymentEvent::PaymentApproved {
+                provider_event_id, ..
+            } => provider_event_id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl DomainEvent for PaymentEvent {
+    fn event_type(&self) -> String {
+        self.name().to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        EVENT_VERSION.to_owned()
+    }
+}
