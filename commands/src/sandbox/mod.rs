@@ -1,0 +1,1 @@
+//! The bundled sandbox provider: a real HTTP server.

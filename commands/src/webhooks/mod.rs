@@ -1,0 +1,1 @@
+//! Webhook signature verification and parsing, per provider.
