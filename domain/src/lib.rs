@@ -4,9 +4,11 @@
 pub mod ids;
 pub mod money;
 pub mod payment;
+pub mod published;
 
 pub use ids::{CaptureId, IdempotencyKey, MerchantId, PaymentId, Reference, RefundId};
 pub use money::{Currency, Money, MoneyError};
+pub use published::PublishedEvent;
 pub use payment::{
     CaptureMode, Payment, PaymentCommand, PaymentError, PaymentEvent, PaymentMethodType,
     PaymentStatus, ProviderFailureKind,

@@ -1,1 +1,53 @@
+//! The read side: RabbitMQ consumers and the projection tables they keep. Each projection
+//! applies an event and records the aggregate's last applied sequence in one transaction,
+//! so redeliveries are skipped and gaps are filled from the event store.
 
+pub mod apply;
+pub mod consumer;
+pub mod event_source;
+pub mod progress;
+pub mod status;
+pub mod topology;
+
+use async_trait::async_trait;
+use domain::PublishedEvent;
+use sqlx::PgConnection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The event cannot be applied, however often it is tried: it goes to the dead-letter
+    /// queue instead of blocking the ones behind it.
+    #[error("poison event {message_id}: {reason}")]
+    Poison { message_id: String, reason: String },
+}
+
+impl ProjectionError {
+    /// Worth retrying in place (the database went away), as opposed to a bad event.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProjectionError::Database(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Tls(_)
+            )
+        ) || matches!(self, ProjectionError::Database(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("40") || c.starts_with("08") || c.starts_with("57")))
+    }
+}
+
+/// One read model. `apply` runs inside the transaction that also records the offset.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name: the key of its offsets and the suffix of its queue.
+    fn name(&self) -> &'static str;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &PublishedEvent,
+    ) -> Result<(), ProjectionError>;
+}

@@ -1,0 +1,174 @@
+//! The RabbitMQ consumer of one projection: apply, commit, then ack. A redelivery after a
+//! crash is harmless (the offset check skips it); a poison event goes to the dead-letter
+//! queue after a bounded number of tries; a database outage is waited out, not dead-lettered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::PublishedEvent;
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::apply::apply_event;
+use crate::{topology, Projection, ProjectionError};
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub amqp_url: String,
+    pub amqp_prefix: String,
+    /// Unacknowledged messages the broker may push ahead (RabbitMQ's sweet spot: 100-300).
+    pub prefetch: u16,
+    /// Tries of one event before it is dead-lettered.
+    pub poison_tries_max: u32,
+    pub retry_delay_ms: u64,
+}
+
+impl ConsumerConfig {
+    pub fn new(amqp_url: String, amqp_prefix: String) -> Self {
+        Self {
+            amqp_url,
+            amqp_prefix,
+            prefetch: 200,
+            poison_tries_max: 5,
+            retry_delay_ms: 200,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConsumerError {
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("consumer cancelled by the broker")]
+    Cancelled,
+}
+
+/// Declares the projection's queues: call before the relay starts, so nothing it publishes
+/// is unroutable.
+pub async fn declare_topology(config: &ConsumerConfig, projection: &str) -> lapin::Result<()> {
+    let broker = Connection::connect(&config.amqp_url, ConnectionProperties::default()).await?;
+    let channel = broker.create_channel().await?;
+    topology::declare(&channel, &config.amqp_prefix, projection).await?;
+    broker.close(200, "declared".into()).await?;
+    Ok(())
+}
+
+/// Consumes until `shutdown` turns true, reconnecting after broker failures.
+pub async fn run<P: Projection>(
+    pool: PgPool,
+    projection: Arc<P>,
+    config: ConsumerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match consume(&pool, projection.as_ref(), &config, &mut shutdown).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(projection = projection.name(), %error, "consumer stopped; reconnecting");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(config.retry_delay_ms)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+async fn consume<P: Projection>(
+    pool: &PgPool,
+    projection: &P,
+    config: &ConsumerConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), ConsumerError> {
+    let broker = Connection::connect(&config.amqp_url, ConnectionProperties::default()).await?;
+    let channel = broker.create_channel().await?;
+    topology::declare(&channel, &config.amqp_prefix, projection.name()).await?;
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await?;
+    let queue = topology::queue_name(&config.amqp_prefix, projection.name());
+    let mut deliveries = channel
+        .basic_consume(
+            queue.as_str().into(),
+            format!("{}-{}", projection.name(), uuid::Uuid::new_v4()).as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    loop {
+        let delivery = tokio::select! {
+            next = deliveries.next() => match next {
+                Some(delivery) => delivery?,
+                None => return Err(ConsumerError::Cancelled),
+            },
+            _ = shutdown.changed() => {
+                let _closed = broker.close(200, "shutdown".into()).await;
+                return Ok(());
+            }
+        };
+        handle(pool, projection, config, &delivery, shutdown).await?;
+    }
+}
+
+/// Applies one delivery and settles it; returns only broker errors.
+async fn handle<P: Projection>(
+    pool: &PgPool,
+    projection: &P,
+    config: &ConsumerConfig,
+    delivery: &Delivery,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(), ConsumerError> {
+    let event: PublishedEvent = match serde_json::from_slice(&delivery.data) {
+        Ok(event) => event,
+        Err(error) => {
+            tracing::error!(projection = projection.name(), %error, "undecodable message; dead-lettering");
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: false,
+                    ..BasicNackOptions::default()
+                })
+                .await?;
+            return Ok(());
+        }
+    };
+    let mut tries: u32 = 0;
+    loop {
+        match apply_event(pool, projection, &event).await {
+            Ok(_) => {
+                delivery.ack(BasicAckOptions::default()).await?;
+                return Ok(());
+            }
+            Err(error) if error.is_transient() && !*shutdown.borrow() => {
+                // The database is away: wait for it rather than dead-letter good events.
+                tracing::warn!(projection = projection.name(), %error, "database unavailable; retrying");
+            }
+            Err(error) => {
+                tries += 1;
+                if tries >= config.poison_tries_max || matches!(error, ProjectionError::Poison { .. }) || *shutdown.borrow() {
+                    if *shutdown.borrow() && error.is_transient() {
+                        // Leave it for the next run: closing the channel requeues it.
+                        return Ok(());
+                    }
+                    tracing::error!(projection = projection.name(), id = %event.message_id(), %error, tries, "dead-lettering event");
+                    delivery
+                        .nack(BasicNackOptions {
+                            requeue: false,
+                            ..BasicNackOptions::default()
+                        })
+                        .await?;
+                    return Ok(());
+                }
+                tracing::warn!(projection = projection.name(), id = %event.message_id(), %error, tries, "apply failed; retrying");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(config.retry_delay_ms)).await;
+    }
+}
