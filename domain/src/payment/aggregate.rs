@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CaptureId, MerchantId, PaymentId, Reference, RefundId};
-use crate::money::{Currency, Money};
+use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{
     CaptureMode, PaymentCommand, PaymentError, PaymentEvent, PaymentMethodType, PaymentStatus,
 };
@@ -145,6 +145,17 @@ impl Payment {
         }
     }
 
+    /// `Money::zero` is public (it is the neutral element for totals), so a command can carry
+    /// a zero amount; DESIGN.md section 3 wants positive amounts whatever the caller. A zero
+    /// payment, capture or refund would also leave the status lying about the money
+    /// (APPROVED with nothing captured, PARTIALLY_REFUNDED with nothing refunded).
+    fn positive(money: Money) -> Result<(), PaymentError> {
+        if money.amount() <= Decimal::ZERO {
+            return Err(PaymentError::Money(MoneyError::NotPositive));
+        }
+        Ok(())
+    }
+
     fn requested_amount(&self) -> Result<Money, PaymentError> {
         self.amount.ok_or(PaymentError::NotFound)
     }
@@ -183,6 +194,7 @@ impl Payment {
                         Err(PaymentError::IdempotencyMismatch)
                     };
                 }
+                Self::positive(amount)?;
                 Ok(vec![PaymentEvent::PaymentInitiated {
                     payment_id,
                     merchant_id,
@@ -285,7 +297,9 @@ impl Payment {
                 at,
             } => {
                 if self.capture_id == Some(capture_id) {
-                    return if self.captured == amount.amount() {
+                    // Compare money, not bare numbers: the same digits in another currency
+                    // are another request.
+                    return if self.captured_money() == amount {
                         Ok(vec![])
                     } else {
                         Err(PaymentError::IdempotencyMismatch)
@@ -295,6 +309,7 @@ impl Payment {
                     return Err(self.refuse("capture"));
                 }
                 self.same_currency(amount)?;
+                Self::positive(amount)?;
                 if amount.amount() > self.authorized {
                     return Err(PaymentError::CaptureExceedsAuthorized {
                         requested: amount.to_string(),
@@ -341,6 +356,7 @@ impl Payment {
                     return Err(self.refuse("refund"));
                 }
                 self.same_currency(amount)?;
+                Self::positive(amount)?;
                 if amount.amount() > self.refundable() {
                     return Err(PaymentError::RefundExceedsCaptured {
                         requested: amount.to_string(),
@@ -359,6 +375,10 @@ impl Payment {
                 provider_refund_id,
                 at,
             } => {
+                // An empty stream is an unknown payment, not an unknown refund of one.
+                if self.status == PaymentStatus::New {
+                    return Err(PaymentError::NotFound);
+                }
                 let refund = self
                     .refunds
                     .get(&refund_id)
@@ -382,6 +402,10 @@ impl Payment {
                 reason,
                 at,
             } => {
+                // An empty stream is an unknown payment, not an unknown refund of one.
+                if self.status == PaymentStatus::New {
+                    return Err(PaymentError::NotFound);
+                }
                 let refund = self
                     .refunds
                     .get(&refund_id)
