@@ -1,0 +1,54 @@
+# Developer and CI entry points. Recipes stay thin: the work is in scripts/.
+#
+#   make services   start (or reuse) PostgreSQL + RabbitMQ under .dev/; prints DATABASE_URL, AMQP_URL
+#   make test       services, then the workspace tests with DATABASE_URL and AMQP_URL exported
+#   make lint       cargo fmt --check and clippy -D warnings (no services needed)
+#   make run        services, release build, migrate, demo checkout key, serve --sandbox on :8080
+#   make status     what runs
+#   make down       stop what `make services` started
+#
+# DATABASE_URL / AMQP_URL already set in the environment mean external services: they are used
+# as they are. PAYLEDGER_DURABLE=1 runs PostgreSQL with fsync on (benchmarks).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+SERVICES := scripts/services.sh
+
+# cargo-nextest when installed, cargo test otherwise. Override: make test TEST_CMD='cargo test -p domain'
+ifneq ($(shell command -v cargo-nextest 2>/dev/null),)
+TEST_CMD := cargo nextest run --workspace --no-fail-fast
+else
+TEST_CMD := cargo test --workspace
+endif
+
+.PHONY: help services down status env test lint run
+
+help:
+	@sed -n '3,9s/^# \{0,1\}//p' Makefile
+
+services:
+	$(SERVICES) up
+
+down:
+	$(SERVICES) down
+
+status:
+	$(SERVICES) status
+
+env:
+	@$(SERVICES) env
+
+# The assignment (not `eval "$(...)"` directly) makes a failing `up` stop the recipe.
+test:
+	@env_lines="$$($(SERVICES) up)"; eval "$$env_lines"; \
+	echo "+ DATABASE_URL=$$DATABASE_URL AMQP_URL=$$AMQP_URL $(TEST_CMD)" >&2; \
+	$(TEST_CMD)
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+run:
+	scripts/run-sandbox.sh
