@@ -1,1 +1,12 @@
-pub fn placeholder() {}
+//! The HTTP API and the composition root: wires the write side (`commands`) and the read
+//! side (`projections`), which never import each other.
+
+pub mod auth;
+pub mod config;
+pub mod problem;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -1,1 +1,125 @@
-fn main() {}
+//! `payledger`: serve, migrate, manage API keys, run the sandbox provider.
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+use api::auth::{create_key, Role};
+use api::config::{ServeRole, Settings};
+use api::startup::{connect_database, migrate, Application, StartupError};
+use clap::{Parser, Subcommand};
+use commands::sandbox::{self, SandboxConfig};
+use domain::MerchantId;
+
+#[derive(Parser)]
+#[command(name = "payledger", about = "Event-sourced payment ledger", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API, the relay and the projectors (or one of them with --role).
+    Serve {
+        /// Run the sandbox provider inside this process.
+        #[arg(long)]
+        sandbox: bool,
+        #[arg(long, value_enum, default_value = "all")]
+        role: ServeRole,
+    },
+    /// Apply database migrations.
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Run the sandbox provider on its own.
+    Sandbox {
+        #[arg(long, env = "SANDBOX_LISTEN_ADDR", default_value = "127.0.0.1:8090")]
+        listen: String,
+        /// Where to deliver webhooks.
+        #[arg(
+            long,
+            env = "SANDBOX_WEBHOOK_URL",
+            default_value = "http://127.0.0.1:8080/v1/webhooks/sandbox"
+        )]
+        webhook_url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; prints the key alone on stdout (it is stored only hashed).
+    Create {
+        #[arg(long)]
+        role: String,
+        /// The merchant a checkout key is bound to.
+        #[arg(long)]
+        merchant: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    api::telemetry::init(std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json"));
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("payledger: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), StartupError> {
+    let mut settings = Settings::from_env();
+    match cli.command {
+        Command::Serve { sandbox, role } => {
+            settings.sandbox.in_process = sandbox;
+            settings.role = role;
+            let app = Application::build(settings.clone()).await?;
+            tracing::info!(port = app.port(), ?settings, "payledger serving");
+            app.run_until_stopped().await?;
+        }
+        Command::Migrate => {
+            let pool = connect_database(&settings).await?;
+            migrate(&pool).await?;
+            eprintln!("migrations applied");
+        }
+        Command::Keys {
+            command: KeysCommand::Create { role, merchant },
+        } => {
+            let role = Role::parse(&role)
+                .ok_or("role must be one of checkout, analyst, auditor, admin")?;
+            let merchant = merchant.map(|m| MerchantId::parse(&m)).transpose()?;
+            if (role == Role::Checkout) != merchant.is_some() {
+                return Err("a checkout key needs --merchant; other roles take none".into());
+            }
+            let pool = connect_database(&settings).await?;
+            migrate(&pool).await?;
+            let key = create_key(&pool, role, merchant.as_ref()).await?;
+            println!("{key}");
+        }
+        Command::Sandbox {
+            listen,
+            webhook_url,
+        } => {
+            let handle = sandbox::start(
+                TcpListener::bind(&listen)?,
+                SandboxConfig {
+                    api_key: settings.sandbox.api_key.clone(),
+                    webhook_url,
+                    webhook_secret: settings.sandbox.webhook_secret.clone(),
+                    webhook_delay_ms: settings.sandbox.webhook_delay_ms,
+                },
+            )
+            .await?;
+            eprintln!("sandbox provider listening on {}", handle.addr());
+            tokio::signal::ctrl_c().await?;
+            handle.stop().await;
+        }
+    }
+    Ok(())
+}

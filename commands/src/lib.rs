@@ -2,5 +2,9 @@
 //! the outbox relay that publishes committed events to RabbitMQ.
 
 pub mod providers;
+pub mod payments;
+pub mod relay;
+pub mod store;
+mod stripes;
 pub mod sandbox;
 pub mod webhooks;

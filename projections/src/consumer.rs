@@ -98,7 +98,9 @@ async fn consume<P: Projection>(
     let mut deliveries = channel
         .basic_consume(
             queue.as_str().into(),
-            format!("{}-{}", projection.name(), uuid::Uuid::new_v4()).as_str().into(),
+            format!("{}-{}", projection.name(), uuid::Uuid::new_v4())
+                .as_str()
+                .into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
@@ -152,7 +154,10 @@ async fn handle<P: Projection>(
             }
             Err(error) => {
                 tries += 1;
-                if tries >= config.poison_tries_max || matches!(error, ProjectionError::Poison { .. }) || *shutdown.borrow() {
+                if tries >= config.poison_tries_max
+                    || matches!(error, ProjectionError::Poison { .. })
+                    || *shutdown.borrow()
+                {
                     if *shutdown.borrow() && error.is_transient() {
                         // Leave it for the next run: closing the channel requeues it.
                         return Ok(());

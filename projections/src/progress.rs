@@ -64,10 +64,7 @@ pub async fn relay(pool: &PgPool) -> Result<RelayProgress, sqlx::Error> {
 }
 
 /// Lag of each named projection behind what the relay has published.
-pub async fn projections(
-    pool: &PgPool,
-    names: &[&str],
-) -> Result<Vec<ProjectionLag>, sqlx::Error> {
+pub async fn projections(pool: &PgPool, names: &[&str]) -> Result<Vec<ProjectionLag>, sqlx::Error> {
     let mut lags = Vec::with_capacity(names.len());
     for name in names {
         let row = sqlx::query(

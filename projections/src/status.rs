@@ -85,9 +85,11 @@ async fn apply_status(
     // Every other event changes some columns of the row, always with the new version.
     let (set, amount, text): (&str, Option<Decimal>, Option<&str>) = match payload {
         PaymentEvent::PaymentInitiated { .. } => return Ok(()),
-        PaymentEvent::ProviderAttemptFailed { .. } => {
-            ("provider_attempts_failed = provider_attempts_failed + 1", None, None)
-        }
+        PaymentEvent::ProviderAttemptFailed { .. } => (
+            "provider_attempts_failed = provider_attempts_failed + 1",
+            None,
+            None,
+        ),
         PaymentEvent::PaymentAuthorized {
             amount,
             provider_transaction_id,

@@ -1,0 +1,141 @@
+//! API keys: `Authorization: Bearer <key>`. Keys are 256-bit random strings stored only as
+//! their SHA-256; the role decides what a key may do, and a checkout key is bound to one
+//! merchant and sees only that merchant's payments.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{web, FromRequest, HttpRequest};
+use domain::MerchantId;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Row};
+
+use crate::problem::Problem;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Checkout,
+    Analyst,
+    Auditor,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Checkout => "checkout",
+            Role::Analyst => "analyst",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        [Role::Checkout, Role::Analyst, Role::Auditor, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == text)
+    }
+}
+
+/// Who is calling, established from the API key.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub role: Role,
+    pub merchant: Option<MerchantId>,
+}
+
+impl Caller {
+    /// The merchant this caller is confined to (`None`: every merchant, for admins).
+    /// Roles without access to payments are refused.
+    pub fn payment_scope(&self) -> Result<Option<&MerchantId>, Problem> {
+        match self.role {
+            Role::Admin => Ok(None),
+            Role::Checkout => self
+                .merchant
+                .as_ref()
+                .map(Some)
+                .ok_or_else(|| Problem::forbidden("this key is not bound to a merchant")),
+            Role::Analyst | Role::Auditor => Err(Problem::forbidden(
+                "this key's role may not use the payments API",
+            )),
+        }
+    }
+}
+
+pub fn hash_key(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
+}
+
+/// Creates a key and stores its hash; the key itself exists only in the return value.
+pub async fn create_key(
+    pool: &PgPool,
+    role: Role,
+    merchant: Option<&MerchantId>,
+) -> Result<String, sqlx::Error> {
+    let mut secret = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let key = format!("pl_{}_{}", role.as_str(), hex::encode(secret));
+    let prefix: String = key.chars().take(16).collect();
+    sqlx::query(
+        "INSERT INTO api_keys (id, key_hash, key_prefix, role, merchant_id)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(uuid::Uuid::new_v4())
+    .bind(hash_key(&key))
+    .bind(prefix)
+    .bind(role.as_str())
+    .bind(merchant.map(MerchantId::as_str))
+    .execute(pool)
+    .await?;
+    Ok(key)
+}
+
+#[tracing::instrument(skip_all)]
+async fn authenticate(pool: &PgPool, header: Option<String>) -> Result<Caller, Problem> {
+    let header = header.ok_or_else(|| Problem::unauthorized("missing Authorization header"))?;
+    let key = header
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 256)
+        .ok_or_else(|| Problem::unauthorized("expected `Authorization: Bearer <api key>`"))?;
+    let row = sqlx::query(
+        "SELECT role, merchant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+    )
+    .bind(hash_key(key))
+    .fetch_optional(pool)
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "api key lookup failed");
+        Problem::unavailable("cannot check the API key right now")
+    })?
+    .ok_or_else(|| Problem::unauthorized("unknown or revoked API key"))?;
+    let role: String = row
+        .try_get("role")
+        .map_err(|_| Problem::unauthorized("bad key"))?;
+    let merchant: Option<String> = row
+        .try_get("merchant_id")
+        .map_err(|_| Problem::unauthorized("bad key"))?;
+    Ok(Caller {
+        role: Role::parse(&role).ok_or_else(|| Problem::unauthorized("bad key"))?,
+        merchant: merchant.and_then(|m| MerchantId::parse(&m).ok()),
+    })
+}
+
+impl FromRequest for Caller {
+    type Error = Problem;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let pool = req.app_data::<web::Data<PgPool>>().cloned();
+        let header = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        Box::pin(async move {
+            let pool = pool.ok_or_else(|| Problem::unavailable("no database configured"))?;
+            authenticate(pool.get_ref(), header).await
+        })
+    }
+}

@@ -1,0 +1,4 @@
+pub mod health;
+pub mod payment_body;
+pub mod payments;
+pub mod webhooks;

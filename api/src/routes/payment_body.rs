@@ -1,0 +1,113 @@
+//! The JSON shape of a payment, built from the event stream (command answers) or from the
+//! status projection (reads). Money is always a decimal string at the currency's scale.
+
+use chrono::{DateTime, Utc};
+use domain::{CaptureMode, Currency, Payment};
+use projections::status::PaymentStatusRow;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PaymentMethodBody {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PaymentBody {
+    pub id: Uuid,
+    pub merchant_id: String,
+    pub reference: String,
+    pub status: String,
+    pub amount: String,
+    pub currency: String,
+    pub authorized_amount: String,
+    pub captured_amount: String,
+    pub refunded_amount: String,
+    pub provider: String,
+    pub payment_method: PaymentMethodBody,
+    pub capture_mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub version: i64,
+}
+
+/// `amount` as text at the currency's scale (`0` -> `"0.00"` in COP).
+pub fn money_text(amount: Decimal, currency: &str) -> String {
+    let scale = currency.parse::<Currency>().map_or(2, Currency::scale);
+    let mut amount = amount;
+    amount.rescale(scale);
+    amount.to_string()
+}
+
+fn capture_mode_text(mode: Option<CaptureMode>) -> String {
+    match mode {
+        Some(CaptureMode::Manual) => "manual".into(),
+        _ => "automatic".into(),
+    }
+}
+
+impl PaymentBody {
+    pub fn from_stream(payment: &Payment, version: i64) -> PaymentBody {
+        let currency = payment.currency().map(|c| c.code()).unwrap_or("");
+        let amount = payment.amount.map(|m| m.amount()).unwrap_or_default();
+        PaymentBody {
+            id: payment.id.map(|id| id.as_uuid()).unwrap_or_default(),
+            merchant_id: payment
+                .merchant_id
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+            reference: payment
+                .reference
+                .as_ref()
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
+            status: payment.status.as_str().to_owned(),
+            amount: money_text(amount, currency),
+            currency: currency.to_owned(),
+            authorized_amount: money_text(payment.authorized, currency),
+            captured_amount: money_text(payment.captured, currency),
+            refunded_amount: money_text(payment.refunded, currency),
+            provider: payment.provider.clone(),
+            payment_method: PaymentMethodBody {
+                kind: payment
+                    .payment_method
+                    .map(|m| m.as_str().to_owned())
+                    .unwrap_or_default(),
+            },
+            capture_mode: capture_mode_text(payment.capture_mode),
+            failure_reason: payment.failure_reason.clone(),
+            created_at: payment.created_at,
+            updated_at: payment.updated_at,
+            version,
+        }
+    }
+
+    pub fn from_row(row: &PaymentStatusRow) -> PaymentBody {
+        let currency = row.currency.as_str();
+        PaymentBody {
+            id: row.payment_id,
+            merchant_id: row.merchant_id.clone(),
+            reference: row.reference.clone(),
+            status: row.status.clone(),
+            amount: money_text(row.amount, currency),
+            currency: row.currency.clone(),
+            authorized_amount: money_text(row.authorized_amount, currency),
+            captured_amount: money_text(row.captured_amount, currency),
+            refunded_amount: money_text(row.refunded_amount, currency),
+            provider: row.provider.clone(),
+            payment_method: PaymentMethodBody {
+                kind: row.payment_method_type.clone(),
+            },
+            capture_mode: row.capture_mode.clone(),
+            failure_reason: row.failure_reason.clone(),
+            created_at: Some(row.created_at),
+            updated_at: Some(row.updated_at),
+            version: row.version,
+        }
+    }
+}

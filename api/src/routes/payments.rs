@@ -1,0 +1,571 @@
+//! `/v1/payments`: commands go to the event stream (answers carry the stream `version`);
+//! reads come from the status projection, optionally waiting for a `min_version`.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use commands::payments::{CommandError, CreatePayment, PaymentService, RefundOutcome};
+use domain::payment::RefundStatus;
+use domain::{
+    CaptureMode, Currency, IdempotencyKey, Money, PaymentError, PaymentId, PaymentMethodType,
+    Reference,
+};
+use projections::status::{self, ListCursor};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::auth::{Caller, Role};
+use crate::problem::{json_problem, FieldError, Problem};
+use crate::routes::payment_body::{money_text, PaymentBody};
+
+pub const PAGE_SIZE_MAX: i64 = 500;
+const PAGE_SIZE_DEFAULT: i64 = 50;
+const MIN_VERSION_WAIT_MS: u64 = 2_000;
+const MIN_VERSION_POLL_MS: u64 = 10;
+const TOKEN_LEN_MAX: usize = 512;
+const REFUND_REASON_LEN_MAX: usize = 256;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1/payments")
+            .route("", web::post().to(create_payment))
+            .route("", web::get().to(list_payments))
+            .route("/{id}", web::get().to(get_payment))
+            .route("/{id}/events", web::get().to(payment_events))
+            .route("/{id}/capture", web::post().to(capture_payment))
+            .route("/{id}/refunds", web::post().to(refund_payment))
+            .route("/{id}/void", web::post().to(void_payment)),
+    );
+}
+
+/// Maps a refused or failed command to its status: one place, so every handler agrees.
+fn command_problem(error: CommandError) -> Problem {
+    match error {
+        CommandError::Rejected(e) => match e {
+            PaymentError::NotFound | PaymentError::RefundNotFound => {
+                Problem::not_found("no such payment")
+            }
+            PaymentError::IdempotencyMismatch => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                e.to_string(),
+            ),
+            PaymentError::InvalidTransition { .. } => Problem::new(
+                StatusCode::CONFLICT,
+                "invalid-state",
+                "Not allowed in the payment's state",
+                e.to_string(),
+            ),
+            PaymentError::CurrencyMismatch { .. }
+            | PaymentError::CaptureExceedsAuthorized { .. }
+            | PaymentError::RefundExceedsCaptured { .. }
+            | PaymentError::ProviderAmountMismatch { .. }
+            | PaymentError::Money(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "amount-not-allowed",
+                "Amount not allowed",
+                e.to_string(),
+            ),
+        },
+        CommandError::ReferenceTaken => Problem::new(
+            StatusCode::CONFLICT,
+            "reference-taken",
+            "Reference already used",
+            "this merchant already has a payment with this reference",
+        ),
+        CommandError::Conflict => Problem::new(
+            StatusCode::CONFLICT,
+            "concurrent-update",
+            "Concurrent update",
+            "the payment was changed concurrently; retry the request",
+        ),
+        CommandError::Provider(e) => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "provider-error",
+            "The payment provider did not accept the request",
+            e.to_string(),
+        ),
+        CommandError::Store(detail) => {
+            tracing::error!(%detail, "event store error");
+            Problem::unavailable("the event store is unavailable; retry later")
+        }
+    }
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<IdempotencyKey, Problem> {
+    let value = req
+        .headers()
+        .get("Idempotency-Key")
+        .ok_or_else(|| Problem::bad_request("the Idempotency-Key header is required"))?
+        .to_str()
+        .map_err(|_| Problem::bad_request("Idempotency-Key must be printable ASCII"))?;
+    IdempotencyKey::parse(value).map_err(|e| {
+        Problem::bad_request(format!(
+            "{e} (at most {} characters)",
+            IdempotencyKey::LEN_MAX
+        ))
+    })
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(body).map_err(|e| json_problem(&e))
+}
+
+fn payment_id(path: &str) -> Result<PaymentId, Problem> {
+    path.parse::<PaymentId>()
+        .map_err(|_| Problem::not_found("no such payment"))
+}
+
+fn field(field: &str, message: impl ToString) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+fn parse_money(
+    amount: &str,
+    currency: Currency,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<Money> {
+    Money::parse(amount, currency)
+        .map_err(|e| errors.push(field(name, e)))
+        .ok()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaymentMethodRequest {
+    #[serde(rename = "type")]
+    kind: String,
+    token: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatePaymentRequest {
+    amount: String,
+    currency: String,
+    reference: String,
+    payment_method: PaymentMethodRequest,
+    #[serde(default)]
+    capture: Option<String>,
+}
+
+fn method_type(text: &str) -> Option<PaymentMethodType> {
+    [
+        PaymentMethodType::Card,
+        PaymentMethodType::Nequi,
+        PaymentMethodType::Pse,
+        PaymentMethodType::Efecty,
+        PaymentMethodType::Gcash,
+        PaymentMethodType::Maya,
+    ]
+    .into_iter()
+    .find(|m| m.as_str() == text)
+}
+
+impl CreatePaymentRequest {
+    /// Parse, don't validate: every problem is collected, then either all fields are good
+    /// or the caller hears about each bad one.
+    fn parse(
+        self,
+        merchant: &domain::MerchantId,
+        key: IdempotencyKey,
+    ) -> Result<CreatePayment, Problem> {
+        let mut errors = Vec::new();
+        let currency = self
+            .currency
+            .parse::<Currency>()
+            .map_err(|e| errors.push(field("currency", e)))
+            .ok();
+        let amount = currency.and_then(|c| parse_money(&self.amount, c, "amount", &mut errors));
+        let reference = Reference::parse(&self.reference)
+            .map_err(|e| errors.push(field("reference", e)))
+            .ok();
+        let method = method_type(&self.payment_method.kind);
+        if method.is_none() {
+            errors.push(field("payment_method.type", "unknown payment method type"));
+        }
+        let token = self.payment_method.token;
+        if token.is_empty() || token.len() > TOKEN_LEN_MAX || !token.is_ascii() {
+            errors.push(field(
+                "payment_method.token",
+                format!("must be 1 to {TOKEN_LEN_MAX} ASCII characters"),
+            ));
+        }
+        let capture_mode = match self.capture.as_deref() {
+            None | Some("automatic") => Some(CaptureMode::Automatic),
+            Some("manual") => Some(CaptureMode::Manual),
+            Some(_) => {
+                errors.push(field("capture", "must be `automatic` or `manual`"));
+                None
+            }
+        };
+        match (amount, reference, method, capture_mode) {
+            (Some(amount), Some(reference), Some(payment_method), Some(capture_mode))
+                if errors.is_empty() =>
+            {
+                Ok(CreatePayment {
+                    merchant_id: merchant.clone(),
+                    idempotency_key: key,
+                    reference,
+                    amount,
+                    payment_method,
+                    token,
+                    capture_mode,
+                })
+            }
+            _ => Err(Problem::invalid(errors)),
+        }
+    }
+}
+
+fn payment_response(status: StatusCode, body: PaymentBody) -> HttpResponse {
+    HttpResponse::build(status).json(body)
+}
+
+#[tracing::instrument(skip_all)]
+async fn create_payment(
+    req: HttpRequest,
+    caller: Caller,
+    service: web::Data<PaymentService>,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
+    if caller.role != Role::Checkout {
+        return Err(Problem::forbidden(
+            "only a checkout key can create payments",
+        ));
+    }
+    let merchant = caller
+        .merchant
+        .as_ref()
+        .ok_or_else(|| Problem::forbidden("this key is not bound to a merchant"))?;
+    let key = idempotency_key(&req)?;
+    let request: CreatePaymentRequest = parse_body(&body)?;
+    let command = request.parse(merchant, key)?;
+    let (executed, created) = service.create(command).await.map_err(command_problem)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(payment_response(
+        status,
+        PaymentBody::from_stream(&executed.payment, executed.version),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureRequest {
+    #[serde(default)]
+    amount: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+async fn capture_payment(
+    req: HttpRequest,
+    caller: Caller,
+    service: web::Data<PaymentService>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
+    let scope = caller.payment_scope()?;
+    let id = payment_id(&path)?;
+    let key = idempotency_key(&req)?;
+    let request: CaptureRequest = if body.is_empty() {
+        CaptureRequest { amount: None }
+    } else {
+        parse_body(&body)?
+    };
+    let current = service.load(id, scope).await.map_err(command_problem)?;
+    let amount = match request.amount {
+        None => None,
+        Some(text) => {
+            let currency = current
+                .payment
+                .currency()
+                .ok_or_else(|| Problem::not_found("no such payment"))?;
+            let mut errors = Vec::new();
+            match parse_money(&text, currency, "amount", &mut errors) {
+                Some(m) => Some(m),
+                None => return Err(Problem::invalid(errors)),
+            }
+        }
+    };
+    let executed = service
+        .capture(id, scope, &key, amount)
+        .await
+        .map_err(command_problem)?;
+    let status = if executed.appended > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(payment_response(
+        status,
+        PaymentBody::from_stream(&executed.payment, executed.version),
+    ))
+}
+
+#[tracing::instrument(skip_all)]
+async fn void_payment(
+    caller: Caller,
+    service: web::Data<PaymentService>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let scope = caller.payment_scope()?;
+    let id = payment_id(&path)?;
+    let executed = service.void(id, scope).await.map_err(command_problem)?;
+    Ok(payment_response(
+        StatusCode::OK,
+        PaymentBody::from_stream(&executed.payment, executed.version),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundRequest {
+    amount: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct RefundBody {
+    id: Uuid,
+    payment_id: Uuid,
+    amount: String,
+    currency: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<String>,
+    payment: PaymentBody,
+}
+
+#[tracing::instrument(skip_all)]
+async fn refund_payment(
+    req: HttpRequest,
+    caller: Caller,
+    service: web::Data<PaymentService>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
+    let scope = caller.payment_scope()?;
+    let id = payment_id(&path)?;
+    let key = idempotency_key(&req)?;
+    let request: RefundRequest = parse_body(&body)?;
+    let current = service.load(id, scope).await.map_err(command_problem)?;
+    let currency = current
+        .payment
+        .currency()
+        .ok_or_else(|| Problem::not_found("no such payment"))?;
+    let mut errors = Vec::new();
+    let amount = parse_money(&request.amount, currency, "amount", &mut errors);
+    if let Some(reason) = &request.reason {
+        if reason.chars().count() > REFUND_REASON_LEN_MAX {
+            errors.push(field(
+                "reason",
+                format!("at most {REFUND_REASON_LEN_MAX} characters"),
+            ));
+        }
+    }
+    let amount = match amount {
+        Some(amount) if errors.is_empty() => amount,
+        _ => return Err(Problem::invalid(errors)),
+    };
+    let RefundOutcome {
+        executed,
+        refund_id,
+        status,
+        failure,
+    } = service
+        .refund(id, scope, &key, amount, request.reason.clone())
+        .await
+        .map_err(command_problem)?;
+    let (http_status, text) = match status {
+        RefundStatus::Succeeded if executed.appended > 0 => (StatusCode::CREATED, "SUCCEEDED"),
+        RefundStatus::Succeeded => (StatusCode::OK, "SUCCEEDED"),
+        RefundStatus::Requested => (StatusCode::ACCEPTED, "PENDING"),
+        RefundStatus::Failed => (StatusCode::BAD_GATEWAY, "FAILED"),
+    };
+    let refund = executed.payment.refunds.get(&refund_id);
+    Ok(HttpResponse::build(http_status).json(RefundBody {
+        id: refund_id.as_uuid(),
+        payment_id: id.as_uuid(),
+        amount: refund
+            .map(|r| r.amount.amount().to_string())
+            .unwrap_or_else(|| money_text(amount.amount(), currency.code())),
+        currency: currency.code().to_owned(),
+        status: text,
+        reason: refund.and_then(|r| r.reason.clone()),
+        failure,
+        payment: PaymentBody::from_stream(&executed.payment, executed.version),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetQuery {
+    #[serde(default)]
+    min_version: Option<i64>,
+}
+
+/// Reads the status projection; with `min_version`, waits up to 2 s for the projection to
+/// catch up with a command this client just made (read-your-writes).
+#[tracing::instrument(skip_all)]
+async fn get_payment(
+    caller: Caller,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    query: web::Query<GetQuery>,
+) -> Result<HttpResponse, Problem> {
+    let scope = caller.payment_scope()?.map(|m| m.as_str());
+    let id = payment_id(&path)?.as_uuid();
+    let wanted = query.min_version.unwrap_or(0);
+    let polls_max = MIN_VERSION_WAIT_MS / MIN_VERSION_POLL_MS;
+    let mut polls = 0;
+    loop {
+        let row = status::get(&pool, id, scope).await.map_err(read_problem)?;
+        match row {
+            Some(row) if row.version >= wanted || polls >= polls_max => {
+                return Ok(HttpResponse::Ok().json(PaymentBody::from_row(&row)));
+            }
+            None if wanted == 0 || polls >= polls_max => {
+                return Err(Problem::not_found("no such payment"));
+            }
+            _ => {}
+        }
+        polls += 1;
+        tokio::time::sleep(Duration::from_millis(MIN_VERSION_POLL_MS)).await;
+    }
+}
+
+fn read_problem(error: sqlx::Error) -> Problem {
+    tracing::error!(%error, "projection read failed");
+    Problem::unavailable("the read model is unavailable; retry later")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PaymentPage {
+    data: Vec<PaymentBody>,
+    next_cursor: Option<String>,
+}
+
+fn encode_cursor(cursor: ListCursor) -> String {
+    hex::encode(format!(
+        "{}|{}",
+        cursor.created_at.timestamp_micros(),
+        cursor.payment_id
+    ))
+}
+
+fn decode_cursor(text: &str) -> Option<ListCursor> {
+    let raw = String::from_utf8(hex::decode(text).ok()?).ok()?;
+    let (micros, id) = raw.split_once('|')?;
+    Some(ListCursor {
+        created_at: DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?,
+        payment_id: Uuid::parse_str(id).ok()?,
+    })
+}
+
+#[tracing::instrument(skip_all)]
+async fn list_payments(
+    caller: Caller,
+    pool: web::Data<PgPool>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, Problem> {
+    let scope = caller.payment_scope()?.map(|m| m.as_str());
+    let mut errors = Vec::new();
+    let limit = query.limit.unwrap_or(PAGE_SIZE_DEFAULT);
+    if !(1..=PAGE_SIZE_MAX).contains(&limit) {
+        errors.push(field("limit", format!("must be 1 to {PAGE_SIZE_MAX}")));
+    }
+    let status_filter = match query.status.as_deref() {
+        None => None,
+        Some(text) => match domain::PaymentStatus::parse(text) {
+            Some(s) => Some(s.as_str()),
+            None => {
+                errors.push(field("status", "unknown status"));
+                None
+            }
+        },
+    };
+    let cursor = match query.cursor.as_deref() {
+        None => None,
+        Some(text) => {
+            let decoded = decode_cursor(text);
+            if decoded.is_none() {
+                errors.push(field("cursor", "not a cursor this API returned"));
+            }
+            decoded
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    // One more than asked tells whether another page exists.
+    let mut rows = status::list(&pool, scope, status_filter, cursor, limit + 1)
+        .await
+        .map_err(read_problem)?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = more.then(|| rows.last()).flatten().map(|row| {
+        encode_cursor(ListCursor {
+            created_at: row.created_at,
+            payment_id: row.payment_id,
+        })
+    });
+    Ok(HttpResponse::Ok().json(PaymentPage {
+        data: rows.iter().map(PaymentBody::from_row).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct EventBody {
+    sequence: i64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    data: domain::PaymentEvent,
+}
+
+/// The payment's events from the event store, in stream order.
+#[tracing::instrument(skip_all)]
+async fn payment_events(
+    caller: Caller,
+    service: web::Data<PaymentService>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let scope = caller.payment_scope()?;
+    let id = payment_id(&path)?;
+    let events = service.events(id, scope).await.map_err(command_problem)?;
+    let body: Vec<EventBody> = events
+        .into_iter()
+        .map(|(sequence, event)| EventBody {
+            sequence,
+            kind: event.name(),
+            data: event,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": body })))
+}

@@ -1,0 +1,244 @@
+//! `Application::build`: the composition root. Wires the write side (commands) and the read
+//! side (projections) to one HTTP server; binds the listen address (port 0 in tests) before
+//! anything starts, so the in-process sandbox knows where to send its webhooks.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{web, App, HttpServer};
+use commands::payments::PaymentService;
+use commands::providers::{SandboxClientConfig, SandboxProvider};
+use commands::relay::{self, RelayConfig};
+use commands::sandbox::{self, SandboxConfig, SandboxHandle};
+use projections::consumer::{self, ConsumerConfig};
+use projections::status::StatusProjection;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{ServeRole, Settings};
+use crate::problem::Problem;
+use crate::routes;
+use crate::routes::webhooks::SandboxWebhookSecret;
+
+/// Request bodies above this are refused with `413`.
+pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+
+pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The AMQP URL, for `/health`'s broker check.
+#[derive(Clone)]
+pub struct BrokerUrl(pub String);
+
+pub async fn connect_database(settings: &Settings) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(settings.db_pool_max)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&settings.database_url)
+        .await
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::migrate!("../migrations").run(pool).await
+}
+
+pub struct Application {
+    port: u16,
+    server: Option<Server>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    sandbox: Option<SandboxHandle>,
+    pool: PgPool,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let pool = connect_database(&settings).await?;
+        migrate(&pool).await?;
+        let listener = TcpListener::bind(&settings.listen_addr)?;
+        let port = listener.local_addr()?.port();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let run_api = matches!(settings.role, ServeRole::All | ServeRole::Api);
+        let run_relay = matches!(settings.role, ServeRole::All | ServeRole::Relay);
+        let run_projector = matches!(settings.role, ServeRole::All | ServeRole::Projector);
+
+        let consumer_config =
+            ConsumerConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
+        if run_relay || run_projector {
+            // Queues first: the relay publishes with `mandatory`, so an event must find them.
+            consumer::declare_topology(&consumer_config, projections::status::NAME).await?;
+        }
+        if run_projector {
+            tasks.push(tokio::spawn(consumer::run(
+                pool.clone(),
+                Arc::new(StatusProjection),
+                consumer_config,
+                shutdown_rx.clone(),
+            )));
+        }
+        if run_relay {
+            let config = RelayConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
+            tasks.push(tokio::spawn(relay::run(
+                pool.clone(),
+                config,
+                shutdown_rx.clone(),
+            )));
+        }
+
+        let mut sandbox_handle = None;
+        let mut server = None;
+        if run_api {
+            let sandbox_base_url = if settings.sandbox.in_process {
+                let webhook_host = match listener.local_addr()?.ip() {
+                    ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+                    ip => ip.to_string(),
+                };
+                let handle = sandbox::start(
+                    TcpListener::bind("127.0.0.1:0")?,
+                    SandboxConfig {
+                        api_key: settings.sandbox.api_key.clone(),
+                        webhook_url: format!("http://{webhook_host}:{port}/v1/webhooks/sandbox"),
+                        webhook_secret: settings.sandbox.webhook_secret.clone(),
+                        webhook_delay_ms: settings.sandbox.webhook_delay_ms,
+                    },
+                )
+                .await?;
+                let url = format!("http://{}", handle.addr());
+                sandbox_handle = Some(handle);
+                url
+            } else {
+                settings.sandbox.base_url.clone()
+            };
+            let provider = SandboxProvider::new(SandboxClientConfig {
+                base_url: sandbox_base_url,
+                api_key: settings.sandbox.api_key.clone(),
+                timeout_ms: settings.sandbox.timeout_ms,
+            })?;
+            let service = web::Data::new(PaymentService::new(pool.clone(), Arc::new(provider)));
+            let pool_data = web::Data::new(pool.clone());
+            let broker = web::Data::new(BrokerUrl(settings.amqp_url.clone()));
+            let secret = web::Data::new(SandboxWebhookSecret(
+                settings.sandbox.webhook_secret.as_bytes().to_vec(),
+            ));
+            let http = HttpServer::new(move || {
+                App::new()
+                    .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
+                    .wrap(tracing_actix())
+                    .app_data(web::PayloadConfig::new(BODY_BYTES_MAX))
+                    .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                        Problem::invalid(vec![crate::problem::FieldError {
+                            field: "query".into(),
+                            message: error.to_string(),
+                        }])
+                        .into()
+                    }))
+                    .app_data(service.clone())
+                    .app_data(pool_data.clone())
+                    .app_data(broker.clone())
+                    .app_data(secret.clone())
+                    .configure(routes::health::configure)
+                    .configure(routes::payments::configure)
+                    .configure(routes::webhooks::configure)
+            })
+            .listen(listener)?
+            .shutdown_timeout(5)
+            .run();
+            server = Some(http);
+        }
+        Ok(Application {
+            port,
+            server,
+            shutdown,
+            tasks,
+            sandbox: sandbox_handle,
+            pool,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves until the server stops (signal) or, without an API, until Ctrl-C; then stops
+    /// the background tasks cleanly.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Application {
+            server,
+            shutdown,
+            tasks,
+            sandbox,
+            ..
+        } = self;
+        let result = match server {
+            Some(server) => server.await,
+            None => tokio::signal::ctrl_c().await,
+        };
+        let _sent = shutdown.send(true);
+        for task in tasks {
+            let _joined = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        if let Some(sandbox) = sandbox {
+            sandbox.stop().await;
+        }
+        result
+    }
+}
+
+fn tracing_actix() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new("%r %s %Dms").exclude("/health")
+}
+
+/// Errors actix produces itself (unknown route, wrong method, body too large, bad path)
+/// come out as plain text; give them the problem+json shape every other error has.
+fn problem_for_bare_errors<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>>
+where
+    B: actix_web::body::MessageBody + 'static,
+{
+    let is_problem = res
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let problem = match status.as_u16() {
+        404 => Problem::not_found("no such resource"),
+        405 => Problem::new(
+            status,
+            "method-not-allowed",
+            "Method not allowed",
+            "this resource does not take that method",
+        ),
+        413 => Problem::new(
+            status,
+            "body-too-large",
+            "Body too large",
+            format!("request bodies are limited to {BODY_BYTES_MAX} bytes"),
+        ),
+        s if s < 500 => Problem::bad_request(status.canonical_reason().unwrap_or("bad request")),
+        _ => Problem::new(
+            status,
+            "internal",
+            "Internal error",
+            "the request could not be completed",
+        ),
+    };
+    let (req, _) = res.into_parts();
+    let response = actix_web::ResponseError::error_response(&problem);
+    Ok(ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(req, response).map_into_right_body(),
+    ))
+}

@@ -1,0 +1,332 @@
+//! The outbox relay: publishes every committed event, in one gap-safe total order, to the
+//! RabbitMQ topic exchange, and advances its checkpoint only after the broker confirmed.
+//!
+//! Order is `(transaction_id, global_position)`, read only below the oldest transaction still
+//! running (`pg_snapshot_xmin`): an event inserted by a transaction that commits late has a
+//! transaction id at or above that horizon, so it is read after it commits instead of being
+//! skipped (a plain `global_position > last` cursor would skip it).
+//!
+//! Exactly one relay publishes: it holds a session advisory lock on the connection it reads
+//! and checkpoints with, so losing that connection loses leadership and stops its writes.
+
+use std::time::Duration;
+
+use domain::published::events_exchange;
+use domain::PublishedEvent;
+use futures::future::join_all;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgListener, PgPool};
+use sqlx::{Postgres, Row};
+use tokio::sync::watch;
+
+/// Advisory lock key of the relay leader ("payledgr" in ASCII).
+const RELAY_LOCK_KEY: i64 = 0x7061_796c_6564_6772;
+pub const NOTIFY_CHANNEL: &str = "payledger_events";
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub amqp_url: String,
+    pub amqp_prefix: String,
+    /// Events read, published and confirmed as one unit.
+    pub batch_size_max: i64,
+    /// Poll interval when no NOTIFY arrives (NOTIFY is only a hint).
+    pub poll_interval_ms: u64,
+    /// Pause before retrying after a broker or database failure.
+    pub retry_delay_ms: u64,
+    /// How long a stand-by waits before trying to take the leadership again.
+    pub standby_retry_ms: u64,
+}
+
+impl RelayConfig {
+    pub fn new(amqp_url: String, amqp_prefix: String) -> Self {
+        Self {
+            amqp_url,
+            amqp_prefix,
+            batch_size_max: 500,
+            poll_interval_ms: 250,
+            retry_delay_ms: 500,
+            standby_retry_ms: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("broker refused event {message_id}: {reason}")]
+    NotConfirmed { message_id: String, reason: String },
+    #[error("encoding event {0}: {1}")]
+    Encoding(String, serde_json::Error),
+}
+
+/// The relay's position in the feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Checkpoint {
+    transaction_id: i64,
+    global_position: i64,
+}
+
+/// Runs until `shutdown` turns true: waits for leadership, publishes, and on any failure
+/// starts over from the stored checkpoint (at-least-once: a batch published but not yet
+/// checkpointed is published again; consumers skip the duplicates).
+pub async fn run(pool: PgPool, config: RelayConfig, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match lead(&pool, &config, &mut shutdown).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(%error, "relay stopped; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(config.retry_delay_ms)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Becomes the leader (or waits as a stand-by), then relays until shutdown or an error.
+async fn lead(
+    pool: &PgPool,
+    config: &RelayConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), RelayError> {
+    let mut conn = pool.acquire().await?;
+    loop {
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(RELAY_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        if locked {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(config.standby_retry_ms)) => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+    }
+    tracing::info!("relay is the leader");
+    let result = relay_as_leader(&mut conn, pool, config, shutdown).await;
+    // The lock goes with the session; the connection goes back to the pool without it.
+    let _unlocked = sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut *conn)
+        .await;
+    result
+}
+
+async fn relay_as_leader(
+    conn: &mut PoolConnection<Postgres>,
+    pool: &PgPool,
+    config: &RelayConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), RelayError> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(NOTIFY_CHANNEL).await?;
+    let broker = Connection::connect(&config.amqp_url, ConnectionProperties::default()).await?;
+    let channel = broker.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let exchange = events_exchange(&config.amqp_prefix);
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+
+    let mut checkpoint = load_checkpoint(conn).await?;
+    loop {
+        if *shutdown.borrow() {
+            let _closed = broker.close(200, "shutdown".into()).await;
+            return Ok(());
+        }
+        let batch = read_batch(conn, checkpoint, config.batch_size_max).await?;
+        if let Some(last) = batch.last() {
+            publish_batch(&channel, &exchange, &batch).await?;
+            let next = Checkpoint {
+                transaction_id: last.transaction_id,
+                global_position: last.event.global_position,
+            };
+            assert!(
+                (next.transaction_id, next.global_position)
+                    > (checkpoint.transaction_id, checkpoint.global_position),
+                "relay checkpoint must only move forward"
+            );
+            store_checkpoint(conn, next, batch.len()).await?;
+            checkpoint = next;
+            if batch.len() as i64 == config.batch_size_max {
+                continue; // more is waiting: do not sleep
+            }
+        }
+        tokio::select! {
+            notification = listener.recv() => { notification?; }
+            _ = tokio::time::sleep(Duration::from_millis(config.poll_interval_ms)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+struct FeedRow {
+    transaction_id: i64,
+    event: PublishedEvent,
+}
+
+async fn load_checkpoint(conn: &mut PoolConnection<Postgres>) -> Result<Checkpoint, RelayError> {
+    let row = sqlx::query(
+        "SELECT last_transaction_id::text::bigint AS tx, last_global_position AS pos
+           FROM relay_checkpoint WHERE id = 1",
+    )
+    .fetch_one(&mut **conn)
+    .await?;
+    Ok(Checkpoint {
+        transaction_id: row.try_get("tx")?,
+        global_position: row.try_get("pos")?,
+    })
+}
+
+#[tracing::instrument(level = "debug", skip(conn))]
+async fn store_checkpoint(
+    conn: &mut PoolConnection<Postgres>,
+    checkpoint: Checkpoint,
+    published: usize,
+) -> Result<(), RelayError> {
+    sqlx::query(
+        "UPDATE relay_checkpoint
+            SET last_transaction_id = $1::text::xid8, last_global_position = $2,
+                published_total = published_total + $3, updated_at = now()
+          WHERE id = 1",
+    )
+    .bind(checkpoint.transaction_id.to_string())
+    .bind(checkpoint.global_position)
+    .bind(published as i64)
+    .execute(&mut **conn)
+    .await?;
+    Ok(())
+}
+
+/// The next events in commit-safe order: only transactions below the snapshot's xmin, which
+/// have all ended, so nothing can still appear before the last row returned.
+async fn read_batch(
+    conn: &mut PoolConnection<Postgres>,
+    after: Checkpoint,
+    limit: i64,
+) -> Result<Vec<FeedRow>, RelayError> {
+    let rows = sqlx::query(
+        "SELECT global_position, transaction_id::text::bigint AS tx, aggregate_type,
+                aggregate_id, sequence, event_type, event_version, payload, metadata,
+                recorded_at
+           FROM events
+          WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY transaction_id, global_position
+          LIMIT $3",
+    )
+    .bind(after.transaction_id.to_string())
+    .bind(after.global_position)
+    .bind(limit)
+    .fetch_all(&mut **conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(FeedRow {
+                transaction_id: row.try_get("tx")?,
+                event: published_event_from_row(row)?,
+            })
+        })
+        .collect()
+}
+
+/// Builds the wire form from a row of `events` (shared with readers of the store).
+pub fn published_event_from_row(
+    row: &sqlx::postgres::PgRow,
+) -> Result<PublishedEvent, sqlx::Error> {
+    Ok(PublishedEvent {
+        global_position: row.try_get("global_position")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
+/// Publishes the whole batch, then waits for every confirm: waiting one by one caps out at a
+/// few hundred messages a second. `mandatory` makes an unroutable event (no queue bound yet)
+/// a failure instead of a silent drop.
+async fn publish_batch(
+    channel: &Channel,
+    exchange: &str,
+    batch: &[FeedRow],
+) -> Result<(), RelayError> {
+    let mut confirms = Vec::with_capacity(batch.len());
+    for row in batch {
+        let event = &row.event;
+        let body =
+            serde_json::to_vec(event).map_err(|e| RelayError::Encoding(event.message_id(), e))?;
+        let mut headers = FieldTable::default();
+        headers.insert(
+            ShortString::from("global_position"),
+            AMQPValue::LongLongInt(event.global_position),
+        );
+        headers.insert(
+            ShortString::from("event_type"),
+            AMQPValue::LongString(LongString::from(event.event_type.as_str())),
+        );
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2) // persistent
+            .with_content_type("application/json".into())
+            .with_message_id(event.message_id().as_str().into())
+            .with_type(event.event_type.as_str().into())
+            .with_headers(headers);
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                event.routing_key().as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &body,
+                properties,
+            )
+            .await?;
+        confirms.push((event.message_id(), confirm));
+    }
+    let (ids, futures): (Vec<_>, Vec<_>) = confirms.into_iter().unzip();
+    for (message_id, confirmation) in ids.into_iter().zip(join_all(futures).await) {
+        let confirmation = confirmation?;
+        if !confirmation.is_ack() {
+            return Err(RelayError::NotConfirmed {
+                message_id,
+                reason: "nack".into(),
+            });
+        }
+        if confirmation.take_message().is_some() {
+            return Err(RelayError::NotConfirmed {
+                message_id,
+                reason: "unroutable: no queue is bound to the exchange".into(),
+            });
+        }
+    }
+    Ok(())
+}
