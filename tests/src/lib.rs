@@ -1,1 +1,249 @@
+//! Test harness: each test gets its own database and its own RabbitMQ names, and a real
+//! payledger (HTTP server, in-process sandbox provider, relay, status projector) on port 0.
 
+use std::time::{Duration, Instant};
+
+use api::auth::{create_key, Role};
+use api::config::{ServeRole, Settings};
+use api::Application;
+use domain::MerchantId;
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+pub const MERCHANT: &str = "merchant-a";
+
+fn base_settings() -> Settings {
+    let mut settings = Settings::from_env();
+    settings.listen_addr = "127.0.0.1:0".into();
+    settings.sandbox.in_process = true;
+    settings.sandbox.webhook_delay_ms = 5;
+    settings.db_pool_max = 12;
+    settings
+}
+
+/// Creates an empty database next to `DATABASE_URL`'s and returns its URL.
+pub async fn fresh_database(base_url: &str) -> (String, String) {
+    let name = format!("t_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(base_url)
+        .await
+        .expect("DATABASE_URL must point at a running PostgreSQL (make services)");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    let (prefix, _) = base_url
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database name");
+    (format!("{prefix}/{name}"), name)
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub http: reqwest::Client,
+    pub checkout_key: String,
+    pub admin_key: String,
+    pub settings: Settings,
+    shutdown: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.shutdown.take() {
+            server.abort();
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with_role(ServeRole::All).await
+}
+
+/// Starts payledger in `role` on a fresh database; tests that control the relay themselves
+/// start it with `ServeRole::Api` plus their own projector/relay.
+pub async fn spawn_app_with_role(role: ServeRole) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        api::telemetry::init(false);
+    }
+    let mut settings = base_settings();
+    let (url, name) = fresh_database(&settings.database_url).await;
+    settings.database_url = url;
+    settings.amqp_prefix = format!("test.{name}");
+    settings.role = role;
+    spawn_with_settings(settings).await
+}
+
+pub async fn spawn_with_settings(settings: Settings) -> TestApp {
+    let app = Application::build(settings.clone())
+        .await
+        .expect("application starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let pool = app.pool().clone();
+    let server = tokio::spawn(app.run_until_stopped());
+    let merchant = MerchantId::parse(MERCHANT).expect("merchant id");
+    let checkout_key = create_key(&pool, Role::Checkout, Some(&merchant))
+        .await
+        .expect("checkout key");
+    let admin_key = create_key(&pool, Role::Admin, None)
+        .await
+        .expect("admin key");
+    TestApp {
+        address,
+        pool,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client"),
+        checkout_key,
+        admin_key,
+        settings,
+        shutdown: Some(server),
+    }
+}
+
+pub fn payment_body(
+    amount: &str,
+    currency: &str,
+    reference: &str,
+    token: &str,
+    capture: &str,
+) -> Value {
+    json!({
+        "amount": amount,
+        "currency": currency,
+        "reference": reference,
+        "payment_method": {"type": "CARD", "token": token},
+        "capture": capture,
+    })
+}
+
+impl TestApp {
+    pub async fn key_for(&self, merchant: &str) -> String {
+        let merchant = MerchantId::parse(merchant).expect("merchant id");
+        create_key(&self.pool, Role::Checkout, Some(&merchant))
+            .await
+            .expect("checkout key")
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        key: &str,
+        idempotency_key: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.post_raw(
+            path,
+            key,
+            idempotency_key,
+            serde_json::to_vec(body).expect("json"),
+        )
+        .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        key: &str,
+        idempotency_key: Option<&str>,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}{}", self.address, path))
+            .bearer_auth(key)
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(k) = idempotency_key {
+            request = request.header("Idempotency-Key", k);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{}", self.address, path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Creates a payment and returns its JSON (asserting `201`).
+    pub async fn create_payment(&self, idempotency_key: &str, body: &Value) -> Value {
+        let response = self
+            .post(
+                "/v1/payments",
+                &self.checkout_key,
+                Some(idempotency_key),
+                body,
+            )
+            .await;
+        let status = response.status();
+        let json: Value = response.json().await.expect("json body");
+        assert_eq!(status, 201, "create payment: {json}");
+        json
+    }
+
+    /// Polls the status projection until the payment shows `status` (or 10 s pass).
+    pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let response = self
+                .get(&format!("/v1/payments/{id}"), &self.checkout_key)
+                .await;
+            if response.status() == 200 {
+                let json: Value = response.json().await.expect("json");
+                if json["status"] == status {
+                    return json;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "payment {id} never reached {status}: {json}"
+                );
+            } else {
+                assert!(
+                    Instant::now() < deadline,
+                    "payment {id} never appeared: {}",
+                    response.status()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The payment as the projection shows it once it has caught up with `version`.
+    pub async fn read_at_least(&self, id: &str, version: i64) -> Value {
+        let response = self
+            .get(
+                &format!("/v1/payments/{id}?min_version={version}"),
+                &self.checkout_key,
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let json: Value = response.json().await.expect("json");
+        assert!(
+            json["version"].as_i64() >= Some(version),
+            "projection behind: {json}"
+        );
+        json
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count events")
+    }
+
+    pub async fn event_types(&self, payment_id: &str) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+        )
+        .bind(payment_id)
+        .fetch_all(&self.pool)
+        .await
+        .expect("event types")
+    }
+}
