@@ -17,14 +17,15 @@ use futures::future::join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgListener, PgPool};
-use sqlx::{Postgres, Row};
+use sqlx::{ConnectOptions, Connection as _, PgConnection, Row};
 use tokio::sync::watch;
 
 /// Advisory lock key of the relay leader ("payledgr" in ASCII).
 const RELAY_LOCK_KEY: i64 = 0x7061_796c_6564_6772;
 pub const NOTIFY_CHANNEL: &str = "payledger_events";
+/// How the relay's session shows in `pg_stat_activity`.
+pub const RELAY_APPLICATION_NAME: &str = "payledger-relay";
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -99,11 +100,19 @@ async fn lead(
     config: &RelayConfig,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), RelayError> {
-    let mut conn = pool.acquire().await?;
+    // A dedicated connection, not a pooled one: when this relay dies its socket closes and
+    // PostgreSQL releases the lock; a pooled connection would keep it for the next borrower.
+    let mut conn = pool
+        .connect_options()
+        .as_ref()
+        .clone()
+        .application_name(RELAY_APPLICATION_NAME)
+        .connect()
+        .await?;
     loop {
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(RELAY_LOCK_KEY)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut conn)
             .await?;
         if locked {
             break;
@@ -118,15 +127,13 @@ async fn lead(
     }
     tracing::info!("relay is the leader");
     let result = relay_as_leader(&mut conn, pool, config, shutdown).await;
-    // The lock goes with the session; the connection goes back to the pool without it.
-    let _unlocked = sqlx::query("SELECT pg_advisory_unlock_all()")
-        .execute(&mut *conn)
-        .await;
+    // Closing the session releases the lock.
+    let _closed = conn.close().await;
     result
 }
 
 async fn relay_as_leader(
-    conn: &mut PoolConnection<Postgres>,
+    conn: &mut PgConnection,
     pool: &PgPool,
     config: &RelayConfig,
     shutdown: &mut watch::Receiver<bool>,
@@ -188,12 +195,12 @@ struct FeedRow {
     event: PublishedEvent,
 }
 
-async fn load_checkpoint(conn: &mut PoolConnection<Postgres>) -> Result<Checkpoint, RelayError> {
+async fn load_checkpoint(conn: &mut PgConnection) -> Result<Checkpoint, RelayError> {
     let row = sqlx::query(
         "SELECT last_transaction_id::text::bigint AS tx, last_global_position AS pos
            FROM relay_checkpoint WHERE id = 1",
     )
-    .fetch_one(&mut **conn)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(Checkpoint {
         transaction_id: row.try_get("tx")?,
@@ -203,7 +210,7 @@ async fn load_checkpoint(conn: &mut PoolConnection<Postgres>) -> Result<Checkpoi
 
 #[tracing::instrument(level = "debug", skip(conn))]
 async fn store_checkpoint(
-    conn: &mut PoolConnection<Postgres>,
+    conn: &mut PgConnection,
     checkpoint: Checkpoint,
     published: usize,
 ) -> Result<(), RelayError> {
@@ -216,7 +223,7 @@ async fn store_checkpoint(
     .bind(checkpoint.transaction_id.to_string())
     .bind(checkpoint.global_position)
     .bind(published as i64)
-    .execute(&mut **conn)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -224,7 +231,7 @@ async fn store_checkpoint(
 /// The next events in commit-safe order: only transactions below the snapshot's xmin, which
 /// have all ended, so nothing can still appear before the last row returned.
 async fn read_batch(
-    conn: &mut PoolConnection<Postgres>,
+    conn: &mut PgConnection,
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<FeedRow>, RelayError> {
@@ -241,7 +248,7 @@ async fn read_batch(
     .bind(after.transaction_id.to_string())
     .bind(after.global_position)
     .bind(limit)
-    .fetch_all(&mut **conn)
+    .fetch_all(&mut *conn)
     .await?;
     rows.iter()
         .map(|row| {

@@ -1,0 +1,69 @@
+//! Fifty concurrent refunds of one payment can never refund more than was captured.
+
+use e2e::{payment_body, spawn_app};
+use futures::future::join_all;
+use serde_json::json;
+
+#[tokio::test]
+async fn fifty_concurrent_tenth_refunds_refund_exactly_the_captured_amount() {
+    let app = spawn_app().await;
+    let created = app
+        .create_payment(
+            "k-conc",
+            &payment_body(
+                "1000.00",
+                "USD",
+                "order-c",
+                "tok_sandbox_approved",
+                "automatic",
+            ),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&id, "APPROVED").await;
+
+    let path = format!("/v1/payments/{id}/refunds");
+    let attempts = (0..50).map(|i| {
+        let app = &app;
+        let path = path.clone();
+        async move {
+            let response = app
+                .post(
+                    &path,
+                    &app.checkout_key,
+                    Some(&format!("refund-{i}")),
+                    &json!({"amount": "100.00"}),
+                )
+                .await;
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (status, body)
+        }
+    });
+    let results = join_all(attempts).await;
+    let succeeded = results.iter().filter(|(s, _)| *s == 201).count();
+    let refused: Vec<_> = results.iter().filter(|(s, _)| *s != 201).collect();
+    assert_eq!(succeeded, 10, "exactly ten tenths fit: {results:?}");
+    assert_eq!(refused.len(), 40);
+    for (status, body) in refused {
+        assert!(
+            *status == 422 || *status == 409,
+            "refused refunds are refused, not failed: {status} {body}"
+        );
+    }
+
+    let events = app.event_types(&id).await;
+    assert_eq!(
+        events.iter().filter(|t| *t == "RefundRequested").count(),
+        10
+    );
+    assert_eq!(
+        events.iter().filter(|t| *t == "PaymentRefunded").count(),
+        10
+    );
+    let last_version = events.len() as i64;
+    let view = app.read_at_least(&id, last_version).await;
+    assert_eq!(view["status"], "REFUNDED");
+    assert_eq!(view["refunded_amount"], "1000.00");
+    assert_eq!(view["captured_amount"], "1000.00");
+}
