@@ -237,7 +237,11 @@ impl Payment {
                 if self.provider_events.contains(&provider_event_id) {
                     return Ok(vec![]);
                 }
-                if self.status != PaymentStatus::Pending {
+                // An authorization without capture only makes sense for manual capture: an
+                // automatic payment left AUTHORIZED would wait for a capture nobody sends.
+                if self.status != PaymentStatus::Pending
+                    || self.capture_mode != Some(CaptureMode::Manual)
+                {
                     return Err(self.refuse("authorize"));
                 }
                 self.provider_amount_matches(amount)?;
@@ -258,7 +262,11 @@ impl Payment {
                 if self.provider_events.contains(&provider_event_id) {
                     return Ok(vec![]);
                 }
-                if self.status != PaymentStatus::Pending {
+                // A manual-capture payment is captured by the merchant (`Capture`), never by
+                // the provider's say-so.
+                if self.status != PaymentStatus::Pending
+                    || self.capture_mode != Some(CaptureMode::Automatic)
+                {
                     return Err(self.refuse("approve"));
                 }
                 self.provider_amount_matches(amount)?;

@@ -1242,3 +1242,19 @@ fn events_name_themselves_and_carry_the_schema_version() {
     assert_eq!(event.provider_event_id(), Some("evt-approve"));
     assert_eq!(captured(capture_id(1), full()).provider_event_id(), None);
 }
+
+// Capture mode ----------------------------------------------------------------------------------
+
+#[test]
+fn an_automatic_capture_payment_cannot_be_authorized_only() {
+    given(vec![initiated(CaptureMode::Automatic)])
+        .when(authorize("evt-a", full()))
+        .then_expect_error(invalid("authorize", PaymentStatus::Pending));
+}
+
+#[test]
+fn a_manual_capture_payment_is_not_captured_by_the_provider() {
+    given(vec![initiated(CaptureMode::Manual)])
+        .when(approve("evt-a", full()))
+        .then_expect_error(invalid("approve", PaymentStatus::Pending));
+}
