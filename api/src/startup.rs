@@ -205,12 +205,15 @@ fn problem_for_bare_errors<B>(
 where
     B: actix_web::body::MessageBody + 'static,
 {
-    let is_problem = res
+    // Our handlers answer JSON (problem+json, or /health's report): leave those alone.
+    let is_json = res
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/problem+json"));
-    if is_problem {
+        .is_some_and(|v| {
+            v.starts_with("application/problem+json") || v.starts_with("application/json")
+        });
+    if is_json {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

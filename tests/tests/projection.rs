@@ -1,0 +1,196 @@
+//! The status projection's delivery discipline, driven directly: gaps are filled from the
+//! event store, redeliveries are skipped, poison goes to the dead-letter queue, and /health
+//! reports a broker that is down.
+
+use std::time::{Duration, Instant};
+
+use api::config::ServeRole;
+use e2e::{payment_body, spawn_app, spawn_app_with_role, spawn_with_settings};
+use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use projections::apply::{apply_event, Applied};
+use projections::event_source::aggregate_events;
+use projections::status::StatusProjection;
+use serde_json::json;
+
+async fn wait_for_events(app: &e2e::TestApp, id: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.event_types(id).await.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "payment {id} never reached {count} events"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_gap_is_filled_from_the_store_and_redeliveries_are_skipped() {
+    // API only: nothing consumes, so the test delivers events itself, out of order.
+    let app = spawn_app_with_role(ServeRole::Api).await;
+    let created = app
+        .create_payment(
+            "k-gap",
+            &payment_body("90.00", "USD", "gap", "tok_sandbox_approved", "automatic"),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    wait_for_events(&app, &id, 2).await;
+    let refund = app
+        .post(
+            &format!("/v1/payments/{id}/refunds"),
+            &app.checkout_key,
+            Some("r"),
+            &json!({"amount": "30.00"}),
+        )
+        .await;
+    assert_eq!(refund.status(), 201);
+
+    let mut conn = app.pool.acquire().await.unwrap();
+    let events = aggregate_events(&mut conn, "Payment", &id, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 4);
+
+    // Only the last event arrives: the three before it come from the store.
+    let applied = apply_event(&app.pool, &StatusProjection, &events[3])
+        .await
+        .unwrap();
+    assert_eq!(applied, Applied::Events(4));
+    let row = projections::status::get(&app.pool, id.parse().unwrap(), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.version, row.status.as_str()),
+        (4, "PARTIALLY_REFUNDED")
+    );
+    assert_eq!(row.refunded_amount.to_string(), "30.00");
+
+    // Late and repeated deliveries change nothing.
+    for event in [&events[1], &events[3], &events[0]] {
+        assert_eq!(
+            apply_event(&app.pool, &StatusProjection, event)
+                .await
+                .unwrap(),
+            Applied::Duplicate
+        );
+    }
+    let again = projections::status::get(&app.pool, id.parse().unwrap(), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, row);
+    let applied_total: i64 = sqlx::query_scalar(
+        "SELECT applied_total FROM projection_progress WHERE projection = 'status'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(applied_total, 4);
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_and_the_rest_keep_flowing() {
+    let app = spawn_app().await;
+    let prefix = &app.settings.amqp_prefix;
+    let broker = Connection::connect(&app.settings.amqp_url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = broker.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirm = channel
+        .basic_publish(
+            format!("{prefix}.events").as_str().into(),
+            "payment.PaymentApproved".into(),
+            BasicPublishOptions::default(),
+            b"{not an event",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack());
+
+    let created = app
+        .create_payment(
+            "k-after",
+            &payment_body(
+                "5.00",
+                "USD",
+                "after-poison",
+                "tok_sandbox_approved",
+                "automatic",
+            ),
+        )
+        .await;
+    app.wait_for_status(created["id"].as_str().unwrap(), "APPROVED")
+        .await;
+
+    let dead_letter_queue = format!("{prefix}.status.dead-letter");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let message = loop {
+        if let Some(message) = channel
+            .basic_get(
+                dead_letter_queue.as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()
+        {
+            break message;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached {dead_letter_queue}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(message.delivery.data, b"{not an event");
+}
+
+#[tokio::test]
+async fn health_reports_lag_and_answers_503_when_the_broker_is_down() {
+    let app = spawn_app().await;
+    let created = app
+        .create_payment(
+            "k-h",
+            &payment_body("5.00", "USD", "health", "tok_sandbox_approved", "automatic"),
+        )
+        .await;
+    app.wait_for_status(created["id"].as_str().unwrap(), "APPROVED")
+        .await;
+    let health = app
+        .http
+        .get(format!("{}/health", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["broker"], "ok");
+    assert_eq!(body["relay"]["published_total"], 2);
+    assert_eq!(body["projections"][0]["projection"], "status");
+    assert_eq!(body["projections"][0]["events_behind"], 0);
+
+    // The same database, but a broker address where nothing listens.
+    let mut settings = app.settings.clone();
+    settings.role = ServeRole::Api;
+    settings.amqp_url = "amqp://guest:guest@127.0.0.1:9/%2f".into();
+    let broken = spawn_with_settings(settings).await;
+    let health = broken
+        .http
+        .get(format!("{}/health", broken.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["broker"], "down");
+    assert_eq!(body["database"], "ok");
+}
