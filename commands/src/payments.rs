@@ -16,13 +16,13 @@ use cqrs_es::{AggregateError, EventStore};
 use domain::payment::RefundStatus;
 use domain::{
     CaptureId, CaptureMode, IdempotencyKey, MerchantId, Money, Payment, PaymentCommand,
-    PaymentError, PaymentEvent, PaymentId, PaymentMethodType, PaymentStatus, Reference, RefundId,
+    PaymentError, PaymentEvent, PaymentId, PaymentStatus, Reference, RefundId,
 };
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
-use crate::providers::{CreateTransaction, PaymentProvider, ProviderError};
+use crate::providers::{CreateTransaction, PaymentMethodDetails, PaymentProvider, ProviderError};
 use crate::store::{payment_store, PaymentStore};
 use crate::stripes::Stripes;
 
@@ -69,10 +69,11 @@ pub struct CreatePayment {
     pub idempotency_key: IdempotencyKey,
     pub reference: Reference,
     pub amount: Money,
-    pub payment_method: PaymentMethodType,
-    /// The provider's payment-method token. Never logged, never stored in an event.
-    pub token: String,
+    /// The method with what the provider needs (tokens, ids): never logged, never stored in
+    /// an event; only its type is.
+    pub payment_method: PaymentMethodDetails,
     pub capture_mode: CaptureMode,
+    pub customer_email: Option<String>,
 }
 
 impl std::fmt::Debug for CreatePayment {
@@ -81,7 +82,7 @@ impl std::fmt::Debug for CreatePayment {
             .field("merchant_id", &self.merchant_id)
             .field("reference", &self.reference)
             .field("amount", &self.amount)
-            .field("payment_method", &self.payment_method)
+            .field("payment_method", &self.payment_method.kind())
             .field("capture_mode", &self.capture_mode)
             .finish_non_exhaustive()
     }
@@ -89,18 +90,18 @@ impl std::fmt::Debug for CreatePayment {
 
 impl CreatePayment {
     /// Digest of everything the request asked for: the same key with another body is refused.
-    /// The token enters only as its own digest.
+    /// Tokens and personal ids enter only as their digest.
     pub fn fingerprint(&self) -> String {
-        let token_digest = hex::encode(Sha256::digest(self.token.as_bytes()));
+        let method_digest = hex::encode(Sha256::digest(self.payment_method.canonical().as_bytes()));
         let canonical = format!(
             "v1\n{}\n{}\n{}\n{}\n{}\n{:?}\n{}",
             self.merchant_id,
             self.reference,
             self.amount.amount(),
             self.amount.currency(),
-            self.payment_method.as_str(),
+            self.payment_method.kind().as_str(),
             self.capture_mode,
-            token_digest
+            method_digest
         );
         hex::encode(Sha256::digest(canonical.as_bytes()))
     }
@@ -254,7 +255,7 @@ impl PaymentService {
                 merchant_id: request.merchant_id.clone(),
                 reference: request.reference.clone(),
                 amount: request.amount,
-                payment_method: request.payment_method,
+                payment_method: request.payment_method.kind(),
                 capture_mode: request.capture_mode,
                 provider: self.provider.name().to_owned(),
                 request_fingerprint: fingerprint,
@@ -275,9 +276,10 @@ impl PaymentService {
             payment_id: id,
             reference: request.reference.to_string(),
             amount: request.amount,
-            method: request.payment_method,
-            token: request.token.clone(),
+            method: request.payment_method.clone(),
             capture_mode: request.capture_mode,
+            customer_email: request.customer_email.clone(),
+            return_url: None,
         };
         match self.provider.create_transaction(&call).await {
             // The outcome arrives by webhook.

@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use commands::payments::{CommandError, CreatePayment, PaymentService, RefundOutcome};
+use commands::providers::PaymentMethodDetails;
 use domain::payment::RefundStatus;
 use domain::{
     CaptureMode, Currency, IdempotencyKey, Money, PaymentError, PaymentId, PaymentMethodType,
@@ -138,12 +139,135 @@ fn parse_money(
         .ok()
 }
 
+/// Each method type takes its own fields; a field of another type is refused.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PaymentMethodRequest {
     #[serde(rename = "type")]
     kind: String,
-    token: String,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    phone_number: Option<String>,
+    #[serde(default)]
+    financial_institution_code: Option<String>,
+    #[serde(default)]
+    user_type: Option<u8>,
+    #[serde(default)]
+    user_legal_id_type: Option<String>,
+    #[serde(default)]
+    user_legal_id: Option<String>,
+}
+
+const METHOD_TEXT_LEN_MAX: usize = 64;
+
+fn bounded_text(
+    value: Option<String>,
+    name: &str,
+    len_max: usize,
+    errors: &mut Vec<FieldError>,
+) -> String {
+    match value {
+        Some(v)
+            if !v.is_empty() && v.len() <= len_max && v.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            v
+        }
+        Some(_) => {
+            errors.push(field(
+                name,
+                format!("must be 1 to {len_max} printable ASCII characters"),
+            ));
+            String::new()
+        }
+        None => {
+            errors.push(field(name, "is required for this payment method type"));
+            String::new()
+        }
+    }
+}
+
+impl PaymentMethodRequest {
+    fn parse(self, errors: &mut Vec<FieldError>) -> Option<PaymentMethodDetails> {
+        let Some(kind) = method_type(&self.kind) else {
+            errors.push(field("payment_method.type", "unknown payment method type"));
+            return None;
+        };
+        let before = errors.len();
+        let mut refuse_extra = |present: bool, name: &str| {
+            if present {
+                errors.push(field(
+                    &format!("payment_method.{name}"),
+                    format!("is not taken by payment method type {}", kind.as_str()),
+                ));
+            }
+        };
+        let card = kind == PaymentMethodType::Card;
+        let nequi = kind == PaymentMethodType::Nequi;
+        let pse = kind == PaymentMethodType::Pse;
+        refuse_extra(!card && self.token.is_some(), "token");
+        refuse_extra(!nequi && self.phone_number.is_some(), "phone_number");
+        refuse_extra(
+            !pse && self.financial_institution_code.is_some(),
+            "financial_institution_code",
+        );
+        refuse_extra(!pse && self.user_type.is_some(), "user_type");
+        refuse_extra(
+            !pse && self.user_legal_id_type.is_some(),
+            "user_legal_id_type",
+        );
+        refuse_extra(!pse && self.user_legal_id.is_some(), "user_legal_id");
+        let details = match kind {
+            PaymentMethodType::Card => PaymentMethodDetails::Card {
+                token: bounded_text(self.token, "payment_method.token", TOKEN_LEN_MAX, errors),
+            },
+            PaymentMethodType::Nequi => PaymentMethodDetails::Nequi {
+                phone_number: bounded_text(
+                    self.phone_number,
+                    "payment_method.phone_number",
+                    METHOD_TEXT_LEN_MAX,
+                    errors,
+                ),
+            },
+            PaymentMethodType::Pse => {
+                let user_type = match self.user_type {
+                    Some(t @ (0 | 1)) => t,
+                    _ => {
+                        errors.push(field(
+                            "payment_method.user_type",
+                            "must be 0 (person) or 1 (company)",
+                        ));
+                        0
+                    }
+                };
+                PaymentMethodDetails::Pse {
+                    financial_institution_code: bounded_text(
+                        self.financial_institution_code,
+                        "payment_method.financial_institution_code",
+                        METHOD_TEXT_LEN_MAX,
+                        errors,
+                    ),
+                    user_type,
+                    user_legal_id_type: bounded_text(
+                        self.user_legal_id_type,
+                        "payment_method.user_legal_id_type",
+                        METHOD_TEXT_LEN_MAX,
+                        errors,
+                    ),
+                    user_legal_id: bounded_text(
+                        self.user_legal_id,
+                        "payment_method.user_legal_id",
+                        METHOD_TEXT_LEN_MAX,
+                        errors,
+                    ),
+                }
+            }
+            PaymentMethodType::Efecty => PaymentMethodDetails::Efecty,
+            PaymentMethodType::Gcash => PaymentMethodDetails::Gcash,
+            PaymentMethodType::Maya => PaymentMethodDetails::Maya,
+        };
+        (errors.len() == before).then_some(details)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,17 +312,7 @@ impl CreatePaymentRequest {
         let reference = Reference::parse(&self.reference)
             .map_err(|e| errors.push(field("reference", e)))
             .ok();
-        let method = method_type(&self.payment_method.kind);
-        if method.is_none() {
-            errors.push(field("payment_method.type", "unknown payment method type"));
-        }
-        let token = self.payment_method.token;
-        if token.is_empty() || token.len() > TOKEN_LEN_MAX || !token.is_ascii() {
-            errors.push(field(
-                "payment_method.token",
-                format!("must be 1 to {TOKEN_LEN_MAX} ASCII characters"),
-            ));
-        }
+        let method = self.payment_method.parse(&mut errors);
         let capture_mode = match self.capture.as_deref() {
             None | Some("automatic") => Some(CaptureMode::Automatic),
             Some("manual") => Some(CaptureMode::Manual),
@@ -217,8 +331,8 @@ impl CreatePaymentRequest {
                     reference,
                     amount,
                     payment_method,
-                    token,
                     capture_mode,
+                    customer_email: None,
                 })
             }
             _ => Err(Problem::invalid(errors)),

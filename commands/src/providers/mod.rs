@@ -10,7 +10,8 @@ pub mod sandbox;
 use std::fmt;
 
 use domain::{
-    CaptureId, CaptureMode, Money, PaymentId, PaymentMethodType, ProviderFailureKind, RefundId,
+    CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodType, ProviderFailureKind,
+    RefundId,
 };
 
 pub use sandbox::{SandboxClientConfig, SandboxProvider};
@@ -29,6 +30,22 @@ pub trait PaymentProvider: Send + Sync {
     /// requested one. Defaults to every method payledger knows.
     fn payment_methods(&self) -> &'static [PaymentMethodType] {
         ALL_PAYMENT_METHODS
+    }
+
+    /// Currencies this provider settles.
+    fn currencies(&self) -> &'static [Currency] {
+        &[]
+    }
+
+    /// Whether the provider can take this method in this currency at all.
+    fn supports(&self, method: PaymentMethodType, currency: Currency) -> bool {
+        self.payment_methods().contains(&method)
+            && (self.currencies().is_empty() || self.currencies().contains(&currency))
+    }
+
+    /// Banks a PSE payment can be made from (only providers that offer PSE).
+    async fn pse_banks(&self) -> Result<Vec<PseBank>, ProviderError> {
+        Ok(Vec::new())
     }
 
     /// Starts a transaction. The answer is normally `Pending`: the outcome comes by webhook.
@@ -77,29 +94,116 @@ pub const ALL_PAYMENT_METHODS: &[PaymentMethodType] = &[
 
 /// What a provider needs to start a transaction.
 ///
-/// `token` is the customer's payment-method token: it goes to the provider and nowhere else
-/// (never into events, logs or `Debug` output; `Debug` prints it redacted).
+/// How the customer pays, with what the provider needs for that method. Tokens and personal
+/// ids go to the provider and nowhere else: `Debug` redacts them and no event stores them.
 #[derive(Clone, PartialEq, Eq)]
-pub struct CreateTransaction {
-    pub payment_id: PaymentId,
-    pub reference: String,
-    pub amount: Money,
-    pub method: PaymentMethodType,
-    pub token: String,
-    pub capture_mode: CaptureMode,
+pub enum PaymentMethodDetails {
+    /// A token from the provider's own card tokenization (or a sandbox test token).
+    Card { token: String },
+    Nequi { phone_number: String },
+    Pse {
+        financial_institution_code: String,
+        /// 0: natural person, 1: company (PSE's own codes).
+        user_type: u8,
+        user_legal_id_type: String,
+        user_legal_id: String,
+    },
+    Efecty,
+    Gcash,
+    Maya,
 }
 
-impl fmt::Debug for CreateTransaction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CreateTransaction")
-            .field("payment_id", &self.payment_id)
-            .field("reference", &self.reference)
-            .field("amount", &self.amount)
-            .field("method", &self.method)
-            .field("token", &REDACTED)
-            .field("capture_mode", &self.capture_mode)
-            .finish()
+impl PaymentMethodDetails {
+    pub fn kind(&self) -> PaymentMethodType {
+        match self {
+            PaymentMethodDetails::Card { .. } => PaymentMethodType::Card,
+            PaymentMethodDetails::Nequi { .. } => PaymentMethodType::Nequi,
+            PaymentMethodDetails::Pse { .. } => PaymentMethodType::Pse,
+            PaymentMethodDetails::Efecty => PaymentMethodType::Efecty,
+            PaymentMethodDetails::Gcash => PaymentMethodType::Gcash,
+            PaymentMethodDetails::Maya => PaymentMethodType::Maya,
+        }
     }
+
+    pub fn card_token(&self) -> Option<&str> {
+        match self {
+            PaymentMethodDetails::Card { token } => Some(token),
+            _ => None,
+        }
+    }
+
+    /// Stable text of everything the customer chose, for the request fingerprint (callers
+    /// hash it; it is never stored or logged as is).
+    pub fn canonical(&self) -> String {
+        match self {
+            PaymentMethodDetails::Card { token } => format!("CARD|{token}"),
+            PaymentMethodDetails::Nequi { phone_number } => format!("NEQUI|{phone_number}"),
+            PaymentMethodDetails::Pse {
+                financial_institution_code,
+                user_type,
+                user_legal_id_type,
+                user_legal_id,
+            } => format!(
+                "PSE|{financial_institution_code}|{user_type}|{user_legal_id_type}|{user_legal_id}"
+            ),
+            PaymentMethodDetails::Efecty => "EFECTY".into(),
+            PaymentMethodDetails::Gcash => "GCASH".into(),
+            PaymentMethodDetails::Maya => "MAYA".into(),
+        }
+    }
+}
+
+impl fmt::Debug for PaymentMethodDetails {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PaymentMethodDetails::Card { .. } => f
+                .debug_struct("Card")
+                .field("token", &REDACTED)
+                .finish(),
+            PaymentMethodDetails::Nequi { .. } => f
+                .debug_struct("Nequi")
+                .field("phone_number", &REDACTED)
+                .finish(),
+            PaymentMethodDetails::Pse {
+                financial_institution_code,
+                ..
+            } => f
+                .debug_struct("Pse")
+                .field("financial_institution_code", financial_institution_code)
+                .field("user_legal_id", &REDACTED)
+                .finish_non_exhaustive(),
+            other => f.write_str(other.kind().as_str()),
+        }
+    }
+}
+
+/// A request to start a transaction at a provider. The provider's reference for it is always
+/// our payment id, so every notification can name the payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateTransaction {
+    pub payment_id: PaymentId,
+    /// The merchant's order reference (informational at the provider).
+    pub reference: String,
+    pub amount: Money,
+    pub method: PaymentMethodDetails,
+    pub capture_mode: CaptureMode,
+    /// Some providers (Wompi, PayU) require a payer email.
+    pub customer_email: Option<String>,
+    /// Where a redirect flow (PSE, wallets, 3-D Secure) sends the customer back.
+    pub return_url: Option<String>,
+}
+
+/// What the customer must do before the provider can decide.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NextAction {
+    /// Open this URL (bank page for PSE, wallet authorization, 3-D Secure challenge).
+    Redirect { url: String },
+    /// Pay this code in cash (Efecty) before it expires.
+    CashCode {
+        code: String,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// Printed in place of secrets by the hand-written `Debug` impls of this module.
@@ -126,6 +230,8 @@ pub struct ProviderTransaction {
     pub captured_amount: Money,
     /// Refunded so far; zero until refunded.
     pub refunded_amount: Money,
+    /// What the customer must do, while the transaction waits for them.
+    pub next_action: Option<NextAction>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +247,12 @@ pub enum ProviderTransactionStatus {
     },
     /// The authorization was released.
     Voided,
+    /// The customer never completed it (an Efecty code or a redirect that timed out).
+    Expired,
+    /// The provider gave up on it (an error on its side, or the customer abandoned it).
+    Failed {
+        reason: String,
+    },
 }
 
 impl ProviderTransactionStatus {
@@ -151,8 +263,16 @@ impl ProviderTransactionStatus {
             ProviderTransactionStatus::Approved => "APPROVED",
             ProviderTransactionStatus::Declined { .. } => "DECLINED",
             ProviderTransactionStatus::Voided => "VOIDED",
+            ProviderTransactionStatus::Expired => "EXPIRED",
+            ProviderTransactionStatus::Failed { .. } => "FAILED",
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PseBank {
+    pub code: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,9 +359,12 @@ mod tests {
             payment_id: PaymentId::from_uuid(Uuid::nil()),
             reference: "order-1".into(),
             amount: Money::parse("10.00", Currency::USD).unwrap(),
-            method: PaymentMethodType::Card,
-            token: "tok_live_supersecret".into(),
+            method: PaymentMethodDetails::Card {
+                token: "tok_live_supersecret".into(),
+            },
             capture_mode: CaptureMode::Automatic,
+            customer_email: None,
+            return_url: None,
         };
         let printed = format!("{request:?} {request:#?}");
         assert!(!printed.contains("supersecret"), "{printed}");

@@ -250,6 +250,10 @@ impl PaymentProvider for SandboxProvider {
         Self::NAME
     }
 
+    fn payment_methods(&self) -> &'static [PaymentMethodType] {
+        &[PaymentMethodType::Card]
+    }
+
     async fn create_transaction(
         &self,
         request: &CreateTransaction,
@@ -259,8 +263,9 @@ impl PaymentProvider for SandboxProvider {
             reference: &request.reference,
             amount: request.amount.amount().to_string(),
             currency: request.amount.currency().code(),
-            method: request.method,
-            token: &request.token,
+            method: request.method.kind(),
+            // The sandbox decides by card test token; other methods have none to send.
+            token: request.method.card_token().unwrap_or(""),
             capture: request.capture_mode,
         };
         let url = self.url(&["v1", "transactions"])?;
@@ -415,6 +420,7 @@ impl TransactionBody {
             amount,
             captured_amount,
             refunded_amount,
+            next_action: None,
         })
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use domain::{
-    CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodType, ProviderFailureKind,
+    CaptureId, CaptureMode, Currency, Money, PaymentId, ProviderFailureKind,
     RefundId,
 };
 use tokio::sync::mpsc;
@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::*;
 use crate::providers::{
     CreateTransaction, PaymentProvider, ProviderTransactionStatus, SandboxClientConfig,
-    SandboxProvider,
+    PaymentMethodDetails, SandboxProvider,
 };
 use crate::webhooks::sandbox::{parse_notification, verify_signature, Outcome, SIGNATURE_HEADER};
 
@@ -176,9 +176,12 @@ fn request(token: &str, capture_mode: CaptureMode, amount: &str) -> CreateTransa
         payment_id: PaymentId::from_uuid(Uuid::new_v4()),
         reference: format!("order-{}", Uuid::new_v4().simple()),
         amount: cop(amount),
-        method: PaymentMethodType::Card,
-        token: token.into(),
+        method: PaymentMethodDetails::Card {
+            token: token.into(),
+        },
         capture_mode,
+        customer_email: None,
+        return_url: None,
     }
 }
 
