@@ -5,7 +5,11 @@
 //! later, as a signed webhook (see `crate::webhooks`); the calls here only start, query or
 //! move a transaction along.
 
+pub mod maya;
+pub mod paymongo;
+pub mod payu;
 pub mod sandbox;
+pub mod wompi;
 
 use std::fmt;
 

@@ -20,6 +20,10 @@
 
 mod delivery;
 mod ledger;
+pub mod maya;
+pub mod paymongo;
+pub mod payu;
+pub mod wompi;
 
 #[cfg(test)]
 mod tests;

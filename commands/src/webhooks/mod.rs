@@ -15,6 +15,10 @@ pub enum WebhookError {
     TooLarge { max: usize },
     #[error("webhook signature is missing or does not match")]
     InvalidSignature,
+    #[error("webhook timestamp is outside the accepted tolerance")]
+    StaleTimestamp,
+    #[error("webhook came from an address that is not an accepted source")]
+    UnknownSource,
     #[error("webhook body is not JSON of the expected shape: {0}")]
     Malformed(String),
     #[error("webhook field `{field}` {problem}")]
@@ -43,4 +47,93 @@ pub(crate) fn excerpt(text: &str, max: usize) -> String {
         out.push('…');
     }
     out
+}
+
+pub mod maya;
+pub mod paymongo;
+pub mod payu;
+pub mod wompi;
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use domain::{Money, PaymentId};
+
+/// A webhook as it arrived: the raw body (verifiers work on these bytes, never on
+/// re-serialized JSON) and what a verifier may need besides.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookRequest<'a> {
+    /// Header names in lower case.
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    /// The address the request came from (Maya is authenticated by it).
+    pub peer: Option<IpAddr>,
+    pub received_at: DateTime<Utc>,
+}
+
+impl WebhookRequest<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a provider's notification says about one of our payments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    /// Nothing decided yet (acknowledged, nothing appended).
+    Pending,
+    /// Manual capture: the amount is held.
+    Authorized { amount: Money },
+    /// Captured.
+    Approved { amount: Money },
+    Declined { reason: String },
+    /// The customer did not complete in time (an Efecty code, a redirect).
+    Expired,
+    /// The provider gave up (its error, or the customer abandoned).
+    Failed { reason: String },
+}
+
+/// A verified notification, ready to become a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderNotification {
+    pub provider: &'static str,
+    /// The provider's id for this notification: the same on every redelivery, so a
+    /// redelivery appends nothing.
+    pub event_id: String,
+    /// Every adapter sends our payment id as the provider's reference, so it comes back here.
+    pub payment_id: PaymentId,
+    pub provider_transaction_id: String,
+    pub outcome: NotificationOutcome,
+    /// The body alone is not proof (Maya does not sign): fetch the transaction from the
+    /// provider and use *its* status before appending anything.
+    pub confirm_with_provider: bool,
+}
+
+impl WebhookError {
+    /// Authentication failures answer `401`; the rest `422`, or `200` (ignored) for event
+    /// types and statuses payledger does not act on.
+    pub fn is_authentication(&self) -> bool {
+        matches!(
+            self,
+            WebhookError::InvalidSignature
+                | WebhookError::StaleTimestamp
+                | WebhookError::UnknownSource
+        )
+    }
+}
+
+/// One provider's webhook authentication and parsing.
+pub trait WebhookVerifier: Send + Sync {
+    fn provider(&self) -> &'static str;
+
+    /// `Ok(Some(_))`: a verified notification about a payment. `Ok(None)`: verified, but
+    /// nothing payledger acts on (acknowledge it). `Err(_)`: refuse it (`401` for a bad or
+    /// missing signature, a stale timestamp or an unknown source; `422` for a bad body).
+    fn verify(
+        &self,
+        request: &WebhookRequest<'_>,
+    ) -> Result<Option<ProviderNotification>, WebhookError>;
 }

@@ -1,0 +1,1 @@
+//! paymongo adapter.

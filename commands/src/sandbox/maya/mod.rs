@@ -1,0 +1,1 @@
+//! maya API emulation for the sandbox.

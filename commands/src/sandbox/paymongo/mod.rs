@@ -1,0 +1,1 @@
+//! paymongo API emulation for the sandbox.

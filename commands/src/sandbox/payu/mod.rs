@@ -1,0 +1,1 @@
+//! payu API emulation for the sandbox.

@@ -1,0 +1,1 @@
+//! wompi API emulation for the sandbox.

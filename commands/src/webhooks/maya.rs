@@ -1,0 +1,1 @@
+//! maya webhooks: signature verification and parsing.

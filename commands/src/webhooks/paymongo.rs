@@ -1,0 +1,1 @@
+//! paymongo webhooks: signature verification and parsing.

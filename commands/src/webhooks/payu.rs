@@ -1,0 +1,1 @@
+//! payu webhooks: signature verification and parsing.

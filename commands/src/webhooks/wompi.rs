@@ -1,0 +1,1 @@
+//! wompi webhooks: signature verification and parsing.
