@@ -23,6 +23,20 @@ pub struct SandboxSettings {
     pub timeout_ms: u64,
 }
 
+#[derive(Debug, Clone)]
+pub struct RoutingSettings {
+    /// Provider names in priority order (`PROVIDERS=wompi,payu,sandbox`).
+    pub providers: Vec<String>,
+    pub provider_budget_ms: u64,
+    pub breaker_failures_to_open: u32,
+    pub breaker_cool_down_ms: u64,
+    /// A fee schedule file; unset: the schedule bundled with the binary.
+    pub fees_file: Option<String>,
+    /// Payments pending longer than this are synced by the reconciler.
+    pub reconcile_after_ms: u64,
+    pub reconcile_interval_ms: u64,
+}
+
 #[derive(Clone)]
 pub struct Settings {
     pub database_url: String,
@@ -33,6 +47,7 @@ pub struct Settings {
     pub role: ServeRole,
     pub db_pool_max: u32,
     pub sandbox: SandboxSettings,
+    pub routing: RoutingSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -44,6 +59,7 @@ impl std::fmt::Debug for Settings {
             .field("role", &self.role)
             .field("db_pool_max", &self.db_pool_max)
             .field("sandbox_in_process", &self.sandbox.in_process)
+            .field("routing", &self.routing)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +97,23 @@ impl Settings {
                 ),
                 webhook_delay_ms: number("SANDBOX_WEBHOOK_DELAY_MS", 20),
                 timeout_ms: number("SANDBOX_TIMEOUT_MS", 5_000),
+            },
+            routing: RoutingSettings {
+                providers: env::var("PROVIDERS")
+                    .ok()
+                    .map(|v| {
+                        v.split(',')
+                            .map(|p| p.trim().to_owned())
+                            .filter(|p| !p.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_else(|| vec!["sandbox".to_owned()]),
+                provider_budget_ms: number("PROVIDER_BUDGET_MS", 15_000),
+                breaker_failures_to_open: number("BREAKER_FAILURES_TO_OPEN", 5) as u32,
+                breaker_cool_down_ms: number("BREAKER_COOL_DOWN_MS", 30_000),
+                fees_file: env::var("FEES_FILE").ok(),
+                reconcile_after_ms: number("RECONCILE_AFTER_MS", 15 * 60 * 1_000),
+                reconcile_interval_ms: number("RECONCILE_INTERVAL_MS", 60_000),
             },
         }
     }

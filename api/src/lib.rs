@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod config;
 pub mod problem;
+pub mod providers;
+pub mod reconciler;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -111,13 +111,60 @@ impl ResponseError for Problem {
 /// the wrong shape (missing or unknown field, a number where a string belongs) a `422`.
 pub fn json_problem(error: &serde_json::Error) -> Problem {
     use serde_json::error::Category;
+    let message = scrub_values(&error.to_string());
     match error.classify() {
         Category::Data => Problem::invalid(vec![FieldError {
             field: "body".into(),
-            message: error.to_string(),
+            message,
         }]),
         Category::Syntax | Category::Eof | Category::Io => {
-            Problem::bad_request(format!("the body is not valid JSON: {error}"))
+            Problem::bad_request(format!("the body is not valid JSON: {message}"))
         }
+    }
+}
+
+/// serde quotes the offending *value* in type errors (`invalid type: string "tok_..."`):
+/// that value may be a card token or a number, so it never goes back out. Field names in
+/// `unknown field` / `missing field` messages stay: they tell the caller what to fix.
+fn scrub_values(message: &str) -> String {
+    let is_value_error = message.starts_with("invalid type")
+        || message.starts_with("invalid value")
+        || message.starts_with("invalid length");
+    if !is_value_error {
+        return message.to_owned();
+    }
+    let Some((head, tail)) = message.split_once(", expected") else {
+        return "invalid value".to_owned();
+    };
+    let kind: String = head
+        .chars()
+        .take_while(|c| *c != '"' && *c != '`')
+        .collect();
+    let kind = kind.trim().trim_end_matches(':').trim();
+    format!("{kind}, expected{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub_values;
+
+    #[test]
+    fn type_errors_lose_the_value_and_keep_the_expectation() {
+        assert_eq!(
+            scrub_values(
+                r#"invalid type: string "tok_live_123", expected struct X at line 1 column 9"#
+            ),
+            "invalid type: string, expected struct X at line 1 column 9"
+        );
+        assert_eq!(
+            scrub_values(
+                "invalid type: integer `4111111111111111`, expected a string at line 1 column 98"
+            ),
+            "invalid type: integer, expected a string at line 1 column 98"
+        );
+        assert_eq!(
+            scrub_values("unknown field `cvv`, expected `type` or `token`"),
+            "unknown field `cvv`, expected `type` or `token`"
+        );
     }
 }

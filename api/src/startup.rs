@@ -2,6 +2,7 @@
 //! side (projections) to one HTTP server; binds the listen address (port 0 in tests) before
 //! anything starts, so the in-process sandbox knows where to send its webhooks.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +10,8 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
-use commands::payments::PaymentService;
-use commands::providers::{SandboxClientConfig, SandboxProvider};
+use commands::payments::{PaymentService, ServiceConfig};
 use commands::relay::{self, RelayConfig};
-use commands::sandbox::{self, SandboxConfig, SandboxHandle};
 use projections::consumer::{self, ConsumerConfig};
 use projections::status::StatusProjection;
 use sqlx::postgres::PgPoolOptions;
@@ -22,8 +21,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::{ServeRole, Settings};
 use crate::problem::Problem;
+use crate::providers::{self, StopEmulator};
+use crate::reconciler::{self, ReconcilerConfig};
 use crate::routes;
-use crate::routes::webhooks::SandboxWebhookSecret;
+use crate::routes::catalog::ProviderCatalog;
 
 /// Request bodies above this are refused with `413`.
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
@@ -51,7 +52,8 @@ pub struct Application {
     server: Option<Server>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    sandbox: Option<SandboxHandle>,
+    emulators: Vec<StopEmulator>,
+    emulator_urls: BTreeMap<&'static str, String>,
     pool: PgPool,
 }
 
@@ -90,41 +92,41 @@ impl Application {
             )));
         }
 
-        let mut sandbox_handle = None;
+        let mut emulators = Vec::new();
+        let mut emulator_urls = BTreeMap::new();
         let mut server = None;
         if run_api {
-            let sandbox_base_url = if settings.sandbox.in_process {
-                let webhook_host = match listener.local_addr()?.ip() {
-                    ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
-                    ip => ip.to_string(),
-                };
-                let handle = sandbox::start(
-                    TcpListener::bind("127.0.0.1:0")?,
-                    SandboxConfig {
-                        api_key: settings.sandbox.api_key.clone(),
-                        webhook_url: format!("http://{webhook_host}:{port}/v1/webhooks/sandbox"),
-                        webhook_secret: settings.sandbox.webhook_secret.clone(),
-                        webhook_delay_ms: settings.sandbox.webhook_delay_ms,
-                    },
-                )
-                .await?;
-                let url = format!("http://{}", handle.addr());
-                sandbox_handle = Some(handle);
-                url
-            } else {
-                settings.sandbox.base_url.clone()
+            let webhook_host = match listener.local_addr()?.ip() {
+                ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+                ip => ip.to_string(),
             };
-            let provider = SandboxProvider::new(SandboxClientConfig {
-                base_url: sandbox_base_url,
-                api_key: settings.sandbox.api_key.clone(),
-                timeout_ms: settings.sandbox.timeout_ms,
-            })?;
-            let service = web::Data::new(PaymentService::new(pool.clone(), Arc::new(provider)));
+            let built =
+                providers::build(&settings, &format!("http://{webhook_host}:{port}")).await?;
+            emulators = built.emulators;
+            emulator_urls = built.emulator_urls;
+            let catalog = web::Data::new(ProviderCatalog::new(built.public));
+            let fees = providers::fee_schedule(&settings)?;
+            let service = web::Data::new(PaymentService::new(
+                pool.clone(),
+                built.router,
+                Arc::new(fees),
+                ServiceConfig {
+                    provider_budget: Duration::from_millis(settings.routing.provider_budget_ms),
+                    ..ServiceConfig::default()
+                },
+            ));
+            let verifiers = web::Data::new(built.verifiers);
+            tasks.push(tokio::spawn(reconciler::run(
+                pool.clone(),
+                service.clone().into_inner(),
+                ReconcilerConfig {
+                    pending_after: Duration::from_millis(settings.routing.reconcile_after_ms),
+                    interval: Duration::from_millis(settings.routing.reconcile_interval_ms),
+                },
+                shutdown_rx.clone(),
+            )));
             let pool_data = web::Data::new(pool.clone());
             let broker = web::Data::new(BrokerUrl(settings.amqp_url.clone()));
-            let secret = web::Data::new(SandboxWebhookSecret(
-                settings.sandbox.webhook_secret.as_bytes().to_vec(),
-            ));
             let http = HttpServer::new(move || {
                 App::new()
                     .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
@@ -140,10 +142,12 @@ impl Application {
                     .app_data(service.clone())
                     .app_data(pool_data.clone())
                     .app_data(broker.clone())
-                    .app_data(secret.clone())
+                    .app_data(verifiers.clone())
+                    .app_data(catalog.clone())
                     .configure(routes::health::configure)
                     .configure(routes::payments::configure)
                     .configure(routes::webhooks::configure)
+                    .configure(routes::catalog::configure)
             })
             .listen(listener)?
             .shutdown_timeout(5)
@@ -155,7 +159,8 @@ impl Application {
             server,
             shutdown,
             tasks,
-            sandbox: sandbox_handle,
+            emulators,
+            emulator_urls,
             pool,
         })
     }
@@ -168,6 +173,11 @@ impl Application {
         &self.pool
     }
 
+    /// Base URLs of the in-process provider emulators (under `--sandbox`), by provider.
+    pub fn emulator_urls(&self) -> &BTreeMap<&'static str, String> {
+        &self.emulator_urls
+    }
+
     /// Serves until the server stops (signal) or, without an API, until Ctrl-C; then stops
     /// the background tasks cleanly.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
@@ -175,7 +185,7 @@ impl Application {
             server,
             shutdown,
             tasks,
-            sandbox,
+            emulators,
             ..
         } = self;
         let result = match server {
@@ -186,8 +196,8 @@ impl Application {
         for task in tasks {
             let _joined = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        if let Some(sandbox) = sandbox {
-            sandbox.stop().await;
+        for stop in emulators {
+            stop().await;
         }
         result
     }

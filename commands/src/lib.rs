@@ -2,8 +2,11 @@
 //! the outbox relay that publishes committed events to RabbitMQ.
 
 pub mod providers;
+pub mod breaker;
+pub mod fees;
 pub mod payments;
 pub mod relay;
+pub mod router;
 pub mod store;
 mod stripes;
 pub mod sandbox;

@@ -53,6 +53,10 @@ enum Op {
     },
     AttemptFailed(bool),
     Fail,
+    ProviderTransaction(u8),
+    Expire {
+        event: u8,
+    },
     Authorize {
         event: u8,
         amount: Amt,
@@ -119,6 +123,8 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         1 => any::<bool>().prop_map(Op::AttemptFailed),
         1 => Just(Op::Fail),
+        2 => (0u8..2).prop_map(Op::ProviderTransaction),
+        1 => (0..PROVIDER_EVENT_POOL).prop_map(|event| Op::Expire { event }),
         4 => (0..PROVIDER_EVENT_POOL, amt()).prop_map(|(event, amount)| Op::Authorize { event, amount }),
         5 => (0..PROVIDER_EVENT_POOL, amt()).prop_map(|(event, amount)| Op::Approve { event, amount }),
         1 => (0..PROVIDER_EVENT_POOL).prop_map(|event| Op::Decline { event }),
@@ -229,6 +235,16 @@ impl Ctx {
                 detail: "boom".to_owned(),
                 at,
             },
+            Op::ProviderTransaction(n) => PaymentCommand::RecordProviderTransaction {
+                provider: format!("provider-{n}"),
+                provider_transaction_id: format!("tx-{n}"),
+                next_action: None,
+                at,
+            },
+            Op::Expire { event } => PaymentCommand::Expire {
+                provider_event_id: format!("evt-{event}"),
+                at,
+            },
             Op::Fail => PaymentCommand::Fail {
                 reason: "no provider".to_owned(),
                 at,
@@ -243,6 +259,7 @@ impl Ctx {
                 provider_event_id: format!("evt-{event}"),
                 provider_transaction_id: "tx-1".to_owned(),
                 amount: self.money(amount),
+                fee: None,
                 at,
             },
             Op::Decline { event } => PaymentCommand::Decline {
@@ -254,6 +271,7 @@ impl Ctx {
             Op::Capture { capture, amount } => PaymentCommand::Capture {
                 capture_id: CaptureId::from_uuid(Uuid::from_u128(0xc00 + u128::from(*capture))),
                 amount: self.money(amount),
+                fee: None,
                 at,
             },
             Op::Void => PaymentCommand::Void { at },
@@ -331,6 +349,8 @@ fn event_money(event: &PaymentEvent) -> Option<Money> {
         | PaymentEvent::PaymentRefunded { amount, .. }
         | PaymentEvent::RefundFailed { amount, .. } => Some(*amount),
         PaymentEvent::ProviderAttemptFailed { .. }
+        | PaymentEvent::ProviderTransactionCreated { .. }
+        | PaymentEvent::PaymentExpired { .. }
         | PaymentEvent::PaymentDeclined { .. }
         | PaymentEvent::PaymentFailed { .. } => None,
     }
@@ -351,7 +371,7 @@ fn allowed_move(from: PaymentStatus, to: PaymentStatus) -> bool {
         || matches!(
             (from, to),
             (New, Pending)
-                | (Pending, Authorized | Approved | Declined | Failed)
+                | (Pending, Authorized | Approved | Declined | Failed | Expired)
                 | (Authorized, Approved | Voided)
                 | (Approved, PartiallyRefunded | Refunded)
                 | (PartiallyRefunded, Refunded)
@@ -458,7 +478,7 @@ fn check_ledger(state: &Payment, events: &[PaymentEvent]) -> Result<(), TestCase
     );
     match state.status {
         S::New => prop_assert!(false, "initiated but NEW"),
-        S::Pending | S::Declined | S::Failed => {
+        S::Pending | S::Declined | S::Failed | S::Expired => {
             prop_assert_eq!(state.authorized, zero);
             prop_assert_eq!(state.captured, zero);
         }
@@ -583,19 +603,7 @@ fn run(scenario: &Scenario) -> Result<(), TestCaseError> {
 }
 
 fn command_name(command: &PaymentCommand) -> &'static str {
-    match command {
-        PaymentCommand::Initiate { .. } => "Initiate",
-        PaymentCommand::RecordProviderAttemptFailed { .. } => "RecordProviderAttemptFailed",
-        PaymentCommand::Fail { .. } => "Fail",
-        PaymentCommand::Authorize { .. } => "Authorize",
-        PaymentCommand::Approve { .. } => "Approve",
-        PaymentCommand::Decline { .. } => "Decline",
-        PaymentCommand::Capture { .. } => "Capture",
-        PaymentCommand::Void { .. } => "Void",
-        PaymentCommand::RequestRefund { .. } => "RequestRefund",
-        PaymentCommand::CompleteRefund { .. } => "CompleteRefund",
-        PaymentCommand::FailRefund { .. } => "FailRefund",
-    }
+    command.name()
 }
 
 proptest! {

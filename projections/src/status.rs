@@ -82,102 +82,135 @@ async fn apply_status(
         .await?;
         return Ok(());
     }
-    // Every other event changes some columns of the row, always with the new version.
-    let (set, amount, text): (&str, Option<Decimal>, Option<&str>) = match payload {
+    // Every other event changes some columns of the row, always with the new version:
+    // $1 id, $2 version, $3 position, $4 time, then the event's own values from $5.
+    let update = |set: &str| {
+        format!(
+            "UPDATE payment_status
+                SET {set}, version = $2, last_global_position = $3, updated_at = $4
+              WHERE payment_id = $1"
+        )
+    };
+    let sql;
+    let query = |sql| base_update(sql, id, version, position, at);
+    let statement = match payload {
         PaymentEvent::PaymentInitiated { .. } => return Ok(()),
-        PaymentEvent::ProviderAttemptFailed { .. } => (
-            "provider_attempts_failed = provider_attempts_failed + 1",
-            None,
-            None,
-        ),
+        PaymentEvent::ProviderTransactionCreated {
+            provider,
+            provider_transaction_id,
+            next_action,
+            ..
+        } => {
+            sql = update("provider = $5, provider_transaction_id = $6, next_action = $7");
+            query(&sql)
+                .bind(provider)
+                .bind(provider_transaction_id)
+                .bind(next_action.as_ref().map(|a| sqlx::types::Json(a.clone())))
+        }
+        PaymentEvent::ProviderAttemptFailed { .. } => {
+            sql = update("provider_attempts_failed = provider_attempts_failed + 1");
+            query(&sql)
+        }
         PaymentEvent::PaymentAuthorized {
             amount,
-            provider_transaction_id,
-            ..
-        } => (
-            "status = 'AUTHORIZED', authorized_amount = $4, provider_transaction_id = $5",
-            Some(amount.amount()),
-            Some(provider_transaction_id),
-        ),
-        PaymentEvent::PaymentApproved {
-            amount,
-            provider_transaction_id,
-            capture_id,
-            ..
-        } => (
-            if capture_id.is_some() {
-                "status = 'APPROVED', captured_amount = $4, provider_transaction_id = $5"
-            } else {
-                "status = 'APPROVED', authorized_amount = $4, captured_amount = $4,
-                 provider_transaction_id = $5"
-            },
-            Some(amount.amount()),
-            Some(provider_transaction_id),
-        ),
-        PaymentEvent::PaymentDeclined {
-            reason,
+            provider,
             provider_transaction_id,
             ..
         } => {
-            sqlx::query(
-                "UPDATE payment_status
-                    SET status = 'DECLINED', failure_reason = $4, provider_transaction_id = $5,
-                        version = $2, last_global_position = $3, updated_at = $6
-                  WHERE payment_id = $1",
-            )
-            .bind(id)
-            .bind(version)
-            .bind(position)
-            .bind(reason)
-            .bind(provider_transaction_id)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            return Ok(());
+            sql = update(
+                "status = 'AUTHORIZED', authorized_amount = $5, provider = $6,
+                 provider_transaction_id = $7, next_action = NULL",
+            );
+            query(&sql)
+                .bind(amount.amount())
+                .bind(provider)
+                .bind(provider_transaction_id)
         }
-        PaymentEvent::PaymentFailed { reason, .. } => (
-            "status = 'FAILED', failure_reason = $5",
-            None,
-            Some(reason.as_str()),
-        ),
-        PaymentEvent::PaymentVoided { .. } => ("status = 'VOIDED'", None, None),
-        PaymentEvent::RefundRequested { amount, .. } => (
-            "refund_pending_amount = refund_pending_amount + $4",
-            Some(amount.amount()),
-            None,
-        ),
-        PaymentEvent::PaymentRefunded { amount, .. } => (
-            "refund_pending_amount = refund_pending_amount - $4,
-             refunded_amount = refunded_amount + $4,
-             status = CASE WHEN refunded_amount + $4 >= captured_amount
-                           THEN 'REFUNDED' ELSE 'PARTIALLY_REFUNDED' END",
-            Some(amount.amount()),
-            None,
-        ),
-        PaymentEvent::RefundFailed { amount, .. } => (
-            "refund_pending_amount = refund_pending_amount - $4",
-            Some(amount.amount()),
-            None,
-        ),
+        PaymentEvent::PaymentApproved {
+            amount,
+            provider,
+            provider_transaction_id,
+            capture_id,
+            fee,
+            ..
+        } => {
+            sql = update(if capture_id.is_some() {
+                "status = 'APPROVED', captured_amount = $5, provider = $6,
+                 provider_transaction_id = $7, fee_amount = $8, next_action = NULL"
+            } else {
+                "status = 'APPROVED', authorized_amount = $5, captured_amount = $5, provider = $6,
+                 provider_transaction_id = $7, fee_amount = $8, next_action = NULL"
+            });
+            query(&sql)
+                .bind(amount.amount())
+                .bind(provider)
+                .bind(provider_transaction_id)
+                .bind(fee.map(|f| f.amount()).unwrap_or_default())
+        }
+        PaymentEvent::PaymentDeclined {
+            reason,
+            provider,
+            provider_transaction_id,
+            ..
+        } => {
+            sql = update(
+                "status = 'DECLINED', failure_reason = $5, provider = $6,
+                 provider_transaction_id = $7, next_action = NULL",
+            );
+            query(&sql)
+                .bind(reason)
+                .bind(provider)
+                .bind(provider_transaction_id)
+        }
+        PaymentEvent::PaymentFailed { reason, .. } => {
+            sql = update("status = 'FAILED', failure_reason = $5, next_action = NULL");
+            query(&sql).bind(reason)
+        }
+        PaymentEvent::PaymentExpired { .. } => {
+            sql = update("status = 'EXPIRED', next_action = NULL");
+            query(&sql)
+        }
+        PaymentEvent::PaymentVoided { .. } => {
+            sql = update("status = 'VOIDED'");
+            query(&sql)
+        }
+        PaymentEvent::RefundRequested { amount, .. } => {
+            sql = update("refund_pending_amount = refund_pending_amount + $5");
+            query(&sql).bind(amount.amount())
+        }
+        PaymentEvent::PaymentRefunded { amount, .. } => {
+            sql = update(
+                "refund_pending_amount = refund_pending_amount - $5,
+                 refunded_amount = refunded_amount + $5,
+                 status = CASE WHEN refunded_amount + $5 >= captured_amount
+                               THEN 'REFUNDED' ELSE 'PARTIALLY_REFUNDED' END",
+            );
+            query(&sql).bind(amount.amount())
+        }
+        PaymentEvent::RefundFailed { amount, .. } => {
+            sql = update("refund_pending_amount = refund_pending_amount - $5");
+            query(&sql).bind(amount.amount())
+        }
     };
-    let sql = format!(
-        "UPDATE payment_status
-            SET {set}, version = $2, last_global_position = $3, updated_at = $6
-          WHERE payment_id = $1"
-    );
-    let updated = sqlx::query(&sql)
-        .bind(id)
-        .bind(version)
-        .bind(position)
-        .bind(amount)
-        .bind(text)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
+    let updated = statement.execute(&mut *conn).await?;
     if updated.rows_affected() != 1 {
         return Err(sqlx::Error::RowNotFound);
     }
     Ok(())
+}
+
+fn base_update(
+    sql: &str,
+    id: Uuid,
+    version: i64,
+    position: i64,
+    at: DateTime<Utc>,
+) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sql)
+        .bind(id)
+        .bind(version)
+        .bind(position)
+        .bind(at)
 }
 
 /// A row of `payment_status`.
@@ -198,6 +231,8 @@ pub struct PaymentStatusRow {
     pub payment_method_type: String,
     pub capture_mode: String,
     pub failure_reason: Option<String>,
+    pub next_action: Option<serde_json::Value>,
+    pub fee_amount: Decimal,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
@@ -205,8 +240,8 @@ pub struct PaymentStatusRow {
 
 const COLUMNS: &str = "payment_id, merchant_id, reference, status, amount, currency,
     authorized_amount, captured_amount, refunded_amount, refund_pending_amount, provider,
-    provider_transaction_id, payment_method_type, capture_mode, failure_reason, created_at,
-    updated_at, version";
+    provider_transaction_id, payment_method_type, capture_mode, failure_reason, next_action,
+    fee_amount, created_at, updated_at, version";
 
 fn from_row(row: &sqlx::postgres::PgRow) -> Result<PaymentStatusRow, sqlx::Error> {
     Ok(PaymentStatusRow {
@@ -225,6 +260,8 @@ fn from_row(row: &sqlx::postgres::PgRow) -> Result<PaymentStatusRow, sqlx::Error
         payment_method_type: row.try_get("payment_method_type")?,
         capture_mode: row.try_get("capture_mode")?,
         failure_reason: row.try_get("failure_reason")?,
+        next_action: row.try_get("next_action")?,
+        fee_amount: row.try_get("fee_amount")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         version: row.try_get("version")?,

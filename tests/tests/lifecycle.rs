@@ -77,6 +77,7 @@ async fn automatic_capture_then_partial_and_full_refund_ends_refunded() {
         types,
         [
             "PaymentInitiated",
+            "ProviderTransactionCreated",
             "PaymentApproved",
             "RefundRequested",
             "PaymentRefunded",
@@ -90,7 +91,7 @@ async fn automatic_capture_then_partial_and_full_refund_ends_refunded() {
         .iter()
         .map(|e| e["sequence"].as_i64().unwrap())
         .collect();
-    assert_eq!(sequences, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(sequences, [1, 2, 3, 4, 5, 6, 7]);
 }
 
 #[tokio::test]
@@ -162,7 +163,11 @@ async fn declined_card_ends_declined_with_the_reason() {
     assert_eq!(declined["captured_amount"], "0.00");
     assert_eq!(
         app.event_types(&id).await,
-        ["PaymentInitiated", "PaymentDeclined"]
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentDeclined"
+        ]
     );
 }
 

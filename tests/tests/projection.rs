@@ -35,7 +35,7 @@ async fn a_gap_is_filled_from_the_store_and_redeliveries_are_skipped() {
         )
         .await;
     let id = created["id"].as_str().unwrap().to_owned();
-    wait_for_events(&app, &id, 2).await;
+    wait_for_events(&app, &id, 3).await;
     let refund = app
         .post(
             &format!("/v1/payments/{id}/refunds"),
@@ -50,25 +50,25 @@ async fn a_gap_is_filled_from_the_store_and_redeliveries_are_skipped() {
     let events = aggregate_events(&mut conn, "Payment", &id, 0, 10)
         .await
         .unwrap();
-    assert_eq!(events.len(), 4);
+    assert_eq!(events.len(), 5);
 
-    // Only the last event arrives: the three before it come from the store.
-    let applied = apply_event(&app.pool, &StatusProjection, &events[3])
+    // Only the last event arrives: the four before it come from the store.
+    let applied = apply_event(&app.pool, &StatusProjection, &events[4])
         .await
         .unwrap();
-    assert_eq!(applied, Applied::Events(4));
+    assert_eq!(applied, Applied::Events(5));
     let row = projections::status::get(&app.pool, id.parse().unwrap(), None)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
         (row.version, row.status.as_str()),
-        (4, "PARTIALLY_REFUNDED")
+        (5, "PARTIALLY_REFUNDED")
     );
     assert_eq!(row.refunded_amount.to_string(), "30.00");
 
     // Late and repeated deliveries change nothing.
-    for event in [&events[1], &events[3], &events[0]] {
+    for event in [&events[1], &events[4], &events[0]] {
         assert_eq!(
             apply_event(&app.pool, &StatusProjection, event)
                 .await
@@ -87,7 +87,7 @@ async fn a_gap_is_filled_from_the_store_and_redeliveries_are_skipped() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!(applied_total, 4);
+    assert_eq!(applied_total, 5);
 }
 
 #[tokio::test]
@@ -174,7 +174,7 @@ async fn health_reports_lag_and_answers_503_when_the_broker_is_down() {
     let body: serde_json::Value = health.json().await.unwrap();
     assert_eq!(body["database"], "ok");
     assert_eq!(body["broker"], "ok");
-    assert_eq!(body["relay"]["published_total"], 2);
+    assert_eq!(body["relay"]["published_total"], 3);
     assert_eq!(body["projections"][0]["projection"], "status");
     assert_eq!(body["projections"][0]["events_behind"], 0);
 

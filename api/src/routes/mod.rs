@@ -1,3 +1,4 @@
+pub mod catalog;
 pub mod health;
 pub mod payment_body;
 pub mod payments;

@@ -15,6 +15,12 @@ pub struct PaymentMethodBody {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FeesBody {
+    pub amount: String,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PaymentBody {
     pub id: Uuid,
     pub merchant_id: String,
@@ -26,10 +32,16 @@ pub struct PaymentBody {
     pub captured_amount: String,
     pub refunded_amount: String,
     pub provider: String,
+    /// The provider's id of its transaction, once a provider took the payment.
+    pub provider_reference: Option<String>,
     pub payment_method: PaymentMethodBody,
     pub capture_mode: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// The provider's fee, fixed at approval.
+    pub fees: Option<FeesBody>,
+    /// What the customer must do (redirect, cash code) while the provider waits for them.
+    pub next_action: Option<serde_json::Value>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub version: i64,
@@ -41,6 +53,13 @@ pub fn money_text(amount: Decimal, currency: &str) -> String {
     let mut amount = amount;
     amount.rescale(scale);
     amount.to_string()
+}
+
+fn fees(captured: Decimal, fee: Decimal, currency: &str) -> Option<FeesBody> {
+    (captured > Decimal::ZERO).then(|| FeesBody {
+        amount: money_text(fee, currency),
+        currency: currency.to_owned(),
+    })
 }
 
 fn capture_mode_text(mode: Option<CaptureMode>) -> String {
@@ -73,6 +92,7 @@ impl PaymentBody {
             captured_amount: money_text(payment.captured, currency),
             refunded_amount: money_text(payment.refunded, currency),
             provider: payment.provider.clone(),
+            provider_reference: payment.provider_transaction_id.clone(),
             payment_method: PaymentMethodBody {
                 kind: payment
                     .payment_method
@@ -81,6 +101,11 @@ impl PaymentBody {
             },
             capture_mode: capture_mode_text(payment.capture_mode),
             failure_reason: payment.failure_reason.clone(),
+            fees: fees(payment.captured, payment.fee, currency),
+            next_action: payment
+                .next_action
+                .as_ref()
+                .and_then(|a| serde_json::to_value(a).ok()),
             created_at: payment.created_at,
             updated_at: payment.updated_at,
             version,
@@ -100,11 +125,14 @@ impl PaymentBody {
             captured_amount: money_text(row.captured_amount, currency),
             refunded_amount: money_text(row.refunded_amount, currency),
             provider: row.provider.clone(),
+            provider_reference: row.provider_transaction_id.clone(),
             payment_method: PaymentMethodBody {
                 kind: row.payment_method_type.clone(),
             },
             capture_mode: row.capture_mode.clone(),
             failure_reason: row.failure_reason.clone(),
+            fees: fees(row.captured_amount, row.fee_amount, currency),
+            next_action: row.next_action.clone(),
             created_at: Some(row.created_at),
             updated_at: Some(row.updated_at),
             version: row.version,

@@ -38,13 +38,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/{id}/events", web::get().to(payment_events))
             .route("/{id}/capture", web::post().to(capture_payment))
             .route("/{id}/refunds", web::post().to(refund_payment))
-            .route("/{id}/void", web::post().to(void_payment)),
+            .route("/{id}/void", web::post().to(void_payment))
+            .route("/{id}/sync", web::post().to(sync_payment)),
     );
 }
 
 /// Maps a refused or failed command to its status: one place, so every handler agrees.
 fn command_problem(error: CommandError) -> Problem {
-    match error {
+    match &error {
         CommandError::Rejected(e) => match e {
             PaymentError::NotFound | PaymentError::RefundNotFound => {
                 Problem::not_found("no such payment")
@@ -84,6 +85,13 @@ fn command_problem(error: CommandError) -> Problem {
             "Concurrent update",
             "the payment was changed concurrently; retry the request",
         ),
+        CommandError::NoProvider { .. } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no-provider",
+            "No provider takes this payment",
+            error.to_string(),
+        ),
+        CommandError::ProvidersUnavailable => Problem::unavailable(error.to_string()),
         CommandError::Provider(e) => Problem::new(
             StatusCode::BAD_GATEWAY,
             "provider-error",
@@ -112,8 +120,27 @@ fn idempotency_key(req: &HttpRequest) -> Result<IdempotencyKey, Problem> {
     })
 }
 
+/// A request body: a JSON object of exactly the expected shape. serde would also read a
+/// struct from a JSON array (by position); no request of ours has an array anywhere, so any
+/// array is refused.
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
-    serde_json::from_slice(body).map_err(|e| json_problem(&e))
+    let parsed: T = serde_json::from_slice(body).map_err(|e| json_problem(&e))?;
+    let shape: serde_json::Value = serde_json::from_slice(body).map_err(|e| json_problem(&e))?;
+    if !shape.is_object() || contains_array(&shape) {
+        return Err(Problem::invalid(vec![field(
+            "body",
+            "must be a JSON object of the documented fields (no arrays)",
+        )]));
+    }
+    Ok(parsed)
+}
+
+fn contains_array(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Array(_) => true,
+        serde_json::Value::Object(map) => map.values().any(contains_array),
+        _ => false,
+    }
 }
 
 fn payment_id(path: &str) -> Result<PaymentId, Problem> {
@@ -279,7 +306,16 @@ struct CreatePaymentRequest {
     payment_method: PaymentMethodRequest,
     #[serde(default)]
     capture: Option<String>,
+    /// The merchant's preferred provider; the router falls back to others.
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    customer_email: Option<String>,
 }
+
+/// Providers a merchant may name as its preference.
+const PROVIDER_NAMES: [&str; 5] = ["wompi", "payu", "maya", "gcash", "sandbox"];
+const EMAIL_LEN_MAX: usize = 254;
 
 fn method_type(text: &str) -> Option<PaymentMethodType> {
     [
@@ -321,6 +357,24 @@ impl CreatePaymentRequest {
                 None
             }
         };
+        if let Some(provider) = &self.provider {
+            if !PROVIDER_NAMES.contains(&provider.as_str()) {
+                errors.push(field(
+                    "provider",
+                    format!("must be one of {}", PROVIDER_NAMES.join(", ")),
+                ));
+            }
+        }
+        if let Some(email) = &self.customer_email {
+            let plausible = email.len() <= EMAIL_LEN_MAX
+                && email.bytes().all(|b| b.is_ascii_graphic())
+                && email
+                    .split_once('@')
+                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
+            if !plausible {
+                errors.push(field("customer_email", "is not an email address"));
+            }
+        }
         match (amount, reference, method, capture_mode) {
             (Some(amount), Some(reference), Some(payment_method), Some(capture_mode))
                 if errors.is_empty() =>
@@ -332,7 +386,8 @@ impl CreatePaymentRequest {
                     amount,
                     payment_method,
                     capture_mode,
-                    customer_email: None,
+                    customer_email: self.customer_email,
+                    provider_preference: self.provider,
                 })
             }
             _ => Err(Problem::invalid(errors)),
@@ -428,15 +483,40 @@ async fn capture_payment(
     ))
 }
 
+/// Void takes no fields: an empty body or `{}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VoidRequest {}
+
 #[tracing::instrument(skip_all)]
 async fn void_payment(
+    caller: Caller,
+    service: web::Data<PaymentService>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
+    let scope = caller.payment_scope()?;
+    let id = payment_id(&path)?;
+    if !body.is_empty() {
+        let _empty: VoidRequest = parse_body(&body)?;
+    }
+    let executed = service.void(id, scope).await.map_err(command_problem)?;
+    Ok(payment_response(
+        StatusCode::OK,
+        PaymentBody::from_stream(&executed.payment, executed.version),
+    ))
+}
+
+/// Asks the provider for the payment's status and appends what the ledger is missing.
+#[tracing::instrument(skip_all)]
+async fn sync_payment(
     caller: Caller,
     service: web::Data<PaymentService>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let scope = caller.payment_scope()?;
     let id = payment_id(&path)?;
-    let executed = service.void(id, scope).await.map_err(command_problem)?;
+    let executed = service.sync(id, scope).await.map_err(command_problem)?;
     Ok(payment_response(
         StatusCode::OK,
         PaymentBody::from_stream(&executed.payment, executed.version),

@@ -1,111 +1,169 @@
-//! `POST /v1/webhooks/{provider}`: provider notifications, authenticated by the provider's
-//! signature over the raw body (never re-serialized JSON). A bad signature is a `401` and
-//! appends nothing; a redelivery appends nothing and answers `200`.
+//! `POST /v1/webhooks/{provider}`: provider notifications, authenticated by each provider's
+//! own scheme over the raw body (never re-serialized JSON). A bad signature is a `401` and
+//! appends nothing; a redelivery appends nothing and answers `200`. Every delivery, good or
+//! bad, is written to the append-only `webhook_deliveries` log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use commands::payments::{CommandError, PaymentService, ProviderOutcome};
-use commands::webhooks::sandbox::{self, Outcome};
-use commands::webhooks::WebhookError;
+use chrono::Utc;
+use commands::payments::{CommandError, PaymentService};
+use commands::webhooks::deliveries::{self, DeliveryResult};
+use commands::webhooks::{WebhookRequest, WebhookVerifier};
 use domain::PaymentError;
+use sqlx::PgPool;
 
 use crate::problem::Problem;
 
-/// The sandbox's webhook secret, kept apart from other state so it is never serialized.
-#[derive(Clone)]
-pub struct SandboxWebhookSecret(pub Vec<u8>);
+/// Webhook bodies above this are refused (providers send a few KiB).
+pub const WEBHOOK_BODY_BYTES_MAX: usize = deliveries::PAYLOAD_BYTES_MAX;
+const HEADERS_MAX: usize = 64;
+
+/// The verifier of each configured provider, by name.
+#[derive(Clone, Default)]
+pub struct WebhookVerifiers(pub HashMap<&'static str, Arc<dyn WebhookVerifier>>);
+
+impl WebhookVerifiers {
+    pub fn add(&mut self, verifier: Arc<dyn WebhookVerifier>) {
+        self.0.insert(verifier.provider(), verifier);
+    }
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/webhooks/sandbox", web::post().to(sandbox_webhook))
-        .route("/v1/webhooks/{provider}", web::post().to(unknown_provider));
+    cfg.route("/v1/webhooks/{provider}", web::post().to(webhook));
 }
 
-async fn unknown_provider(path: web::Path<String>) -> Result<HttpResponse, Problem> {
-    let name: String = path
-        .chars()
-        .take(32)
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
-    Err(Problem::not_found(format!(
-        "no webhook endpoint for provider `{name}`"
-    )))
+fn response(result: DeliveryResult, version: Option<i64>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "result": result.as_str(), "version": version }))
 }
 
-#[tracing::instrument(skip_all)]
-async fn sandbox_webhook(
+#[tracing::instrument(skip_all, fields(provider))]
+async fn webhook(
     req: HttpRequest,
-    secret: web::Data<SandboxWebhookSecret>,
+    path: web::Path<String>,
+    verifiers: web::Data<WebhookVerifiers>,
     service: web::Data<PaymentService>,
+    pool: web::Data<PgPool>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    let signature = req
-        .headers()
-        .get("X-Sandbox-Signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !sandbox::verify_signature(&secret.0, &body, signature) {
-        tracing::warn!("sandbox webhook with a bad signature refused");
-        return Err(Problem::unauthorized(
-            "webhook signature is missing or does not match",
+    let Some(verifier) = verifiers.0.get(path.as_str()).cloned() else {
+        let name: String = path
+            .chars()
+            .take(32)
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        return Err(Problem::not_found(format!(
+            "no webhook endpoint for provider `{name}`"
+        )));
+    };
+    let provider = verifier.provider();
+    tracing::Span::current().record("provider", provider);
+    if body.len() > WEBHOOK_BODY_BYTES_MAX {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Body too large",
+            format!("webhook bodies are limited to {WEBHOOK_BODY_BYTES_MAX} bytes"),
         ));
     }
-    let notification = match sandbox::parse_notification(&body) {
-        Ok(n) => n,
-        Err(WebhookError::UnsupportedEventType(_) | WebhookError::UnsupportedStatus(_)) => {
-            return Ok(HttpResponse::Ok().json(serde_json::json!({"result": "ignored"})));
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .take(HEADERS_MAX)
+        .filter_map(|(n, v)| Some((n.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let peer = req.peer_addr().map(|a| a.ip());
+    let request = WebhookRequest {
+        headers: &headers,
+        body: &body,
+        peer,
+        received_at: Utc::now(),
+    };
+    let log = |valid: bool, result: DeliveryResult| {
+        let pool = pool.clone();
+        let body = body.clone();
+        async move {
+            let peer = peer.map(|p| p.to_string());
+            if let Err(error) =
+                deliveries::record(&pool, provider, valid, peer, result, &body).await
+            {
+                tracing::error!(%error, "webhook delivery log write failed");
+            }
         }
-        Err(e) => {
+    };
+    let notification = match verifier.verify(&request) {
+        Ok(Some(notification)) => notification,
+        Ok(None) => {
+            log(true, DeliveryResult::Ignored).await;
+            return Ok(response(DeliveryResult::Ignored, None));
+        }
+        Err(error) if error.is_authentication() => {
+            tracing::warn!(%error, "webhook refused");
+            log(false, DeliveryResult::Refused).await;
+            return Err(Problem::unauthorized(error.to_string()));
+        }
+        Err(error) => {
+            log(true, DeliveryResult::Refused).await;
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-webhook",
                 "Webhook not understood",
-                e.to_string(),
-            ))
+                error.to_string(),
+            ));
         }
     };
-    let outcome = match notification.outcome {
-        Outcome::Authorized { amount } => ProviderOutcome::Authorized { amount },
-        Outcome::Approved { amount } => ProviderOutcome::Approved { amount },
-        Outcome::Declined { reason } => ProviderOutcome::Declined { reason },
-    };
-    let result = service
-        .record_provider_outcome(
-            notification.payment_id,
-            notification.event_id,
-            notification.transaction_id,
-            outcome,
-        )
-        .await;
-    match result {
-        Ok(executed) => Ok(HttpResponse::Ok().json(serde_json::json!({
-            "result": if executed.appended > 0 { "recorded" } else { "duplicate" },
-            "version": executed.version,
-        }))),
+    let result = service.record_notification(notification).await;
+    let (outcome, answer) = match result {
+        Ok(executed) => {
+            let result = if executed.appended > 0 {
+                DeliveryResult::Recorded
+            } else {
+                DeliveryResult::Duplicate
+            };
+            (result, Ok(response(result, Some(executed.version))))
+        }
         // A stale notification (the payment moved on): acknowledge so the provider stops.
         Err(CommandError::Rejected(e @ PaymentError::InvalidTransition { .. })) => {
             tracing::warn!(error = %e, "stale provider notification ignored");
-            Ok(HttpResponse::Ok().json(serde_json::json!({"result": "ignored"})))
+            (
+                DeliveryResult::Ignored,
+                Ok(response(DeliveryResult::Ignored, None)),
+            )
         }
-        Err(CommandError::Rejected(PaymentError::NotFound)) => {
-            Err(Problem::not_found("no such payment"))
-        }
-        Err(CommandError::Rejected(e)) => Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-webhook",
-            "Webhook contradicts the payment",
-            e.to_string(),
-        )),
-        Err(CommandError::Conflict) => Err(Problem::new(
-            StatusCode::CONFLICT,
-            "concurrent-update",
-            "Concurrent update",
-            "retry the delivery",
-        )),
+        Err(CommandError::Rejected(PaymentError::NotFound)) => (
+            DeliveryResult::Refused,
+            Err(Problem::not_found("no such payment")),
+        ),
+        Err(CommandError::Rejected(e)) => (
+            DeliveryResult::Refused,
+            Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-webhook",
+                "Webhook contradicts the payment",
+                e.to_string(),
+            )),
+        ),
+        Err(CommandError::Conflict) => (
+            DeliveryResult::Failed,
+            Err(Problem::new(
+                StatusCode::CONFLICT,
+                "concurrent-update",
+                "Concurrent update",
+                "retry the delivery",
+            )),
+        ),
         Err(e) => {
             tracing::error!(error = %e, "webhook could not be recorded");
-            Err(Problem::unavailable(
-                "cannot record the webhook now; redeliver later",
-            ))
+            (
+                DeliveryResult::Failed,
+                Err(Problem::unavailable(
+                    "cannot record the webhook now; redeliver later",
+                )),
+            )
         }
-    }
+    };
+    log(true, outcome).await;
+    answer
 }

@@ -197,18 +197,9 @@ pub struct CreateTransaction {
     pub return_url: Option<String>,
 }
 
-/// What the customer must do before the provider can decide.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum NextAction {
-    /// Open this URL (bank page for PSE, wallet authorization, 3-D Secure challenge).
-    Redirect { url: String },
-    /// Pay this code in cash (Efecty) before it expires.
-    CashCode {
-        code: String,
-        expires_at: chrono::DateTime<chrono::Utc>,
-    },
-}
+/// What the customer must do before the provider can decide (recorded in the ledger, so it
+/// lives in `domain`).
+pub use domain::payment::NextAction;
 
 /// Printed in place of secrets by the hand-written `Debug` impls of this module.
 pub(crate) const REDACTED: Redacted = Redacted;

@@ -49,6 +49,7 @@ pub(crate) fn excerpt(text: &str, max: usize) -> String {
     out
 }
 
+pub mod deliveries;
 pub mod maya;
 pub mod paymongo;
 pub mod payu;

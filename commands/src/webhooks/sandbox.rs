@@ -118,6 +118,55 @@ pub(crate) struct WireTransaction {
     pub reason: Option<String>,
 }
 
+/// The sandbox's webhooks, verified by `X-Sandbox-Signature` (HMAC-SHA256 of the raw body).
+pub struct SandboxWebhookVerifier {
+    secret: Vec<u8>,
+}
+
+impl SandboxWebhookVerifier {
+    pub fn new(secret: &str) -> Self {
+        Self {
+            secret: secret.as_bytes().to_vec(),
+        }
+    }
+}
+
+impl super::WebhookVerifier for SandboxWebhookVerifier {
+    fn provider(&self) -> &'static str {
+        "sandbox"
+    }
+
+    fn verify(
+        &self,
+        request: &super::WebhookRequest<'_>,
+    ) -> Result<Option<super::ProviderNotification>, WebhookError> {
+        let signature = request.header(SIGNATURE_HEADER).unwrap_or("");
+        if !verify_signature(&self.secret, request.body, signature) {
+            return Err(WebhookError::InvalidSignature);
+        }
+        let notification = match parse_notification(request.body) {
+            Ok(n) => n,
+            Err(WebhookError::UnsupportedEventType(_) | WebhookError::UnsupportedStatus(_)) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let outcome = match notification.outcome {
+            Outcome::Authorized { amount } => super::NotificationOutcome::Authorized { amount },
+            Outcome::Approved { amount } => super::NotificationOutcome::Approved { amount },
+            Outcome::Declined { reason } => super::NotificationOutcome::Declined { reason },
+        };
+        Ok(Some(super::ProviderNotification {
+            provider: "sandbox",
+            event_id: notification.event_id,
+            payment_id: notification.payment_id,
+            provider_transaction_id: notification.transaction_id,
+            outcome,
+            confirm_with_provider: false,
+        }))
+    }
+}
+
 /// Parses a sandbox webhook body. Call it only after [`verify_signature`] accepted the same
 /// raw bytes.
 pub fn parse_notification(raw_body: &[u8]) -> Result<SandboxNotification, WebhookError> {

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{CaptureId, MerchantId, PaymentId, Reference, RefundId};
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{
-    CaptureMode, PaymentCommand, PaymentError, PaymentEvent, PaymentMethodType, PaymentStatus,
+    CaptureMode, NextAction, PaymentCommand, PaymentError, PaymentEvent, PaymentMethodType,
+    PaymentStatus,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +57,12 @@ pub struct Payment {
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub failure_reason: Option<String>,
+    /// What the customer must still do (while pending at the provider).
+    #[serde(default)]
+    pub next_action: Option<NextAction>,
+    /// The provider's fee, fixed at approval.
+    #[serde(default)]
+    pub fee: Decimal,
 }
 
 impl Payment {
@@ -149,6 +156,22 @@ impl Payment {
     /// a zero amount; DESIGN.md section 3 wants positive amounts whatever the caller. A zero
     /// payment, capture or refund would also leave the status lying about the money
     /// (APPROVED with nothing captured, PARTIALLY_REFUNDED with nothing refunded).
+    /// A fee is in the payment's currency and never more than the amount it is charged on.
+    fn fee_fits(&self, fee: Option<Money>, amount: Money) -> Result<(), PaymentError> {
+        match fee {
+            Some(fee) if fee.currency() != amount.currency() => {
+                Err(PaymentError::CurrencyMismatch {
+                    expected: amount.currency(),
+                    given: fee.currency(),
+                })
+            }
+            Some(fee) if fee.amount() > amount.amount() => Err(PaymentError::Money(
+                crate::money::MoneyError::TooLarge,
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn positive(money: Money) -> Result<(), PaymentError> {
         if money.amount() <= Decimal::ZERO {
             return Err(PaymentError::Money(MoneyError::NotPositive));
@@ -223,6 +246,44 @@ impl Payment {
                     at,
                 }])
             }
+            PaymentCommand::RecordProviderTransaction {
+                provider,
+                provider_transaction_id,
+                next_action,
+                at,
+            } => {
+                if self.provider_transaction_id.as_deref() == Some(provider_transaction_id.as_str())
+                    && self.provider == provider
+                {
+                    return Ok(vec![]);
+                }
+                if self.status != PaymentStatus::Pending || self.provider_transaction_id.is_some() {
+                    return Err(self.refuse("record a provider transaction on"));
+                }
+                Ok(vec![PaymentEvent::ProviderTransactionCreated {
+                    provider,
+                    provider_transaction_id,
+                    next_action,
+                    at,
+                }])
+            }
+            PaymentCommand::Expire {
+                provider_event_id,
+                at,
+            } => {
+                if self.provider_events.contains(&provider_event_id)
+                    || self.status == PaymentStatus::Expired
+                {
+                    return Ok(vec![]);
+                }
+                if self.status != PaymentStatus::Pending {
+                    return Err(self.refuse("expire"));
+                }
+                Ok(vec![PaymentEvent::PaymentExpired {
+                    provider_event_id,
+                    at,
+                }])
+            }
             PaymentCommand::Fail { reason, at } => match self.status {
                 PaymentStatus::Pending => Ok(vec![PaymentEvent::PaymentFailed { reason, at }]),
                 PaymentStatus::Failed => Ok(vec![]),
@@ -257,6 +318,7 @@ impl Payment {
                 provider_event_id,
                 provider_transaction_id,
                 amount,
+                fee,
                 at,
             } => {
                 if self.provider_events.contains(&provider_event_id) {
@@ -270,12 +332,14 @@ impl Payment {
                     return Err(self.refuse("approve"));
                 }
                 self.provider_amount_matches(amount)?;
+                self.fee_fits(fee, amount)?;
                 Ok(vec![PaymentEvent::PaymentApproved {
                     provider: self.provider.clone(),
                     provider_event_id: Some(provider_event_id),
                     provider_transaction_id,
                     capture_id: None,
                     amount,
+                    fee,
                     at,
                 }])
             }
@@ -302,6 +366,7 @@ impl Payment {
             PaymentCommand::Capture {
                 capture_id,
                 amount,
+                fee,
                 at,
             } => {
                 if self.capture_id == Some(capture_id) {
@@ -324,6 +389,7 @@ impl Payment {
                         authorized: self.authorized_money().to_string(),
                     });
                 }
+                self.fee_fits(fee, amount)?;
                 Ok(vec![PaymentEvent::PaymentApproved {
                     provider: self.provider.clone(),
                     provider_event_id: None,
@@ -333,6 +399,7 @@ impl Payment {
                         .unwrap_or_default(),
                     capture_id: Some(capture_id),
                     amount,
+                    fee,
                     at,
                 }])
             }
@@ -490,6 +557,20 @@ impl Aggregate for Payment {
                 self.created_at = Some(at);
             }
             PaymentEvent::ProviderAttemptFailed { .. } => {}
+            PaymentEvent::ProviderTransactionCreated {
+                provider,
+                provider_transaction_id,
+                next_action,
+                ..
+            } => {
+                self.provider = provider;
+                self.provider_transaction_id = Some(provider_transaction_id);
+                self.next_action = next_action;
+            }
+            PaymentEvent::PaymentExpired { .. } => {
+                self.status = PaymentStatus::Expired;
+                self.next_action = None;
+            }
             PaymentEvent::PaymentFailed { reason, .. } => {
                 self.status = PaymentStatus::Failed;
                 self.failure_reason = Some(reason);
@@ -510,8 +591,11 @@ impl Aggregate for Payment {
                 provider_transaction_id,
                 capture_id,
                 amount,
+                fee,
                 ..
             } => {
+                self.fee = fee.map(|f| f.amount()).unwrap_or_default();
+                self.next_action = None;
                 self.provider = provider;
                 self.provider_transaction_id = Some(provider_transaction_id);
                 if capture_id.is_none() {

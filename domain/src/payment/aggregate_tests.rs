@@ -124,6 +124,7 @@ fn approve(event_id: &str, amount: Money) -> PaymentCommand {
         provider_event_id: event_id.to_owned(),
         provider_transaction_id: TX.to_owned(),
         amount,
+        fee: None,
         at: at(),
     }
 }
@@ -141,6 +142,7 @@ fn capture(id: CaptureId, amount: Money) -> PaymentCommand {
     PaymentCommand::Capture {
         capture_id: id,
         amount,
+        fee: None,
         at: at(),
     }
 }
@@ -223,6 +225,7 @@ fn approved(event_id: &str, amount: Money) -> PaymentEvent {
         provider_transaction_id: TX.to_owned(),
         capture_id: None,
         amount,
+        fee: None,
         at: at(),
     }
 }
@@ -234,6 +237,7 @@ fn captured(id: CaptureId, amount: Money) -> PaymentEvent {
         provider_transaction_id: TX.to_owned(),
         capture_id: Some(id),
         amount,
+        fee: None,
         at: at(),
     }
 }
@@ -1257,4 +1261,116 @@ fn a_manual_capture_payment_is_not_captured_by_the_provider() {
     given(vec![initiated(CaptureMode::Manual)])
         .when(approve("evt-a", full()))
         .then_expect_error(invalid("approve", PaymentStatus::Pending));
+}
+
+// Provider transaction, expiry, fees ------------------------------------------------------------
+
+fn provider_transaction(provider: &str, id: &str) -> PaymentCommand {
+    PaymentCommand::RecordProviderTransaction {
+        provider: provider.to_owned(),
+        provider_transaction_id: id.to_owned(),
+        next_action: Some(crate::payment::NextAction::Redirect {
+            url: "https://bank.example/pse".to_owned(),
+        }),
+        at: at(),
+    }
+}
+
+#[test]
+fn a_provider_transaction_is_recorded_once_and_names_the_provider() {
+    let created = PaymentEvent::ProviderTransactionCreated {
+        provider: "payu".to_owned(),
+        provider_transaction_id: "tx-9".to_owned(),
+        next_action: Some(crate::payment::NextAction::Redirect {
+            url: "https://bank.example/pse".to_owned(),
+        }),
+        at: at(),
+    };
+    given(vec![initiated(CaptureMode::Automatic)])
+        .when(provider_transaction("payu", "tx-9"))
+        .then_expect_events(vec![created.clone()]);
+    let state = fold(&[initiated(CaptureMode::Automatic), created.clone()]);
+    assert_eq!(state.provider, "payu");
+    assert_eq!(state.provider_transaction_id.as_deref(), Some("tx-9"));
+    given(vec![initiated(CaptureMode::Automatic), created.clone()])
+        .when(provider_transaction("payu", "tx-9"))
+        .then_expect_events(vec![]);
+    given(vec![initiated(CaptureMode::Automatic), created])
+        .when(provider_transaction("wompi", "tx-10"))
+        .then_expect_error(invalid(
+            "record a provider transaction on",
+            PaymentStatus::Pending,
+        ));
+}
+
+#[test]
+fn a_pending_payment_expires_once_and_nothing_follows() {
+    let expire = PaymentCommand::Expire {
+        provider_event_id: "evt-exp".to_owned(),
+        at: at(),
+    };
+    let expired = PaymentEvent::PaymentExpired {
+        provider_event_id: "evt-exp".to_owned(),
+        at: at(),
+    };
+    given(vec![initiated(CaptureMode::Automatic)])
+        .when(expire.clone())
+        .then_expect_events(vec![expired.clone()]);
+    given(vec![initiated(CaptureMode::Automatic), expired.clone()])
+        .when(expire)
+        .then_expect_events(vec![]);
+    given(vec![initiated(CaptureMode::Automatic), expired])
+        .when(approve("evt-late", full()))
+        .then_expect_error(invalid("approve", PaymentStatus::Expired));
+    given(vec![initiated(CaptureMode::Automatic), approved("evt-1", full())])
+        .when(PaymentCommand::Expire {
+            provider_event_id: "evt-2".to_owned(),
+            at: at(),
+        })
+        .then_expect_error(invalid("expire", PaymentStatus::Approved));
+}
+
+#[test]
+fn the_fee_is_fixed_at_approval_and_must_fit_the_amount() {
+    let fee = cop("3870.00");
+    let command = PaymentCommand::Approve {
+        provider_event_id: "evt-fee".to_owned(),
+        provider_transaction_id: TX.to_owned(),
+        amount: full(),
+        fee: Some(fee),
+        at: at(),
+    };
+    let events = fold(&[initiated(CaptureMode::Automatic)])
+        .decide(command)
+        .unwrap();
+    assert!(matches!(&events[..], [PaymentEvent::PaymentApproved { fee: Some(f), .. }] if *f == fee));
+    let state = fold(&[initiated(CaptureMode::Automatic), events[0].clone()]);
+    assert_eq!(state.fee, fee.amount());
+
+    let too_big = PaymentCommand::Approve {
+        provider_event_id: "evt-fee".to_owned(),
+        provider_transaction_id: TX.to_owned(),
+        amount: full(),
+        fee: Some(cop("129000.01")),
+        at: at(),
+    };
+    assert!(fold(&[initiated(CaptureMode::Automatic)]).decide(too_big).is_err());
+    let other_currency = PaymentCommand::Approve {
+        provider_event_id: "evt-fee".to_owned(),
+        provider_transaction_id: TX.to_owned(),
+        amount: full(),
+        fee: Some(jpy("10")),
+        at: at(),
+    };
+    assert!(matches!(
+        fold(&[initiated(CaptureMode::Automatic)]).decide(other_currency),
+        Err(PaymentError::CurrencyMismatch { .. })
+    ));
+}
+
+#[test]
+fn events_written_before_fees_still_read() {
+    let old = r#"{"PaymentApproved":{"provider":"sandbox","provider_event_id":"e","provider_transaction_id":"t","capture_id":null,"amount":{"amount":"10.00","currency":"USD"},"at":"2026-01-01T00:00:00Z"}}"#;
+    let event: PaymentEvent = serde_json::from_str(old).unwrap();
+    assert!(matches!(event, PaymentEvent::PaymentApproved { fee: None, .. }));
 }

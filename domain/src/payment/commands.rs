@@ -30,6 +30,19 @@ impl PaymentMethodType {
     }
 }
 
+/// What the customer must do before the provider can decide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NextAction {
+    /// Open this URL (bank page for PSE, wallet authorization, 3-D Secure challenge).
+    Redirect { url: String },
+    /// Pay this code in cash (Efecty) before it expires.
+    CashCode {
+        code: String,
+        expires_at: DateTime<Utc>,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CaptureMode {
@@ -61,9 +74,21 @@ pub enum PaymentCommand {
         detail: String,
         at: DateTime<Utc>,
     },
-    /// No provider could take the payment: it ends `FAILED`.
+    /// A provider accepted the payment and named its transaction.
+    RecordProviderTransaction {
+        provider: String,
+        provider_transaction_id: String,
+        next_action: Option<NextAction>,
+        at: DateTime<Utc>,
+    },
+    /// No provider could take the payment, or the provider gave up: it ends `FAILED`.
     Fail {
         reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The customer did not complete in time: it ends `EXPIRED`.
+    Expire {
+        provider_event_id: String,
         at: DateTime<Utc>,
     },
     /// The provider reports an authorization (manual capture).
@@ -78,6 +103,8 @@ pub enum PaymentCommand {
         provider_event_id: String,
         provider_transaction_id: String,
         amount: Money,
+        /// Computed once, here, from the fee schedule in force; replays never recompute it.
+        fee: Option<Money>,
         at: DateTime<Utc>,
     },
     Decline {
@@ -90,6 +117,7 @@ pub enum PaymentCommand {
     Capture {
         capture_id: CaptureId,
         amount: Money,
+        fee: Option<Money>,
         at: DateTime<Utc>,
     },
     Void {
@@ -113,4 +141,24 @@ pub enum PaymentCommand {
         reason: String,
         at: DateTime<Utc>,
     },
+}
+
+impl PaymentCommand {
+    pub fn name(&self) -> &'static str {
+        match self {
+            PaymentCommand::Initiate { .. } => "Initiate",
+            PaymentCommand::RecordProviderTransaction { .. } => "RecordProviderTransaction",
+            PaymentCommand::RecordProviderAttemptFailed { .. } => "RecordProviderAttemptFailed",
+            PaymentCommand::Fail { .. } => "Fail",
+            PaymentCommand::Expire { .. } => "Expire",
+            PaymentCommand::Authorize { .. } => "Authorize",
+            PaymentCommand::Approve { .. } => "Approve",
+            PaymentCommand::Decline { .. } => "Decline",
+            PaymentCommand::Capture { .. } => "Capture",
+            PaymentCommand::Void { .. } => "Void",
+            PaymentCommand::RequestRefund { .. } => "RequestRefund",
+            PaymentCommand::CompleteRefund { .. } => "CompleteRefund",
+            PaymentCommand::FailRefund { .. } => "FailRefund",
+        }
+    }
 }

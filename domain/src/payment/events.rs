@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CaptureId, MerchantId, PaymentId, Reference, RefundId};
 use crate::money::Money;
-use crate::payment::{CaptureMode, PaymentMethodType};
+use crate::payment::{CaptureMode, NextAction, PaymentMethodType};
 
 /// Schema version of every event below. A change of shape is an upcaster, never a rewrite.
 pub const EVENT_VERSION: &str = "1.0";
@@ -40,6 +40,13 @@ pub enum PaymentEvent {
         request_fingerprint: String,
         at: DateTime<Utc>,
     },
+    /// A provider took the payment: from here on it is that provider's transaction.
+    ProviderTransactionCreated {
+        provider: String,
+        provider_transaction_id: String,
+        next_action: Option<NextAction>,
+        at: DateTime<Utc>,
+    },
     ProviderAttemptFailed {
         provider: String,
         kind: ProviderFailureKind,
@@ -61,6 +68,9 @@ pub enum PaymentEvent {
         provider_transaction_id: String,
         capture_id: Option<CaptureId>,
         amount: Money,
+        /// The provider's fee, fixed at approval (absent in events written before fees).
+        #[serde(default)]
+        fee: Option<Money>,
         at: DateTime<Utc>,
     },
     PaymentDeclined {
@@ -72,6 +82,11 @@ pub enum PaymentEvent {
     },
     PaymentFailed {
         reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The customer never completed (an Efecty code or a redirect that timed out).
+    PaymentExpired {
+        provider_event_id: String,
         at: DateTime<Utc>,
     },
     /// The authorization was released; nothing was captured.
@@ -104,11 +119,13 @@ impl PaymentEvent {
     pub fn name(&self) -> &'static str {
         match self {
             PaymentEvent::PaymentInitiated { .. } => "PaymentInitiated",
+            PaymentEvent::ProviderTransactionCreated { .. } => "ProviderTransactionCreated",
             PaymentEvent::ProviderAttemptFailed { .. } => "ProviderAttemptFailed",
             PaymentEvent::PaymentAuthorized { .. } => "PaymentAuthorized",
             PaymentEvent::PaymentApproved { .. } => "PaymentApproved",
             PaymentEvent::PaymentDeclined { .. } => "PaymentDeclined",
             PaymentEvent::PaymentFailed { .. } => "PaymentFailed",
+            PaymentEvent::PaymentExpired { .. } => "PaymentExpired",
             PaymentEvent::PaymentVoided { .. } => "PaymentVoided",
             PaymentEvent::RefundRequested { .. } => "RefundRequested",
             PaymentEvent::PaymentRefunded { .. } => "PaymentRefunded",
@@ -120,6 +137,8 @@ impl PaymentEvent {
     pub fn at(&self) -> DateTime<Utc> {
         match self {
             PaymentEvent::PaymentInitiated { at, .. }
+            | PaymentEvent::ProviderTransactionCreated { at, .. }
+            | PaymentEvent::PaymentExpired { at, .. }
             | PaymentEvent::ProviderAttemptFailed { at, .. }
             | PaymentEvent::PaymentAuthorized { at, .. }
             | PaymentEvent::PaymentApproved { at, .. }
@@ -140,6 +159,9 @@ impl PaymentEvent {
                 provider_event_id, ..
             }
             | PaymentEvent::PaymentDeclined {
+                provider_event_id, ..
+            }
+            | PaymentEvent::PaymentExpired {
                 provider_event_id, ..
             } => Some(provider_event_id),
             PaymentEvent::PaymentApproved {

@@ -10,7 +10,7 @@ mod status;
 mod aggregate_tests;
 
 pub use aggregate::{Payment, RefundState, RefundStatus};
-pub use commands::{CaptureMode, PaymentCommand, PaymentMethodType};
+pub use commands::{CaptureMode, NextAction, PaymentCommand, PaymentMethodType};
 pub use error::PaymentError;
 pub use events::{PaymentEvent, ProviderFailureKind, EVENT_VERSION};
 pub use status::PaymentStatus;

@@ -17,6 +17,7 @@ pub enum PaymentStatus {
     Declined,
     Failed,
     Voided,
+    Expired,
 }
 
 impl PaymentStatus {
@@ -31,6 +32,7 @@ impl PaymentStatus {
             PaymentStatus::Declined => "DECLINED",
             PaymentStatus::Failed => "FAILED",
             PaymentStatus::Voided => "VOIDED",
+            PaymentStatus::Expired => "EXPIRED",
         }
     }
 
@@ -44,6 +46,7 @@ impl PaymentStatus {
             PaymentStatus::Declined,
             PaymentStatus::Failed,
             PaymentStatus::Voided,
+            PaymentStatus::Expired,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)
@@ -57,6 +60,7 @@ impl PaymentStatus {
                 | PaymentStatus::Declined
                 | PaymentStatus::Failed
                 | PaymentStatus::Voided
+                | PaymentStatus::Expired
         )
     }
 }

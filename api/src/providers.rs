@@ -1,0 +1,104 @@
+//! Builds the configured providers, in priority order, with their webhook verifiers; under
+//! `--sandbox` also starts each provider's emulator in process and points the adapter at it.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use commands::breaker::BreakerConfig;
+use commands::fees::FeeSchedule;
+use commands::providers::{PaymentProvider, SandboxClientConfig, SandboxProvider};
+use commands::router::Router;
+use commands::sandbox::{self, SandboxConfig};
+use commands::webhooks::sandbox::SandboxWebhookVerifier;
+use futures::future::BoxFuture;
+
+use crate::config::Settings;
+use crate::routes::catalog::PublicProviderConfig;
+use crate::routes::webhooks::WebhookVerifiers;
+use crate::startup::StartupError;
+
+/// The fee schedule shipped with the binary, used when `FEES_FILE` is unset.
+const BUNDLED_FEES: &str = include_str!("../../config/fees.json");
+
+/// Stops an in-process emulator.
+pub type StopEmulator = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+pub struct Providers {
+    pub router: Arc<Router>,
+    pub verifiers: WebhookVerifiers,
+    pub emulators: Vec<StopEmulator>,
+    /// Base URL of each in-process emulator, by provider (tests drive customer actions there).
+    pub emulator_urls: BTreeMap<&'static str, String>,
+    pub public: BTreeMap<&'static str, PublicProviderConfig>,
+}
+
+pub fn fee_schedule(settings: &Settings) -> Result<FeeSchedule, StartupError> {
+    let text = match &settings.routing.fees_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read FEES_FILE {path}: {e}"))?,
+        None => BUNDLED_FEES.to_owned(),
+    };
+    Ok(FeeSchedule::from_json(&text)?)
+}
+
+/// `webhook_base`: where this process receives webhooks (`http://127.0.0.1:8080`).
+pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers, StartupError> {
+    let mut verifiers = WebhookVerifiers::default();
+    let mut emulators: Vec<StopEmulator> = Vec::new();
+    let mut providers: Vec<Arc<dyn PaymentProvider>> = Vec::new();
+    let mut emulator_urls = BTreeMap::new();
+    let mut public = BTreeMap::new();
+    for name in &settings.routing.providers {
+        match name.as_str() {
+            "sandbox" => {
+                let base_url = if settings.sandbox.in_process {
+                    let handle = sandbox::start(
+                        TcpListener::bind("127.0.0.1:0")?,
+                        SandboxConfig {
+                            api_key: settings.sandbox.api_key.clone(),
+                            webhook_url: format!("{webhook_base}/v1/webhooks/sandbox"),
+                            webhook_secret: settings.sandbox.webhook_secret.clone(),
+                            webhook_delay_ms: settings.sandbox.webhook_delay_ms,
+                        },
+                    )
+                    .await?;
+                    let url = format!("http://{}", handle.addr());
+                    emulators.push(Box::new(move || Box::pin(handle.stop())));
+                    emulator_urls.insert("sandbox", url.clone());
+                    url
+                } else {
+                    settings.sandbox.base_url.clone()
+                };
+                providers.push(Arc::new(SandboxProvider::new(SandboxClientConfig {
+                    base_url,
+                    api_key: settings.sandbox.api_key.clone(),
+                    timeout_ms: settings.sandbox.timeout_ms,
+                })?));
+                verifiers.add(Arc::new(SandboxWebhookVerifier::new(
+                    &settings.sandbox.webhook_secret,
+                )));
+                public.insert("sandbox", PublicProviderConfig::default());
+            }
+            other => return Err(format!("unknown provider `{other}` in PROVIDERS").into()),
+        }
+    }
+    if providers.is_empty() {
+        return Err("PROVIDERS names no provider".into());
+    }
+    let router = Router::new(
+        providers,
+        BreakerConfig {
+            failures_to_open: settings.routing.breaker_failures_to_open.max(1),
+            cool_down: Duration::from_millis(settings.routing.breaker_cool_down_ms),
+        },
+    );
+    Ok(Providers {
+        router: Arc::new(router),
+        verifiers,
+        emulators,
+        emulator_urls,
+        public,
+    })
+}

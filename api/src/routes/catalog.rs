@@ -1,0 +1,238 @@
+//! What a checkout may offer: payment methods per provider with fees, PSE banks, the public
+//! configuration, and each provider's health. Provider answers are cached for a while, and a
+//! provider that is down is marked unavailable instead of failing the call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use commands::breaker::BreakerState;
+use commands::payments::PaymentService;
+use commands::providers::{PaymentProvider, ProviderError, PseBank};
+use domain::{Currency, Money, ProviderFailureKind};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::problem::{FieldError, Problem};
+
+/// How long a provider's health answer is trusted.
+const HEALTH_TTL: Duration = Duration::from_secs(30);
+/// How long one health call may take before the provider counts as unreachable.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What `/v1/config` and `/health/providers` may show about each provider: never a private
+/// key or a secret, by construction (only these fields exist).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PublicProviderConfig {
+    pub public_key: Option<String>,
+    /// Problems `check-config` found (names of settings, never values).
+    pub problems: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct ProviderCatalog {
+    pub public: BTreeMap<&'static str, PublicProviderConfig>,
+    health: Mutex<BTreeMap<&'static str, (Instant, Result<(), ProviderError>)>>,
+}
+
+impl ProviderCatalog {
+    pub fn new(public: BTreeMap<&'static str, PublicProviderConfig>) -> Self {
+        Self {
+            public,
+            health: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The provider's health, from the cache while fresh.
+    async fn health(&self, provider: &Arc<dyn PaymentProvider>) -> Result<(), ProviderError> {
+        let name = provider.name();
+        if let Some((at, answer)) = self.health.lock().await.get(name) {
+            if at.elapsed() < HEALTH_TTL {
+                return answer.clone();
+            }
+        }
+        let answer = match tokio::time::timeout(HEALTH_TIMEOUT, provider.health()).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ProviderError::timeout("health check timed out")),
+        };
+        self.health
+            .lock()
+            .await
+            .insert(name, (Instant::now(), answer.clone()));
+        answer
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/payment-methods", web::get().to(payment_methods))
+        .route("/v1/pse/banks", web::get().to(pse_banks))
+        .route("/v1/config", web::get().to(public_config))
+        .route("/health/providers", web::get().to(provider_health));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MethodsQuery {
+    currency: String,
+    #[serde(default)]
+    amount: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct MethodOffer {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    fee: Option<FeeQuote>,
+}
+
+#[derive(Debug, Serialize)]
+struct FeeQuote {
+    amount: String,
+    currency: &'static str,
+}
+
+#[tracing::instrument(skip_all)]
+async fn payment_methods(
+    service: web::Data<PaymentService>,
+    catalog: web::Data<ProviderCatalog>,
+    query: web::Query<MethodsQuery>,
+) -> Result<HttpResponse, Problem> {
+    let currency: Currency = query.currency.parse().map_err(|e: domain::MoneyError| {
+        Problem::invalid(vec![FieldError {
+            field: "currency".into(),
+            message: e.to_string(),
+        }])
+    })?;
+    let amount = match &query.amount {
+        None => None,
+        Some(text) => Some(Money::parse(text, currency).map_err(|e| {
+            Problem::invalid(vec![FieldError {
+                field: "amount".into(),
+                message: e.to_string(),
+            }])
+        })?),
+    };
+    let mut providers = Vec::new();
+    for routed in service.router().all() {
+        let provider = &routed.provider;
+        let methods: Vec<MethodOffer> = provider
+            .payment_methods()
+            .iter()
+            .filter(|m| provider.supports(**m, currency))
+            .map(|m| MethodOffer {
+                kind: m.as_str(),
+                fee: amount.and_then(|a| {
+                    service
+                        .fees()
+                        .fee(provider.name(), *m, a, Utc::now())
+                        .map(|f| FeeQuote {
+                            amount: f.amount().to_string(),
+                            currency: currency.code(),
+                        })
+                }),
+            })
+            .collect();
+        if methods.is_empty() {
+            continue;
+        }
+        let healthy = catalog.health(provider).await.is_ok();
+        let available = healthy && routed.breaker.state() != BreakerState::Open;
+        providers.push(json!({
+            "provider": provider.name(),
+            "available": available,
+            "methods": methods,
+        }));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "currency": currency.code(), "providers": providers })))
+}
+
+#[derive(Debug, Serialize)]
+struct BankList {
+    provider: &'static str,
+    available: bool,
+    banks: Vec<PseBank>,
+}
+
+#[tracing::instrument(skip_all)]
+async fn pse_banks(service: web::Data<PaymentService>) -> HttpResponse {
+    let mut lists = Vec::new();
+    for routed in service.router().all() {
+        let provider = &routed.provider;
+        if !provider.supports(domain::PaymentMethodType::Pse, Currency::COP) {
+            continue;
+        }
+        let answer = tokio::time::timeout(HEALTH_TIMEOUT, provider.pse_banks()).await;
+        let (available, banks) = match answer {
+            Ok(Ok(banks)) => (true, banks),
+            _ => (false, Vec::new()),
+        };
+        lists.push(BankList {
+            provider: provider.name(),
+            available,
+            banks,
+        });
+    }
+    HttpResponse::Ok().json(json!({ "providers": lists }))
+}
+
+/// Public keys and accepted methods only.
+#[tracing::instrument(skip_all)]
+async fn public_config(
+    service: web::Data<PaymentService>,
+    catalog: web::Data<ProviderCatalog>,
+) -> HttpResponse {
+    let providers: Vec<_> = service
+        .router()
+        .all()
+        .map(|routed| {
+            let provider = &routed.provider;
+            json!({
+                "provider": provider.name(),
+                "public_key": catalog.public.get(provider.name()).and_then(|c| c.public_key.clone()),
+                "methods": provider.payment_methods().iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                "currencies": provider.currencies().iter().map(|c| c.code()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "providers": providers }))
+}
+
+#[tracing::instrument(skip_all)]
+async fn provider_health(
+    service: web::Data<PaymentService>,
+    catalog: web::Data<ProviderCatalog>,
+) -> HttpResponse {
+    let mut all_ok = true;
+    let mut providers = Vec::new();
+    for (routed, route) in service.router().all().zip(service.router().status()) {
+        let provider = &routed.provider;
+        let answer = catalog.health(provider).await;
+        let reachable = !matches!(&answer, Err(e) if e.kind != ProviderFailureKind::Rejected);
+        let credentials_accepted = answer.is_ok();
+        let problems = catalog
+            .public
+            .get(provider.name())
+            .map(|c| c.problems.clone())
+            .unwrap_or_default();
+        all_ok &= reachable && credentials_accepted && problems.is_empty();
+        providers.push(json!({
+            "provider": provider.name(),
+            "reachable": reachable,
+            "credentials_accepted": credentials_accepted,
+            "configuration_complete": problems.is_empty(),
+            "configuration_problems": problems,
+            "breaker": route.breaker,
+            "recent_success_rate": route.recent_success_rate,
+            "detail": answer.err().map(|e| e.to_string()),
+        }));
+    }
+    let body = json!({ "status": if all_ok { "ok" } else { "degraded" }, "providers": providers });
+    if all_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

@@ -1,0 +1,367 @@
+//! The command service: loads a payment's stream, lets the aggregate decide, appends, and
+//! talks to the provider in the order that keeps money safe:
+//! - create: `PaymentInitiated` is appended *before* the provider is called, so a crash
+//!   after the call still leaves a payment to reconcile;
+//! - capture and void: the aggregate decides first (dry run), then the provider, then the
+//!   event: the provider refuses a second capture or a void after capture;
+//! - refund: `RefundRequested` reserves the amount before the provider is called, so
+//!   concurrent refunds can never together exceed what was captured.
+//!
+//! Provider calls never hold a command longer than the configured budget.
+
+mod changes;
+mod create;
+mod outcomes;
+
+pub use outcomes::outcome_of;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cqrs_es::{AggregateError, EventStore};
+use domain::payment::RefundStatus;
+use domain::{
+    CaptureMode, IdempotencyKey, MerchantId, Money, Payment, PaymentCommand,
+    PaymentError, PaymentEvent, PaymentId, PaymentStatus, Reference, RefundId,
+};
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::fees::FeeSchedule;
+use crate::providers::{PaymentMethodDetails, ProviderError};
+use crate::router::{RoutedProvider, Router};
+use crate::store::{payment_store, PaymentStore};
+use crate::stripes::Stripes;
+
+/// Optimistic-lock conflicts retried before answering `409`.
+const CONFLICT_RETRY_MAX: u32 = 16;
+const CONFLICT_BACKOFF_MS_MAX: u64 = 20;
+const STRIPE_COUNT: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Rejected(#[from] PaymentError),
+    #[error("the reference is already used by another payment of this merchant")]
+    ReferenceTaken,
+    #[error("the payment is being changed concurrently; retry")]
+    Conflict,
+    #[error("the provider did not accept the request: {0}")]
+    Provider(ProviderError),
+    #[error("no provider takes {method} in {currency}")]
+    NoProvider {
+        method: &'static str,
+        currency: &'static str,
+    },
+    #[error("every provider that could take this payment is unavailable; retry later")]
+    ProvidersUnavailable,
+    #[error("event store unavailable")]
+    Store(String),
+}
+
+fn store_error(error: AggregateError<PaymentError>) -> CommandError {
+    match error {
+        AggregateError::UserError(e) => CommandError::Rejected(e),
+        AggregateError::AggregateConflict => CommandError::Conflict,
+        other => CommandError::Store(other.to_string()),
+    }
+}
+
+/// A payment as the event stream says after a command, with its stream version.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    pub payment: Payment,
+    pub version: i64,
+    /// Events this command appended (zero for an idempotent repeat).
+    pub appended: usize,
+}
+
+/// A `POST /v1/payments`, parsed.
+#[derive(Clone)]
+pub struct CreatePayment {
+    pub merchant_id: MerchantId,
+    pub idempotency_key: IdempotencyKey,
+    pub reference: Reference,
+    pub amount: Money,
+    /// The method with what the provider needs (tokens, ids): never logged, never stored in
+    /// an event; only its type is.
+    pub payment_method: PaymentMethodDetails,
+    pub capture_mode: CaptureMode,
+    pub customer_email: Option<String>,
+    /// The merchant's preferred provider (tried first when it can take the payment).
+    pub provider_preference: Option<String>,
+}
+
+impl std::fmt::Debug for CreatePayment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatePayment")
+            .field("merchant_id", &self.merchant_id)
+            .field("reference", &self.reference)
+            .field("amount", &self.amount)
+            .field("payment_method", &self.payment_method.kind())
+            .field("capture_mode", &self.capture_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CreatePayment {
+    /// Digest of everything the request asked for: the same key with another body is refused.
+    /// Tokens and personal ids enter only as their digest.
+    pub fn fingerprint(&self) -> String {
+        let method_digest = hex::encode(Sha256::digest(self.payment_method.canonical().as_bytes()));
+        let canonical = format!(
+            "v1\n{}\n{}\n{}\n{}\n{}\n{:?}\n{}\n{:?}\n{:?}",
+            self.merchant_id,
+            self.reference,
+            self.amount.amount(),
+            self.amount.currency(),
+            self.payment_method.kind().as_str(),
+            self.capture_mode,
+            method_digest,
+            self.provider_preference,
+            self.customer_email
+        );
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RefundOutcome {
+    pub executed: Executed,
+    pub refund_id: RefundId,
+    pub status: RefundStatus,
+    /// Why the provider refused, when it did.
+    pub failure: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceConfig {
+    /// The most one command may spend waiting on providers, fallbacks included.
+    pub provider_budget: Duration,
+    /// Tries of an idempotent provider call (reads) before giving up.
+    pub idempotent_tries_max: u32,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            provider_budget: Duration::from_secs(15),
+            idempotent_tries_max: 3,
+        }
+    }
+}
+
+pub struct PaymentService {
+    store: PaymentStore,
+    pool: PgPool,
+    router: Arc<Router>,
+    fees: Arc<FeeSchedule>,
+    config: ServiceConfig,
+    stripes: Stripes,
+}
+
+impl PaymentService {
+    pub fn new(
+        pool: PgPool,
+        router: Arc<Router>,
+        fees: Arc<FeeSchedule>,
+        config: ServiceConfig,
+    ) -> Self {
+        Self {
+            store: payment_store(pool.clone()),
+            pool,
+            router,
+            fees,
+            config,
+            stripes: Stripes::new(STRIPE_COUNT),
+        }
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    pub fn fees(&self) -> &FeeSchedule {
+        &self.fees
+    }
+
+    /// The provider holding this payment.
+    fn provider_of(&self, payment: &Payment) -> Result<&RoutedProvider, CommandError> {
+        self.router.get(&payment.provider).ok_or_else(|| {
+            CommandError::Provider(ProviderError::rejected(format!(
+                "provider `{}` is not configured",
+                payment.provider
+            )))
+        })
+    }
+
+    /// The payment as its stream says now; `NotFound` for an empty stream or, with a merchant
+    /// scope, another merchant's payment (never reveal that it exists).
+    #[tracing::instrument(skip(self))]
+    pub async fn load(
+        &self,
+        id: PaymentId,
+        scope: Option<&MerchantId>,
+    ) -> Result<Executed, CommandError> {
+        let context = self
+            .store
+            .load_aggregate(&id.to_string())
+            .await
+            .map_err(store_error)?;
+        let payment = context.aggregate;
+        if payment.status == PaymentStatus::New {
+            return Err(PaymentError::NotFound.into());
+        }
+        if let Some(merchant) = scope {
+            if payment.merchant_id.as_ref() != Some(merchant) {
+                return Err(PaymentError::NotFound.into());
+            }
+        }
+        Ok(Executed {
+            payment,
+            version: context.current_sequence as i64,
+            appended: 0,
+        })
+    }
+
+    /// Loads, decides and appends, retrying a bounded number of times when another writer
+    /// appended first.
+    #[tracing::instrument(skip(self, command), fields(command = command.name()))]
+    async fn execute(
+        &self,
+        id: PaymentId,
+        command: PaymentCommand,
+        source: &'static str,
+    ) -> Result<Executed, CommandError> {
+        let aggregate_id = id.to_string();
+        for attempt in 0..=CONFLICT_RETRY_MAX {
+            let context = self
+                .store
+                .load_aggregate(&aggregate_id)
+                .await
+                .map_err(store_error)?;
+            let base_version = context.current_sequence as i64;
+            let events = context.aggregate.decide(command.clone())?;
+            let mut after = context.aggregate.clone();
+            if events.is_empty() {
+                return Ok(Executed {
+                    payment: after,
+                    version: base_version,
+                    appended: 0,
+                });
+            }
+            for event in &events {
+                cqrs_es::Aggregate::apply(&mut after, event.clone());
+            }
+            let appended = events.len();
+            let metadata = HashMap::from([("source".to_owned(), source.to_owned())]);
+            match self.store.commit(events, context, metadata).await {
+                Ok(committed) => {
+                    debug_assert_eq!(committed.len(), appended);
+                    return Ok(Executed {
+                        payment: after,
+                        version: base_version + appended as i64,
+                        appended,
+                    });
+                }
+                Err(AggregateError::AggregateConflict) => {
+                    let backoff_ms = rand::thread_rng()
+                        .gen_range(0..=CONFLICT_BACKOFF_MS_MAX.min(1 + u64::from(attempt) * 2));
+                    tracing::debug!(attempt, backoff_ms, "append conflict; reloading");
+                    tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                }
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
+    /// The payment's events in stream order, for `GET /v1/payments/{id}/events`.
+    pub async fn events(
+        &self,
+        id: PaymentId,
+        scope: Option<&MerchantId>,
+    ) -> Result<Vec<(i64, PaymentEvent)>, CommandError> {
+        self.load(id, scope).await?;
+        let envelopes = self
+            .store
+            .load_events(&id.to_string())
+            .await
+            .map_err(store_error)?;
+        Ok(envelopes
+            .into_iter()
+            .map(|e| (e.sequence as i64, e.payload))
+            .collect())
+    }
+}
+
+/// Runs a provider call within what is left of the command's budget, and feeds the outcome
+/// to the provider's breaker (a refusal is an answer, not an outage).
+async fn bounded<T>(
+    routed: &RoutedProvider,
+    deadline: Instant,
+    call: impl Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let result = match tokio::time::timeout(remaining, call).await {
+        Ok(result) => result,
+        Err(_) => Err(ProviderError::timeout("the command's provider budget was spent")),
+    };
+    let healthy = match &result {
+        Ok(_) => true,
+        Err(e) => !e.is_retryable(),
+    };
+    routed.breaker.record(healthy, Instant::now());
+    result
+}
+
+/// Retries an idempotent call (a read, or a write the provider dedupes by our id) with
+/// exponential backoff and jitter, within the deadline and `tries_max`.
+async fn retry_idempotent<T, F, Fut>(
+    routed: &RoutedProvider,
+    deadline: Instant,
+    tries_max: u32,
+    mut call: F,
+) -> Result<T, ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        match bounded(routed, deadline, call()).await {
+            Err(e) if e.is_retryable() && attempt < tries_max => {
+                let base_ms = 50u64.saturating_mul(1 << attempt.min(6));
+                let jitter_ms = rand::thread_rng().gen_range(0..=base_ms / 2);
+                let pause = Duration::from_millis(base_ms + jitter_ms);
+                if Instant::now() + pause >= deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(pause).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn provider_transaction(payment: &Payment) -> Result<String, CommandError> {
+    payment
+        .provider_transaction_id
+        .clone()
+        .ok_or(CommandError::Rejected(PaymentError::InvalidTransition {
+            action: "change at the provider",
+            status: payment.status,
+        }))
+}
+
+fn refund_status(payment: &Payment, refund_id: RefundId) -> Result<RefundStatus, CommandError> {
+    payment
+        .refunds
+        .get(&refund_id)
+        .map(|r| r.status)
+        .ok_or(CommandError::Rejected(PaymentError::RefundNotFound))
+}

@@ -1,0 +1,92 @@
+//! Picks the provider for a payment: the merchant's preference first, then the providers that
+//! take the method in the currency, skipping those whose breaker is open, in configured
+//! priority. The breakers learn from every call's outcome.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use domain::{Currency, PaymentMethodType};
+
+use crate::breaker::{Breaker, BreakerConfig, BreakerState};
+use crate::providers::PaymentProvider;
+
+pub struct RoutedProvider {
+    pub provider: Arc<dyn PaymentProvider>,
+    /// Lower goes first.
+    pub priority: u32,
+    pub breaker: Breaker,
+}
+
+pub struct Router {
+    providers: Vec<RoutedProvider>,
+}
+
+/// One provider's place in the routing picture, for `/health/providers`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteStatus {
+    pub provider: &'static str,
+    pub priority: u32,
+    pub breaker: BreakerState,
+    pub recent_success_rate: Option<f64>,
+}
+
+impl Router {
+    /// `providers` in priority order (first = highest priority).
+    pub fn new(providers: Vec<Arc<dyn PaymentProvider>>, breaker: BreakerConfig) -> Router {
+        let providers = providers
+            .into_iter()
+            .enumerate()
+            .map(|(i, provider)| RoutedProvider {
+                provider,
+                priority: i as u32,
+                breaker: Breaker::new(breaker),
+            })
+            .collect();
+        Router { providers }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&RoutedProvider> {
+        self.providers.iter().find(|p| p.provider.name() == name)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &RoutedProvider> {
+        self.providers.iter()
+    }
+
+    /// Providers able to take `method` in `currency`, in the order to try them. Providers
+    /// whose breaker is open are left out (and a half-open one gets its single trial).
+    pub fn candidates(
+        &self,
+        preference: Option<&str>,
+        method: PaymentMethodType,
+        currency: Currency,
+        now: Instant,
+    ) -> Vec<&RoutedProvider> {
+        let mut able: Vec<&RoutedProvider> = self
+            .providers
+            .iter()
+            .filter(|p| p.provider.supports(method, currency))
+            .collect();
+        able.sort_by_key(|p| (Some(p.provider.name()) != preference, p.priority));
+        able.into_iter().filter(|p| p.breaker.allow(now)).collect()
+    }
+
+    /// Whether any provider takes `method` in `currency` at all (breakers aside).
+    pub fn any_supports(&self, method: PaymentMethodType, currency: Currency) -> bool {
+        self.providers
+            .iter()
+            .any(|p| p.provider.supports(method, currency))
+    }
+
+    pub fn status(&self) -> Vec<RouteStatus> {
+        self.providers
+            .iter()
+            .map(|p| RouteStatus {
+                provider: p.provider.name(),
+                priority: p.priority,
+                breaker: p.breaker.state(),
+                recent_success_rate: p.breaker.success_rate(),
+            })
+            .collect()
+    }
+}
