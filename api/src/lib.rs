@@ -2,6 +2,7 @@
 //! side (`projections`), which never import each other.
 
 pub mod auth;
+pub mod check_config;
 pub mod config;
 pub mod problem;
 pub mod providers;

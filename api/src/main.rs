@@ -4,6 +4,7 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 
 use api::auth::{create_key, Role};
+use api::check_config::{self, Environment};
 use api::config::{ServeRole, Settings};
 use api::startup::{connect_database, migrate, Application, StartupError};
 use clap::{Parser, Subcommand};
@@ -29,6 +30,11 @@ enum Command {
     },
     /// Apply database migrations.
     Migrate,
+    /// Check the configuration for an environment; exits non-zero naming each problem.
+    CheckConfig {
+        #[arg(long, value_enum)]
+        env: Environment,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -79,9 +85,33 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
         Command::Serve { sandbox, role } => {
             settings.sandbox.in_process = sandbox;
             settings.role = role;
+            let environment = Environment::from_env();
+            let problems = check_config::problems(&settings, environment);
+            if !problems.is_empty() {
+                for problem in &problems {
+                    eprintln!("config: {problem}");
+                }
+                return Err(format!(
+                    "refusing to serve: {} configuration problem(s) for {environment:?}",
+                    problems.len()
+                )
+                .into());
+            }
             let app = Application::build(settings.clone()).await?;
             tracing::info!(port = app.port(), ?settings, "payledger serving");
             app.run_until_stopped().await?;
+        }
+        Command::CheckConfig { env } => {
+            let problems = check_config::problems(&settings, env);
+            for problem in &problems {
+                println!("{problem}");
+            }
+            if !problems.is_empty() {
+                return Err(
+                    format!("{} configuration problem(s) for {env:?}", problems.len()).into(),
+                );
+            }
+            eprintln!("configuration ok for {env:?}");
         }
         Command::Migrate => {
             let pool = connect_database(&settings).await?;

@@ -45,6 +45,8 @@ pub struct TestApp {
     pub checkout_key: String,
     pub admin_key: String,
     pub settings: Settings,
+    /// Base URL of each in-process provider emulator, by provider name.
+    pub emulators: std::collections::BTreeMap<String, String>,
     shutdown: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -63,6 +65,14 @@ pub async fn spawn_app() -> TestApp {
 /// Starts payledger in `role` on a fresh database; tests that control the relay themselves
 /// start it with `ServeRole::Api` plus their own projector/relay.
 pub async fn spawn_app_with_role(role: ServeRole) -> TestApp {
+    spawn_app_configured(role, |_| {}).await
+}
+
+/// A fresh app whose settings `configure` adjusts first (providers, breaker, budget...).
+pub async fn spawn_app_configured(
+    role: ServeRole,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         api::telemetry::init(false);
     }
@@ -71,6 +81,7 @@ pub async fn spawn_app_with_role(role: ServeRole) -> TestApp {
     settings.database_url = url;
     settings.amqp_prefix = format!("test.{name}");
     settings.role = role;
+    configure(&mut settings);
     spawn_with_settings(settings).await
 }
 
@@ -80,6 +91,11 @@ pub async fn spawn_with_settings(settings: Settings) -> TestApp {
         .expect("application starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let pool = app.pool().clone();
+    let emulators = app
+        .emulator_urls()
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
     let server = tokio::spawn(app.run_until_stopped());
     let merchant = MerchantId::parse(MERCHANT).expect("merchant id");
     let checkout_key = create_key(&pool, Role::Checkout, Some(&merchant))
@@ -98,6 +114,7 @@ pub async fn spawn_with_settings(settings: Settings) -> TestApp {
         checkout_key,
         admin_key,
         settings,
+        emulators,
         shutdown: Some(server),
     }
 }

@@ -1,0 +1,100 @@
+//! `payledger check-config --env production|test`: every problem that keeps the configured
+//! providers and services from being used in that environment (test keys in production,
+//! production keys in test, short secrets, plain http, missing values). Each problem names
+//! the setting, never its value. `serve` runs the same check before it starts.
+
+use commands::providers::maya::MayaConfig;
+use commands::providers::paymongo::PaymongoConfig;
+use commands::providers::payu::PayuConfig;
+use commands::providers::wompi::WompiConfig;
+
+use crate::config::Settings;
+
+/// Shortest secret accepted anywhere.
+pub const SECRET_LEN_MIN: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    Production,
+    Test,
+}
+
+impl Environment {
+    pub fn from_env() -> Environment {
+        match std::env::var("PAYLEDGER_ENV").as_deref() {
+            Ok("production") => Environment::Production,
+            _ => Environment::Test,
+        }
+    }
+}
+
+pub fn problems(settings: &Settings, environment: Environment) -> Vec<String> {
+    let production = environment == Environment::Production;
+    let mut problems = Vec::new();
+    for (var, url) in [
+        ("DATABASE_URL", &settings.database_url),
+        ("AMQP_URL", &settings.amqp_url),
+    ] {
+        if production && std::env::var(var).is_err() {
+            problems.push(format!("{var} is not set"));
+        }
+        if url.trim().is_empty() {
+            problems.push(format!("{var} is empty"));
+        }
+    }
+    for name in &settings.routing.providers {
+        let found = match name.as_str() {
+            "wompi" => WompiConfig::from_env().problems(production),
+            "payu" => PayuConfig::from_env().problems(production),
+            "maya" => MayaConfig::from_env().problems(production),
+            "gcash" => PaymongoConfig::from_env().problems(production),
+            "sandbox" if production => {
+                vec!["PROVIDERS names `sandbox`, a test provider, in production".to_owned()]
+            }
+            "sandbox" => sandbox_problems(settings),
+            other => vec![format!("PROVIDERS names an unknown provider `{other}`")],
+        };
+        problems.extend(found.into_iter().map(|p| format!("{name}: {p}")));
+    }
+    if production && settings.sandbox.in_process {
+        problems.push("--sandbox runs the test provider emulators in production".to_owned());
+    }
+    problems
+}
+
+fn sandbox_problems(settings: &Settings) -> Vec<String> {
+    let mut problems = Vec::new();
+    if settings.sandbox.webhook_secret.len() < SECRET_LEN_MIN {
+        problems.push(format!(
+            "SANDBOX_WEBHOOK_SECRET is shorter than {SECRET_LEN_MIN} characters"
+        ));
+    }
+    if settings.sandbox.api_key.is_empty() {
+        problems.push("SANDBOX_API_KEY is empty".to_owned());
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sandbox_is_refused_in_production_and_its_defaults_pass_in_test() {
+        let mut settings = Settings::from_env();
+        settings.routing.providers = vec!["sandbox".to_owned()];
+        assert!(problems(&settings, Environment::Test).is_empty());
+        let found = problems(&settings, Environment::Production);
+        assert!(found.iter().any(|p| p.contains("sandbox")), "{found:?}");
+        settings.sandbox.webhook_secret = "short".into();
+        let found = problems(&settings, Environment::Test);
+        assert!(
+            found.iter().any(|p| p.contains("SANDBOX_WEBHOOK_SECRET")),
+            "{found:?}"
+        );
+        assert!(
+            !found.iter().any(|p| p.contains("short")),
+            "never the value: {found:?}"
+        );
+    }
+}
