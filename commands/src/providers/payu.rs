@@ -27,6 +27,16 @@
 //! `AUTHORIZATION`), `DECLINED` (reason = `responseCode`), `ERROR` (`Failed`), `EXPIRED`,
 //! `PENDING` (with `extraParameters.BANK_URL` -> `NextAction::Redirect` for PSE, `REFERENCE` +
 //! `EXPIRATION_DATE` -> `NextAction::CashCode` for Efecty).
+//!
+//! Known gaps (need more from `CreateTransaction` or from PayU):
+//! * PayU asks for buyer/payer name, phone and document, and for cards `deviceSessionId`,
+//!   `ipAddress`, `cookie` and `userAgent` (anti-fraud); payledger only has the email, so
+//!   only that is sent. PSE's `PSE_REFERENCE1` (payer IP) is sent as [`UNKNOWN_PAYER_IP`].
+//! * A card payment needs its franchise as `paymentMethod`: a token may say it as
+//!   `MASTERCARD:<token>`; a bare token goes as [`DEFAULT_CARD_FRANCHISE`].
+//! * PayU has no idempotency key: a retried create relies on the account's "unique
+//!   reference" setting, a retried refund on the refund id carried in `reason`.
+//! * `test` is always `false`; the environment is chosen by `PAYU_BASE_URL`.
 
 use std::fmt;
 use std::str::FromStr;
