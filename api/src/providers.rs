@@ -8,10 +8,16 @@ use std::time::Duration;
 
 use commands::breaker::BreakerConfig;
 use commands::fees::FeeSchedule;
+use commands::providers::payu::{PayuConfig, PayuProvider};
+use commands::providers::wompi::{WompiConfig, WompiProvider};
 use commands::providers::{PaymentProvider, SandboxClientConfig, SandboxProvider};
 use commands::router::Router;
+use commands::sandbox::payu::{self as payu_sandbox, PayuSandboxConfig};
+use commands::sandbox::wompi::{self as wompi_sandbox, WompiSandboxConfig};
+use commands::webhooks::payu::PayuWebhookVerifier;
 use commands::sandbox::{self, SandboxConfig};
 use commands::webhooks::sandbox::SandboxWebhookVerifier;
+use commands::webhooks::wompi::WompiWebhookVerifier;
 use futures::future::BoxFuture;
 
 use crate::config::Settings;
@@ -25,7 +31,12 @@ const BUNDLED_FEES: &str = include_str!("../../config/fees.json");
 /// Stops an in-process emulator.
 pub type StopEmulator = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
+/// Wompi's widget needs the concrete adapter (its integrity signature).
+#[derive(Clone)]
+pub struct WompiCheckout(pub Option<Arc<WompiProvider>>);
+
 pub struct Providers {
+    pub wompi: WompiCheckout,
     pub router: Arc<Router>,
     pub verifiers: WebhookVerifiers,
     pub emulators: Vec<StopEmulator>,
@@ -50,6 +61,7 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
     let mut providers: Vec<Arc<dyn PaymentProvider>> = Vec::new();
     let mut emulator_urls = BTreeMap::new();
     let mut public = BTreeMap::new();
+    let mut wompi = None;
     for name in &settings.routing.providers {
         match name.as_str() {
             "sandbox" => {
@@ -81,6 +93,58 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
                 )));
                 public.insert("sandbox", PublicProviderConfig::default());
             }
+            "wompi" => {
+                let mut config = WompiConfig::from_env();
+                if settings.sandbox.in_process {
+                    let handle = wompi_sandbox::start(
+                        TcpListener::bind("127.0.0.1:0")?,
+                        WompiSandboxConfig::for_client(
+                            &config,
+                            format!("{webhook_base}/v1/webhooks/wompi"),
+                        ),
+                    )
+                    .await?;
+                    config.base_url = handle.base_url();
+                    emulator_urls.insert("wompi", handle.base_url());
+                    emulators.push(Box::new(move || Box::pin(handle.stop())));
+                }
+                verifiers.add(Arc::new(WompiWebhookVerifier::from_config(&config)));
+                public.insert(
+                    "wompi",
+                    PublicProviderConfig {
+                        public_key: Some(config.public_key.clone()),
+                        problems: config.problems(false),
+                    },
+                );
+                let provider = Arc::new(WompiProvider::new(config)?);
+                wompi = Some(provider.clone());
+                providers.push(provider);
+            }
+            "payu" => {
+                let mut config = PayuConfig::from_env();
+                if settings.sandbox.in_process {
+                    let handle = payu_sandbox::start(
+                        TcpListener::bind("127.0.0.1:0")?,
+                        PayuSandboxConfig::from_provider_config(
+                            &config,
+                            format!("{webhook_base}/v1/webhooks/payu"),
+                        )?,
+                    )
+                    .await?;
+                    config.base_url = handle.base_url();
+                    emulator_urls.insert("payu", handle.base_url());
+                    emulators.push(Box::new(move || Box::pin(handle.stop())));
+                }
+                verifiers.add(Arc::new(PayuWebhookVerifier::new(&config)?));
+                public.insert(
+                    "payu",
+                    PublicProviderConfig {
+                        public_key: None,
+                        problems: config.problems(false),
+                    },
+                );
+                providers.push(Arc::new(PayuProvider::new(config)?));
+            }
             other => return Err(format!("unknown provider `{other}` in PROVIDERS").into()),
         }
     }
@@ -95,6 +159,7 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
         },
     );
     Ok(Providers {
+        wompi: WompiCheckout(wompi),
         router: Arc::new(router),
         verifiers,
         emulators,

@@ -105,6 +105,7 @@ impl Application {
             emulators = built.emulators;
             emulator_urls = built.emulator_urls;
             let catalog = web::Data::new(ProviderCatalog::new(built.public));
+            let wompi = web::Data::new(built.wompi);
             let fees = providers::fee_schedule(&settings)?;
             let service = web::Data::new(PaymentService::new(
                 pool.clone(),
@@ -144,10 +145,12 @@ impl Application {
                     .app_data(broker.clone())
                     .app_data(verifiers.clone())
                     .app_data(catalog.clone())
+                    .app_data(wompi.clone())
                     .configure(routes::health::configure)
                     .configure(routes::payments::configure)
                     .configure(routes::webhooks::configure)
                     .configure(routes::catalog::configure)
+                    .configure(routes::checkout::configure)
             })
             .listen(listener)?
             .shutdown_timeout(5)

@@ -32,10 +32,13 @@ pub struct PublicProviderConfig {
     pub problems: Vec<String>,
 }
 
+/// When a provider last answered a health check, and what.
+type HealthAnswer = (Instant, Result<(), ProviderError>);
+
 #[derive(Default)]
 pub struct ProviderCatalog {
     pub public: BTreeMap<&'static str, PublicProviderConfig>,
-    health: Mutex<BTreeMap<&'static str, (Instant, Result<(), ProviderError>)>>,
+    health: Mutex<BTreeMap<&'static str, HealthAnswer>>,
 }
 
 impl ProviderCatalog {

@@ -1,4 +1,5 @@
 pub mod catalog;
+pub mod checkout;
 pub mod health;
 pub mod payment_body;
 pub mod payments;

@@ -1,0 +1,53 @@
+//! `GET /v1/checkout/wompi/{payment_id}`: what a front end needs to open Wompi's widget for a
+//! payment — the public key and the integrity signature, never a private key or secret.
+
+use actix_web::{web, HttpResponse};
+use commands::payments::PaymentService;
+use domain::{PaymentId, PaymentStatus};
+
+use crate::auth::Caller;
+use crate::problem::Problem;
+use crate::providers::WompiCheckout;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/v1/checkout/wompi/{payment_id}",
+        web::get().to(wompi_widget),
+    );
+}
+
+#[tracing::instrument(skip_all)]
+async fn wompi_widget(
+    caller: Caller,
+    service: web::Data<PaymentService>,
+    wompi: web::Data<WompiCheckout>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let scope = caller.payment_scope()?;
+    let Some(wompi) = wompi.0.as_ref() else {
+        return Err(Problem::not_found("wompi is not configured"));
+    };
+    let id: PaymentId = path
+        .parse()
+        .map_err(|_| Problem::not_found("no such payment"))?;
+    let current = service
+        .load(id, scope)
+        .await
+        .map_err(|_| Problem::not_found("no such payment"))?;
+    let payment = current.payment;
+    if payment.status != PaymentStatus::Pending {
+        return Err(Problem::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "invalid-state",
+            "Not allowed in the payment's state",
+            format!(
+                "the widget opens only for a PENDING payment; this one is {}",
+                payment.status
+            ),
+        ));
+    }
+    let amount = payment
+        .amount
+        .ok_or_else(|| Problem::not_found("no such payment"))?;
+    Ok(HttpResponse::Ok().json(wompi.checkout_widget(id, amount)))
+}
