@@ -21,6 +21,9 @@ pub struct SandboxSettings {
     pub webhook_secret: String,
     pub webhook_delay_ms: u64,
     pub timeout_ms: u64,
+    /// `false`: the in-process emulators drop every webhook (lost-webhook drills; sync and
+    /// the reconciler must then catch up).
+    pub deliver_webhooks: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +100,8 @@ impl Settings {
                 ),
                 webhook_delay_ms: number("SANDBOX_WEBHOOK_DELAY_MS", 20),
                 timeout_ms: number("SANDBOX_TIMEOUT_MS", 5_000),
+                deliver_webhooks: env::var("SANDBOX_DELIVER_WEBHOOKS")
+                    .map_or(true, |v| v != "false"),
             },
             routing: RoutingSettings {
                 providers: env::var("PROVIDERS")

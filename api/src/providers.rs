@@ -14,8 +14,8 @@ use commands::providers::{PaymentProvider, SandboxClientConfig, SandboxProvider}
 use commands::router::Router;
 use commands::sandbox::payu::{self as payu_sandbox, PayuSandboxConfig};
 use commands::sandbox::wompi::{self as wompi_sandbox, WompiSandboxConfig};
-use commands::webhooks::payu::PayuWebhookVerifier;
 use commands::sandbox::{self, SandboxConfig};
+use commands::webhooks::payu::PayuWebhookVerifier;
 use commands::webhooks::sandbox::SandboxWebhookVerifier;
 use commands::webhooks::wompi::WompiWebhookVerifier;
 use futures::future::BoxFuture;
@@ -96,14 +96,14 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
             "wompi" => {
                 let mut config = WompiConfig::from_env();
                 if settings.sandbox.in_process {
-                    let handle = wompi_sandbox::start(
-                        TcpListener::bind("127.0.0.1:0")?,
-                        WompiSandboxConfig::for_client(
-                            &config,
-                            format!("{webhook_base}/v1/webhooks/wompi"),
-                        ),
-                    )
-                    .await?;
+                    let mut emulated = WompiSandboxConfig::for_client(
+                        &config,
+                        format!("{webhook_base}/v1/webhooks/wompi"),
+                    );
+                    emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
+                    emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
+                    let handle =
+                        wompi_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated).await?;
                     config.base_url = handle.base_url();
                     emulator_urls.insert("wompi", handle.base_url());
                     emulators.push(Box::new(move || Box::pin(handle.stop())));
@@ -123,14 +123,14 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
             "payu" => {
                 let mut config = PayuConfig::from_env();
                 if settings.sandbox.in_process {
-                    let handle = payu_sandbox::start(
-                        TcpListener::bind("127.0.0.1:0")?,
-                        PayuSandboxConfig::from_provider_config(
-                            &config,
-                            format!("{webhook_base}/v1/webhooks/payu"),
-                        )?,
-                    )
-                    .await?;
+                    let mut emulated = PayuSandboxConfig::from_provider_config(
+                        &config,
+                        format!("{webhook_base}/v1/webhooks/payu"),
+                    )?;
+                    emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
+                    emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
+                    let handle =
+                        payu_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated).await?;
                     config.base_url = handle.base_url();
                     emulator_urls.insert("payu", handle.base_url());
                     emulators.push(Box::new(move || Box::pin(handle.stop())));
