@@ -31,6 +31,7 @@ pub struct RoutingSettings {
     /// Provider names in priority order (`PROVIDERS=wompi,payu,sandbox`).
     pub providers: Vec<String>,
     pub provider_budget_ms: u64,
+    pub provider_attempt_timeout_ms: u64,
     pub breaker_failures_to_open: u32,
     pub breaker_cool_down_ms: u64,
     /// A fee schedule file; unset: the schedule bundled with the binary.
@@ -114,6 +115,7 @@ impl Settings {
                     })
                     .unwrap_or_else(|| vec!["sandbox".to_owned()]),
                 provider_budget_ms: number("PROVIDER_BUDGET_MS", 15_000),
+                provider_attempt_timeout_ms: number("PROVIDER_ATTEMPT_TIMEOUT_MS", 5_000),
                 breaker_failures_to_open: number("BREAKER_FAILURES_TO_OPEN", 5) as u32,
                 breaker_cool_down_ms: number("BREAKER_COOL_DOWN_MS", 30_000),
                 fees_file: env::var("FEES_FILE").ok(),

@@ -113,6 +113,9 @@ impl Application {
                 Arc::new(fees),
                 ServiceConfig {
                     provider_budget: Duration::from_millis(settings.routing.provider_budget_ms),
+                    attempt_timeout: Duration::from_millis(
+                        settings.routing.provider_attempt_timeout_ms,
+                    ),
                     ..ServiceConfig::default()
                 },
             ));

@@ -69,7 +69,21 @@ impl Breaker {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// May a call go to this provider now? In half-open state only one trial at a time.
+    /// Would a call be let through now? Changes nothing: routing asks this of every
+    /// candidate, and only the one actually called takes the half-open trial (`allow`).
+    pub fn available(&self, now: Instant) -> bool {
+        let inner = self.lock();
+        match inner.state {
+            BreakerState::Closed => true,
+            BreakerState::Open => inner
+                .opened_at
+                .is_some_and(|at| now.saturating_duration_since(at) >= self.config.cool_down),
+            BreakerState::HalfOpen => !inner.trial_in_flight,
+        }
+    }
+
+    /// May a call go to this provider now? In half-open state only one trial at a time: this
+    /// takes it.
     pub fn allow(&self, now: Instant) -> bool {
         let mut inner = self.lock();
         match inner.state {
@@ -168,6 +182,10 @@ mod tests {
             b.record(false, t);
         }
         let later = t + Duration::from_secs(10);
+        assert!(
+            b.available(later) && b.available(later),
+            "asking takes nothing"
+        );
         assert!(b.allow(later), "one trial after the cool-down");
         assert_eq!(b.state(), BreakerState::HalfOpen);
         assert!(!b.allow(later), "only one trial at a time");

@@ -54,7 +54,8 @@ impl Router {
     }
 
     /// Providers able to take `method` in `currency`, in the order to try them. Providers
-    /// whose breaker is open are left out (and a half-open one gets its single trial).
+    /// whose breaker is open are left out; the caller takes a half-open one's single trial
+    /// (`breaker.allow`) only when it actually calls it.
     pub fn candidates(
         &self,
         preference: Option<&str>,
@@ -68,7 +69,9 @@ impl Router {
             .filter(|p| p.provider.supports(method, currency))
             .collect();
         able.sort_by_key(|p| (Some(p.provider.name()) != preference, p.priority));
-        able.into_iter().filter(|p| p.breaker.allow(now)).collect()
+        able.into_iter()
+            .filter(|p| p.breaker.available(now))
+            .collect()
     }
 
     /// Whether any provider takes `method` in `currency` at all (breakers aside).

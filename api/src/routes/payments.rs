@@ -311,11 +311,15 @@ struct CreatePaymentRequest {
     provider: Option<String>,
     #[serde(default)]
     customer_email: Option<String>,
+    /// Where a redirect flow (PSE, wallets) sends the customer back.
+    #[serde(default)]
+    return_url: Option<String>,
 }
 
 /// Providers a merchant may name as its preference.
 const PROVIDER_NAMES: [&str; 5] = ["wompi", "payu", "maya", "gcash", "sandbox"];
 const EMAIL_LEN_MAX: usize = 254;
+const RETURN_URL_LEN_MAX: usize = 2048;
 
 fn method_type(text: &str) -> Option<PaymentMethodType> {
     [
@@ -375,6 +379,17 @@ impl CreatePaymentRequest {
                 errors.push(field("customer_email", "is not an email address"));
             }
         }
+        if let Some(url) = &self.return_url {
+            let plausible = url.len() <= RETURN_URL_LEN_MAX
+                && (url.starts_with("https://") || url.starts_with("http://"))
+                && url.bytes().all(|b| b.is_ascii_graphic());
+            if !plausible {
+                errors.push(field(
+                    "return_url",
+                    format!("must be an http(s) URL of at most {RETURN_URL_LEN_MAX} characters"),
+                ));
+            }
+        }
         match (amount, reference, method, capture_mode) {
             (Some(amount), Some(reference), Some(payment_method), Some(capture_mode))
                 if errors.is_empty() =>
@@ -388,6 +403,7 @@ impl CreatePaymentRequest {
                     capture_mode,
                     customer_email: self.customer_email,
                     provider_preference: self.provider,
+                    return_url: self.return_url,
                 })
             }
             _ => Err(Problem::invalid(errors)),

@@ -9,6 +9,7 @@ use domain::{MerchantId, PaymentCommand, PaymentError, PaymentId, PaymentStatus,
 use super::outcomes::outcome_of;
 use super::{bounded, CommandError, CreatePayment, Executed, PaymentService};
 use crate::providers::CreateTransaction;
+use crate::router::RoutedProvider;
 
 impl PaymentService {
     /// Creates a payment (or returns the one this Idempotency-Key already created) and submits
@@ -28,7 +29,8 @@ impl PaymentService {
                 {
                     // The first call may have died before any provider answered; creating is
                     // keyed by our payment id at the provider, so submit again.
-                    return Ok((self.submit(id, &request).await?, false));
+                    let candidates = self.candidates(&request);
+                    return Ok((self.submit(id, &request, candidates).await?, false));
                 }
                 return Ok((existing, false));
             }
@@ -43,14 +45,8 @@ impl PaymentService {
                 currency: currency.code(),
             });
         }
-        let first = self
-            .router
-            .candidates(
-                request.provider_preference.as_deref(),
-                method,
-                currency,
-                Instant::now(),
-            )
+        let candidates = self.candidates(&request);
+        let first = candidates
             .first()
             .map(|p| p.provider.name())
             .ok_or(CommandError::ProvidersUnavailable)?;
@@ -72,7 +68,16 @@ impl PaymentService {
             "api",
         )
         .await?;
-        Ok((self.submit(id, &request).await?, true))
+        Ok((self.submit(id, &request, candidates).await?, true))
+    }
+
+    fn candidates(&self, request: &CreatePayment) -> Vec<&RoutedProvider> {
+        self.router.candidates(
+            request.provider_preference.as_deref(),
+            request.payment_method.kind(),
+            request.amount.currency(),
+            Instant::now(),
+        )
     }
 
     /// Offers the payment to each candidate provider in turn until one takes it, within the
@@ -81,6 +86,7 @@ impl PaymentService {
         &self,
         id: PaymentId,
         request: &CreatePayment,
+        candidates: Vec<&RoutedProvider>,
     ) -> Result<Executed, CommandError> {
         let deadline = Instant::now() + self.config.provider_budget;
         let call = CreateTransaction {
@@ -90,17 +96,26 @@ impl PaymentService {
             method: request.payment_method.clone(),
             capture_mode: request.capture_mode,
             customer_email: request.customer_email.clone(),
-            return_url: None,
+            return_url: Some(
+                request
+                    .return_url
+                    .clone()
+                    .unwrap_or_else(|| self.config.default_return_url.to_owned()),
+            ),
         };
-        let candidates = self.router.candidates(
-            request.provider_preference.as_deref(),
-            request.payment_method.kind(),
-            request.amount.currency(),
-            Instant::now(),
-        );
         for routed in candidates {
             let name = routed.provider.name();
-            match bounded(routed, deadline, routed.provider.create_transaction(&call)).await {
+            if !routed.breaker.allow(Instant::now()) {
+                continue; // another command took the half-open trial meanwhile
+            }
+            let attempt_deadline = deadline.min(Instant::now() + self.config.attempt_timeout);
+            match bounded(
+                routed,
+                attempt_deadline,
+                routed.provider.create_transaction(&call),
+            )
+            .await
+            {
                 Ok(transaction) => {
                     let recorded = self
                         .execute(
@@ -117,8 +132,11 @@ impl PaymentService {
                     // Some providers decide in the answer itself (no webhook will follow).
                     return match outcome_of(&transaction) {
                         Some(outcome) => {
-                            let event_id =
-                                format!("{name}:{}:{}", transaction.id, transaction.status.as_str());
+                            let event_id = format!(
+                                "{name}:{}:{}",
+                                transaction.id,
+                                transaction.status.as_str()
+                            );
                             self.apply_outcome(id, name, event_id, transaction.id, outcome)
                                 .await
                         }

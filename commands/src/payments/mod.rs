@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use cqrs_es::{AggregateError, EventStore};
 use domain::payment::RefundStatus;
 use domain::{
-    CaptureMode, IdempotencyKey, MerchantId, Money, Payment, PaymentCommand,
-    PaymentError, PaymentEvent, PaymentId, PaymentStatus, Reference, RefundId,
+    CaptureMode, IdempotencyKey, MerchantId, Money, Payment, PaymentCommand, PaymentError,
+    PaymentEvent, PaymentId, PaymentStatus, Reference, RefundId,
 };
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -93,6 +93,8 @@ pub struct CreatePayment {
     pub customer_email: Option<String>,
     /// The merchant's preferred provider (tried first when it can take the payment).
     pub provider_preference: Option<String>,
+    /// Where a redirect flow returns the customer (the service's default when absent).
+    pub return_url: Option<String>,
 }
 
 impl std::fmt::Debug for CreatePayment {
@@ -113,7 +115,7 @@ impl CreatePayment {
     pub fn fingerprint(&self) -> String {
         let method_digest = hex::encode(Sha256::digest(self.payment_method.canonical().as_bytes()));
         let canonical = format!(
-            "v1\n{}\n{}\n{}\n{}\n{}\n{:?}\n{}\n{:?}\n{:?}",
+            "v1\n{}\n{}\n{}\n{}\n{}\n{:?}\n{}\n{:?}\n{:?}\n{:?}",
             self.merchant_id,
             self.reference,
             self.amount.amount(),
@@ -122,7 +124,8 @@ impl CreatePayment {
             self.capture_mode,
             method_digest,
             self.provider_preference,
-            self.customer_email
+            self.customer_email,
+            self.return_url
         );
         hex::encode(Sha256::digest(canonical.as_bytes()))
     }
@@ -141,15 +144,22 @@ pub struct RefundOutcome {
 pub struct ServiceConfig {
     /// The most one command may spend waiting on providers, fallbacks included.
     pub provider_budget: Duration,
+    /// The most one provider may take to answer a create before the next one is tried.
+    pub attempt_timeout: Duration,
     /// Tries of an idempotent provider call (reads) before giving up.
     pub idempotent_tries_max: u32,
+    /// Where redirect flows (PSE, wallets) send the customer back when the request names no
+    /// `return_url`.
+    pub default_return_url: &'static str,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
             provider_budget: Duration::from_secs(15),
+            attempt_timeout: Duration::from_secs(5),
             idempotent_tries_max: 3,
+            default_return_url: "https://checkout.payledger.invalid/return",
         }
     }
 }
@@ -308,7 +318,9 @@ async fn bounded<T>(
     let remaining = deadline.saturating_duration_since(Instant::now());
     let result = match tokio::time::timeout(remaining, call).await {
         Ok(result) => result,
-        Err(_) => Err(ProviderError::timeout("the command's provider budget was spent")),
+        Err(_) => Err(ProviderError::timeout(
+            "the command's provider budget was spent",
+        )),
     };
     let healthy = match &result {
         Ok(_) => true,

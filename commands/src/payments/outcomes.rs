@@ -55,13 +55,14 @@ impl PaymentService {
         let outcome = if notification.confirm_with_provider {
             let routed = self.provider_of(&current.payment)?;
             let deadline = Instant::now() + self.config.provider_budget;
-            let transaction = retry_idempotent(routed, deadline, self.config.idempotent_tries_max, || {
-                routed
-                    .provider
-                    .get_transaction(&notification.provider_transaction_id)
-            })
-            .await
-            .map_err(CommandError::Provider)?;
+            let transaction =
+                retry_idempotent(routed, deadline, self.config.idempotent_tries_max, || {
+                    routed
+                        .provider
+                        .get_transaction(&notification.provider_transaction_id)
+                })
+                .await
+                .map_err(CommandError::Provider)?;
             if transaction.payment_id != id {
                 return Err(PaymentError::InvalidTransition {
                     action: "confirm another payment's transaction for",
@@ -104,16 +105,20 @@ impl PaymentService {
         }
         let routed = self.provider_of(&current.payment)?;
         let deadline = Instant::now() + self.config.provider_budget;
-        let transaction = retry_idempotent(routed, deadline, self.config.idempotent_tries_max, || {
-            routed.provider.get_transaction(&transaction_id)
-        })
-        .await
-        .map_err(CommandError::Provider)?;
+        let transaction =
+            retry_idempotent(routed, deadline, self.config.idempotent_tries_max, || {
+                routed.provider.get_transaction(&transaction_id)
+            })
+            .await
+            .map_err(CommandError::Provider)?;
         let Some(outcome) = outcome_of(&transaction) else {
             return Ok(current);
         };
         let provider = routed.provider.name();
-        let event_id = format!("{provider}:{transaction_id}:{}", transaction.status.as_str());
+        let event_id = format!(
+            "{provider}:{transaction_id}:{}",
+            transaction.status.as_str()
+        );
         match self
             .apply_outcome(id, provider, event_id, transaction_id, outcome)
             .await
