@@ -130,20 +130,40 @@ mod tests {
         let schedule = FeeSchedule::from_json(SCHEDULE).unwrap();
         let amount = Money::parse("129000.00", Currency::COP).unwrap();
         let march = schedule
-            .fee("wompi", PaymentMethodType::Card, amount, at("2026-03-01T00:00:00Z"))
+            .fee(
+                "wompi",
+                PaymentMethodType::Card,
+                amount,
+                at("2026-03-01T00:00:00Z"),
+            )
             .unwrap();
         // 129000 x 2.65% = 3418.50, + 700 = 4118.50
         assert_eq!(march.amount().to_string(), "4118.50");
         let august = schedule
-            .fee("wompi", PaymentMethodType::Card, amount, at("2026-08-01T00:00:00Z"))
+            .fee(
+                "wompi",
+                PaymentMethodType::Card,
+                amount,
+                at("2026-08-01T00:00:00Z"),
+            )
             .unwrap();
         // 129000 x 2.99% = 3857.10, + 900 = 4757.10
         assert_eq!(august.amount().to_string(), "4757.10");
         assert!(schedule
-            .fee("wompi", PaymentMethodType::Card, amount, at("2025-12-31T23:59:59Z"))
+            .fee(
+                "wompi",
+                PaymentMethodType::Card,
+                amount,
+                at("2025-12-31T23:59:59Z")
+            )
             .is_none());
         assert!(schedule
-            .fee("payu", PaymentMethodType::Card, amount, at("2026-03-01T00:00:00Z"))
+            .fee(
+                "payu",
+                PaymentMethodType::Card,
+                amount,
+                at("2026-03-01T00:00:00Z")
+            )
             .is_none());
     }
 
@@ -153,19 +173,34 @@ mod tests {
         // 0.10 PHP x 2.5% = 0.0025 -> 0.00
         let tiny = Money::parse("0.10", Currency::PHP).unwrap();
         let fee = schedule
-            .fee("gcash", PaymentMethodType::Gcash, tiny, at("2026-03-01T00:00:00Z"))
+            .fee(
+                "gcash",
+                PaymentMethodType::Gcash,
+                tiny,
+                at("2026-03-01T00:00:00Z"),
+            )
             .unwrap();
         assert_eq!(fee.amount().to_string(), "0.00");
         // 0.30 PHP x 2.5% = 0.0075 -> 0.01
         let small = Money::parse("0.30", Currency::PHP).unwrap();
         let fee = schedule
-            .fee("gcash", PaymentMethodType::Gcash, small, at("2026-03-01T00:00:00Z"))
+            .fee(
+                "gcash",
+                PaymentMethodType::Gcash,
+                small,
+                at("2026-03-01T00:00:00Z"),
+            )
             .unwrap();
         assert_eq!(fee.amount().to_string(), "0.01");
         // A fixed fee above the amount is capped at the amount.
         let cheap = Money::parse("500.00", Currency::COP).unwrap();
         let fee = schedule
-            .fee("wompi", PaymentMethodType::Card, cheap, at("2026-03-01T00:00:00Z"))
+            .fee(
+                "wompi",
+                PaymentMethodType::Card,
+                cheap,
+                at("2026-03-01T00:00:00Z"),
+            )
             .unwrap();
         assert_eq!(fee.amount().to_string(), "500.00");
     }

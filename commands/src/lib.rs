@@ -1,13 +1,13 @@
 //! The write side: event store wiring, command services, providers and their webhooks, and
 //! the outbox relay that publishes committed events to RabbitMQ.
 
-pub mod providers;
 pub mod breaker;
 pub mod fees;
 pub mod payments;
+pub mod providers;
 pub mod relay;
 pub mod router;
+pub mod sandbox;
 pub mod store;
 mod stripes;
-pub mod sandbox;
 pub mod webhooks;

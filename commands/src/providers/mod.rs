@@ -103,8 +103,12 @@ pub const ALL_PAYMENT_METHODS: &[PaymentMethodType] = &[
 #[derive(Clone, PartialEq, Eq)]
 pub enum PaymentMethodDetails {
     /// A token from the provider's own card tokenization (or a sandbox test token).
-    Card { token: String },
-    Nequi { phone_number: String },
+    Card {
+        token: String,
+    },
+    Nequi {
+        phone_number: String,
+    },
     Pse {
         financial_institution_code: String,
         /// 0: natural person, 1: company (PSE's own codes).
@@ -160,10 +164,9 @@ impl PaymentMethodDetails {
 impl fmt::Debug for PaymentMethodDetails {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PaymentMethodDetails::Card { .. } => f
-                .debug_struct("Card")
-                .field("token", &REDACTED)
-                .finish(),
+            PaymentMethodDetails::Card { .. } => {
+                f.debug_struct("Card").field("token", &REDACTED).finish()
+            }
             PaymentMethodDetails::Nequi { .. } => f
                 .debug_struct("Nequi")
                 .field("phone_number", &REDACTED)

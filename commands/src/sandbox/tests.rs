@@ -8,17 +8,14 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use domain::{
-    CaptureId, CaptureMode, Currency, Money, PaymentId, ProviderFailureKind,
-    RefundId,
-};
+use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, ProviderFailureKind, RefundId};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::*;
 use crate::providers::{
-    CreateTransaction, PaymentProvider, ProviderTransactionStatus, SandboxClientConfig,
-    PaymentMethodDetails, SandboxProvider,
+    CreateTransaction, PaymentMethodDetails, PaymentProvider, ProviderTransactionStatus,
+    SandboxClientConfig, SandboxProvider,
 };
 use crate::webhooks::sandbox::{parse_notification, verify_signature, Outcome, SIGNATURE_HEADER};
 

@@ -87,14 +87,22 @@ pub enum NotificationOutcome {
     /// Nothing decided yet (acknowledged, nothing appended).
     Pending,
     /// Manual capture: the amount is held.
-    Authorized { amount: Money },
+    Authorized {
+        amount: Money,
+    },
     /// Captured.
-    Approved { amount: Money },
-    Declined { reason: String },
+    Approved {
+        amount: Money,
+    },
+    Declined {
+        reason: String,
+    },
     /// The customer did not complete in time (an Efecty code, a redirect).
     Expired,
     /// The provider gave up (its error, or the customer abandoned).
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 /// A verified notification, ready to become a command.
