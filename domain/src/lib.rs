@@ -8,8 +8,8 @@ pub mod published;
 
 pub use ids::{CaptureId, IdempotencyKey, MerchantId, PaymentId, Reference, RefundId};
 pub use money::{Currency, Money, MoneyError};
-pub use published::PublishedEvent;
 pub use payment::{
     CaptureMode, Payment, PaymentCommand, PaymentError, PaymentEvent, PaymentMethodType,
     PaymentStatus, ProviderFailureKind,
 };
+pub use published::PublishedEvent;

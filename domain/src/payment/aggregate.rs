@@ -165,9 +165,9 @@ impl Payment {
                     given: fee.currency(),
                 })
             }
-            Some(fee) if fee.amount() > amount.amount() => Err(PaymentError::Money(
-                crate::money::MoneyError::TooLarge,
-            )),
+            Some(fee) if fee.amount() > amount.amount() => {
+                Err(PaymentError::Money(crate::money::MoneyError::TooLarge))
+            }
             _ => Ok(()),
         }
     }

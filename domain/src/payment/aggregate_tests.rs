@@ -1322,12 +1322,15 @@ fn a_pending_payment_expires_once_and_nothing_follows() {
     given(vec![initiated(CaptureMode::Automatic), expired])
         .when(approve("evt-late", full()))
         .then_expect_error(invalid("approve", PaymentStatus::Expired));
-    given(vec![initiated(CaptureMode::Automatic), approved("evt-1", full())])
-        .when(PaymentCommand::Expire {
-            provider_event_id: "evt-2".to_owned(),
-            at: at(),
-        })
-        .then_expect_error(invalid("expire", PaymentStatus::Approved));
+    given(vec![
+        initiated(CaptureMode::Automatic),
+        approved("evt-1", full()),
+    ])
+    .when(PaymentCommand::Expire {
+        provider_event_id: "evt-2".to_owned(),
+        at: at(),
+    })
+    .then_expect_error(invalid("expire", PaymentStatus::Approved));
 }
 
 #[test]
@@ -1343,7 +1346,9 @@ fn the_fee_is_fixed_at_approval_and_must_fit_the_amount() {
     let events = fold(&[initiated(CaptureMode::Automatic)])
         .decide(command)
         .unwrap();
-    assert!(matches!(&events[..], [PaymentEvent::PaymentApproved { fee: Some(f), .. }] if *f == fee));
+    assert!(
+        matches!(&events[..], [PaymentEvent::PaymentApproved { fee: Some(f), .. }] if *f == fee)
+    );
     let state = fold(&[initiated(CaptureMode::Automatic), events[0].clone()]);
     assert_eq!(state.fee, fee.amount());
 
@@ -1354,7 +1359,9 @@ fn the_fee_is_fixed_at_approval_and_must_fit_the_amount() {
         fee: Some(cop("129000.01")),
         at: at(),
     };
-    assert!(fold(&[initiated(CaptureMode::Automatic)]).decide(too_big).is_err());
+    assert!(fold(&[initiated(CaptureMode::Automatic)])
+        .decide(too_big)
+        .is_err());
     let other_currency = PaymentCommand::Approve {
         provider_event_id: "evt-fee".to_owned(),
         provider_transaction_id: TX.to_owned(),
@@ -1372,5 +1379,8 @@ fn the_fee_is_fixed_at_approval_and_must_fit_the_amount() {
 fn events_written_before_fees_still_read() {
     let old = r#"{"PaymentApproved":{"provider":"sandbox","provider_event_id":"e","provider_transaction_id":"t","capture_id":null,"amount":{"amount":"10.00","currency":"USD"},"at":"2026-01-01T00:00:00Z"}}"#;
     let event: PaymentEvent = serde_json::from_str(old).unwrap();
-    assert!(matches!(event, PaymentEvent::PaymentApproved { fee: None, .. }));
+    assert!(matches!(
+        event,
+        PaymentEvent::PaymentApproved { fee: None, .. }
+    ));
 }
