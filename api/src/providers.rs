@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use commands::breaker::BreakerConfig;
 use commands::fees::FeeSchedule;
+use commands::providers::maya::{MayaConfig, MayaProvider};
 use commands::providers::payu::{PayuConfig, PayuProvider};
 use commands::providers::wompi::{WompiConfig, WompiProvider};
 use commands::providers::{PaymentProvider, SandboxClientConfig, SandboxProvider};
 use commands::router::Router;
+use commands::sandbox::maya::{self as maya_sandbox, MayaSandboxConfig};
 use commands::sandbox::payu::{self as payu_sandbox, PayuSandboxConfig};
+use commands::webhooks::maya::MayaWebhookVerifier;
 use commands::sandbox::wompi::{self as wompi_sandbox, WompiSandboxConfig};
 use commands::sandbox::{self, SandboxConfig};
 use commands::webhooks::payu::PayuWebhookVerifier;
@@ -144,6 +147,35 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
                     },
                 );
                 providers.push(Arc::new(PayuProvider::new(config)?));
+            }
+            "maya" => {
+                let mut config = MayaConfig::from_env();
+                if settings.sandbox.in_process {
+                    let mut emulated = MayaSandboxConfig::for_client(
+                        &config,
+                        format!("{webhook_base}/v1/webhooks/maya"),
+                    );
+                    emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
+                    emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
+                    let handle =
+                        maya_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated).await?;
+                    config.base_url = handle.base_url();
+                    if std::env::var("MAYA_WEBHOOK_SOURCES").is_err() {
+                        // The emulator posts from this machine.
+                        config.webhook_sources = "127.0.0.1/32,::1/128".to_owned();
+                    }
+                    emulator_urls.insert("maya", handle.base_url());
+                    emulators.push(Box::new(move || Box::pin(handle.stop())));
+                }
+                verifiers.add(Arc::new(MayaWebhookVerifier::new(&config)?));
+                public.insert(
+                    "maya",
+                    PublicProviderConfig {
+                        public_key: Some(config.public_key.clone()),
+                        problems: config.problems(false),
+                    },
+                );
+                providers.push(Arc::new(MayaProvider::new(config)?));
             }
             other => return Err(format!("unknown provider `{other}` in PROVIDERS").into()),
         }
