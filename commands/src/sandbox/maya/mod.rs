@@ -53,7 +53,7 @@ use domain::{Currency, Money};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::providers::maya::{status, wire};
+use crate::providers::maya::{status, wire, MayaConfig};
 use crate::providers::REDACTED;
 pub use kit::EmulatorOptions;
 use kit::{basic_key_matches, invalid_input, CreateFault, Faults, Outbox, Running};
@@ -77,6 +77,19 @@ pub struct MayaSandboxConfig {
     pub webhook_delay_ms: u64,
     /// `false`: webhooks are "lost" (for sync and reconciler tests).
     pub deliver_webhooks: bool,
+}
+
+impl MayaSandboxConfig {
+    /// The emulator of the account `config` talks to.
+    pub fn for_client(config: &MayaConfig, webhook_url: impl Into<String>) -> Self {
+        MayaSandboxConfig {
+            public_key: config.public_key.clone(),
+            secret_key: config.secret_key.clone(),
+            webhook_url: webhook_url.into(),
+            webhook_delay_ms: 500,
+            deliver_webhooks: true,
+        }
+    }
 }
 
 impl fmt::Debug for MayaSandboxConfig {

@@ -36,7 +36,7 @@ fn fast_options() -> EmulatorOptions {
             max_delay: Duration::from_millis(40),
         },
         webhook_timeout: Duration::from_secs(2),
-        fault_timeout: Duration::from_millis(1_500),
+        fault_timeout: Duration::from_millis(700),
         workers: 1,
         shutdown_timeout_secs: 1,
         ..EmulatorOptions::default()
