@@ -30,6 +30,18 @@ enum Command {
     },
     /// Apply database migrations.
     Migrate,
+    /// Rebuild projections from the event store alone (stop live projectors first unless
+    /// rebuilding into a scratch schema with --into).
+    Replay {
+        /// status | analytics | failures | ledger | all
+        #[arg(long)]
+        projection: String,
+        /// Rebuild into this schema instead of the live tables.
+        #[arg(long)]
+        into: Option<String>,
+        #[arg(long, default_value_t = projections::replay::BATCH_SIZE_DEFAULT)]
+        batch_size: i64,
+    },
     /// Check the configuration for an environment; exits non-zero naming each problem.
     CheckConfig {
         #[arg(long, value_enum)]
@@ -112,6 +124,24 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
                 );
             }
             eprintln!("configuration ok for {env:?}");
+        }
+        Command::Replay {
+            projection,
+            into,
+            batch_size,
+        } => {
+            let chosen = projections::select(&projection)
+                .ok_or("unknown projection (status, analytics, failures, ledger, all)")?;
+            if batch_size <= 0 || batch_size > 100_000 {
+                return Err("--batch-size must be 1 to 100000".into());
+            }
+            let pool = connect_database(&settings).await?;
+            migrate(&pool).await?;
+            let refs: Vec<&dyn projections::Projection> =
+                chosen.iter().map(|p| p.as_ref()).collect();
+            let schema = into.as_deref().unwrap_or("public");
+            let report = projections::replay::replay(&pool, &refs, schema, batch_size).await?;
+            println!("{}", serde_json::to_string(&report)?);
         }
         Command::Migrate => {
             let pool = connect_database(&settings).await?;

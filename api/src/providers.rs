@@ -15,9 +15,9 @@ use commands::providers::{PaymentProvider, SandboxClientConfig, SandboxProvider}
 use commands::router::Router;
 use commands::sandbox::maya::{self as maya_sandbox, MayaSandboxConfig};
 use commands::sandbox::payu::{self as payu_sandbox, PayuSandboxConfig};
-use commands::webhooks::maya::MayaWebhookVerifier;
 use commands::sandbox::wompi::{self as wompi_sandbox, WompiSandboxConfig};
 use commands::sandbox::{self, SandboxConfig};
+use commands::webhooks::maya::MayaWebhookVerifier;
 use commands::webhooks::payu::PayuWebhookVerifier;
 use commands::webhooks::sandbox::SandboxWebhookVerifier;
 use commands::webhooks::wompi::WompiWebhookVerifier;

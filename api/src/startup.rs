@@ -13,7 +13,6 @@ use actix_web::{web, App, HttpServer};
 use commands::payments::{PaymentService, ServiceConfig};
 use commands::relay::{self, RelayConfig};
 use projections::consumer::{self, ConsumerConfig};
-use projections::status::StatusProjection;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -71,17 +70,22 @@ impl Application {
 
         let consumer_config =
             ConsumerConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
+        let all_projections = projections::all();
         if run_relay || run_projector {
             // Queues first: the relay publishes with `mandatory`, so an event must find them.
-            consumer::declare_topology(&consumer_config, projections::status::NAME).await?;
+            for projection in &all_projections {
+                consumer::declare_topology(&consumer_config, projection.name()).await?;
+            }
         }
         if run_projector {
-            tasks.push(tokio::spawn(consumer::run(
-                pool.clone(),
-                Arc::new(StatusProjection),
-                consumer_config,
-                shutdown_rx.clone(),
-            )));
+            for projection in all_projections {
+                tasks.push(tokio::spawn(consumer::run(
+                    pool.clone(),
+                    projection,
+                    consumer_config.clone(),
+                    shutdown_rx.clone(),
+                )));
+            }
         }
         if run_relay {
             let config = RelayConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());

@@ -59,9 +59,9 @@ pub async fn declare_topology(config: &ConsumerConfig, projection: &str) -> lapi
 }
 
 /// Consumes until `shutdown` turns true, reconnecting after broker failures.
-pub async fn run<P: Projection>(
+pub async fn run(
     pool: PgPool,
-    projection: Arc<P>,
+    projection: Arc<dyn Projection>,
     config: ConsumerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -82,9 +82,9 @@ pub async fn run<P: Projection>(
     }
 }
 
-async fn consume<P: Projection>(
+async fn consume(
     pool: &PgPool,
-    projection: &P,
+    projection: &dyn Projection,
     config: &ConsumerConfig,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConsumerError> {
@@ -121,9 +121,9 @@ async fn consume<P: Projection>(
 }
 
 /// Applies one delivery and settles it; returns only broker errors.
-async fn handle<P: Projection>(
+async fn handle(
     pool: &PgPool,
-    projection: &P,
+    projection: &dyn Projection,
     config: &ConsumerConfig,
     delivery: &Delivery,
     shutdown: &watch::Receiver<bool>,

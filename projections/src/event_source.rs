@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Row};
 const EVENT_COLUMNS: &str = "global_position, aggregate_type, aggregate_id, sequence, event_type,
        event_version, payload, metadata, recorded_at";
 
-fn from_row(row: &sqlx::postgres::PgRow) -> Result<PublishedEvent, sqlx::Error> {
+pub(crate) fn from_row(row: &sqlx::postgres::PgRow) -> Result<PublishedEvent, sqlx::Error> {
     Ok(PublishedEvent {
         global_position: row.try_get("global_position")?,
         aggregate_type: row.try_get("aggregate_type")?,

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod consumer;
 pub mod event_source;
 pub mod progress;
+pub mod replay;
 pub mod status;
 pub mod topology;
 
@@ -45,9 +46,28 @@ pub trait Projection: Send + Sync + 'static {
     /// Stable name: the key of its offsets and the suffix of its queue.
     fn name(&self) -> &'static str;
 
+    /// The tables this projection alone writes (created by migrations in `public`); a replay
+    /// `--into <schema>` creates copies of them there and rebuilds into those.
+    fn tables(&self) -> &'static [&'static str];
+
     async fn apply(
         &self,
         conn: &mut PgConnection,
         event: &PublishedEvent,
     ) -> Result<(), ProjectionError>;
+}
+
+/// Every projection, by the name `replay --projection` and the queues use.
+pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+    vec![std::sync::Arc::new(status::StatusProjection)]
+}
+
+/// The projections `name` selects (`all`, or one name).
+pub fn select(name: &str) -> Option<Vec<std::sync::Arc<dyn Projection>>> {
+    let all = all();
+    if name == "all" {
+        return Some(all);
+    }
+    let chosen: Vec<_> = all.into_iter().filter(|p| p.name() == name).collect();
+    (!chosen.is_empty()).then_some(chosen)
 }

@@ -19,6 +19,10 @@ impl Projection for StatusProjection {
         NAME
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["payment_status"]
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,
