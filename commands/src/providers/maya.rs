@@ -520,7 +520,7 @@ impl MayaProvider {
         })?;
         let amount = payment.money().map_err(bad_answer)?;
         let zero = Money::zero(amount.currency());
-        let (status, captured, refunded) = match payment.status.as_str() {
+        let (status, captured, refunded) = match payment.payment_status() {
             status::PAYMENT_SUCCESS => (ProviderTransactionStatus::Approved, amount, zero),
             status::REFUNDED => (
                 ProviderTransactionStatus::Approved,
@@ -538,7 +538,7 @@ impl MayaProvider {
                         })
                     };
                     captured = add(captured, capture.money().map_err(bad_answer)?)?;
-                    if capture.status == status::REFUNDED {
+                    if capture.payment_status() == status::REFUNDED {
                         refunded = add(refunded, self.refunded_total(&capture.id).await?)?;
                     }
                 }
@@ -709,13 +709,24 @@ pub(crate) mod wire {
     }
 
     /// A payment, as `GET /payments/v1/payments/{id}` returns it and as webhooks carry it.
+    ///
+    /// Also reads the older checkout-shaped body (`status: "COMPLETED"` beside
+    /// `paymentStatus`, the amount in `totalAmount`): [`Payment::payment_status`] prefers
+    /// `paymentStatus`, [`Payment::money`] falls back to `totalAmount`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
     pub(crate) struct Payment {
         pub id: String,
+        #[serde(default)]
         pub status: String,
-        pub amount: Amount,
-        pub currency: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub payment_status: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub amount: Option<Amount>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub currency: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub total_amount: Option<TotalAmount>,
         #[serde(default)]
         pub request_reference_number: Option<String>,
         #[serde(default)]
@@ -737,8 +748,17 @@ pub(crate) mod wire {
     }
 
     impl Payment {
+        /// The payment's status: `paymentStatus` when present, else `status`.
+        pub(crate) fn payment_status(&self) -> &str {
+            self.payment_status.as_deref().unwrap_or(&self.status)
+        }
+
         pub(crate) fn money(&self) -> Result<Money, String> {
-            self.amount.money(&self.currency)
+            match (&self.amount, &self.currency, &self.total_amount) {
+                (Some(amount), Some(currency), _) => amount.money(currency),
+                (_, _, Some(total)) => total.money(),
+                _ => Err("no amount".to_owned()),
+            }
         }
 
         /// Our payment id: we always send it as the `requestReferenceNumber`.
@@ -994,7 +1014,7 @@ impl PaymentProvider for MayaProvider {
             .call(Method::POST, url, &self.secret_auth, Some(&body))
             .await?;
         let capture: wire::Payment = self.decode(&raw)?;
-        match capture.status.as_str() {
+        match capture.payment_status() {
             status::PAYMENT_SUCCESS => Ok(()),
             s if status::PENDING.contains(&s) => Ok(()),
             _ => Err(ProviderError::rejected("maya refused the capture")),
@@ -1003,7 +1023,7 @@ impl PaymentProvider for MayaProvider {
 
     async fn void(&self, provider_transaction_id: &str) -> Result<(), ProviderError> {
         let payment = self.fetch_payment(provider_transaction_id).await?;
-        if payment.status == status::VOIDED {
+        if payment.payment_status() == status::VOIDED {
             return Ok(());
         }
         let url = self.url(&["payments", "v1", "payments", &payment.id, "voids"])?;
@@ -1030,7 +1050,7 @@ impl PaymentProvider for MayaProvider {
         require_php(amount)?;
         let payment = self.fetch_payment(provider_transaction_id).await?;
         // Money captured by a separate capture payment is refunded there.
-        let target = match payment.status.as_str() {
+        let target = match payment.payment_status() {
             status::PAYMENT_SUCCESS | status::REFUNDED => payment.id.clone(),
             status::CAPTURED | status::DONE => {
                 let payment_id = payment.our_payment_id().ok_or_else(|| {

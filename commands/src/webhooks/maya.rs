@@ -242,7 +242,7 @@ pub fn parse_notification(raw_body: &[u8]) -> Result<Option<ProviderNotification
         // A capture payment: payledger recorded the capture when it made it.
         return Ok(None);
     }
-    let outcome = match payment.status.as_str() {
+    let outcome = match payment.payment_status() {
         status::PAYMENT_SUCCESS => NotificationOutcome::Approved {
             amount: amount(&payment)?,
         },
@@ -266,7 +266,7 @@ pub fn parse_notification(raw_body: &[u8]) -> Result<Option<ProviderNotification
         })?;
     Ok(Some(ProviderNotification {
         provider: MayaProvider::NAME,
-        event_id: format!("{}:{}", payment.id, payment.status),
+        event_id: format!("{}:{}", payment.id, payment.payment_status()),
         payment_id,
         provider_transaction_id: payment.id,
         outcome,
@@ -503,6 +503,25 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_older_checkout_shaped_body_by_its_payment_status() {
+        let raw = format!(
+            r#"{{"id":"{MAYA_ID}","items":[{{"name":"order-1","quantity":"1","totalAmount":{{"value":"129.50"}}}}],"requestReferenceNumber":"{PAYMENT_ID}","receiptNumber":"abc","status":"COMPLETED","paymentStatus":"PAYMENT_SUCCESS","paymentScheme":"master-card","totalAmount":{{"amount":"129.50","currency":"PHP","details":{{"subtotal":"129.50"}}}}}}"#
+        );
+        let n = parse_notification(raw.as_bytes()).unwrap().unwrap();
+        assert_eq!(n.event_id, format!("{MAYA_ID}:PAYMENT_SUCCESS"));
+        assert_eq!(
+            n.outcome,
+            NotificationOutcome::Approved {
+                amount: Money::parse("129.50", Currency::PHP).unwrap()
+            }
+        );
+        // Without any status there is nothing to act on.
+        let bare = body("PAYMENT_SUCCESS", "100", PAYMENT_ID)
+            .replace(r#""status":"PAYMENT_SUCCESS","#, "");
+        assert_eq!(parse_notification(bare.as_bytes()), Ok(None));
+    }
+
+    #[test]
     fn a_capture_payment_is_acknowledged_not_acted_on() {
         let rrn = maya::capture_reference(PaymentId::from_str(PAYMENT_ID).unwrap());
         let raw = body("PAYMENT_SUCCESS", "100", &rrn);
@@ -519,8 +538,7 @@ mod tests {
             body("PAYMENT_SUCCESS", "0", PAYMENT_ID),
             body("AUTHORIZED", "100", PAYMENT_ID).replace("PHP", "XXX"),
             body("PAYMENT_SUCCESS", "100", PAYMENT_ID).replace(MAYA_ID, "a/../b"),
-            body("PAYMENT_SUCCESS", "100", PAYMENT_ID)
-                .replace(r#""status":"PAYMENT_SUCCESS","#, ""),
+            body("PAYMENT_SUCCESS", "100", PAYMENT_ID).replace(r#""amount":100,"#, ""),
             "[]".into(),
             "not json".into(),
         ];

@@ -275,8 +275,10 @@ impl Payment {
         wire::Payment {
             id: self.id.clone(),
             status: s.to_owned(),
-            amount: amount_string(self.amount),
-            currency: self.amount.currency().code().to_owned(),
+            payment_status: None,
+            amount: Some(amount_string(self.amount)),
+            currency: Some(self.amount.currency().code().to_owned()),
+            total_amount: None,
             request_reference_number: Some(self.reference.clone()),
             is_paid: paid,
             can_void: s == status::PAYMENT_SUCCESS || (s == status::AUTHORIZED),
