@@ -30,9 +30,12 @@ pub const BODY_BYTES_MAX: usize = 1024 * 1024;
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The AMQP URL, for `/health`'s broker check.
+/// The broker, for `/health`'s checks.
 #[derive(Clone)]
-pub struct BrokerUrl(pub String);
+pub struct BrokerUrl {
+    pub url: String,
+    pub prefix: String,
+}
 
 pub async fn connect_database(settings: &Settings) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
@@ -134,7 +137,10 @@ impl Application {
                 shutdown_rx.clone(),
             )));
             let pool_data = web::Data::new(pool.clone());
-            let broker = web::Data::new(BrokerUrl(settings.amqp_url.clone()));
+            let broker = web::Data::new(BrokerUrl {
+                url: settings.amqp_url.clone(),
+                prefix: settings.amqp_prefix.clone(),
+            });
             let http = HttpServer::new(move || {
                 App::new()
                     .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))

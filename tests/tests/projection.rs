@@ -131,6 +131,32 @@ async fn a_poison_message_is_dead_lettered_and_the_rest_keep_flowing() {
     app.wait_for_status(created["id"].as_str().unwrap(), "APPROVED")
         .await;
 
+    // /health counts what each projection dead-lettered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health: serde_json::Value = app
+            .http
+            .get(format!("{}/health", app.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let status = health["projections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["projection"] == "status")
+            .cloned()
+            .unwrap();
+        if status["dead_lettered"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "health never showed the dead letter: {health}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let dead_letter_queue = format!("{prefix}.status.dead-letter");
     let deadline = Instant::now() + Duration::from_secs(10);
     let message = loop {

@@ -1,11 +1,15 @@
-//! `GET /health`: the database, the broker, the relay's lag and each projection's lag.
-//! `503` when a dependency is down. Public: it reveals no payment data.
+//! `GET /health`: the database, the broker, the relay's lag, each projection's lag and its
+//! dead-lettered messages. `503` when a dependency is down. Public: it reveals no payment
+//! data.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
-use projections::progress;
+use projections::{progress, topology};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -25,37 +29,82 @@ async fn database_ok(pool: &PgPool) -> bool {
     )
 }
 
-async fn broker_ok(url: &str) -> bool {
-    let connect = Connection::connect(url, ConnectionProperties::default());
-    match tokio::time::timeout(Duration::from_millis(CHECK_TIMEOUT_MS), connect).await {
-        Ok(Ok(connection)) => {
-            let _closed = connection.close(200, "health".into()).await;
-            true
+/// Connects to the broker and reads each projection's dead-letter queue depth (a passive
+/// declare: it never creates anything). `None` when the broker cannot be reached.
+async fn broker_dead_letters(
+    url: &str,
+    prefix: &str,
+    names: &[&'static str],
+) -> Option<BTreeMap<&'static str, u32>> {
+    let check = async {
+        let connection = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .ok()?;
+        let mut counts = BTreeMap::new();
+        for name in names {
+            // A failed passive declare closes the channel: one channel per queue.
+            let channel = connection.create_channel().await.ok()?;
+            let queue = topology::dead_letter_queue(prefix, name);
+            let declared = channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            counts.insert(*name, declared.map(|q| q.message_count()).unwrap_or(0));
         }
-        _ => false,
-    }
+        let _closed = connection.close(200, "health".into()).await;
+        Some(counts)
+    };
+    tokio::time::timeout(Duration::from_millis(CHECK_TIMEOUT_MS), check)
+        .await
+        .ok()
+        .flatten()
 }
 
 #[tracing::instrument(skip_all)]
 async fn health(pool: web::Data<PgPool>, broker: web::Data<BrokerUrl>) -> HttpResponse {
-    let (database, broker) = tokio::join!(database_ok(&pool), broker_ok(&broker.0));
+    let names: Vec<&'static str> = projections::all().iter().map(|p| p.name()).collect();
+    let (database, dead_letters) = tokio::join!(
+        database_ok(&pool),
+        broker_dead_letters(&broker.url, &broker.prefix, &names)
+    );
+    let broker_up = dead_letters.is_some();
     let relay = if database {
         progress::relay(&pool).await.ok()
     } else {
         None
     };
-    let projections = if database {
-        progress::projections(&pool, &[projections::status::NAME])
+    let lags = if database {
+        progress::projections(&pool, &names)
             .await
             .unwrap_or_default()
     } else {
         Vec::new()
     };
-    let healthy = database && broker;
+    let dead_letters = dead_letters.unwrap_or_default();
+    let projections: Vec<_> = lags
+        .into_iter()
+        .map(|lag| {
+            let dead = dead_letters.get(lag.projection.as_str()).copied();
+            json!({
+                "projection": lag.projection,
+                "last_global_position": lag.last_global_position,
+                "events_behind": lag.events_behind,
+                "seconds_behind": lag.seconds_behind,
+                "dead_lettered": dead,
+            })
+        })
+        .collect();
+    let healthy = database && broker_up;
     let body = json!({
         "status": if healthy { "ok" } else { "unavailable" },
         "database": if database { "ok" } else { "down" },
-        "broker": if broker { "ok" } else { "down" },
+        "broker": if broker_up { "ok" } else { "down" },
         "relay": relay,
         "projections": projections,
     });
