@@ -1,0 +1,1165 @@
+//! PayU Latam end to end: payledger over real HTTP, its PayU adapter talking HTTP to the
+//! in-process PayU emulator, and the emulator's signed, form-encoded confirmations coming back
+//! to `POST /v1/webhooks/payu`. Cards, Efecty cash codes and PSE; refunds; confirmation
+//! authentication; lost confirmations; the payment-method and PSE-bank catalogs.
+//!
+//! Signatures are recomputed here with an HMAC-SHA256 written in this file (checked against
+//! FIPS 180 and RFC 4231 vectors), never with the code under test. PayU's confirmation carries
+//! no signed timestamp, so there is no stale-timestamp case for PayU.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use api::config::{ServeRole, Settings};
+use chrono::{DateTime, Utc};
+use commands::providers::payu::PayuConfig;
+use e2e::{spawn_app_configured, TestApp};
+use reqwest::header::CONTENT_TYPE;
+use reqwest::Url;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------------------------
+// An independent SHA-256 (FIPS 180-4) and HMAC (RFC 2104).
+// ---------------------------------------------------------------------------------------------
+
+const K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut message = data.to_vec();
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    message.push(0x80);
+    while message.len() % 64 != 56 {
+        message.push(0);
+    }
+    message.extend_from_slice(&bit_len.to_be_bytes());
+    for block in message.chunks(64) {
+        let mut w = [0u32; 64];
+        for (slot, word) in w.iter_mut().zip(block.chunks(4)) {
+            *slot = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for (k, wi) in K.iter().zip(w.iter()) {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(*k)
+                .wrapping_add(*wi);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (state, add) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *state = state.wrapping_add(add);
+        }
+    }
+    let mut out = [0u8; 32];
+    for (chunk, word) in out.chunks_mut(4).zip(h) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&sha256(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+    inner.extend_from_slice(message);
+    let inner = sha256(&inner);
+    let mut outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+    outer.extend_from_slice(&inner);
+    sha256(&outer)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[test]
+fn the_test_hmac_reproduces_fips_and_rfc_4231_vectors() {
+    assert_eq!(
+        hex(&sha256(b"abc")),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    // RFC 4231, test case 2.
+    assert_eq!(
+        hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+    // RFC 4231, test case 6 (a key longer than the block).
+    assert_eq!(
+        hex(&hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First"
+        )),
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+    );
+}
+
+/// PayU's `new_value`: one decimal when the second is zero (`150.00` -> `150.0`), else two.
+fn new_value(value: &str) -> String {
+    let mut amount = Decimal::from_str(value).expect("decimal value");
+    amount.rescale(2);
+    let text = amount.to_string();
+    match text.strip_suffix('0') {
+        Some(one_decimal) => one_decimal.to_owned(),
+        None => text,
+    }
+}
+
+#[test]
+fn new_value_follows_payus_rule() {
+    assert_eq!(new_value("150.00"), "150.0");
+    assert_eq!(new_value("150.25"), "150.25");
+    assert_eq!(new_value("150.20"), "150.2");
+    assert_eq!(new_value("150000.00"), "150000.0");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Harness helpers
+// ---------------------------------------------------------------------------------------------
+
+const PAYMENTS: &str = "/v1/payments";
+
+async fn start() -> TestApp {
+    start_with(|_| {}).await
+}
+
+async fn start_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_configured(ServeRole::All, |s| {
+        s.routing.providers = vec!["wompi".into(), "payu".into()];
+        configure(s);
+    })
+    .await
+}
+
+/// `http://addr` of the PayU emulator.
+fn payu_root(app: &TestApp) -> String {
+    app.emulators["payu"].trim_end_matches('/').to_owned()
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, json)
+}
+
+/// Asserts an `application/problem+json` answer with `status`.
+async fn problem(response: reqwest::Response, status: u16, case: &str) -> Value {
+    let kind = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let (actual, body) = json_of(response).await;
+    assert_eq!(actual, status, "{case}: {body}");
+    assert!(
+        kind.starts_with("application/problem+json"),
+        "{case}: content type `{kind}`: {body}"
+    );
+    assert_eq!(
+        body["status"].as_u64(),
+        Some(u64::from(status)),
+        "{case}: {body}"
+    );
+    body
+}
+
+fn payment(amount: &str, reference: &str, method: Value) -> Value {
+    json!({
+        "amount": amount,
+        "currency": "COP",
+        "reference": reference,
+        "provider": "payu",
+        "payment_method": method,
+    })
+}
+
+fn card(token: &str) -> Value {
+    json!({"type": "CARD", "token": token})
+}
+
+fn pse(bank: &str) -> Value {
+    json!({
+        "type": "PSE",
+        "financial_institution_code": bank,
+        "user_type": 0,
+        "user_legal_id_type": "CC",
+        "user_legal_id": "1999888777",
+    })
+}
+
+fn efecty() -> Value {
+    json!({"type": "EFECTY"})
+}
+
+fn id_of(payment: &Value) -> String {
+    payment["id"].as_str().expect("payment id").to_owned()
+}
+
+/// The fee `config/fees.json` implies: the rule in force now for (provider, method, COP),
+/// `amount * percentage / 100` at the currency's scale (half away from zero) plus `fixed`.
+fn expected_fee(provider: &str, method: &str, amount: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/fees.json");
+    let text = std::fs::read_to_string(path).expect("config/fees.json");
+    let rules: Vec<Value> = serde_json::from_str(&text).expect("fees.json is JSON");
+    let now = Utc::now();
+    let rule = rules
+        .iter()
+        .filter(|r| r["provider"] == provider && r["method"] == method && r["currency"] == "COP")
+        .filter_map(|r| {
+            let from: DateTime<Utc> = r["effective_from"].as_str()?.parse().ok()?;
+            (from <= now).then_some((from, r))
+        })
+        .max_by_key(|(from, _)| *from)
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| panic!("no fee rule for {provider} {method} COP in force"));
+    let decimal = |v: &Value| Decimal::from_str(v.as_str().expect("decimal string")).unwrap();
+    let amount = Decimal::from_str(amount).unwrap();
+    let variable = (amount * decimal(&rule["percentage"]) / Decimal::ONE_HUNDRED)
+        .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    let mut total = (variable + decimal(&rule["fixed"])).min(amount);
+    total.rescale(2);
+    total.to_string()
+}
+
+fn fee_json(provider: &str, method: &str, amount: &str) -> Value {
+    json!({"amount": expected_fee(provider, method, amount), "currency": "COP"})
+}
+
+async fn events_json(app: &TestApp, id: &str) -> Vec<Value> {
+    let (status, body) = json_of(
+        app.get(&format!("{PAYMENTS}/{id}/events"), &app.checkout_key)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().expect("events").clone()
+}
+
+async fn deliveries(app: &TestApp) -> Vec<(bool, String, Vec<u8>)> {
+    sqlx::query_as(
+        "SELECT signature_valid, result, payload FROM webhook_deliveries
+          WHERE provider = 'payu' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("read webhook_deliveries")
+}
+
+/// Decoded form pairs, in order.
+fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    let text = std::str::from_utf8(body).expect("a form is ASCII");
+    Url::parse(&format!("http://form.invalid/?{text}"))
+        .expect("form")
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn encode_form(pairs: &[(String, String)]) -> Vec<u8> {
+    let mut url = Url::parse("http://form.invalid/").unwrap();
+    url.query_pairs_mut().extend_pairs(pairs);
+    url.query().unwrap_or_default().as_bytes().to_vec()
+}
+
+fn field<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("confirmation without `{name}`"))
+}
+
+fn with_field(pairs: &[(String, String)], name: &str, value: &str) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            if k == name {
+                (k.clone(), value.to_owned())
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect()
+}
+
+/// The confirmation's `sign`, computed here: HMAC-SHA256 under `secret` of
+/// `ApiKey~merchant_id~reference_sale~new_value~currency~state_pol`.
+fn payu_sign(pairs: &[(String, String)], api_key: &str, secret: &str) -> String {
+    let message = format!(
+        "{api_key}~{}~{}~{}~{}~{}",
+        field(pairs, "merchant_id"),
+        field(pairs, "reference_sale"),
+        new_value(field(pairs, "value")),
+        field(pairs, "currency"),
+        field(pairs, "state_pol"),
+    );
+    hex(&hmac_sha256(secret.as_bytes(), message.as_bytes()))
+}
+
+/// Polls until `webhook_deliveries` holds a PayU delivery with `result` about `payment_id`.
+async fn delivery_for(app: &TestApp, payment_id: &str, result: &str) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = deliveries(app).await.into_iter().find(|(valid, r, body)| {
+            *valid
+                && r == result
+                && form_pairs(body)
+                    .iter()
+                    .any(|(k, v)| k == "reference_sale" && v == payment_id)
+        });
+        if let Some((_, _, body)) = found {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{result}` payu delivery for {payment_id}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn post_confirmation(app: &TestApp, body: Vec<u8>) -> reqwest::Response {
+    app.http
+        .post(format!("{}/v1/webhooks/payu", app.address))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("confirmation sent")
+}
+
+/// Runs a customer action at the emulator (`/_sandbox/...`), asserting `200`.
+async fn customer(app: &TestApp, path: &str) -> Value {
+    let response = app
+        .http
+        .post(format!("{}{path}", payu_root(app)))
+        .send()
+        .await
+        .expect("customer action");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 200, "POST {path}: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// A pending Efecty payment: returns (payment JSON, cash code).
+async fn pending_efecty(app: &TestApp, key: &str, amount: &str) -> (Value, String) {
+    let created = app
+        .create_payment(key, &payment(amount, &format!("order-{key}"), efecty()))
+        .await;
+    assert_eq!(created["status"], "PENDING", "{created}");
+    assert_eq!(created["provider"], "payu", "{created}");
+    assert_eq!(created["next_action"]["type"], "cash_code", "{created}");
+    let code = created["next_action"]["code"]
+        .as_str()
+        .expect("cash code")
+        .to_owned();
+    (created, code)
+}
+
+/// An Efecty payment paid at the emulator and APPROVED by its confirmation.
+async fn approved_efecty(app: &TestApp, key: &str) -> String {
+    let (created, code) = pending_efecty(app, key, "150000.00").await;
+    let id = id_of(&created);
+    customer(app, &format!("/_sandbox/efecty/{code}/pay")).await;
+    app.wait_for_status(&id, "APPROVED").await;
+    id
+}
+
+async fn payu_order(app: &TestApp, order_id: u64) -> Value {
+    let config = PayuConfig::from_env();
+    let response = app
+        .http
+        .post(format!("{}/reports-api/4.0/service.cgi", payu_root(app)))
+        .header("Accept", "application/json")
+        .json(&json!({
+            "language": "es",
+            "command": "ORDER_DETAIL",
+            "merchant": {"apiKey": config.api_key, "apiLogin": config.api_login},
+            "details": {"orderId": order_id},
+            "test": false,
+        }))
+        .send()
+        .await
+        .expect("ORDER_DETAIL");
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["code"], "SUCCESS", "{body}");
+    body["result"]["payload"].clone()
+}
+
+fn order_id(provider_reference: &str) -> u64 {
+    provider_reference
+        .split_once(':')
+        .and_then(|(order, _)| order.parse().ok())
+        .unwrap_or_else(|| panic!("provider_reference `{provider_reference}` is not order:tx"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cards
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn payu_card_approved_with_provider_reference_fees_and_event_trail() {
+    let app = start().await;
+    let created = app
+        .create_payment(
+            "p-ok",
+            &payment("129000.00", "order-p-ok", card("tok_payu_approved")),
+        )
+        .await;
+    assert_eq!(created["provider"], "payu", "{created}");
+    let id = id_of(&created);
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    assert_eq!(approved["provider"], "payu");
+    assert_eq!(approved["captured_amount"], "129000.00");
+    let reference = approved["provider_reference"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| panic!("provider_reference missing: {approved}"))
+        .to_owned();
+    let fee = expected_fee("payu", "CARD", "129000.00");
+    assert_eq!(fee, "5402.10", "3.49% of 129000.00 + 900.00");
+    assert_eq!(
+        approved["fees"],
+        fee_json("payu", "CARD", "129000.00"),
+        "{approved}"
+    );
+
+    // PayU holds that order, for this payment, approved.
+    let order = payu_order(&app, order_id(&reference)).await;
+    assert_eq!(order["referenceCode"], id.as_str(), "{order}");
+    assert_eq!(
+        order["transactions"][0]["transactionResponse"]["state"], "APPROVED",
+        "{order}"
+    );
+
+    // PayU decides cards in the create's answer and confirms later too: the confirmation
+    // must not append a second approval.
+    let confirmation = delivery_for(&app, &id, "ignored").await;
+    assert_eq!(field(&form_pairs(&confirmation), "state_pol"), "4");
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+    let events = events_json(&app, &id).await;
+    let approval = &events[2]["data"]["PaymentApproved"];
+    assert_eq!(
+        approval["fee"],
+        fee_json("payu", "CARD", "129000.00"),
+        "{approval}"
+    );
+    assert_eq!(approval["provider_transaction_id"], reference.as_str());
+}
+
+#[tokio::test]
+async fn payu_card_declined_ends_declined_with_a_reason() {
+    let app = start().await;
+    let created = app
+        .create_payment(
+            "p-dec",
+            &payment("50000.00", "order-p-dec", card("tok_payu_declined")),
+        )
+        .await;
+    let id = id_of(&created);
+    let declined = app.wait_for_status(&id, "DECLINED").await;
+    assert_eq!(declined["provider"], "payu");
+    assert_eq!(declined["failure_reason"], "ENTITY_DECLINED", "{declined}");
+    assert!(declined["fees"].is_null(), "{declined}");
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentDeclined"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn payu_card_error_ends_failed_without_trying_another_provider() {
+    let app = start().await;
+    let created = app
+        .create_payment(
+            "p-err",
+            &payment("50000.00", "order-p-err", card("tok_payu_error")),
+        )
+        .await;
+    let id = id_of(&created);
+    let failed = app.wait_for_status(&id, "FAILED").await;
+    assert_eq!(
+        failed["provider"], "payu",
+        "an ERROR answer is not a fallback: {failed}"
+    );
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{failed}"
+    );
+    assert!(failed["fees"].is_null(), "{failed}");
+    // The later confirmation (state_pol 104) appends nothing more.
+    let confirmation = delivery_for(&app, &id, "duplicate").await;
+    assert_eq!(field(&form_pairs(&confirmation), "state_pol"), "104");
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentFailed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn payu_card_refunds_partially_then_fully() {
+    let app = start().await;
+    let created = app
+        .create_payment(
+            "p-ref",
+            &payment("129000.00", "order-p-ref", card("tok_payu_approved")),
+        )
+        .await;
+    let id = id_of(&created);
+    app.wait_for_status(&id, "APPROVED").await;
+
+    let first = app
+        .post(
+            &format!("{PAYMENTS}/{id}/refunds"),
+            &app.checkout_key,
+            Some("p-ref-1"),
+            &json!({"amount": "29000.00", "reason": "customer request"}),
+        )
+        .await;
+    let (status, first) = json_of(first).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["status"], "SUCCEEDED", "{first}");
+    assert_eq!(first["payment"]["status"], "PARTIALLY_REFUNDED", "{first}");
+    let view = app
+        .read_at_least(&id, first["payment"]["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["status"], "PARTIALLY_REFUNDED");
+    assert_eq!(view["refunded_amount"], "29000.00");
+
+    let second = app
+        .post(
+            &format!("{PAYMENTS}/{id}/refunds"),
+            &app.checkout_key,
+            Some("p-ref-2"),
+            &json!({"amount": "100000.00"}),
+        )
+        .await;
+    let (status, second) = json_of(second).await;
+    assert_eq!(status, 201, "{second}");
+    assert_eq!(second["status"], "SUCCEEDED", "{second}");
+    let view = app
+        .read_at_least(&id, second["payment"]["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["status"], "REFUNDED");
+    assert_eq!(view["refunded_amount"], "129000.00");
+    assert_eq!(view["captured_amount"], "129000.00");
+    // Fees stay what approval fixed.
+    assert_eq!(view["fees"], fee_json("payu", "CARD", "129000.00"));
+
+    // Nothing is left to refund: refused, nothing appended.
+    let before = app.event_types(&id).await;
+    problem(
+        app.post(
+            &format!("{PAYMENTS}/{id}/refunds"),
+            &app.checkout_key,
+            Some("p-ref-3"),
+            &json!({"amount": "1.00"}),
+        )
+        .await,
+        409,
+        "refund of a fully refunded payment",
+    )
+    .await;
+    assert_eq!(app.event_types(&id).await, before);
+    assert_eq!(
+        before,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved",
+            "RefundRequested",
+            "PaymentRefunded",
+            "RefundRequested",
+            "PaymentRefunded"
+        ]
+    );
+
+    // PayU itself made both refunds against the order.
+    let reference = view["provider_reference"].as_str().unwrap();
+    let order = payu_order(&app, order_id(reference)).await;
+    let refunds = order["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["type"] == "REFUND")
+        .count();
+    assert_eq!(refunds, 2, "{order}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Efecty and PSE: pending until the customer acts, then a confirmation
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn payu_efecty_is_pending_with_a_cash_code_until_paid_then_approved() {
+    let app = start().await;
+    let (created, code) = pending_efecty(&app, "p-efecty", "150000.00").await;
+    let id = id_of(&created);
+    assert!(
+        code.len() == 10 && code.bytes().all(|b| b.is_ascii_digit()),
+        "a 10-digit payment code: {code}"
+    );
+    let expires: DateTime<Utc> = created["next_action"]["expires_at"]
+        .as_str()
+        .expect("expires_at")
+        .parse()
+        .expect("an RFC 3339 expiry");
+    let ahead = expires - Utc::now();
+    assert!(
+        ahead > chrono::Duration::days(6) && ahead <= chrono::Duration::days(7),
+        "PayU's default Efecty expiry is 7 days: {expires}"
+    );
+    let pending = app
+        .read_at_least(&id, created["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(pending["status"], "PENDING");
+    assert_eq!(pending["next_action"], created["next_action"]);
+    assert!(pending["fees"].is_null());
+
+    customer(&app, &format!("/_sandbox/efecty/{code}/pay")).await;
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    let fee = expected_fee("payu", "EFECTY", "150000.00");
+    assert_eq!(fee, "3500.00", "0% + 3500.00");
+    assert_eq!(
+        approved["fees"],
+        fee_json("payu", "EFECTY", "150000.00"),
+        "{approved}"
+    );
+    assert!(
+        approved["next_action"].is_null(),
+        "the cash code is spent once approved: {approved}"
+    );
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+    let confirmation = delivery_for(&app, &id, "recorded").await;
+    assert_eq!(field(&form_pairs(&confirmation), "state_pol"), "4");
+}
+
+#[tokio::test]
+async fn payu_efecty_code_that_expires_ends_expired() {
+    let app = start().await;
+    let (created, code) = pending_efecty(&app, "p-expire", "60000.00").await;
+    let id = id_of(&created);
+    customer(&app, &format!("/_sandbox/efecty/{code}/expire")).await;
+    let expired = app.wait_for_status(&id, "EXPIRED").await;
+    assert!(expired["fees"].is_null(), "{expired}");
+    assert_eq!(expired["captured_amount"], "0.00");
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentExpired"
+        ]
+    );
+    let confirmation = delivery_for(&app, &id, "recorded").await;
+    assert_eq!(field(&form_pairs(&confirmation), "state_pol"), "5");
+    // An expired code cannot be paid any more.
+    let late = app
+        .http
+        .post(format!("{}/_sandbox/efecty/{code}/pay", payu_root(&app)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 409);
+}
+
+#[tokio::test]
+async fn payu_efecty_codes_differ_per_payment() {
+    let app = start().await;
+    let mut codes = std::collections::BTreeSet::new();
+    for i in 0..5 {
+        let (_, code) = pending_efecty(&app, &format!("p-codes-{i}"), "25000.00").await;
+        assert!(codes.insert(code.clone()), "code {code} reused");
+    }
+}
+
+#[tokio::test]
+async fn payu_pse_is_pending_with_a_bank_redirect_then_approved() {
+    let app = start().await;
+    let created = app
+        .create_payment("p-pse", &payment("250000.00", "order-p-pse", pse("1")))
+        .await;
+    let id = id_of(&created);
+    assert_eq!(
+        created["status"],
+        "PENDING",
+        "a PSE payment through PayU waits for the bank: {created} (events: {:?})",
+        events_json(&app, &id).await
+    );
+    assert_eq!(created["provider"], "payu", "{created}");
+    assert_eq!(created["next_action"]["type"], "redirect", "{created}");
+    let url = created["next_action"]["url"]
+        .as_str()
+        .expect("redirect url")
+        .to_owned();
+    assert!(url.starts_with(&payu_root(&app)), "{url}");
+    let page = app.http.get(&url).send().await.expect("bank page");
+    assert_eq!(page.status(), 200);
+
+    let path = url.trim_start_matches(&payu_root(&app)).to_owned();
+    customer(&app, &format!("{path}/complete")).await;
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    assert_eq!(
+        approved["fees"],
+        fee_json("payu", "PSE", "250000.00"),
+        "{approved}"
+    );
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Confirmation authentication
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn payu_duplicate_confirmation_answers_200_and_appends_nothing() {
+    let app = start().await;
+    let id = approved_efecty(&app, "p-dup").await;
+    let original = delivery_for(&app, &id, "recorded").await;
+    let events_before = app.event_count().await;
+    let trail = app.event_types(&id).await;
+
+    for _ in 0..2 {
+        let (status, body) = json_of(post_confirmation(&app, original.clone()).await).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["result"], "duplicate", "{body}");
+    }
+    // PayU changes the unsigned `attempts` between redeliveries: still the same event.
+    let pairs = form_pairs(&original);
+    let redelivery = encode_form(&with_field(&pairs, "attempts", "7"));
+    let (status, body) = json_of(post_confirmation(&app, redelivery).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "duplicate", "{body}");
+
+    assert_eq!(app.event_count().await, events_before);
+    assert_eq!(app.event_types(&id).await, trail);
+}
+
+#[tokio::test]
+async fn payu_tampered_amount_with_the_old_sign_is_401_logged_and_appends_nothing() {
+    let app = start().await;
+    let (created, code) = pending_efecty(&app, "p-tamper", "150000.00").await;
+    let id = id_of(&created);
+    customer(&app, &format!("/_sandbox/efecty/{code}/pay")).await;
+    app.wait_for_status(&id, "APPROVED").await;
+    let original = delivery_for(&app, &id, "recorded").await;
+    let pairs = form_pairs(&original);
+    assert_eq!(field(&pairs, "value"), "150000.00");
+    let tampered = encode_form(&with_field(&pairs, "value", "1500.00"));
+    let events_before = app.event_count().await;
+
+    problem(
+        post_confirmation(&app, tampered.clone()).await,
+        401,
+        "tampered value",
+    )
+    .await;
+    // A declined payment turned into an approval by editing state_pol: refused too.
+    let flipped = encode_form(&with_field(&pairs, "state_pol", "6"));
+    problem(
+        post_confirmation(&app, flipped).await,
+        401,
+        "tampered state_pol",
+    )
+    .await;
+
+    assert_eq!(app.event_count().await, events_before, "nothing appended");
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+    let logged = deliveries(&app).await;
+    let refused: Vec<_> = logged
+        .iter()
+        .filter(|(valid, _, body)| !*valid && *body == tampered)
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "the forged delivery is logged with signature_valid=false"
+    );
+    assert_eq!(refused[0].1, "refused");
+}
+
+#[tokio::test]
+async fn payu_confirmation_signed_with_another_secret_is_401() {
+    let app = start().await;
+    let config = PayuConfig::from_env();
+    assert_eq!(
+        config
+            .signature_algorithm
+            .to_ascii_uppercase()
+            .replace('-', "_"),
+        "HMAC_SHA256",
+        "this test signs with HMAC-SHA256, the test default"
+    );
+    let id = approved_efecty(&app, "p-secret").await;
+    let original = delivery_for(&app, &id, "recorded").await;
+    let pairs = form_pairs(&original);
+    let events_before = app.event_count().await;
+
+    // Control: this test's own signature of the genuine confirmation is PayU's.
+    assert_eq!(
+        payu_sign(&pairs, &config.api_key, &config.signature_secret),
+        field(&pairs, "sign"),
+        "the test's HMAC reproduces the emulator's sign"
+    );
+
+    let other = payu_sign(
+        &pairs,
+        &config.api_key,
+        "test_payu_someone_elses_secret_0000000",
+    );
+    let forged = encode_form(&with_field(&pairs, "sign", &other));
+    problem(
+        post_confirmation(&app, forged.clone()).await,
+        401,
+        "other secret",
+    )
+    .await;
+    // Signed with the API key as HMAC key (a common mistake), not the signature secret.
+    let api_keyed = payu_sign(&pairs, &config.api_key, &config.api_key);
+    let forged_too = encode_form(&with_field(&pairs, "sign", &api_keyed));
+    problem(
+        post_confirmation(&app, forged_too).await,
+        401,
+        "api key as secret",
+    )
+    .await;
+    // Without any sign.
+    let unsigned: Vec<_> = pairs.iter().filter(|(k, _)| k != "sign").cloned().collect();
+    problem(
+        post_confirmation(&app, encode_form(&unsigned)).await,
+        401,
+        "no sign",
+    )
+    .await;
+
+    assert_eq!(app.event_count().await, events_before);
+    assert!(deliveries(&app)
+        .await
+        .iter()
+        .any(|(valid, result, body)| !*valid && result == "refused" && *body == forged));
+
+    // And the genuine signature, upper-cased, still verifies (hex case does not matter).
+    let upper = encode_form(&with_field(
+        &pairs,
+        "sign",
+        &field(&pairs, "sign").to_uppercase(),
+    ));
+    let (status, body) = json_of(post_confirmation(&app, upper).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "duplicate", "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lost confirmations: sync and the reconciler
+// ---------------------------------------------------------------------------------------------
+
+async fn sync(app: &TestApp, id: &str) -> Value {
+    let (status, body) = json_of(
+        app.post(
+            &format!("{PAYMENTS}/{id}/sync"),
+            &app.checkout_key,
+            None,
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "sync: {body}");
+    body
+}
+
+#[tokio::test]
+async fn payu_lost_confirmation_sync_brings_the_payment_to_the_provider_status() {
+    let app = start_with(|s| s.sandbox.deliver_webhooks = false).await;
+    let (paid, paid_code) = pending_efecty(&app, "p-lost-pay", "150000.00").await;
+    let (lapsed, lapsed_code) = pending_efecty(&app, "p-lost-exp", "70000.00").await;
+    let (paid, lapsed) = (id_of(&paid), id_of(&lapsed));
+    customer(&app, &format!("/_sandbox/efecty/{paid_code}/pay")).await;
+    customer(&app, &format!("/_sandbox/efecty/{lapsed_code}/expire")).await;
+
+    // The confirmations are lost: the ledger still says PENDING.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(deliveries(&app).await.is_empty(), "nothing was delivered");
+    for id in [&paid, &lapsed] {
+        assert_eq!(
+            app.event_types(id).await,
+            ["PaymentInitiated", "ProviderTransactionCreated"]
+        );
+    }
+
+    let synced = sync(&app, &paid).await;
+    assert_eq!(synced["status"], "APPROVED", "{synced}");
+    assert_eq!(synced["fees"], fee_json("payu", "EFECTY", "150000.00"));
+    let view = app
+        .read_at_least(&paid, synced["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["status"], "APPROVED");
+    assert_eq!(
+        app.event_types(&paid).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+
+    let synced = sync(&app, &lapsed).await;
+    assert_eq!(synced["status"], "EXPIRED", "{synced}");
+    assert_eq!(
+        app.event_types(&lapsed).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentExpired"
+        ]
+    );
+
+    // A second sync appends nothing.
+    let again = sync(&app, &paid).await;
+    assert_eq!(again["status"], "APPROVED");
+    assert_eq!(app.event_types(&paid).await.len(), 3);
+}
+
+#[tokio::test]
+async fn payu_lost_confirmation_reconciler_settles_a_stuck_pending_payment() {
+    let app = start_with(|s| {
+        s.sandbox.deliver_webhooks = false;
+        s.routing.reconcile_after_ms = 200;
+        s.routing.reconcile_interval_ms = 100;
+    })
+    .await;
+    let (created, code) = pending_efecty(&app, "p-recon", "150000.00").await;
+    let id = id_of(&created);
+    customer(&app, &format!("/_sandbox/efecty/{code}/pay")).await;
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    assert_eq!(approved["fees"], fee_json("payu", "EFECTY", "150000.00"));
+    assert!(deliveries(&app).await.is_empty(), "nothing was delivered");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catalog: payment methods with fees, PSE banks
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn payment_methods_list_both_providers_with_their_methods_and_fees() {
+    let app = start().await;
+    let amount = "100000.00";
+    let response = app
+        .http
+        .get(format!(
+            "{}/v1/payment-methods?currency=COP&amount={amount}",
+            app.address
+        ))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["currency"], "COP");
+    let providers = body["providers"].as_array().expect("providers");
+    let expected = [
+        ("wompi", ["CARD", "NEQUI", "PSE"]),
+        ("payu", ["CARD", "EFECTY", "PSE"]),
+    ];
+    for (provider, methods) in expected {
+        let entry = providers
+            .iter()
+            .find(|p| p["provider"] == provider)
+            .unwrap_or_else(|| panic!("{provider} missing: {body}"));
+        assert_eq!(entry["available"], true, "{entry}");
+        let offered = entry["methods"].as_array().expect("methods");
+        assert_eq!(offered.len(), methods.len(), "{entry}");
+        for method in methods {
+            let offer = offered
+                .iter()
+                .find(|m| m["type"] == method)
+                .unwrap_or_else(|| panic!("{provider} {method} missing: {entry}"));
+            assert_eq!(
+                offer["fee"],
+                fee_json(provider, method, amount),
+                "{provider} {method}: {offer}"
+            );
+        }
+    }
+    // Spot-check the schedule arithmetic itself.
+    assert_eq!(expected_fee("wompi", "CARD", amount), "3350.00");
+    assert_eq!(expected_fee("payu", "CARD", amount), "4390.00");
+    assert_eq!(expected_fee("payu", "EFECTY", amount), "3500.00");
+
+    // A currency nobody configured takes no COP provider.
+    let response = app
+        .http
+        .get(format!(
+            "{}/v1/payment-methods?currency=PHP&amount=100.00",
+            app.address
+        ))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["providers"], json!([]), "{body}");
+}
+
+#[tokio::test]
+async fn catalog_marks_providers_that_are_down_unavailable_instead_of_failing() {
+    // No emulators: both adapters point at their unset base URL (`http://127.0.0.1:0`),
+    // where nothing listens.
+    let app = start_with(|s| s.sandbox.in_process = false).await;
+    assert!(app.emulators.is_empty());
+    let response = app
+        .http
+        .get(format!("{}/v1/payment-methods?currency=COP", app.address))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(
+        status, 200,
+        "a provider that is down must not fail the call: {body}"
+    );
+    let providers = body["providers"].as_array().unwrap();
+    assert_eq!(providers.len(), 2, "{body}");
+    for entry in providers {
+        assert_eq!(entry["available"], false, "{entry}");
+        for offer in entry["methods"].as_array().unwrap() {
+            assert!(offer["fee"].is_null(), "no amount, no fee quote: {offer}");
+        }
+    }
+    let response = app
+        .http
+        .get(format!("{}/v1/pse/banks", app.address))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    for list in body["providers"].as_array().unwrap() {
+        assert_eq!(list["available"], false, "{list}");
+        assert_eq!(list["banks"], json!([]), "{list}");
+    }
+}
+
+#[tokio::test]
+async fn pse_banks_are_listed_for_both_providers() {
+    let app = start().await;
+    let response = app
+        .http
+        .get(format!("{}/v1/pse/banks", app.address))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    let lists = body["providers"].as_array().expect("providers");
+    for provider in ["wompi", "payu"] {
+        let list = lists
+            .iter()
+            .find(|l| l["provider"] == provider)
+            .unwrap_or_else(|| panic!("{provider} missing: {body}"));
+        assert_eq!(list["available"], true, "{list}");
+        let codes: Vec<&str> = list["banks"]
+            .as_array()
+            .expect("banks")
+            .iter()
+            .map(|b| {
+                assert!(
+                    b["name"].as_str().is_some_and(|n| !n.is_empty()),
+                    "a bank has a name: {b}"
+                );
+                b["code"].as_str().expect("code")
+            })
+            .collect();
+        assert!(
+            codes.contains(&"1") && codes.contains(&"2"),
+            "{provider}: {list}"
+        );
+        assert!(
+            !codes.contains(&"0"),
+            "PayU's 'select your bank' placeholder is not a bank: {list}"
+        );
+    }
+}
