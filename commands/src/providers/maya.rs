@@ -156,14 +156,12 @@ impl MayaConfig {
                  anyone could send one"
                     .to_owned(),
             ),
-            Ok(_) => {}
-        }
-        if production && self.webhook_sources == TEST_WEBHOOK_SOURCES {
-            problems.push(
-                "MAYA_WEBHOOK_SOURCES is the built-in test default (loopback only); set Maya's \
-                 published webhook source addresses"
+            Ok(list) if production && list.only_loopback() => problems.push(
+                "MAYA_WEBHOOK_SOURCES lists only this machine; set Maya's published webhook \
+                 source addresses"
                     .to_owned(),
-            );
+            ),
+            Ok(_) => {}
         }
         match Url::parse(&self.base_url) {
             Err(_) => problems.push("MAYA_BASE_URL is not a URL".to_owned()),
@@ -1201,7 +1199,7 @@ mod tests {
         for expected in [
             "MAYA_PUBLIC_KEY is the built-in test key",
             "MAYA_SECRET_KEY is the built-in test key",
-            "MAYA_WEBHOOK_SOURCES is the built-in test default",
+            "MAYA_WEBHOOK_SOURCES lists only this machine",
             "MAYA_BASE_URL must use https in production",
         ] {
             assert!(problems.contains(expected), "{problems}");

@@ -120,6 +120,15 @@ impl SourceList {
         })
     }
 
+    /// Whether every entry is a loopback address or range (this machine only).
+    pub fn only_loopback(&self) -> bool {
+        !self.ranges.is_empty()
+            && self.ranges.iter().all(|r| match *r {
+                IpRange::V4 { network, prefix } => prefix >= 8 && network >> 24 == 127,
+                IpRange::V6 { network, prefix } => prefix == 128 && network == 1,
+            })
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.ranges.iter().any(|range| match (range, ip) {
@@ -367,6 +376,14 @@ mod tests {
         );
         assert!(!has("127.0.0.1"));
         assert!(!list.accepts_everyone());
+        assert!(!list.only_loopback());
+        assert!(SourceList::parse("127.0.0.1, ::1, 127.0.0.0/8")
+            .unwrap()
+            .only_loopback());
+        assert!(!SourceList::parse("127.0.0.1, 10.0.0.1")
+            .unwrap()
+            .only_loopback());
+        assert!(!SourceList::parse("").unwrap().only_loopback());
 
         let mapped = SourceList::parse("::ffff:10.0.0.0/104").unwrap();
         assert!(mapped.contains("10.9.9.9".parse().unwrap()));
