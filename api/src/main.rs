@@ -97,6 +97,12 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
         Command::Serve { sandbox, role } => {
             settings.sandbox.in_process = sandbox;
             settings.role = role;
+            if sandbox && std::env::var("PROVIDERS").is_err() {
+                // Every provider, each against its emulator: the whole picture for a demo.
+                settings.routing.providers = ["sandbox", "wompi", "payu", "maya", "gcash"]
+                    .map(str::to_owned)
+                    .to_vec();
+            }
             let environment = Environment::from_env();
             let problems = check_config::problems(&settings, environment);
             if !problems.is_empty() {

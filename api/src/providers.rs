@@ -9,15 +9,18 @@ use std::time::Duration;
 use commands::breaker::BreakerConfig;
 use commands::fees::FeeSchedule;
 use commands::providers::maya::{MayaConfig, MayaProvider};
+use commands::providers::paymongo::{PaymongoConfig, PaymongoProvider};
 use commands::providers::payu::{PayuConfig, PayuProvider};
 use commands::providers::wompi::{WompiConfig, WompiProvider};
 use commands::providers::{PaymentProvider, SandboxClientConfig, SandboxProvider};
 use commands::router::Router;
 use commands::sandbox::maya::{self as maya_sandbox, MayaSandboxConfig};
+use commands::sandbox::paymongo::{self as paymongo_sandbox, PaymongoSandboxConfig};
 use commands::sandbox::payu::{self as payu_sandbox, PayuSandboxConfig};
 use commands::sandbox::wompi::{self as wompi_sandbox, WompiSandboxConfig};
 use commands::sandbox::{self, SandboxConfig};
 use commands::webhooks::maya::MayaWebhookVerifier;
+use commands::webhooks::paymongo::PaymongoWebhookVerifier;
 use commands::webhooks::payu::PayuWebhookVerifier;
 use commands::webhooks::sandbox::SandboxWebhookVerifier;
 use commands::webhooks::wompi::WompiWebhookVerifier;
@@ -176,6 +179,32 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
                     },
                 );
                 providers.push(Arc::new(MayaProvider::new(config)?));
+            }
+            "gcash" => {
+                let mut config = PaymongoConfig::from_env();
+                if settings.sandbox.in_process {
+                    let mut emulated = PaymongoSandboxConfig::for_client(
+                        &config,
+                        format!("{webhook_base}/v1/webhooks/gcash"),
+                    );
+                    emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
+                    emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
+                    let handle =
+                        paymongo_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated)
+                            .await?;
+                    config.base_url = handle.base_url();
+                    emulator_urls.insert("gcash", handle.base_url());
+                    emulators.push(Box::new(move || Box::pin(handle.stop())));
+                }
+                verifiers.add(Arc::new(PaymongoWebhookVerifier::new(&config)?));
+                public.insert(
+                    "gcash",
+                    PublicProviderConfig {
+                        public_key: config.public_key.clone(),
+                        problems: config.problems(false),
+                    },
+                );
+                providers.push(Arc::new(PaymongoProvider::new(config)?));
             }
             other => return Err(format!("unknown provider `{other}` in PROVIDERS").into()),
         }

@@ -836,13 +836,18 @@ async fn spawn_app_with_a_silent_sandbox() -> TestApp {
     spawn_with_settings(settings).await
 }
 
-fn authorized_webhook(event_id: &str, payment_id: &str, amount: &str, currency: &str) -> Vec<u8> {
+fn authorized_webhook(
+    event_id: &str,
+    (payment_id, transaction_id): (&str, &str),
+    amount: &str,
+    currency: &str,
+) -> Vec<u8> {
     bytes(&json!({
         "id": event_id,
         "type": "transaction.updated",
         "created_at": "2026-11-21T00:00:00Z",
         "data": {
-            "transaction_id": "sbx_tx_test",
+            "transaction_id": transaction_id,
             "payment_id": payment_id,
             "status": "AUTHORIZED",
             "amount": amount,
@@ -875,10 +880,12 @@ async fn webhooks_with_a_bad_signature_are_401_and_append_nothing() {
         .await;
     assert_eq!(created["status"], "PENDING");
     let id = created["id"].as_str().unwrap().to_owned();
+    let transaction = created["provider_reference"].as_str().unwrap().to_owned();
+    let target = (id.as_str(), transaction.as_str());
     let secret = app.settings.sandbox.webhook_secret.as_bytes().to_vec();
-    let body = authorized_webhook("evt_sig_1", &id, "42.00", "USD");
+    let body = authorized_webhook("evt_sig_1", target, "42.00", "USD");
     let good = sign(&secret, &body);
-    let tampered = authorized_webhook("evt_sig_1", &id, "41.00", "USD");
+    let tampered = authorized_webhook("evt_sig_1", target, "41.00", "USD");
 
     let before = app.event_count().await;
     let types_before = app.event_types(&id).await;
@@ -897,7 +904,7 @@ async fn webhooks_with_a_bad_signature_are_401_and_append_nothing() {
             body.clone(),
             Some(sign(
                 &secret,
-                &authorized_webhook("evt_sig_2", &id, "42.00", "USD"),
+                &authorized_webhook("evt_sig_2", target, "42.00", "USD"),
             )),
         ),
     ];

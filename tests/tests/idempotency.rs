@@ -417,7 +417,16 @@ async fn a_redelivered_webhook_appends_nothing() {
         .await;
     assert_eq!(created["status"], "PENDING");
     let id = created["id"].as_str().unwrap().to_owned();
-    let body = webhook("evt_test_1", "sbx_tx_x", &id, "AUTHORIZED", "42.00", "USD");
+    // The transaction the sandbox opened for it: a notification must name the payment's own.
+    let transaction = created["provider_reference"].as_str().unwrap().to_owned();
+    let body = webhook(
+        "evt_test_1",
+        &transaction,
+        &id,
+        "AUTHORIZED",
+        "42.00",
+        "USD",
+    );
 
     let (status, first) = deliver(&app, &body).await;
     assert_eq!(status, 200, "{first}");
@@ -448,7 +457,8 @@ async fn a_webhook_delivered_twice_at_once_is_recorded_once() {
         )
         .await;
     let id = created["id"].as_str().unwrap().to_owned();
-    let body = webhook("evt_test_2", "sbx_tx_y", &id, "AUTHORIZED", "7.00", "EUR");
+    let transaction = created["provider_reference"].as_str().unwrap().to_owned();
+    let body = webhook("evt_test_2", &transaction, &id, "AUTHORIZED", "7.00", "EUR");
     let (a, b) = tokio::join!(deliver(&app, &body), deliver(&app, &body));
     assert_eq!((a.0, b.0), (200, 200), "{} {}", a.1, b.1);
     let mut results = [

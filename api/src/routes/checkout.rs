@@ -35,6 +35,15 @@ async fn wompi_widget(
         .await
         .map_err(|_| Problem::not_found("no such payment"))?;
     let payment = current.payment;
+    if payment.provider != "wompi" {
+        // Opening Wompi's widget for a payment another provider holds could charge twice.
+        return Err(Problem::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "wrong-provider",
+            "The payment is not with Wompi",
+            format!("this payment is held by {}", payment.provider),
+        ));
+    }
     if payment.status != PaymentStatus::Pending {
         return Err(Problem::new(
             actix_web::http::StatusCode::CONFLICT,

@@ -92,6 +92,19 @@ fn command_problem(error: CommandError) -> Problem {
             error.to_string(),
         ),
         CommandError::ProvidersUnavailable => Problem::unavailable(error.to_string()),
+        CommandError::Unsupported { .. } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not-supported-by-provider",
+            "Not supported by the provider",
+            error.to_string(),
+        ),
+        // The provider answered no: a retry would get the same answer.
+        CommandError::Provider(e) if !e.is_retryable() => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "provider-refused",
+            "The payment provider refused the request",
+            e.to_string(),
+        ),
         CommandError::Provider(e) => Problem::new(
             StatusCode::BAD_GATEWAY,
             "provider-error",
@@ -605,7 +618,19 @@ async fn refund_payment(
         RefundStatus::Succeeded if executed.appended > 0 => (StatusCode::CREATED, "SUCCEEDED"),
         RefundStatus::Succeeded => (StatusCode::OK, "SUCCEEDED"),
         RefundStatus::Requested => (StatusCode::ACCEPTED, "PENDING"),
-        RefundStatus::Failed => (StatusCode::BAD_GATEWAY, "FAILED"),
+        RefundStatus::Failed => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "refund-refused",
+                "The provider refused the refund",
+                format!(
+                    "refund {} was refused by {}: {}; nothing was refunded",
+                    refund_id,
+                    executed.payment.provider,
+                    failure.as_deref().unwrap_or("no reason given")
+                ),
+            ))
+        }
     };
     let refund = executed.payment.refunds.get(&refund_id);
     Ok(HttpResponse::build(http_status).json(RefundBody {

@@ -92,7 +92,15 @@ impl PaymentService {
     ) -> Result<RefundOutcome, CommandError> {
         let refund_id = RefundId::derive(id, key);
         let _serial = self.stripes.lock(id.as_uuid()).await;
-        self.load(id, scope).await?;
+        let current = self.load(id, scope).await?;
+        let routed = self.provider_of(&current.payment)?;
+        if !routed.provider.supports_refunds() {
+            // Refused before anything is reserved: no retry could ever succeed.
+            return Err(CommandError::Unsupported {
+                provider: current.payment.provider.clone(),
+                action: "take refunds",
+            });
+        }
         let requested = self
             .execute(
                 id,

@@ -58,6 +58,11 @@ pub enum CommandError {
     },
     #[error("every provider that could take this payment is unavailable; retry later")]
     ProvidersUnavailable,
+    #[error("{provider} does not {action} through its API")]
+    Unsupported {
+        provider: String,
+        action: &'static str,
+    },
     #[error("event store unavailable")]
     Store(String),
 }

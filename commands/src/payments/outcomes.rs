@@ -52,6 +52,17 @@ impl PaymentService {
             }
             .into());
         }
+        let recorded = current.payment.provider_transaction_id.as_deref();
+        if recorded.is_some_and(|t| t != notification.provider_transaction_id) {
+            // A transaction the payment is not on (an abandoned earlier attempt): it must not
+            // move this payment.
+            tracing::warn!("notification for a transaction other than the payment's");
+            return Err(PaymentError::InvalidTransition {
+                action: "take another transaction's notification for",
+                status: current.payment.status,
+            }
+            .into());
+        }
         let outcome = if notification.confirm_with_provider {
             let routed = self.provider_of(&current.payment)?;
             let deadline = Instant::now() + self.config.provider_budget;

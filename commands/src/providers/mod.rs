@@ -36,6 +36,12 @@ pub trait PaymentProvider: Send + Sync {
         ALL_PAYMENT_METHODS
     }
 
+    /// Whether the provider takes refunds through its API (some only in their dashboard):
+    /// checked before anything is reserved.
+    fn supports_refunds(&self) -> bool {
+        true
+    }
+
     /// Currencies this provider settles.
     fn currencies(&self) -> &'static [Currency] {
         &[]

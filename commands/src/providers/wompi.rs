@@ -875,6 +875,10 @@ impl PaymentProvider for WompiProvider {
         Err(error)
     }
 
+    fn supports_refunds(&self) -> bool {
+        false
+    }
+
     async fn refund(
         &self,
         _provider_transaction_id: &str,
