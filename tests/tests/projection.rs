@@ -153,7 +153,10 @@ async fn a_poison_message_is_dead_lettered_and_the_rest_keep_flowing() {
         if status["dead_lettered"] == 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "health never showed the dead letter: {health}");
+        assert!(
+            Instant::now() < deadline,
+            "health never showed the dead letter: {health}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
