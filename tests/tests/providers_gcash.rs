@@ -1,0 +1,1148 @@
+//! GCash (through PayMongo) end to end: payledger over real HTTP, its PayMongo adapter talking
+//! HTTP to the in-process PayMongo emulator (Payment Intent workflow), and the emulator's
+//! `Paymongo-Signature`-signed `payment.paid` / `payment.failed` events coming back to
+//! `POST /v1/webhooks/gcash`.
+//!
+//! Signatures are recomputed here with an HMAC-SHA256 written in this file (checked against
+//! FIPS 180 and RFC 4231 vectors and a PayMongo-shaped vector computed with `openssl dgst` and
+//! Python's `hmac`), never with the code under test. `webhook_deliveries` keeps bodies, not
+//! headers, so a recorded delivery is re-sent with a `Paymongo-Signature` made here.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use api::config::{ServeRole, Settings};
+use chrono::{DateTime, Utc};
+use commands::providers::maya::MayaConfig;
+use commands::providers::paymongo::PaymongoConfig;
+use e2e::{spawn_app_configured, TestApp};
+use reqwest::header::CONTENT_TYPE;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------------------------
+// An independent SHA-256 (FIPS 180-4) and HMAC (RFC 2104).
+// ---------------------------------------------------------------------------------------------
+
+const K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut message = data.to_vec();
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    message.push(0x80);
+    while message.len() % 64 != 56 {
+        message.push(0);
+    }
+    message.extend_from_slice(&bit_len.to_be_bytes());
+    for block in message.chunks(64) {
+        let mut w = [0u32; 64];
+        for (slot, word) in w.iter_mut().zip(block.chunks(4)) {
+            *slot = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for (k, wi) in K.iter().zip(w.iter()) {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(*k)
+                .wrapping_add(*wi);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (state, add) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *state = state.wrapping_add(add);
+        }
+    }
+    let mut out = [0u8; 32];
+    for (chunk, word) in out.chunks_mut(4).zip(h) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&sha256(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+    inner.extend_from_slice(message);
+    let inner = sha256(&inner);
+    let mut outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+    outer.extend_from_slice(&inner);
+    sha256(&outer)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// PayMongo's signature, computed here: hex HMAC-SHA256 under the webhook secret of
+/// `t + "." + raw body`.
+fn paymongo_signature(secret: &str, t: i64, body: &[u8]) -> String {
+    let mut message = format!("{t}.").into_bytes();
+    message.extend_from_slice(body);
+    hex(&hmac_sha256(secret.as_bytes(), &message))
+}
+
+/// A test-mode `Paymongo-Signature`: the signature in `te`, `li` empty.
+fn test_mode_header(secret: &str, t: i64, body: &[u8]) -> String {
+    format!("t={t},te={},li=", paymongo_signature(secret, t, body))
+}
+
+#[test]
+fn the_test_hmac_reproduces_fips_rfc_4231_and_paymongo_vectors() {
+    assert_eq!(
+        hex(&sha256(b"abc")),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    // RFC 4231, test case 2.
+    assert_eq!(
+        hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+    // RFC 4231, test case 6 (a key longer than the block).
+    assert_eq!(
+        hex(&hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First"
+        )),
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+    );
+    // `printf '%s' '1700000000.{"data":{"id":"evt_kat"}}' | openssl dgst -sha256 -hmac
+    // 'whsk_payledger_test_000000000000000000000000'` (and the same with Python's hmac).
+    assert_eq!(
+        paymongo_signature(
+            "whsk_payledger_test_000000000000000000000000",
+            1_700_000_000,
+            br#"{"data":{"id":"evt_kat"}}"#
+        ),
+        "480ecd7d573351beae94b0522312657b6b50678f6898fa4c8a4fe181239c7c1c"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Harness helpers
+// ---------------------------------------------------------------------------------------------
+
+const PAYMENTS: &str = "/v1/payments";
+
+async fn start() -> TestApp {
+    start_with(|_| {}).await
+}
+
+async fn start_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_configured(ServeRole::All, |s| {
+        s.routing.providers = vec!["maya".into(), "gcash".into()];
+        configure(s);
+    })
+    .await
+}
+
+/// `http://addr` of the PayMongo emulator.
+fn paymongo_root(app: &TestApp) -> String {
+    app.emulators["gcash"].trim_end_matches('/').to_owned()
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, json)
+}
+
+/// Asserts an `application/problem+json` answer with `status`.
+async fn problem(response: reqwest::Response, status: u16, case: &str) -> Value {
+    let kind = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let (actual, body) = json_of(response).await;
+    assert_eq!(actual, status, "{case}: {body}");
+    assert!(
+        kind.starts_with("application/problem+json"),
+        "{case}: content type `{kind}`: {body}"
+    );
+    assert_eq!(
+        body["status"].as_u64(),
+        Some(u64::from(status)),
+        "{case}: {body}"
+    );
+    body
+}
+
+fn gcash_payment(amount: &str, reference: &str) -> Value {
+    json!({
+        "amount": amount,
+        "currency": "PHP",
+        "reference": reference,
+        "provider": "gcash",
+        "payment_method": {"type": "GCASH"},
+        "return_url": "https://shop.example/return",
+    })
+}
+
+fn id_of(payment: &Value) -> String {
+    payment["id"].as_str().expect("payment id").to_owned()
+}
+
+fn reference_of(payment: &Value) -> String {
+    payment["provider_reference"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| panic!("provider_reference missing: {payment}"))
+        .to_owned()
+}
+
+/// The fee `config/fees.json` implies: the rule in force now for (provider, method, PHP),
+/// `amount * percentage / 100` at the currency's scale (half away from zero) plus `fixed`.
+fn expected_fee(provider: &str, method: &str, amount: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/fees.json");
+    let text = std::fs::read_to_string(path).expect("config/fees.json");
+    let rules: Vec<Value> = serde_json::from_str(&text).expect("fees.json is JSON");
+    let now = Utc::now();
+    let rule = rules
+        .iter()
+        .filter(|r| r["provider"] == provider && r["method"] == method && r["currency"] == "PHP")
+        .filter_map(|r| {
+            let from: DateTime<Utc> = r["effective_from"].as_str()?.parse().ok()?;
+            (from <= now).then_some((from, r))
+        })
+        .max_by_key(|(from, _)| *from)
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| panic!("no fee rule for {provider} {method} PHP in force"));
+    let decimal = |v: &Value| Decimal::from_str(v.as_str().expect("decimal string")).unwrap();
+    let amount = Decimal::from_str(amount).unwrap();
+    let variable = (amount * decimal(&rule["percentage"]) / Decimal::ONE_HUNDRED)
+        .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    let mut total = (variable + decimal(&rule["fixed"])).min(amount);
+    total.rescale(2);
+    total.to_string()
+}
+
+fn fee_json(amount: &str) -> Value {
+    json!({"amount": expected_fee("gcash", "GCASH", amount), "currency": "PHP"})
+}
+
+async fn events_json(app: &TestApp, id: &str) -> Vec<Value> {
+    let (status, body) = json_of(
+        app.get(&format!("{PAYMENTS}/{id}/events"), &app.checkout_key)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().expect("events").clone()
+}
+
+/// The payment's events of one type, as stored (`{"<type>": {...}}`).
+async fn stored_events(app: &TestApp, id: &str, event_type: &str) -> Vec<Value> {
+    sqlx::query_scalar(
+        "SELECT payload::jsonb FROM events
+          WHERE aggregate_id = $1 AND event_type = $2 ORDER BY sequence",
+    )
+    .bind(id)
+    .bind(event_type)
+    .fetch_all(&app.pool)
+    .await
+    .expect("read events")
+}
+
+/// GCash deliveries as logged: (signature_valid, result, payload).
+async fn deliveries(app: &TestApp) -> Vec<(bool, String, Vec<u8>)> {
+    sqlx::query_as(
+        "SELECT signature_valid, result, payload FROM webhook_deliveries
+          WHERE provider = 'gcash' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("read webhook_deliveries")
+}
+
+/// The payment intent a PayMongo event body is about.
+fn intent_of_event(payload: &[u8]) -> Option<String> {
+    let event: Value = serde_json::from_slice(payload).ok()?;
+    event["data"]["attributes"]["data"]["attributes"]["payment_intent_id"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Polls until `webhook_deliveries` holds a `recorded` GCash delivery about the payment
+/// intent `intent` and returns its raw payload.
+async fn recorded_delivery(app: &TestApp, intent: &str) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = deliveries(app)
+            .await
+            .into_iter()
+            .find(|(valid, result, p)| {
+                *valid && result == "recorded" && intent_of_event(p).as_deref() == Some(intent)
+            });
+        if let Some((_, _, payload)) = found {
+            return payload;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recorded gcash delivery for {intent}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn post_webhook(app: &TestApp, body: Vec<u8>, signature: Option<&str>) -> reqwest::Response {
+    let mut request = app
+        .http
+        .post(format!("{}/v1/webhooks/gcash", app.address))
+        .header(CONTENT_TYPE, "application/json")
+        .body(body);
+    if let Some(signature) = signature {
+        request = request.header("Paymongo-Signature", signature);
+    }
+    request.send().await.expect("webhook sent")
+}
+
+/// A customer action on the GCash page (`authorize`, `fail`, `expire`), asserting `200`;
+/// returns the payment intent as it now is.
+async fn customer(app: &TestApp, intent: &str, action: &str) -> Value {
+    let response = app
+        .http
+        .post(format!(
+            "{}/_sandbox/gcash/{intent}/{action}",
+            paymongo_root(app)
+        ))
+        .send()
+        .await
+        .expect("customer action");
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{action} on the GCash page: {body}");
+    body["data"].clone()
+}
+
+/// The payment intent at PayMongo, read with the secret key as payledger's adapter does.
+async fn intent_at_paymongo(app: &TestApp, intent: &str) -> Value {
+    let response = app
+        .http
+        .get(format!(
+            "{}/v1/payment_intents/{intent}",
+            paymongo_root(app)
+        ))
+        .basic_auth(PaymongoConfig::from_env().secret_key, Some(""))
+        .send()
+        .await
+        .expect("read the emulator");
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
+}
+
+async fn set_fault(app: &TestApp, fault: &str) {
+    let response = app
+        .http
+        .post(format!("{}/_sandbox/faults", paymongo_root(app)))
+        .json(&json!({ "create": fault }))
+        .send()
+        .await
+        .expect("fault injection");
+    assert!(response.status().is_success(), "fault injection at gcash");
+}
+
+/// A pending GCash payment with its redirect: (payment JSON, payment intent id).
+async fn pending(app: &TestApp, key: &str, amount: &str) -> (Value, String) {
+    let created = app
+        .create_payment(key, &gcash_payment(amount, &format!("order-{key}")))
+        .await;
+    assert_eq!(created["status"], "PENDING", "{created}");
+    assert_eq!(created["provider"], "gcash", "{created}");
+    let intent = reference_of(&created);
+    (created, intent)
+}
+
+/// A GCash payment the customer authorized, APPROVED by its `payment.paid` event:
+/// (payment id, payment intent id).
+async fn approved(app: &TestApp, key: &str, amount: &str) -> (String, String) {
+    let (created, intent) = pending(app, key, amount).await;
+    let id = id_of(&created);
+    customer(app, &intent, "authorize").await;
+    app.wait_for_status(&id, "APPROVED").await;
+    (id, intent)
+}
+
+/// The `payment.paid` event PayMongo would send for `intent` (whose customer authorized),
+/// built from the paid payment as PayMongo holds it.
+async fn paid_event(app: &TestApp, intent: &str, event_id: &str) -> Vec<u8> {
+    let at_paymongo = intent_at_paymongo(app, intent).await;
+    let payment = at_paymongo["attributes"]["payments"][0].clone();
+    assert_eq!(payment["attributes"]["status"], "paid", "{at_paymongo}");
+    serde_json::to_vec(&json!({
+        "data": {
+            "id": event_id,
+            "type": "event",
+            "attributes": {
+                "type": "payment.paid",
+                "livemode": false,
+                "data": payment,
+                "previous_data": {},
+                "created_at": Utc::now().timestamp(),
+                "updated_at": Utc::now().timestamp(),
+            }
+        }
+    }))
+    .unwrap()
+}
+
+async fn sync(app: &TestApp, id: &str) -> Value {
+    let (status, body) = json_of(
+        app.post(
+            &format!("{PAYMENTS}/{id}/sync"),
+            &app.checkout_key,
+            None,
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "sync: {body}");
+    body
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outcomes
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn gcash_is_pending_with_a_redirect_then_approved_by_payment_paid_with_fees() {
+    let app = start().await;
+    let (created, intent) = pending(&app, "g-ok", "1234.60").await;
+    let id = id_of(&created);
+    assert!(intent.starts_with("pi_"), "the payment intent: {intent}");
+    assert_eq!(created["next_action"]["type"], "redirect", "{created}");
+    let url = created["next_action"]["url"]
+        .as_str()
+        .expect("redirect url");
+    assert_eq!(
+        url,
+        format!("{}/_sandbox/gcash/{intent}", paymongo_root(&app)),
+        "the redirect is this intent's GCash page"
+    );
+    let page = app.http.get(url).send().await.expect("GCash page");
+    assert_eq!(page.status(), 200);
+    // PayMongo holds the intent, for this payment, in centavos, awaiting the customer.
+    let at_paymongo = intent_at_paymongo(&app, &intent).await;
+    let a = &at_paymongo["attributes"];
+    assert_eq!(a["status"], "awaiting_next_action", "{at_paymongo}");
+    assert_eq!(a["amount"], 123_460);
+    assert_eq!(a["currency"], "PHP");
+    assert_eq!(a["payment_method_allowed"], json!(["gcash"]));
+    assert_eq!(a["metadata"]["payment_id"], id.as_str(), "{at_paymongo}");
+    assert_eq!(
+        a["next_action"]["redirect"]["return_url"], "https://shop.example/return",
+        "the merchant's return_url reached PayMongo"
+    );
+    let view = app
+        .read_at_least(&id, created["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["status"], "PENDING");
+    assert_eq!(view["next_action"], created["next_action"]);
+
+    let paid = customer(&app, &intent, "authorize").await;
+    assert_eq!(paid["attributes"]["status"], "succeeded", "{paid}");
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    assert_eq!(approved["provider"], "gcash");
+    assert_eq!(approved["provider_reference"], intent.as_str());
+    assert_eq!(approved["captured_amount"], "1234.60");
+    let fee = expected_fee("gcash", "GCASH", "1234.60");
+    assert_eq!(
+        fee, "30.87",
+        "2.50% of 1234.60 = 30.865, half away from zero"
+    );
+    assert_eq!(
+        approved["fees"],
+        json!({"amount": fee, "currency": "PHP"}),
+        "{approved}"
+    );
+    assert!(approved["next_action"].is_null(), "{approved}");
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+    let events = events_json(&app, &id).await;
+    let approval = &events[2]["data"]["PaymentApproved"];
+    assert_eq!(approval["provider"], "gcash", "{approval}");
+    assert_eq!(approval["provider_transaction_id"], intent.as_str());
+    assert_eq!(
+        approval["fee"],
+        json!({"amount": fee, "currency": "PHP"}),
+        "the fee is fixed in the event: {approval}"
+    );
+    // It came by a verified webhook whose event id is PayMongo's.
+    let payload = recorded_delivery(&app, &intent).await;
+    let event: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(event["data"]["attributes"]["type"], "payment.paid");
+    assert_eq!(
+        approval["provider_event_id"], event["data"]["id"],
+        "{approval}"
+    );
+}
+
+#[tokio::test]
+async fn gcash_failed_by_the_customer_ends_declined_with_the_reason() {
+    let app = start().await;
+    let (created, intent) = pending(&app, "g-fail", "500.00").await;
+    let id = id_of(&created);
+    customer(&app, &intent, "fail").await;
+    let declined = app.wait_for_status(&id, "DECLINED").await;
+    assert_eq!(declined["provider"], "gcash");
+    assert_eq!(
+        declined["failure_reason"], "gcash_generic_decline",
+        "PayMongo's failed_code: {declined}"
+    );
+    assert!(declined["fees"].is_null(), "{declined}");
+    assert_eq!(declined["captured_amount"], "0.00");
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentDeclined"
+        ]
+    );
+    let decline = &stored_events(&app, &id, "PaymentDeclined").await[0]["PaymentDeclined"];
+    assert_eq!(decline["provider_transaction_id"], intent.as_str());
+    let payload = recorded_delivery(&app, &intent).await;
+    let event: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(event["data"]["attributes"]["type"], "payment.failed");
+}
+
+#[tokio::test]
+async fn gcash_authorization_window_that_lapses_ends_expired_by_sync() {
+    let app = start().await;
+    let (created, intent) = pending(&app, "g-exp", "650.00").await;
+    let id = id_of(&created);
+    customer(&app, &intent, "expire").await;
+    // PayMongo sends no event when the GCash window lapses: the ledger learns it by asking.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(deliveries(&app).await.is_empty());
+    assert_eq!(
+        app.event_types(&id).await,
+        ["PaymentInitiated", "ProviderTransactionCreated"]
+    );
+    let synced = sync(&app, &id).await;
+    assert_eq!(synced["status"], "EXPIRED", "{synced}");
+    assert!(synced["fees"].is_null(), "{synced}");
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentExpired"
+        ]
+    );
+    app.wait_for_status(&id, "EXPIRED").await;
+}
+
+#[tokio::test]
+async fn gcash_server_error_fails_the_payment_with_a_provider_attempt_failed() {
+    let app = start().await;
+    set_fault(&app, "server_error").await;
+    let created = app
+        .create_payment("g-5xx", &gcash_payment("800.00", "order-g-5xx"))
+        .await;
+    let id = id_of(&created);
+    // No other configured provider takes GCASH: nothing to fall back to.
+    assert_eq!(created["status"], "FAILED", "{created}");
+    assert_eq!(created["provider"], "gcash", "{created}");
+    assert!(created["provider_reference"].is_null(), "{created}");
+    assert!(created["next_action"].is_null(), "{created}");
+    assert_eq!(
+        created["failure_reason"], "provider_unavailable",
+        "{created}"
+    );
+    app.wait_for_status(&id, "FAILED").await;
+    assert_eq!(
+        app.event_types(&id).await,
+        ["PaymentInitiated", "ProviderAttemptFailed", "PaymentFailed"]
+    );
+    let attempt = &stored_events(&app, &id, "ProviderAttemptFailed").await[0];
+    assert_eq!(attempt["ProviderAttemptFailed"]["provider"], "gcash");
+    assert_eq!(attempt["ProviderAttemptFailed"]["kind"], "server_error");
+    let detail = attempt["ProviderAttemptFailed"]["detail"].to_string();
+    let config = PaymongoConfig::from_env();
+    assert!(
+        !detail.contains(&config.secret_key) && !detail.contains(&config.webhook_secret),
+        "no secret in the recorded detail: {detail}"
+    );
+
+    set_fault(&app, "none").await;
+    let (next, _) = pending(&app, "g-5xx-next", "800.00").await;
+    assert_eq!(
+        app.event_types(&id_of(&next)).await,
+        ["PaymentInitiated", "ProviderTransactionCreated"]
+    );
+}
+
+#[tokio::test]
+async fn gcash_below_paymongos_minimum_is_not_left_pending() {
+    let app = start().await;
+    let response = app
+        .post(
+            PAYMENTS,
+            &app.checkout_key,
+            Some("g-min"),
+            &gcash_payment("19.99", "order-g-min"),
+        )
+        .await;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    // PayMongo refuses intents under PHP 20.00: either payledger refuses the request up front
+    // or records PayMongo's refusal; never a payment waiting for a customer who cannot pay.
+    if status == 201 {
+        assert_eq!(body["status"], "FAILED", "{body}");
+        assert!(body["next_action"].is_null(), "{body}");
+        let id = id_of(&body);
+        let attempts = stored_events(&app, &id, "ProviderAttemptFailed").await;
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0]["ProviderAttemptFailed"]["kind"], "rejected");
+    } else {
+        assert!((400..500).contains(&status), "{status} {body}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refunds; no manual capture
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn gcash_refunds_partially_then_fully() {
+    let app = start().await;
+    let (id, intent) = approved(&app, "g-ref", "1500.00").await;
+
+    let (status, first) = json_of(
+        app.post(
+            &format!("{PAYMENTS}/{id}/refunds"),
+            &app.checkout_key,
+            Some("g-ref-1"),
+            &json!({"amount": "400.50", "reason": "customer request"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["status"], "SUCCEEDED", "{first}");
+    assert_eq!(first["payment"]["status"], "PARTIALLY_REFUNDED", "{first}");
+
+    let (status, second) = json_of(
+        app.post(
+            &format!("{PAYMENTS}/{id}/refunds"),
+            &app.checkout_key,
+            Some("g-ref-2"),
+            &json!({"amount": "1099.50"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{second}");
+    assert_eq!(second["status"], "SUCCEEDED", "{second}");
+    let view = app
+        .read_at_least(&id, second["payment"]["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["status"], "REFUNDED");
+    assert_eq!(view["refunded_amount"], "1500.00");
+    assert_eq!(view["fees"], fee_json("1500.00"), "fees stay as approved");
+
+    // Retrying the first refund (same Idempotency-Key) moves no more money.
+    let (status, again) = json_of(
+        app.post(
+            &format!("{PAYMENTS}/{id}/refunds"),
+            &app.checkout_key,
+            Some("g-ref-1"),
+            &json!({"amount": "400.50", "reason": "customer request"}),
+        )
+        .await,
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{status} {again}");
+    assert_eq!(again["id"], first["id"], "{again}");
+
+    let before = app.event_types(&id).await;
+    problem(
+        app.post(
+            &format!("{PAYMENTS}/{id}/refunds"),
+            &app.checkout_key,
+            Some("g-ref-3"),
+            &json!({"amount": "1.00"}),
+        )
+        .await,
+        409,
+        "refund of a fully refunded payment",
+    )
+    .await;
+    assert_eq!(app.event_types(&id).await, before);
+    assert_eq!(
+        before,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved",
+            "RefundRequested",
+            "PaymentRefunded",
+            "RefundRequested",
+            "PaymentRefunded"
+        ]
+    );
+
+    // PayMongo made exactly these two refunds, in centavos, on the paid payment.
+    let at_paymongo = intent_at_paymongo(&app, &intent).await;
+    let payments = at_paymongo["attributes"]["payments"].as_array().unwrap();
+    assert_eq!(payments.len(), 1, "{at_paymongo}");
+    let refunds = payments[0]["attributes"]["refunds"].as_array().unwrap();
+    let amounts: Vec<i64> = refunds
+        .iter()
+        .filter_map(|r| r["attributes"]["amount"].as_i64())
+        .collect();
+    assert_eq!(amounts, [40_050, 109_950], "{at_paymongo}");
+    let recorded: Vec<Value> = stored_events(&app, &id, "PaymentRefunded")
+        .await
+        .iter()
+        .map(|e| e["PaymentRefunded"]["provider_refund_id"].clone())
+        .collect();
+    let at_provider: Vec<Value> = refunds.iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(recorded, at_provider);
+}
+
+#[tokio::test]
+async fn gcash_manual_capture_is_refused_up_front_and_appends_nothing() {
+    let app = start().await;
+    let mut body = gcash_payment("1000.00", "order-g-hold");
+    body["capture"] = json!("manual");
+    let response = app
+        .post(PAYMENTS, &app.checkout_key, Some("g-hold"), &body)
+        .await;
+    let status = response.status().as_u16();
+    let answer = response.text().await.unwrap();
+    // What must hold whatever the answer: no payment intent left for a customer to pay.
+    let intents: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'ProviderTransactionCreated'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(intents, 0, "{status} {answer}");
+
+    // What a payments engineer expects: GCash has no manual capture and no other configured
+    // provider takes GCASH, so this request can never succeed. Like a method no provider
+    // takes, it is a 4xx problem that appends nothing and leaves the merchant's reference free
+    // (the adapter refuses it without calling PayMongo, so nothing was ever at a provider).
+    let mut deviations = Vec::new();
+    if !(400..500).contains(&status) {
+        deviations.push(format!("answered {status}, not a 4xx"));
+    }
+    let appended = app.event_count().await;
+    if appended != 0 {
+        let trail: Vec<String> =
+            sqlx::query_scalar("SELECT event_type FROM events ORDER BY global_position")
+                .fetch_all(&app.pool)
+                .await
+                .unwrap();
+        deviations.push(format!("{appended} events appended: {trail:?}"));
+    }
+    let retry = app
+        .post(
+            PAYMENTS,
+            &app.checkout_key,
+            Some("g-hold-auto"),
+            &gcash_payment("1000.00", "order-g-hold"),
+        )
+        .await;
+    let retry_status = retry.status().as_u16();
+    if retry_status != 201 {
+        deviations.push(format!(
+            "the same reference with automatic capture then answers {retry_status}: {}",
+            retry.text().await.unwrap()
+        ));
+    }
+    assert!(
+        deviations.is_empty(),
+        "GCash payment with capture=manual: {deviations:#?}\nanswer: {status} {answer}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook authentication
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn gcash_duplicate_webhook_answers_200_and_appends_nothing() {
+    let app = start().await;
+    let (id, intent) = approved(&app, "g-dup", "900.00").await;
+    let payload = recorded_delivery(&app, &intent).await;
+    let secret = PaymongoConfig::from_env().webhook_secret;
+    let events_before = app.event_count().await;
+    let trail = app.event_types(&id).await;
+
+    for _ in 0..2 {
+        let header = test_mode_header(&secret, Utc::now().timestamp(), &payload);
+        let (status, body) =
+            json_of(post_webhook(&app, payload.clone(), Some(&header)).await).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["result"], "duplicate", "{body}");
+    }
+    assert_eq!(app.event_count().await, events_before);
+    assert_eq!(app.event_types(&id).await, trail);
+    assert_eq!(
+        deliveries(&app)
+            .await
+            .iter()
+            .filter(|(valid, result, body)| *valid && result == "duplicate" && *body == payload)
+            .count(),
+        2,
+        "both redeliveries are logged as verified duplicates"
+    );
+}
+
+#[tokio::test]
+async fn gcash_tampered_body_with_the_old_signature_is_401_logged_and_appends_nothing() {
+    let app = start().await;
+    let (id, intent) = approved(&app, "g-tamper", "900.00").await;
+    let payload = recorded_delivery(&app, &intent).await;
+    let secret = PaymongoConfig::from_env().webhook_secret;
+    // The signature PayMongo would have sent for these bytes, now.
+    let old = test_mode_header(&secret, Utc::now().timestamp(), &payload);
+
+    let mut event: Value = serde_json::from_slice(&payload).unwrap();
+    let amount = &mut event["data"]["attributes"]["data"]["attributes"]["amount"];
+    *amount = json!(amount.as_i64().unwrap() * 10);
+    let tampered = serde_json::to_vec(&event).unwrap();
+    // The same JSON re-serialized with other whitespace: not the signed bytes either.
+    let mut reformatted = b" ".to_vec();
+    reformatted.extend_from_slice(&payload);
+    let events_before = app.event_count().await;
+
+    for (body, case) in [
+        (tampered.clone(), "amount x10, old signature"),
+        (reformatted.clone(), "same JSON, other bytes"),
+    ] {
+        let answer = problem(post_webhook(&app, body, Some(&old)).await, 401, case).await;
+        assert!(!answer.to_string().contains(&secret), "{answer}");
+    }
+    assert_eq!(app.event_count().await, events_before, "nothing appended");
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+    let view = app.wait_for_status(&id, "APPROVED").await;
+    assert_eq!(view["captured_amount"], "900.00");
+    let rows = deliveries(&app).await;
+    for body in [&tampered, &reformatted] {
+        let logged: Vec<_> = rows.iter().filter(|(_, _, b)| b == body).collect();
+        assert_eq!(logged.len(), 1, "each forged delivery is logged once");
+        assert!(!logged[0].0, "signature_valid = false");
+        assert_eq!(logged[0].1, "refused");
+    }
+
+    // Control: the old signature does verify the bytes it was made for.
+    let (status, body) = json_of(post_webhook(&app, payload, Some(&old)).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "duplicate", "{body}");
+}
+
+#[tokio::test]
+async fn gcash_webhook_with_a_wrong_secret_misplaced_or_missing_signature_is_401() {
+    let app = start().await;
+    let (id, intent) = approved(&app, "g-secret", "900.00").await;
+    let payload = recorded_delivery(&app, &intent).await;
+    let secret = PaymongoConfig::from_env().webhook_secret;
+    let now = Utc::now().timestamp();
+    let events_before = app.event_count().await;
+
+    let wrong = test_mode_header("whsk_someone_else_entirely_000000000000000", now, &payload);
+    let right_sig = paymongo_signature(&secret, now, &payload);
+    let cases = [
+        (Some(wrong.clone()), "signed with another secret"),
+        // Test mode compares `te`: a correct signature offered only as `li` is not accepted.
+        (
+            Some(format!("t={now},te=,li={right_sig}")),
+            "signature in li",
+        ),
+        // The signature made for another timestamp.
+        (
+            Some(format!("t={},te={right_sig},li=", now - 1)),
+            "t changed",
+        ),
+        (Some(format!("te={right_sig},li=")), "no t"),
+        (Some("garbage".to_owned()), "unparseable header"),
+        (None, "no header"),
+    ];
+    for (header, case) in &cases {
+        problem(
+            post_webhook(&app, payload.clone(), header.as_deref()).await,
+            401,
+            case,
+        )
+        .await;
+    }
+    assert_eq!(app.event_count().await, events_before);
+    assert_eq!(app.event_types(&id).await.len(), 3);
+    let refused = deliveries(&app)
+        .await
+        .into_iter()
+        .filter(|(valid, result, body)| !*valid && result == "refused" && *body == payload)
+        .count();
+    assert_eq!(refused, cases.len(), "every refusal is logged");
+
+    // Control: the real secret, same construction, verifies (a redelivery: nothing appended).
+    let header = test_mode_header(&secret, now, &payload);
+    let (status, body) = json_of(post_webhook(&app, payload, Some(&header)).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "duplicate", "{body}");
+    assert_eq!(app.event_count().await, events_before);
+}
+
+#[tokio::test]
+async fn gcash_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed() {
+    // Pending, with its `payment.paid` lost, so a replayed old event would approve it.
+    let app = start_with(|s| s.sandbox.deliver_webhooks = false).await;
+    let (created, intent) = pending(&app, "g-stale", "900.00").await;
+    let id = id_of(&created);
+    customer(&app, &intent, "authorize").await;
+    let event = paid_event(&app, &intent, "evt_payledgerstaletest000001").await;
+    let secret = PaymongoConfig::from_env().webhook_secret;
+    let now = Utc::now().timestamp();
+    let events_before = app.event_count().await;
+
+    for (t, case) in [
+        (now - 301, "301 s old"),
+        (now - 3600, "an hour old"),
+        (now + 3600, "an hour in the future"),
+    ] {
+        problem(
+            post_webhook(
+                &app,
+                event.clone(),
+                Some(&test_mode_header(&secret, t, &event)),
+            )
+            .await,
+            401,
+            case,
+        )
+        .await;
+    }
+    assert_eq!(app.event_count().await, events_before);
+    assert_eq!(
+        app.event_types(&id).await,
+        ["PaymentInitiated", "ProviderTransactionCreated"]
+    );
+    assert_eq!(
+        deliveries(&app)
+            .await
+            .iter()
+            .filter(|(valid, result, body)| !*valid && result == "refused" && *body == event)
+            .count(),
+        3,
+        "each stale delivery is logged with signature_valid=false"
+    );
+
+    // Control: the same body and secret with a fresh `t` verifies and approves.
+    let (status, body) = json_of(
+        post_webhook(
+            &app,
+            event.clone(),
+            Some(&test_mode_header(&secret, now - 5, &event)),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "recorded", "{body}");
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    assert_eq!(approved["fees"], fee_json("900.00"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lost webhooks: sync and the reconciler
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn gcash_lost_webhook_sync_brings_the_payment_to_paymongos_status() {
+    let app = start_with(|s| s.sandbox.deliver_webhooks = false).await;
+    let (paid, paid_intent) = pending(&app, "g-lost-ok", "1234.60").await;
+    let (failed, failed_intent) = pending(&app, "g-lost-ko", "400.00").await;
+    let (paid, failed) = (id_of(&paid), id_of(&failed));
+    customer(&app, &paid_intent, "authorize").await;
+    customer(&app, &failed_intent, "fail").await;
+
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(deliveries(&app).await.is_empty(), "nothing was delivered");
+    for id in [&paid, &failed] {
+        assert_eq!(
+            app.event_types(id).await,
+            ["PaymentInitiated", "ProviderTransactionCreated"]
+        );
+    }
+
+    let synced = sync(&app, &paid).await;
+    assert_eq!(synced["status"], "APPROVED", "{synced}");
+    assert_eq!(synced["captured_amount"], "1234.60", "{synced}");
+    assert_eq!(synced["fees"], fee_json("1234.60"), "{synced}");
+    let view = app
+        .read_at_least(&paid, synced["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["status"], "APPROVED");
+    assert_eq!(
+        app.event_types(&paid).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+
+    let synced = sync(&app, &failed).await;
+    assert_eq!(synced["status"], "DECLINED", "{synced}");
+    assert_eq!(
+        synced["failure_reason"], "gcash_generic_decline",
+        "{synced}"
+    );
+
+    let again = sync(&app, &paid).await;
+    assert_eq!(again["version"], view["version"]);
+    assert_eq!(app.event_types(&paid).await.len(), 3);
+
+    // The `payment.paid` arrives late after all (its event id is not the sync's):
+    // acknowledged, and the payment is not approved twice.
+    let late = paid_event(&app, &paid_intent, "evt_payledgerlatetest00000001").await;
+    let header = test_mode_header(
+        &PaymongoConfig::from_env().webhook_secret,
+        Utc::now().timestamp(),
+        &late,
+    );
+    let (status, body) = json_of(post_webhook(&app, late, Some(&header)).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(body["result"], "recorded", "{body}");
+    assert_eq!(app.event_types(&paid).await.len(), 3);
+    let view = app.wait_for_status(&paid, "APPROVED").await;
+    assert_eq!(view["captured_amount"], "1234.60");
+}
+
+#[tokio::test]
+async fn gcash_lost_webhook_reconciler_settles_stuck_pending_payments() {
+    let app = start_with(|s| {
+        s.sandbox.deliver_webhooks = false;
+        s.routing.reconcile_after_ms = 200;
+        s.routing.reconcile_interval_ms = 100;
+    })
+    .await;
+    let (paid, paid_intent) = pending(&app, "g-rec-ok", "950.00").await;
+    let (lapsed, lapsed_intent) = pending(&app, "g-rec-exp", "950.00").await;
+    let (waiting, _) = pending(&app, "g-rec-wait", "950.00").await;
+    let (paid, lapsed, waiting) = (id_of(&paid), id_of(&lapsed), id_of(&waiting));
+    customer(&app, &paid_intent, "authorize").await;
+    customer(&app, &lapsed_intent, "expire").await;
+
+    let approved = app.wait_for_status(&paid, "APPROVED").await;
+    assert_eq!(approved["fees"], fee_json("950.00"));
+    app.wait_for_status(&lapsed, "EXPIRED").await;
+    assert!(
+        deliveries(&app).await.is_empty(),
+        "no webhook was delivered"
+    );
+    assert_eq!(
+        app.event_types(&waiting).await,
+        ["PaymentInitiated", "ProviderTransactionCreated"],
+        "still awaiting the customer at PayMongo, so still pending here"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public configuration
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn public_config_shows_gcash_methods_and_no_paymongo_or_maya_secret() {
+    let app = start().await;
+    let response = app
+        .http
+        .get(format!("{}/v1/config", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let paymongo = PaymongoConfig::from_env();
+    for (name, value) in [
+        ("PAYMONGO_SECRET_KEY", paymongo.secret_key.clone()),
+        ("PAYMONGO_WEBHOOK_SECRET", paymongo.webhook_secret.clone()),
+        ("MAYA_SECRET_KEY", MayaConfig::from_env().secret_key),
+    ] {
+        assert!(!value.is_empty(), "{name} is empty in this environment");
+        assert!(!text.contains(&value), "/v1/config exposes {name}: {text}");
+    }
+    let config: Value = serde_json::from_str(&text).unwrap();
+    let gcash = config["providers"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .find(|p| p["provider"] == "gcash")
+        .unwrap_or_else(|| panic!("gcash missing: {text}"))
+        .clone();
+    assert_eq!(gcash["methods"], json!(["GCASH"]), "{text}");
+    assert_eq!(gcash["public_key"], json!(paymongo.public_key), "{text}");
+    let maya = config["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == "maya")
+        .unwrap_or_else(|| panic!("maya missing: {text}"))
+        .clone();
+    assert_eq!(
+        maya["public_key"],
+        MayaConfig::from_env().public_key.as_str()
+    );
+    assert_eq!(maya["methods"], json!(["MAYA"]), "{text}");
+}

@@ -1,0 +1,1133 @@
+//! Maya end to end: payledger over real HTTP, its Maya adapter talking HTTP to the in-process
+//! Maya emulator (Checkout + Payments API), and the emulator's unsigned webhooks coming back to
+//! `POST /v1/webhooks/maya`.
+//!
+//! Maya does not sign online-payment webhooks, so a webhook is authenticated by its source
+//! address and then confirmed by fetching the payment from Maya before anything is appended.
+//! These tests drive the customer at the emulator (`/_sandbox/checkouts/{id}/...`), forge and
+//! replay webhooks from this machine, and send one from a loopback address payledger's source
+//! list does not hold (127.0.0.2: the whole of 127/8 is this machine, but only 127.0.0.1 and
+//! ::1 are listed under the in-process sandbox).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use api::config::{ServeRole, Settings};
+use chrono::{DateTime, Utc};
+use commands::providers::maya::MayaConfig;
+use commands::providers::paymongo::PaymongoConfig;
+use e2e::{spawn_app_configured, TestApp};
+use reqwest::header::CONTENT_TYPE;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------------------------
+// Harness helpers
+// ---------------------------------------------------------------------------------------------
+
+const PAYMENTS: &str = "/v1/payments";
+
+async fn start() -> TestApp {
+    start_with(|_| {}).await
+}
+
+async fn start_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_configured(ServeRole::All, |s| {
+        s.routing.providers = vec!["maya".into(), "gcash".into()];
+        configure(s);
+    })
+    .await
+}
+
+/// `http://addr` of the Maya emulator.
+fn maya_root(app: &TestApp) -> String {
+    app.emulators["maya"].trim_end_matches('/').to_owned()
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, json)
+}
+
+/// Asserts an `application/problem+json` answer with `status`.
+async fn problem(response: reqwest::Response, status: u16, case: &str) -> Value {
+    let kind = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let (actual, body) = json_of(response).await;
+    assert_eq!(actual, status, "{case}: {body}");
+    assert!(
+        kind.starts_with("application/problem+json"),
+        "{case}: content type `{kind}`: {body}"
+    );
+    assert_eq!(
+        body["status"].as_u64(),
+        Some(u64::from(status)),
+        "{case}: {body}"
+    );
+    body
+}
+
+fn maya_payment(amount: &str, reference: &str) -> Value {
+    json!({
+        "amount": amount,
+        "currency": "PHP",
+        "reference": reference,
+        "provider": "maya",
+        "payment_method": {"type": "MAYA"},
+    })
+}
+
+fn id_of(payment: &Value) -> String {
+    payment["id"].as_str().expect("payment id").to_owned()
+}
+
+fn reference_of(payment: &Value) -> String {
+    payment["provider_reference"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| panic!("provider_reference missing: {payment}"))
+        .to_owned()
+}
+
+/// The fee `config/fees.json` implies: the rule in force now for (provider, method, PHP),
+/// `amount * percentage / 100` at the currency's scale (half away from zero) plus `fixed`.
+fn expected_fee(provider: &str, method: &str, amount: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/fees.json");
+    let text = std::fs::read_to_string(path).expect("config/fees.json");
+    let rules: Vec<Value> = serde_json::from_str(&text).expect("fees.json is JSON");
+    let now = Utc::now();
+    let rule = rules
+        .iter()
+        .filter(|r| r["provider"] == provider && r["method"] == method && r["currency"] == "PHP")
+        .filter_map(|r| {
+            let from: DateTime<Utc> = r["effective_from"].as_str()?.parse().ok()?;
+            (from <= now).then_some((from, r))
+        })
+        .max_by_key(|(from, _)| *from)
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| panic!("no fee rule for {provider} {method} PHP in force"));
+    let decimal = |v: &Value| Decimal::from_str(v.as_str().expect("decimal string")).unwrap();
+    let amount = Decimal::from_str(amount).unwrap();
+    let variable = (amount * decimal(&rule["percentage"]) / Decimal::ONE_HUNDRED)
+        .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    let mut total = (variable + decimal(&rule["fixed"])).min(amount);
+    total.rescale(2);
+    total.to_string()
+}
+
+fn fee_json(amount: &str) -> Value {
+    json!({"amount": expected_fee("maya", "MAYA", amount), "currency": "PHP"})
+}
+
+async fn events_json(app: &TestApp, id: &str) -> Vec<Value> {
+    let (status, body) = json_of(
+        app.get(&format!("{PAYMENTS}/{id}/events"), &app.checkout_key)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().expect("events").clone()
+}
+
+/// The payment's events of one type, as stored (`{"<type>": {...}}`).
+async fn stored_events(app: &TestApp, id: &str, event_type: &str) -> Vec<Value> {
+    sqlx::query_scalar(
+        "SELECT payload::jsonb FROM events
+          WHERE aggregate_id = $1 AND event_type = $2 ORDER BY sequence",
+    )
+    .bind(id)
+    .bind(event_type)
+    .fetch_all(&app.pool)
+    .await
+    .expect("read events")
+}
+
+/// Maya's deliveries as logged: (signature_valid, result, peer, payload).
+async fn deliveries(app: &TestApp) -> Vec<(bool, String, Option<String>, Vec<u8>)> {
+    sqlx::query_as(
+        "SELECT signature_valid, result, peer, payload FROM webhook_deliveries
+          WHERE provider = 'maya' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("read webhook_deliveries")
+}
+
+/// Polls until `webhook_deliveries` holds a `recorded` Maya delivery for the Maya payment
+/// `maya_id` and returns its raw payload.
+async fn recorded_delivery(app: &TestApp, maya_id: &str) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = deliveries(app)
+            .await
+            .into_iter()
+            .find(|(valid, result, _, payload)| {
+                *valid
+                    && result == "recorded"
+                    && serde_json::from_slice::<Value>(payload)
+                        .is_ok_and(|v| v["id"].as_str() == Some(maya_id))
+            });
+        if let Some((_, _, _, payload)) = found {
+            return payload;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recorded maya delivery for {maya_id}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// POSTs a webhook body to payledger from this test (127.0.0.1, a listed source).
+async fn post_webhook(app: &TestApp, body: Vec<u8>) -> reqwest::Response {
+    app.http
+        .post(format!("{}/v1/webhooks/maya", app.address))
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("webhook sent")
+}
+
+/// A customer action at the Maya checkout page (`complete`, `fail`, `expire`, `cancel`),
+/// asserting `200`; returns Maya's payment as it now is.
+async fn customer(app: &TestApp, checkout: &str, action: &str) -> Value {
+    let response = app
+        .http
+        .post(format!(
+            "{}/_sandbox/checkouts/{checkout}/{action}",
+            maya_root(app)
+        ))
+        .send()
+        .await
+        .expect("customer action");
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{action} at the Maya checkout: {body}");
+    body
+}
+
+/// `GET {path}` on Maya's Payments API with the secret key, as payledger's adapter does.
+async fn maya_api(app: &TestApp, path: &str) -> Value {
+    let response = app
+        .http
+        .get(format!("{}{path}", maya_root(app)))
+        .basic_auth(MayaConfig::from_env().secret_key, Some(""))
+        .send()
+        .await
+        .expect("read the emulator");
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
+async fn maya_payment_at_maya(app: &TestApp, maya_id: &str) -> Value {
+    maya_api(app, &format!("/payments/v1/payments/{maya_id}")).await
+}
+
+async fn set_fault(app: &TestApp, fault: &str) {
+    let response = app
+        .http
+        .post(format!("{}/_sandbox/faults", maya_root(app)))
+        .json(&json!({ "create": fault }))
+        .send()
+        .await
+        .expect("fault injection");
+    assert!(response.status().is_success(), "fault injection at maya");
+}
+
+/// A pending Maya payment with its checkout redirect: (payment JSON, Maya checkout id).
+async fn pending(app: &TestApp, key: &str, amount: &str) -> (Value, String) {
+    let created = app
+        .create_payment(key, &maya_payment(amount, &format!("order-{key}")))
+        .await;
+    assert_eq!(created["status"], "PENDING", "{created}");
+    assert_eq!(created["provider"], "maya", "{created}");
+    let checkout = reference_of(&created);
+    (created, checkout)
+}
+
+/// A Maya payment the customer paid, APPROVED by Maya's webhook: (payment id, checkout id).
+async fn approved(app: &TestApp, key: &str, amount: &str) -> (String, String) {
+    let (created, checkout) = pending(app, key, amount).await;
+    let id = id_of(&created);
+    customer(app, &checkout, "complete").await;
+    app.wait_for_status(&id, "APPROVED").await;
+    (id, checkout)
+}
+
+async fn sync(app: &TestApp, id: &str) -> Value {
+    let (status, body) = json_of(
+        app.post(
+            &format!("{PAYMENTS}/{id}/sync"),
+            &app.checkout_key,
+            None,
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "sync: {body}");
+    body
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outcomes
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn maya_checkout_is_pending_with_a_redirect_then_approved_by_webhook_with_fees() {
+    let app = start().await;
+    let (created, checkout) = pending(&app, "m-ok", "1234.50").await;
+    let id = id_of(&created);
+    assert_eq!(created["next_action"]["type"], "redirect", "{created}");
+    let url = created["next_action"]["url"]
+        .as_str()
+        .expect("redirect url");
+    assert_eq!(
+        url,
+        format!("{}/_sandbox/checkouts/{checkout}", maya_root(&app)),
+        "the redirect is this checkout's page at Maya"
+    );
+    // The checkout page is really there, and Maya holds the payment as pending, for us.
+    let page = app.http.get(url).send().await.expect("checkout page");
+    assert_eq!(page.status(), 200);
+    let at_maya = maya_payment_at_maya(&app, &checkout).await;
+    assert_eq!(at_maya["status"], "PENDING_TOKEN", "{at_maya}");
+    assert_eq!(at_maya["requestReferenceNumber"], id.as_str());
+    assert_eq!(at_maya["amount"], "1234.50");
+    assert_eq!(at_maya["currency"], "PHP");
+    let view = app
+        .read_at_least(&id, created["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["status"], "PENDING");
+    assert_eq!(view["next_action"], created["next_action"]);
+    assert!(view["fees"].is_null(), "{view}");
+
+    let paid = customer(&app, &checkout, "complete").await;
+    assert_eq!(paid["status"], "PAYMENT_SUCCESS", "{paid}");
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    assert_eq!(approved["provider"], "maya");
+    assert_eq!(approved["provider_reference"], checkout.as_str());
+    assert_eq!(approved["captured_amount"], "1234.50");
+    let fee = expected_fee("maya", "MAYA", "1234.50");
+    assert_eq!(fee, "24.69", "2.00% of 1234.50");
+    assert_eq!(
+        approved["fees"],
+        json!({"amount": fee, "currency": "PHP"}),
+        "{approved}"
+    );
+    assert!(
+        approved["next_action"].is_null(),
+        "nothing left for the customer once approved: {approved}"
+    );
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+    let events = events_json(&app, &id).await;
+    let approval = &events[2]["data"]["PaymentApproved"];
+    assert_eq!(approval["provider"], "maya", "{approval}");
+    assert_eq!(approval["provider_transaction_id"], checkout.as_str());
+    assert_eq!(
+        approval["fee"],
+        json!({"amount": fee, "currency": "PHP"}),
+        "the fee is fixed in the event: {approval}"
+    );
+    assert_eq!(
+        approval["provider_event_id"],
+        format!("{checkout}:PAYMENT_SUCCESS"),
+        "{approval}"
+    );
+    // It came by a webhook, from this machine, verified.
+    let rows = deliveries(&app).await;
+    assert!(
+        rows.iter().any(|(valid, result, peer, _)| *valid
+            && result == "recorded"
+            && peer.as_deref() == Some("127.0.0.1")),
+        "{:?}",
+        rows.iter()
+            .map(|(v, r, p, _)| (v, r, p))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn maya_failed_cancelled_and_expired_checkouts_end_declined_failed_and_expired() {
+    let app = start().await;
+    let (failed, failed_checkout) = pending(&app, "m-fail", "500.00").await;
+    let (cancelled, cancelled_checkout) = pending(&app, "m-cancel", "600.00").await;
+    let (expired, expired_checkout) = pending(&app, "m-expire", "700.00").await;
+    let (failed, cancelled, expired) = (id_of(&failed), id_of(&cancelled), id_of(&expired));
+    customer(&app, &failed_checkout, "fail").await;
+    customer(&app, &cancelled_checkout, "cancel").await;
+    customer(&app, &expired_checkout, "expire").await;
+
+    // PAYMENT_FAILED: the customer's payment was refused.
+    let declined = app.wait_for_status(&failed, "DECLINED").await;
+    assert_eq!(declined["provider"], "maya");
+    assert!(
+        declined["failure_reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{declined}"
+    );
+    assert!(declined["fees"].is_null(), "{declined}");
+    assert_eq!(declined["captured_amount"], "0.00");
+    assert_eq!(
+        app.event_types(&failed).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentDeclined"
+        ]
+    );
+    let decline = &stored_events(&app, &failed, "PaymentDeclined").await[0]["PaymentDeclined"];
+    assert_eq!(decline["provider_transaction_id"], failed_checkout.as_str());
+
+    // PAYMENT_CANCELLED: the customer left; nothing was refused, the payment failed.
+    let ended = app.wait_for_status(&cancelled, "FAILED").await;
+    assert_eq!(ended["failure_reason"], "cancelled", "{ended}");
+    assert!(ended["fees"].is_null(), "{ended}");
+    assert_eq!(
+        app.event_types(&cancelled).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentFailed"
+        ]
+    );
+
+    // PAYMENT_EXPIRED: the checkout lapsed.
+    let lapsed = app.wait_for_status(&expired, "EXPIRED").await;
+    assert!(lapsed["fees"].is_null(), "{lapsed}");
+    assert_eq!(
+        app.event_types(&expired).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentExpired"
+        ]
+    );
+
+    // Each end state is final: the customer cannot pay any of them afterwards.
+    for checkout in [&failed_checkout, &cancelled_checkout, &expired_checkout] {
+        let response = app
+            .http
+            .post(format!(
+                "{}/_sandbox/checkouts/{checkout}/complete",
+                maya_root(&app)
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 409, "Maya itself refuses");
+    }
+}
+
+#[tokio::test]
+async fn maya_server_error_fails_the_payment_with_a_provider_attempt_failed() {
+    let app = start().await;
+    set_fault(&app, "server_error").await;
+    let created = app
+        .create_payment("m-5xx", &maya_payment("800.00", "order-m-5xx"))
+        .await;
+    let id = id_of(&created);
+    // No other configured provider takes MAYA: nothing to fall back to.
+    assert_eq!(created["status"], "FAILED", "{created}");
+    assert_eq!(created["provider"], "maya", "{created}");
+    assert!(created["provider_reference"].is_null(), "{created}");
+    assert!(created["next_action"].is_null(), "{created}");
+    assert_eq!(
+        created["failure_reason"], "provider_unavailable",
+        "{created}"
+    );
+    let failed = app.wait_for_status(&id, "FAILED").await;
+    assert!(failed["fees"].is_null(), "{failed}");
+    assert_eq!(
+        app.event_types(&id).await,
+        ["PaymentInitiated", "ProviderAttemptFailed", "PaymentFailed"]
+    );
+    let attempt = &stored_events(&app, &id, "ProviderAttemptFailed").await[0];
+    assert_eq!(attempt["ProviderAttemptFailed"]["provider"], "maya");
+    assert_eq!(attempt["ProviderAttemptFailed"]["kind"], "server_error");
+    let detail = attempt["ProviderAttemptFailed"]["detail"].to_string();
+    let config = MayaConfig::from_env();
+    assert!(
+        !detail.contains(&config.secret_key) && !detail.contains(&config.public_key),
+        "no key in the recorded detail: {detail}"
+    );
+
+    // Maya recovers: the next payment goes through.
+    set_fault(&app, "none").await;
+    let (next, _) = pending(&app, "m-5xx-next", "800.00").await;
+    assert_eq!(
+        app.event_types(&id_of(&next)).await,
+        ["PaymentInitiated", "ProviderTransactionCreated"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refunds and manual capture
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn maya_refunds_partially_then_fully() {
+    let app = start().await;
+    let (id, checkout) = approved(&app, "m-ref", "1500.00").await;
+
+    let (status, first) = json_of(
+        app.post(
+            &format!("{PAYMENTS}/{id}/refunds"),
+            &app.checkout_key,
+            Some("m-ref-1"),
+            &json!({"amount": "500.25", "reason": "customer request"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["status"], "SUCCEEDED", "{first}");
+    assert_eq!(first["payment"]["status"], "PARTIALLY_REFUNDED", "{first}");
+    let view = app
+        .read_at_least(&id, first["payment"]["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["status"], "PARTIALLY_REFUNDED");
+    assert_eq!(view["refunded_amount"], "500.25");
+
+    let (status, second) = json_of(
+        app.post(
+            &format!("{PAYMENTS}/{id}/refunds"),
+            &app.checkout_key,
+            Some("m-ref-2"),
+            &json!({"amount": "999.75"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{second}");
+    assert_eq!(second["status"], "SUCCEEDED", "{second}");
+    let view = app
+        .read_at_least(&id, second["payment"]["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["status"], "REFUNDED");
+    assert_eq!(view["refunded_amount"], "1500.00");
+    assert_eq!(view["captured_amount"], "1500.00");
+    // The fee stays what approval fixed.
+    assert_eq!(view["fees"], fee_json("1500.00"));
+
+    // A retried refund (same Idempotency-Key) refunds nothing more.
+    let (status, again) = json_of(
+        app.post(
+            &format!("{PAYMENTS}/{id}/refunds"),
+            &app.checkout_key,
+            Some("m-ref-1"),
+            &json!({"amount": "500.25", "reason": "customer request"}),
+        )
+        .await,
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{status} {again}");
+    assert_eq!(again["id"], first["id"], "{again}");
+
+    // Nothing is left to refund: refused, nothing appended.
+    let before = app.event_types(&id).await;
+    problem(
+        app.post(
+            &format!("{PAYMENTS}/{id}/refunds"),
+            &app.checkout_key,
+            Some("m-ref-3"),
+            &json!({"amount": "1.00"}),
+        )
+        .await,
+        409,
+        "refund of a fully refunded payment",
+    )
+    .await;
+    assert_eq!(app.event_types(&id).await, before);
+    assert_eq!(
+        before,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved",
+            "RefundRequested",
+            "PaymentRefunded",
+            "RefundRequested",
+            "PaymentRefunded"
+        ]
+    );
+
+    // Maya itself made exactly the two refunds, with the ids payledger recorded.
+    let refunds = maya_api(&app, &format!("/payments/v1/payments/{checkout}/refunds")).await;
+    let refunds = refunds.as_array().expect("refund list");
+    let amounts: Vec<&str> = refunds
+        .iter()
+        .filter_map(|r| r["totalAmount"]["amount"].as_str())
+        .collect();
+    assert_eq!(amounts, ["500.25", "999.75"], "{refunds:?}");
+    let recorded: Vec<Value> = stored_events(&app, &id, "PaymentRefunded")
+        .await
+        .iter()
+        .map(|e| e["PaymentRefunded"]["provider_refund_id"].clone())
+        .collect();
+    let at_maya: Vec<Value> = refunds.iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(recorded, at_maya);
+    assert_eq!(
+        maya_payment_at_maya(&app, &checkout).await["status"],
+        "REFUNDED"
+    );
+}
+
+#[tokio::test]
+async fn maya_manual_capture_authorizes_then_captures_part_then_refunds_it() {
+    let app = start().await;
+    let mut body = maya_payment("1000.00", "order-m-hold");
+    body["capture"] = json!("manual");
+    let created = app.create_payment("m-hold", &body).await;
+    assert_eq!(created["status"], "PENDING", "{created}");
+    let id = id_of(&created);
+    let checkout = reference_of(&created);
+    assert_eq!(
+        maya_payment_at_maya(&app, &checkout).await["authorizationType"],
+        "NORMAL",
+        "Maya's Authorize (Hold) and Capture"
+    );
+
+    let held = customer(&app, &checkout, "complete").await;
+    assert_eq!(held["status"], "AUTHORIZED", "{held}");
+    let authorized = app.wait_for_status(&id, "AUTHORIZED").await;
+    assert_eq!(authorized["authorized_amount"], "1000.00", "{authorized}");
+    assert_eq!(authorized["captured_amount"], "0.00", "{authorized}");
+    assert!(
+        authorized["fees"].is_null(),
+        "no fee before a capture: {authorized}"
+    );
+
+    let (status, captured) = json_of(
+        app.post(
+            &format!("{PAYMENTS}/{id}/capture"),
+            &app.checkout_key,
+            Some("m-hold-cap"),
+            &json!({"amount": "600.00"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{captured}");
+    assert_eq!(captured["status"], "APPROVED", "{captured}");
+    let view = app
+        .read_at_least(&id, captured["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["status"], "APPROVED");
+    assert_eq!(view["captured_amount"], "600.00");
+    assert_eq!(view["authorized_amount"], "1000.00");
+    assert_eq!(
+        view["fees"],
+        fee_json("600.00"),
+        "the fee is on what was captured"
+    );
+    // Maya made one capture payment of 600.00; the authorization is done.
+    let at_maya = maya_payment_at_maya(&app, &checkout).await;
+    assert_eq!(at_maya["status"], "DONE", "{at_maya}");
+
+    // The capture payment's own PAYMENT_SUCCESS webhook is acknowledged, not acted on.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let trail = app.event_types(&id).await;
+    assert_eq!(
+        trail,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentAuthorized",
+            "PaymentApproved"
+        ]
+    );
+    let approval = &stored_events(&app, &id, "PaymentApproved").await[0]["PaymentApproved"];
+    assert_eq!(approval["amount"]["amount"], "600.00", "{approval}");
+    assert_eq!(
+        approval["fee"]["amount"],
+        expected_fee("maya", "MAYA", "600.00")
+    );
+
+    // A sync now must not "approve" the authorized 1000.00 on top of the 600.00 captured.
+    let synced = sync(&app, &id).await;
+    assert_eq!(synced["captured_amount"], "600.00", "{synced}");
+    assert_eq!(app.event_types(&id).await, trail);
+
+    let (status, refund) = json_of(
+        app.post(
+            &format!("{PAYMENTS}/{id}/refunds"),
+            &app.checkout_key,
+            Some("m-hold-ref"),
+            &json!({"amount": "600.00"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{refund}");
+    assert_eq!(refund["status"], "SUCCEEDED", "{refund}");
+    let view = app
+        .read_at_least(&id, refund["payment"]["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["status"], "REFUNDED");
+    assert_eq!(view["refunded_amount"], "600.00");
+    // Refunded at Maya on the capture payment (where the money is).
+    let captures = maya_api(
+        &app,
+        &format!(
+            "/payments/v1/payment-rrns/{}-cap",
+            uuid::Uuid::parse_str(&id).unwrap().simple()
+        ),
+    )
+    .await;
+    let capture = &captures.as_array().expect("captures")[0];
+    assert_eq!(capture["amount"], "600.00", "{capture}");
+    assert_eq!(capture["status"], "REFUNDED", "{capture}");
+}
+
+#[tokio::test]
+async fn maya_authorization_voided_before_capture_is_released_at_maya() {
+    let app = start().await;
+    let mut body = maya_payment("750.00", "order-m-void");
+    body["capture"] = json!("manual");
+    let created = app.create_payment("m-void", &body).await;
+    let id = id_of(&created);
+    let checkout = reference_of(&created);
+    customer(&app, &checkout, "complete").await;
+    app.wait_for_status(&id, "AUTHORIZED").await;
+
+    let (status, voided) = json_of(
+        app.post(
+            &format!("{PAYMENTS}/{id}/void"),
+            &app.checkout_key,
+            Some("m-void-1"),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{status} {voided}");
+    assert_eq!(voided["status"], "VOIDED", "{voided}");
+    let view = app.wait_for_status(&id, "VOIDED").await;
+    assert_eq!(view["captured_amount"], "0.00");
+    assert!(view["fees"].is_null(), "{view}");
+    assert_eq!(
+        maya_payment_at_maya(&app, &checkout).await["status"],
+        "VOIDED"
+    );
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentAuthorized",
+            "PaymentVoided"
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook authentication: source address, then confirmation with Maya
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn maya_duplicate_webhook_answers_200_and_appends_nothing() {
+    let app = start().await;
+    let (id, checkout) = approved(&app, "m-dup", "900.00").await;
+    let payload = recorded_delivery(&app, &checkout).await;
+    let events_before = app.event_count().await;
+    let trail = app.event_types(&id).await;
+
+    for _ in 0..2 {
+        let (status, body) = json_of(post_webhook(&app, payload.clone()).await).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["result"], "duplicate", "{body}");
+    }
+    assert_eq!(app.event_count().await, events_before);
+    assert_eq!(app.event_types(&id).await, trail);
+    let rows = deliveries(&app).await;
+    assert_eq!(
+        rows.iter()
+            .filter(|(valid, result, _, body)| *valid && result == "duplicate" && *body == payload)
+            .count(),
+        2,
+        "both redeliveries are logged as verified duplicates"
+    );
+}
+
+#[tokio::test]
+async fn maya_success_claimed_for_a_payment_maya_still_has_pending_does_not_approve_it() {
+    let app = start().await;
+    let (created, checkout) = pending(&app, "m-forge", "2500.00").await;
+    let id = id_of(&created);
+    // Maya's own payment object with the status changed to what the forger wants.
+    let mut forged = maya_payment_at_maya(&app, &checkout).await;
+    assert_eq!(forged["status"], "PENDING_TOKEN");
+    forged["status"] = json!("PAYMENT_SUCCESS");
+    forged["isPaid"] = json!(true);
+    let forged = serde_json::to_vec(&forged).unwrap();
+    let events_before = app.event_count().await;
+
+    let response = post_webhook(&app, forged.clone()).await;
+    let status = response.status().as_u16();
+    let answer = response.text().await.unwrap();
+    assert!(
+        status == 200 || (400..500).contains(&status),
+        "a claim Maya does not confirm is acknowledged or refused, never a 5xx: {status} {answer}"
+    );
+    assert_eq!(app.event_count().await, events_before, "{answer}");
+    assert_eq!(
+        app.event_types(&id).await,
+        ["PaymentInitiated", "ProviderTransactionCreated"]
+    );
+    let view = app
+        .read_at_least(&id, created["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["status"], "PENDING");
+    assert_eq!(view["captured_amount"], "0.00");
+    assert!(stored_events(&app, &id, "PaymentApproved").await.is_empty());
+    // The claim is logged (it came from a listed source, so it was let in and checked), and
+    // not as `recorded`. How it is labelled is checked at the end of this test.
+    let logged: Vec<String> = deliveries(&app)
+        .await
+        .into_iter()
+        .filter(|(_, _, _, body)| *body == forged)
+        .map(|(_, result, _, _)| result)
+        .collect();
+    assert_eq!(logged.len(), 1, "the claim is logged once: {logged:?}");
+    assert_ne!(logged[0], "recorded");
+
+    // The forgery must not have used up the real notification: when the customer really
+    // pays, Maya's own PAYMENT_SUCCESS (same Maya id, same status) still approves it.
+    customer(&app, &checkout, "complete").await;
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    assert_eq!(approved["captured_amount"], "2500.00");
+    assert_eq!(approved["fees"], fee_json("2500.00"));
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+
+    // Last, the unconfirmed claim's label: not `duplicate` either. Nothing like it was ever
+    // recorded, and an operator reading the log for forged or lost deliveries would be sent
+    // looking for an original that does not exist.
+    let answered: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+    assert!(
+        logged[0] != "duplicate" && answered["result"] != "duplicate",
+        "an unconfirmed claim is not a redelivery: answered {status} {answer}, logged `{}`",
+        logged[0]
+    );
+}
+
+#[tokio::test]
+async fn maya_webhook_body_is_never_trusted_for_amount_or_outcome() {
+    // Webhooks lost, so only the bodies this test sends reach payledger.
+    let app = start_with(|s| s.sandbox.deliver_webhooks = false).await;
+
+    // 1. Paid at Maya for 2500.00; a body claims success for 1.00: Maya's amount is recorded.
+    let (paid, paid_checkout) = pending(&app, "m-amt", "2500.00").await;
+    let paid = id_of(&paid);
+    let mut claim = customer(&app, &paid_checkout, "complete").await;
+    claim["amount"] = json!("1.00");
+    let (status, body) =
+        json_of(post_webhook(&app, serde_json::to_vec(&claim).unwrap()).await).await;
+    assert_eq!(status, 200, "{body}");
+    let approved = app.wait_for_status(&paid, "APPROVED").await;
+    assert_eq!(approved["captured_amount"], "2500.00", "{approved}");
+    assert_eq!(approved["fees"], fee_json("2500.00"), "{approved}");
+    let approval = &stored_events(&app, &paid, "PaymentApproved").await[0]["PaymentApproved"];
+    assert_eq!(approval["amount"]["amount"], "2500.00", "{approval}");
+
+    // 2. Refused at Maya; a body claims success: Maya's answer (declined) is what counts.
+    let (refused, refused_checkout) = pending(&app, "m-claim-ko", "700.00").await;
+    let refused = id_of(&refused);
+    let mut claim = customer(&app, &refused_checkout, "fail").await;
+    claim["status"] = json!("PAYMENT_SUCCESS");
+    claim["isPaid"] = json!(true);
+    let response = post_webhook(&app, serde_json::to_vec(&claim).unwrap()).await;
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+    app.wait_for_status(&refused, "DECLINED").await;
+    assert!(stored_events(&app, &refused, "PaymentApproved")
+        .await
+        .is_empty());
+
+    // 3. A Maya body naming a payment Maya does not hold (a GCash payment of ours).
+    let gcash = app
+        .create_payment(
+            "m-cross",
+            &json!({
+                "amount": "300.00",
+                "currency": "PHP",
+                "reference": "order-m-cross",
+                "provider": "gcash",
+                "payment_method": {"type": "GCASH"},
+            }),
+        )
+        .await;
+    let gcash_id = id_of(&gcash);
+    assert_eq!(gcash["provider"], "gcash", "{gcash}");
+    let mut claim = claim.clone();
+    claim["requestReferenceNumber"] = json!(gcash_id);
+    let before = app.event_types(&gcash_id).await;
+    let response = post_webhook(&app, serde_json::to_vec(&claim).unwrap()).await;
+    let status = response.status().as_u16();
+    let answer = response.text().await.unwrap();
+    assert!(
+        status == 200 || (400..500).contains(&status),
+        "{status} {answer}"
+    );
+    assert_eq!(app.event_types(&gcash_id).await, before, "{answer}");
+}
+
+#[tokio::test]
+async fn maya_webhook_from_an_address_not_in_the_source_list_is_401_logged_and_appends_nothing() {
+    let app = start().await;
+    let (created, checkout) = pending(&app, "m-src", "1800.00").await;
+    let id = id_of(&created);
+    // The customer really paid (so confirming with Maya would approve it): only the source
+    // address can stop this delivery.
+    let mut claim = maya_payment_at_maya(&app, &checkout).await;
+    claim["status"] = json!("PAYMENT_SUCCESS");
+    claim["isPaid"] = json!(true);
+    let claim = serde_json::to_vec(&claim).unwrap();
+    let events_before = app.event_count().await;
+
+    // 127.0.0.2 is this machine too, but not in payledger's list (127.0.0.1/32, ::1/128).
+    let stranger = reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let response = stranger
+        .post(format!("{}/v1/webhooks/maya", app.address))
+        .header(CONTENT_TYPE, "application/json")
+        .body(claim.clone())
+        .send()
+        .await
+        .expect("webhook from 127.0.0.2");
+    let body = problem(response, 401, "unknown source").await;
+    assert!(
+        !body.to_string().contains("127.0.0.1"),
+        "the answer does not reveal the source list: {body}"
+    );
+    assert_eq!(app.event_count().await, events_before);
+    assert_eq!(
+        app.event_types(&id).await,
+        ["PaymentInitiated", "ProviderTransactionCreated"]
+    );
+    let rows = deliveries(&app).await;
+    let refused: Vec<_> = rows
+        .iter()
+        .filter(|(_, _, _, body)| *body == claim)
+        .collect();
+    assert_eq!(refused.len(), 1, "the refused delivery is logged once");
+    let (valid, result, peer, _) = refused[0];
+    assert!(!*valid, "logged as not authenticated");
+    assert_eq!(result, "refused");
+    assert_eq!(peer.as_deref(), Some("127.0.0.2"));
+
+    // Control: the same bytes from a listed source (and the payment really paid) approve it.
+    customer(&app, &checkout, "complete").await;
+    app.wait_for_status(&id, "APPROVED").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lost webhooks: sync and the reconciler
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn maya_lost_webhook_sync_brings_the_payment_to_mayas_status() {
+    let app = start_with(|s| s.sandbox.deliver_webhooks = false).await;
+    let (paid, paid_checkout) = pending(&app, "m-lost-ok", "1234.50").await;
+    let (lapsed, lapsed_checkout) = pending(&app, "m-lost-exp", "400.00").await;
+    let (paid, lapsed) = (id_of(&paid), id_of(&lapsed));
+    // What Maya would have POSTed: the payment object as it now is.
+    let late_webhook = customer(&app, &paid_checkout, "complete").await;
+    customer(&app, &lapsed_checkout, "expire").await;
+
+    // The webhooks are lost: the ledger still says PENDING.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(deliveries(&app).await.is_empty(), "nothing was delivered");
+    for id in [&paid, &lapsed] {
+        assert_eq!(
+            app.event_types(id).await,
+            ["PaymentInitiated", "ProviderTransactionCreated"]
+        );
+    }
+
+    let synced = sync(&app, &paid).await;
+    assert_eq!(synced["status"], "APPROVED", "{synced}");
+    assert_eq!(synced["captured_amount"], "1234.50", "{synced}");
+    assert_eq!(synced["fees"], fee_json("1234.50"), "{synced}");
+    let view = app
+        .read_at_least(&paid, synced["version"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["status"], "APPROVED");
+    assert_eq!(view["fees"], fee_json("1234.50"));
+    assert_eq!(
+        app.event_types(&paid).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+
+    let synced = sync(&app, &lapsed).await;
+    assert_eq!(synced["status"], "EXPIRED", "{synced}");
+    assert_eq!(
+        app.event_types(&lapsed).await,
+        [
+            "PaymentInitiated",
+            "ProviderTransactionCreated",
+            "PaymentExpired"
+        ]
+    );
+
+    // Syncing again appends nothing.
+    let again = sync(&app, &paid).await;
+    assert_eq!(again["version"], view["version"]);
+    assert_eq!(app.event_types(&paid).await.len(), 3);
+
+    // The webhook arrives late after all (its event id is not the sync's): acknowledged,
+    // and the payment is not approved twice.
+    let (status, body) =
+        json_of(post_webhook(&app, serde_json::to_vec(&late_webhook).unwrap()).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(body["result"], "recorded", "{body}");
+    assert_eq!(app.event_types(&paid).await.len(), 3);
+    let view = app.wait_for_status(&paid, "APPROVED").await;
+    assert_eq!(view["captured_amount"], "1234.50");
+}
+
+#[tokio::test]
+async fn maya_lost_webhook_reconciler_settles_stuck_pending_payments() {
+    let app = start_with(|s| {
+        s.sandbox.deliver_webhooks = false;
+        s.routing.reconcile_after_ms = 200;
+        s.routing.reconcile_interval_ms = 100;
+    })
+    .await;
+    let (paid, paid_checkout) = pending(&app, "m-rec-ok", "950.00").await;
+    let (refused, refused_checkout) = pending(&app, "m-rec-ko", "950.00").await;
+    let (waiting, _) = pending(&app, "m-rec-wait", "950.00").await;
+    let (paid, refused, waiting) = (id_of(&paid), id_of(&refused), id_of(&waiting));
+    customer(&app, &paid_checkout, "complete").await;
+    customer(&app, &refused_checkout, "fail").await;
+
+    // Nobody calls sync: the reconciler finds them PENDING past their age and asks Maya.
+    let approved = app.wait_for_status(&paid, "APPROVED").await;
+    assert_eq!(approved["fees"], fee_json("950.00"));
+    let declined = app.wait_for_status(&refused, "DECLINED").await;
+    assert!(declined["failure_reason"]
+        .as_str()
+        .is_some_and(|r| !r.is_empty()));
+    assert!(
+        deliveries(&app).await.is_empty(),
+        "no webhook was delivered"
+    );
+    // The one the customer has not acted on is still pending at Maya, so here too.
+    let view = app.wait_for_status(&waiting, "PENDING").await;
+    assert_eq!(view["status"], "PENDING");
+    assert_eq!(
+        app.event_types(&waiting).await,
+        ["PaymentInitiated", "ProviderTransactionCreated"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public configuration
+// ---------------------------------------------------------------------------------------------
+
+fn all_secrets() -> Vec<(&'static str, String)> {
+    let maya = MayaConfig::from_env();
+    let paymongo = PaymongoConfig::from_env();
+    vec![
+        ("MAYA_SECRET_KEY", maya.secret_key),
+        ("PAYMONGO_SECRET_KEY", paymongo.secret_key),
+        ("PAYMONGO_WEBHOOK_SECRET", paymongo.webhook_secret),
+    ]
+}
+
+#[tokio::test]
+async fn public_config_lists_maya_and_gcash_keys_and_methods_and_no_secret() {
+    let app = start().await;
+    let response = app
+        .http
+        .get(format!("{}/v1/config", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for (name, value) in all_secrets() {
+        assert!(!value.is_empty(), "{name} is empty in this environment");
+        assert!(!text.contains(&value), "/v1/config exposes {name}: {text}");
+    }
+    let config: Value = serde_json::from_str(&text).unwrap();
+    let providers = config["providers"].as_array().expect("providers");
+    let names: Vec<&str> = providers
+        .iter()
+        .filter_map(|p| p["provider"].as_str())
+        .collect();
+    assert_eq!(names, ["maya", "gcash"], "{text}");
+    let entry = |name: &str| {
+        providers
+            .iter()
+            .find(|p| p["provider"] == name)
+            .unwrap_or_else(|| panic!("{name} missing: {text}"))
+            .clone()
+    };
+    let maya = entry("maya");
+    assert_eq!(
+        maya["public_key"],
+        MayaConfig::from_env().public_key.as_str(),
+        "{text}"
+    );
+    assert_eq!(maya["methods"], json!(["MAYA"]), "{text}");
+    assert_eq!(maya["currencies"], json!(["PHP"]), "{text}");
+    let gcash = entry("gcash");
+    assert_eq!(
+        gcash["public_key"],
+        json!(PaymongoConfig::from_env().public_key),
+        "GCash's public key (if configured) and nothing else: {text}"
+    );
+    assert_eq!(gcash["methods"], json!(["GCASH"]), "{text}");
+    assert_eq!(gcash["currencies"], json!(["PHP"]), "{text}");
+
+    // Nor do the other public catalog endpoints leak anything.
+    for path in [
+        "/v1/payment-methods?currency=PHP&amount=1000.00",
+        "/health/providers",
+    ] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        let text = response.text().await.unwrap();
+        for (name, value) in all_secrets() {
+            assert!(!text.contains(&value), "{path} exposes {name}: {text}");
+        }
+    }
+}
