@@ -164,6 +164,7 @@ impl Application {
                     .configure(routes::webhooks::configure)
                     .configure(routes::catalog::configure)
                     .configure(routes::checkout::configure)
+                    .configure(routes::reports::configure)
             })
             .listen(listener)?
             .shutdown_timeout(5)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use domain::{Currency, PaymentMethodType};
+use domain::{CaptureMode, Currency, PaymentMethodType};
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState};
 use crate::providers::PaymentProvider;
@@ -28,6 +28,16 @@ pub struct RouteStatus {
     pub priority: u32,
     pub breaker: BreakerState,
     pub recent_success_rate: Option<f64>,
+}
+
+fn takes(
+    routed: &RoutedProvider,
+    method: PaymentMethodType,
+    currency: Currency,
+    capture: CaptureMode,
+) -> bool {
+    routed.provider.supports(method, currency)
+        && (capture == CaptureMode::Automatic || routed.provider.supports_manual_capture())
 }
 
 impl Router {
@@ -61,12 +71,13 @@ impl Router {
         preference: Option<&str>,
         method: PaymentMethodType,
         currency: Currency,
+        capture: CaptureMode,
         now: Instant,
     ) -> Vec<&RoutedProvider> {
         let mut able: Vec<&RoutedProvider> = self
             .providers
             .iter()
-            .filter(|p| p.provider.supports(method, currency))
+            .filter(|p| takes(p, method, currency, capture))
             .collect();
         able.sort_by_key(|p| (Some(p.provider.name()) != preference, p.priority));
         able.into_iter()
@@ -74,11 +85,17 @@ impl Router {
             .collect()
     }
 
-    /// Whether any provider takes `method` in `currency` at all (breakers aside).
-    pub fn any_supports(&self, method: PaymentMethodType, currency: Currency) -> bool {
+    /// Whether any provider takes `method` in `currency` with `capture` at all (breakers
+    /// aside).
+    pub fn any_supports(
+        &self,
+        method: PaymentMethodType,
+        currency: Currency,
+        capture: CaptureMode,
+    ) -> bool {
         self.providers
             .iter()
-            .any(|p| p.provider.supports(method, currency))
+            .any(|p| takes(p, method, currency, capture))
     }
 
     pub fn status(&self) -> Vec<RouteStatus> {

@@ -2,9 +2,12 @@
 //! applies an event and records the aggregate's last applied sequence in one transaction,
 //! so redeliveries are skipped and gaps are filled from the event store.
 
+pub mod analytics;
 pub mod apply;
 pub mod consumer;
 pub mod event_source;
+pub mod failures;
+pub mod ledger;
 pub mod progress;
 pub mod replay;
 pub mod status;
@@ -59,7 +62,12 @@ pub trait Projection: Send + Sync + 'static {
 
 /// Every projection, by the name `replay --projection` and the queues use.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
-    vec![std::sync::Arc::new(status::StatusProjection)]
+    vec![
+        std::sync::Arc::new(status::StatusProjection),
+        std::sync::Arc::new(analytics::AnalyticsProjection),
+        std::sync::Arc::new(failures::FailuresProjection),
+        std::sync::Arc::new(ledger::LedgerProjection),
+    ]
 }
 
 /// The projections `name` selects (`all`, or one name).

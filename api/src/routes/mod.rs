@@ -3,4 +3,5 @@ pub mod checkout;
 pub mod health;
 pub mod payment_body;
 pub mod payments;
+pub mod reports;
 pub mod webhooks;

@@ -39,10 +39,14 @@ impl PaymentService {
         }
         let method = request.payment_method.kind();
         let currency = request.amount.currency();
-        if !self.router.any_supports(method, currency) {
+        if !self
+            .router
+            .any_supports(method, currency, request.capture_mode)
+        {
             return Err(CommandError::NoProvider {
                 method: method.as_str(),
                 currency: currency.code(),
+                capture: request.capture_mode,
             });
         }
         let candidates = self.candidates(&request);
@@ -76,6 +80,7 @@ impl PaymentService {
             request.provider_preference.as_deref(),
             request.payment_method.kind(),
             request.amount.currency(),
+            request.capture_mode,
             Instant::now(),
         )
     }

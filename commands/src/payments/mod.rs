@@ -51,10 +51,11 @@ pub enum CommandError {
     Conflict,
     #[error("the provider did not accept the request: {0}")]
     Provider(ProviderError),
-    #[error("no provider takes {method} in {currency}")]
+    #[error("no provider takes {method} in {currency} with {capture:?} capture")]
     NoProvider {
         method: &'static str,
         currency: &'static str,
+        capture: CaptureMode,
     },
     #[error("every provider that could take this payment is unavailable; retry later")]
     ProvidersUnavailable,

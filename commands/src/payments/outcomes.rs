@@ -82,8 +82,16 @@ impl PaymentService {
                 .into());
             }
             match outcome_of(&transaction) {
+                Some(NotificationOutcome::Pending) | None => {
+                    // The provider does not confirm what the body claims: nothing to append,
+                    // and the delivery is not a redelivery either.
+                    return Err(PaymentError::InvalidTransition {
+                        action: "take an unconfirmed notification for",
+                        status: current.payment.status,
+                    }
+                    .into());
+                }
                 Some(outcome) => outcome,
-                None => return Ok(current),
             }
         } else {
             notification.outcome

@@ -36,6 +36,11 @@ pub trait PaymentProvider: Send + Sync {
         ALL_PAYMENT_METHODS
     }
 
+    /// Whether the provider can authorize now and capture later (`capture: manual`).
+    fn supports_manual_capture(&self) -> bool {
+        true
+    }
+
     /// Whether the provider takes refunds through its API (some only in their dashboard):
     /// checked before anything is reserved.
     fn supports_refunds(&self) -> bool {

@@ -770,6 +770,10 @@ impl PaymentProvider for PaymongoProvider {
         &[Currency::PHP]
     }
 
+    fn supports_manual_capture(&self) -> bool {
+        false
+    }
+
     async fn create_transaction(
         &self,
         request: &CreateTransaction,

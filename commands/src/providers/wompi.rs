@@ -746,6 +746,10 @@ impl PaymentProvider for WompiProvider {
         Ok(banks)
     }
 
+    fn supports_manual_capture(&self) -> bool {
+        false
+    }
+
     async fn create_transaction(
         &self,
         request: &CreateTransaction,
