@@ -71,6 +71,9 @@ pub enum RelayError {
 struct Checkpoint {
     transaction_id: i64,
     global_position: i64,
+    /// The audit chain's head at this point of the feed.
+    audit_position: i64,
+    chain_hash: [u8; 32],
 }
 
 /// Runs until `shutdown` turns true: waits for leadership, publishes, and on any failure
@@ -167,16 +170,20 @@ async fn relay_as_leader(
         let batch = read_batch(conn, checkpoint, config.batch_size_max).await?;
         if let Some(last) = batch.last() {
             publish_batch(&channel, &exchange, &batch).await?;
+            let chain = extend_chain(checkpoint, &batch);
+            let (audit_position, chain_hash) = chain[chain.len() - 1];
             let next = Checkpoint {
                 transaction_id: last.transaction_id,
                 global_position: last.event.global_position,
+                audit_position,
+                chain_hash,
             };
             assert!(
                 (next.transaction_id, next.global_position)
                     > (checkpoint.transaction_id, checkpoint.global_position),
                 "relay checkpoint must only move forward"
             );
-            store_checkpoint(conn, next, batch.len()).await?;
+            store_checkpoint(conn, next, &batch, &chain).await?;
             checkpoint = next;
             if batch.len() as i64 == config.batch_size_max {
                 continue; // more is waiting: do not sleep
@@ -197,34 +204,84 @@ struct FeedRow {
 
 async fn load_checkpoint(conn: &mut PgConnection) -> Result<Checkpoint, RelayError> {
     let row = sqlx::query(
-        "SELECT last_transaction_id::text::bigint AS tx, last_global_position AS pos
+        "SELECT last_transaction_id::text::bigint AS tx, last_global_position AS pos,
+                last_audit_position, last_chain_hash
            FROM relay_checkpoint WHERE id = 1",
     )
     .fetch_one(&mut *conn)
     .await?;
+    let hash: Vec<u8> = row.try_get("last_chain_hash")?;
     Ok(Checkpoint {
         transaction_id: row.try_get("tx")?,
         global_position: row.try_get("pos")?,
+        audit_position: row.try_get("last_audit_position")?,
+        chain_hash: hash.try_into().map_err(|_| {
+            sqlx::Error::Decode("relay_checkpoint.last_chain_hash is not 32 bytes".into())
+        })?,
     })
 }
 
-#[tracing::instrument(level = "debug", skip(conn))]
+/// Extends the audit chain over `batch` from `from`: pure, so a batch published again after
+/// a crash gets exactly the same positions and hashes.
+fn extend_chain(from: Checkpoint, batch: &[FeedRow]) -> Vec<(i64, [u8; 32])> {
+    let mut hash = from.chain_hash;
+    batch
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            hash = domain::audit::chain_hash(&hash, &row.event);
+            (from.audit_position + 1 + i as i64, hash)
+        })
+        .collect()
+}
+
+/// Records the batch's audit chain and the new checkpoint in one transaction: either both
+/// move or neither does.
+#[tracing::instrument(level = "debug", skip_all)]
 async fn store_checkpoint(
     conn: &mut PgConnection,
     checkpoint: Checkpoint,
-    published: usize,
+    batch: &[FeedRow],
+    chain: &[(i64, [u8; 32])],
 ) -> Result<(), RelayError> {
+    debug_assert_eq!(batch.len(), chain.len());
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "INSERT INTO audit_chain (position, global_position, aggregate_id, sequence, chain_hash)
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bytea[])",
+    )
+    .bind(chain.iter().map(|(p, _)| *p).collect::<Vec<_>>())
+    .bind(
+        batch
+            .iter()
+            .map(|r| r.event.global_position)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        batch
+            .iter()
+            .map(|r| r.event.aggregate_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(batch.iter().map(|r| r.event.sequence).collect::<Vec<_>>())
+    .bind(chain.iter().map(|(_, h)| h.to_vec()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "UPDATE relay_checkpoint
             SET last_transaction_id = $1::text::xid8, last_global_position = $2,
-                published_total = published_total + $3, updated_at = now()
+                published_total = published_total + $3, last_audit_position = $4,
+                last_chain_hash = $5, updated_at = now()
           WHERE id = 1",
     )
     .bind(checkpoint.transaction_id.to_string())
     .bind(checkpoint.global_position)
-    .bind(published as i64)
-    .execute(&mut *conn)
+    .bind(batch.len() as i64)
+    .bind(checkpoint.audit_position)
+    .bind(checkpoint.chain_hash.to_vec())
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 

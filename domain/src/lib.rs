@@ -1,6 +1,7 @@
 //! The pure payment model. Nothing in this crate does I/O: time, ids and provider answers
 //! arrive inside commands, so every decision here is deterministic and testable.
 
+pub mod audit;
 pub mod ids;
 pub mod money;
 pub mod payment;
