@@ -22,12 +22,44 @@ fn base_settings() -> Settings {
     settings
 }
 
+/// Test databases are named `t_<unix seconds>_<uuid>`; those older than this are dropped by
+/// later runs, so a developer's cluster does not fill up with them.
+const TEST_DATABASE_KEEP_SECS: u64 = 3_600;
+
+/// Drops old test databases (once per test process; best effort: one still in use stays).
+async fn drop_stale_databases(admin: &mut PgConnection) {
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SWEPT.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let names: Vec<String> =
+        sqlx::query_scalar(r"SELECT datname FROM pg_database WHERE datname LIKE 't\_%\_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let created = name.split('_').nth(1).and_then(|s| s.parse::<u64>().ok());
+        if created.is_some_and(|c| c + TEST_DATABASE_KEEP_SECS < now) {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                .execute(&mut *admin)
+                .await;
+        }
+    }
+}
+
 /// Creates an empty database next to `DATABASE_URL`'s and returns its URL.
 pub async fn fresh_database(base_url: &str) -> (String, String) {
-    let name = format!("t_{}", Uuid::new_v4().simple());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = format!("t_{now}_{}", Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(base_url)
         .await
         .expect("DATABASE_URL must point at a running PostgreSQL (make services)");
+    drop_stale_databases(&mut admin).await;
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await

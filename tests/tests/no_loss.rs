@@ -180,6 +180,45 @@ async fn relay_killed_twice_during_1000_payments_loses_and_duplicates_nothing() 
     .await
     .unwrap();
     assert_eq!(applied, expected_events);
+
+    // The audit chain went through both kills intact: one dense row per event, and every
+    // stored hash is the one recomputed from the events in chain order.
+    let chain = sqlx::query(
+        "SELECT c.position, c.chain_hash, e.global_position, e.aggregate_type, e.aggregate_id,
+                e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at
+           FROM audit_chain c JOIN events e ON e.global_position = c.global_position
+          ORDER BY c.position",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(chain.len() as i64, expected_events);
+    let mut previous = domain::audit::GENESIS;
+    for (i, row) in chain.iter().enumerate() {
+        assert_eq!(
+            row.get::<i64, _>("position"),
+            i as i64 + 1,
+            "positions are dense"
+        );
+        let event = domain::PublishedEvent {
+            global_position: row.get("global_position"),
+            aggregate_type: row.get("aggregate_type"),
+            aggregate_id: row.get("aggregate_id"),
+            sequence: row.get("sequence"),
+            event_type: row.get("event_type"),
+            event_version: row.get("event_version"),
+            payload: row.get("payload"),
+            metadata: row.get("metadata"),
+            recorded_at: row.get("recorded_at"),
+        };
+        previous = domain::audit::chain_hash(&previous, &event);
+        assert_eq!(
+            row.get::<Vec<u8>, _>("chain_hash"),
+            previous.to_vec(),
+            "hash at {}",
+            i + 1
+        );
+    }
     relay_task.abort();
 }
 
