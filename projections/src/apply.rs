@@ -2,7 +2,7 @@
 //! recorded in one transaction; an old sequence is skipped, a gap is filled from the store.
 
 use domain::PublishedEvent;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::{event_source, progress, Projection, ProjectionError};
 
@@ -14,7 +14,8 @@ pub enum Applied {
     Duplicate,
 }
 
-/// Applies `event` (and any earlier events of its aggregate this projection has not seen).
+/// Applies `event` (and any earlier events of its aggregate this projection has not seen),
+/// in its own transaction.
 #[tracing::instrument(level = "debug", skip(pool, projection, event), fields(projection = projection.name(), id = %event.message_id()))]
 pub async fn apply_event<P: Projection + ?Sized>(
     pool: &PgPool,
@@ -22,6 +23,57 @@ pub async fn apply_event<P: Projection + ?Sized>(
     event: &PublishedEvent,
 ) -> Result<Applied, ProjectionError> {
     let mut tx = pool.begin().await?;
+    let applied = apply_in(&mut tx, projection, event).await?;
+    if let Applied::Events(count) = applied {
+        progress::record(
+            &mut *tx,
+            projection.name(),
+            event.global_position,
+            event.recorded_at,
+            count as i64,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// Applies a batch of deliveries in ONE transaction (one commit instead of one per event):
+/// all or nothing. Returns the number of events applied (duplicates count zero).
+pub async fn apply_batch<P: Projection + ?Sized>(
+    pool: &PgPool,
+    projection: &P,
+    events: &[PublishedEvent],
+) -> Result<usize, ProjectionError> {
+    let mut tx = pool.begin().await?;
+    let mut applied = 0;
+    for event in events {
+        if let Applied::Events(count) = apply_in(&mut tx, projection, event).await? {
+            applied += count;
+        }
+    }
+    if let Some(newest) = events.iter().max_by_key(|e| e.global_position) {
+        if applied > 0 {
+            progress::record(
+                &mut *tx,
+                projection.name(),
+                newest.global_position,
+                newest.recorded_at,
+                applied as i64,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// The offset check, gap fill and apply of one event, inside the caller's transaction.
+async fn apply_in<P: Projection + ?Sized>(
+    tx: &mut PgConnection,
+    projection: &P,
+    event: &PublishedEvent,
+) -> Result<Applied, ProjectionError> {
     sqlx::query(
         "INSERT INTO projection_offsets (projection, aggregate_id, last_sequence)
          VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
@@ -40,14 +92,13 @@ pub async fn apply_event<P: Projection + ?Sized>(
     .fetch_one(&mut *tx)
     .await?;
     if event.sequence <= last {
-        tx.rollback().await?;
         return Ok(Applied::Duplicate);
     }
     let events = if event.sequence == last + 1 {
         vec![event.clone()]
     } else {
         let filled = event_source::aggregate_events(
-            &mut tx,
+            &mut *tx,
             &event.aggregate_type,
             &event.aggregate_id,
             last,
@@ -78,7 +129,7 @@ pub async fn apply_event<P: Projection + ?Sized>(
         });
     }
     for e in &events {
-        projection.apply(&mut tx, e).await?;
+        projection.apply(&mut *tx, e).await?;
     }
     sqlx::query(
         "UPDATE projection_offsets SET last_sequence = $3
@@ -89,14 +140,5 @@ pub async fn apply_event<P: Projection + ?Sized>(
     .bind(event.sequence)
     .execute(&mut *tx)
     .await?;
-    progress::record(
-        &mut *tx,
-        projection.name(),
-        event.global_position,
-        event.recorded_at,
-        events.len() as i64,
-    )
-    .await?;
-    tx.commit().await?;
     Ok(Applied::Events(events.len()))
 }

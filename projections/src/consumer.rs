@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::PublishedEvent;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -14,7 +14,7 @@ use lapin::{Connection, ConnectionProperties};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::apply::apply_event;
+use crate::apply::{apply_batch, apply_event};
 use crate::{topology, Projection, ProjectionError};
 
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub struct ConsumerConfig {
     pub prefetch: u16,
     /// Tries of one event before it is dead-lettered.
     pub poison_tries_max: u32,
+    /// Deliveries applied in one transaction (at most what is already prefetched).
+    pub batch_size_max: usize,
     pub retry_delay_ms: u64,
 }
 
@@ -35,6 +37,7 @@ impl ConsumerConfig {
             amqp_prefix,
             prefetch: 200,
             poison_tries_max: 5,
+            batch_size_max: 100,
             retry_delay_ms: 200,
         }
     }
@@ -106,7 +109,7 @@ async fn consume(
         )
         .await?;
     loop {
-        let delivery = tokio::select! {
+        let first = tokio::select! {
             next = deliveries.next() => match next {
                 Some(delivery) => delivery?,
                 None => return Err(ConsumerError::Cancelled),
@@ -116,8 +119,50 @@ async fn consume(
                 return Ok(());
             }
         };
-        handle(pool, projection, config, &delivery, shutdown).await?;
+        // Whatever else the broker has already pushed (within the prefetch) joins the batch:
+        // one commit for all of them instead of one each. Never waits for more.
+        let mut batch = vec![first];
+        while batch.len() < config.batch_size_max {
+            match deliveries.next().now_or_never() {
+                Some(Some(delivery)) => batch.push(delivery?),
+                Some(None) => return Err(ConsumerError::Cancelled),
+                None => break,
+            }
+        }
+        handle_batch(pool, projection, config, batch, shutdown).await?;
     }
+}
+
+/// Applies a batch in one transaction and acks it with one `multiple` ack; if anything in it
+/// fails, falls back to one delivery at a time so a poison event is isolated.
+async fn handle_batch(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    config: &ConsumerConfig,
+    batch: Vec<Delivery>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(), ConsumerError> {
+    let decoded: Option<Vec<PublishedEvent>> = batch
+        .iter()
+        .map(|d| serde_json::from_slice(&d.data).ok())
+        .collect();
+    if let (Some(events), Some(last)) = (decoded, batch.last()) {
+        if batch.len() > 1 {
+            match apply_batch(pool, projection, &events).await {
+                Ok(_) => {
+                    last.ack(BasicAckOptions { multiple: true }).await?;
+                    return Ok(());
+                }
+                Err(error) => {
+                    tracing::info!(projection = projection.name(), %error, size = batch.len(), "batch failed; applying one by one");
+                }
+            }
+        }
+    }
+    for delivery in &batch {
+        handle(pool, projection, config, delivery, shutdown).await?;
+    }
+    Ok(())
 }
 
 /// Applies one delivery and settles it; returns only broker errors.
