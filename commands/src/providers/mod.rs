@@ -215,6 +215,12 @@ pub struct CreateTransaction {
 /// lives in `domain`).
 pub use domain::payment::NextAction;
 
+/// How long an HTTP client keeps an idle connection to a provider. Shorter than common server
+/// keep-alives (actix: 5 s): reusing a connection the server is closing at that very moment
+/// fails with "connection closed before message completed", and a create cannot simply be
+/// sent again. A new connection now and then is the cheaper price.
+pub(crate) const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Printed in place of secrets by the hand-written `Debug` impls of this module.
 pub(crate) const REDACTED: Redacted = Redacted;
 
