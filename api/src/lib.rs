@@ -1,6 +1,7 @@
 //! The HTTP API and the composition root: wires the write side (`commands`) and the read
 //! side (`projections`), which never import each other.
 
+pub mod audit;
 pub mod auth;
 pub mod check_config;
 pub mod config;

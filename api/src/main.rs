@@ -47,6 +47,11 @@ enum Command {
         #[arg(long, value_enum)]
         env: Environment,
     },
+    /// Audit the event stream: verify the chain (or an export), export it, print its head.
+    Audit {
+        #[command(subcommand)]
+        command: api::audit::cli::AuditCommand,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -82,6 +87,10 @@ enum KeysCommand {
 async fn main() -> ExitCode {
     api::telemetry::init(std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json"));
     let cli = Cli::parse();
+    if let Command::Audit { command } = cli.command {
+        // Its own exit statuses: 1 mismatch, 2 could not verify, 3 inconclusive.
+        return api::audit::cli::main(command).await;
+    }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -168,6 +177,8 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             let key = create_key(&pool, role, merchant.as_ref()).await?;
             println!("{key}");
         }
+        // Dispatched in `main`, which owns its exit statuses.
+        Command::Audit { .. } => return Err("payledger audit runs from main".into()),
         Command::Sandbox {
             listen,
             webhook_url,

@@ -1,0 +1,266 @@
+//! The audit chain as auditors see it: one record per chain position (the chain row and the
+//! event it points at), the head, digests, and keyset pages read from Postgres.
+
+use std::fmt;
+use std::str::FromStr;
+
+use domain::PublishedEvent;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
+use sqlx::{PgExecutor, Row};
+
+/// Rows read per query when streaming the chain: the most any reader holds at once.
+pub const PAGE_ROWS: i64 = 1_000;
+
+/// One line of `GET /v1/audit/events` and of `payledger audit export` (NDJSON).
+///
+/// `global_position`, `aggregate_id` and `sequence` are what the chain row recorded when the
+/// relay hashed the event; `event` is the event stored at that global position now (`null`
+/// when there is none). A verifier recomputes `chain_hash` from the previous line's hash and
+/// `event` with `domain::audit::chain_hash`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainRecord {
+    pub position: i64,
+    /// SHA-256, lowercase hex.
+    pub chain_hash: String,
+    pub global_position: i64,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event: Option<PublishedEvent>,
+}
+
+/// A chain position and its hash, written `<position>:<hex>`: what an auditor notes down
+/// to prove later that nothing up to that position was rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    pub position: i64,
+    pub hash: [u8; 32],
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.position, hex::encode(self.hash))
+    }
+}
+
+impl FromStr for Digest {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (position, hash) = text
+            .trim()
+            .split_once(':')
+            .ok_or("a digest is <position>:<64 hex digits>")?;
+        let position: i64 = position
+            .parse()
+            .map_err(|_| "the digest's position is not a number")?;
+        if position < 0 {
+            return Err("the digest's position must not be negative".into());
+        }
+        let hash = decode_hash(hash).ok_or("the digest's hash must be 64 hex digits")?;
+        Ok(Digest { position, hash })
+    }
+}
+
+pub fn decode_hash(text: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(text).ok()?;
+    bytes.try_into().ok()
+}
+
+/// The chain's last position and hash (`0` and `GENESIS` while it is empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub position: i64,
+    pub chain_hash: [u8; 32],
+    pub global_position: Option<i64>,
+}
+
+impl Head {
+    pub fn digest(&self) -> Digest {
+        Digest {
+            position: self.position,
+            hash: self.chain_hash,
+        }
+    }
+}
+
+fn hash_column(row: &PgRow, column: &str) -> Result<[u8; 32], sqlx::Error> {
+    let bytes: Vec<u8> = row.try_get(column)?;
+    bytes
+        .try_into()
+        .map_err(|_| sqlx::Error::Decode(format!("{column} is not 32 bytes").into()))
+}
+
+pub async fn head(executor: impl PgExecutor<'_>) -> Result<Head, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT position, chain_hash, global_position FROM audit_chain
+          ORDER BY position DESC LIMIT 1",
+    )
+    .fetch_optional(executor)
+    .await?;
+    match row {
+        None => Ok(Head {
+            position: 0,
+            chain_hash: domain::audit::GENESIS,
+            global_position: None,
+        }),
+        Some(row) => Ok(Head {
+            position: row.try_get("position")?,
+            chain_hash: hash_column(&row, "chain_hash")?,
+            global_position: Some(row.try_get("global_position")?),
+        }),
+    }
+}
+
+/// The stored hash at `position`, if there is a chain row there.
+pub async fn hash_at(
+    executor: impl PgExecutor<'_>,
+    position: i64,
+) -> Result<Option<[u8; 32]>, sqlx::Error> {
+    let row = sqlx::query("SELECT chain_hash FROM audit_chain WHERE position = $1")
+        .bind(position)
+        .fetch_optional(executor)
+        .await?;
+    row.map(|r| hash_column(&r, "chain_hash")).transpose()
+}
+
+/// Up to `limit` records with `after < position <= through`, in chain order.
+pub async fn page(
+    executor: impl PgExecutor<'_>,
+    after: i64,
+    through: i64,
+    limit: i64,
+) -> Result<Vec<ChainRecord>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT c.position, c.chain_hash, c.global_position AS chain_global_position,
+                c.aggregate_id AS chain_aggregate_id, c.sequence AS chain_sequence,
+                e.global_position, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type,
+                e.event_version, e.payload, e.metadata, e.recorded_at
+           FROM audit_chain c
+           LEFT JOIN events e ON e.global_position = c.global_position
+          WHERE c.position > $1 AND c.position <= $2
+          ORDER BY c.position
+          LIMIT $3",
+    )
+    .bind(after)
+    .bind(through)
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    rows.iter().map(record_from_row).collect()
+}
+
+fn record_from_row(row: &PgRow) -> Result<ChainRecord, sqlx::Error> {
+    let hash: Vec<u8> = row.try_get("chain_hash")?;
+    let event_position: Option<i64> = row.try_get("global_position")?;
+    let event = match event_position {
+        None => None,
+        Some(global_position) => Some(PublishedEvent {
+            global_position,
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+        }),
+    };
+    Ok(ChainRecord {
+        position: row.try_get("position")?,
+        chain_hash: hex::encode(hash),
+        global_position: row.try_get("chain_global_position")?,
+        aggregate_id: row.try_get("chain_aggregate_id")?,
+        sequence: row.try_get("chain_sequence")?,
+        event,
+    })
+}
+
+/// Up to `limit` NDJSON lines (`ChainRecord`s) with `after < position <= through`, rendered by
+/// Postgres: the stream and the export send what the database holds without decoding and
+/// re-encoding every payload. Returns the lines (each ending in `\n`), how many, and the last
+/// position. The payload and metadata are their stored JSON text (a stored line break, only
+/// possible between JSON tokens, becomes a space); `recorded_at` is UTC with microseconds.
+/// Parsing a line gives exactly the `ChainRecord` that `page` reads.
+pub async fn lines(
+    executor: impl PgExecutor<'_>,
+    after: i64,
+    through: i64,
+    limit: i64,
+) -> Result<(Vec<u8>, usize, Option<i64>), sqlx::Error> {
+    let rows = sqlx::query(
+        r#"SELECT c.position,
+                  '{"position":' || c.position
+                  || ',"chain_hash":"' || encode(c.chain_hash, 'hex')
+                  || '","global_position":' || c.global_position
+                  || ',"aggregate_id":' || to_json(c.aggregate_id)::text
+                  || ',"sequence":' || c.sequence
+                  || ',"event":' || CASE WHEN e.global_position IS NULL THEN 'null' ELSE
+                       '{"global_position":' || e.global_position
+                       || ',"aggregate_type":' || to_json(e.aggregate_type)::text
+                       || ',"aggregate_id":' || to_json(e.aggregate_id)::text
+                       || ',"sequence":' || e.sequence
+                       || ',"event_type":' || to_json(e.event_type)::text
+                       || ',"event_version":' || to_json(e.event_version)::text
+                       || ',"payload":' || translate(e.payload::text, E'
+
+', '  ')
+                       || ',"metadata":' || translate(e.metadata::text, E'
+
+', '  ')
+                       || ',"recorded_at":"'
+                       || to_char(e.recorded_at AT TIME ZONE 'UTC',
+                                  'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                       || '"}' END
+                  || '}' AS line
+             FROM audit_chain c
+             LEFT JOIN events e ON e.global_position = c.global_position
+            WHERE c.position > $1 AND c.position <= $2
+            ORDER BY c.position
+            LIMIT $3"#,
+    )
+    .bind(after)
+    .bind(through)
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    let mut size = 0;
+    for row in &rows {
+        size += row.try_get::<&str, _>("line")?.len() + 1;
+    }
+    let mut out = Vec::with_capacity(size);
+    let mut last = None;
+    for row in &rows {
+        let line: &str = row.try_get("line")?;
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+        last = Some(row.try_get("position")?);
+    }
+    Ok((out, rows.len(), last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_round_trip_and_refuse_malformed_text() {
+        let digest = Digest {
+            position: 42,
+            hash: [0xab; 32],
+        };
+        let text = digest.to_string();
+        assert_eq!(text, format!("42:{}", "ab".repeat(32)));
+        assert_eq!(text.parse::<Digest>(), Ok(digest));
+        for bad in [
+            "42",
+            "x:ab",
+            "-1:00",
+            &format!("42:{}", "ab".repeat(31)),
+            &format!("42:{}", "zz".repeat(32)),
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad} accepted");
+        }
+    }
+}
