@@ -165,6 +165,7 @@ impl Application {
                     .configure(routes::catalog::configure)
                     .configure(routes::checkout::configure)
                     .configure(routes::reports::configure)
+                    .configure(routes::audit::configure)
             })
             .listen(listener)?
             .shutdown_timeout(5)

@@ -1,6 +1,7 @@
 //! The write side: event store wiring, command services, providers and their webhooks, and
 //! the outbox relay that publishes committed events to RabbitMQ.
 
+pub mod audit_read;
 pub mod breaker;
 pub mod fees;
 pub mod payments;

@@ -652,6 +652,9 @@ async fn refund_payment(
 struct GetQuery {
     #[serde(default)]
     min_version: Option<i64>,
+    /// RFC 3339: the payment folded from its events recorded by then (auditors too).
+    #[serde(default)]
+    as_of: Option<String>,
 }
 
 /// Reads the status projection; with `min_version`, waits up to 2 s for the projection to
@@ -663,6 +666,12 @@ async fn get_payment(
     path: web::Path<String>,
     query: web::Query<GetQuery>,
 ) -> Result<HttpResponse, Problem> {
+    if let Some(as_of) = &query.as_of {
+        if query.min_version.is_some() {
+            return Err(Problem::bad_request("as_of and min_version do not combine"));
+        }
+        return crate::routes::audit::payment_as_of(&caller, &pool, &path, as_of).await;
+    }
     let scope = caller.payment_scope()?.map(|m| m.as_str());
     let id = payment_id(&path)?.as_uuid();
     let wanted = query.min_version.unwrap_or(0);
