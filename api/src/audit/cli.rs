@@ -5,10 +5,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use super::chain::{self, Digest};
@@ -79,10 +80,13 @@ pub async fn main(command: AuditCommand) -> ExitCode {
 }
 
 async fn connect(database_url: &str) -> Result<PgPool, sqlx::Error> {
+    // The scratch rebuild's `IF NOT EXISTS` notices are not news to an auditor.
+    let options =
+        PgConnectOptions::from_str(database_url)?.options([("client_min_messages", "warning")]);
     PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(database_url)
+        .connect_with(options)
         .await
 }
 

@@ -208,9 +208,15 @@ pub struct DigestCheck {
 }
 
 /// Walks the chain from `first_position` (whose predecessor hash is `previous`).
+///
+/// Two running hashes: `previous` goes on from each *stored* hash, so every altered link is
+/// reported on its own; `recomputed` never does, it is the chain recomputed from the start
+/// over the events alone, and is what a digest is compared with.
 pub struct ChainVerifier {
     expected_position: i64,
     previous: [u8; 32],
+    /// `None` once an event is missing: the chain cannot be recomputed past it.
+    recomputed: Option<[u8; 32]>,
     digest: Option<Digest>,
     digest_check: Option<DigestCheck>,
     sequences: Option<SequenceTracker>,
@@ -223,12 +229,21 @@ pub struct ChainVerifier {
 #[derive(Debug)]
 pub struct ChainOutcome {
     pub records: u64,
-    /// The last position walked and the hash there (stored, or recomputed when unreadable).
+    /// The last position walked and the hash stored there.
     pub last_position: i64,
     pub last_hash: [u8; 32],
     pub digest: Option<DigestCheck>,
     pub aggregates: Option<u64>,
     pub findings: Findings,
+}
+
+/// What a digest was compared with.
+enum DigestFound {
+    Hash([u8; 32]),
+    /// The chain ends before the digest's position.
+    Beyond,
+    /// An event before the digest's position is missing: the chain cannot be recomputed.
+    Unrecomputable,
 }
 
 impl ChainVerifier {
@@ -243,6 +258,7 @@ impl ChainVerifier {
         ChainVerifier {
             expected_position: first_position,
             previous,
+            recomputed: Some(previous),
             digest,
             digest_check: None,
             sequences: track_sequences.then(SequenceTracker::default),
@@ -252,32 +268,47 @@ impl ChainVerifier {
         }
     }
 
-    /// The digest lies before the walk: compare it with the hash stored there instead.
+    /// The digest lies before the walk (`--from` beyond it): compare it with the hash stored
+    /// there, which the walk trusts.
     pub fn check_digest_against_stored(&mut self, stored: Option<[u8; 32]>) {
         let Some(digest) = self.digest else { return };
-        self.settle_digest(digest, stored);
+        let found = stored.map_or(DigestFound::Beyond, DigestFound::Hash);
+        self.settle_digest(digest, found);
     }
 
-    fn settle_digest(&mut self, digest: Digest, found: Option<[u8; 32]>) {
-        let ok = found == Some(digest.hash);
-        if !ok {
-            let reason = match found {
-                Some(hash) => format!(
-                    "the chain hash here is {} but the digest taken earlier says {}: the chain up to this position was rewritten",
+    fn settle_digest(&mut self, digest: Digest, found: DigestFound) {
+        let (ok, hash, reason) = match found {
+            DigestFound::Hash(hash) if hash == digest.hash => (true, Some(hash), String::new()),
+            DigestFound::Hash(hash) => (
+                false,
+                Some(hash),
+                format!(
+                    "the chain recomputed up to here hashes to {} but the digest taken earlier says {}: the chain up to this position was rewritten",
                     hex::encode(hash),
                     hex::encode(digest.hash)
                 ),
-                None => format!(
+            ),
+            DigestFound::Beyond => (
+                false,
+                None,
+                format!(
                     "the digest names position {} but the chain does not reach it: the chain was truncated (or the digest is from another ledger)",
                     digest.position
                 ),
-            };
+            ),
+            DigestFound::Unrecomputable => (
+                false,
+                None,
+                "the chain cannot be recomputed up to the digest's position: an event before it is missing".to_owned(),
+            ),
+        };
+        if !ok {
             self.findings
                 .push(Finding::new(Check::Digest, reason).at(digest.position));
         }
         self.digest_check = Some(DigestCheck {
             digest: digest.to_string(),
-            found: found.map(hex::encode),
+            found: hash.map(hex::encode),
             ok,
         });
         self.digest = None;
@@ -300,6 +331,10 @@ impl ChainVerifier {
             };
             self.findings
                 .push(Finding::new(Check::Chain, reason).at(self.expected_position.min(position)));
+            if position > self.expected_position {
+                // Links are missing: the chain from the start cannot be recomputed past them.
+                self.recomputed = None;
+            }
         }
         let located = |check: Check, reason: String| {
             Finding::new(check, reason).at(position).event(
@@ -315,7 +350,7 @@ impl ChainVerifier {
                 "the stored chain hash is not 64 hex digits".into(),
             ));
         }
-        let recomputed = match &record.event {
+        let linked = match &record.event {
             None => {
                 self.findings.push(located(
                     Check::Chain,
@@ -324,6 +359,7 @@ impl ChainVerifier {
                         record.global_position, record.aggregate_id, record.sequence
                     ),
                 ));
+                self.recomputed = None;
                 None
             }
             Some(event) => {
@@ -344,13 +380,18 @@ impl ChainVerifier {
                         ),
                     ));
                 }
-                let hash = domain::audit::chain_hash(&self.previous, event);
-                if stored.is_some_and(|s| s != hash) {
+                let linked = domain::audit::chain_hash(&self.previous, event);
+                if stored.is_some_and(|s| s != linked) {
                     self.findings.push(located(
                         Check::Chain,
                         "the stored chain hash differs from the one recomputed from the previous hash and this event: the event (or the stored hash) was altered".into(),
                     ));
                 }
+                self.recomputed = match self.recomputed {
+                    Some(r) if r == self.previous => Some(linked),
+                    Some(r) => Some(domain::audit::chain_hash(&r, event)),
+                    None => None,
+                };
                 if let Some(tracker) = &mut self.sequences {
                     if let Err(reason) =
                         tracker.check(&event.aggregate_type, &event.aggregate_id, event.sequence)
@@ -364,30 +405,22 @@ impl ChainVerifier {
                         );
                     }
                 }
-                Some(hash)
+                Some(linked)
             }
-        };
-        // Go on from the stored hash, so each altered link is reported on its own; a
-        // consistent rewrite of the stored hashes is what a digest catches.
-        let Some(next) = stored.or(recomputed) else {
-            // Neither readable: nothing after this can be checked against a known hash;
-            // keep the previous one so every later link is reported.
-            self.expected_position = position + 1;
-            self.records += 1;
-            self.last_position = position;
-            return;
         };
         if let Some(digest) = self.digest {
             if digest.position == position {
-                // A rewrite consistent with itself still differs from the digest.
-                let found = match recomputed {
-                    Some(hash) if hash != next => Some(hash),
-                    _ => Some(next),
-                };
+                let found = self
+                    .recomputed
+                    .map_or(DigestFound::Unrecomputable, DigestFound::Hash);
                 self.settle_digest(digest, found);
             }
         }
-        self.previous = next;
+        // Go on from the stored hash (or, unreadable, the linked one; with neither, keep the
+        // previous one, so every later link is reported).
+        if let Some(next) = stored.or(linked) {
+            self.previous = next;
+        }
         self.expected_position = position + 1;
         self.records += 1;
         self.last_position = position;
@@ -399,11 +432,12 @@ impl ChainVerifier {
 
     pub fn finish(mut self) -> ChainOutcome {
         if let Some(digest) = self.digest {
-            if digest.position == 0 {
-                self.settle_digest(digest, Some(domain::audit::GENESIS));
+            let found = if digest.position == 0 {
+                DigestFound::Hash(domain::audit::GENESIS)
             } else {
-                self.settle_digest(digest, None);
-            }
+                DigestFound::Beyond
+            };
+            self.settle_digest(digest, found);
         }
         ChainOutcome {
             records: self.records,
@@ -507,6 +541,33 @@ mod tests {
             (Check::Chain, Some(3), Some(2))
         );
         assert_eq!(f.aggregate_id.as_deref(), Some(A));
+    }
+
+    #[test]
+    fn an_altered_event_before_the_digest_fails_the_digest_too() {
+        let mut records = good();
+        let digest = Digest {
+            position: 4,
+            hash: decode_hash(&records[3].chain_hash).unwrap(),
+        };
+        records[1].event.as_mut().unwrap().payload["PaymentFailed"]["reason"] = "y".into();
+        let outcome = walk(&records, Some(digest));
+        assert!(!outcome.digest.as_ref().unwrap().ok);
+        let (findings, total) = outcome.findings.into_sorted();
+        assert_eq!(total, 2, "{findings:?}");
+        assert_eq!(
+            (findings[0].check, findings[0].position),
+            (Check::Chain, Some(2))
+        );
+        assert_eq!(
+            (findings[1].check, findings[1].position),
+            (Check::Digest, Some(4))
+        );
+        // A missing link before it: the digest cannot be reached by recomputing.
+        let mut records = good();
+        records.remove(1);
+        let outcome = walk(&records, Some(digest));
+        assert!(!outcome.digest.as_ref().unwrap().ok);
     }
 
     #[test]
