@@ -1177,3 +1177,119 @@ async fn streaming_200k_events_keeps_the_server_memory_flat() {
         "resident memory grew by {growth} KiB while streaming (bound {RSS_GROWTH_MAX_KIB} KiB)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_projection_is_inconclusive_and_a_tampered_one_is_a_mismatch() {
+    use commands::relay::{self, RelayConfig};
+    use projections::consumer::{self, ConsumerConfig};
+
+    // The relay runs; the projectors do not, yet: the live projections lag.
+    let app = spawn_app_with_role(ServeRole::Api).await;
+    let settings = app.settings.clone();
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let consumer_config =
+        ConsumerConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
+    for projection in projections::all() {
+        consumer::declare_topology(&consumer_config, projection.name())
+            .await
+            .unwrap();
+    }
+    tokio::spawn(relay::run(
+        app.pool.clone(),
+        RelayConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone()),
+        stop_rx.clone(),
+    ));
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let reference = format!("lag-{i}");
+        let body = payment_body(
+            "100.00",
+            "USD",
+            &reference,
+            "tok_sandbox_approved",
+            "automatic",
+        );
+        let created = app.create_payment(&reference, &body).await;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut approved = 0;
+        for id in &ids {
+            approved += app
+                .event_types(id)
+                .await
+                .contains(&"PaymentApproved".into()) as usize;
+        }
+        let chained: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_chain")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        if approved == ids.len() && chained == app.event_count().await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay did not chain the events"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let options = VerifyOptions {
+        projection_wait: Duration::from_millis(300),
+        ..VerifyOptions::default()
+    };
+    let report = verify_database(&app.pool, &options).await.unwrap();
+    assert!(report.ok, "lag is not tampering: {}", report.summary());
+    assert!(report.inconclusive);
+    assert_eq!(report.exit_code(), 3);
+    for check in report.projections.as_ref().unwrap() {
+        assert_eq!(
+            check.status,
+            api::audit::report::ProjectionStatus::Lagging,
+            "{check:?}"
+        );
+        assert!(check.aggregates_behind > 0);
+    }
+    assert!(report.summary().contains("INCONCLUSIVE"));
+
+    // The projectors catch up: everything matches.
+    for projection in projections::all() {
+        tokio::spawn(consumer::run(
+            app.pool.clone(),
+            projection,
+            consumer_config.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    settle(&app).await;
+    let report = verify(&app, None, true).await;
+    assert!(report.ok && !report.inconclusive, "{}", report.summary());
+
+    // A live projection row edited in SQL: a mismatch, on that payment.
+    sqlx::query("UPDATE payment_status SET captured_amount = 1 WHERE payment_id = $1::uuid")
+        .bind(&ids[1])
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let report = verify(&app, None, true).await;
+    assert_eq!(report.exit_code(), 1);
+    let first = first_failure(&report);
+    assert_eq!(first.check, Check::Projection, "{}", report.summary());
+    assert_eq!(first.aggregate_id.as_deref(), Some(ids[1].as_str()));
+    assert!(first.reason.contains("payment_status"), "{}", first.reason);
+    let status = report
+        .projections
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.projection == "status")
+        .unwrap();
+    assert_eq!(
+        status.status,
+        api::audit::report::ProjectionStatus::Mismatch
+    );
+    assert_eq!(
+        (status.tables[0].only_live, status.tables[0].only_rebuilt),
+        (1, 1)
+    );
+}
