@@ -1,7 +1,7 @@
 //! The JSON shape of a payment, built from the event stream (command answers) or from the
 //! status projection (reads). Money is always a decimal string at the currency's scale.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use domain::{CaptureMode, Currency, Payment};
 use projections::status::PaymentStatusRow;
 use rust_decimal::Decimal;
@@ -106,8 +106,9 @@ impl PaymentBody {
                 .next_action
                 .as_ref()
                 .and_then(|a| serde_json::to_value(a).ok()),
-            created_at: payment.created_at,
-            updated_at: payment.updated_at,
+            // PostgreSQL keeps microseconds: answer the same instant a read will show.
+            created_at: payment.created_at.map(|t| t.trunc_subsecs(6)),
+            updated_at: payment.updated_at.map(|t| t.trunc_subsecs(6)),
             version,
         }
     }
