@@ -2,8 +2,11 @@
 //! their SHA-256; the role decides what a key may do, and a checkout key is bound to one
 //! merchant and sees only that merchant's payments.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use actix_web::{web, FromRequest, HttpRequest};
 use domain::MerchantId;
@@ -91,18 +94,56 @@ pub async fn create_key(
     Ok(key)
 }
 
+/// How long a key that was found stays trusted without asking the database again: a revoked
+/// key stops working within this time.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Keys cached at most; the cache is emptied when full (bounded memory, simple).
+const KEY_CACHE_ENTRIES_MAX: usize = 10_000;
+
+/// Known keys by hash, so a request does not cost a database round trip for its key.
+#[derive(Default)]
+pub struct KeyCache {
+    entries: Mutex<HashMap<Vec<u8>, (Instant, Caller)>>,
+}
+
+impl KeyCache {
+    fn get(&self, hash: &[u8]) -> Option<Caller> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(hash)
+            .filter(|(at, _)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(_, caller)| caller.clone())
+    }
+
+    fn put(&self, hash: Vec<u8>, caller: Caller) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= KEY_CACHE_ENTRIES_MAX {
+            entries.clear();
+        }
+        entries.insert(hash, (Instant::now(), caller));
+    }
+}
+
 #[tracing::instrument(skip_all)]
-async fn authenticate(pool: &PgPool, header: Option<String>) -> Result<Caller, Problem> {
+async fn authenticate(
+    pool: &PgPool,
+    cache: Option<&KeyCache>,
+    header: Option<String>,
+) -> Result<Caller, Problem> {
     let header = header.ok_or_else(|| Problem::unauthorized("missing Authorization header"))?;
     let key = header
         .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 256)
         .ok_or_else(|| Problem::unauthorized("expected `Authorization: Bearer <api key>`"))?;
+    let hash = hash_key(key);
+    if let Some(caller) = cache.and_then(|c| c.get(&hash)) {
+        return Ok(caller);
+    }
     let row = sqlx::query(
         "SELECT role, merchant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
     )
-    .bind(hash_key(key))
+    .bind(&hash)
     .fetch_optional(pool)
     .await
     .map_err(|error| {
@@ -116,10 +157,14 @@ async fn authenticate(pool: &PgPool, header: Option<String>) -> Result<Caller, P
     let merchant: Option<String> = row
         .try_get("merchant_id")
         .map_err(|_| Problem::unauthorized("bad key"))?;
-    Ok(Caller {
+    let caller = Caller {
         role: Role::parse(&role).ok_or_else(|| Problem::unauthorized("bad key"))?,
         merchant: merchant.and_then(|m| MerchantId::parse(&m).ok()),
-    })
+    };
+    if let Some(cache) = cache {
+        cache.put(hash, caller.clone());
+    }
+    Ok(caller)
 }
 
 impl FromRequest for Caller {
@@ -128,6 +173,7 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
         let pool = req.app_data::<web::Data<PgPool>>().cloned();
+        let cache = req.app_data::<web::Data<KeyCache>>().cloned();
         let header = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
@@ -135,7 +181,7 @@ impl FromRequest for Caller {
             .map(str::to_owned);
         Box::pin(async move {
             let pool = pool.ok_or_else(|| Problem::unavailable("no database configured"))?;
-            authenticate(pool.get_ref(), header).await
+            authenticate(pool.get_ref(), cache.as_ref().map(|c| c.get_ref()), header).await
         })
     }
 }

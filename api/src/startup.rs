@@ -137,6 +137,7 @@ impl Application {
                 shutdown_rx.clone(),
             )));
             let pool_data = web::Data::new(pool.clone());
+            let key_cache = web::Data::new(crate::auth::KeyCache::default());
             let broker = web::Data::new(BrokerUrl {
                 url: settings.amqp_url.clone(),
                 prefix: settings.amqp_prefix.clone(),
@@ -155,6 +156,7 @@ impl Application {
                     }))
                     .app_data(service.clone())
                     .app_data(pool_data.clone())
+                    .app_data(key_cache.clone())
                     .app_data(broker.clone())
                     .app_data(verifiers.clone())
                     .app_data(catalog.clone())
