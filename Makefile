@@ -6,6 +6,7 @@
 #   make run        services, release build, migrate, demo checkout key, serve --sandbox on :8080
 #   make status     what runs
 #   make down       stop what `make services` started
+#   make bench      durable PostgreSQL, release build, benchmark -> bench/results/latest.json
 #
 # DATABASE_URL / AMQP_URL already set in the environment mean external services: they are used
 # as they are. PAYLEDGER_DURABLE=1 runs PostgreSQL with fsync on (benchmarks).
@@ -23,10 +24,10 @@ else
 TEST_CMD := cargo test --workspace
 endif
 
-.PHONY: help services down status env test lint run
+.PHONY: help services down status env test lint run bench
 
 help:
-	@sed -n '3,9s/^# \{0,1\}//p' Makefile
+	@sed -n '3,10s/^# \{0,1\}//p' Makefile
 
 services:
 	$(SERVICES) up
@@ -52,3 +53,7 @@ lint:
 
 run:
 	scripts/run-sandbox.sh
+
+# Not part of `make test`: restarts PostgreSQL with fsync on and takes several minutes.
+bench:
+	bench/run.sh

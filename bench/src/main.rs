@@ -1,0 +1,198 @@
+//! `payledger-bench`: measures a running payledger from the outside. It starts nothing by
+//! itself: `run` talks to the API over HTTP; `replay` also needs the database URL and the
+//! `payledger` binary, which it spawns for `payledger replay`.
+
+mod http;
+mod replay;
+mod run;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(
+    name = "payledger-bench",
+    about = "Benchmark a running payledger: throughput, latency, projection lag, relay and replay rates"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Drive payment lifecycles through the API; report throughput, latency, lag, errors;
+    /// check the status projection against the event store at the end.
+    Run {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A checkout API key (`payledger keys create --role checkout --merchant M`).
+        #[arg(long, env = "PAYLEDGER_BENCH_KEY", hide_env_values = true)]
+        key: String,
+        /// Payments to start at most.
+        #[arg(long, default_value_t = 1_000)]
+        payments: u64,
+        /// Concurrent checkout sessions (each drives one payment at a time).
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Seconds after which no new payment starts (those in flight finish).
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Share of each flow.
+        #[arg(long, default_value = "approved=70,declined=10,manual=10,refund=10")]
+        mix: run::Mix,
+        /// Start at most this many payments per second (default: as fast as the sessions go).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Share of payments whose commands are followed by a projection-lag read (0 to 1).
+        /// Below 1, unsampled approved/declined payments are not waited on (their final
+        /// status is still verified at the end), so the read side's polling loads the server less.
+        #[arg(long, default_value_t = 1.0)]
+        lag_sample: f64,
+        /// Skip the final projection-vs-store check (and the drain wait before it).
+        #[arg(long)]
+        no_verify: bool,
+        /// Seconds to wait for relay and projections to catch up before verifying.
+        #[arg(long, default_value_t = 120)]
+        drain_timeout: u64,
+        /// Timeout of one HTTP request, seconds.
+        #[arg(long, default_value_t = 10)]
+        request_timeout: u64,
+        /// A name for this run in the report.
+        #[arg(long, default_value = "run")]
+        label: String,
+        /// Write the report as JSON here too.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Make sure the store holds N events, then time `payledger replay --projection all`.
+    Replay {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Events the store must hold before the replay is timed.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// How missing events are made: `api` (payments through the running API) or `clone`
+        /// (copies of the API-made streams already in the store, inserted directly).
+        #[arg(long, value_enum, default_value = "api")]
+        via: replay::Via,
+        /// The payledger binary to spawn.
+        #[arg(long, default_value = "target/release/payledger")]
+        payledger: PathBuf,
+        /// Scratch schema to rebuild into (the live projection tables are not touched).
+        #[arg(long, default_value = "bench_replay")]
+        into: String,
+        /// For --via api.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, env = "PAYLEDGER_BENCH_KEY", hide_env_values = true)]
+        key: Option<String>,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds allowed for generating events.
+        #[arg(long, default_value_t = 600)]
+        generate_timeout: u64,
+        /// Seconds allowed for the replay process.
+        #[arg(long, default_value_t = 600)]
+        replay_timeout: u64,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn write_json<T: Serialize>(path: &PathBuf, value: &T) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| format!("json: {e}"))?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+async fn main_result(cli: Cli) -> Result<bool, String> {
+    match cli.command {
+        Command::Run {
+            url,
+            key,
+            payments,
+            concurrency,
+            duration,
+            mix,
+            rate,
+            lag_sample,
+            no_verify,
+            drain_timeout,
+            request_timeout,
+            label,
+            json,
+        } => {
+            let report = run::run(run::RunConfig {
+                url,
+                key,
+                payments,
+                concurrency,
+                duration: Duration::from_secs(duration),
+                mix,
+                rate,
+                label,
+                request_timeout: Duration::from_secs(request_timeout.clamp(1, 120)),
+                drain_timeout: Duration::from_secs(drain_timeout.min(1_800)),
+                health_interval: Duration::from_secs(2),
+                verify: !no_verify,
+                lag_sample,
+            })
+            .await?;
+            run::print_table(&report);
+            if let Some(path) = json {
+                write_json(&path, &report)?;
+            }
+            Ok(report.errors_total == 0)
+        }
+        Command::Replay {
+            database_url,
+            events,
+            via,
+            payledger,
+            into,
+            url,
+            key,
+            concurrency,
+            generate_timeout,
+            replay_timeout,
+            json,
+        } => {
+            let report = replay::replay(replay::ReplayConfig {
+                database_url,
+                events,
+                via,
+                payledger,
+                into,
+                url,
+                key,
+                concurrency: concurrency.clamp(1, 1_024),
+                generate_timeout: Duration::from_secs(generate_timeout.min(3_600)),
+                replay_timeout: Duration::from_secs(replay_timeout.min(3_600)),
+            })
+            .await?;
+            replay::print_table(&report);
+            if let Some(path) = json {
+                write_json(&path, &report)?;
+            }
+            Ok(report.check.missing_in_rebuilt_status == 0 && report.check.version_mismatches == 0)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match main_result(Cli::parse()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        // The report is written; a non-zero exit says it holds errors or mismatches.
+        Ok(false) => ExitCode::from(2),
+        Err(error) => {
+            eprintln!("payledger-bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
