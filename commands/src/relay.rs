@@ -24,6 +24,10 @@ use tokio::sync::watch;
 /// Advisory lock key of the relay leader ("payledgr" in ASCII).
 const RELAY_LOCK_KEY: i64 = 0x7061_796c_6564_6772;
 pub const NOTIFY_CHANNEL: &str = "payledger_events";
+/// After a wake-up, empty reads are retried this often, this many times (100 ms in all),
+/// before the relay goes back to waiting for NOTIFY or the poll interval.
+const QUICK_POLL_MS: u64 = 5;
+const QUICK_POLLS_AFTER_WAKE: u32 = 20;
 /// How the relay's session shows in `pg_stat_activity`.
 pub const RELAY_APPLICATION_NAME: &str = "payledger-relay";
 
@@ -162,6 +166,7 @@ async fn relay_as_leader(
         .await?;
 
     let mut checkpoint = load_checkpoint(conn).await?;
+    let mut quick_polls_left: u32 = 0;
     loop {
         if *shutdown.borrow() {
             let _closed = broker.close(200, "shutdown".into()).await;
@@ -189,8 +194,21 @@ async fn relay_as_leader(
                 continue; // more is waiting: do not sleep
             }
         }
+        if batch.is_empty() && quick_polls_left > 0 {
+            // Woken for an event whose transaction is still below nobody's horizon yet (or
+            // a commit just behind it): look again very soon instead of a whole poll later.
+            quick_polls_left -= 1;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(QUICK_POLL_MS)) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
         tokio::select! {
-            notification = listener.recv() => { notification?; }
+            notification = listener.recv() => {
+                notification?;
+                quick_polls_left = QUICK_POLLS_AFTER_WAKE;
+            }
             _ = tokio::time::sleep(Duration::from_millis(config.poll_interval_ms)) => {}
             _ = shutdown.changed() => {}
         }

@@ -1,5 +1,5 @@
 //! Rebuilds projections from the event store alone (no RabbitMQ): every event in global
-//! order, read from one snapshot, applied in batches (one transaction per batch), with the
+//! order, up to a horizon fixed at the start, applied in batches (one transaction per batch), with the
 //! same `apply` the live consumers use, so the result is what the live projection would be.
 //! `into` rebuilds into a scratch schema, leaving the live tables untouched, so the two can
 //! be compared.
@@ -108,24 +108,29 @@ pub async fn replay(
     let mut writer = pool.acquire().await?;
     prepare(&mut writer, projections, schema).await?;
 
-    // One snapshot for the whole read: the stream cannot change under the replay.
-    let mut reader = pool.acquire().await?;
-    let mut read = reader.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *read)
-        .await?;
+    // The stream to replay is fixed at the start: every event of a transaction that had
+    // ended by then (below the snapshot's xmin, as the relay reads). Each batch is then read
+    // in its own short transaction: a snapshot held for the whole replay would keep every
+    // dead version of the rows the replay updates over and over (balances, daily counters),
+    // and each update would walk an ever longer chain.
+    let horizon: i64 =
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            .fetch_one(pool)
+            .await?;
     let mut after: i64 = 0;
     let mut events: u64 = 0;
     loop {
         let rows = sqlx::query(
             "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
                     event_version, payload, metadata, recorded_at
-               FROM public.events WHERE global_position > $1
+               FROM public.events
+              WHERE global_position > $1 AND transaction_id < $3::text::xid8
               ORDER BY global_position LIMIT $2",
         )
         .bind(after)
         .bind(batch_size)
-        .fetch_all(&mut *read)
+        .bind(horizon.to_string())
+        .fetch_all(pool)
         .await?;
         let Some(last) = rows.last() else { break };
         after = last.try_get("global_position")?;
@@ -136,7 +141,6 @@ pub async fn replay(
         apply_batch(&mut writer, projections, schema, &batch).await?;
         events += batch.len() as u64;
     }
-    read.commit().await?;
     let elapsed = started.elapsed();
     Ok(ReplayReport {
         projections: projections.iter().map(|p| p.name()).collect(),
