@@ -5,6 +5,7 @@
 //! later, as a signed webhook (see `crate::webhooks`); the calls here only start, query or
 //! move a transaction along.
 
+mod http;
 pub mod maya;
 pub mod paymongo;
 pub mod payu;

@@ -29,10 +29,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::{
-    CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodType, ProviderFailureKind,
-    RefundId,
-};
+use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodType, RefundId};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, Url};
 use rust_decimal::Decimal;
@@ -318,49 +315,15 @@ impl PaymongoProvider {
         })
     }
 
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-        let too_large = || {
-            ProviderError::server_error(format!(
-                "paymongo response exceeds {RESPONSE_BODY_MAX_BYTES} bytes"
-            ))
-        };
-        if response
-            .content_length()
-            .is_some_and(|len| len > RESPONSE_BODY_MAX_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(e))?
-        {
-            if body.len() + chunk.len() > RESPONSE_BODY_MAX_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+    async fn read_body(&self, response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
+        super::http::read_body("paymongo", response, RESPONSE_BODY_MAX_BYTES, |e| {
+            self.transport_error(e)
+        })
+        .await
     }
 
     fn transport_error(&self, error: reqwest::Error) -> ProviderError {
-        let error = error.without_url();
-        if error.is_timeout() {
-            return ProviderError::timeout(format!(
-                "paymongo did not answer within {} ms",
-                self.timeout_ms
-            ));
-        }
-        let kind = if error.is_connect() {
-            "cannot connect to paymongo"
-        } else {
-            "paymongo connection failed"
-        };
-        ProviderError::new(
-            ProviderFailureKind::Connection,
-            self.scrub(&format!("{kind}: {}", error_chain(&error))),
-        )
+        super::http::transport_error("paymongo", error, self.timeout_ms, |t| self.scrub(t))
     }
 
     fn scrub(&self, text: &str) -> String {
@@ -996,25 +959,10 @@ fn sanitize(text: &str, max_chars: usize) -> String {
     super::maya::sanitize(text, max_chars)
 }
 
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    let mut depth = 0;
-    while let Some(cause) = source {
-        if depth >= 4 {
-            break;
-        }
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-        depth += 1;
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::ProviderFailureKind;
     use std::collections::HashMap;
     use uuid::Uuid;
 

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::{
-    CaptureId, CaptureMode, Currency, Money, MoneyError, PaymentId, PaymentMethodType,
-    ProviderFailureKind, RefundId,
+    CaptureId, CaptureMode, Currency, Money, MoneyError, PaymentId, PaymentMethodType, RefundId,
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode, Url};
@@ -179,49 +178,15 @@ impl SandboxProvider {
         })
     }
 
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-        let too_large = || {
-            ProviderError::server_error(format!(
-                "sandbox response exceeds {RESPONSE_BODY_MAX_BYTES} bytes"
-            ))
-        };
-        if response
-            .content_length()
-            .is_some_and(|len| len > RESPONSE_BODY_MAX_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(e))?
-        {
-            if body.len() + chunk.len() > RESPONSE_BODY_MAX_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+    async fn read_body(&self, response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
+        super::http::read_body("sandbox", response, RESPONSE_BODY_MAX_BYTES, |e| {
+            self.transport_error(e)
+        })
+        .await
     }
 
     fn transport_error(&self, error: reqwest::Error) -> ProviderError {
-        let error = error.without_url();
-        if error.is_timeout() {
-            return ProviderError::timeout(format!(
-                "sandbox did not answer within {} ms",
-                self.timeout_ms
-            ));
-        }
-        let kind = if error.is_connect() {
-            "cannot connect to sandbox"
-        } else {
-            "sandbox connection failed"
-        };
-        ProviderError::new(
-            ProviderFailureKind::Connection,
-            self.scrub(&format!("{kind}: {}", error_chain(&error))),
-        )
+        super::http::transport_error("sandbox", error, self.timeout_ms, |t| self.scrub(t))
     }
 
     /// Belt and braces: the detail ends up in events and logs, so the key must never be in
@@ -489,25 +454,10 @@ fn sanitize(text: &str, max_chars: usize) -> String {
         .collect()
 }
 
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    let mut depth = 0;
-    while let Some(cause) = source {
-        if depth >= 4 {
-            break;
-        }
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-        depth += 1;
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::ProviderFailureKind;
 
     fn config(base_url: &str) -> SandboxClientConfig {
         SandboxClientConfig {

@@ -34,8 +34,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::{
-    CaptureId, CaptureMode, Currency, Money, MoneyError, PaymentId, PaymentMethodType,
-    ProviderFailureKind, RefundId,
+    CaptureId, CaptureMode, Currency, Money, MoneyError, PaymentId, PaymentMethodType, RefundId,
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode, Url};
@@ -534,49 +533,15 @@ impl WompiProvider {
         }
     }
 
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-        let too_large = || {
-            ProviderError::server_error(format!(
-                "wompi response exceeds {RESPONSE_BODY_MAX_BYTES} bytes"
-            ))
-        };
-        if response
-            .content_length()
-            .is_some_and(|len| len > RESPONSE_BODY_MAX_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(e))?
-        {
-            if body.len() + chunk.len() > RESPONSE_BODY_MAX_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+    async fn read_body(&self, response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
+        super::http::read_body("wompi", response, RESPONSE_BODY_MAX_BYTES, |e| {
+            self.transport_error(e)
+        })
+        .await
     }
 
     fn transport_error(&self, error: reqwest::Error) -> ProviderError {
-        let error = error.without_url();
-        if error.is_timeout() {
-            return ProviderError::timeout(format!(
-                "wompi did not answer within {} ms",
-                self.timeout_ms
-            ));
-        }
-        let kind = if error.is_connect() {
-            "cannot connect to wompi"
-        } else {
-            "wompi connection failed"
-        };
-        ProviderError::new(
-            ProviderFailureKind::Connection,
-            self.scrub(&format!("{kind}: {}", error_chain(&error))),
-        )
+        super::http::transport_error("wompi", error, self.timeout_ms, |t| self.scrub(t))
     }
 
     /// Belt and braces: details end up in events and logs, so no key or secret may be in
@@ -1223,25 +1188,10 @@ pub(crate) fn sanitize(text: &str, max_chars: usize) -> String {
         .collect()
 }
 
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    let mut depth = 0;
-    while let Some(cause) = source {
-        if depth >= 4 {
-            break;
-        }
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-        depth += 1;
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::ProviderFailureKind;
     use uuid::Uuid;
 
     fn cop(s: &str) -> Money {
