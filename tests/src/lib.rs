@@ -1,6 +1,8 @@
 //! Test harness: each test gets its own database and its own RabbitMQ names, and a real
 //! payledger (HTTP server, in-process sandbox provider, relay, status projector) on port 0.
 
+pub mod independent;
+
 use std::time::{Duration, Instant};
 
 use api::auth::{create_key, Role};
