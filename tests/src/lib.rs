@@ -2,6 +2,7 @@
 //! payledger (HTTP server, in-process sandbox provider, relay, status projector) on port 0.
 
 pub mod independent;
+pub mod support;
 
 use std::time::{Duration, Instant};
 

@@ -10,16 +10,14 @@
 //! ::1 are listed under the in-process sandbox).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use api::config::{ServeRole, Settings};
-use chrono::{DateTime, Utc};
 use commands::providers::maya::MayaConfig;
 use commands::providers::paymongo::PaymongoConfig;
+use e2e::support::{self, events_json, id_of, json_of, problem, reference_of, stored_events};
 use e2e::{spawn_app_configured, TestApp};
 use reqwest::header::CONTENT_TYPE;
-use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -44,36 +42,6 @@ async fn start_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 fn maya_root(app: &TestApp) -> String {
     app.emulators["maya"].trim_end_matches('/').to_owned()
 }
-
-async fn json_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (status, json)
-}
-
-/// Asserts an `application/problem+json` answer with `status`.
-async fn problem(response: reqwest::Response, status: u16, case: &str) -> Value {
-    let kind = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let (actual, body) = json_of(response).await;
-    assert_eq!(actual, status, "{case}: {body}");
-    assert!(
-        kind.starts_with("application/problem+json"),
-        "{case}: content type `{kind}`: {body}"
-    );
-    assert_eq!(
-        body["status"].as_u64(),
-        Some(u64::from(status)),
-        "{case}: {body}"
-    );
-    body
-}
-
 fn maya_payment(amount: &str, reference: &str) -> Value {
     json!({
         "amount": amount,
@@ -83,72 +51,14 @@ fn maya_payment(amount: &str, reference: &str) -> Value {
         "payment_method": {"type": "MAYA"},
     })
 }
-
-fn id_of(payment: &Value) -> String {
-    payment["id"].as_str().expect("payment id").to_owned()
-}
-
-fn reference_of(payment: &Value) -> String {
-    payment["provider_reference"]
-        .as_str()
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| panic!("provider_reference missing: {payment}"))
-        .to_owned()
-}
-
 /// The fee `config/fees.json` implies: the rule in force now for (provider, method, PHP),
-/// `amount * percentage / 100` at the currency's scale (half away from zero) plus `fixed`.
 fn expected_fee(provider: &str, method: &str, amount: &str) -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/fees.json");
-    let text = std::fs::read_to_string(path).expect("config/fees.json");
-    let rules: Vec<Value> = serde_json::from_str(&text).expect("fees.json is JSON");
-    let now = Utc::now();
-    let rule = rules
-        .iter()
-        .filter(|r| r["provider"] == provider && r["method"] == method && r["currency"] == "PHP")
-        .filter_map(|r| {
-            let from: DateTime<Utc> = r["effective_from"].as_str()?.parse().ok()?;
-            (from <= now).then_some((from, r))
-        })
-        .max_by_key(|(from, _)| *from)
-        .map(|(_, r)| r)
-        .unwrap_or_else(|| panic!("no fee rule for {provider} {method} PHP in force"));
-    let decimal = |v: &Value| Decimal::from_str(v.as_str().expect("decimal string")).unwrap();
-    let amount = Decimal::from_str(amount).unwrap();
-    let variable = (amount * decimal(&rule["percentage"]) / Decimal::ONE_HUNDRED)
-        .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
-    let mut total = (variable + decimal(&rule["fixed"])).min(amount);
-    total.rescale(2);
-    total.to_string()
+    support::expected_fee(provider, method, "PHP", amount)
 }
 
 fn fee_json(amount: &str) -> Value {
     json!({"amount": expected_fee("maya", "MAYA", amount), "currency": "PHP"})
 }
-
-async fn events_json(app: &TestApp, id: &str) -> Vec<Value> {
-    let (status, body) = json_of(
-        app.get(&format!("{PAYMENTS}/{id}/events"), &app.checkout_key)
-            .await,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["data"].as_array().expect("events").clone()
-}
-
-/// The payment's events of one type, as stored (`{"<type>": {...}}`).
-async fn stored_events(app: &TestApp, id: &str, event_type: &str) -> Vec<Value> {
-    sqlx::query_scalar(
-        "SELECT payload::jsonb FROM events
-          WHERE aggregate_id = $1 AND event_type = $2 ORDER BY sequence",
-    )
-    .bind(id)
-    .bind(event_type)
-    .fetch_all(&app.pool)
-    .await
-    .expect("read events")
-}
-
 /// Maya's deliveries as logged: (signature_valid, result, peer, payload).
 async fn deliveries(app: &TestApp) -> Vec<(bool, String, Option<String>, Vec<u8>)> {
     sqlx::query_as(

@@ -5,16 +5,15 @@
 //! under test.
 
 use e2e::independent::{hex, sha256};
-use std::str::FromStr;
+use e2e::support::{self, events_json, id_of, json_of};
 use std::time::{Duration, Instant};
 
 use api::config::{ServeRole, Settings};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use commands::providers::payu::PayuConfig;
 use commands::providers::wompi::WompiConfig;
 use e2e::{spawn_app_configured, TestApp};
 use reqwest::header::CONTENT_TYPE;
-use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -70,14 +69,6 @@ fn wompi_root(app: &TestApp) -> String {
         .unwrap_or_else(|| panic!("wompi emulator base URL {base} does not end in /v1"))
         .to_owned()
 }
-
-async fn json_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (status, json)
-}
-
 fn content_type(response: &reqwest::Response) -> String {
     response
         .headers()
@@ -87,20 +78,9 @@ fn content_type(response: &reqwest::Response) -> String {
         .to_owned()
 }
 
-/// Asserts an `application/problem+json` answer with `status`.
+/// Asserts an `application/problem+json` answer with `status` and its RFC 9457 members.
 async fn problem(response: reqwest::Response, status: u16, case: &str) -> Value {
-    let kind = content_type(&response);
-    let (actual, body) = json_of(response).await;
-    assert_eq!(actual, status, "{case}: {body}");
-    assert!(
-        kind.starts_with("application/problem+json"),
-        "{case}: content type `{kind}`: {body}"
-    );
-    assert_eq!(
-        body["status"].as_u64(),
-        Some(u64::from(status)),
-        "{case}: {body}"
-    );
+    let body = support::problem(response, status, case).await;
     for member in ["type", "title", "detail"] {
         assert!(
             body[member].as_str().is_some_and(|s| !s.is_empty()),
@@ -158,47 +138,9 @@ fn pse_payment(amount: &str, reference: &str, bank: &str) -> Value {
         },
     })
 }
-
-fn id_of(payment: &Value) -> String {
-    payment["id"].as_str().expect("payment id").to_owned()
-}
-
-/// The fee `config/fees.json` implies: the rule in force now for (provider, method, COP),
-/// `amount * percentage / 100` at the currency's scale (half away from zero) plus `fixed`.
 fn expected_fee(provider: &str, method: &str, amount: &str) -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/fees.json");
-    let text = std::fs::read_to_string(path).expect("config/fees.json");
-    let rules: Vec<Value> = serde_json::from_str(&text).expect("fees.json is JSON");
-    let now = Utc::now();
-    let rule = rules
-        .iter()
-        .filter(|r| r["provider"] == provider && r["method"] == method && r["currency"] == "COP")
-        .filter_map(|r| {
-            let from: DateTime<Utc> = r["effective_from"].as_str()?.parse().ok()?;
-            (from <= now).then_some((from, r))
-        })
-        .max_by_key(|(from, _)| *from)
-        .map(|(_, r)| r)
-        .unwrap_or_else(|| panic!("no fee rule for {provider} {method} COP in force"));
-    let decimal = |v: &Value| Decimal::from_str(v.as_str().expect("decimal string")).unwrap();
-    let amount = Decimal::from_str(amount).unwrap();
-    let variable = (amount * decimal(&rule["percentage"]) / Decimal::ONE_HUNDRED)
-        .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
-    let mut total = (variable + decimal(&rule["fixed"])).min(amount);
-    total.rescale(2);
-    total.to_string()
+    support::expected_fee(provider, method, "COP", amount)
 }
-
-async fn events_json(app: &TestApp, id: &str) -> Vec<Value> {
-    let (status, body) = json_of(
-        app.get(&format!("{PAYMENTS}/{id}/events"), &app.checkout_key)
-            .await,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["data"].as_array().expect("events").clone()
-}
-
 /// Polls until `webhook_deliveries` holds a `recorded` Wompi delivery for `transaction_id`
 /// and returns its raw payload.
 async fn recorded_delivery(app: &TestApp, transaction_id: &str) -> Vec<u8> {
