@@ -142,7 +142,8 @@ impl PaymentService {
                                 transaction.id,
                                 transaction.status.as_str()
                             );
-                            self.apply_outcome(id, name, event_id, transaction.id, outcome)
+                            let method = Some(request.payment_method.kind());
+                            self.apply_outcome(id, method, name, event_id, transaction.id, outcome)
                                 .await
                         }
                         None => Ok(recorded),

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use domain::{MerchantId, PaymentCommand, PaymentError, PaymentId};
+use domain::{MerchantId, PaymentCommand, PaymentError, PaymentId, PaymentMethodType};
 
 use super::{retry_idempotent, CommandError, Executed, PaymentService};
 use crate::providers::{ProviderTransaction, ProviderTransactionStatus};
@@ -98,6 +98,7 @@ impl PaymentService {
         };
         self.apply_outcome(
             id,
+            current.payment.payment_method,
             notification.provider,
             notification.event_id,
             notification.provider_transaction_id,
@@ -139,7 +140,14 @@ impl PaymentService {
             transaction.status.as_str()
         );
         match self
-            .apply_outcome(id, provider, event_id, transaction_id, outcome)
+            .apply_outcome(
+                id,
+                current.payment.payment_method,
+                provider,
+                event_id,
+                transaction_id,
+                outcome,
+            )
             .await
         {
             // The ledger already moved past what the provider reports.
@@ -151,9 +159,11 @@ impl PaymentService {
     }
 
     /// One outcome, one command. Callers hold the payment's stripe lock.
+    /// `method` is the payment's (callers have it loaded already): it picks the fee rule.
     pub(super) async fn apply_outcome(
         &self,
         id: PaymentId,
+        method: Option<PaymentMethodType>,
         provider: &str,
         provider_event_id: String,
         provider_transaction_id: String,
@@ -168,16 +178,13 @@ impl PaymentService {
                 amount,
                 at,
             },
-            NotificationOutcome::Approved { amount } => {
-                let method = self.load(id, None).await?.payment.payment_method;
-                PaymentCommand::Approve {
-                    provider_event_id,
-                    provider_transaction_id,
-                    amount,
-                    fee: method.and_then(|m| self.fees.fee(provider, m, amount, at)),
-                    at,
-                }
-            }
+            NotificationOutcome::Approved { amount } => PaymentCommand::Approve {
+                provider_event_id,
+                provider_transaction_id,
+                amount,
+                fee: method.and_then(|m| self.fees.fee(provider, m, amount, at)),
+                at,
+            },
             NotificationOutcome::Declined { reason } => PaymentCommand::Decline {
                 provider_event_id,
                 provider_transaction_id,
