@@ -13,6 +13,7 @@ use actix_web::{web, App, HttpServer};
 use commands::payments::{PaymentService, ServiceConfig};
 use commands::relay::{self, RelayConfig};
 use projections::consumer::{self, ConsumerConfig};
+use projections::version_waiters::VersionWaiters;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -41,6 +42,9 @@ pub async fn connect_database(settings: &Settings) -> Result<PgPool, sqlx::Error
     PgPoolOptions::new()
         .max_connections(settings.db_pool_max)
         .acquire_timeout(Duration::from_secs(5))
+        // No ping round trip before every use: a broken connection fails its query, which
+        // is retried or answered 503 like any other database error, and is then discarded.
+        .test_before_acquire(false)
         .connect(&settings.database_url)
         .await
 }
@@ -73,6 +77,8 @@ impl Application {
 
         let consumer_config =
             ConsumerConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
+        // Readers waiting for a version are woken by the status projector of this process.
+        let version_waiters = web::Data::new(VersionWaiters::new(run_projector));
         let all_projections = projections::all();
         if run_relay || run_projector {
             // Queues first: the relay publishes with `mandatory`, so an event must find them.
@@ -82,10 +88,14 @@ impl Application {
         }
         if run_projector {
             for projection in all_projections {
+                let mut config = consumer_config.clone();
+                if projection.name() == projections::status::NAME {
+                    config.applied_signal = Some(version_waiters.clone().into_inner());
+                }
                 tasks.push(tokio::spawn(consumer::run(
                     pool.clone(),
                     projection,
-                    consumer_config.clone(),
+                    config,
                     shutdown_rx.clone(),
                 )));
             }
@@ -156,6 +166,7 @@ impl Application {
                     }))
                     .app_data(service.clone())
                     .app_data(pool_data.clone())
+                    .app_data(version_waiters.clone())
                     .app_data(key_cache.clone())
                     .app_data(broker.clone())
                     .app_data(verifiers.clone())

@@ -7,6 +7,7 @@ pub mod fees;
 pub mod payments;
 pub mod providers;
 pub mod relay;
+pub mod relay_waker;
 pub mod router;
 pub mod sandbox;
 pub mod store;

@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::apply::{apply_batch, apply_event};
+use crate::version_waiters::VersionWaiters;
 use crate::{topology, Projection, ProjectionError};
 
 #[derive(Debug, Clone)]
@@ -28,6 +29,9 @@ pub struct ConsumerConfig {
     /// Deliveries applied in one transaction (at most what is already prefetched).
     pub batch_size_max: usize,
     pub retry_delay_ms: u64,
+    /// Told about every event once it is committed (the status projection's readers wait
+    /// on it for read-your-writes).
+    pub applied_signal: Option<Arc<VersionWaiters>>,
 }
 
 impl ConsumerConfig {
@@ -39,6 +43,7 @@ impl ConsumerConfig {
             poison_tries_max: 5,
             batch_size_max: 100,
             retry_delay_ms: 200,
+            applied_signal: None,
         }
     }
 }
@@ -150,6 +155,9 @@ async fn handle_batch(
         if batch.len() > 1 {
             match apply_batch(pool, projection, &events).await {
                 Ok(_) => {
+                    if let Some(signal) = &config.applied_signal {
+                        signal.applied(&events);
+                    }
                     last.ack(BasicAckOptions { multiple: true }).await?;
                     return Ok(());
                 }
@@ -190,6 +198,9 @@ async fn handle(
     loop {
         match apply_event(pool, projection, &event).await {
             Ok(_) => {
+                if let Some(signal) = &config.applied_signal {
+                    signal.applied(std::slice::from_ref(&event));
+                }
                 delivery.ack(BasicAckOptions::default()).await?;
                 return Ok(());
             }

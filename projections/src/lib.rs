@@ -12,6 +12,7 @@ pub mod progress;
 pub mod replay;
 pub mod status;
 pub mod topology;
+pub mod version_waiters;
 
 use async_trait::async_trait;
 use domain::PublishedEvent;

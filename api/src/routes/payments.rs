@@ -14,6 +14,7 @@ use domain::{
     Reference,
 };
 use projections::status::{self, ListCursor};
+use projections::version_waiters::VersionWaiters;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -25,7 +26,11 @@ use crate::routes::payment_body::{money_text, PaymentBody};
 pub const PAGE_SIZE_MAX: i64 = 500;
 const PAGE_SIZE_DEFAULT: i64 = 50;
 const MIN_VERSION_WAIT_MS: u64 = 2_000;
-const MIN_VERSION_POLL_MS: u64 = 10;
+/// Re-read interval while waiting for a version when the status projector runs in another
+/// process (nothing will wake the reader), and when it runs in this one (a safety net: its
+/// wake-up normally comes first).
+const MIN_VERSION_POLL_MS: u64 = 25;
+const MIN_VERSION_POLL_MS_WOKEN: u64 = 250;
 const TOKEN_LEN_MAX: usize = 512;
 const REFUND_REASON_LEN_MAX: usize = 256;
 
@@ -663,6 +668,7 @@ struct GetQuery {
 async fn get_payment(
     caller: Caller,
     pool: web::Data<PgPool>,
+    waiters: web::Data<VersionWaiters>,
     path: web::Path<String>,
     query: web::Query<GetQuery>,
 ) -> Result<HttpResponse, Problem> {
@@ -675,21 +681,39 @@ async fn get_payment(
     let scope = caller.payment_scope()?.map(|m| m.as_str());
     let id = payment_id(&path)?.as_uuid();
     let wanted = query.min_version.unwrap_or(0);
-    let polls_max = MIN_VERSION_WAIT_MS / MIN_VERSION_POLL_MS;
-    let mut polls = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(MIN_VERSION_WAIT_MS);
+    let aggregate_id = id.to_string();
     loop {
+        // Registered before the read: an apply landing between the two still wakes us.
+        let woken = (wanted > 0)
+            .then(|| waiters.wait_for(&aggregate_id, wanted))
+            .flatten();
         let row = status::get(&pool, id, scope).await.map_err(read_problem)?;
+        let timed_out = tokio::time::Instant::now() >= deadline;
         match row {
-            Some(row) if row.version >= wanted || polls >= polls_max => {
+            Some(row) if row.version >= wanted || timed_out => {
                 return Ok(HttpResponse::Ok().json(PaymentBody::from_row(&row)));
             }
-            None if wanted == 0 || polls >= polls_max => {
+            None if wanted == 0 || timed_out => {
                 return Err(Problem::not_found("no such payment"));
             }
             _ => {}
         }
-        polls += 1;
-        tokio::time::sleep(Duration::from_millis(MIN_VERSION_POLL_MS)).await;
+        let poll_ms = match &woken {
+            Some(_) if waiters.fed_in_process() => MIN_VERSION_POLL_MS_WOKEN,
+            _ => MIN_VERSION_POLL_MS,
+        };
+        let poll = tokio::time::Instant::now() + Duration::from_millis(poll_ms);
+        let sleep = tokio::time::sleep_until(poll.min(deadline));
+        match woken {
+            Some(woken) => {
+                tokio::select! {
+                    _ = woken => {}
+                    _ = sleep => {}
+                }
+            }
+            None => sleep.await,
+        }
     }
 }
 

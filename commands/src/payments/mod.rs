@@ -32,6 +32,7 @@ use sqlx::PgPool;
 
 use crate::fees::FeeSchedule;
 use crate::providers::{PaymentMethodDetails, ProviderError};
+use crate::relay_waker::RelayWaker;
 use crate::router::{RoutedProvider, Router};
 use crate::store::{payment_store, PaymentStore};
 use crate::stripes::Stripes;
@@ -177,6 +178,7 @@ pub struct PaymentService {
     fees: Arc<FeeSchedule>,
     config: ServiceConfig,
     stripes: Stripes,
+    relay_waker: RelayWaker,
 }
 
 impl PaymentService {
@@ -188,6 +190,7 @@ impl PaymentService {
     ) -> Self {
         Self {
             store: payment_store(pool.clone()),
+            relay_waker: RelayWaker::spawn(pool.clone()),
             pool,
             router,
             fees,
@@ -277,6 +280,7 @@ impl PaymentService {
             match self.store.commit(events, context, metadata).await {
                 Ok(committed) => {
                     debug_assert_eq!(committed.len(), appended);
+                    self.relay_waker.wake();
                     return Ok(Executed {
                         payment: after,
                         version: base_version + appended as i64,
