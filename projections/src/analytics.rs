@@ -14,7 +14,9 @@
 //! replay in global order produce the same rows.
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
 use domain::{PaymentEvent, PublishedEvent};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
@@ -40,20 +42,123 @@ impl Projection for AnalyticsProjection {
         ]
     }
 
+    /// Folds the batch in memory: the payments' contexts are read once and written once,
+    /// the day rows' additions are summed per key and each key is upserted once.
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &PublishedEvent,
+        events: &[PublishedEvent],
     ) -> Result<(), ProjectionError> {
-        let payload = event.payment_event().map_err(|e| ProjectionError::Poison {
-            message_id: event.message_id(),
-            reason: format!("payload does not decode: {e}"),
-        })?;
-        let id = Uuid::parse_str(&event.aggregate_id).map_err(|e| ProjectionError::Poison {
-            message_id: event.message_id(),
-            reason: format!("aggregate id is not a uuid: {e}"),
-        })?;
-        apply_analytics(conn, id, event, &payload).await
+        let decoded = crate::decode_all(events)?;
+        let ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
+        let mut contexts = load_contexts(conn, &ids).await?;
+        let mut dirty: BTreeSet<Uuid> = BTreeSet::new();
+        let mut days: BTreeMap<DayKey, Delta> = BTreeMap::new();
+        let mut approvals: BTreeMap<Uuid, Approval> = BTreeMap::new();
+        for (id, event, payload) in &decoded {
+            let at = payload.at();
+            let delta = match payload {
+                PaymentEvent::PaymentInitiated {
+                    merchant_id,
+                    amount,
+                    payment_method,
+                    provider,
+                    ..
+                } => {
+                    if contexts.contains_key(id) {
+                        return Err(crate::poison(event, "the payment was initiated already"));
+                    }
+                    contexts.insert(
+                        *id,
+                        Context {
+                            merchant_id: merchant_id.as_str().to_owned(),
+                            provider: provider.clone(),
+                            method: payment_method.as_str().to_owned(),
+                            currency: amount.currency().code().to_owned(),
+                            initiated_at: at,
+                        },
+                    );
+                    dirty.insert(*id);
+                    Delta {
+                        initiated: 1,
+                        ..Delta::default()
+                    }
+                }
+                PaymentEvent::ProviderTransactionCreated { provider, .. } => {
+                    // From here on the payment is this provider's: later events count under it.
+                    let context = contexts
+                        .get_mut(id)
+                        .ok_or_else(|| crate::poison(event, crate::UNKNOWN_PAYMENT))?;
+                    context.provider = provider.clone();
+                    dirty.insert(*id);
+                    continue;
+                }
+                // Provider errors are the `failures` projection's; an authorization is neither
+                // an approval nor a decision (the capture or void that follows is); refund
+                // requests and refused refunds move no money.
+                PaymentEvent::ProviderAttemptFailed { .. }
+                | PaymentEvent::PaymentAuthorized { .. }
+                | PaymentEvent::RefundRequested { .. }
+                | PaymentEvent::RefundFailed { .. } => continue,
+                PaymentEvent::PaymentApproved { amount, fee, .. } => Delta {
+                    approved: 1,
+                    approved_amount: amount.amount(),
+                    fee_amount: fee.map(|f| f.amount()).unwrap_or_default(),
+                    ..Delta::default()
+                },
+                PaymentEvent::PaymentDeclined { .. } => Delta {
+                    declined: 1,
+                    ..Delta::default()
+                },
+                PaymentEvent::PaymentFailed { .. } => Delta {
+                    failed: 1,
+                    ..Delta::default()
+                },
+                PaymentEvent::PaymentExpired { .. } => Delta {
+                    expired: 1,
+                    ..Delta::default()
+                },
+                PaymentEvent::PaymentVoided { .. } => Delta {
+                    voided: 1,
+                    ..Delta::default()
+                },
+                PaymentEvent::PaymentRefunded { amount, .. } => Delta {
+                    refunded: 1,
+                    refunded_amount: amount.amount(),
+                    ..Delta::default()
+                },
+            };
+            // Decisions also name a provider: by construction the one the payment's events
+            // name last (`ProviderTransactionCreated`, or the initial choice): the context's.
+            let context = contexts
+                .get(id)
+                .ok_or_else(|| crate::poison(event, crate::UNKNOWN_PAYMENT))?;
+            let key = DayKey {
+                merchant_id: context.merchant_id.clone(),
+                day: at.date_naive(),
+                provider: context.provider.clone(),
+                method: context.method.clone(),
+                currency: context.currency.clone(),
+            };
+            if matches!(payload, PaymentEvent::PaymentApproved { .. }) {
+                // One approval per payment (automatic capture, or the merchant's one capture):
+                // the first one counts, here and against the table.
+                approvals.entry(*id).or_insert_with(|| Approval {
+                    key: key.clone(),
+                    initiated_at: context.initiated_at,
+                    approved_at: at,
+                });
+            }
+            days.entry(key).or_default().add(&delta);
+        }
+        store_contexts(
+            conn,
+            dirty.iter().filter_map(|id| contexts.get_key_value(id)),
+        )
+        .await?;
+        add_days(conn, &days).await?;
+        store_approvals(conn, &approvals).await?;
+        Ok(())
     }
 }
 
@@ -72,170 +177,126 @@ struct Delta {
     fee_amount: Decimal,
 }
 
-/// The payment as this projection remembers it.
-struct Context {
+impl Delta {
+    fn add(&mut self, other: &Delta) {
+        self.initiated += other.initiated;
+        self.approved += other.approved;
+        self.declined += other.declined;
+        self.failed += other.failed;
+        self.expired += other.expired;
+        self.voided += other.voided;
+        self.refunded += other.refunded;
+        self.approved_amount += other.approved_amount;
+        self.refunded_amount += other.refunded_amount;
+        self.fee_amount += other.fee_amount;
+    }
+}
+
+/// The key of a row of `analytics_daily`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct DayKey {
     merchant_id: String,
+    day: NaiveDate,
     provider: String,
     method: String,
     currency: String,
 }
 
-async fn apply_analytics(
+/// The payment as this projection remembers it (a row of `analytics_payments`).
+struct Context {
+    merchant_id: String,
+    provider: String,
+    method: String,
+    currency: String,
+    initiated_at: DateTime<Utc>,
+}
+
+struct Approval {
+    key: DayKey,
+    initiated_at: DateTime<Utc>,
+    approved_at: DateTime<Utc>,
+}
+
+async fn load_contexts(
     conn: &mut PgConnection,
-    id: Uuid,
-    event: &PublishedEvent,
-    payload: &PaymentEvent,
-) -> Result<(), ProjectionError> {
-    let at = payload.at();
-    let day = at.date_naive();
-    let delta = match payload {
-        PaymentEvent::PaymentInitiated {
-            merchant_id,
-            amount,
-            payment_method,
-            provider,
-            at,
-            ..
-        } => {
-            let context = Context {
-                merchant_id: merchant_id.as_str().to_owned(),
-                provider: provider.clone(),
-                method: payment_method.as_str().to_owned(),
-                currency: amount.currency().code().to_owned(),
-            };
-            sqlx::query(
-                "INSERT INTO analytics_payments
-                    (payment_id, merchant_id, provider, payment_method_type, currency,
-                     initiated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(id)
-            .bind(&context.merchant_id)
-            .bind(&context.provider)
-            .bind(&context.method)
-            .bind(&context.currency)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            let delta = Delta {
-                initiated: 1,
-                ..Delta::default()
-            };
-            add(conn, &context, day, &delta).await?;
-            return Ok(());
-        }
-        PaymentEvent::ProviderTransactionCreated { provider, .. } => {
-            // From here on the payment is this provider's: later events count under it.
-            let updated =
-                sqlx::query("UPDATE analytics_payments SET provider = $2 WHERE payment_id = $1")
-                    .bind(id)
-                    .bind(provider)
-                    .execute(&mut *conn)
-                    .await?;
-            if updated.rows_affected() != 1 {
-                return Err(unknown_payment(event));
-            }
-            return Ok(());
-        }
-        // Provider errors are the `failures` projection's; an authorization is neither an
-        // approval nor a decision (the capture or void that follows is); refund requests and
-        // refused refunds move no money.
-        PaymentEvent::ProviderAttemptFailed { .. }
-        | PaymentEvent::PaymentAuthorized { .. }
-        | PaymentEvent::RefundRequested { .. }
-        | PaymentEvent::RefundFailed { .. } => return Ok(()),
-        PaymentEvent::PaymentApproved { amount, fee, .. } => Delta {
-            approved: 1,
-            approved_amount: amount.amount(),
-            fee_amount: fee.map(|f| f.amount()).unwrap_or_default(),
-            ..Delta::default()
-        },
-        PaymentEvent::PaymentDeclined { .. } => Delta {
-            declined: 1,
-            ..Delta::default()
-        },
-        PaymentEvent::PaymentFailed { .. } => Delta {
-            failed: 1,
-            ..Delta::default()
-        },
-        PaymentEvent::PaymentExpired { .. } => Delta {
-            expired: 1,
-            ..Delta::default()
-        },
-        PaymentEvent::PaymentVoided { .. } => Delta {
-            voided: 1,
-            ..Delta::default()
-        },
-        PaymentEvent::PaymentRefunded { amount, .. } => Delta {
-            refunded: 1,
-            refunded_amount: amount.amount(),
-            ..Delta::default()
-        },
-    };
-    // Decisions also name a provider: by construction the one the payment's events name last
-    // (`ProviderTransactionCreated`, or the initial choice), which the context holds.
-    let context = context(conn, id)
-        .await?
-        .ok_or_else(|| unknown_payment(event))?;
-    add(conn, &context, day, &delta).await?;
-    if matches!(payload, PaymentEvent::PaymentApproved { .. }) {
-        // One approval per payment (automatic capture, or the merchant's one capture).
-        sqlx::query(
-            "INSERT INTO analytics_approval_times
-                (payment_id, merchant_id, day, provider, payment_method_type, currency, seconds)
-             SELECT payment_id, merchant_id, $2, $3, payment_method_type, currency,
-                    EXTRACT(EPOCH FROM ($4::timestamptz - initiated_at))
-               FROM analytics_payments WHERE payment_id = $1
-             ON CONFLICT (payment_id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(day)
-        .bind(&context.provider)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Context>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT payment_id, merchant_id, provider, payment_method_type, currency, initiated_at
+           FROM analytics_payments WHERE payment_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut contexts = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        contexts.insert(
+            row.try_get("payment_id")?,
+            Context {
+                merchant_id: row.try_get("merchant_id")?,
+                provider: row.try_get("provider")?,
+                method: row.try_get("payment_method_type")?,
+                currency: row.try_get("currency")?,
+                initiated_at: row.try_get("initiated_at")?,
+            },
+        );
     }
+    Ok(contexts)
+}
+
+async fn store_contexts<'a>(
+    conn: &mut PgConnection,
+    contexts: impl Iterator<Item = (&'a Uuid, &'a Context)>,
+) -> Result<(), sqlx::Error> {
+    let contexts: Vec<(&Uuid, &Context)> = contexts.collect();
+    if contexts.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&Context) -> &str| contexts.iter().map(|(_, c)| f(c)).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO analytics_payments AS a
+            (payment_id, merchant_id, provider, payment_method_type, currency, initiated_at)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                              $6::timestamptz[])
+         ON CONFLICT (payment_id) DO UPDATE SET provider = EXCLUDED.provider",
+    )
+    .bind(contexts.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+    .bind(text(|c| &c.merchant_id))
+    .bind(text(|c| &c.provider))
+    .bind(text(|c| &c.method))
+    .bind(text(|c| &c.currency))
+    .bind(
+        contexts
+            .iter()
+            .map(|(_, c)| c.initiated_at)
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
-fn unknown_payment(event: &PublishedEvent) -> ProjectionError {
-    ProjectionError::Poison {
-        message_id: event.message_id(),
-        reason: "no PaymentInitiated was applied for this payment".into(),
-    }
-}
-
-async fn context(conn: &mut PgConnection, id: Uuid) -> Result<Option<Context>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT merchant_id, provider, payment_method_type, currency
-           FROM analytics_payments WHERE payment_id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|row| {
-        Ok(Context {
-            merchant_id: row.try_get("merchant_id")?,
-            provider: row.try_get("provider")?,
-            method: row.try_get("payment_method_type")?,
-            currency: row.try_get("currency")?,
-        })
-    })
-    .transpose()
-}
-
-async fn add(
+/// Adds the summed deltas to their day rows, one upsert for all keys (in key order, so
+/// concurrent consumers lock shared rows in the same order).
+async fn add_days(
     conn: &mut PgConnection,
-    context: &Context,
-    day: NaiveDate,
-    delta: &Delta,
+    days: &BTreeMap<DayKey, Delta>,
 ) -> Result<(), sqlx::Error> {
+    if days.is_empty() {
+        return Ok(());
+    }
+    let key = |f: fn(&DayKey) -> &str| days.keys().map(f).collect::<Vec<_>>();
+    let count = |f: fn(&Delta) -> i64| days.values().map(f).collect::<Vec<_>>();
+    let amount = |f: fn(&Delta) -> Decimal| days.values().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO analytics_daily AS d
             (merchant_id, day, provider, payment_method_type, currency,
              initiated_count, approved_count, declined_count, failed_count, expired_count,
              voided_count, refunded_count, approved_amount, refunded_amount, fee_amount)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         SELECT * FROM UNNEST($1::text[], $2::date[], $3::text[], $4::text[], $5::text[],
+                              $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[],
+                              $10::bigint[], $11::bigint[], $12::bigint[], $13::numeric[],
+                              $14::numeric[], $15::numeric[])
          ON CONFLICT (merchant_id, day, provider, payment_method_type, currency) DO UPDATE SET
              initiated_count = d.initiated_count + EXCLUDED.initiated_count,
              approved_count  = d.approved_count + EXCLUDED.approved_count,
@@ -248,21 +309,62 @@ async fn add(
              refunded_amount = d.refunded_amount + EXCLUDED.refunded_amount,
              fee_amount      = d.fee_amount + EXCLUDED.fee_amount",
     )
-    .bind(&context.merchant_id)
-    .bind(day)
-    .bind(&context.provider)
-    .bind(&context.method)
-    .bind(&context.currency)
-    .bind(delta.initiated)
-    .bind(delta.approved)
-    .bind(delta.declined)
-    .bind(delta.failed)
-    .bind(delta.expired)
-    .bind(delta.voided)
-    .bind(delta.refunded)
-    .bind(delta.approved_amount)
-    .bind(delta.refunded_amount)
-    .bind(delta.fee_amount)
+    .bind(key(|k| &k.merchant_id))
+    .bind(days.keys().map(|k| k.day).collect::<Vec<_>>())
+    .bind(key(|k| &k.provider))
+    .bind(key(|k| &k.method))
+    .bind(key(|k| &k.currency))
+    .bind(count(|d| d.initiated))
+    .bind(count(|d| d.approved))
+    .bind(count(|d| d.declined))
+    .bind(count(|d| d.failed))
+    .bind(count(|d| d.expired))
+    .bind(count(|d| d.voided))
+    .bind(count(|d| d.refunded))
+    .bind(amount(|d| d.approved_amount))
+    .bind(amount(|d| d.refunded_amount))
+    .bind(amount(|d| d.fee_amount))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn store_approvals(
+    conn: &mut PgConnection,
+    approvals: &BTreeMap<Uuid, Approval>,
+) -> Result<(), sqlx::Error> {
+    if approvals.is_empty() {
+        return Ok(());
+    }
+    let key = |f: fn(&DayKey) -> &str| approvals.values().map(|a| f(&a.key)).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO analytics_approval_times
+            (payment_id, merchant_id, day, provider, payment_method_type, currency, seconds)
+         SELECT t.id, t.merchant_id, t.day, t.provider, t.method, t.currency,
+                EXTRACT(EPOCH FROM (t.approved_at - t.initiated_at))
+           FROM UNNEST($1::uuid[], $2::text[], $3::date[], $4::text[], $5::text[], $6::text[],
+                       $7::timestamptz[], $8::timestamptz[])
+                AS t(id, merchant_id, day, provider, method, currency, initiated_at, approved_at)
+         ON CONFLICT (payment_id) DO NOTHING",
+    )
+    .bind(approvals.keys().copied().collect::<Vec<_>>())
+    .bind(key(|k| &k.merchant_id))
+    .bind(approvals.values().map(|a| a.key.day).collect::<Vec<_>>())
+    .bind(key(|k| &k.provider))
+    .bind(key(|k| &k.method))
+    .bind(key(|k| &k.currency))
+    .bind(
+        approvals
+            .values()
+            .map(|a| a.initiated_at)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        approvals
+            .values()
+            .map(|a| a.approved_at)
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -1,8 +1,16 @@
-//! Exactly-once effect over at-least-once delivery: an event is applied and its sequence
-//! recorded in one transaction; an old sequence is skipped, a gap is filled from the store.
+//! Exactly-once effect over at-least-once delivery: a batch of deliveries is applied and the
+//! sequences it reached recorded in one transaction; an old sequence is skipped, a gap is
+//! filled from the store.
+//!
+//! Set-based: whatever the batch size, the offsets cost three statements (create missing,
+//! lock and read, advance) and the projection writes its changes with a few statements of its
+//! own (`Projection::apply`), so a batch of a hundred events is not a thousand round
+//! trips.
+
+use std::collections::HashMap;
 
 use domain::PublishedEvent;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Row};
 
 use crate::{event_source, progress, Projection, ProjectionError};
 
@@ -22,36 +30,23 @@ pub async fn apply_event<P: Projection + ?Sized>(
     projection: &P,
     event: &PublishedEvent,
 ) -> Result<Applied, ProjectionError> {
-    let mut tx = pool.begin().await?;
-    let applied = apply_in(&mut tx, projection, event).await?;
-    if let Applied::Events(count) = applied {
-        progress::record(
-            &mut *tx,
-            projection.name(),
-            event.global_position,
-            event.recorded_at,
-            count as i64,
-        )
-        .await?;
+    match apply_batch(pool, projection, std::slice::from_ref(event)).await? {
+        0 => Ok(Applied::Duplicate),
+        count => Ok(Applied::Events(count)),
     }
-    tx.commit().await?;
-    Ok(applied)
 }
 
 /// Applies a batch of deliveries in ONE transaction (one commit instead of one per event):
-/// all or nothing. Returns the number of events applied (duplicates count zero).
+/// all or nothing. Returns the number of events applied (duplicates count zero, filled gaps
+/// count their events).
+#[tracing::instrument(level = "debug", skip_all, fields(projection = projection.name(), size = events.len()))]
 pub async fn apply_batch<P: Projection + ?Sized>(
     pool: &PgPool,
     projection: &P,
     events: &[PublishedEvent],
 ) -> Result<usize, ProjectionError> {
     let mut tx = pool.begin().await?;
-    let mut applied = 0;
-    for event in events {
-        if let Applied::Events(count) = apply_in(&mut tx, projection, event).await? {
-            applied += count;
-        }
-    }
+    let applied = apply_deliveries(&mut tx, projection, events).await?;
     if let Some(newest) = events.iter().max_by_key(|e| e.global_position) {
         if applied > 0 {
             progress::record(
@@ -68,57 +63,108 @@ pub async fn apply_batch<P: Projection + ?Sized>(
     Ok(applied)
 }
 
-/// The offset check, gap fill and apply of one event, inside the caller's transaction.
-async fn apply_in<P: Projection + ?Sized>(
+/// The offset checks, gap fills and apply of a batch, inside the caller's transaction.
+async fn apply_deliveries<P: Projection + ?Sized>(
+    tx: &mut PgConnection,
+    projection: &P,
+    events: &[PublishedEvent],
+) -> Result<usize, ProjectionError> {
+    let mut ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    sqlx::query(
+        "INSERT INTO projection_offsets (projection, aggregate_id, last_sequence)
+         SELECT $1, id, 0 FROM UNNEST($2::text[]) AS t(id)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(projection.name())
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
+    // The row locks serialise concurrent consumers of the same aggregates; taken in id order
+    // so two of them never deadlock.
+    let rows = sqlx::query(
+        "SELECT aggregate_id, last_sequence FROM projection_offsets
+          WHERE projection = $1 AND aggregate_id = ANY($2)
+          ORDER BY aggregate_id FOR UPDATE",
+    )
+    .bind(projection.name())
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut last: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        last.insert(row.try_get("aggregate_id")?, row.try_get("last_sequence")?);
+    }
+    assert_eq!(last.len(), ids.len(), "every aggregate has an offset row");
+    let before = last.clone();
+
+    let mut accepted: Vec<PublishedEvent> = Vec::with_capacity(events.len());
+    for event in events {
+        let seen = last.get_mut(&event.aggregate_id).ok_or_else(|| {
+            sqlx::Error::Protocol(format!("no offset row for {}", event.aggregate_id))
+        })?;
+        if event.sequence <= *seen {
+            continue; // a redelivery
+        }
+        if event.sequence == *seen + 1 {
+            accepted.push(event.clone());
+        } else {
+            accepted.extend(fill_gap(tx, projection, event, *seen).await?);
+        }
+        *seen = event.sequence;
+    }
+    if accepted.is_empty() {
+        return Ok(0);
+    }
+    projection.apply(&mut *tx, &accepted).await?;
+
+    let (moved_ids, moved_to): (Vec<&str>, Vec<i64>) = last
+        .iter()
+        .filter(|(id, sequence)| before.get(id.as_str()) != Some(sequence))
+        .map(|(id, sequence)| (id.as_str(), *sequence))
+        .unzip();
+    sqlx::query(
+        "UPDATE projection_offsets AS o SET last_sequence = t.sequence
+           FROM UNNEST($2::text[], $3::bigint[]) AS t(id, sequence)
+          WHERE o.projection = $1 AND o.aggregate_id = t.id",
+    )
+    .bind(projection.name())
+    .bind(&moved_ids)
+    .bind(&moved_to)
+    .execute(&mut *tx)
+    .await?;
+    Ok(accepted.len())
+}
+
+/// The events after `last` through `event`, from the store: the ones this projection never
+/// received (or received out of order). A store lacking any of them makes `event` poison.
+async fn fill_gap<P: Projection + ?Sized>(
     tx: &mut PgConnection,
     projection: &P,
     event: &PublishedEvent,
-) -> Result<Applied, ProjectionError> {
-    sqlx::query(
-        "INSERT INTO projection_offsets (projection, aggregate_id, last_sequence)
-         VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+    last: i64,
+) -> Result<Vec<PublishedEvent>, ProjectionError> {
+    let filled = event_source::aggregate_events(
+        &mut *tx,
+        &event.aggregate_type,
+        &event.aggregate_id,
+        last,
+        event.sequence,
     )
-    .bind(projection.name())
-    .bind(&event.aggregate_id)
-    .execute(&mut *tx)
     .await?;
-    // The row lock serialises concurrent consumers of the same aggregate.
-    let last: i64 = sqlx::query_scalar(
-        "SELECT last_sequence FROM projection_offsets
-          WHERE projection = $1 AND aggregate_id = $2 FOR UPDATE",
-    )
-    .bind(projection.name())
-    .bind(&event.aggregate_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if event.sequence <= last {
-        return Ok(Applied::Duplicate);
-    }
-    let events = if event.sequence == last + 1 {
-        vec![event.clone()]
-    } else {
-        let filled = event_source::aggregate_events(
-            &mut *tx,
-            &event.aggregate_type,
-            &event.aggregate_id,
-            last,
-            event.sequence,
-        )
-        .await?;
-        tracing::info!(
-            projection = projection.name(),
-            aggregate_id = %event.aggregate_id,
-            from = last + 1,
-            through = event.sequence,
-            "filling a gap from the event store"
-        );
-        filled
-    };
-    let contiguous = events
+    tracing::info!(
+        projection = projection.name(),
+        aggregate_id = %event.aggregate_id,
+        from = last + 1,
+        through = event.sequence,
+        "filling a gap from the event store"
+    );
+    let contiguous = filled
         .iter()
         .enumerate()
         .all(|(i, e)| e.sequence == last + 1 + i as i64);
-    if !contiguous || events.last().map(|e| e.sequence) != Some(event.sequence) {
+    if !contiguous || filled.last().map(|e| e.sequence) != Some(event.sequence) {
         return Err(ProjectionError::Poison {
             message_id: event.message_id(),
             reason: format!(
@@ -128,17 +174,5 @@ async fn apply_in<P: Projection + ?Sized>(
             ),
         });
     }
-    for e in &events {
-        projection.apply(&mut *tx, e).await?;
-    }
-    sqlx::query(
-        "UPDATE projection_offsets SET last_sequence = $3
-          WHERE projection = $1 AND aggregate_id = $2",
-    )
-    .bind(projection.name())
-    .bind(&event.aggregate_id)
-    .bind(event.sequence)
-    .execute(&mut *tx)
-    .await?;
-    Ok(Applied::Events(events.len()))
+    Ok(filled)
 }

@@ -14,6 +14,8 @@
 //! `first_seen`/`last_seen`/`last_payment_id` are a min and a max (ties broken by global
 //! position), so the rows do not depend on how different payments' events interleave.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{PaymentEvent, ProviderFailureKind, PublishedEvent};
@@ -40,20 +42,99 @@ impl Projection for FailuresProjection {
         &["payment_failures", "failures_payments"]
     }
 
+    /// Folds the batch in memory: contexts read once and written once, failures summed per
+    /// key and each key upserted once.
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &PublishedEvent,
+        events: &[PublishedEvent],
     ) -> Result<(), ProjectionError> {
-        let payload = event.payment_event().map_err(|e| ProjectionError::Poison {
-            message_id: event.message_id(),
-            reason: format!("payload does not decode: {e}"),
-        })?;
-        let id = Uuid::parse_str(&event.aggregate_id).map_err(|e| ProjectionError::Poison {
-            message_id: event.message_id(),
-            reason: format!("aggregate id is not a uuid: {e}"),
-        })?;
-        apply_failures(conn, id, event, &payload).await
+        let decoded = crate::decode_all(events)?;
+        let ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
+        let mut contexts = load_contexts(conn, &ids).await?;
+        let mut dirty: BTreeSet<Uuid> = BTreeSet::new();
+        let mut failures: BTreeMap<FailureKey, Failures> = BTreeMap::new();
+        for (id, event, payload) in &decoded {
+            // (provider named by the event, if it names the one to count under; reason)
+            let (provider, reason): (Option<&str>, String) = match payload {
+                PaymentEvent::PaymentInitiated {
+                    merchant_id,
+                    amount,
+                    provider,
+                    ..
+                } => {
+                    if contexts.contains_key(id) {
+                        return Err(crate::poison(event, "the payment was initiated already"));
+                    }
+                    contexts.insert(
+                        *id,
+                        Context {
+                            merchant_id: merchant_id.as_str().to_owned(),
+                            provider: provider.clone(),
+                            amount: amount.amount(),
+                            currency: amount.currency().code().to_owned(),
+                        },
+                    );
+                    dirty.insert(*id);
+                    continue;
+                }
+                PaymentEvent::ProviderTransactionCreated { provider, .. } => {
+                    let context = contexts
+                        .get_mut(id)
+                        .ok_or_else(|| crate::poison(event, crate::UNKNOWN_PAYMENT))?;
+                    context.provider = provider.clone();
+                    dirty.insert(*id);
+                    continue;
+                }
+                PaymentEvent::ProviderAttemptFailed { provider, kind, .. } => {
+                    (Some(provider.as_str()), provider_error_reason(*kind))
+                }
+                PaymentEvent::PaymentDeclined {
+                    provider, reason, ..
+                } => (Some(provider.as_str()), reason.clone()),
+                PaymentEvent::PaymentFailed { reason, .. } => (None, reason.clone()),
+                PaymentEvent::PaymentExpired { .. } => (None, REASON_EXPIRED.to_owned()),
+                // Successes, and what happens to the money after a success: not a payment
+                // failure (a refused refund is a refund's failure, not the payment's).
+                PaymentEvent::PaymentAuthorized { .. }
+                | PaymentEvent::PaymentApproved { .. }
+                | PaymentEvent::PaymentVoided { .. }
+                | PaymentEvent::RefundRequested { .. }
+                | PaymentEvent::PaymentRefunded { .. }
+                | PaymentEvent::RefundFailed { .. } => continue,
+            };
+            let context = contexts
+                .get(id)
+                .ok_or_else(|| crate::poison(event, crate::UNKNOWN_PAYMENT))?;
+            let key = FailureKey {
+                merchant_id: context.merchant_id.clone(),
+                provider: provider.unwrap_or(&context.provider).to_owned(),
+                reason,
+                currency: context.currency.clone(),
+            };
+            let seen = (payload.at(), event.global_position, *id);
+            failures
+                .entry(key)
+                .and_modify(|f| {
+                    f.count += 1;
+                    f.amount += context.amount;
+                    f.first_seen = f.first_seen.min(seen.0);
+                    f.last = f.last.max(seen);
+                })
+                .or_insert(Failures {
+                    count: 1,
+                    amount: context.amount,
+                    first_seen: seen.0,
+                    last: seen,
+                });
+        }
+        store_contexts(
+            conn,
+            dirty.iter().filter_map(|id| contexts.get_key_value(id)),
+        )
+        .await?;
+        add_failures(conn, &failures).await?;
+        Ok(())
     }
 }
 
@@ -68,81 +149,100 @@ pub fn provider_error_reason(kind: ProviderFailureKind) -> String {
     format!("provider_error:{kind}")
 }
 
-async fn apply_failures(
+/// The payment as this projection remembers it (a row of `failures_payments`).
+struct Context {
+    merchant_id: String,
+    provider: String,
+    amount: Decimal,
+    currency: String,
+}
+
+/// The key of a row of `payment_failures`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct FailureKey {
+    merchant_id: String,
+    provider: String,
+    reason: String,
+    currency: String,
+}
+
+/// What a batch adds to one row of `payment_failures`.
+struct Failures {
+    count: i64,
+    amount: Decimal,
+    first_seen: DateTime<Utc>,
+    /// The latest failure: (when, global position, payment).
+    last: (DateTime<Utc>, i64, Uuid),
+}
+
+async fn load_contexts(
     conn: &mut PgConnection,
-    id: Uuid,
-    event: &PublishedEvent,
-    payload: &PaymentEvent,
-) -> Result<(), ProjectionError> {
-    // (provider named by the event, if it names the one to count under; reason)
-    let (provider, reason): (Option<&str>, String) = match payload {
-        PaymentEvent::PaymentInitiated {
-            merchant_id,
-            amount,
-            provider,
-            ..
-        } => {
-            sqlx::query(
-                "INSERT INTO failures_payments (payment_id, merchant_id, provider, amount, currency)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id)
-            .bind(merchant_id.as_str())
-            .bind(provider)
-            .bind(amount.amount())
-            .bind(amount.currency().code())
-            .execute(&mut *conn)
-            .await?;
-            return Ok(());
-        }
-        PaymentEvent::ProviderTransactionCreated { provider, .. } => {
-            let updated =
-                sqlx::query("UPDATE failures_payments SET provider = $2 WHERE payment_id = $1")
-                    .bind(id)
-                    .bind(provider)
-                    .execute(&mut *conn)
-                    .await?;
-            if updated.rows_affected() != 1 {
-                return Err(unknown_payment(event));
-            }
-            return Ok(());
-        }
-        PaymentEvent::ProviderAttemptFailed { provider, kind, .. } => {
-            (Some(provider.as_str()), provider_error_reason(*kind))
-        }
-        PaymentEvent::PaymentDeclined {
-            provider, reason, ..
-        } => (Some(provider.as_str()), reason.clone()),
-        PaymentEvent::PaymentFailed { reason, .. } => (None, reason.clone()),
-        PaymentEvent::PaymentExpired { .. } => (None, REASON_EXPIRED.to_owned()),
-        // Successes, and what happens to the money after a success: not a payment failure
-        // (a refused refund is a refund's failure, not the payment's).
-        PaymentEvent::PaymentAuthorized { .. }
-        | PaymentEvent::PaymentApproved { .. }
-        | PaymentEvent::PaymentVoided { .. }
-        | PaymentEvent::RefundRequested { .. }
-        | PaymentEvent::PaymentRefunded { .. }
-        | PaymentEvent::RefundFailed { .. } => return Ok(()),
-    };
-    let row = sqlx::query(
-        "SELECT merchant_id, provider, amount, currency FROM failures_payments
-          WHERE payment_id = $1",
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Context>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT payment_id, merchant_id, provider, amount, currency FROM failures_payments
+          WHERE payment_id = ANY($1)",
     )
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| unknown_payment(event))?;
-    let merchant_id: String = row.try_get("merchant_id")?;
-    let holder: String = row.try_get("provider")?;
-    let amount: Decimal = row.try_get("amount")?;
-    let currency: String = row.try_get("currency")?;
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut contexts = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        contexts.insert(
+            row.try_get("payment_id")?,
+            Context {
+                merchant_id: row.try_get("merchant_id")?,
+                provider: row.try_get("provider")?,
+                amount: row.try_get("amount")?,
+                currency: row.try_get("currency")?,
+            },
+        );
+    }
+    Ok(contexts)
+}
+
+async fn store_contexts<'a>(
+    conn: &mut PgConnection,
+    contexts: impl Iterator<Item = (&'a Uuid, &'a Context)>,
+) -> Result<(), sqlx::Error> {
+    let contexts: Vec<(&Uuid, &Context)> = contexts.collect();
+    if contexts.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&Context) -> &str| contexts.iter().map(|(_, c)| f(c)).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO failures_payments AS p (payment_id, merchant_id, provider, amount, currency)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::text[])
+         ON CONFLICT (payment_id) DO UPDATE SET provider = EXCLUDED.provider",
+    )
+    .bind(contexts.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+    .bind(text(|c| &c.merchant_id))
+    .bind(text(|c| &c.provider))
+    .bind(contexts.iter().map(|(_, c)| c.amount).collect::<Vec<_>>())
+    .bind(text(|c| &c.currency))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Adds the batch's failures to their rows, one upsert in key order.
+async fn add_failures(
+    conn: &mut PgConnection,
+    failures: &BTreeMap<FailureKey, Failures>,
+) -> Result<(), sqlx::Error> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let key = |f: fn(&FailureKey) -> &str| failures.keys().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO payment_failures AS f
             (merchant_id, provider, reason, currency, count, amount, first_seen, last_seen,
              last_payment_id, last_global_position)
-         VALUES ($1, $2, $3, $4, 1, $5, $6, $6, $7, $8)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                              $6::numeric[], $7::timestamptz[], $8::timestamptz[], $9::uuid[],
+                              $10::bigint[])
          ON CONFLICT (merchant_id, provider, reason, currency) DO UPDATE SET
-             count = f.count + 1,
+             count = f.count + EXCLUDED.count,
              amount = f.amount + EXCLUDED.amount,
              first_seen = LEAST(f.first_seen, EXCLUDED.first_seen),
              last_seen = GREATEST(f.last_seen, EXCLUDED.last_seen),
@@ -155,24 +255,19 @@ async fn apply_failures(
                       > (f.last_seen, f.last_global_position)
                  THEN EXCLUDED.last_global_position ELSE f.last_global_position END",
     )
-    .bind(&merchant_id)
-    .bind(provider.unwrap_or(&holder))
-    .bind(&reason)
-    .bind(&currency)
-    .bind(amount)
-    .bind(payload.at())
-    .bind(id)
-    .bind(event.global_position)
+    .bind(key(|k| &k.merchant_id))
+    .bind(key(|k| &k.provider))
+    .bind(key(|k| &k.reason))
+    .bind(key(|k| &k.currency))
+    .bind(failures.values().map(|f| f.count).collect::<Vec<_>>())
+    .bind(failures.values().map(|f| f.amount).collect::<Vec<_>>())
+    .bind(failures.values().map(|f| f.first_seen).collect::<Vec<_>>())
+    .bind(failures.values().map(|f| f.last.0).collect::<Vec<_>>())
+    .bind(failures.values().map(|f| f.last.2).collect::<Vec<_>>())
+    .bind(failures.values().map(|f| f.last.1).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-fn unknown_payment(event: &PublishedEvent) -> ProjectionError {
-    ProjectionError::Poison {
-        message_id: event.message_id(),
-        reason: "no PaymentInitiated was applied for this payment".into(),
-    }
 }
 
 /// A row of `payment_failures`.

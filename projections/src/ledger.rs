@@ -37,7 +37,7 @@
 //! payment in `ledger_payments` (with merchant, currency, the current provider and running
 //! amounts), so the projection reads nothing but its own tables.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
@@ -92,43 +92,47 @@ impl Projection for LedgerProjection {
         ]
     }
 
+    /// Steps every event in memory from the payments' contexts (read once), checks each
+    /// entry balances, then writes: the contexts once, every journal line in one statement,
+    /// and each balance row once with the batch's totals.
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &PublishedEvent,
+        events: &[PublishedEvent],
     ) -> Result<(), ProjectionError> {
-        let poison = |reason: String| ProjectionError::Poison {
-            message_id: event.message_id(),
-            reason,
-        };
-        let payload = event
-            .payment_event()
-            .map_err(|e| poison(format!("payload does not decode: {e}")))?;
-        let id = Uuid::parse_str(&event.aggregate_id)
-            .map_err(|e| poison(format!("aggregate id is not a uuid: {e}")))?;
-        if !concerns_ledger(&payload) {
-            return Ok(());
+        let decoded = crate::decode_all(events)?;
+        let ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
+        let mut contexts = load(conn, &ids).await?;
+        let mut dirty: BTreeMap<Uuid, i64> = BTreeMap::new();
+        let mut journal = Journal::default();
+        for (id, event, payload) in &decoded {
+            if !concerns_ledger(payload) {
+                continue;
+            }
+            let initiated = matches!(payload, PaymentEvent::PaymentInitiated { .. });
+            let context = match contexts.get(id) {
+                Some(_) if initiated => {
+                    return Err(crate::poison(event, "the payment was initiated already"));
+                }
+                Some(context) => Some(context),
+                None if initiated => None,
+                None => return Err(crate::poison(event, crate::UNKNOWN_PAYMENT)),
+            };
+            let step = step(context, payload).map_err(|reason| crate::poison(event, &reason))?;
+            check_balanced(&step.lines)
+                .map_err(|e| crate::poison(event, &format!("unbalanced entry: {e}")))?;
+            journal.post(*id, event, payload, &step);
+            dirty.insert(*id, event.global_position);
+            contexts.insert(*id, step.context);
         }
-        let context = if matches!(payload, PaymentEvent::PaymentInitiated { .. }) {
-            None
-        } else {
-            Some(load(conn, id).await?.ok_or_else(|| {
-                poison("no PaymentInitiated was seen for this payment".to_owned())
-            })?)
-        };
-        let step = step(context.as_ref(), &payload).map_err(poison)?;
-        check_balanced(&step.lines).map_err(|e| poison(format!("unbalanced entry: {e}")))?;
         save(
             conn,
-            id,
-            &step.context,
-            event.global_position,
-            context.is_none(),
+            dirty.iter().filter_map(|(id, position)| {
+                contexts.get(id).map(|context| (*id, context, *position))
+            }),
         )
         .await?;
-        if !step.lines.is_empty() {
-            post(conn, id, event, &payload, &step).await?;
-        }
+        journal.write(conn).await?;
         Ok(())
     }
 }
@@ -417,169 +421,262 @@ pub fn check_balanced(lines: &[Line]) -> Result<(), String> {
     }
 }
 
-async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<PaymentContext>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT merchant_id, currency, provider, hold_provider, hold_amount, capture_provider,
-                captured_amount, fee_amount, refunded_amount
-           FROM ledger_payments WHERE payment_id = $1",
+async fn load(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, PaymentContext>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT payment_id, merchant_id, currency, provider, hold_provider, hold_amount,
+                capture_provider, captured_amount, fee_amount, refunded_amount
+           FROM ledger_payments WHERE payment_id = ANY($1)",
     )
-    .bind(id)
-    .fetch_optional(&mut *conn)
+    .bind(ids)
+    .fetch_all(&mut *conn)
     .await?;
-    row.map(|row| {
-        Ok(PaymentContext {
-            merchant_id: row.try_get("merchant_id")?,
-            currency: row.try_get("currency")?,
-            provider: row.try_get("provider")?,
-            hold_provider: row.try_get("hold_provider")?,
-            hold_amount: row.try_get("hold_amount")?,
-            capture_provider: row.try_get("capture_provider")?,
-            captured_amount: row.try_get("captured_amount")?,
-            fee_amount: row.try_get("fee_amount")?,
-            refunded_amount: row.try_get("refunded_amount")?,
-        })
-    })
-    .transpose()
+    let mut contexts = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        contexts.insert(
+            row.try_get("payment_id")?,
+            PaymentContext {
+                merchant_id: row.try_get("merchant_id")?,
+                currency: row.try_get("currency")?,
+                provider: row.try_get("provider")?,
+                hold_provider: row.try_get("hold_provider")?,
+                hold_amount: row.try_get("hold_amount")?,
+                capture_provider: row.try_get("capture_provider")?,
+                captured_amount: row.try_get("captured_amount")?,
+                fee_amount: row.try_get("fee_amount")?,
+                refunded_amount: row.try_get("refunded_amount")?,
+            },
+        );
+    }
+    Ok(contexts)
 }
 
-async fn save(
+/// Writes the contexts (each with the position of the last event that changed it).
+async fn save<'a>(
     conn: &mut PgConnection,
-    id: Uuid,
-    context: &PaymentContext,
-    position: i64,
-    new: bool,
+    contexts: impl Iterator<Item = (Uuid, &'a PaymentContext, i64)>,
 ) -> Result<(), sqlx::Error> {
-    let sql = if new {
-        "INSERT INTO ledger_payments
+    let contexts: Vec<(Uuid, &PaymentContext, i64)> = contexts.collect();
+    if contexts.is_empty() {
+        return Ok(());
+    }
+    let text =
+        |f: fn(&PaymentContext) -> &str| contexts.iter().map(|(_, c, _)| f(c)).collect::<Vec<_>>();
+    let optional = |f: fn(&PaymentContext) -> Option<&str>| {
+        contexts.iter().map(|(_, c, _)| f(c)).collect::<Vec<_>>()
+    };
+    let amount = |f: fn(&PaymentContext) -> Decimal| {
+        contexts.iter().map(|(_, c, _)| f(c)).collect::<Vec<_>>()
+    };
+    sqlx::query(
+        "INSERT INTO ledger_payments AS p
             (payment_id, merchant_id, currency, provider, hold_provider, hold_amount,
              capture_provider, captured_amount, fee_amount, refunded_amount, last_global_position)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-    } else {
-        "UPDATE ledger_payments
-            SET merchant_id = $2, currency = $3, provider = $4, hold_provider = $5,
-                hold_amount = $6, capture_provider = $7, captured_amount = $8, fee_amount = $9,
-                refunded_amount = $10, last_global_position = $11
-          WHERE payment_id = $1"
-    };
-    let done = sqlx::query(sql)
-        .bind(id)
-        .bind(&context.merchant_id)
-        .bind(&context.currency)
-        .bind(&context.provider)
-        .bind(&context.hold_provider)
-        .bind(context.hold_amount)
-        .bind(&context.capture_provider)
-        .bind(context.captured_amount)
-        .bind(context.fee_amount)
-        .bind(context.refunded_amount)
-        .bind(position)
-        .execute(&mut *conn)
-        .await?;
-    if done.rows_affected() != 1 {
-        return Err(sqlx::Error::RowNotFound);
-    }
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                              $6::numeric[], $7::text[], $8::numeric[], $9::numeric[],
+                              $10::numeric[], $11::bigint[])
+         ON CONFLICT (payment_id) DO UPDATE SET
+             merchant_id = EXCLUDED.merchant_id, currency = EXCLUDED.currency,
+             provider = EXCLUDED.provider, hold_provider = EXCLUDED.hold_provider,
+             hold_amount = EXCLUDED.hold_amount, capture_provider = EXCLUDED.capture_provider,
+             captured_amount = EXCLUDED.captured_amount, fee_amount = EXCLUDED.fee_amount,
+             refunded_amount = EXCLUDED.refunded_amount,
+             last_global_position = EXCLUDED.last_global_position",
+    )
+    .bind(contexts.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+    .bind(text(|c| &c.merchant_id))
+    .bind(text(|c| &c.currency))
+    .bind(text(|c| &c.provider))
+    .bind(optional(|c| c.hold_provider.as_deref()))
+    .bind(amount(|c| c.hold_amount))
+    .bind(optional(|c| c.capture_provider.as_deref()))
+    .bind(amount(|c| c.captured_amount))
+    .bind(amount(|c| c.fee_amount))
+    .bind(amount(|c| c.refunded_amount))
+    .bind(contexts.iter().map(|(_, _, p)| *p).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
-/// Writes the entry's lines and adds them to both balance tables.
-async fn post(
-    conn: &mut PgConnection,
-    id: Uuid,
-    event: &PublishedEvent,
-    payload: &PaymentEvent,
-    step: &Step,
-) -> Result<(), sqlx::Error> {
-    let lines = &step.lines;
-    let numbers: Vec<i32> = (1..).take(lines.len()).collect();
-    sqlx::query(
-        "INSERT INTO journal_entries
-            (global_position, line, payment_id, sequence, event_type, posting, merchant_id,
-             account, currency, debit, credit, at)
-         SELECT $1, t.line, $2, $3, $4, t.posting, $5, t.account, t.currency, t.debit, t.credit, $6
-           FROM UNNEST($7::int[], $8::text[], $9::text[], $10::text[], $11::numeric[],
-                       $12::numeric[]) AS t(line, posting, account, currency, debit, credit)",
-    )
-    .bind(event.global_position)
-    .bind(id)
-    .bind(event.sequence)
-    .bind(payload.name())
-    .bind(&step.context.merchant_id)
-    .bind(payload.at())
-    .bind(&numbers)
-    .bind(lines.iter().map(|l| l.posting).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.account.as_str()).collect::<Vec<_>>())
-    .bind(
-        lines
-            .iter()
-            .map(|l| l.currency.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(lines.iter().map(|l| l.debit).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.credit).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await?;
+/// A balance row's additions from a batch: debits, credits, lines, newest position.
+#[derive(Debug, Default)]
+struct Totals {
+    debit: Decimal,
+    credit: Decimal,
+    lines: i64,
+    last_global_position: i64,
+}
 
-    // One row per (account, currency), in a fixed order: an upsert cannot touch a row twice,
-    // and concurrent consumers then lock shared rows in the same order.
-    let mut totals: BTreeMap<(&str, &str), (Decimal, Decimal, i64)> = BTreeMap::new();
-    for line in lines {
-        let total = totals
-            .entry((line.account.as_str(), line.currency.as_str()))
-            .or_insert((Decimal::ZERO, Decimal::ZERO, 0));
-        total.0 += line.debit;
-        total.1 += line.credit;
-        total.2 += 1;
+/// A batch's journal lines and what they add to the balances, written with three
+/// statements whatever the batch size.
+#[derive(Debug, Default)]
+struct Journal {
+    global_position: Vec<i64>,
+    line: Vec<i32>,
+    payment_id: Vec<Uuid>,
+    sequence: Vec<i64>,
+    event_type: Vec<&'static str>,
+    posting: Vec<&'static str>,
+    merchant_id: Vec<String>,
+    account: Vec<String>,
+    currency: Vec<String>,
+    debit: Vec<Decimal>,
+    credit: Vec<Decimal>,
+    at: Vec<DateTime<Utc>>,
+    /// By (account, currency): a fixed order, so an upsert touches a row once and
+    /// concurrent consumers lock shared rows in the same order.
+    balances: BTreeMap<(String, String), Totals>,
+    merchant_balances: BTreeMap<(String, String, String), Totals>,
+}
+
+impl Journal {
+    fn post(&mut self, id: Uuid, event: &PublishedEvent, payload: &PaymentEvent, step: &Step) {
+        let merchant = &step.context.merchant_id;
+        for (number, line) in (1..).zip(&step.lines) {
+            self.global_position.push(event.global_position);
+            self.line.push(number);
+            self.payment_id.push(id);
+            self.sequence.push(event.sequence);
+            self.event_type.push(payload.name());
+            self.posting.push(line.posting);
+            self.merchant_id.push(merchant.clone());
+            self.account.push(line.account.clone());
+            self.currency.push(line.currency.clone());
+            self.debit.push(line.debit);
+            self.credit.push(line.credit);
+            self.at.push(payload.at());
+            let add = |totals: &mut Totals| {
+                totals.debit += line.debit;
+                totals.credit += line.credit;
+                totals.lines += 1;
+                totals.last_global_position =
+                    totals.last_global_position.max(event.global_position);
+            };
+            add(self
+                .balances
+                .entry((line.account.clone(), line.currency.clone()))
+                .or_default());
+            add(self
+                .merchant_balances
+                .entry((
+                    merchant.clone(),
+                    line.account.clone(),
+                    line.currency.clone(),
+                ))
+                .or_default());
+        }
     }
-    let accounts: Vec<&str> = totals.keys().map(|k| k.0).collect();
-    let currencies: Vec<&str> = totals.keys().map(|k| k.1).collect();
-    let debits: Vec<Decimal> = totals.values().map(|t| t.0).collect();
-    let credits: Vec<Decimal> = totals.values().map(|t| t.1).collect();
-    let counts: Vec<i64> = totals.values().map(|t| t.2).collect();
-    sqlx::query(
-        "INSERT INTO account_balances AS b
-            (account, currency, debit_total, credit_total, lines, last_global_position)
-         SELECT t.account, t.currency, t.debit, t.credit, t.lines, $6
-           FROM UNNEST($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::bigint[])
-                AS t(account, currency, debit, credit, lines)
-         ON CONFLICT (account, currency) DO UPDATE
-            SET debit_total = b.debit_total + EXCLUDED.debit_total,
-                credit_total = b.credit_total + EXCLUDED.credit_total,
-                lines = b.lines + EXCLUDED.lines,
-                last_global_position = GREATEST(b.last_global_position,
-                                                EXCLUDED.last_global_position)",
-    )
-    .bind(&accounts)
-    .bind(&currencies)
-    .bind(&debits)
-    .bind(&credits)
-    .bind(&counts)
-    .bind(event.global_position)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO merchant_account_balances AS b
-            (merchant_id, account, currency, debit_total, credit_total, lines,
-             last_global_position)
-         SELECT $7, t.account, t.currency, t.debit, t.credit, t.lines, $6
-           FROM UNNEST($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::bigint[])
-                AS t(account, currency, debit, credit, lines)
-         ON CONFLICT (merchant_id, account, currency) DO UPDATE
-            SET debit_total = b.debit_total + EXCLUDED.debit_total,
-                credit_total = b.credit_total + EXCLUDED.credit_total,
-                lines = b.lines + EXCLUDED.lines,
-                last_global_position = GREATEST(b.last_global_position,
-                                                EXCLUDED.last_global_position)",
-    )
-    .bind(&accounts)
-    .bind(&currencies)
-    .bind(&debits)
-    .bind(&credits)
-    .bind(&counts)
-    .bind(event.global_position)
-    .bind(&step.context.merchant_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+
+    async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.line.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO journal_entries
+                (global_position, line, payment_id, sequence, event_type, posting, merchant_id,
+                 account, currency, debit, credit, at)
+             SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::uuid[], $4::bigint[], $5::text[],
+                                  $6::text[], $7::text[], $8::text[], $9::text[], $10::numeric[],
+                                  $11::numeric[], $12::timestamptz[])",
+        )
+        .bind(&self.global_position)
+        .bind(&self.line)
+        .bind(&self.payment_id)
+        .bind(&self.sequence)
+        .bind(&self.event_type)
+        .bind(&self.posting)
+        .bind(&self.merchant_id)
+        .bind(&self.account)
+        .bind(&self.currency)
+        .bind(&self.debit)
+        .bind(&self.credit)
+        .bind(&self.at)
+        .execute(&mut *conn)
+        .await?;
+        let totals = |map: &mut dyn Iterator<Item = &Totals>| {
+            let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for t in map {
+                columns.0.push(t.debit);
+                columns.1.push(t.credit);
+                columns.2.push(t.lines);
+                columns.3.push(t.last_global_position);
+            }
+            columns
+        };
+        let (debits, credits, lines, positions) = totals(&mut self.balances.values());
+        sqlx::query(
+            "INSERT INTO account_balances AS b
+                (account, currency, debit_total, credit_total, lines, last_global_position)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::numeric[], $4::numeric[],
+                                  $5::bigint[], $6::bigint[])
+             ON CONFLICT (account, currency) DO UPDATE
+                SET debit_total = b.debit_total + EXCLUDED.debit_total,
+                    credit_total = b.credit_total + EXCLUDED.credit_total,
+                    lines = b.lines + EXCLUDED.lines,
+                    last_global_position = GREATEST(b.last_global_position,
+                                                    EXCLUDED.last_global_position)",
+        )
+        .bind(
+            self.balances
+                .keys()
+                .map(|k| k.0.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            self.balances
+                .keys()
+                .map(|k| k.1.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(&debits)
+        .bind(&credits)
+        .bind(&lines)
+        .bind(&positions)
+        .execute(&mut *conn)
+        .await?;
+        let (debits, credits, lines, positions) = totals(&mut self.merchant_balances.values());
+        sqlx::query(
+            "INSERT INTO merchant_account_balances AS b
+                (merchant_id, account, currency, debit_total, credit_total, lines,
+                 last_global_position)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::numeric[],
+                                  $5::numeric[], $6::bigint[], $7::bigint[])
+             ON CONFLICT (merchant_id, account, currency) DO UPDATE
+                SET debit_total = b.debit_total + EXCLUDED.debit_total,
+                    credit_total = b.credit_total + EXCLUDED.credit_total,
+                    lines = b.lines + EXCLUDED.lines,
+                    last_global_position = GREATEST(b.last_global_position,
+                                                    EXCLUDED.last_global_position)",
+        )
+        .bind(
+            self.merchant_balances
+                .keys()
+                .map(|k| k.0.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            self.merchant_balances
+                .keys()
+                .map(|k| k.1.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            self.merchant_balances
+                .keys()
+                .map(|k| k.2.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(&debits)
+        .bind(&credits)
+        .bind(&lines)
+        .bind(&positions)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
 }
 
 /// A row of `account_balances` (or, under a merchant scope, of `merchant_account_balances`).

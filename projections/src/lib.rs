@@ -15,8 +15,9 @@ pub mod topology;
 pub mod version_waiters;
 
 use async_trait::async_trait;
-use domain::PublishedEvent;
+use domain::{PaymentEvent, PublishedEvent};
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -44,7 +45,7 @@ impl ProjectionError {
     }
 }
 
-/// One read model. `apply` runs inside the transaction that also records the offset.
+/// One read model. `apply` runs inside the transaction that also records the offsets.
 #[async_trait]
 pub trait Projection: Send + Sync + 'static {
     /// Stable name: the key of its offsets and the suffix of its queue.
@@ -54,11 +55,42 @@ pub trait Projection: Send + Sync + 'static {
     /// `--into <schema>` creates copies of them there and rebuilds into those.
     fn tables(&self) -> &'static [&'static str];
 
+    /// Applies `events`, each exactly once (the caller has skipped redeliveries and filled
+    /// gaps): every aggregate's events are in sequence order; different aggregates' events
+    /// may interleave in any order, which no projection may depend on.
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &PublishedEvent,
+        events: &[PublishedEvent],
     ) -> Result<(), ProjectionError>;
+}
+
+/// A poison event's error.
+pub(crate) fn poison(event: &PublishedEvent, reason: &str) -> ProjectionError {
+    ProjectionError::Poison {
+        message_id: event.message_id(),
+        reason: reason.to_owned(),
+    }
+}
+
+pub(crate) const UNKNOWN_PAYMENT: &str = "no PaymentInitiated was applied for this payment";
+
+/// Each event with its payment id and decoded payload; an event that does not decode is
+/// poison.
+pub(crate) fn decode_all(
+    events: &[PublishedEvent],
+) -> Result<Vec<(Uuid, &PublishedEvent, PaymentEvent)>, ProjectionError> {
+    events
+        .iter()
+        .map(|event| {
+            let payload = event
+                .payment_event()
+                .map_err(|e| poison(event, &format!("payload does not decode: {e}")))?;
+            let id = Uuid::parse_str(&event.aggregate_id)
+                .map_err(|e| poison(event, &format!("aggregate id is not a uuid: {e}")))?;
+            Ok((id, event, payload))
+        })
+        .collect()
 }
 
 /// Every projection, by the name `replay --projection` and the queues use.

@@ -163,9 +163,9 @@ async fn apply_batch(
         .execute(&mut *tx)
         .await?;
     for projection in projections {
+        projection.apply(&mut tx, batch).await?;
         let mut last_sequence: HashMap<&str, i64> = HashMap::new();
         for event in batch {
-            projection.apply(&mut tx, event).await?;
             last_sequence.insert(event.aggregate_id.as_str(), event.sequence);
         }
         let (ids, sequences): (Vec<&str>, Vec<i64>) = last_sequence.into_iter().unzip();

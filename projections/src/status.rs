@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{PaymentEvent, PublishedEvent};
+use std::collections::HashMap;
+
+use domain::{PaymentEvent, PaymentStatus, PublishedEvent};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -23,34 +25,71 @@ impl Projection for StatusProjection {
         &["payment_status"]
     }
 
+    /// Reads the rows of the batch's payments once, folds every event into them in memory,
+    /// and writes each changed row back once: two statements per batch.
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &PublishedEvent,
+        events: &[PublishedEvent],
     ) -> Result<(), ProjectionError> {
-        let payload = event.payment_event().map_err(|e| ProjectionError::Poison {
-            message_id: event.message_id(),
-            reason: format!("payload does not decode: {e}"),
-        })?;
-        let id = Uuid::parse_str(&event.aggregate_id).map_err(|e| ProjectionError::Poison {
-            message_id: event.message_id(),
-            reason: format!("aggregate id is not a uuid: {e}"),
-        })?;
-        apply_status(conn, id, event, &payload).await?;
+        let decoded = crate::decode_all(events)?;
+        let ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
+        let mut rows = load(conn, &ids).await?;
+        let mut changed: Vec<Uuid> = Vec::new();
+        for (id, event, payload) in &decoded {
+            let row = match rows.get_mut(id) {
+                Some(_) if matches!(payload, PaymentEvent::PaymentInitiated { .. }) => {
+                    return Err(crate::poison(event, "the payment was initiated already"));
+                }
+                Some(row) => row,
+                None => {
+                    let row = initiated(*id, event, payload)
+                        .ok_or_else(|| crate::poison(event, crate::UNKNOWN_PAYMENT))?;
+                    rows.entry(*id).or_insert(row)
+                }
+            };
+            fold(row, event, payload);
+            if changed.last() != Some(id) {
+                changed.push(*id);
+            }
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        store(conn, changed.iter().filter_map(|id| rows.get(id))).await?;
         Ok(())
     }
 }
 
-async fn apply_status(
-    conn: &mut PgConnection,
-    id: Uuid,
-    event: &PublishedEvent,
-    payload: &PaymentEvent,
-) -> Result<(), sqlx::Error> {
-    let version = event.sequence;
-    let position = event.global_position;
-    let at = payload.at();
-    if let PaymentEvent::PaymentInitiated {
+/// Every column of a `payment_status` row.
+#[derive(Debug, Clone)]
+struct State {
+    payment_id: Uuid,
+    merchant_id: String,
+    reference: String,
+    status: String,
+    amount: Decimal,
+    currency: String,
+    authorized_amount: Decimal,
+    captured_amount: Decimal,
+    refunded_amount: Decimal,
+    refund_pending_amount: Decimal,
+    provider: String,
+    provider_transaction_id: Option<String>,
+    payment_method_type: String,
+    capture_mode: String,
+    failure_reason: Option<String>,
+    provider_attempts_failed: i32,
+    next_action: Option<serde_json::Value>,
+    fee_amount: Decimal,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+    last_global_position: i64,
+}
+
+/// The row a `PaymentInitiated` creates; `None` for any other event.
+fn initiated(id: Uuid, event: &PublishedEvent, payload: &PaymentEvent) -> Option<State> {
+    let PaymentEvent::PaymentInitiated {
         merchant_id,
         reference,
         amount,
@@ -60,75 +99,70 @@ async fn apply_status(
         at,
         ..
     } = payload
-    {
-        sqlx::query(
-            "INSERT INTO payment_status
-                (payment_id, merchant_id, reference, status, amount, currency, provider,
-                 payment_method_type, capture_mode, created_at, updated_at, version,
-                 last_global_position)
-             VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $9, $10, $11)",
-        )
-        .bind(id)
-        .bind(merchant_id.as_str())
-        .bind(reference.as_str())
-        .bind(amount.amount())
-        .bind(amount.currency().code())
-        .bind(provider)
-        .bind(payment_method.as_str())
-        .bind(match capture_mode {
+    else {
+        return None;
+    };
+    Some(State {
+        payment_id: id,
+        merchant_id: merchant_id.as_str().to_owned(),
+        reference: reference.as_str().to_owned(),
+        status: PaymentStatus::Pending.as_str().to_owned(),
+        amount: amount.amount(),
+        currency: amount.currency().code().to_owned(),
+        authorized_amount: Decimal::ZERO,
+        captured_amount: Decimal::ZERO,
+        refunded_amount: Decimal::ZERO,
+        refund_pending_amount: Decimal::ZERO,
+        provider: provider.clone(),
+        provider_transaction_id: None,
+        payment_method_type: payment_method.as_str().to_owned(),
+        capture_mode: match capture_mode {
             domain::CaptureMode::Automatic => "automatic",
             domain::CaptureMode::Manual => "manual",
-        })
-        .bind(at)
-        .bind(version)
-        .bind(position)
-        .execute(&mut *conn)
-        .await?;
-        return Ok(());
-    }
-    // Every other event changes some columns of the row, always with the new version:
-    // $1 id, $2 version, $3 position, $4 time, then the event's own values from $5.
-    let update = |set: &str| {
-        format!(
-            "UPDATE payment_status
-                SET {set}, version = $2, last_global_position = $3, updated_at = $4
-              WHERE payment_id = $1"
-        )
-    };
-    let sql;
-    let query = |sql| base_update(sql, id, version, position, at);
-    let statement = match payload {
-        PaymentEvent::PaymentInitiated { .. } => return Ok(()),
+        }
+        .to_owned(),
+        failure_reason: None,
+        provider_attempts_failed: 0,
+        next_action: None,
+        fee_amount: Decimal::ZERO,
+        created_at: *at,
+        updated_at: *at,
+        version: event.sequence,
+        last_global_position: event.global_position,
+    })
+}
+
+/// What one event changes in its payment's row (always the version, position and time).
+fn fold(row: &mut State, event: &PublishedEvent, payload: &PaymentEvent) {
+    row.version = event.sequence;
+    row.last_global_position = event.global_position;
+    row.updated_at = payload.at();
+    match payload {
+        PaymentEvent::PaymentInitiated { .. } => {}
         PaymentEvent::ProviderTransactionCreated {
             provider,
             provider_transaction_id,
             next_action,
             ..
         } => {
-            sql = update("provider = $5, provider_transaction_id = $6, next_action = $7");
-            query(&sql)
-                .bind(provider)
-                .bind(provider_transaction_id)
-                .bind(next_action.as_ref().map(|a| sqlx::types::Json(a.clone())))
+            row.provider = provider.clone();
+            row.provider_transaction_id = Some(provider_transaction_id.clone());
+            row.next_action = next_action
+                .as_ref()
+                .and_then(|a| serde_json::to_value(a).ok());
         }
-        PaymentEvent::ProviderAttemptFailed { .. } => {
-            sql = update("provider_attempts_failed = provider_attempts_failed + 1");
-            query(&sql)
-        }
+        PaymentEvent::ProviderAttemptFailed { .. } => row.provider_attempts_failed += 1,
         PaymentEvent::PaymentAuthorized {
             amount,
             provider,
             provider_transaction_id,
             ..
         } => {
-            sql = update(
-                "status = 'AUTHORIZED', authorized_amount = $5, provider = $6,
-                 provider_transaction_id = $7, next_action = NULL",
-            );
-            query(&sql)
-                .bind(amount.amount())
-                .bind(provider)
-                .bind(provider_transaction_id)
+            row.status = PaymentStatus::Authorized.as_str().to_owned();
+            row.authorized_amount = amount.amount();
+            row.provider = provider.clone();
+            row.provider_transaction_id = Some(provider_transaction_id.clone());
+            row.next_action = None;
         }
         PaymentEvent::PaymentApproved {
             amount,
@@ -138,18 +172,15 @@ async fn apply_status(
             fee,
             ..
         } => {
-            sql = update(if capture_id.is_some() {
-                "status = 'APPROVED', captured_amount = $5, provider = $6,
-                 provider_transaction_id = $7, fee_amount = $8, next_action = NULL"
-            } else {
-                "status = 'APPROVED', authorized_amount = $5, captured_amount = $5, provider = $6,
-                 provider_transaction_id = $7, fee_amount = $8, next_action = NULL"
-            });
-            query(&sql)
-                .bind(amount.amount())
-                .bind(provider)
-                .bind(provider_transaction_id)
-                .bind(fee.map(|f| f.amount()).unwrap_or_default())
+            row.status = PaymentStatus::Approved.as_str().to_owned();
+            if capture_id.is_none() {
+                row.authorized_amount = amount.amount();
+            }
+            row.captured_amount = amount.amount();
+            row.provider = provider.clone();
+            row.provider_transaction_id = Some(provider_transaction_id.clone());
+            row.fee_amount = fee.map(|f| f.amount()).unwrap_or_default();
+            row.next_action = None;
         }
         PaymentEvent::PaymentDeclined {
             reason,
@@ -157,64 +188,159 @@ async fn apply_status(
             provider_transaction_id,
             ..
         } => {
-            sql = update(
-                "status = 'DECLINED', failure_reason = $5, provider = $6,
-                 provider_transaction_id = $7, next_action = NULL",
-            );
-            query(&sql)
-                .bind(reason)
-                .bind(provider)
-                .bind(provider_transaction_id)
+            row.status = PaymentStatus::Declined.as_str().to_owned();
+            row.failure_reason = Some(reason.clone());
+            row.provider = provider.clone();
+            row.provider_transaction_id = Some(provider_transaction_id.clone());
+            row.next_action = None;
         }
         PaymentEvent::PaymentFailed { reason, .. } => {
-            sql = update("status = 'FAILED', failure_reason = $5, next_action = NULL");
-            query(&sql).bind(reason)
+            row.status = PaymentStatus::Failed.as_str().to_owned();
+            row.failure_reason = Some(reason.clone());
+            row.next_action = None;
         }
         PaymentEvent::PaymentExpired { .. } => {
-            sql = update("status = 'EXPIRED', next_action = NULL");
-            query(&sql)
+            row.status = PaymentStatus::Expired.as_str().to_owned();
+            row.next_action = None;
         }
         PaymentEvent::PaymentVoided { .. } => {
-            sql = update("status = 'VOIDED'");
-            query(&sql)
+            row.status = PaymentStatus::Voided.as_str().to_owned();
         }
         PaymentEvent::RefundRequested { amount, .. } => {
-            sql = update("refund_pending_amount = refund_pending_amount + $5");
-            query(&sql).bind(amount.amount())
+            row.refund_pending_amount += amount.amount();
         }
         PaymentEvent::PaymentRefunded { amount, .. } => {
-            sql = update(
-                "refund_pending_amount = refund_pending_amount - $5,
-                 refunded_amount = refunded_amount + $5,
-                 status = CASE WHEN refunded_amount + $5 >= captured_amount
-                               THEN 'REFUNDED' ELSE 'PARTIALLY_REFUNDED' END",
-            );
-            query(&sql).bind(amount.amount())
+            row.refund_pending_amount -= amount.amount();
+            row.refunded_amount += amount.amount();
+            row.status = if row.refunded_amount >= row.captured_amount {
+                PaymentStatus::Refunded
+            } else {
+                PaymentStatus::PartiallyRefunded
+            }
+            .as_str()
+            .to_owned();
         }
         PaymentEvent::RefundFailed { amount, .. } => {
-            sql = update("refund_pending_amount = refund_pending_amount - $5");
-            query(&sql).bind(amount.amount())
+            row.refund_pending_amount -= amount.amount();
         }
-    };
-    let updated = statement.execute(&mut *conn).await?;
-    if updated.rows_affected() != 1 {
-        return Err(sqlx::Error::RowNotFound);
     }
-    Ok(())
 }
 
-fn base_update(
-    sql: &str,
-    id: Uuid,
-    version: i64,
-    position: i64,
-    at: DateTime<Utc>,
-) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    sqlx::query(sql)
-        .bind(id)
-        .bind(version)
-        .bind(position)
-        .bind(at)
+const STATE_COLUMNS: &str = "payment_id, merchant_id, reference, status, amount, currency,
+    authorized_amount, captured_amount, refunded_amount, refund_pending_amount, provider,
+    provider_transaction_id, payment_method_type, capture_mode, failure_reason,
+    provider_attempts_failed, next_action, fee_amount, created_at, updated_at, version,
+    last_global_position";
+
+async fn load(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, State>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {STATE_COLUMNS} FROM payment_status WHERE payment_id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut states = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let state = State {
+            payment_id: row.try_get("payment_id")?,
+            merchant_id: row.try_get("merchant_id")?,
+            reference: row.try_get("reference")?,
+            status: row.try_get("status")?,
+            amount: row.try_get("amount")?,
+            currency: row.try_get("currency")?,
+            authorized_amount: row.try_get("authorized_amount")?,
+            captured_amount: row.try_get("captured_amount")?,
+            refunded_amount: row.try_get("refunded_amount")?,
+            refund_pending_amount: row.try_get("refund_pending_amount")?,
+            provider: row.try_get("provider")?,
+            provider_transaction_id: row.try_get("provider_transaction_id")?,
+            payment_method_type: row.try_get("payment_method_type")?,
+            capture_mode: row.try_get("capture_mode")?,
+            failure_reason: row.try_get("failure_reason")?,
+            provider_attempts_failed: row.try_get("provider_attempts_failed")?,
+            next_action: row.try_get("next_action")?,
+            fee_amount: row.try_get("fee_amount")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            version: row.try_get("version")?,
+            last_global_position: row.try_get("last_global_position")?,
+        };
+        states.insert(state.payment_id, state);
+    }
+    Ok(states)
+}
+
+/// Writes the rows, each whole, with one statement.
+async fn store<'a>(
+    conn: &mut PgConnection,
+    rows: impl Iterator<Item = &'a State>,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<&State> = rows.collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&State) -> String| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let decimals = |f: fn(&State) -> Decimal| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let optional = |f: fn(&State) -> Option<String>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let times = |f: fn(&State) -> DateTime<Utc>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let numbers = |f: fn(&State) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    sqlx::query(&format!(
+        "INSERT INTO payment_status AS p ({STATE_COLUMNS})
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
+                              $6::text[], $7::numeric[], $8::numeric[], $9::numeric[],
+                              $10::numeric[], $11::text[], $12::text[], $13::text[], $14::text[],
+                              $15::text[], $16::int[], $17::jsonb[], $18::numeric[],
+                              $19::timestamptz[], $20::timestamptz[], $21::bigint[],
+                              $22::bigint[])
+         ON CONFLICT (payment_id) DO UPDATE SET
+             status = EXCLUDED.status,
+             authorized_amount = EXCLUDED.authorized_amount,
+             captured_amount = EXCLUDED.captured_amount,
+             refunded_amount = EXCLUDED.refunded_amount,
+             refund_pending_amount = EXCLUDED.refund_pending_amount,
+             provider = EXCLUDED.provider,
+             provider_transaction_id = EXCLUDED.provider_transaction_id,
+             failure_reason = EXCLUDED.failure_reason,
+             provider_attempts_failed = EXCLUDED.provider_attempts_failed,
+             next_action = EXCLUDED.next_action,
+             fee_amount = EXCLUDED.fee_amount,
+             updated_at = EXCLUDED.updated_at,
+             version = EXCLUDED.version,
+             last_global_position = EXCLUDED.last_global_position"
+    ))
+    .bind(rows.iter().map(|r| r.payment_id).collect::<Vec<_>>())
+    .bind(column(|r| r.merchant_id.clone()))
+    .bind(column(|r| r.reference.clone()))
+    .bind(column(|r| r.status.clone()))
+    .bind(decimals(|r| r.amount))
+    .bind(column(|r| r.currency.clone()))
+    .bind(decimals(|r| r.authorized_amount))
+    .bind(decimals(|r| r.captured_amount))
+    .bind(decimals(|r| r.refunded_amount))
+    .bind(decimals(|r| r.refund_pending_amount))
+    .bind(column(|r| r.provider.clone()))
+    .bind(optional(|r| r.provider_transaction_id.clone()))
+    .bind(column(|r| r.payment_method_type.clone()))
+    .bind(column(|r| r.capture_mode.clone()))
+    .bind(optional(|r| r.failure_reason.clone()))
+    .bind(
+        rows.iter()
+            .map(|r| r.provider_attempts_failed)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.next_action.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(decimals(|r| r.fee_amount))
+    .bind(times(|r| r.created_at))
+    .bind(times(|r| r.updated_at))
+    .bind(numbers(|r| r.version))
+    .bind(numbers(|r| r.last_global_position))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// A row of `payment_status`.

@@ -1339,7 +1339,7 @@ async fn an_event_for_a_payment_never_initiated_is_poison() {
     ] {
         let mut conn = pool.acquire().await.unwrap();
         let error = projection
-            .apply(&mut conn, events.last().unwrap())
+            .apply(&mut conn, &events[events.len() - 1..])
             .await
             .unwrap_err();
         assert!(
@@ -1351,7 +1351,9 @@ async fn an_event_for_a_payment_never_initiated_is_poison() {
     broken.payload = json!({"PaymentInitiated": {"nonsense": true}});
     let mut conn = pool.acquire().await.unwrap();
     assert!(matches!(
-        AnalyticsProjection.apply(&mut conn, &broken).await,
+        AnalyticsProjection
+            .apply(&mut conn, std::slice::from_ref(&broken))
+            .await,
         Err(projections::ProjectionError::Poison { .. })
     ));
 }

@@ -852,7 +852,10 @@ async fn fallback_provider_holds_the_money_and_an_impossible_stream_is_poison() 
     garbled.payload = json!({"PaymentVoided": {"amount": "lots"}});
     assert!(matches!(
         LedgerProjection
-            .apply(&mut app.pool.acquire().await.unwrap(), &garbled)
+            .apply(
+                &mut app.pool.acquire().await.unwrap(),
+                std::slice::from_ref(&garbled)
+            )
             .await,
         Err(ProjectionError::Poison { .. })
     ));
