@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use domain::PublishedEvent;
-use sqlx::{Connection, PgPool, Row};
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 use crate::{Projection, ProjectionError};
 
@@ -105,8 +105,14 @@ pub async fn replay(
     }
     assert!(batch_size > 0, "a batch holds at least one event");
     let started = Instant::now();
-    let mut writer = pool.acquire().await?;
-    prepare(&mut writer, projections, schema).await?;
+    prepare(&mut *pool.acquire().await?, projections, schema).await?;
+    // One writer per projection: each applies the batch in its own transaction, all at once,
+    // so PostgreSQL works on every core instead of one projection after the other. Their own
+    // sessions, not the pool's: replay must not depend on the caller's pool size.
+    let mut writers = Vec::with_capacity(projections.len());
+    for _ in projections {
+        writers.push(pool.connect_options().connect().await?);
+    }
 
     // The stream to replay is fixed at the start: every event of a transaction that had
     // ended by then (below the snapshot's xmin, as the relay reads). Each batch is then read
@@ -117,28 +123,20 @@ pub async fn replay(
         sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
             .fetch_one(pool)
             .await?;
-    let mut after: i64 = 0;
     let mut events: u64 = 0;
-    loop {
-        let rows = sqlx::query(
-            "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
-                    event_version, payload, metadata, recorded_at
-               FROM public.events
-              WHERE global_position > $1 AND transaction_id < $3::text::xid8
-              ORDER BY global_position LIMIT $2",
-        )
-        .bind(after)
-        .bind(batch_size)
-        .bind(horizon.to_string())
-        .fetch_all(pool)
-        .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.try_get("global_position")?;
-        let batch: Vec<PublishedEvent> = rows
-            .iter()
-            .map(crate::event_source::from_row)
-            .collect::<Result<_, _>>()?;
-        apply_batch(&mut writer, projections, schema, &batch).await?;
+    let mut next = read_batch(pool, 0, horizon, batch_size).await?;
+    while let Some(last) = next.last().map(|e| e.global_position) {
+        let batch = next;
+        // The next batch is read while this one is applied.
+        let applying = futures::future::try_join_all(
+            projections
+                .iter()
+                .zip(writers.iter_mut())
+                .map(|(projection, writer)| apply_batch(writer, *projection, schema, &batch)),
+        );
+        let (applied, read) = tokio::join!(applying, read_batch(pool, last, horizon, batch_size));
+        applied?;
+        next = read?;
         events += batch.len() as u64;
     }
     let elapsed = started.elapsed();
@@ -151,9 +149,35 @@ pub async fn replay(
     })
 }
 
+/// Up to `limit` events after `after`, of transactions below `horizon`, in global order.
+async fn read_batch(
+    pool: &PgPool,
+    after: i64,
+    horizon: i64,
+    limit: i64,
+) -> Result<Vec<PublishedEvent>, ReplayError> {
+    let rows = sqlx::query(
+        "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
+                event_version, payload, metadata, recorded_at
+           FROM public.events
+          WHERE global_position > $1 AND transaction_id < $3::text::xid8
+          ORDER BY global_position LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .bind(horizon.to_string())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(crate::event_source::from_row)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Applies `batch` to one projection and records its offsets, in one transaction.
 async fn apply_batch(
     conn: &mut sqlx::PgConnection,
-    projections: &[&dyn Projection],
+    projection: &dyn Projection,
     schema: &str,
     batch: &[PublishedEvent],
 ) -> Result<(), ReplayError> {
@@ -162,34 +186,32 @@ async fn apply_batch(
     sqlx::query(&format!("SET LOCAL search_path TO {schema}, public"))
         .execute(&mut *tx)
         .await?;
-    for projection in projections {
-        projection.apply(&mut tx, batch).await?;
-        let mut last_sequence: HashMap<&str, i64> = HashMap::new();
-        for event in batch {
-            last_sequence.insert(event.aggregate_id.as_str(), event.sequence);
-        }
-        let (ids, sequences): (Vec<&str>, Vec<i64>) = last_sequence.into_iter().unzip();
-        sqlx::query(
-            "INSERT INTO projection_offsets AS o (projection, aggregate_id, last_sequence)
-             SELECT $1, id, seq FROM UNNEST($2::text[], $3::bigint[]) AS t(id, seq)
-             ON CONFLICT (projection, aggregate_id)
-             DO UPDATE SET last_sequence = GREATEST(o.last_sequence, EXCLUDED.last_sequence)",
+    projection.apply(&mut tx, batch).await?;
+    let mut last_sequence: HashMap<&str, i64> = HashMap::new();
+    for event in batch {
+        last_sequence.insert(event.aggregate_id.as_str(), event.sequence);
+    }
+    let (ids, sequences): (Vec<&str>, Vec<i64>) = last_sequence.into_iter().unzip();
+    sqlx::query(
+        "INSERT INTO projection_offsets AS o (projection, aggregate_id, last_sequence)
+         SELECT $1, id, seq FROM UNNEST($2::text[], $3::bigint[]) AS t(id, seq)
+         ON CONFLICT (projection, aggregate_id)
+         DO UPDATE SET last_sequence = GREATEST(o.last_sequence, EXCLUDED.last_sequence)",
+    )
+    .bind(projection.name())
+    .bind(&ids)
+    .bind(&sequences)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(last) = batch.iter().max_by_key(|e| e.global_position) {
+        crate::progress::record(
+            &mut *tx,
+            projection.name(),
+            last.global_position,
+            last.recorded_at,
+            batch.len() as i64,
         )
-        .bind(projection.name())
-        .bind(&ids)
-        .bind(&sequences)
-        .execute(&mut *tx)
         .await?;
-        if let Some(last) = batch.iter().max_by_key(|e| e.global_position) {
-            crate::progress::record(
-                &mut *tx,
-                projection.name(),
-                last.global_position,
-                last.recorded_at,
-                batch.len() as i64,
-            )
-            .await?;
-        }
     }
     tx.commit().await?;
     Ok(())
