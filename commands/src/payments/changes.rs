@@ -55,7 +55,7 @@ impl PaymentService {
         )
         .await
         .map_err(CommandError::Provider)?;
-        self.execute(id, command, "api").await
+        self.execute_from(id, command, "api", Some(current)).await
     }
 
     #[tracing::instrument(skip(self))]
@@ -75,7 +75,7 @@ impl PaymentService {
         bounded(routed, self.deadline(), routed.provider.void(&transaction))
             .await
             .map_err(CommandError::Provider)?;
-        self.execute(id, command, "api").await
+        self.execute_from(id, command, "api", Some(current)).await
     }
 
     /// Refunds part or all of what was captured. A repeat of the same key returns the first
@@ -102,7 +102,7 @@ impl PaymentService {
             });
         }
         let requested = self
-            .execute(
+            .execute_from(
                 id,
                 PaymentCommand::RequestRefund {
                     refund_id,
@@ -111,6 +111,7 @@ impl PaymentService {
                     at: Utc::now(),
                 },
                 "api",
+                Some(current),
             )
             .await?;
         let status = refund_status(&requested.payment, refund_id)?;
@@ -133,7 +134,7 @@ impl PaymentService {
         match answer {
             Ok(refund) => {
                 let executed = self
-                    .execute(
+                    .execute_from(
                         id,
                         PaymentCommand::CompleteRefund {
                             refund_id,
@@ -141,6 +142,7 @@ impl PaymentService {
                             at: Utc::now(),
                         },
                         "api",
+                        Some(requested),
                     )
                     .await?;
                 Ok(RefundOutcome {

@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use domain::{MerchantId, PaymentCommand, PaymentError, PaymentId, PaymentStatus, Reference};
+use domain::{
+    MerchantId, Payment, PaymentCommand, PaymentError, PaymentId, PaymentStatus, Reference,
+};
 
 use super::outcomes::outcome_of;
 use super::{bounded, CommandError, CreatePayment, Executed, PaymentService};
@@ -30,7 +32,10 @@ impl PaymentService {
                     // The first call may have died before any provider answered; creating is
                     // keyed by our payment id at the provider, so submit again.
                     let candidates = self.candidates(&request);
-                    return Ok((self.submit(id, &request, candidates).await?, false));
+                    return Ok((
+                        self.submit(id, &request, candidates, existing).await?,
+                        false,
+                    ));
                 }
                 return Ok((existing, false));
             }
@@ -56,23 +61,35 @@ impl PaymentService {
             .ok_or(CommandError::ProvidersUnavailable)?;
         self.reserve_reference(&request.merchant_id, &request.reference, id)
             .await?;
-        self.execute(
-            id,
-            PaymentCommand::Initiate {
-                payment_id: id,
-                merchant_id: request.merchant_id.clone(),
-                reference: request.reference.clone(),
-                amount: request.amount,
-                payment_method: method,
-                capture_mode: request.capture_mode,
-                provider: first.to_owned(),
-                request_fingerprint: fingerprint,
-                at: Utc::now(),
-            },
-            "api",
-        )
-        .await?;
-        Ok((self.submit(id, &request, candidates).await?, true))
+        // The stream was just seen empty (under this node's lock for the payment): decide
+        // on that; another node creating it meanwhile makes the append conflict.
+        let empty = Executed {
+            payment: Payment::default(),
+            version: 0,
+            appended: 0,
+        };
+        let initiated = self
+            .execute_from(
+                id,
+                PaymentCommand::Initiate {
+                    payment_id: id,
+                    merchant_id: request.merchant_id.clone(),
+                    reference: request.reference.clone(),
+                    amount: request.amount,
+                    payment_method: method,
+                    capture_mode: request.capture_mode,
+                    provider: first.to_owned(),
+                    request_fingerprint: fingerprint,
+                    at: Utc::now(),
+                },
+                "api",
+                Some(empty),
+            )
+            .await?;
+        Ok((
+            self.submit(id, &request, candidates, initiated).await?,
+            true,
+        ))
     }
 
     fn candidates(&self, request: &CreatePayment) -> Vec<&RoutedProvider> {
@@ -86,12 +103,13 @@ impl PaymentService {
     }
 
     /// Offers the payment to each candidate provider in turn until one takes it, within the
-    /// command's provider budget.
+    /// command's provider budget. `current`: the payment as the caller last saw it.
     async fn submit(
         &self,
         id: PaymentId,
         request: &CreatePayment,
         candidates: Vec<&RoutedProvider>,
+        mut current: Executed,
     ) -> Result<Executed, CommandError> {
         let deadline = Instant::now() + self.config.provider_budget;
         let call = CreateTransaction {
@@ -123,7 +141,7 @@ impl PaymentService {
             {
                 Ok(transaction) => {
                     let recorded = self
-                        .execute(
+                        .execute_from(
                             id,
                             PaymentCommand::RecordProviderTransaction {
                                 provider: name.to_owned(),
@@ -132,6 +150,7 @@ impl PaymentService {
                                 at: Utc::now(),
                             },
                             "api",
+                            Some(current),
                         )
                         .await?;
                     // Some providers decide in the answer itself (no webhook will follow).
@@ -142,26 +161,34 @@ impl PaymentService {
                                 transaction.id,
                                 transaction.status.as_str()
                             );
-                            let method = Some(request.payment_method.kind());
-                            self.apply_outcome(id, method, name, event_id, transaction.id, outcome)
-                                .await
+                            self.apply_outcome(
+                                id,
+                                recorded,
+                                name,
+                                event_id,
+                                transaction.id,
+                                outcome,
+                            )
+                            .await
                         }
                         None => Ok(recorded),
                     };
                 }
                 Err(error) => {
                     tracing::warn!(provider = name, kind = ?error.kind, "provider did not take the payment");
-                    self.execute(
-                        id,
-                        PaymentCommand::RecordProviderAttemptFailed {
-                            provider: name.to_owned(),
-                            kind: error.kind,
-                            detail: error.detail.clone(),
-                            at: Utc::now(),
-                        },
-                        "api",
-                    )
-                    .await?;
+                    current = self
+                        .execute_from(
+                            id,
+                            PaymentCommand::RecordProviderAttemptFailed {
+                                provider: name.to_owned(),
+                                kind: error.kind,
+                                detail: error.detail.clone(),
+                                at: Utc::now(),
+                            },
+                            "api",
+                            Some(current),
+                        )
+                        .await?;
                     if !error.is_retryable() {
                         // A refusal is an answer: another provider would not change it.
                         return self.fail(id, "provider_rejected").await;

@@ -20,6 +20,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{AggregateError, EventStore};
 use domain::payment::RefundStatus;
 use domain::{
@@ -248,22 +249,50 @@ impl PaymentService {
 
     /// Loads, decides and appends, retrying a bounded number of times when another writer
     /// appended first.
-    #[tracing::instrument(skip(self, command), fields(command = command.name()))]
     async fn execute(
         &self,
         id: PaymentId,
         command: PaymentCommand,
         source: &'static str,
     ) -> Result<Executed, CommandError> {
+        self.execute_from(id, command, source, None).await
+    }
+
+    /// `execute`, deciding the first try on `known` (the payment as this command last saw
+    /// it, with its stream version) instead of reading the stream again. A stale `known`
+    /// costs no correctness: the append then conflicts on the version and the stream is
+    /// read; and a refusal or a no-op decided on `known` is confirmed on the stream before
+    /// it is answered.
+    #[tracing::instrument(skip(self, command, known), fields(command = command.name()))]
+    async fn execute_from(
+        &self,
+        id: PaymentId,
+        command: PaymentCommand,
+        source: &'static str,
+        mut known: Option<Executed>,
+    ) -> Result<Executed, CommandError> {
         let aggregate_id = id.to_string();
         for attempt in 0..=CONFLICT_RETRY_MAX {
-            let context = self
-                .store
-                .load_aggregate(&aggregate_id)
-                .await
-                .map_err(store_error)?;
+            let from_known = known.is_some();
+            let context = match known.take() {
+                Some(known) => EventStoreAggregateContext {
+                    aggregate_id: aggregate_id.clone(),
+                    aggregate: known.payment,
+                    current_sequence: known.version as usize,
+                    current_snapshot: None,
+                },
+                None => self
+                    .store
+                    .load_aggregate(&aggregate_id)
+                    .await
+                    .map_err(store_error)?,
+            };
             let base_version = context.current_sequence as i64;
-            let events = context.aggregate.decide(command.clone())?;
+            let decided = context.aggregate.decide(command.clone());
+            if from_known && !matches!(&decided, Ok(events) if !events.is_empty()) {
+                continue; // only an append is checked by the store: confirm the rest on it
+            }
+            let events = decided?;
             let mut after = context.aggregate.clone();
             if events.is_empty() {
                 return Ok(Executed {

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use domain::{MerchantId, PaymentCommand, PaymentError, PaymentId, PaymentMethodType};
+use domain::{MerchantId, PaymentCommand, PaymentError, PaymentId};
 
 use super::{retry_idempotent, CommandError, Executed, PaymentService};
 use crate::providers::{ProviderTransaction, ProviderTransactionStatus};
@@ -98,7 +98,7 @@ impl PaymentService {
         };
         self.apply_outcome(
             id,
-            current.payment.payment_method,
+            current,
             notification.provider,
             notification.event_id,
             notification.provider_transaction_id,
@@ -140,14 +140,7 @@ impl PaymentService {
             transaction.status.as_str()
         );
         match self
-            .apply_outcome(
-                id,
-                current.payment.payment_method,
-                provider,
-                event_id,
-                transaction_id,
-                outcome,
-            )
+            .apply_outcome(id, current, provider, event_id, transaction_id, outcome)
             .await
         {
             // The ledger already moved past what the provider reports.
@@ -158,12 +151,12 @@ impl PaymentService {
         }
     }
 
-    /// One outcome, one command. Callers hold the payment's stripe lock.
-    /// `method` is the payment's (callers have it loaded already): it picks the fee rule.
+    /// One outcome, one command, decided on `current` (the payment as the caller loaded or
+    /// made it: its method picks the fee rule). Callers hold the payment's stripe lock.
     pub(super) async fn apply_outcome(
         &self,
         id: PaymentId,
-        method: Option<PaymentMethodType>,
+        current: Executed,
         provider: &str,
         provider_event_id: String,
         provider_transaction_id: String,
@@ -171,7 +164,7 @@ impl PaymentService {
     ) -> Result<Executed, CommandError> {
         let at = Utc::now();
         let command = match outcome {
-            NotificationOutcome::Pending => return self.load(id, None).await,
+            NotificationOutcome::Pending => return Ok(current),
             NotificationOutcome::Authorized { amount } => PaymentCommand::Authorize {
                 provider_event_id,
                 provider_transaction_id,
@@ -182,7 +175,10 @@ impl PaymentService {
                 provider_event_id,
                 provider_transaction_id,
                 amount,
-                fee: method.and_then(|m| self.fees.fee(provider, m, amount, at)),
+                fee: current
+                    .payment
+                    .payment_method
+                    .and_then(|m| self.fees.fee(provider, m, amount, at)),
                 at,
             },
             NotificationOutcome::Declined { reason } => PaymentCommand::Decline {
@@ -197,6 +193,7 @@ impl PaymentService {
             },
             NotificationOutcome::Failed { reason } => PaymentCommand::Fail { reason, at },
         };
-        self.execute(id, command, "provider").await
+        self.execute_from(id, command, "provider", Some(current))
+            .await
     }
 }
