@@ -361,6 +361,10 @@ RMQ_ENV=(
     "RABBITMQ_ENABLED_PLUGINS_FILE=$RMQ_DIR/enabled_plugins"
     "RABBITMQ_PID_FILE=$RMQ_PID_FILE"
     "RABBITMQ_CONF_ENV_FILE=$RMQ_DIR/rabbitmq-env.conf"
+    # No scheduler busy-waiting: on a 2-core machine shared with PostgreSQL and payledger,
+    # Erlang's spinning schedulers took CPU the others needed (RabbitMQ's advice for hosts
+    # with few cores or shared with other work).
+    "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=+sbwt none +sbwtdcpu none +sbwtdio none"
 )
 
 # rmq SECONDS SCRIPT ARGS...: run one of RabbitMQ's scripts against the private node, bounded.
