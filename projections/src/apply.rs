@@ -2,8 +2,9 @@
 //! sequences it reached recorded in one transaction; an old sequence is skipped, a gap is
 //! filled from the store.
 //!
-//! Set-based: whatever the batch size, the offsets cost three statements (create missing,
-//! lock and read, advance) and the projection writes its changes with a few statements of its
+//! Set-based: whatever the batch size, the offsets cost two or three statements (read, then
+//! advance the known ones and insert the new ones, each guarded against a concurrent
+//! consumer) and the projection writes its changes with a few statements of its
 //! own (`Projection::apply`), so a batch of a hundred events is not a thousand round
 //! trips.
 
@@ -72,32 +73,25 @@ async fn apply_deliveries<P: Projection + ?Sized>(
     let mut ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    sqlx::query(
-        "INSERT INTO projection_offsets (projection, aggregate_id, last_sequence)
-         SELECT $1, id, 0 FROM UNNEST($2::text[]) AS t(id)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(projection.name())
-    .bind(&ids)
-    .execute(&mut *tx)
-    .await?;
-    // The row locks serialise concurrent consumers of the same aggregates; taken in id order
-    // so two of them never deadlock.
+    // Read without locking (a row lock is a WAL record per aggregate per batch); the offsets
+    // are advanced below only if nobody moved them meanwhile, so two consumers racing on an
+    // aggregate cannot both apply an event: the loser's transaction is rolled back whole.
     let rows = sqlx::query(
         "SELECT aggregate_id, last_sequence FROM projection_offsets
-          WHERE projection = $1 AND aggregate_id = ANY($2)
-          ORDER BY aggregate_id FOR UPDATE",
+          WHERE projection = $1 AND aggregate_id = ANY($2)",
     )
     .bind(projection.name())
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
-    let mut last: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+    let mut before: HashMap<String, i64> = HashMap::with_capacity(ids.len());
     for row in &rows {
-        last.insert(row.try_get("aggregate_id")?, row.try_get("last_sequence")?);
+        before.insert(row.try_get("aggregate_id")?, row.try_get("last_sequence")?);
     }
-    assert_eq!(last.len(), ids.len(), "every aggregate has an offset row");
-    let before = last.clone();
+    let mut last: HashMap<String, i64> = ids
+        .iter()
+        .map(|id| (id.to_string(), before.get(*id).copied().unwrap_or(0)))
+        .collect();
 
     let mut accepted: Vec<PublishedEvent> = Vec::with_capacity(events.len());
     for event in events {
@@ -119,22 +113,67 @@ async fn apply_deliveries<P: Projection + ?Sized>(
     }
     projection.apply(&mut *tx, &accepted).await?;
 
-    let (moved_ids, moved_to): (Vec<&str>, Vec<i64>) = last
-        .iter()
-        .filter(|(id, sequence)| before.get(id.as_str()) != Some(sequence))
-        .map(|(id, sequence)| (id.as_str(), *sequence))
-        .unzip();
-    sqlx::query(
-        "UPDATE projection_offsets AS o SET last_sequence = t.sequence
-           FROM UNNEST($2::text[], $3::bigint[]) AS t(id, sequence)
-          WHERE o.projection = $1 AND o.aggregate_id = t.id",
-    )
-    .bind(projection.name())
-    .bind(&moved_ids)
-    .bind(&moved_to)
-    .execute(&mut *tx)
-    .await?;
+    advance_offsets(tx, projection.name(), &before, &last).await?;
     Ok(accepted.len())
+}
+
+/// Moves the offsets from `before` (as read; absent = never seen) to `after`, failing with a
+/// retryable conflict if another consumer moved any of them since they were read.
+async fn advance_offsets(
+    tx: &mut PgConnection,
+    projection: &str,
+    before: &HashMap<String, i64>,
+    after: &HashMap<String, i64>,
+) -> Result<(), ProjectionError> {
+    let mut seen = (Vec::new(), Vec::new(), Vec::new());
+    let mut new = (Vec::new(), Vec::new());
+    for (id, sequence) in after {
+        match before.get(id) {
+            Some(old) if old == sequence => {}
+            Some(old) => {
+                seen.0.push(id.as_str());
+                seen.1.push(*old);
+                seen.2.push(*sequence);
+            }
+            None => {
+                new.0.push(id.as_str());
+                new.1.push(*sequence);
+            }
+        }
+    }
+    if !seen.0.is_empty() {
+        let moved = sqlx::query(
+            "UPDATE projection_offsets AS o SET last_sequence = t.sequence
+               FROM UNNEST($2::text[], $3::bigint[], $4::bigint[]) AS t(id, expected, sequence)
+              WHERE o.projection = $1 AND o.aggregate_id = t.id
+                AND o.last_sequence = t.expected",
+        )
+        .bind(projection)
+        .bind(&seen.0)
+        .bind(&seen.1)
+        .bind(&seen.2)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != seen.0.len() as u64 {
+            return Err(ProjectionError::Conflict);
+        }
+    }
+    if !new.0.is_empty() {
+        let inserted = sqlx::query(
+            "INSERT INTO projection_offsets (projection, aggregate_id, last_sequence)
+             SELECT $1, t.id, t.sequence FROM UNNEST($2::text[], $3::bigint[]) AS t(id, sequence)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(projection)
+        .bind(&new.0)
+        .bind(&new.1)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() != new.0.len() as u64 {
+            return Err(ProjectionError::Conflict);
+        }
+    }
+    Ok(())
 }
 
 /// The events after `last` through `event`, from the store: the ones this projection never

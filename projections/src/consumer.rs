@@ -205,8 +205,9 @@ async fn handle(
                 return Ok(());
             }
             Err(error) if error.is_transient() && !*shutdown.borrow() => {
-                // The database is away: wait for it rather than dead-letter good events.
-                tracing::warn!(projection = projection.name(), %error, "database unavailable; retrying");
+                // The database is away, or another consumer got there first: try again
+                // rather than dead-letter good events.
+                tracing::warn!(projection = projection.name(), %error, "transient failure; retrying");
             }
             Err(error) => {
                 tries += 1;

@@ -27,12 +27,17 @@ pub enum ProjectionError {
     /// queue instead of blocking the ones behind it.
     #[error("poison event {message_id}: {reason}")]
     Poison { message_id: String, reason: String },
+    /// Another consumer applied some of these events first: the transaction is rolled back
+    /// and the deliveries are tried again (they will then be skipped as duplicates).
+    #[error("another consumer moved the offsets of these aggregates meanwhile")]
+    Conflict,
 }
 
 impl ProjectionError {
     /// Worth retrying in place (the database went away), as opposed to a bad event.
     pub fn is_transient(&self) -> bool {
-        matches!(
+        matches!(self, ProjectionError::Conflict)
+            || matches!(
             self,
             ProjectionError::Database(
                 sqlx::Error::Io(_)
