@@ -1,6 +1,6 @@
 //! The read side: RabbitMQ consumers and the projection tables they keep. Each projection
-//! applies an event and records the aggregate's last applied sequence in one transaction,
-//! so redeliveries are skipped and gaps are filled from the event store.
+//! applies a batch of events and records each aggregate's last applied sequence in one
+//! transaction, so redeliveries are skipped and gaps are filled from the event store.
 
 pub mod analytics;
 pub mod apply;
