@@ -46,7 +46,13 @@ pub async fn apply_batch<P: Projection + ?Sized>(
     projection: &P,
     events: &[PublishedEvent],
 ) -> Result<usize, ProjectionError> {
-    let mut tx = pool.begin().await?;
+    // One snapshot for the whole batch: the offsets and the projection's own rows are read
+    // as of the same moment, so a consumer racing another on the same aggregates cannot see
+    // old offsets beside new rows; whatever it then writes over the other's commit fails with
+    // a serialization error (retryable) instead of being applied twice.
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await?;
     let applied = apply_deliveries(&mut tx, projection, events).await?;
     if let Some(newest) = events.iter().max_by_key(|e| e.global_position) {
         if applied > 0 {

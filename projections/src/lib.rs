@@ -38,15 +38,16 @@ impl ProjectionError {
     pub fn is_transient(&self) -> bool {
         matches!(self, ProjectionError::Conflict)
             || matches!(
-            self,
-            ProjectionError::Database(
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-                    | sqlx::Error::Tls(_)
+                self,
+                ProjectionError::Database(
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                        | sqlx::Error::Tls(_)
+                )
             )
-        ) || matches!(self, ProjectionError::Database(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("40") || c.starts_with("08") || c.starts_with("57")))
+            || matches!(self, ProjectionError::Database(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("40") || c.starts_with("08") || c.starts_with("57")))
     }
 }
 

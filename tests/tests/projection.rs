@@ -90,6 +90,93 @@ async fn a_gap_is_filled_from_the_store_and_redeliveries_are_skipped() {
     assert_eq!(applied_total, 5);
 }
 
+/// Competing consumers (several projector processes on one queue, or a redelivery racing the
+/// first delivery) apply the same events at the same moment: the offsets are advanced
+/// optimistically in one snapshot, so exactly one transaction applies them and the others
+/// are rolled back whole (a conflict or serialization failure, which the consumer retries,
+/// never a poison event) or find them applied already.
+#[tokio::test]
+async fn consumers_racing_on_the_same_events_apply_them_exactly_once() {
+    let app = spawn_app_with_role(ServeRole::Api).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let created = app
+            .create_payment(
+                &format!("k-race-{n}"),
+                &payment_body(
+                    "40.00",
+                    "USD",
+                    &format!("race-{n}"),
+                    "tok_sandbox_approved",
+                    "automatic",
+                ),
+            )
+            .await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        wait_for_events(&app, &id, 3).await;
+        ids.push(id);
+    }
+    let mut batch = Vec::new();
+    let mut conn = app.pool.acquire().await.unwrap();
+    for id in &ids {
+        batch.extend(
+            aggregate_events(&mut conn, "Payment", id, 0, 10)
+                .await
+                .unwrap(),
+        );
+    }
+    drop(conn);
+    assert_eq!(batch.len(), 9);
+
+    let racers = 8;
+    let results = futures::future::join_all((0..racers).map(|_| {
+        let pool = app.pool.clone();
+        let batch = batch.clone();
+        async move { projections::apply::apply_batch(&pool, &StatusProjection, &batch).await }
+    }))
+    .await;
+    let mut applied = 0;
+    for result in &results {
+        match result {
+            Ok(0) => {}
+            Ok(count) => {
+                assert_eq!(*count, 9, "a winner applies the whole batch");
+                applied += 1;
+            }
+            // Lost the race: rolled back whole, retried by the consumer.
+            Err(error) if error.is_transient() => {}
+            Err(other) => panic!("unexpected failure: {other}"),
+        }
+    }
+    assert_eq!(
+        applied, 1,
+        "exactly one consumer applies the batch: {results:?}"
+    );
+
+    // Whoever lost and retries now finds everything applied.
+    assert_eq!(
+        projections::apply::apply_batch(&app.pool, &StatusProjection, &batch)
+            .await
+            .unwrap(),
+        0
+    );
+    let applied_total: i64 = sqlx::query_scalar(
+        "SELECT applied_total FROM projection_progress WHERE projection = 'status'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(applied_total, 9);
+    for id in &ids {
+        let row = projections::status::get(&app.pool, id.parse().unwrap(), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((row.version, row.status.as_str()), (3, "APPROVED"));
+        assert_eq!(row.captured_amount.to_string(), "40.00");
+    }
+}
+
 #[tokio::test]
 async fn a_poison_message_is_dead_lettered_and_the_rest_keep_flowing() {
     let app = spawn_app().await;
