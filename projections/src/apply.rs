@@ -79,9 +79,10 @@ async fn apply_deliveries<P: Projection + ?Sized>(
     let mut ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    // Read without locking (a row lock is a WAL record per aggregate per batch); the offsets
-    // are advanced below only if nobody moved them meanwhile, so two consumers racing on an
-    // aggregate cannot both apply an event: the loser's transaction is rolled back whole.
+    // Read without locking (a row lock is a WAL record per aggregate per batch), in the
+    // batch's snapshot; the offsets are advanced below only if nobody moved them meanwhile,
+    // so two consumers racing on an aggregate cannot both apply an event: the loser's
+    // transaction is rolled back whole.
     let rows = sqlx::query(
         "SELECT aggregate_id, last_sequence FROM projection_offsets
           WHERE projection = $1 AND aggregate_id = ANY($2)",
@@ -102,7 +103,7 @@ async fn apply_deliveries<P: Projection + ?Sized>(
     let mut accepted: Vec<PublishedEvent> = Vec::with_capacity(events.len());
     for event in events {
         let seen = last.get_mut(&event.aggregate_id).ok_or_else(|| {
-            sqlx::Error::Protocol(format!("no offset row for {}", event.aggregate_id))
+            sqlx::Error::Protocol(format!("{} is missing from its batch", event.aggregate_id))
         })?;
         if event.sequence <= *seen {
             continue; // a redelivery

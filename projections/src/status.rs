@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use domain::{PaymentEvent, PaymentStatus, PublishedEvent};
 use rust_decimal::Decimal;
@@ -35,7 +35,7 @@ impl Projection for StatusProjection {
         let decoded = crate::decode_all(events)?;
         let ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
         let mut rows = load(conn, &ids).await?;
-        let mut changed: Vec<Uuid> = Vec::new();
+        let mut changed: BTreeSet<Uuid> = BTreeSet::new();
         for (id, event, payload) in &decoded {
             let row = match rows.get_mut(id) {
                 Some(_) if matches!(payload, PaymentEvent::PaymentInitiated { .. }) => {
@@ -49,12 +49,8 @@ impl Projection for StatusProjection {
                 }
             };
             fold(row, event, payload);
-            if changed.last() != Some(id) {
-                changed.push(*id);
-            }
+            changed.insert(*id);
         }
-        changed.sort_unstable();
-        changed.dedup();
         store(conn, changed.iter().filter_map(|id| rows.get(id))).await?;
         Ok(())
     }
