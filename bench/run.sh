@@ -8,7 +8,7 @@
 #  4. payledger serve --sandbox on its own port and AMQP_PREFIX, in the background
 #  5. a short ramp of concurrency levels -> the sustained maximum (client commands/s)
 #  6. bench/ceiling.sh (pgbench, bare SQL of one command) at that concurrency, with and
-#     without payledger's NOTIFY trigger
+#     without the NOTIFY trigger payledger had on events until migration 0010
 #  7. the main run at that concurrency; then a run paced at half of its payments/s (the
 #     latency and projection-lag targets are judged there)
 #  8. payledger stopped; payledger-bench replay (events cloned from the API-made streams)
