@@ -50,7 +50,7 @@ impl Projection for AnalyticsProjection {
         events: &[PublishedEvent],
     ) -> Result<(), ProjectionError> {
         let decoded = crate::decode_all(events)?;
-        let ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
+        let ids = crate::payment_ids(&decoded);
         let mut contexts = load_contexts(conn, &ids).await?;
         let mut dirty: BTreeSet<Uuid> = BTreeSet::new();
         let mut days: BTreeMap<DayKey, Delta> = BTreeMap::new();
@@ -222,8 +222,9 @@ async fn load_contexts(
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Context>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT payment_id, merchant_id, provider, payment_method_type, currency, initiated_at
-           FROM analytics_payments WHERE payment_id = ANY($1)",
+        "SELECT t.* FROM UNNEST($1::uuid[]) AS k(id) CROSS JOIN LATERAL (
+             SELECT payment_id, merchant_id, provider, payment_method_type, currency, initiated_at
+               FROM analytics_payments WHERE payment_id = k.id LIMIT 1) AS t",
     )
     .bind(ids)
     .fetch_all(&mut *conn)

@@ -2,9 +2,8 @@
 //! sequences it reached recorded in one transaction; an old sequence is skipped, a gap is
 //! filled from the store.
 //!
-//! Set-based: whatever the batch size, the offsets cost two or three statements (read, then
-//! advance the known ones and insert the new ones, each guarded against a concurrent
-//! consumer) and the projection writes its changes with a few statements of its
+//! Set-based: whatever the batch size, the offsets cost two statements (read, then one
+//! upsert; REPEATABLE READ makes a concurrent consumer's move a serialization failure) and the projection writes its changes with a few statements of its
 //! own (`Projection::apply`), so a batch of a hundred events is not a thousand round
 //! trips.
 
@@ -80,12 +79,13 @@ async fn apply_deliveries<P: Projection + ?Sized>(
     ids.sort_unstable();
     ids.dedup();
     // Read without locking (a row lock is a WAL record per aggregate per batch), in the
-    // batch's snapshot; the offsets are advanced below only if nobody moved them meanwhile,
-    // so two consumers racing on an aggregate cannot both apply an event: the loser's
-    // transaction is rolled back whole.
+    // batch's snapshot; advancing them fails if another consumer moved them meanwhile, so two
+    // consumers racing on an aggregate cannot both apply an event: the loser's transaction
+    // is rolled back whole.
     let rows = sqlx::query(
-        "SELECT aggregate_id, last_sequence FROM projection_offsets
-          WHERE projection = $1 AND aggregate_id = ANY($2)",
+        "SELECT t.* FROM UNNEST($2::text[]) AS k(id) CROSS JOIN LATERAL (
+           SELECT aggregate_id, last_sequence FROM projection_offsets
+            WHERE projection = $1 AND aggregate_id = k.id LIMIT 1) AS t",
     )
     .bind(projection.name())
     .bind(&ids)
@@ -124,62 +124,34 @@ async fn apply_deliveries<P: Projection + ?Sized>(
     Ok(accepted.len())
 }
 
-/// Moves the offsets from `before` (as read; absent = never seen) to `after`, failing with a
-/// retryable conflict if another consumer moved any of them since they were read.
+/// Moves the offsets that changed from `before` (as read) to `after`, with one upsert: its
+/// conflict check probes the primary key per row, whatever the statistics say. A concurrent
+/// consumer that moved any of them after this batch's snapshot makes it fail with a
+/// serialization error (REPEATABLE READ), so the batch is rolled back and retried.
 async fn advance_offsets(
     tx: &mut PgConnection,
     projection: &str,
     before: &HashMap<String, i64>,
     after: &HashMap<String, i64>,
 ) -> Result<(), ProjectionError> {
-    let mut seen = (Vec::new(), Vec::new(), Vec::new());
-    let mut new = (Vec::new(), Vec::new());
-    for (id, sequence) in after {
-        match before.get(id) {
-            Some(old) if old == sequence => {}
-            Some(old) => {
-                seen.0.push(id.as_str());
-                seen.1.push(*old);
-                seen.2.push(*sequence);
-            }
-            None => {
-                new.0.push(id.as_str());
-                new.1.push(*sequence);
-            }
-        }
+    let (ids, sequences): (Vec<&str>, Vec<i64>) = after
+        .iter()
+        .filter(|(id, sequence)| before.get(id.as_str()) != Some(*sequence))
+        .map(|(id, sequence)| (id.as_str(), *sequence))
+        .unzip();
+    if ids.is_empty() {
+        return Ok(());
     }
-    if !seen.0.is_empty() {
-        let moved = sqlx::query(
-            "UPDATE projection_offsets AS o SET last_sequence = t.sequence
-               FROM UNNEST($2::text[], $3::bigint[], $4::bigint[]) AS t(id, expected, sequence)
-              WHERE o.projection = $1 AND o.aggregate_id = t.id
-                AND o.last_sequence = t.expected",
-        )
-        .bind(projection)
-        .bind(&seen.0)
-        .bind(&seen.1)
-        .bind(&seen.2)
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() != seen.0.len() as u64 {
-            return Err(ProjectionError::Conflict);
-        }
-    }
-    if !new.0.is_empty() {
-        let inserted = sqlx::query(
-            "INSERT INTO projection_offsets (projection, aggregate_id, last_sequence)
-             SELECT $1, t.id, t.sequence FROM UNNEST($2::text[], $3::bigint[]) AS t(id, sequence)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(projection)
-        .bind(&new.0)
-        .bind(&new.1)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() != new.0.len() as u64 {
-            return Err(ProjectionError::Conflict);
-        }
-    }
+    sqlx::query(
+        "INSERT INTO projection_offsets AS o (projection, aggregate_id, last_sequence)
+         SELECT $1, t.id, t.sequence FROM UNNEST($2::text[], $3::bigint[]) AS t(id, sequence)
+         ON CONFLICT (projection, aggregate_id) DO UPDATE SET last_sequence = EXCLUDED.last_sequence",
+    )
+    .bind(projection)
+    .bind(&ids)
+    .bind(&sequences)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 

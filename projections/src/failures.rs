@@ -50,7 +50,7 @@ impl Projection for FailuresProjection {
         events: &[PublishedEvent],
     ) -> Result<(), ProjectionError> {
         let decoded = crate::decode_all(events)?;
-        let ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
+        let ids = crate::payment_ids(&decoded);
         let mut contexts = load_contexts(conn, &ids).await?;
         let mut dirty: BTreeSet<Uuid> = BTreeSet::new();
         let mut failures: BTreeMap<FailureKey, Failures> = BTreeMap::new();
@@ -180,8 +180,9 @@ async fn load_contexts(
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Context>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT payment_id, merchant_id, provider, amount, currency FROM failures_payments
-          WHERE payment_id = ANY($1)",
+        "SELECT t.* FROM UNNEST($1::uuid[]) AS k(id) CROSS JOIN LATERAL (
+             SELECT payment_id, merchant_id, provider, amount, currency FROM failures_payments
+              WHERE payment_id = k.id LIMIT 1) AS t",
     )
     .bind(ids)
     .fetch_all(&mut *conn)

@@ -101,7 +101,7 @@ impl Projection for LedgerProjection {
         events: &[PublishedEvent],
     ) -> Result<(), ProjectionError> {
         let decoded = crate::decode_all(events)?;
-        let ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
+        let ids = crate::payment_ids(&decoded);
         let mut contexts = load(conn, &ids).await?;
         let mut dirty: BTreeMap<Uuid, i64> = BTreeMap::new();
         let mut journal = Journal::default();
@@ -426,9 +426,10 @@ async fn load(
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, PaymentContext>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT payment_id, merchant_id, currency, provider, hold_provider, hold_amount,
-                capture_provider, captured_amount, fee_amount, refunded_amount
-           FROM ledger_payments WHERE payment_id = ANY($1)",
+        "SELECT t.* FROM UNNEST($1::uuid[]) AS k(id) CROSS JOIN LATERAL (
+             SELECT payment_id, merchant_id, currency, provider, hold_provider, hold_amount,
+                    capture_provider, captured_amount, fee_amount, refunded_amount
+               FROM ledger_payments WHERE payment_id = k.id LIMIT 1) AS t",
     )
     .bind(ids)
     .fetch_all(&mut *conn)

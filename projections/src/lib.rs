@@ -27,27 +27,21 @@ pub enum ProjectionError {
     /// queue instead of blocking the ones behind it.
     #[error("poison event {message_id}: {reason}")]
     Poison { message_id: String, reason: String },
-    /// Another consumer applied some of these events first: the transaction is rolled back
-    /// and the deliveries are tried again (they will then be skipped as duplicates).
-    #[error("another consumer moved the offsets of these aggregates meanwhile")]
-    Conflict,
 }
 
 impl ProjectionError {
     /// Worth retrying in place (the database went away), as opposed to a bad event.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ProjectionError::Conflict)
-            || matches!(
-                self,
-                ProjectionError::Database(
-                    sqlx::Error::Io(_)
-                        | sqlx::Error::PoolTimedOut
-                        | sqlx::Error::PoolClosed
-                        | sqlx::Error::WorkerCrashed
-                        | sqlx::Error::Tls(_)
-                )
+        matches!(
+            self,
+            ProjectionError::Database(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Tls(_)
             )
-            || matches!(self, ProjectionError::Database(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("40") || c.starts_with("08") || c.starts_with("57")))
+        ) || matches!(self, ProjectionError::Database(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("40") || c.starts_with("08") || c.starts_with("57")))
     }
 }
 
@@ -80,6 +74,16 @@ pub(crate) fn poison(event: &PublishedEvent, reason: &str) -> ProjectionError {
 }
 
 pub(crate) const UNKNOWN_PAYMENT: &str = "no PaymentInitiated was applied for this payment";
+
+/// The distinct payments of a decoded batch, in order: each is looked up once, by one index
+/// probe (`UNNEST ... CROSS JOIN LATERAL (... LIMIT 1)`), whatever the table's statistics
+/// say (on young tables they lag, and `= ANY($ids)` was planned as a scan: 1-4 ms a batch).
+pub(crate) fn payment_ids(decoded: &[(Uuid, &PublishedEvent, PaymentEvent)]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
 
 /// Each event with its payment id and decoded payload; an event that does not decode is
 /// poison.

@@ -33,7 +33,7 @@ impl Projection for StatusProjection {
         events: &[PublishedEvent],
     ) -> Result<(), ProjectionError> {
         let decoded = crate::decode_all(events)?;
-        let ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
+        let ids = crate::payment_ids(&decoded);
         let mut rows = load(conn, &ids).await?;
         let mut changed: BTreeSet<Uuid> = BTreeSet::new();
         for (id, event, payload) in &decoded {
@@ -230,7 +230,8 @@ const STATE_COLUMNS: &str = "payment_id, merchant_id, reference, status, amount,
 
 async fn load(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, State>, sqlx::Error> {
     let rows = sqlx::query(&format!(
-        "SELECT {STATE_COLUMNS} FROM payment_status WHERE payment_id = ANY($1)"
+        "SELECT t.* FROM UNNEST($1::uuid[]) AS k(id) CROSS JOIN LATERAL (
+           SELECT {STATE_COLUMNS} FROM payment_status WHERE payment_id = k.id LIMIT 1) AS t"
     ))
     .bind(ids)
     .fetch_all(&mut *conn)
