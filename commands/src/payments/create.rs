@@ -222,6 +222,16 @@ impl PaymentService {
         reference: &Reference,
         id: PaymentId,
     ) -> Result<(), CommandError> {
+        let store_error = |e: sqlx::Error| CommandError::Store(e.to_string());
+        // Committed without waiting for its WAL flush: the `PaymentInitiated` commit that
+        // follows waits for the flush of everything before it, this row included. A crash
+        // before that can lose only a reservation no payment uses yet (a retry with the same
+        // key takes it again), which a synchronous commit could leave behind as well.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+            .await
+            .map_err(store_error)?;
         let holder: uuid::Uuid = sqlx::query_scalar(
             "INSERT INTO merchant_references (merchant_id, reference, payment_id)
              VALUES ($1, $2, $3)
@@ -232,9 +242,10 @@ impl PaymentService {
         .bind(merchant.as_str())
         .bind(reference.as_str())
         .bind(id.as_uuid())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(|e| CommandError::Store(e.to_string()))?;
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
         if holder == id.as_uuid() {
             Ok(())
         } else {
