@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use domain::PublishedEvent;
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgPool, Row};
 
 use crate::{Projection, ProjectionError};
 
@@ -49,12 +49,14 @@ pub fn valid_schema(name: &str) -> bool {
 }
 
 /// Empties what the projections own, in `schema` (creating copies of the live tables there
-/// when it is not `public`).
+/// when it is not `public`). Returns the statements that create the copies' secondary
+/// indexes, which are left out until the rows are in: one sort per index at the end costs
+/// much less than maintaining each index row by row (the journal alone has three).
 async fn prepare(
     conn: &mut sqlx::PgConnection,
     projections: &[&dyn Projection],
     schema: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<String>, sqlx::Error> {
     let mut tables: Vec<&str> = projections
         .iter()
         .flat_map(|p| p.tables().iter().copied())
@@ -73,7 +75,7 @@ async fn prepare(
             .execute(&mut *conn)
             .await?;
         }
-        return Ok(());
+        return Ok(Vec::new());
     }
     tables.extend(SHARED_TABLES);
     sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
@@ -89,7 +91,26 @@ async fn prepare(
         .execute(&mut *conn)
         .await?;
     }
-    Ok(())
+    // Unique indexes stay: the upserts' ON CONFLICT needs them.
+    let deferred = sqlx::query(
+        "SELECT n.nspname || '.' || c.relname AS name, pg_get_indexdef(c.oid) AS definition
+           FROM pg_index x
+           JOIN pg_class c ON c.oid = x.indexrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = $1 AND NOT x.indisunique",
+    )
+    .bind(schema)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut definitions = Vec::with_capacity(deferred.len());
+    for index in &deferred {
+        let name: String = index.try_get("name")?;
+        sqlx::query(&format!("DROP INDEX {name}"))
+            .execute(&mut *conn)
+            .await?;
+        definitions.push(index.try_get("definition")?);
+    }
+    Ok(definitions)
 }
 
 /// Rebuilds `projections` from every event, into `schema` (`public` = the live tables; stop
@@ -105,7 +126,7 @@ pub async fn replay(
     }
     assert!(batch_size > 0, "a batch holds at least one event");
     let started = Instant::now();
-    prepare(&mut *pool.acquire().await?, projections, schema).await?;
+    let deferred_indexes = prepare(&mut *pool.acquire().await?, projections, schema).await?;
     // One writer per projection: each applies the batch in its own transaction, all at once,
     // so PostgreSQL works on every core instead of one projection after the other. Their own
     // sessions, not the pool's: replay must not depend on the caller's pool size.
@@ -139,6 +160,19 @@ pub async fn replay(
         next = read?;
         events += batch.len() as u64;
     }
+    // The deferred indexes, built concurrently like the batches were applied.
+    futures::future::try_join_all(
+        deferred_indexes
+            .chunks(deferred_indexes.len().div_ceil(writers.len().max(1)).max(1))
+            .zip(writers.iter_mut())
+            .map(|(statements, writer)| async move {
+                for statement in statements {
+                    sqlx::query(statement).execute(&mut *writer).await?;
+                }
+                Ok::<(), sqlx::Error>(())
+            }),
+    )
+    .await?;
     let elapsed = started.elapsed();
     Ok(ReplayReport {
         projections: projections.iter().map(|p| p.name()).collect(),

@@ -127,6 +127,34 @@ async fn replay_into_a_scratch_schema_equals_the_live_projections_row_for_row() 
     .await
     .unwrap();
     assert_eq!(offsets_differ, 0);
+    // The scratch copies have every index of the live tables (secondary ones are built after
+    // the rows are in), column for column.
+    let tables: Vec<&str> = all
+        .iter()
+        .flat_map(|p| p.tables().iter().copied())
+        .chain(["projection_offsets", "projection_progress"])
+        .collect();
+    let mut indexes = Vec::new();
+    for schema in ["public", "scratch"] {
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname || ':' || regexp_replace(pg_get_indexdef(i.indexrelid), '^.* USING ', '')
+               FROM pg_index i
+               JOIN pg_class c ON c.oid = i.indrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = ANY($2)
+              ORDER BY 1",
+        )
+        .bind(schema)
+        .bind(&tables)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        indexes.push(columns);
+    }
+    assert!(indexes[0]
+        .iter()
+        .any(|i| i.starts_with("journal_entries:btree (account")));
+    assert_eq!(indexes[1], indexes[0]);
     // Rebuilding again into the same scratch schema starts from empty, not on top.
     let again = projections::replay::replay(&app.pool, &refs, "scratch", 1000)
         .await
