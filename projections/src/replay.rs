@@ -81,7 +81,7 @@ async fn prepare(
     sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
         .execute(&mut *conn)
         .await?;
-    for table in tables {
+    for table in &tables {
         sqlx::query(&format!("DROP TABLE IF EXISTS {schema}.{table}"))
             .execute(&mut *conn)
             .await?;
@@ -96,10 +96,12 @@ async fn prepare(
         "SELECT n.nspname || '.' || c.relname AS name, pg_get_indexdef(c.oid) AS definition
            FROM pg_index x
            JOIN pg_class c ON c.oid = x.indexrelid
+           JOIN pg_class t ON t.oid = x.indrelid
            JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE n.nspname = $1 AND NOT x.indisunique",
+          WHERE n.nspname = $1 AND t.relname = ANY($2) AND NOT x.indisunique",
     )
     .bind(schema)
+    .bind(&tables)
     .fetch_all(&mut *conn)
     .await?;
     let mut definitions = Vec::with_capacity(deferred.len());
