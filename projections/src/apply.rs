@@ -95,16 +95,12 @@ async fn apply_deliveries<P: Projection + ?Sized>(
     for row in &rows {
         before.insert(row.try_get("aggregate_id")?, row.try_get("last_sequence")?);
     }
-    let mut last: HashMap<String, i64> = ids
-        .iter()
-        .map(|id| (id.to_string(), before.get(*id).copied().unwrap_or(0)))
-        .collect();
+    // Where each aggregate stands as the batch is walked (never seen = 0).
+    let mut last: HashMap<String, i64> = before.clone();
 
     let mut accepted: Vec<PublishedEvent> = Vec::with_capacity(events.len());
     for event in events {
-        let seen = last.get_mut(&event.aggregate_id).ok_or_else(|| {
-            sqlx::Error::Protocol(format!("{} is missing from its batch", event.aggregate_id))
-        })?;
+        let seen = last.entry(event.aggregate_id.clone()).or_insert(0);
         if event.sequence <= *seen {
             continue; // a redelivery
         }

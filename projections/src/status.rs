@@ -56,30 +56,12 @@ impl Projection for StatusProjection {
     }
 }
 
-/// Every column of a `payment_status` row.
+/// Every column of a `payment_status` row: what readers get, and what only the projection
+/// keeps.
 #[derive(Debug, Clone)]
 struct State {
-    payment_id: Uuid,
-    merchant_id: String,
-    reference: String,
-    status: String,
-    amount: Decimal,
-    currency: String,
-    authorized_amount: Decimal,
-    captured_amount: Decimal,
-    refunded_amount: Decimal,
-    refund_pending_amount: Decimal,
-    provider: String,
-    provider_transaction_id: Option<String>,
-    payment_method_type: String,
-    capture_mode: String,
-    failure_reason: Option<String>,
+    row: PaymentStatusRow,
     provider_attempts_failed: i32,
-    next_action: Option<serde_json::Value>,
-    fee_amount: Decimal,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    version: i64,
     last_global_position: i64,
 }
 
@@ -99,39 +81,42 @@ fn initiated(id: Uuid, event: &PublishedEvent, payload: &PaymentEvent) -> Option
         return None;
     };
     Some(State {
-        payment_id: id,
-        merchant_id: merchant_id.as_str().to_owned(),
-        reference: reference.as_str().to_owned(),
-        status: PaymentStatus::Pending.as_str().to_owned(),
-        amount: amount.amount(),
-        currency: amount.currency().code().to_owned(),
-        authorized_amount: Decimal::ZERO,
-        captured_amount: Decimal::ZERO,
-        refunded_amount: Decimal::ZERO,
-        refund_pending_amount: Decimal::ZERO,
-        provider: provider.clone(),
-        provider_transaction_id: None,
-        payment_method_type: payment_method.as_str().to_owned(),
-        capture_mode: match capture_mode {
-            domain::CaptureMode::Automatic => "automatic",
-            domain::CaptureMode::Manual => "manual",
-        }
-        .to_owned(),
-        failure_reason: None,
+        row: PaymentStatusRow {
+            payment_id: id,
+            merchant_id: merchant_id.as_str().to_owned(),
+            reference: reference.as_str().to_owned(),
+            status: PaymentStatus::Pending.as_str().to_owned(),
+            amount: amount.amount(),
+            currency: amount.currency().code().to_owned(),
+            authorized_amount: Decimal::ZERO,
+            captured_amount: Decimal::ZERO,
+            refunded_amount: Decimal::ZERO,
+            refund_pending_amount: Decimal::ZERO,
+            provider: provider.clone(),
+            provider_transaction_id: None,
+            payment_method_type: payment_method.as_str().to_owned(),
+            capture_mode: match capture_mode {
+                domain::CaptureMode::Automatic => "automatic",
+                domain::CaptureMode::Manual => "manual",
+            }
+            .to_owned(),
+            failure_reason: None,
+            next_action: None,
+            fee_amount: Decimal::ZERO,
+            created_at: *at,
+            updated_at: *at,
+            version: event.sequence,
+        },
         provider_attempts_failed: 0,
-        next_action: None,
-        fee_amount: Decimal::ZERO,
-        created_at: *at,
-        updated_at: *at,
-        version: event.sequence,
         last_global_position: event.global_position,
     })
 }
 
 /// What one event changes in its payment's row (always the version, position and time).
-fn fold(row: &mut State, event: &PublishedEvent, payload: &PaymentEvent) {
+fn fold(state: &mut State, event: &PublishedEvent, payload: &PaymentEvent) {
+    state.last_global_position = event.global_position;
+    let row = &mut state.row;
     row.version = event.sequence;
-    row.last_global_position = event.global_position;
     row.updated_at = payload.at();
     match payload {
         PaymentEvent::PaymentInitiated { .. } => {}
@@ -147,7 +132,7 @@ fn fold(row: &mut State, event: &PublishedEvent, payload: &PaymentEvent) {
                 .as_ref()
                 .and_then(|a| serde_json::to_value(a).ok());
         }
-        PaymentEvent::ProviderAttemptFailed { .. } => row.provider_attempts_failed += 1,
+        PaymentEvent::ProviderAttemptFailed { .. } => state.provider_attempts_failed += 1,
         PaymentEvent::PaymentAuthorized {
             amount,
             provider,
@@ -239,30 +224,11 @@ async fn load(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Sta
     let mut states = HashMap::with_capacity(rows.len());
     for row in &rows {
         let state = State {
-            payment_id: row.try_get("payment_id")?,
-            merchant_id: row.try_get("merchant_id")?,
-            reference: row.try_get("reference")?,
-            status: row.try_get("status")?,
-            amount: row.try_get("amount")?,
-            currency: row.try_get("currency")?,
-            authorized_amount: row.try_get("authorized_amount")?,
-            captured_amount: row.try_get("captured_amount")?,
-            refunded_amount: row.try_get("refunded_amount")?,
-            refund_pending_amount: row.try_get("refund_pending_amount")?,
-            provider: row.try_get("provider")?,
-            provider_transaction_id: row.try_get("provider_transaction_id")?,
-            payment_method_type: row.try_get("payment_method_type")?,
-            capture_mode: row.try_get("capture_mode")?,
-            failure_reason: row.try_get("failure_reason")?,
+            row: from_row(row)?,
             provider_attempts_failed: row.try_get("provider_attempts_failed")?,
-            next_action: row.try_get("next_action")?,
-            fee_amount: row.try_get("fee_amount")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-            version: row.try_get("version")?,
             last_global_position: row.try_get("last_global_position")?,
         };
-        states.insert(state.payment_id, state);
+        states.insert(state.row.payment_id, state);
     }
     Ok(states)
 }
@@ -305,21 +271,21 @@ async fn store<'a>(
              version = EXCLUDED.version,
              last_global_position = EXCLUDED.last_global_position"
     ))
-    .bind(rows.iter().map(|r| r.payment_id).collect::<Vec<_>>())
-    .bind(column(|r| r.merchant_id.clone()))
-    .bind(column(|r| r.reference.clone()))
-    .bind(column(|r| r.status.clone()))
-    .bind(decimals(|r| r.amount))
-    .bind(column(|r| r.currency.clone()))
-    .bind(decimals(|r| r.authorized_amount))
-    .bind(decimals(|r| r.captured_amount))
-    .bind(decimals(|r| r.refunded_amount))
-    .bind(decimals(|r| r.refund_pending_amount))
-    .bind(column(|r| r.provider.clone()))
-    .bind(optional(|r| r.provider_transaction_id.clone()))
-    .bind(column(|r| r.payment_method_type.clone()))
-    .bind(column(|r| r.capture_mode.clone()))
-    .bind(optional(|r| r.failure_reason.clone()))
+    .bind(rows.iter().map(|r| r.row.payment_id).collect::<Vec<_>>())
+    .bind(column(|r| r.row.merchant_id.clone()))
+    .bind(column(|r| r.row.reference.clone()))
+    .bind(column(|r| r.row.status.clone()))
+    .bind(decimals(|r| r.row.amount))
+    .bind(column(|r| r.row.currency.clone()))
+    .bind(decimals(|r| r.row.authorized_amount))
+    .bind(decimals(|r| r.row.captured_amount))
+    .bind(decimals(|r| r.row.refunded_amount))
+    .bind(decimals(|r| r.row.refund_pending_amount))
+    .bind(column(|r| r.row.provider.clone()))
+    .bind(optional(|r| r.row.provider_transaction_id.clone()))
+    .bind(column(|r| r.row.payment_method_type.clone()))
+    .bind(column(|r| r.row.capture_mode.clone()))
+    .bind(optional(|r| r.row.failure_reason.clone()))
     .bind(
         rows.iter()
             .map(|r| r.provider_attempts_failed)
@@ -327,13 +293,13 @@ async fn store<'a>(
     )
     .bind(
         rows.iter()
-            .map(|r| r.next_action.clone())
+            .map(|r| r.row.next_action.clone())
             .collect::<Vec<_>>(),
     )
-    .bind(decimals(|r| r.fee_amount))
-    .bind(times(|r| r.created_at))
-    .bind(times(|r| r.updated_at))
-    .bind(numbers(|r| r.version))
+    .bind(decimals(|r| r.row.fee_amount))
+    .bind(times(|r| r.row.created_at))
+    .bind(times(|r| r.row.updated_at))
+    .bind(numbers(|r| r.row.version))
     .bind(numbers(|r| r.last_global_position))
     .execute(&mut *conn)
     .await?;
