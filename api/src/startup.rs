@@ -31,13 +31,6 @@ pub const BODY_BYTES_MAX: usize = 1024 * 1024;
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The broker, for `/health`'s checks.
-#[derive(Clone)]
-pub struct BrokerUrl {
-    pub url: String,
-    pub prefix: String,
-}
-
 pub async fn connect_database(settings: &Settings) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(settings.db_pool_max)
@@ -148,10 +141,10 @@ impl Application {
             )));
             let pool_data = web::Data::new(pool.clone());
             let key_cache = web::Data::new(crate::auth::KeyCache::default());
-            let broker = web::Data::new(BrokerUrl {
-                url: settings.amqp_url.clone(),
-                prefix: settings.amqp_prefix.clone(),
-            });
+            let broker = web::Data::new(crate::routes::health::BrokerProbe::new(
+                settings.amqp_url.clone(),
+                settings.amqp_prefix.clone(),
+            ));
             let http = HttpServer::new(move || {
                 App::new()
                     .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))

@@ -74,7 +74,10 @@ pub async fn projections(pool: &PgPool, names: &[&str]) -> Result<Vec<Projection
                         AND (e.transaction_id, e.global_position)
                             <= (c.last_transaction_id, c.last_global_position)) AS behind,
                     COALESCE(EXTRACT(EPOCH FROM (
-                        (SELECT max(recorded_at) FROM events WHERE global_position <= c.last_global_position)
+                        -- The newest published event's time: one index probe, where max()
+                        -- over every published event read the whole table.
+                        (SELECT recorded_at FROM events WHERE global_position <= c.last_global_position
+                          ORDER BY global_position DESC LIMIT 1)
                         - p.last_recorded_at)), 0)::float8 AS seconds
                FROM relay_checkpoint c
                LEFT JOIN projection_progress p ON p.projection = $1

@@ -12,8 +12,7 @@ use lapin::{Connection, ConnectionProperties};
 use projections::{progress, topology};
 use serde_json::json;
 use sqlx::PgPool;
-
-use crate::startup::BrokerUrl;
+use tokio::sync::Mutex;
 
 const CHECK_TIMEOUT_MS: u64 = 2_000;
 
@@ -29,50 +28,73 @@ async fn database_ok(pool: &PgPool) -> bool {
     )
 }
 
-/// Connects to the broker and reads each projection's dead-letter queue depth (a passive
-/// declare: it never creates anything). `None` when the broker cannot be reached.
-async fn broker_dead_letters(
-    url: &str,
-    prefix: &str,
-    names: &[&'static str],
-) -> Option<BTreeMap<&'static str, u32>> {
-    let check = async {
-        let connection = Connection::connect(url, ConnectionProperties::default())
-            .await
-            .ok()?;
-        let mut counts = BTreeMap::new();
-        for name in names {
-            // A failed passive declare closes the channel: one channel per queue.
-            let channel = connection.create_channel().await.ok()?;
-            let queue = topology::dead_letter_queue(prefix, name);
-            let declared = channel
-                .queue_declare(
-                    queue.as_str().into(),
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await;
-            counts.insert(*name, declared.map(|q| q.message_count()).unwrap_or(0));
+/// Reads each projection's dead-letter queue depth over one broker connection kept between
+/// calls: a connection handshake per `/health` cost the broker more than the check itself.
+/// Reconnects when the connection has dropped.
+pub struct BrokerProbe {
+    url: String,
+    prefix: String,
+    connection: Mutex<Option<Connection>>,
+}
+
+impl BrokerProbe {
+    pub fn new(url: String, prefix: String) -> Self {
+        Self {
+            url,
+            prefix,
+            connection: Mutex::new(None),
         }
-        let _closed = connection.close(200, "health".into()).await;
-        Some(counts)
-    };
-    tokio::time::timeout(Duration::from_millis(CHECK_TIMEOUT_MS), check)
-        .await
-        .ok()
-        .flatten()
+    }
+
+    /// Each projection's dead-lettered message count (a passive declare: it never creates
+    /// anything). `None` when the broker cannot be reached within the check timeout.
+    async fn dead_letters(&self, names: &[&'static str]) -> Option<BTreeMap<&'static str, u32>> {
+        let check = async {
+            let mut connection = self.connection.lock().await;
+            if !connection.as_ref().is_some_and(|c| c.status().connected()) {
+                *connection = Some(
+                    Connection::connect(&self.url, ConnectionProperties::default())
+                        .await
+                        .ok()?,
+                );
+            }
+            let connection = connection.as_ref()?;
+            let mut counts = BTreeMap::new();
+            for name in names {
+                // A failed passive declare closes the channel: one channel per queue.
+                let channel = connection.create_channel().await.ok()?;
+                let queue = topology::dead_letter_queue(&self.prefix, name);
+                let declared = channel
+                    .queue_declare(
+                        queue.as_str().into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await;
+                counts.insert(
+                    *name,
+                    declared.as_ref().map(|q| q.message_count()).unwrap_or(0),
+                );
+                if declared.is_ok() {
+                    let _closed = channel.close(200, "health".into()).await;
+                }
+            }
+            Some(counts)
+        };
+        tokio::time::timeout(Duration::from_millis(CHECK_TIMEOUT_MS), check)
+            .await
+            .ok()
+            .flatten()
+    }
 }
 
 #[tracing::instrument(skip_all)]
-async fn health(pool: web::Data<PgPool>, broker: web::Data<BrokerUrl>) -> HttpResponse {
+async fn health(pool: web::Data<PgPool>, broker: web::Data<BrokerProbe>) -> HttpResponse {
     let names: Vec<&'static str> = projections::all().iter().map(|p| p.name()).collect();
-    let (database, dead_letters) = tokio::join!(
-        database_ok(&pool),
-        broker_dead_letters(&broker.url, &broker.prefix, &names)
-    );
+    let (database, dead_letters) = tokio::join!(database_ok(&pool), broker.dead_letters(&names));
     let broker_up = dead_letters.is_some();
     let relay = if database {
         progress::relay(&pool).await.ok()
