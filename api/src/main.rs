@@ -152,10 +152,8 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             }
             let pool = connect_database(&settings).await?;
             migrate(&pool).await?;
-            let refs: Vec<&dyn projections::Projection> =
-                chosen.iter().map(|p| p.as_ref()).collect();
             let schema = into.as_deref().unwrap_or("public");
-            let report = projections::replay::replay(&pool, &refs, schema, batch_size).await?;
+            let report = projections::replay::replay(&pool, &chosen, schema, batch_size).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::Migrate => {

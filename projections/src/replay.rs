@@ -4,11 +4,13 @@
 //! `into` rebuilds into a scratch schema, leaving the live tables untouched, so the two can
 //! be compared.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use domain::PublishedEvent;
 use sqlx::{ConnectOptions, Connection, PgPool, Row};
+use tokio::sync::mpsc;
 
 use crate::{Projection, ProjectionError};
 
@@ -36,6 +38,8 @@ pub enum ReplayError {
     Projection(#[from] ProjectionError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("a replay writer task panicked")]
+    WriterLost,
 }
 
 pub fn valid_schema(name: &str) -> bool {
@@ -54,7 +58,7 @@ pub fn valid_schema(name: &str) -> bool {
 /// much less than maintaining each index row by row (the journal alone has three).
 async fn prepare(
     conn: &mut sqlx::PgConnection,
-    projections: &[&dyn Projection],
+    projections: &[Arc<dyn Projection>],
     schema: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut tables: Vec<&str> = projections
@@ -115,11 +119,15 @@ async fn prepare(
     Ok(definitions)
 }
 
+/// Batches read but not yet applied, per projection: how far the reader runs ahead of the
+/// slowest writer (memory: this many batches of `batch_size` events, shared by all writers).
+const READ_AHEAD_BATCHES: usize = 2;
+
 /// Rebuilds `projections` from every event, into `schema` (`public` = the live tables; stop
 /// the live projectors first).
 pub async fn replay(
     pool: &PgPool,
-    projections: &[&dyn Projection],
+    projections: &[Arc<dyn Projection>],
     schema: &str,
     batch_size: i64,
 ) -> Result<ReplayReport, ReplayError> {
@@ -129,12 +137,25 @@ pub async fn replay(
     assert!(batch_size > 0, "a batch holds at least one event");
     let started = Instant::now();
     let deferred_indexes = prepare(&mut *pool.acquire().await?, projections, schema).await?;
-    // One writer per projection: each applies the batch in its own transaction, all at once,
-    // so PostgreSQL works on every core instead of one projection after the other. Their own
-    // sessions, not the pool's: replay must not depend on the caller's pool size.
+    let prepared = started.elapsed();
+    // One writer task per projection, each in its own session (replay must not depend on the
+    // caller's pool size), each going through the stream at its own pace: the projections'
+    // folding runs on every core, and a batch that is slow for one projection does not hold
+    // the others back. The reader stays at most READ_AHEAD_BATCHES ahead of the slowest.
     let mut writers = Vec::with_capacity(projections.len());
-    for _ in projections {
-        writers.push(pool.connect_options().connect().await?);
+    let mut feeds = Vec::with_capacity(projections.len());
+    for projection in projections {
+        let (feed, mut batches) = mpsc::channel::<Arc<Vec<PublishedEvent>>>(READ_AHEAD_BATCHES);
+        let mut conn = pool.connect_options().connect().await?;
+        let projection = Arc::clone(projection);
+        let schema = schema.to_owned();
+        writers.push(tokio::spawn(async move {
+            while let Some(batch) = batches.recv().await {
+                apply_batch(&mut conn, projection.as_ref(), &schema, &batch).await?;
+            }
+            Ok::<_, ReplayError>(conn)
+        }));
+        feeds.push(feed);
     }
 
     // The stream to replay is fixed at the start: every event of a transaction that had
@@ -147,35 +168,58 @@ pub async fn replay(
             .fetch_one(pool)
             .await?;
     let mut events: u64 = 0;
-    let mut next = read_batch(pool, 0, horizon, batch_size).await?;
-    while let Some(last) = next.last().map(|e| e.global_position) {
-        let batch = next;
-        // The next batch is read while this one is applied.
-        let applying = futures::future::try_join_all(
+    let mut after = 0;
+    'read: loop {
+        let batch = read_batch(pool, after, horizon, batch_size).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.global_position;
+        events += batch.len() as u64;
+        let batch = Arc::new(batch);
+        for feed in &feeds {
+            if feed.send(Arc::clone(&batch)).await.is_err() {
+                break 'read; // That writer failed: its error is collected below.
+            }
+        }
+    }
+    drop(feeds);
+    let mut sessions = Vec::with_capacity(writers.len());
+    for writer in writers {
+        sessions.push(writer.await.map_err(|_| ReplayError::WriterLost)??);
+    }
+    let applied = started.elapsed();
+    // What is left: the deferred indexes and a scratch copy's offsets, independent statements
+    // taken from one queue by every session, so the longest (the journal's indexes) do not
+    // wait behind each other while other sessions sit idle.
+    let mut finishing: VecDeque<String> = deferred_indexes.into();
+    if schema != "public" {
+        finishing.extend(
             projections
                 .iter()
-                .zip(writers.iter_mut())
-                .map(|(projection, writer)| apply_batch(writer, *projection, schema, &batch)),
+                .map(|p| scratch_offsets_sql(p.name(), schema, horizon, after)),
         );
-        let (applied, read) = tokio::join!(applying, read_batch(pool, last, horizon, batch_size));
-        applied?;
-        next = read?;
-        events += batch.len() as u64;
     }
-    // The deferred indexes, built concurrently like the batches were applied.
-    futures::future::try_join_all(
-        deferred_indexes
-            .chunks(deferred_indexes.len().div_ceil(writers.len().max(1)).max(1))
-            .zip(writers.iter_mut())
-            .map(|(statements, writer)| async move {
-                for statement in statements {
-                    sqlx::query(statement).execute(&mut *writer).await?;
-                }
-                Ok::<(), sqlx::Error>(())
-            }),
-    )
+    let finishing = std::sync::Mutex::new(finishing);
+    let next_statement = || {
+        finishing
+            .lock()
+            .ok()
+            .and_then(|mut queue| queue.pop_front())
+    };
+    futures::future::try_join_all(sessions.iter_mut().map(|session| async {
+        while let Some(statement) = next_statement() {
+            sqlx::query(&statement).execute(&mut *session).await?;
+        }
+        Ok::<(), sqlx::Error>(())
+    }))
     .await?;
     let elapsed = started.elapsed();
+    tracing::info!(
+        events,
+        prepare_ms = prepared.as_millis(),
+        apply_ms = (applied - prepared).as_millis(),
+        index_ms = (elapsed - applied).as_millis(),
+        "replay done"
+    );
     Ok(ReplayReport {
         projections: projections.iter().map(|p| p.name()).collect(),
         schema: schema.to_owned(),
@@ -210,7 +254,10 @@ async fn read_batch(
         .collect::<Result<_, _>>()?)
 }
 
-/// Applies `batch` to one projection and records its offsets, in one transaction.
+/// Applies `batch` to one projection and records its progress, in one transaction. Into the
+/// live tables the batch's offsets commit with it, so an interrupted replay leaves rows and
+/// offsets that agree (projectors started on them apply no event twice); a scratch copy is
+/// rebuilt from nothing every time, so its offsets are written once, at the end.
 async fn apply_batch(
     conn: &mut sqlx::PgConnection,
     projection: &dyn Projection,
@@ -223,22 +270,24 @@ async fn apply_batch(
         .execute(&mut *tx)
         .await?;
     projection.apply(&mut tx, batch).await?;
-    let mut last_sequence: HashMap<&str, i64> = HashMap::new();
-    for event in batch {
-        last_sequence.insert(event.aggregate_id.as_str(), event.sequence);
+    if schema == "public" {
+        let mut last_sequence: HashMap<&str, i64> = HashMap::new();
+        for event in batch {
+            last_sequence.insert(event.aggregate_id.as_str(), event.sequence);
+        }
+        let (ids, sequences): (Vec<&str>, Vec<i64>) = last_sequence.into_iter().unzip();
+        sqlx::query(
+            "INSERT INTO projection_offsets AS o (projection, aggregate_id, last_sequence)
+             SELECT $1, id, seq FROM UNNEST($2::text[], $3::bigint[]) AS t(id, seq)
+             ON CONFLICT (projection, aggregate_id)
+             DO UPDATE SET last_sequence = GREATEST(o.last_sequence, EXCLUDED.last_sequence)",
+        )
+        .bind(projection.name())
+        .bind(&ids)
+        .bind(&sequences)
+        .execute(&mut *tx)
+        .await?;
     }
-    let (ids, sequences): (Vec<&str>, Vec<i64>) = last_sequence.into_iter().unzip();
-    sqlx::query(
-        "INSERT INTO projection_offsets AS o (projection, aggregate_id, last_sequence)
-         SELECT $1, id, seq FROM UNNEST($2::text[], $3::bigint[]) AS t(id, seq)
-         ON CONFLICT (projection, aggregate_id)
-         DO UPDATE SET last_sequence = GREATEST(o.last_sequence, EXCLUDED.last_sequence)",
-    )
-    .bind(projection.name())
-    .bind(&ids)
-    .bind(&sequences)
-    .execute(&mut *tx)
-    .await?;
     if let Some(last) = batch.iter().max_by_key(|e| e.global_position) {
         crate::progress::record(
             &mut *tx,
@@ -251,4 +300,25 @@ async fn apply_batch(
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Every replayed aggregate's last sequence, for `projection`, into the scratch copy of the
+/// offsets: what per-batch upserts would have left, in one statement. Only a static name,
+/// a validated schema and integers are spliced in.
+fn scratch_offsets_sql(
+    projection: &'static str,
+    schema: &str,
+    horizon: i64,
+    last_position: i64,
+) -> String {
+    debug_assert!(projection
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c == '_'));
+    format!(
+        "INSERT INTO {schema}.projection_offsets (projection, aggregate_id, last_sequence)
+         SELECT '{projection}', aggregate_id, max(sequence)
+           FROM public.events
+          WHERE global_position <= {last_position} AND transaction_id < '{horizon}'::xid8
+          GROUP BY aggregate_id"
+    )
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use domain::{
@@ -1286,9 +1287,8 @@ async fn shuffled_and_redelivered_events_give_the_model_and_replay_gives_the_sam
     assert_eq!(snapshot(&pool, "public").await, live);
 
     // A replay in global order, into a scratch schema, gives the same rows.
-    let analytics = AnalyticsProjection;
-    let failures = FailuresProjection;
-    let both: [&dyn Projection; 2] = [&analytics, &failures];
+    let both: [Arc<dyn Projection>; 2] =
+        [Arc::new(AnalyticsProjection), Arc::new(FailuresProjection)];
     let report = projections::replay::replay(&pool, &both, "scratch_analytics", 37)
         .await
         .unwrap();

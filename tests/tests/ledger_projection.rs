@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::config::ServeRole;
@@ -526,7 +527,7 @@ async fn a_mixed_workload_balances_to_the_cent_whatever_the_delivery_and_replays
     assert_eq!(snapshot(&app, "public").await, live);
 
     // Replay from the event store alone into a scratch schema equals the live rows.
-    let ledger: &dyn Projection = &LedgerProjection;
+    let ledger: Arc<dyn Projection> = Arc::new(LedgerProjection);
     let report = projections::replay::replay(&app.pool, &[ledger], "ledger_scratch", 4)
         .await
         .unwrap();

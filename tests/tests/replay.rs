@@ -99,8 +99,7 @@ async fn replay_into_a_scratch_schema_equals_the_live_projections_row_for_row() 
     }
 
     let all = projections::all();
-    let refs: Vec<&dyn projections::Projection> = all.iter().map(|p| p.as_ref()).collect();
-    let report = projections::replay::replay(&app.pool, &refs, "scratch", 7)
+    let report = projections::replay::replay(&app.pool, &all, "scratch", 7)
         .await
         .unwrap();
     assert_eq!(report.events as i64, events);
@@ -156,14 +155,14 @@ async fn replay_into_a_scratch_schema_equals_the_live_projections_row_for_row() 
         .any(|i| i.starts_with("journal_entries:btree (account")));
     assert_eq!(indexes[1], indexes[0]);
     // Rebuilding again into the same scratch schema starts from empty, not on top.
-    let again = projections::replay::replay(&app.pool, &refs, "scratch", 1000)
+    let again = projections::replay::replay(&app.pool, &all, "scratch", 1000)
         .await
         .unwrap();
     assert_eq!(again.events as i64, events);
     assert_eq!(differing_rows(&app, "payment_status", "scratch").await, 0);
     // A schema name that is not a plain identifier is refused.
     assert!(
-        projections::replay::replay(&app.pool, &refs, "x; DROP TABLE events", 10)
+        projections::replay::replay(&app.pool, &all, "x; DROP TABLE events", 10)
             .await
             .is_err()
     );

@@ -315,7 +315,7 @@ async fn check_projections(
         attempt += 1;
         let replayed = projections::replay::replay(
             pool,
-            &refs,
+            &all,
             SCRATCH_SCHEMA,
             projections::replay::BATCH_SIZE_DEFAULT,
         )
