@@ -29,6 +29,14 @@ use crate::routes::catalog::ProviderCatalog;
 /// Request bodies above this are refused with `413`.
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
 
+/// How long the projections only analysts read (analytics, failures, ledger) wait to gather
+/// a larger batch. At half load their batches held ~4 events: three commits per payment.
+const ANALYTICAL_LINGER_MS: u64 = 30;
+/// How long the relay, and the status projection that readers wait on, gather events before
+/// a batch: a few milliseconds of lag for batches several times larger at moderate load.
+const RELAY_LINGER_MS: u64 = 3;
+const STATUS_LINGER_MS: u64 = 3;
+
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
 pub async fn connect_database(settings: &Settings) -> Result<PgPool, sqlx::Error> {
@@ -84,6 +92,11 @@ impl Application {
                 let mut config = consumer_config.clone();
                 if projection.name() == projections::status::NAME {
                     config.applied_signal = Some(version_waiters.clone().into_inner());
+                    config.linger_ms = STATUS_LINGER_MS;
+                } else {
+                    // Nobody waits on these for read-your-writes: a little staleness buys
+                    // fewer, larger transactions.
+                    config.linger_ms = ANALYTICAL_LINGER_MS;
                 }
                 tasks.push(tokio::spawn(consumer::run(
                     pool.clone(),
@@ -94,7 +107,9 @@ impl Application {
             }
         }
         if run_relay {
-            let config = RelayConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
+            let mut config =
+                RelayConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
+            config.linger_ms = RELAY_LINGER_MS;
             tasks.push(tokio::spawn(relay::run(
                 pool.clone(),
                 config,

@@ -39,6 +39,10 @@ pub struct RelayConfig {
     pub batch_size_max: i64,
     /// Poll interval when no NOTIFY arrives (NOTIFY is only a hint).
     pub poll_interval_ms: u64,
+    /// How long the relay waits after a wake-up before it reads, so that the appends of
+    /// the next few milliseconds go out in the same batch: one read, one confirm round and
+    /// one checkpoint commit for them all, and larger deliveries downstream.
+    pub linger_ms: u64,
     /// Pause before retrying after a broker or database failure.
     pub retry_delay_ms: u64,
     /// How long a stand-by waits before trying to take the leadership again.
@@ -52,6 +56,7 @@ impl RelayConfig {
             amqp_prefix,
             batch_size_max: 500,
             poll_interval_ms: 250,
+            linger_ms: 0,
             retry_delay_ms: 500,
             standby_retry_ms: 1_000,
         }
@@ -208,6 +213,9 @@ async fn relay_as_leader(
             notification = listener.recv() => {
                 notification?;
                 quick_polls_left = QUICK_POLLS_AFTER_WAKE;
+                if config.linger_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(config.linger_ms)).await;
+                }
             }
             _ = tokio::time::sleep(Duration::from_millis(config.poll_interval_ms)) => {}
             _ = shutdown.changed() => {}

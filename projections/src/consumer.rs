@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::PublishedEvent;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use sqlx::PgPool;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::apply::{apply_batch, apply_event};
 use crate::version_waiters::VersionWaiters;
@@ -28,6 +29,10 @@ pub struct ConsumerConfig {
     pub poison_tries_max: u32,
     /// Deliveries applied in one transaction (at most what is already prefetched).
     pub batch_size_max: usize,
+    /// How long a batch waits for more deliveries after its first. 0: it takes only what
+    /// has already arrived. Longer: fewer, larger transactions at moderate load (each costs
+    /// a commit and a round of lookups however few events it holds), for that much staleness.
+    pub linger_ms: u64,
     pub retry_delay_ms: u64,
     /// Told about every event once it is committed (the status projection's readers wait
     /// on it for read-your-writes).
@@ -42,6 +47,7 @@ impl ConsumerConfig {
             prefetch: 200,
             poison_tries_max: 5,
             batch_size_max: 100,
+            linger_ms: 0,
             retry_delay_ms: 200,
             applied_signal: None,
         }
@@ -124,11 +130,14 @@ async fn consume(
                 return Ok(());
             }
         };
-        // Whatever else the broker has already pushed (within the prefetch) joins the batch:
-        // one commit for all of them instead of one each. Never waits for more.
+        // Whatever else the broker pushes (within the prefetch) until the linger is over
+        // joins the batch: one commit for all of them instead of one each.
         let mut batch = vec![first];
+        let linger_until = Instant::now() + Duration::from_millis(config.linger_ms);
         while batch.len() < config.batch_size_max {
-            match deliveries.next().now_or_never() {
+            // After the deadline this still takes a delivery that is already there.
+            let next = tokio::time::timeout_at(linger_until, deliveries.next()).await;
+            match next.ok() {
                 Some(Some(delivery)) => batch.push(delivery?),
                 Some(None) => return Err(ConsumerError::Cancelled),
                 None => break,
