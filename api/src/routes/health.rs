@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::{web, HttpResponse};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties};
 use projections::{progress, topology};
 use serde_json::json;
 use sqlx::PgPool;
@@ -28,13 +28,14 @@ async fn database_ok(pool: &PgPool) -> bool {
     )
 }
 
-/// Reads each projection's dead-letter queue depth over one broker connection kept between
-/// calls: a connection handshake per `/health` cost the broker more than the check itself.
-/// Reconnects when the connection has dropped.
+/// Reads each projection's dead-letter queue depth over one broker connection and channel
+/// kept between calls: a connection handshake, or four channels opened and closed, per
+/// `/health` cost the broker more than the check itself. Reconnects when the connection has
+/// dropped; opens a new channel when a passive declare of a missing queue closed the last.
 pub struct BrokerProbe {
     url: String,
     prefix: String,
-    connection: Mutex<Option<Connection>>,
+    link: Mutex<Option<(Connection, Channel)>>,
 }
 
 impl BrokerProbe {
@@ -42,7 +43,7 @@ impl BrokerProbe {
         Self {
             url,
             prefix,
-            connection: Mutex::new(None),
+            link: Mutex::new(None),
         }
     }
 
@@ -50,19 +51,23 @@ impl BrokerProbe {
     /// anything). `None` when the broker cannot be reached within the check timeout.
     async fn dead_letters(&self, names: &[&'static str]) -> Option<BTreeMap<&'static str, u32>> {
         let check = async {
-            let mut connection = self.connection.lock().await;
-            if !connection.as_ref().is_some_and(|c| c.status().connected()) {
-                *connection = Some(
-                    Connection::connect(&self.url, ConnectionProperties::default())
-                        .await
-                        .ok()?,
-                );
-            }
-            let connection = connection.as_ref()?;
+            let mut link = self.link.lock().await;
             let mut counts = BTreeMap::new();
             for name in names {
-                // A failed passive declare closes the channel: one channel per queue.
-                let channel = connection.create_channel().await.ok()?;
+                let usable = link
+                    .as_ref()
+                    .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
+                if !usable {
+                    let connection = match link.take() {
+                        Some((connection, _)) if connection.status().connected() => connection,
+                        _ => Connection::connect(&self.url, ConnectionProperties::default())
+                            .await
+                            .ok()?,
+                    };
+                    let channel = connection.create_channel().await.ok()?;
+                    *link = Some((connection, channel));
+                }
+                let (_, channel) = link.as_ref()?;
                 let queue = topology::dead_letter_queue(&self.prefix, name);
                 let declared = channel
                     .queue_declare(
@@ -74,13 +79,9 @@ impl BrokerProbe {
                         FieldTable::default(),
                     )
                     .await;
-                counts.insert(
-                    *name,
-                    declared.as_ref().map(|q| q.message_count()).unwrap_or(0),
-                );
-                if declared.is_ok() {
-                    let _closed = channel.close(200, "health".into()).await;
-                }
+                // A missing queue (its projector never ran) counts none; the broker closed
+                // the channel, and the next name opens another.
+                counts.insert(*name, declared.map(|q| q.message_count()).unwrap_or(0));
             }
             Some(counts)
         };
