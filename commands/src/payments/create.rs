@@ -227,14 +227,10 @@ impl PaymentService {
         // follows waits for the flush of everything before it, this row included. A crash
         // before that can lose only a reservation no payment uses yet (a retry with the same
         // key takes it again), which a synchronous commit could leave behind as well.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
-            .await
-            .map_err(store_error)?;
+        // `set_config(.., true)` applies to this statement's own transaction: one round trip.
         let holder: uuid::Uuid = sqlx::query_scalar(
             "INSERT INTO merchant_references (merchant_id, reference, payment_id)
-             VALUES ($1, $2, $3)
+             SELECT $1, $2, $3 FROM set_config('synchronous_commit', 'off', true)
              ON CONFLICT (merchant_id, reference)
              DO UPDATE SET merchant_id = EXCLUDED.merchant_id
              RETURNING payment_id",
@@ -242,10 +238,9 @@ impl PaymentService {
         .bind(merchant.as_str())
         .bind(reference.as_str())
         .bind(id.as_uuid())
-        .fetch_one(&mut *tx)
+        .fetch_one(&self.pool)
         .await
         .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
         if holder == id.as_uuid() {
             Ok(())
         } else {
