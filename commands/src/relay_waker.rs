@@ -6,12 +6,14 @@
 //! process sends a single `pg_notify` from its own transaction for however many appends
 //! happened meanwhile: at most one NOTIFY in flight, whatever the command rate.
 
+use sqlx::{ConnectOptions, PgConnection};
 use tokio::sync::mpsc;
 
 use crate::relay::NOTIFY_CHANNEL;
 
 /// Pause after a failed NOTIFY (the database is away; the relay polls meanwhile).
 const RETRY_DELAY_MS: u64 = 200;
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct RelayWaker {
@@ -24,12 +26,13 @@ impl RelayWaker {
     pub fn spawn(pool: sqlx::PgPool) -> Self {
         let (pending, mut wakes) = mpsc::channel::<()>(1);
         tokio::spawn(async move {
+            // Its own session rather than the pool's: a pooled connection costs a second
+            // round trip on every release (sqlx pings it), hundreds of times a second here.
+            let mut session: Option<PgConnection> = None;
             while wakes.recv().await.is_some() {
-                let sent = sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(NOTIFY_CHANNEL)
-                    .execute(&pool)
-                    .await;
+                let sent = notify(&pool, &mut session).await;
                 if let Err(error) = sent {
+                    session = None;
                     tracing::warn!(%error, "could not wake the relay; it will find the events by polling");
                     tokio::time::sleep(std::time::Duration::from_millis(RETRY_DELAY_MS)).await;
                 }
@@ -43,4 +46,25 @@ impl RelayWaker {
         // Full: one is pending already and covers these events too. Closed: shutting down.
         let _coalesced = self.pending.try_send(());
     }
+}
+
+async fn notify(
+    pool: &sqlx::PgPool,
+    session: &mut Option<PgConnection>,
+) -> Result<(), sqlx::Error> {
+    let conn = match session {
+        Some(conn) => conn,
+        None => {
+            let options = pool.connect_options();
+            let connected = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)??;
+            session.insert(connected)
+        }
+    };
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
