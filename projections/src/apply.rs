@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use domain::PublishedEvent;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 
 use crate::{event_source, progress, Projection, ProjectionError};
 
@@ -45,11 +45,21 @@ pub async fn apply_batch<P: Projection + ?Sized>(
     projection: &P,
     events: &[PublishedEvent],
 ) -> Result<usize, ProjectionError> {
+    apply_batch_on(&mut *pool.acquire().await?, projection, events).await
+}
+
+/// `apply_batch` on a session the caller holds (a consumer keeps its own: a pooled
+/// connection costs an extra round trip every time it goes back to the pool).
+pub async fn apply_batch_on<P: Projection + ?Sized>(
+    conn: &mut PgConnection,
+    projection: &P,
+    events: &[PublishedEvent],
+) -> Result<usize, ProjectionError> {
     // One snapshot for the whole batch: the offsets and the projection's own rows are read
     // as of the same moment, so a consumer racing another on the same aggregates cannot see
     // old offsets beside new rows; whatever it then writes over the other's commit fails with
     // a serialization error (retryable) instead of being applied twice.
-    let mut tx = pool
+    let mut tx = conn
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
         .await?;
     let applied = apply_deliveries(&mut tx, projection, events).await?;

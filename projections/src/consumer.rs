@@ -15,7 +15,8 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::apply::{apply_batch, apply_event};
+use crate::apply::apply_batch_on;
+use crate::session::Session;
 use crate::version_waiters::VersionWaiters;
 use crate::{topology, Projection, ProjectionError};
 
@@ -79,11 +80,12 @@ pub async fn run(
     config: ConsumerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut session = Session::new(pool);
     loop {
         if *shutdown.borrow() {
             return;
         }
-        match consume(&pool, projection.as_ref(), &config, &mut shutdown).await {
+        match consume(&mut session, projection.as_ref(), &config, &mut shutdown).await {
             Ok(()) => return,
             Err(error) => {
                 tracing::warn!(projection = projection.name(), %error, "consumer stopped; reconnecting");
@@ -97,7 +99,7 @@ pub async fn run(
 }
 
 async fn consume(
-    pool: &PgPool,
+    session: &mut Session,
     projection: &dyn Projection,
     config: &ConsumerConfig,
     shutdown: &mut watch::Receiver<bool>,
@@ -143,14 +145,14 @@ async fn consume(
                 None => break,
             }
         }
-        handle_batch(pool, projection, config, batch, shutdown).await?;
+        handle_batch(session, projection, config, batch, shutdown).await?;
     }
 }
 
 /// Applies a batch in one transaction and acks it with one `multiple` ack; if anything in it
 /// fails, falls back to one delivery at a time so a poison event is isolated.
 async fn handle_batch(
-    pool: &PgPool,
+    session: &mut Session,
     projection: &dyn Projection,
     config: &ConsumerConfig,
     batch: Vec<Delivery>,
@@ -162,7 +164,7 @@ async fn handle_batch(
         .collect();
     if let (Some(events), Some(last)) = (decoded, batch.last()) {
         if batch.len() > 1 {
-            match apply_batch(pool, projection, &events).await {
+            match apply_in(session, projection, &events).await {
                 Ok(_) => {
                     if let Some(signal) = &config.applied_signal {
                         signal.applied(&events);
@@ -177,14 +179,14 @@ async fn handle_batch(
         }
     }
     for delivery in &batch {
-        handle(pool, projection, config, delivery, shutdown).await?;
+        handle(session, projection, config, delivery, shutdown).await?;
     }
     Ok(())
 }
 
 /// Applies one delivery and settles it; returns only broker errors.
 async fn handle(
-    pool: &PgPool,
+    session: &mut Session,
     projection: &dyn Projection,
     config: &ConsumerConfig,
     delivery: &Delivery,
@@ -205,7 +207,7 @@ async fn handle(
     };
     let mut tries: u32 = 0;
     loop {
-        match apply_event(pool, projection, &event).await {
+        match apply_in(session, projection, std::slice::from_ref(&event)).await {
             Ok(_) => {
                 if let Some(signal) = &config.applied_signal {
                     signal.applied(std::slice::from_ref(&event));
@@ -242,4 +244,21 @@ async fn handle(
         }
         tokio::time::sleep(Duration::from_millis(config.retry_delay_ms)).await;
     }
+}
+
+/// Applies `events` in one transaction on the consumer's session, reconnecting it next time
+/// if the failure may have broken it.
+async fn apply_in(
+    session: &mut Session,
+    projection: &dyn Projection,
+    events: &[PublishedEvent],
+) -> Result<usize, ProjectionError> {
+    let result = match session.conn().await {
+        Ok(conn) => apply_batch_on(conn, projection, events).await,
+        Err(error) => Err(error.into()),
+    };
+    if let Err(error) = &result {
+        session.after_error(error);
+    }
+    result
 }

@@ -10,6 +10,7 @@ pub mod failures;
 pub mod ledger;
 pub mod progress;
 pub mod replay;
+pub mod session;
 pub mod status;
 pub mod topology;
 pub mod version_waiters;

@@ -1,0 +1,47 @@
+//! A consumer's own database session, opened on first use and again after a failure that
+//! may have broken it. Not the pool's: sqlx pings a pooled connection every time it goes
+//! back, one more round trip per batch, hundreds of times a second across the projectors.
+
+use std::time::Duration;
+
+use sqlx::{ConnectOptions, PgConnection, PgPool};
+
+use crate::ProjectionError;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Session {
+    pool: PgPool,
+    conn: Option<PgConnection>,
+}
+
+impl Session {
+    /// Takes its connection settings from `pool`; connects lazily.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool, conn: None }
+    }
+
+    pub async fn conn(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        if self.conn.is_none() {
+            let options = self.pool.connect_options();
+            let connected = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)??;
+            self.conn = Some(connected);
+        }
+        self.conn.as_mut().ok_or(sqlx::Error::PoolClosed)
+    }
+
+    /// After `error`: keeps the session when PostgreSQL itself answered (a serialization
+    /// failure, a constraint: the transaction was rolled back, the session is fine), drops
+    /// it otherwise (I/O, protocol, timeout) so the next use reconnects.
+    pub fn after_error(&mut self, error: &ProjectionError) {
+        let answered = matches!(
+            error,
+            ProjectionError::Poison { .. } | ProjectionError::Database(sqlx::Error::Database(_))
+        );
+        if !answered {
+            self.conn = None;
+        }
+    }
+}
