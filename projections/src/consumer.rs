@@ -80,7 +80,7 @@ pub async fn run(
     config: ConsumerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut session = Session::new(pool);
+    let mut session = Session::new(pool, format!("payledger-projector-{}", projection.name()));
     loop {
         if *shutdown.borrow() {
             return;

@@ -12,18 +12,26 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Session {
     pool: PgPool,
+    /// `application_name`: tells operators (and `pg_stat_activity`) whose session it is.
+    name: String,
     conn: Option<PgConnection>,
 }
 
 impl Session {
     /// Takes its connection settings from `pool`; connects lazily.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool, conn: None }
+    pub fn new(pool: PgPool, name: String) -> Self {
+        Self {
+            pool,
+            name,
+            conn: None,
+        }
     }
 
     pub async fn conn(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
         if self.conn.is_none() {
-            let options = self.pool.connect_options();
+            let options = (*self.pool.connect_options())
+                .clone()
+                .application_name(&self.name);
             let connected = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
                 .await
                 .map_err(|_| sqlx::Error::PoolTimedOut)??;

@@ -310,3 +310,108 @@ async fn health_reports_lag_and_answers_503_when_the_broker_is_down() {
     assert_eq!(body["broker"], "down");
     assert_eq!(body["database"], "ok");
 }
+
+/// Named sessions of this app's database (the projectors' and the relay waker's own).
+async fn named_sessions(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT application_name FROM pg_stat_activity
+          WHERE datname = current_database()
+            AND (application_name LIKE 'payledger-projector-%'
+                 OR application_name = 'payledger-relay-waker')
+          ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Every projection's offset for `id`, once all four have applied `sequence`.
+async fn wait_all_projections_reach(pool: &sqlx::PgPool, id: &str, sequence: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reached: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT projection, last_sequence FROM projection_offsets
+              WHERE aggregate_id = $1 ORDER BY projection",
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        if reached.len() == 4 && reached.iter().all(|(_, s)| *s == sequence) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "projections never all reached {id}/{sequence}: {reached:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The projectors and the relay's waker keep their own database sessions (not the pool's):
+/// killed under them, they are opened again, and what follows is applied once by every
+/// projection.
+#[tokio::test]
+async fn projector_and_waker_sessions_killed_under_them_are_reopened() {
+    let app = spawn_app().await;
+    let expected = vec![
+        "payledger-projector-analytics".to_owned(),
+        "payledger-projector-failures".to_owned(),
+        "payledger-projector-ledger".to_owned(),
+        "payledger-projector-status".to_owned(),
+        "payledger-relay-waker".to_owned(),
+    ];
+    let body = |reference: &str| {
+        payment_body(
+            "5.00",
+            "USD",
+            reference,
+            "tok_sandbox_approved",
+            "automatic",
+        )
+    };
+    let first = app
+        .create_payment("k-before-kill", &body("before-kill"))
+        .await;
+    let first_id = first["id"].as_str().unwrap();
+    app.wait_for_status(first_id, "APPROVED").await;
+    // Initiated, provider transaction created, approved: sequence 3 everywhere.
+    wait_all_projections_reach(&app.pool, first_id, 3).await;
+    assert_eq!(named_sessions(&app.pool).await, expected);
+
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE datname = current_database()
+            AND (application_name LIKE 'payledger-projector-%'
+                 OR application_name = 'payledger-relay-waker')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, 5);
+
+    let second = app
+        .create_payment("k-after-kill", &body("after-kill"))
+        .await;
+    let second_id = second["id"].as_str().unwrap();
+    let approved = app.wait_for_status(second_id, "APPROVED").await;
+    assert_eq!(approved["version"], 3);
+    wait_all_projections_reach(&app.pool, second_id, 3).await;
+    // Both payments counted once in the ledger: two journal entries sets, nothing doubled.
+    let lines: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT payment_id::text, count(*) FROM journal_entries GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        lines[0].1, lines[1].1,
+        "same flow, same postings: {lines:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while named_sessions(&app.pool).await != expected {
+        assert!(Instant::now() < deadline, "sessions were not reopened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
