@@ -55,7 +55,9 @@ async fn notify(
     let conn = match session {
         Some(conn) => conn,
         None => {
-            let options = (*pool.connect_options())
+            let options = pool
+                .connect_options()
+                .as_ref()
                 .clone()
                 .application_name("payledger-relay-waker");
             let connected = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())

@@ -28,16 +28,21 @@ impl Session {
     }
 
     pub async fn conn(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
-        if self.conn.is_none() {
-            let options = (*self.pool.connect_options())
-                .clone()
-                .application_name(&self.name);
-            let connected = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
-                .await
-                .map_err(|_| sqlx::Error::PoolTimedOut)??;
-            self.conn = Some(connected);
-        }
-        self.conn.as_mut().ok_or(sqlx::Error::PoolClosed)
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let options = self
+                    .pool
+                    .connect_options()
+                    .as_ref()
+                    .clone()
+                    .application_name(&self.name);
+                tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)??
+            }
+        };
+        Ok(self.conn.insert(conn))
     }
 
     /// After `error`: keeps the session when PostgreSQL itself answered (a serialization
