@@ -167,6 +167,19 @@ pub async fn replay(
         sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
             .fetch_one(pool)
             .await?;
+    // A scratch copy's offsets depend on the horizon alone (every transaction below it has
+    // ended, and events are never deleted), so they are written meanwhile, on a session of
+    // their own.
+    let offsets = (schema != "public").then(|| {
+        let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
+        let options = pool.connect_options().as_ref().clone();
+        let schema = schema.to_owned();
+        tokio::spawn(async move {
+            let mut conn = options.connect().await?;
+            scratch_offsets(&mut conn, &names, &schema, horizon).await?;
+            Ok::<_, ReplayError>(())
+        })
+    });
     let mut events: u64 = 0;
     let mut after = 0;
     'read: loop {
@@ -187,17 +200,10 @@ pub async fn replay(
         sessions.push(writer.await.map_err(|_| ReplayError::WriterLost)??);
     }
     let applied = started.elapsed();
-    // What is left: the deferred indexes and a scratch copy's offsets, independent statements
-    // taken from one queue by every session, so the longest (the journal's indexes) do not
-    // wait behind each other while other sessions sit idle.
-    let mut finishing: VecDeque<String> = deferred_indexes.into();
-    if schema != "public" {
-        finishing.extend(
-            projections
-                .iter()
-                .map(|p| scratch_offsets_sql(p.name(), schema, horizon, after)),
-        );
-    }
+    // What is left: the deferred indexes, independent statements taken from one queue by
+    // every writer's session, so the longest (the journal's) do not wait behind each other
+    // while other sessions sit idle; and the offsets, if they are still being written.
+    let finishing: VecDeque<String> = deferred_indexes.into();
     let finishing = std::sync::Mutex::new(finishing);
     let next_statement = || {
         finishing
@@ -205,13 +211,19 @@ pub async fn replay(
             .ok()
             .and_then(|mut queue| queue.pop_front())
     };
-    futures::future::try_join_all(sessions.iter_mut().map(|session| async {
+    let indexes = futures::future::try_join_all(sessions.iter_mut().map(|session| async {
         while let Some(statement) = next_statement() {
             sqlx::query(&statement).execute(&mut *session).await?;
         }
-        Ok::<(), sqlx::Error>(())
-    }))
-    .await?;
+        Ok::<(), ReplayError>(())
+    }));
+    let offsets = async {
+        match offsets {
+            Some(task) => task.await.map_err(|_| ReplayError::WriterLost)?,
+            None => Ok(()),
+        }
+    };
+    futures::future::try_join(indexes, offsets).await?;
     let elapsed = started.elapsed();
     tracing::info!(
         events,
@@ -302,23 +314,50 @@ async fn apply_batch(
     Ok(())
 }
 
-/// Every replayed aggregate's last sequence, for `projection`, into the scratch copy of the
-/// offsets: what per-batch upserts would have left, in one statement. Only a static name,
-/// a validated schema and integers are spliced in.
-fn scratch_offsets_sql(
-    projection: &'static str,
+/// Every replayed aggregate's last sequence, for each of `projections`, into the scratch
+/// copy of the offsets: what per-batch upserts would have left. The rows go in first and the
+/// key is put back after them: one sort instead of a random insertion into a text key per
+/// row. Only a validated schema and catalog-made definitions are spliced in.
+async fn scratch_offsets(
+    conn: &mut sqlx::PgConnection,
+    projections: &[&'static str],
     schema: &str,
     horizon: i64,
-    last_position: i64,
-) -> String {
-    debug_assert!(projection
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c == '_'));
-    format!(
-        "INSERT INTO {schema}.projection_offsets (projection, aggregate_id, last_sequence)
-         SELECT '{projection}', aggregate_id, max(sequence)
-           FROM public.events
-          WHERE global_position <= {last_position} AND transaction_id < '{horizon}'::xid8
-          GROUP BY aggregate_id"
+) -> Result<(), sqlx::Error> {
+    let table = format!("{schema}.projection_offsets");
+    let keys = sqlx::query(
+        "SELECT conname, pg_get_constraintdef(oid) AS definition
+           FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'",
     )
+    .bind(&table)
+    .fetch_all(&mut *conn)
+    .await?;
+    for key in &keys {
+        let name: String = key.try_get("conname")?;
+        sqlx::query(&format!("ALTER TABLE {table} DROP CONSTRAINT {name}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query(&format!(
+        "INSERT INTO {table} (projection, aggregate_id, last_sequence)
+         SELECT p.name, e.aggregate_id, e.last_sequence
+           FROM (SELECT aggregate_id, max(sequence) AS last_sequence
+                   FROM public.events WHERE transaction_id < $2::text::xid8
+                  GROUP BY aggregate_id) e
+          CROSS JOIN UNNEST($1::text[]) AS p(name)"
+    ))
+    .bind(projections)
+    .bind(horizon.to_string())
+    .execute(&mut *conn)
+    .await?;
+    for key in &keys {
+        let name: String = key.try_get("conname")?;
+        let definition: String = key.try_get("definition")?;
+        sqlx::query(&format!(
+            "ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
