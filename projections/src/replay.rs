@@ -121,7 +121,7 @@ async fn prepare(
 
 /// Batches read but not yet applied, per projection: how far the reader runs ahead of the
 /// slowest writer (memory: this many batches of `batch_size` events, shared by all writers).
-const READ_AHEAD_BATCHES: usize = 2;
+const READ_AHEAD_BATCHES: usize = 4;
 
 /// Rebuilds `projections` from every event, into `schema` (`public` = the live tables; stop
 /// the live projectors first).
