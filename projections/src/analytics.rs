@@ -17,12 +17,12 @@ use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use domain::{PaymentEvent, PublishedEvent};
+use domain::PaymentEvent;
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::{Projection, ProjectionError};
+use crate::{Decoded, Projection, ProjectionError};
 
 pub const NAME: &str = "analytics";
 
@@ -44,18 +44,17 @@ impl Projection for AnalyticsProjection {
 
     /// Folds the batch in memory: the payments' contexts are read once and written once,
     /// the day rows' additions are summed per key and each key is upserted once.
-    async fn apply(
+    async fn apply_decoded(
         &self,
         conn: &mut PgConnection,
-        events: &[PublishedEvent],
+        decoded: &[Decoded<'_>],
     ) -> Result<(), ProjectionError> {
-        let decoded = crate::decode_all(events)?;
-        let ids = crate::payment_ids(&decoded);
+        let ids = crate::payment_ids(decoded);
         let mut contexts = load_contexts(conn, &ids).await?;
         let mut dirty: BTreeSet<Uuid> = BTreeSet::new();
         let mut days: BTreeMap<DayKey, Delta> = BTreeMap::new();
         let mut approvals: BTreeMap<Uuid, Approval> = BTreeMap::new();
-        for (id, event, payload) in &decoded {
+        for (id, event, payload) in decoded {
             let at = payload.at();
             let delta = match payload {
                 PaymentEvent::PaymentInitiated {

@@ -18,12 +18,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{PaymentEvent, ProviderFailureKind, PublishedEvent};
+use domain::{PaymentEvent, ProviderFailureKind};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::{Projection, ProjectionError};
+use crate::{Decoded, Projection, ProjectionError};
 
 pub const NAME: &str = "failures";
 
@@ -44,17 +44,16 @@ impl Projection for FailuresProjection {
 
     /// Folds the batch in memory: contexts read once and written once, failures summed per
     /// key and each key upserted once.
-    async fn apply(
+    async fn apply_decoded(
         &self,
         conn: &mut PgConnection,
-        events: &[PublishedEvent],
+        decoded: &[Decoded<'_>],
     ) -> Result<(), ProjectionError> {
-        let decoded = crate::decode_all(events)?;
-        let ids = crate::payment_ids(&decoded);
+        let ids = crate::payment_ids(decoded);
         let mut contexts = load_contexts(conn, &ids).await?;
         let mut dirty: BTreeSet<Uuid> = BTreeSet::new();
         let mut failures: BTreeMap<FailureKey, Failures> = BTreeMap::new();
-        for (id, event, payload) in &decoded {
+        for (id, event, payload) in decoded {
             // (provider named by the event, if it names the one to count under; reason)
             let (provider, reason): (Option<&str>, String) = match payload {
                 PaymentEvent::PaymentInitiated {

@@ -48,7 +48,7 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::{Projection, ProjectionError};
+use crate::{Decoded, Projection, ProjectionError};
 
 pub const NAME: &str = "ledger";
 
@@ -95,17 +95,16 @@ impl Projection for LedgerProjection {
     /// Steps every event in memory from the payments' contexts (read once), checks each
     /// entry balances, then writes: the contexts once, every journal line in one statement,
     /// and each balance row once with the batch's totals.
-    async fn apply(
+    async fn apply_decoded(
         &self,
         conn: &mut PgConnection,
-        events: &[PublishedEvent],
+        decoded: &[Decoded<'_>],
     ) -> Result<(), ProjectionError> {
-        let decoded = crate::decode_all(events)?;
-        let ids = crate::payment_ids(&decoded);
+        let ids = crate::payment_ids(decoded);
         let mut contexts = load(conn, &ids).await?;
         let mut dirty: BTreeMap<Uuid, i64> = BTreeMap::new();
         let mut journal = Journal::default();
-        for (id, event, payload) in &decoded {
+        for (id, event, payload) in decoded {
             if !concerns_ledger(payload) {
                 continue;
             }

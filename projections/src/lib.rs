@@ -63,7 +63,52 @@ pub trait Projection: Send + Sync + 'static {
         &self,
         conn: &mut PgConnection,
         events: &[PublishedEvent],
+    ) -> Result<(), ProjectionError> {
+        let batch = DecodedBatch::decode(events)?;
+        self.apply_decoded(conn, &batch.decoded(events)).await
+    }
+
+    /// `apply`, on events whose payloads the caller has decoded already (a replay decodes
+    /// each event once for every projection).
+    async fn apply_decoded(
+        &self,
+        conn: &mut PgConnection,
+        events: &[Decoded<'_>],
     ) -> Result<(), ProjectionError>;
+}
+
+/// An event with its payment id and decoded payload.
+pub type Decoded<'a> = (Uuid, &'a PublishedEvent, &'a PaymentEvent);
+
+/// The payment ids and decoded payloads of a batch of events, in the batch's order.
+pub struct DecodedBatch(Vec<(Uuid, PaymentEvent)>);
+
+impl DecodedBatch {
+    /// Decodes every event; one that does not decode is poison.
+    pub fn decode(events: &[PublishedEvent]) -> Result<Self, ProjectionError> {
+        events
+            .iter()
+            .map(|event| {
+                let payload = event
+                    .payment_event()
+                    .map_err(|e| poison(event, &format!("payload does not decode: {e}")))?;
+                let id = Uuid::parse_str(&event.aggregate_id)
+                    .map_err(|e| poison(event, &format!("aggregate id is not a uuid: {e}")))?;
+                Ok((id, payload))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// Each of `events` (the ones this was decoded from) with its id and payload.
+    pub fn decoded<'a>(&'a self, events: &'a [PublishedEvent]) -> Vec<Decoded<'a>> {
+        assert_eq!(events.len(), self.0.len(), "decoded from other events");
+        self.0
+            .iter()
+            .zip(events)
+            .map(|((id, payload), event)| (*id, event, payload))
+            .collect()
+    }
 }
 
 /// A poison event's error.
@@ -79,29 +124,11 @@ pub(crate) const UNKNOWN_PAYMENT: &str = "no PaymentInitiated was applied for th
 /// The distinct payments of a decoded batch, in order: each is looked up once, by one index
 /// probe (`UNNEST ... CROSS JOIN LATERAL (... LIMIT 1)`), whatever the table's statistics
 /// say (on young tables they lag, and `= ANY($ids)` was planned as a scan: 1-4 ms a batch).
-pub(crate) fn payment_ids(decoded: &[(Uuid, &PublishedEvent, PaymentEvent)]) -> Vec<Uuid> {
+pub(crate) fn payment_ids(decoded: &[Decoded<'_>]) -> Vec<Uuid> {
     let mut ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
     ids.sort_unstable();
     ids.dedup();
     ids
-}
-
-/// Each event with its payment id and decoded payload; an event that does not decode is
-/// poison.
-pub(crate) fn decode_all(
-    events: &[PublishedEvent],
-) -> Result<Vec<(Uuid, &PublishedEvent, PaymentEvent)>, ProjectionError> {
-    events
-        .iter()
-        .map(|event| {
-            let payload = event
-                .payment_event()
-                .map_err(|e| poison(event, &format!("payload does not decode: {e}")))?;
-            let id = Uuid::parse_str(&event.aggregate_id)
-                .map_err(|e| poison(event, &format!("aggregate id is not a uuid: {e}")))?;
-            Ok((id, event, payload))
-        })
-        .collect()
 }
 
 /// Every projection, by the name `replay --projection` and the queues use.

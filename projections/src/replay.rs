@@ -12,7 +12,7 @@ use domain::PublishedEvent;
 use sqlx::{ConnectOptions, Connection, PgPool, Row};
 use tokio::sync::mpsc;
 
-use crate::{Projection, ProjectionError};
+use crate::{DecodedBatch, Projection, ProjectionError};
 
 /// Tables every projection shares (keyed by projection name).
 const SHARED_TABLES: [&str; 2] = ["projection_offsets", "projection_progress"];
@@ -119,6 +119,12 @@ async fn prepare(
     Ok(definitions)
 }
 
+/// Events read from the store, and their payloads decoded.
+struct Batch {
+    events: Vec<PublishedEvent>,
+    decoded: DecodedBatch,
+}
+
 /// Batches read but not yet applied, per projection: how far the reader runs ahead of the
 /// slowest writer (memory: this many batches of `batch_size` events, shared by all writers).
 const READ_AHEAD_BATCHES: usize = 4;
@@ -145,7 +151,7 @@ pub async fn replay(
     let mut writers = Vec::with_capacity(projections.len());
     let mut feeds = Vec::with_capacity(projections.len());
     for projection in projections {
-        let (feed, mut batches) = mpsc::channel::<Arc<Vec<PublishedEvent>>>(READ_AHEAD_BATCHES);
+        let (feed, mut batches) = mpsc::channel::<Arc<Batch>>(READ_AHEAD_BATCHES);
         let mut conn = pool.connect_options().connect().await?;
         let projection = Arc::clone(projection);
         let schema = schema.to_owned();
@@ -187,7 +193,11 @@ pub async fn replay(
         let Some(last) = batch.last() else { break };
         after = last.global_position;
         events += batch.len() as u64;
-        let batch = Arc::new(batch);
+        // Decoded here once, for every projection.
+        let batch = Arc::new(Batch {
+            decoded: DecodedBatch::decode(&batch)?,
+            events: batch,
+        });
         for feed in &feeds {
             if feed.send(Arc::clone(&batch)).await.is_err() {
                 break 'read; // That writer failed: its error is collected below.
@@ -274,14 +284,17 @@ async fn apply_batch(
     conn: &mut sqlx::PgConnection,
     projection: &dyn Projection,
     schema: &str,
-    batch: &[PublishedEvent],
+    Batch { events, decoded }: &Batch,
 ) -> Result<(), ReplayError> {
+    let batch = events.as_slice();
     let mut tx = conn.begin().await?;
     // Unqualified names in `apply` resolve to the target schema first; `events` stays public.
     sqlx::query(&format!("SET LOCAL search_path TO {schema}, public"))
         .execute(&mut *tx)
         .await?;
-    projection.apply(&mut tx, batch).await?;
+    projection
+        .apply_decoded(&mut tx, &decoded.decoded(batch))
+        .await?;
     if schema == "public" {
         let mut last_sequence: HashMap<&str, i64> = HashMap::new();
         for event in batch {

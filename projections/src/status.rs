@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::{Projection, ProjectionError};
+use crate::{Decoded, Projection, ProjectionError};
 
 pub const NAME: &str = "status";
 
@@ -27,16 +27,15 @@ impl Projection for StatusProjection {
 
     /// Reads the rows of the batch's payments once, folds every event into them in memory,
     /// and writes each changed row back once: two statements per batch.
-    async fn apply(
+    async fn apply_decoded(
         &self,
         conn: &mut PgConnection,
-        events: &[PublishedEvent],
+        decoded: &[Decoded<'_>],
     ) -> Result<(), ProjectionError> {
-        let decoded = crate::decode_all(events)?;
-        let ids = crate::payment_ids(&decoded);
+        let ids = crate::payment_ids(decoded);
         let mut rows = load(conn, &ids).await?;
         let mut changed: BTreeSet<Uuid> = BTreeSet::new();
-        for (id, event, payload) in &decoded {
+        for (id, event, payload) in decoded {
             let row = match rows.get_mut(id) {
                 Some(_) if matches!(payload, PaymentEvent::PaymentInitiated { .. }) => {
                     return Err(crate::poison(event, "the payment was initiated already"));
