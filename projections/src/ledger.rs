@@ -48,6 +48,7 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+use crate::copy_in::BinaryRows;
 use crate::{Decoded, Projection, ProjectionError};
 
 pub const NAME: &str = "ledger";
@@ -574,27 +575,29 @@ impl Journal {
         if self.line.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO journal_entries
+        let mut rows = BinaryRows::new(12);
+        for i in 0..self.line.len() {
+            rows.row();
+            rows.field(&self.global_position[i])?;
+            rows.field(&self.line[i])?;
+            rows.field(&self.payment_id[i])?;
+            rows.field(&self.sequence[i])?;
+            rows.field(&self.event_type[i])?;
+            rows.field(&self.posting[i])?;
+            rows.field(&self.merchant_id[i])?;
+            rows.field(&self.account[i])?;
+            rows.field(&self.currency[i])?;
+            rows.field(&self.debit[i])?;
+            rows.field(&self.credit[i])?;
+            rows.field(&self.at[i])?;
+        }
+        rows.copy(
+            conn,
+            "COPY journal_entries
                 (global_position, line, payment_id, sequence, event_type, posting, merchant_id,
                  account, currency, debit, credit, at)
-             SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::uuid[], $4::bigint[], $5::text[],
-                                  $6::text[], $7::text[], $8::text[], $9::text[], $10::numeric[],
-                                  $11::numeric[], $12::timestamptz[])",
+             FROM STDIN (FORMAT binary)",
         )
-        .bind(&self.global_position)
-        .bind(&self.line)
-        .bind(&self.payment_id)
-        .bind(&self.sequence)
-        .bind(&self.event_type)
-        .bind(&self.posting)
-        .bind(&self.merchant_id)
-        .bind(&self.account)
-        .bind(&self.currency)
-        .bind(&self.debit)
-        .bind(&self.credit)
-        .bind(&self.at)
-        .execute(&mut *conn)
         .await?;
         let totals = |map: &mut dyn Iterator<Item = &Totals>| {
             let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -5,6 +5,7 @@
 pub mod analytics;
 pub mod apply;
 pub mod consumer;
+mod copy_in;
 pub mod event_source;
 pub mod failures;
 pub mod ledger;

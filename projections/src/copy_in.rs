@@ -1,0 +1,85 @@
+//! Rows sent with `COPY ... FROM STDIN (FORMAT binary)`: for append-only tables written in
+//! bulk. PostgreSQL takes binary rows for about 30 % less work than the same rows unpacked
+//! from array parameters by `INSERT ... SELECT FROM UNNEST(...)` (6,000 journal lines: 14-16
+//! against 21-23 ms), and the replay's ledger writes more than one line per event.
+//!
+//! Each value is encoded by sqlx's own binary `Encode`, so it is byte for byte what a bind
+//! parameter of that type would send. Only scalar types: arrays and records need type
+//! lookups that a `COPY` stream cannot do.
+
+use sqlx::encode::{Encode, IsNull};
+use sqlx::postgres::{PgArgumentBuffer, PgConnection, Postgres};
+
+/// `PGCOPY\n\377\r\n\0`, then 32-bit flags and header-extension length, both 0.
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// A field count of -1 ends the data.
+const TRAILER: [u8; 2] = (-1_i16).to_be_bytes();
+
+pub(crate) struct BinaryRows {
+    buffer: PgArgumentBuffer,
+    columns: i16,
+    rows: u64,
+    /// Fields written to the row being built: checked against `columns` on both sides.
+    fields: i16,
+}
+
+impl BinaryRows {
+    pub(crate) fn new(columns: i16) -> Self {
+        assert!(columns > 0, "a row has at least one column");
+        let mut buffer = PgArgumentBuffer::default();
+        buffer.extend_from_slice(HEADER);
+        Self {
+            buffer,
+            columns,
+            rows: 0,
+            fields: columns,
+        }
+    }
+
+    /// Starts a row: exactly `columns` calls of `field` follow.
+    pub(crate) fn row(&mut self) {
+        assert_eq!(self.fields, self.columns, "the previous row is incomplete");
+        self.buffer.extend_from_slice(&self.columns.to_be_bytes());
+        self.rows += 1;
+        self.fields = 0;
+    }
+
+    pub(crate) fn field<'q, T: Encode<'q, Postgres>>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), sqlx::Error> {
+        assert!(self.fields < self.columns, "more fields than columns");
+        let start = self.buffer.len();
+        self.buffer.extend_from_slice(&0_i32.to_be_bytes());
+        let length = match value.encode_by_ref(&mut self.buffer) {
+            Ok(IsNull::No) => i32::try_from(self.buffer.len() - start - 4)
+                .map_err(|_| sqlx::Error::Encode("a field is over 2 GiB".into()))?,
+            Ok(IsNull::Yes) => -1,
+            Err(e) => return Err(sqlx::Error::Encode(e)),
+        };
+        self.buffer[start..start + 4].copy_from_slice(&length.to_be_bytes());
+        self.fields += 1;
+        Ok(())
+    }
+
+    /// Runs `statement` (a `COPY <table> (<columns>) FROM STDIN (FORMAT binary)`) with the
+    /// rows; returns how many PostgreSQL took.
+    pub(crate) async fn copy(
+        mut self,
+        conn: &mut PgConnection,
+        statement: &str,
+    ) -> Result<u64, sqlx::Error> {
+        assert_eq!(self.fields, self.columns, "the last row is incomplete");
+        self.buffer.extend_from_slice(&TRAILER);
+        let mut copy = conn.copy_in_raw(statement).await?;
+        copy.send(self.buffer.as_slice()).await?;
+        let copied = copy.finish().await?;
+        if copied != self.rows {
+            return Err(sqlx::Error::Protocol(format!(
+                "COPY took {copied} of {} rows",
+                self.rows
+            )));
+        }
+        Ok(copied)
+    }
+}
