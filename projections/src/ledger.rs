@@ -43,13 +43,13 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{Currency, Money, PaymentEvent, PublishedEvent};
+use domain::{Currency, Money, PaymentEvent};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::copy_in::BinaryRows;
-use crate::{Decoded, Projection, ProjectionError};
+use crate::{Decoded, Position, Projection, ProjectionError};
 
 pub const NAME: &str = "ledger";
 
@@ -534,7 +534,7 @@ struct Journal {
 }
 
 impl Journal {
-    fn post(&mut self, id: Uuid, event: &PublishedEvent, payload: &PaymentEvent, step: &Step) {
+    fn post(&mut self, id: Uuid, event: &Position<'_>, payload: &PaymentEvent, step: &Step) {
         let merchant = &step.context.merchant_id;
         for (number, line) in (1..).zip(&step.lines) {
             self.global_position.push(event.global_position);

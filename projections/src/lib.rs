@@ -65,12 +65,26 @@ pub trait Projection: Send + Sync + 'static {
         conn: &mut PgConnection,
         events: &[PublishedEvent],
     ) -> Result<(), ProjectionError> {
-        let batch = DecodedBatch::decode(events)?;
-        self.apply_decoded(conn, &batch.decoded(events)).await
+        let payloads = events
+            .iter()
+            .map(|event| {
+                let position = Position::of(event);
+                let payload = event
+                    .payment_event()
+                    .map_err(|e| undecodable(&position, &e))?;
+                Ok((payment_id(&position)?, payload))
+            })
+            .collect::<Result<Vec<_>, ProjectionError>>()?;
+        let decoded: Vec<Decoded<'_>> = events
+            .iter()
+            .zip(&payloads)
+            .map(|(event, (id, payload))| (*id, Position::of(event), payload))
+            .collect();
+        self.apply_decoded(conn, &decoded).await
     }
 
-    /// `apply`, on events whose payloads the caller has decoded already (a replay decodes
-    /// each event once for every projection).
+    /// `apply`, on events the caller has decoded already (a replay decodes each event once,
+    /// straight from the stored text, for every projection).
     async fn apply_decoded(
         &self,
         conn: &mut PgConnection,
@@ -78,44 +92,42 @@ pub trait Projection: Send + Sync + 'static {
     ) -> Result<(), ProjectionError>;
 }
 
-/// An event with its payment id and decoded payload.
-pub type Decoded<'a> = (Uuid, &'a PublishedEvent, &'a PaymentEvent);
+/// Where an event sits in the store: all a projection reads of it besides its payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Position<'a> {
+    pub aggregate_id: &'a str,
+    pub sequence: i64,
+    pub global_position: i64,
+}
 
-/// The payment ids and decoded payloads of a batch of events, in the batch's order.
-pub struct DecodedBatch(Vec<(Uuid, PaymentEvent)>);
-
-impl DecodedBatch {
-    /// Decodes every event; one that does not decode is poison.
-    pub fn decode(events: &[PublishedEvent]) -> Result<Self, ProjectionError> {
-        events
-            .iter()
-            .map(|event| {
-                let payload = event
-                    .payment_event()
-                    .map_err(|e| poison(event, &format!("payload does not decode: {e}")))?;
-                let id = Uuid::parse_str(&event.aggregate_id)
-                    .map_err(|e| poison(event, &format!("aggregate id is not a uuid: {e}")))?;
-                Ok((id, payload))
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
-    }
-
-    /// Each of `events` (the ones this was decoded from) with its id and payload.
-    pub fn decoded<'a>(&'a self, events: &'a [PublishedEvent]) -> Vec<Decoded<'a>> {
-        assert_eq!(events.len(), self.0.len(), "decoded from other events");
-        self.0
-            .iter()
-            .zip(events)
-            .map(|((id, payload), event)| (*id, event, payload))
-            .collect()
+impl<'a> Position<'a> {
+    pub fn of(event: &'a PublishedEvent) -> Self {
+        Self {
+            aggregate_id: &event.aggregate_id,
+            sequence: event.sequence,
+            global_position: event.global_position,
+        }
     }
 }
 
-/// A poison event's error.
-pub(crate) fn poison(event: &PublishedEvent, reason: &str) -> ProjectionError {
+/// An event's payment id, position and decoded payload.
+pub type Decoded<'a> = (Uuid, Position<'a>, &'a PaymentEvent);
+
+/// The payment an event belongs to; an aggregate id that is not a uuid is poison.
+pub fn payment_id(position: &Position<'_>) -> Result<Uuid, ProjectionError> {
+    Uuid::parse_str(position.aggregate_id)
+        .map_err(|e| poison(position, &format!("aggregate id is not a uuid: {e}")))
+}
+
+/// The error of a payload that does not decode: poison.
+pub fn undecodable(position: &Position<'_>, error: &serde_json::Error) -> ProjectionError {
+    poison(position, &format!("payload does not decode: {error}"))
+}
+
+/// A poison event's error; its message id is `PublishedEvent::message_id`'s.
+pub(crate) fn poison(event: &Position<'_>, reason: &str) -> ProjectionError {
     ProjectionError::Poison {
-        message_id: event.message_id(),
+        message_id: format!("{}/{}", event.aggregate_id, event.sequence),
         reason: reason.to_owned(),
     }
 }

@@ -8,11 +8,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use domain::PublishedEvent;
+use chrono::{DateTime, Utc};
+use domain::PaymentEvent;
 use sqlx::{ConnectOptions, Connection, PgPool, Row};
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
-use crate::{DecodedBatch, Projection, ProjectionError};
+use crate::{Decoded, Position, Projection, ProjectionError};
 
 /// Tables every projection shares (keyed by projection name).
 const SHARED_TABLES: [&str; 2] = ["projection_offsets", "projection_progress"];
@@ -119,11 +121,28 @@ async fn prepare(
     Ok(definitions)
 }
 
-/// Events read from the store, and their payloads decoded.
-struct Batch {
-    events: Vec<PublishedEvent>,
-    decoded: DecodedBatch,
+/// An event as a replay reads it: what the projections use, the payload decoded straight
+/// from its stored text (no `serde_json::Value` in between, no metadata).
+struct ReplayEvent {
+    payment_id: Uuid,
+    aggregate_id: String,
+    sequence: i64,
+    global_position: i64,
+    recorded_at: DateTime<Utc>,
+    payload: PaymentEvent,
 }
+
+impl ReplayEvent {
+    fn position(&self) -> Position<'_> {
+        Position {
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            global_position: self.global_position,
+        }
+    }
+}
+
+type Batch = Vec<ReplayEvent>;
 
 /// Batches read but not yet applied, per projection: how far the reader runs ahead of the
 /// slowest writer (memory: this many batches of `batch_size` events, shared by all writers).
@@ -197,11 +216,7 @@ pub async fn replay(
         let Some(last) = batch.last() else { break };
         after = last.global_position;
         events += batch.len() as u64;
-        // Decoded here once, for every projection.
-        let batch = Arc::new(Batch {
-            decoded: DecodedBatch::decode(&batch)?,
-            events: batch,
-        });
+        let batch = Arc::new(batch);
         for feed in &feeds {
             if feed.send(Arc::clone(&batch)).await.is_err() {
                 break 'read; // That writer failed: its error is collected below.
@@ -255,16 +270,16 @@ pub async fn replay(
     })
 }
 
-/// Up to `limit` events after `after`, of transactions below `horizon`, in global order.
+/// Up to `limit` events after `after`, of transactions below `horizon`, in global order,
+/// each decoded once here for every projection.
 async fn read_batch(
     pool: &PgPool,
     after: i64,
     horizon: i64,
     limit: i64,
-) -> Result<Vec<PublishedEvent>, ReplayError> {
+) -> Result<Batch, ReplayError> {
     let rows = sqlx::query(
-        "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
-                event_version, payload, metadata, recorded_at
+        "SELECT global_position, aggregate_id, sequence, payload::text AS payload, recorded_at
            FROM public.events
           WHERE global_position > $1 AND transaction_id < $3::text::xid8
           ORDER BY global_position LIMIT $2",
@@ -274,10 +289,28 @@ async fn read_batch(
     .bind(horizon.to_string())
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .iter()
-        .map(crate::event_source::from_row)
-        .collect::<Result<_, _>>()?)
+    let mut batch = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let aggregate_id: String = row.try_get("aggregate_id")?;
+        let sequence: i64 = row.try_get("sequence")?;
+        let global_position: i64 = row.try_get("global_position")?;
+        let position = Position {
+            aggregate_id: &aggregate_id,
+            sequence,
+            global_position,
+        };
+        let payload = serde_json::from_str(row.try_get("payload")?)
+            .map_err(|e| crate::undecodable(&position, &e))?;
+        batch.push(ReplayEvent {
+            payment_id: crate::payment_id(&position)?,
+            recorded_at: row.try_get("recorded_at")?,
+            payload,
+            aggregate_id,
+            sequence,
+            global_position,
+        });
+    }
+    Ok(batch)
 }
 
 /// Applies `batch` to one projection and records its progress, in one transaction. Into the
@@ -288,17 +321,18 @@ async fn apply_batch(
     conn: &mut sqlx::PgConnection,
     projection: &dyn Projection,
     schema: &str,
-    Batch { events, decoded }: &Batch,
+    batch: &[ReplayEvent],
 ) -> Result<(), ReplayError> {
-    let batch = events.as_slice();
     let mut tx = conn.begin().await?;
     // Unqualified names in `apply` resolve to the target schema first; `events` stays public.
     sqlx::query(&format!("SET LOCAL search_path TO {schema}, public"))
         .execute(&mut *tx)
         .await?;
-    projection
-        .apply_decoded(&mut tx, &decoded.decoded(batch))
-        .await?;
+    let decoded: Vec<Decoded<'_>> = batch
+        .iter()
+        .map(|event| (event.payment_id, event.position(), &event.payload))
+        .collect();
+    projection.apply_decoded(&mut tx, &decoded).await?;
     if schema == "public" {
         let mut last_sequence: HashMap<&str, i64> = HashMap::new();
         for event in batch {

@@ -4,12 +4,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap};
 
-use domain::{PaymentEvent, PaymentStatus, PublishedEvent};
+use domain::{PaymentEvent, PaymentStatus};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::{Decoded, Projection, ProjectionError};
+use crate::{Decoded, Position, Projection, ProjectionError};
 
 pub const NAME: &str = "status";
 
@@ -65,7 +65,7 @@ struct State {
 }
 
 /// The row a `PaymentInitiated` creates; `None` for any other event.
-fn initiated(id: Uuid, event: &PublishedEvent, payload: &PaymentEvent) -> Option<State> {
+fn initiated(id: Uuid, event: &Position<'_>, payload: &PaymentEvent) -> Option<State> {
     let PaymentEvent::PaymentInitiated {
         merchant_id,
         reference,
@@ -112,7 +112,7 @@ fn initiated(id: Uuid, event: &PublishedEvent, payload: &PaymentEvent) -> Option
 }
 
 /// What one event changes in its payment's row (always the version, position and time).
-fn fold(state: &mut State, event: &PublishedEvent, payload: &PaymentEvent) {
+fn fold(state: &mut State, event: &Position<'_>, payload: &PaymentEvent) {
     state.last_global_position = event.global_position;
     let row = &mut state.row;
     row.version = event.sequence;

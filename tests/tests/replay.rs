@@ -167,3 +167,34 @@ async fn replay_into_a_scratch_schema_equals_the_live_projections_row_for_row() 
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn replay_stops_at_an_event_whose_payload_does_not_decode_and_names_it() {
+    let app = spawn_app().await;
+    let id = uuid::Uuid::new_v4().to_string();
+    // Written around the API, as a broken writer could: the store keeps it (events are
+    // only ever appended), and a rebuild must refuse it rather than skip it silently.
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata)
+         VALUES ('Payment', $1, 1, 'PaymentInitiated', '1.0', '{\"NoSuchEvent\": {}}', '{}')",
+    )
+    .bind(&id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let error = projections::replay::replay(&app.pool, &projections::all(), "scratch", 100)
+        .await
+        .unwrap_err();
+    match error {
+        projections::replay::ReplayError::Projection(projections::ProjectionError::Poison {
+            message_id,
+            reason,
+        }) => {
+            assert_eq!(message_id, format!("{id}/1"));
+            assert!(reason.contains("does not decode"), "{reason}");
+        }
+        other => panic!("expected a poison event, got {other:?}"),
+    }
+}
