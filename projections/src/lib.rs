@@ -114,13 +114,13 @@ impl<'a> Position<'a> {
 pub type Decoded<'a> = (Uuid, Position<'a>, &'a PaymentEvent);
 
 /// The payment an event belongs to; an aggregate id that is not a uuid is poison.
-pub fn payment_id(position: &Position<'_>) -> Result<Uuid, ProjectionError> {
+pub(crate) fn payment_id(position: &Position<'_>) -> Result<Uuid, ProjectionError> {
     Uuid::parse_str(position.aggregate_id)
         .map_err(|e| poison(position, &format!("aggregate id is not a uuid: {e}")))
 }
 
 /// The error of a payload that does not decode: poison.
-pub fn undecodable(position: &Position<'_>, error: &serde_json::Error) -> ProjectionError {
+pub(crate) fn undecodable(position: &Position<'_>, error: &serde_json::Error) -> ProjectionError {
     poison(position, &format!("payload does not decode: {error}"))
 }
 

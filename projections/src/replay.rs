@@ -40,8 +40,8 @@ pub enum ReplayError {
     Projection(#[from] ProjectionError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("a replay writer task panicked")]
-    WriterLost,
+    #[error("a replay task panicked")]
+    TaskLost,
 }
 
 pub fn valid_schema(name: &str) -> bool {
@@ -226,7 +226,7 @@ pub async fn replay(
     drop(feeds);
     let mut sessions = Vec::with_capacity(writers.len());
     for writer in writers {
-        sessions.push(writer.await.map_err(|_| ReplayError::WriterLost)??);
+        sessions.push(writer.await.map_err(|_| ReplayError::TaskLost)??);
     }
     let applied = started.elapsed();
     // What is left: the deferred indexes, independent statements taken from one queue by
@@ -248,7 +248,7 @@ pub async fn replay(
     }));
     let offsets = async {
         match offsets {
-            Some(task) => task.await.map_err(|_| ReplayError::WriterLost)?,
+            Some(task) => task.await.map_err(|_| ReplayError::TaskLost)?,
             None => Ok(()),
         }
     };
