@@ -36,6 +36,10 @@ impl BinaryRows {
         }
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
     /// Starts a row: exactly `columns` calls of `field` follow.
     pub(crate) fn row(&mut self) {
         assert_eq!(self.fields, self.columns, "the previous row is incomplete");

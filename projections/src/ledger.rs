@@ -104,7 +104,7 @@ impl Projection for LedgerProjection {
         let ids = crate::payment_ids(decoded);
         let mut contexts = load(conn, &ids).await?;
         let mut dirty: BTreeMap<Uuid, i64> = BTreeMap::new();
-        let mut journal = Journal::default();
+        let mut journal = Journal::new();
         for (id, event, payload) in decoded {
             if !concerns_ledger(payload) {
                 continue;
@@ -121,7 +121,7 @@ impl Projection for LedgerProjection {
             let step = step(context, payload).map_err(|reason| crate::poison(event, &reason))?;
             check_balanced(&step.lines)
                 .map_err(|e| crate::poison(event, &format!("unbalanced entry: {e}")))?;
-            journal.post(*id, event, payload, &step);
+            journal.post(*id, event, payload, &step)?;
             dirty.insert(*id, event.global_position);
             contexts.insert(*id, step.context);
         }
@@ -511,44 +511,55 @@ struct Totals {
     last_global_position: i64,
 }
 
-/// A batch's journal lines and what they add to the balances, written with three
-/// statements whatever the batch size.
-#[derive(Debug, Default)]
+/// A batch's journal lines (encoded as they are posted, ready for `COPY`) and what they add
+/// to the balances, written with three statements whatever the batch size.
 struct Journal {
-    global_position: Vec<i64>,
-    line: Vec<i32>,
-    payment_id: Vec<Uuid>,
-    sequence: Vec<i64>,
-    event_type: Vec<&'static str>,
-    posting: Vec<&'static str>,
-    merchant_id: Vec<String>,
-    account: Vec<String>,
-    currency: Vec<String>,
-    debit: Vec<Decimal>,
-    credit: Vec<Decimal>,
-    at: Vec<DateTime<Utc>>,
+    lines: BinaryRows,
     /// By (account, currency): a fixed order, so an upsert touches a row once and
     /// concurrent consumers lock shared rows in the same order.
     balances: BTreeMap<(String, String), Totals>,
     merchant_balances: BTreeMap<(String, String, String), Totals>,
 }
 
+/// `journal_entries`' columns, in the order `Journal::post` encodes them.
+const JOURNAL_COPY: &str = "COPY journal_entries
+        (global_position, line, payment_id, sequence, event_type, posting, merchant_id, account,
+         currency, debit, credit, at)
+     FROM STDIN (FORMAT binary)";
+const JOURNAL_COLUMNS: i16 = 12;
+
 impl Journal {
-    fn post(&mut self, id: Uuid, event: &Position<'_>, payload: &PaymentEvent, step: &Step) {
+    fn new() -> Self {
+        Self {
+            lines: BinaryRows::new(JOURNAL_COLUMNS),
+            balances: BTreeMap::new(),
+            merchant_balances: BTreeMap::new(),
+        }
+    }
+
+    fn post(
+        &mut self,
+        id: Uuid,
+        event: &Position<'_>,
+        payload: &PaymentEvent,
+        step: &Step,
+    ) -> Result<(), sqlx::Error> {
         let merchant = &step.context.merchant_id;
-        for (number, line) in (1..).zip(&step.lines) {
-            self.global_position.push(event.global_position);
-            self.line.push(number);
-            self.payment_id.push(id);
-            self.sequence.push(event.sequence);
-            self.event_type.push(payload.name());
-            self.posting.push(line.posting);
-            self.merchant_id.push(merchant.clone());
-            self.account.push(line.account.clone());
-            self.currency.push(line.currency.clone());
-            self.debit.push(line.debit);
-            self.credit.push(line.credit);
-            self.at.push(payload.at());
+        for (number, line) in (1_i32..).zip(&step.lines) {
+            let row = &mut self.lines;
+            row.row();
+            row.field(&event.global_position)?;
+            row.field(&number)?;
+            row.field(&id)?;
+            row.field(&event.sequence)?;
+            row.field(&payload.name())?;
+            row.field(&line.posting)?;
+            row.field(merchant)?;
+            row.field(&line.account)?;
+            row.field(&line.currency)?;
+            row.field(&line.debit)?;
+            row.field(&line.credit)?;
+            row.field(&payload.at())?;
             let add = |totals: &mut Totals| {
                 totals.debit += line.debit;
                 totals.credit += line.credit;
@@ -569,36 +580,19 @@ impl Journal {
                 ))
                 .or_default());
         }
+        Ok(())
     }
 
-    async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        if self.line.is_empty() {
+    async fn write(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        let Journal {
+            lines,
+            balances,
+            merchant_balances,
+        } = self;
+        if lines.is_empty() {
             return Ok(());
         }
-        let mut rows = BinaryRows::new(12);
-        for i in 0..self.line.len() {
-            rows.row();
-            rows.field(&self.global_position[i])?;
-            rows.field(&self.line[i])?;
-            rows.field(&self.payment_id[i])?;
-            rows.field(&self.sequence[i])?;
-            rows.field(&self.event_type[i])?;
-            rows.field(&self.posting[i])?;
-            rows.field(&self.merchant_id[i])?;
-            rows.field(&self.account[i])?;
-            rows.field(&self.currency[i])?;
-            rows.field(&self.debit[i])?;
-            rows.field(&self.credit[i])?;
-            rows.field(&self.at[i])?;
-        }
-        rows.copy(
-            conn,
-            "COPY journal_entries
-                (global_position, line, payment_id, sequence, event_type, posting, merchant_id,
-                 account, currency, debit, credit, at)
-             FROM STDIN (FORMAT binary)",
-        )
-        .await?;
+        lines.copy(conn, JOURNAL_COPY).await?;
         let totals = |map: &mut dyn Iterator<Item = &Totals>| {
             let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for t in map {
@@ -609,7 +603,7 @@ impl Journal {
             }
             columns
         };
-        let (debits, credits, lines, positions) = totals(&mut self.balances.values());
+        let (debits, credits, lines, positions) = totals(&mut balances.values());
         sqlx::query(
             "INSERT INTO account_balances AS b
                 (account, currency, debit_total, credit_total, lines, last_global_position)
@@ -622,25 +616,15 @@ impl Journal {
                     last_global_position = GREATEST(b.last_global_position,
                                                     EXCLUDED.last_global_position)",
         )
-        .bind(
-            self.balances
-                .keys()
-                .map(|k| k.0.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            self.balances
-                .keys()
-                .map(|k| k.1.as_str())
-                .collect::<Vec<_>>(),
-        )
+        .bind(balances.keys().map(|k| k.0.as_str()).collect::<Vec<_>>())
+        .bind(balances.keys().map(|k| k.1.as_str()).collect::<Vec<_>>())
         .bind(&debits)
         .bind(&credits)
         .bind(&lines)
         .bind(&positions)
         .execute(&mut *conn)
         .await?;
-        let (debits, credits, lines, positions) = totals(&mut self.merchant_balances.values());
+        let (debits, credits, lines, positions) = totals(&mut merchant_balances.values());
         sqlx::query(
             "INSERT INTO merchant_account_balances AS b
                 (merchant_id, account, currency, debit_total, credit_total, lines,
@@ -655,19 +639,19 @@ impl Journal {
                                                     EXCLUDED.last_global_position)",
         )
         .bind(
-            self.merchant_balances
+            merchant_balances
                 .keys()
                 .map(|k| k.0.as_str())
                 .collect::<Vec<_>>(),
         )
         .bind(
-            self.merchant_balances
+            merchant_balances
                 .keys()
                 .map(|k| k.1.as_str())
                 .collect::<Vec<_>>(),
         )
         .bind(
-            self.merchant_balances
+            merchant_balances
                 .keys()
                 .map(|k| k.2.as_str())
                 .collect::<Vec<_>>(),
