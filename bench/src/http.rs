@@ -63,6 +63,9 @@ impl Api {
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(pool)
+            // Under the server's keep-alive (actix: 5 s): a paced run leaves connections idle,
+            // and a request sent on one the server is closing fails as "transport request".
+            .pool_idle_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .build()?;
         Ok(Api {
