@@ -12,6 +12,7 @@ use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use commands::payments::{PaymentService, ServiceConfig};
 use commands::relay::{self, RelayConfig};
+use commands::relay_waker::LocalRelay;
 use projections::consumer::{self, ConsumerConfig};
 use projections::version_waiters::VersionWaiters;
 use sqlx::postgres::PgPoolOptions;
@@ -77,6 +78,8 @@ impl Application {
         let run_api = matches!(settings.role, ServeRole::All | ServeRole::Api);
         let run_relay = matches!(settings.role, ServeRole::All | ServeRole::Relay);
         let run_projector = matches!(settings.role, ServeRole::All | ServeRole::Projector);
+        // This process's appends wake its own relay directly while it leads.
+        let local_relay = (run_api && run_relay).then(LocalRelay::default);
 
         let consumer_config =
             ConsumerConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
@@ -112,6 +115,7 @@ impl Application {
             let mut config =
                 RelayConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
             config.linger_ms = RELAY_LINGER_MS;
+            config.local = local_relay.clone();
             tasks.push(tokio::spawn(relay::run(
                 pool.clone(),
                 config,
@@ -145,6 +149,7 @@ impl Application {
                     ),
                     ..ServiceConfig::default()
                 },
+                local_relay.clone(),
             ));
             let verifiers = web::Data::new(built.verifiers);
             tasks.push(tokio::spawn(reconciler::run(

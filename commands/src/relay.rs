@@ -21,6 +21,8 @@ use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{ConnectOptions, Connection as _, PgConnection, Row};
 use tokio::sync::watch;
 
+use crate::relay_waker::LocalRelay;
+
 /// Advisory lock key of the relay leader ("payledgr" in ASCII).
 const RELAY_LOCK_KEY: i64 = 0x7061_796c_6564_6772;
 pub const NOTIFY_CHANNEL: &str = "payledger_events";
@@ -47,6 +49,8 @@ pub struct RelayConfig {
     pub retry_delay_ms: u64,
     /// How long a stand-by waits before trying to take the leadership again.
     pub standby_retry_ms: u64,
+    /// Rung by this process's appends while this relay leads (NOTIFY still wakes it too).
+    pub local: Option<LocalRelay>,
 }
 
 impl RelayConfig {
@@ -59,6 +63,7 @@ impl RelayConfig {
             linger_ms: 0,
             retry_delay_ms: 500,
             standby_retry_ms: 1_000,
+            local: None,
         }
     }
 }
@@ -171,6 +176,7 @@ async fn relay_as_leader(
         .await?;
 
     let mut checkpoint = load_checkpoint(conn).await?;
+    let _leading_here = config.local.as_ref().map(LocalRelay::lead);
     let mut quick_polls_left: u32 = 0;
     loop {
         if *shutdown.borrow() {
@@ -209,17 +215,29 @@ async fn relay_as_leader(
             }
             continue;
         }
-        tokio::select! {
+        let woken = tokio::select! {
             notification = listener.recv() => {
                 notification?;
-                quick_polls_left = QUICK_POLLS_AFTER_WAKE;
-                if config.linger_ms > 0 {
-                    tokio::time::sleep(Duration::from_millis(config.linger_ms)).await;
-                }
+                true
             }
-            _ = tokio::time::sleep(Duration::from_millis(config.poll_interval_ms)) => {}
-            _ = shutdown.changed() => {}
+            _ = rung(config.local.as_ref()) => true,
+            _ = tokio::time::sleep(Duration::from_millis(config.poll_interval_ms)) => false,
+            _ = shutdown.changed() => false,
+        };
+        if woken {
+            quick_polls_left = QUICK_POLLS_AFTER_WAKE;
+            if config.linger_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(config.linger_ms)).await;
+            }
         }
+    }
+}
+
+/// The local bell's next ring; never, without one.
+async fn rung(local: Option<&LocalRelay>) {
+    match local {
+        Some(local) => local.rung().await,
+        None => std::future::pending().await,
     }
 }
 

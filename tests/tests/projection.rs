@@ -312,14 +312,17 @@ async fn health_reports_lag_and_answers_503_when_the_broker_is_down() {
 }
 
 /// Named sessions of this app's database (the projectors' and the relay waker's own).
-async fn named_sessions(pool: &sqlx::PgPool) -> Vec<String> {
+const PROJECTOR: &str = "payledger-projector-";
+const WAKER: &str = "payledger-relay-waker";
+
+/// The sessions of this database whose application name starts with `prefix`.
+async fn named_sessions(pool: &sqlx::PgPool, prefix: &str) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT application_name FROM pg_stat_activity
-          WHERE datname = current_database()
-            AND (application_name LIKE 'payledger-projector-%'
-                 OR application_name = 'payledger-relay-waker')
+          WHERE datname = current_database() AND starts_with(application_name, $1)
           ORDER BY 1",
     )
+    .bind(prefix)
     .fetch_all(pool)
     .await
     .unwrap()
@@ -348,18 +351,16 @@ async fn wait_all_projections_reach(pool: &sqlx::PgPool, id: &str, sequence: i64
     }
 }
 
-/// The projectors and the relay's waker keep their own database sessions (not the pool's):
-/// killed under them, they are opened again, and what follows is applied once by every
-/// projection.
+/// The projectors keep their own database sessions (not the pool's): killed under them, they
+/// are opened again, and what follows is applied once by every projection.
 #[tokio::test]
-async fn projector_and_waker_sessions_killed_under_them_are_reopened() {
+async fn projector_sessions_killed_under_them_are_reopened() {
     let app = spawn_app().await;
     let expected = vec![
         "payledger-projector-analytics".to_owned(),
         "payledger-projector-failures".to_owned(),
         "payledger-projector-ledger".to_owned(),
         "payledger-projector-status".to_owned(),
-        "payledger-relay-waker".to_owned(),
     ];
     let body = |reference: &str| {
         payment_body(
@@ -377,18 +378,16 @@ async fn projector_and_waker_sessions_killed_under_them_are_reopened() {
     app.wait_for_status(first_id, "APPROVED").await;
     // Initiated, provider transaction created, approved: sequence 3 everywhere.
     wait_all_projections_reach(&app.pool, first_id, 3).await;
-    assert_eq!(named_sessions(&app.pool).await, expected);
+    assert_eq!(named_sessions(&app.pool, PROJECTOR).await, expected);
 
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
-          WHERE datname = current_database()
-            AND (application_name LIKE 'payledger-projector-%'
-                 OR application_name = 'payledger-relay-waker')",
+          WHERE datname = current_database() AND application_name LIKE 'payledger-projector-%'",
     )
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!(killed, 5);
+    assert_eq!(killed, 4);
 
     let second = app
         .create_payment("k-after-kill", &body("after-kill"))
@@ -410,8 +409,54 @@ async fn projector_and_waker_sessions_killed_under_them_are_reopened() {
         "same flow, same postings: {lines:?}"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while named_sessions(&app.pool).await != expected {
+    while named_sessions(&app.pool, PROJECTOR).await != expected {
         assert!(Instant::now() < deadline, "sessions were not reopened");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// An API process without a relay of its own wakes the relay elsewhere with NOTIFY, from its
+/// own session: killed under it, that session is opened again at the next append.
+#[tokio::test]
+async fn a_waker_session_killed_under_it_is_reopened() {
+    let app = spawn_app_with_role(ServeRole::Api).await;
+    let waker = vec![WAKER.to_owned()];
+    let wait_for_waker = || async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while named_sessions(&app.pool, WAKER).await != waker {
+            assert!(Instant::now() < deadline, "no waker session");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let body = |reference: &str| {
+        payment_body(
+            "5.00",
+            "USD",
+            reference,
+            "tok_sandbox_approved",
+            "automatic",
+        )
+    };
+    app.create_payment("w-before-kill", &body("w-before-kill"))
+        .await;
+    wait_for_waker().await;
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'payledger-relay-waker'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !named_sessions(&app.pool, WAKER).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the killed session is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.create_payment("w-after-kill", &body("w-after-kill"))
+        .await;
+    wait_for_waker().await;
 }

@@ -33,7 +33,7 @@ use sqlx::PgPool;
 
 use crate::fees::FeeSchedule;
 use crate::providers::{PaymentMethodDetails, ProviderError};
-use crate::relay_waker::RelayWaker;
+use crate::relay_waker::{LocalRelay, RelayWaker};
 use crate::router::{RoutedProvider, Router};
 use crate::store::{payment_store, PaymentStore};
 use crate::stripes::Stripes;
@@ -188,10 +188,11 @@ impl PaymentService {
         router: Arc<Router>,
         fees: Arc<FeeSchedule>,
         config: ServiceConfig,
+        local_relay: Option<LocalRelay>,
     ) -> Self {
         Self {
             store: payment_store(pool.clone()),
-            relay_waker: RelayWaker::spawn(pool.clone()),
+            relay_waker: RelayWaker::spawn(pool.clone(), local_relay),
             pool,
             router,
             fees,
