@@ -311,7 +311,17 @@ async fn health_reports_lag_and_answers_503_when_the_broker_is_down() {
     assert_eq!(body["database"], "ok");
 }
 
-/// Named sessions of this app's database (the projectors' and the relay waker's own).
+/// A small payment the sandbox approves, captured automatically.
+fn approved_body(reference: &str) -> serde_json::Value {
+    payment_body(
+        "5.00",
+        "USD",
+        reference,
+        "tok_sandbox_approved",
+        "automatic",
+    )
+}
+
 const PROJECTOR: &str = "payledger-projector-";
 const WAKER: &str = "payledger-relay-waker";
 
@@ -362,17 +372,8 @@ async fn projector_sessions_killed_under_them_are_reopened() {
         "payledger-projector-ledger".to_owned(),
         "payledger-projector-status".to_owned(),
     ];
-    let body = |reference: &str| {
-        payment_body(
-            "5.00",
-            "USD",
-            reference,
-            "tok_sandbox_approved",
-            "automatic",
-        )
-    };
     let first = app
-        .create_payment("k-before-kill", &body("before-kill"))
+        .create_payment("k-before-kill", &approved_body("before-kill"))
         .await;
     let first_id = first["id"].as_str().unwrap();
     app.wait_for_status(first_id, "APPROVED").await;
@@ -390,7 +391,7 @@ async fn projector_sessions_killed_under_them_are_reopened() {
     assert_eq!(killed, 4);
 
     let second = app
-        .create_payment("k-after-kill", &body("after-kill"))
+        .create_payment("k-after-kill", &approved_body("after-kill"))
         .await;
     let second_id = second["id"].as_str().unwrap();
     let approved = app.wait_for_status(second_id, "APPROVED").await;
@@ -428,16 +429,7 @@ async fn a_waker_session_killed_under_it_is_reopened() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    let body = |reference: &str| {
-        payment_body(
-            "5.00",
-            "USD",
-            reference,
-            "tok_sandbox_approved",
-            "automatic",
-        )
-    };
-    app.create_payment("w-before-kill", &body("w-before-kill"))
+    app.create_payment("w-before-kill", &approved_body("w-before-kill"))
         .await;
     wait_for_waker().await;
     let killed: i64 = sqlx::query_scalar(
@@ -456,7 +448,7 @@ async fn a_waker_session_killed_under_it_is_reopened() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    app.create_payment("w-after-kill", &body("w-after-kill"))
+    app.create_payment("w-after-kill", &approved_body("w-after-kill"))
         .await;
     wait_for_waker().await;
 }
