@@ -67,3 +67,51 @@ async fn fifty_concurrent_tenth_refunds_refund_exactly_the_captured_amount() {
     assert_eq!(view["refunded_amount"], "1000.00");
     assert_eq!(view["captured_amount"], "1000.00");
 }
+
+/// A command's events go in as one statement: stored together or not at all, and a sequence
+/// another writer took refuses the whole append as a conflict (the command then re-reads).
+#[tokio::test]
+async fn an_append_is_all_or_nothing_and_a_taken_sequence_is_a_conflict() {
+    use commands::store::PaymentEvents;
+    use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
+    use domain::Payment;
+
+    let app = spawn_app().await;
+    let store = PaymentEvents::new(app.pool.clone());
+    let id = uuid::Uuid::new_v4().to_string();
+    let event = |sequence: usize, event_type: &str| {
+        SerializedEvent::new(
+            id.clone(),
+            sequence,
+            "Payment".into(),
+            event_type.into(),
+            "1.0".into(),
+            json!({"n": sequence, "amount": "10.50"}),
+            json!({"source": "test"}),
+        )
+    };
+    store
+        .persist::<Payment>(&[event(1, "First"), event(2, "Second")], None)
+        .await
+        .unwrap();
+    let lost = store
+        .persist::<Payment>(&[event(3, "Third"), event(2, "Again")], None)
+        .await;
+    assert!(
+        matches!(lost, Err(PersistenceError::OptimisticLockError)),
+        "{lost:?}"
+    );
+    let stored = store.get_events::<Payment>(&id).await.unwrap();
+    let kept: Vec<(usize, &str)> = stored
+        .iter()
+        .map(|e| (e.sequence, e.event_type.as_str()))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![(1, "First"), (2, "Second")],
+        "nothing of the lost append"
+    );
+    assert_eq!(stored[1].payload, json!({"n": 2, "amount": "10.50"}));
+    assert_eq!(stored[1].metadata, json!({"source": "test"}));
+    assert_eq!(stored[1].aggregate_type, "Payment");
+}
