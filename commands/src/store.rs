@@ -3,7 +3,7 @@
 //! appends of our own.
 //!
 //! postgres-es appends in an explicit transaction, `BEGIN`, one `INSERT` per event, `COMMIT`:
-//! three round trips or more for every command, a third of PostgreSQL's statements under
+//! three round trips or more for every command, over a quarter of PostgreSQL's statements under
 //! load. One multi-row `INSERT` is atomic on its own (all the command's events or none, the
 //! primary key refusing a sequence another writer took) and needs one.
 
