@@ -50,7 +50,9 @@ impl PaymentEvents {
         let mut metadata = Vec::with_capacity(events.len());
         for event in events {
             ids.push(event.aggregate_id.as_str());
-            sequences.push(i64::try_from(event.sequence).map_err(unknown)?);
+            let sequence = i64::try_from(event.sequence)
+                .map_err(|error| PersistenceError::UnknownError(Box::new(error)))?;
+            sequences.push(sequence);
             types.push(event.event_type.as_str());
             versions.push(event.event_version.as_str());
             payloads.push(&event.payload);
@@ -137,8 +139,4 @@ fn persistence_error(error: sqlx::Error) -> PersistenceError {
         }
         _ => PersistenceError::UnknownError(Box::new(error)),
     }
-}
-
-fn unknown(error: impl std::error::Error + Send + Sync + 'static) -> PersistenceError {
-    PersistenceError::UnknownError(Box::new(error))
 }

@@ -338,6 +338,18 @@ async fn named_sessions(pool: &sqlx::PgPool, prefix: &str) -> Vec<String> {
     .unwrap()
 }
 
+/// Terminates those sessions, as an operator or a failover would; how many there were.
+async fn terminate_sessions(pool: &sqlx::PgPool, prefix: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE datname = current_database() AND starts_with(application_name, $1)",
+    )
+    .bind(prefix)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// Every projection's offset for `id`, once all four have applied `sequence`.
 async fn wait_all_projections_reach(pool: &sqlx::PgPool, id: &str, sequence: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -381,14 +393,7 @@ async fn projector_sessions_killed_under_them_are_reopened() {
     wait_all_projections_reach(&app.pool, first_id, 3).await;
     assert_eq!(named_sessions(&app.pool, PROJECTOR).await, expected);
 
-    let killed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
-          WHERE datname = current_database() AND application_name LIKE 'payledger-projector-%'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(killed, 4);
+    assert_eq!(terminate_sessions(&app.pool, PROJECTOR).await, 4);
 
     let second = app
         .create_payment("k-after-kill", &approved_body("after-kill"))
@@ -432,14 +437,7 @@ async fn a_waker_session_killed_under_it_is_reopened() {
     app.create_payment("w-before-kill", &approved_body("w-before-kill"))
         .await;
     wait_for_waker().await;
-    let killed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
-          WHERE datname = current_database() AND application_name = 'payledger-relay-waker'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(killed, 1);
+    assert_eq!(terminate_sessions(&app.pool, WAKER).await, 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !named_sessions(&app.pool, WAKER).await.is_empty() {
         assert!(

@@ -41,7 +41,7 @@ async fn an_in_process_relay_publishes_on_its_bell_long_before_its_poll() {
     // Its first read (one query, nothing to publish) is done well within this.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // An append as postgres-es makes it (the store has no trigger that would NOTIFY).
+    // An append as the store makes it (no trigger on `events` would NOTIFY).
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
          VALUES ('Payment', gen_random_uuid()::text, 1, 'PaymentInitiated', '1.0', '{}', '{}')",
