@@ -14,6 +14,7 @@ use commands::payments::{PaymentService, ServiceConfig};
 use commands::relay::{self, RelayConfig};
 use commands::relay_waker::LocalRelay;
 use projections::consumer::{self, ConsumerConfig};
+use projections::status::StatusProjection;
 use projections::version_waiters::VersionWaiters;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -93,10 +94,12 @@ impl Application {
             }
         }
         if run_projector {
-            for projection in all_projections {
+            for mut projection in all_projections {
                 let mut config = consumer_config.clone();
                 if projection.name() == projections::status::NAME {
-                    config.applied_signal = Some(version_waiters.clone().into_inner());
+                    projection = Arc::new(StatusProjection::feeding(
+                        version_waiters.clone().into_inner(),
+                    ));
                     config.linger_ms = STATUS_LINGER_MS;
                 } else {
                     // Nobody waits on these for read-your-writes: a little staleness buys

@@ -76,6 +76,9 @@ pub async fn apply_batch_on<P: Projection + ?Sized>(
         }
     }
     tx.commit().await?;
+    if applied > 0 {
+        projection.committed();
+    }
     Ok(applied)
 }
 

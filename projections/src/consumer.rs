@@ -17,7 +17,6 @@ use tokio::time::Instant;
 
 use crate::apply::apply_batch_on;
 use crate::session::Session;
-use crate::version_waiters::VersionWaiters;
 use crate::{topology, Projection, ProjectionError};
 
 #[derive(Debug, Clone)]
@@ -35,9 +34,6 @@ pub struct ConsumerConfig {
     /// a commit and a round of lookups however few events it holds), for that much staleness.
     pub linger_ms: u64,
     pub retry_delay_ms: u64,
-    /// Told about every event once it is committed (the status projection's readers wait
-    /// on it for read-your-writes).
-    pub applied_signal: Option<Arc<VersionWaiters>>,
 }
 
 impl ConsumerConfig {
@@ -50,7 +46,6 @@ impl ConsumerConfig {
             batch_size_max: 100,
             linger_ms: 0,
             retry_delay_ms: 200,
-            applied_signal: None,
         }
     }
 }
@@ -166,9 +161,6 @@ async fn handle_batch(
         if batch.len() > 1 {
             match apply_in(session, projection, &events).await {
                 Ok(_) => {
-                    if let Some(signal) = &config.applied_signal {
-                        signal.applied(&events);
-                    }
                     last.ack(BasicAckOptions { multiple: true }).await?;
                     return Ok(());
                 }
@@ -209,9 +201,6 @@ async fn handle(
     loop {
         match apply_in(session, projection, std::slice::from_ref(&event)).await {
             Ok(_) => {
-                if let Some(signal) = &config.applied_signal {
-                    signal.applied(std::slice::from_ref(&event));
-                }
                 delivery.ack(BasicAckOptions::default()).await?;
                 return Ok(());
             }

@@ -90,6 +90,10 @@ pub trait Projection: Send + Sync + 'static {
         conn: &mut PgConnection,
         events: &[Decoded<'_>],
     ) -> Result<(), ProjectionError>;
+
+    /// The transaction that applied a batch (not one of redeliveries only) has committed:
+    /// what it wrote is visible to everyone now.
+    fn committed(&self) {}
 }
 
 /// Where an event sits in the store: all a projection reads of it besides its payload.
@@ -147,7 +151,7 @@ pub(crate) fn payment_ids(decoded: &[Decoded<'_>]) -> Vec<Uuid> {
 /// Every projection, by the name `replay --projection` and the queues use.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
-        std::sync::Arc::new(status::StatusProjection),
+        std::sync::Arc::new(status::StatusProjection::default()),
         std::sync::Arc::new(analytics::AnalyticsProjection),
         std::sync::Arc::new(failures::FailuresProjection),
         std::sync::Arc::new(ledger::LedgerProjection),

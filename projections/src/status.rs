@@ -3,17 +3,37 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use domain::{PaymentEvent, PaymentStatus};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+use crate::version_waiters::VersionWaiters;
 use crate::{Decoded, Position, Projection, ProjectionError};
 
 pub const NAME: &str = "status";
 
-pub struct StatusProjection;
+#[derive(Default)]
+pub struct StatusProjection {
+    /// Readers of this process waiting for a version (`GET ?min_version`), handed the rows a
+    /// batch wrote once it commits so that they need not read them again.
+    readers: Option<Arc<VersionWaiters>>,
+    /// What the batch in progress wrote, exactly as stored (`RETURNING`); handed over by
+    /// `committed`. One batch at a time: the consumer that feeds readers applies serially.
+    written: Mutex<Vec<PaymentStatusRow>>,
+}
+
+impl StatusProjection {
+    /// The projection the status consumer of a process serving reads runs.
+    pub fn feeding(readers: Arc<VersionWaiters>) -> Self {
+        Self {
+            readers: Some(readers),
+            written: Mutex::default(),
+        }
+    }
+}
 
 #[async_trait]
 impl Projection for StatusProjection {
@@ -50,8 +70,30 @@ impl Projection for StatusProjection {
             fold(row, event, payload);
             changed.insert(*id);
         }
-        store(conn, changed.iter().filter_map(|id| rows.get(id))).await?;
+        let returning = self.readers.is_some();
+        let written = store(
+            conn,
+            changed.iter().filter_map(|id| rows.get(id)),
+            returning,
+        )
+        .await?;
+        if returning {
+            if let Ok(mut slot) = self.written.lock() {
+                *slot = written;
+            }
+        }
         Ok(())
+    }
+
+    fn committed(&self) {
+        let Some(readers) = &self.readers else {
+            return;
+        };
+        let written = match self.written.lock() {
+            Ok(mut slot) => std::mem::take(&mut *slot),
+            Err(_) => return,
+        };
+        readers.committed(&written);
     }
 }
 
@@ -232,21 +274,28 @@ async fn load(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Sta
     Ok(states)
 }
 
-/// Writes the rows, each whole, with one statement.
+/// Writes the rows, each whole, with one statement; with `returning`, answers them as
+/// stored (numeric scale, microsecond times), as a reader would read them.
 async fn store<'a>(
     conn: &mut PgConnection,
     rows: impl Iterator<Item = &'a State>,
-) -> Result<(), sqlx::Error> {
+    returning: bool,
+) -> Result<Vec<PaymentStatusRow>, sqlx::Error> {
     let rows: Vec<&State> = rows.collect();
     if rows.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let column = |f: fn(&State) -> String| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let decimals = |f: fn(&State) -> Decimal| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let optional = |f: fn(&State) -> Option<String>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let times = |f: fn(&State) -> DateTime<Utc>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let numbers = |f: fn(&State) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
-    sqlx::query(&format!(
+    let returning = if returning {
+        format!("RETURNING {COLUMNS}")
+    } else {
+        String::new()
+    };
+    let stored = sqlx::query(&format!(
         "INSERT INTO payment_status AS p ({STATE_COLUMNS})
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
                               $6::text[], $7::numeric[], $8::numeric[], $9::numeric[],
@@ -268,7 +317,8 @@ async fn store<'a>(
              fee_amount = EXCLUDED.fee_amount,
              updated_at = EXCLUDED.updated_at,
              version = EXCLUDED.version,
-             last_global_position = EXCLUDED.last_global_position"
+             last_global_position = EXCLUDED.last_global_position
+         {returning}"
     ))
     .bind(rows.iter().map(|r| r.row.payment_id).collect::<Vec<_>>())
     .bind(column(|r| r.row.merchant_id.clone()))
@@ -300,9 +350,9 @@ async fn store<'a>(
     .bind(times(|r| r.row.updated_at))
     .bind(numbers(|r| r.row.version))
     .bind(numbers(|r| r.last_global_position))
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(())
+    stored.iter().map(from_row).collect()
 }
 
 /// A row of `payment_status`.

@@ -1,19 +1,21 @@
 //! Read-your-writes without polling the database: a reader that wants a payment at version
-//! `v` registers here, and the status projector, right after committing a batch, wakes the
-//! readers whose aggregate reached their version. Readers in another process than the
-//! projector (split roles) never hear from it and fall back to polling.
+//! `v` registers here, and the status projector, right after committing a batch, hands the
+//! rows it wrote to the readers whose payment reached their version: they answer with that
+//! row instead of reading it again. Readers in another process than the projector (split
+//! roles) never hear from it and fall back to polling.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use domain::PublishedEvent;
 use tokio::sync::oneshot;
+
+use crate::status::PaymentStatusRow;
 
 /// Aggregates with someone waiting, at most: beyond it readers just poll.
 pub const WAITING_AGGREGATES_MAX: usize = 16_384;
 
-/// The version a reader waits for, and how to wake it.
-type Waiter = (i64, oneshot::Sender<()>);
+/// The version a reader waits for, and where to hand it the row.
+type Waiter = (i64, oneshot::Sender<PaymentStatusRow>);
 
 #[derive(Debug, Default)]
 pub struct VersionWaiters {
@@ -22,7 +24,7 @@ pub struct VersionWaiters {
 }
 
 impl VersionWaiters {
-    /// `fed_in_process`: this process runs the status projector, which will call `applied`.
+    /// `fed_in_process`: this process runs the status projector, which will call `committed`.
     pub fn new(fed_in_process: bool) -> Self {
         Self {
             waiting: Mutex::default(),
@@ -35,10 +37,14 @@ impl VersionWaiters {
         self.fed_in_process
     }
 
-    /// A signal that fires once `aggregate_id` has been applied up to `version` (or later);
-    /// `None` when too many are waiting already. Register *before* reading, so an apply that
-    /// lands between the read and the wait is not missed.
-    pub fn wait_for(&self, aggregate_id: &str, version: i64) -> Option<oneshot::Receiver<()>> {
+    /// The payment's row once it has been applied up to `version` (or later); `None` when
+    /// too many are waiting already. Register *before* reading, so an apply that lands
+    /// between the read and the wait is not missed.
+    pub fn wait_for(
+        &self,
+        aggregate_id: &str,
+        version: i64,
+    ) -> Option<oneshot::Receiver<PaymentStatusRow>> {
         let mut waiting = self.waiting.lock().ok()?;
         if waiting.len() >= WAITING_AGGREGATES_MAX {
             // Readers that gave up leave closed senders behind: drop those first.
@@ -58,26 +64,28 @@ impl VersionWaiters {
         Some(receiver)
     }
 
-    /// `events` are committed: wake whoever waited for them.
-    pub fn applied(&self, events: &[PublishedEvent]) {
+    /// `rows` are committed, each as it now stands in `payment_status`: hand each to whoever
+    /// waited for its version.
+    pub fn committed(&self, rows: &[PaymentStatusRow]) {
         let Ok(mut waiting) = self.waiting.lock() else {
             return;
         };
         if waiting.is_empty() {
             return;
         }
-        for event in events {
-            let Some(senders) = waiting.get_mut(&event.aggregate_id) else {
+        for row in rows {
+            let key = row.payment_id.to_string();
+            let Some(senders) = waiting.get_mut(&key) else {
                 continue;
             };
             let (ready, pending): (Vec<_>, Vec<_>) = std::mem::take(senders)
                 .into_iter()
-                .partition(|(wanted, _)| *wanted <= event.sequence);
+                .partition(|(wanted, _)| *wanted <= row.version);
             for (_, sender) in ready {
-                let _reader_gone = sender.send(());
+                let _reader_gone = sender.send(row.clone());
             }
             if pending.is_empty() {
-                waiting.remove(&event.aggregate_id);
+                waiting.remove(&key);
             } else {
                 *senders = pending;
             }
@@ -89,33 +97,52 @@ impl VersionWaiters {
 mod tests {
     use super::*;
 
-    fn event(aggregate_id: &str, sequence: i64) -> PublishedEvent {
-        PublishedEvent {
-            global_position: sequence,
-            aggregate_type: "Payment".into(),
-            aggregate_id: aggregate_id.into(),
-            sequence,
-            event_type: "PaymentInitiated".into(),
-            event_version: "1".into(),
-            payload: serde_json::json!({}),
-            metadata: serde_json::json!({}),
-            recorded_at: chrono::Utc::now(),
+    fn row(payment: u128, version: i64) -> PaymentStatusRow {
+        let at = chrono::Utc::now();
+        PaymentStatusRow {
+            payment_id: uuid::Uuid::from_u128(payment),
+            merchant_id: "m".into(),
+            reference: "r".into(),
+            status: "pending".into(),
+            amount: rust_decimal::Decimal::ONE,
+            currency: "COP".into(),
+            authorized_amount: rust_decimal::Decimal::ZERO,
+            captured_amount: rust_decimal::Decimal::ZERO,
+            refunded_amount: rust_decimal::Decimal::ZERO,
+            refund_pending_amount: rust_decimal::Decimal::ZERO,
+            provider: "sandbox".into(),
+            provider_transaction_id: None,
+            payment_method_type: "card".into(),
+            capture_mode: "automatic".into(),
+            failure_reason: None,
+            next_action: None,
+            fee_amount: rust_decimal::Decimal::ZERO,
+            created_at: at,
+            updated_at: at,
+            version,
         }
     }
 
+    fn id(payment: u128) -> String {
+        uuid::Uuid::from_u128(payment).to_string()
+    }
+
     #[test]
-    fn wakes_only_readers_whose_version_was_reached() {
+    fn hands_the_row_only_to_readers_whose_version_was_reached() {
         let waiters = VersionWaiters::default();
-        let mut at_two = waiters.wait_for("a", 2).expect("room");
-        let mut at_three = waiters.wait_for("a", 3).expect("room");
-        let mut other = waiters.wait_for("b", 1).expect("room");
-        waiters.applied(&[event("a", 2)]);
-        assert!(at_two.try_recv().is_ok());
+        let mut at_two = waiters.wait_for(&id(1), 2).expect("room");
+        let mut at_three = waiters.wait_for(&id(1), 3).expect("room");
+        let mut other = waiters.wait_for(&id(2), 1).expect("room");
+        waiters.committed(&[row(1, 2)]);
+        assert_eq!(at_two.try_recv().expect("woken").version, 2);
         assert!(at_three.try_recv().is_err());
         assert!(other.try_recv().is_err());
-        waiters.applied(&[event("a", 5), event("b", 1)]);
-        assert!(at_three.try_recv().is_ok());
-        assert!(other.try_recv().is_ok());
+        waiters.committed(&[row(1, 5), row(2, 1)]);
+        assert_eq!(at_three.try_recv().expect("woken").version, 5);
+        assert_eq!(
+            other.try_recv().expect("woken").payment_id,
+            uuid::Uuid::from_u128(2)
+        );
         assert!(waiters.waiting.lock().expect("lock").is_empty());
     }
 

@@ -32,7 +32,7 @@ async fn relay_killed_twice_during_1000_payments_loses_and_duplicates_nothing() 
         .unwrap();
     tokio::spawn(consumer::run(
         app.pool.clone(),
-        Arc::new(StatusProjection),
+        Arc::new(StatusProjection::default()),
         consumer_config,
         stop_rx.clone(),
     ));

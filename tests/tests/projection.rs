@@ -53,7 +53,7 @@ async fn a_gap_is_filled_from_the_store_and_redeliveries_are_skipped() {
     assert_eq!(events.len(), 5);
 
     // Only the last event arrives: the four before it come from the store.
-    let applied = apply_event(&app.pool, &StatusProjection, &events[4])
+    let applied = apply_event(&app.pool, &StatusProjection::default(), &events[4])
         .await
         .unwrap();
     assert_eq!(applied, Applied::Events(5));
@@ -70,7 +70,7 @@ async fn a_gap_is_filled_from_the_store_and_redeliveries_are_skipped() {
     // Late and repeated deliveries change nothing.
     for event in [&events[1], &events[4], &events[0]] {
         assert_eq!(
-            apply_event(&app.pool, &StatusProjection, event)
+            apply_event(&app.pool, &StatusProjection::default(), event)
                 .await
                 .unwrap(),
             Applied::Duplicate
@@ -95,6 +95,72 @@ async fn a_gap_is_filled_from_the_store_and_redeliveries_are_skipped() {
 /// optimistically in one snapshot, so exactly one transaction applies them and the others
 /// are rolled back whole (a conflict or serialization failure, which the consumer retries,
 /// never a poison event) or find them applied already.
+#[tokio::test]
+async fn readers_are_handed_the_rows_as_stored_once_their_batch_commits() {
+    // API only: the test applies the events itself, through a projection feeding readers.
+    let app = spawn_app_with_role(ServeRole::Api).await;
+    let created = app
+        .create_payment(
+            "k-handoff",
+            &payment_body(
+                "12.5",
+                "USD",
+                "handoff",
+                "tok_sandbox_approved",
+                "automatic",
+            ),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    wait_for_events(&app, &id, 3).await;
+    let mut conn = app.pool.acquire().await.unwrap();
+    let events = aggregate_events(&mut conn, "Payment", &id, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 3);
+
+    let readers = std::sync::Arc::new(projections::version_waiters::VersionWaiters::new(true));
+    let projection = StatusProjection::feeding(readers.clone());
+    let mut at_two = readers.wait_for(&id, 2).unwrap();
+    let mut at_four = readers.wait_for(&id, 4).unwrap();
+    assert_eq!(
+        apply_event(&app.pool, &projection, &events[1])
+            .await
+            .unwrap(),
+        Applied::Events(2)
+    );
+    let handed = at_two
+        .try_recv()
+        .expect("handed the row once the batch committed");
+    let stored = projections::status::get(&app.pool, id.parse().unwrap(), None)
+        .await
+        .unwrap()
+        .unwrap();
+    // Debug shows decimal scales and times to the nanosecond: the reader answers exactly
+    // what a read of the table would have (the events' clocks are finer than the column's).
+    assert_eq!(format!("{handed:?}"), format!("{stored:?}"));
+    assert_eq!(
+        (handed.version, handed.amount.to_string()),
+        (2, "12.50".into())
+    );
+    assert!(at_four.try_recv().is_err(), "version 4 is not there yet");
+
+    // A redelivery commits nothing new, and the next event is still short of version 4.
+    assert_eq!(
+        apply_event(&app.pool, &projection, &events[0])
+            .await
+            .unwrap(),
+        Applied::Duplicate
+    );
+    assert_eq!(
+        apply_event(&app.pool, &projection, &events[2])
+            .await
+            .unwrap(),
+        Applied::Events(1)
+    );
+    assert!(at_four.try_recv().is_err(), "version 4 is not there yet");
+}
+
 #[tokio::test]
 async fn consumers_racing_on_the_same_events_apply_them_exactly_once() {
     let app = spawn_app_with_role(ServeRole::Api).await;
@@ -129,12 +195,15 @@ async fn consumers_racing_on_the_same_events_apply_them_exactly_once() {
     assert_eq!(batch.len(), 9);
 
     let racers = 8;
-    let results = futures::future::join_all((0..racers).map(|_| {
-        let pool = app.pool.clone();
-        let batch = batch.clone();
-        async move { projections::apply::apply_batch(&pool, &StatusProjection, &batch).await }
-    }))
-    .await;
+    let results =
+        futures::future::join_all((0..racers).map(|_| {
+            let pool = app.pool.clone();
+            let batch = batch.clone();
+            async move {
+                projections::apply::apply_batch(&pool, &StatusProjection::default(), &batch).await
+            }
+        }))
+        .await;
     let mut applied = 0;
     for result in &results {
         match result {
@@ -155,7 +224,7 @@ async fn consumers_racing_on_the_same_events_apply_them_exactly_once() {
 
     // Whoever lost and retries now finds everything applied.
     assert_eq!(
-        projections::apply::apply_batch(&app.pool, &StatusProjection, &batch)
+        projections::apply::apply_batch(&app.pool, &StatusProjection::default(), &batch)
             .await
             .unwrap(),
         0
