@@ -63,18 +63,6 @@ pub async fn apply_batch_on<P: Projection + ?Sized>(
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
         .await?;
     let applied = apply_deliveries(&mut tx, projection, events).await?;
-    if let Some(newest) = events.iter().max_by_key(|e| e.global_position) {
-        if applied > 0 {
-            progress::record(
-                &mut *tx,
-                projection.name(),
-                newest.global_position,
-                newest.recorded_at,
-                applied as i64,
-            )
-            .await?;
-        }
-    }
     tx.commit().await?;
     if applied > 0 {
         projection.committed();
@@ -88,6 +76,9 @@ async fn apply_deliveries<P: Projection + ?Sized>(
     projection: &P,
     events: &[PublishedEvent],
 ) -> Result<usize, ProjectionError> {
+    let Some(newest) = events.iter().max_by_key(|e| e.global_position) else {
+        return Ok(0);
+    };
     let mut ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -129,34 +120,47 @@ async fn apply_deliveries<P: Projection + ?Sized>(
     }
     projection.apply(&mut *tx, &accepted).await?;
 
-    advance_offsets(tx, projection.name(), &before, &last).await?;
+    advance(
+        tx,
+        projection.name(),
+        &before,
+        &last,
+        newest,
+        accepted.len(),
+    )
+    .await?;
     Ok(accepted.len())
 }
 
-/// Moves the offsets that changed from `before` (as read) to `after`, with one upsert: its
+/// Moves the offsets that changed from `before` (as read) to `after`, and the projection's
+/// progress by `applied` events up to `newest`, with one statement. The offsets upsert's
 /// conflict check probes the primary key per row, whatever the statistics say. A concurrent
 /// consumer that moved any of them after this batch's snapshot makes it fail with a
 /// serialization error (REPEATABLE READ), so the batch is rolled back and retried.
-async fn advance_offsets(
+async fn advance(
     tx: &mut PgConnection,
     projection: &str,
     before: &HashMap<String, i64>,
     after: &HashMap<String, i64>,
+    newest: &PublishedEvent,
+    applied: usize,
 ) -> Result<(), ProjectionError> {
     let (ids, sequences): (Vec<&str>, Vec<i64>) = after
         .iter()
         .filter(|(id, sequence)| before.get(id.as_str()) != Some(*sequence))
         .map(|(id, sequence)| (id.as_str(), *sequence))
         .unzip();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO projection_offsets AS o (projection, aggregate_id, last_sequence)
-         SELECT $1, t.id, t.sequence FROM UNNEST($2::text[], $3::bigint[]) AS t(id, sequence)
+    sqlx::query(&format!(
+        "WITH progress AS ({progress})
+         INSERT INTO projection_offsets AS o (projection, aggregate_id, last_sequence)
+         SELECT $1, t.id, t.sequence FROM UNNEST($5::text[], $6::bigint[]) AS t(id, sequence)
          ON CONFLICT (projection, aggregate_id) DO UPDATE SET last_sequence = EXCLUDED.last_sequence",
-    )
+        progress = progress::UPSERT
+    ))
     .bind(projection)
+    .bind(newest.global_position)
+    .bind(newest.recorded_at)
+    .bind(applied as i64)
     .bind(&ids)
     .bind(&sequences)
     .execute(&mut *tx)

@@ -20,6 +20,17 @@ pub struct RelayProgress {
     pub events_behind: i64,
 }
 
+/// Moves a projection's progress on by a batch: $1 projection, $2 the batch's newest global
+/// position, $3 its `recorded_at`, $4 events applied.
+pub(crate) const UPSERT: &str = "INSERT INTO projection_progress AS p
+            (projection, last_global_position, last_recorded_at, applied_total, updated_at)
+     VALUES ($1, $2, $3, $4, now())
+     ON CONFLICT (projection) DO UPDATE
+        SET last_global_position = GREATEST(p.last_global_position, EXCLUDED.last_global_position),
+            last_recorded_at = GREATEST(p.last_recorded_at, EXCLUDED.last_recorded_at),
+            applied_total = p.applied_total + EXCLUDED.applied_total,
+            updated_at = now()";
+
 pub async fn record(
     executor: impl PgExecutor<'_>,
     projection: &str,
@@ -27,22 +38,13 @@ pub async fn record(
     recorded_at: chrono::DateTime<chrono::Utc>,
     applied: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO projection_progress AS p
-                (projection, last_global_position, last_recorded_at, applied_total, updated_at)
-         VALUES ($1, $2, $3, $4, now())
-         ON CONFLICT (projection) DO UPDATE
-            SET last_global_position = GREATEST(p.last_global_position, EXCLUDED.last_global_position),
-                last_recorded_at = GREATEST(p.last_recorded_at, EXCLUDED.last_recorded_at),
-                applied_total = p.applied_total + EXCLUDED.applied_total,
-                updated_at = now()",
-    )
-    .bind(projection)
-    .bind(global_position)
-    .bind(recorded_at)
-    .bind(applied)
-    .execute(executor)
-    .await?;
+    sqlx::query(UPSERT)
+        .bind(projection)
+        .bind(global_position)
+        .bind(recorded_at)
+        .bind(applied)
+        .execute(executor)
+        .await?;
     Ok(())
 }
 
