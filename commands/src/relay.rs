@@ -279,8 +279,8 @@ fn extend_chain(from: Checkpoint, batch: &[FeedRow]) -> Vec<(i64, [u8; 32])> {
         .collect()
 }
 
-/// Records the batch's audit chain and the new checkpoint in one transaction: either both
-/// move or neither does.
+/// Records the batch's audit chain and the new checkpoint with one statement (its own
+/// transaction): either both move or neither does, in one round trip instead of five.
 #[tracing::instrument(level = "debug", skip_all)]
 async fn store_checkpoint(
     conn: &mut PgConnection,
@@ -289,18 +289,27 @@ async fn store_checkpoint(
     chain: &[(i64, [u8; 32])],
 ) -> Result<(), RelayError> {
     debug_assert_eq!(batch.len(), chain.len());
-    let mut tx = conn.begin().await?;
-    // No wait for the WAL flush: if a crash loses this commit, the relay starts again from
-    // the checkpoint before it and republishes the same events (consumers skip what they
-    // have), extending the chain to the same hashes (same events, same order). A flush wait
-    // per batch bought nothing but latency for every other commit in the queue.
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
+    // No wait for the WAL flush (`set_config(.., true)` holds for this statement's own
+    // transaction): if a crash loses this commit, the relay starts again from the
+    // checkpoint before it and republishes the same events (consumers skip what they have),
+    // extending the chain to the same hashes (same events, same order). A flush wait per
+    // batch bought nothing but latency for every other commit in the queue.
     sqlx::query(
-        "INSERT INTO audit_chain (position, global_position, aggregate_id, sequence, chain_hash)
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bytea[])",
+        "WITH chained AS (
+           INSERT INTO audit_chain (position, global_position, aggregate_id, sequence, chain_hash)
+           SELECT * FROM UNNEST($6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::bytea[]))
+         UPDATE relay_checkpoint
+            SET last_transaction_id = $1::text::xid8, last_global_position = $2,
+                published_total = published_total + $3, last_audit_position = $4,
+                last_chain_hash = $5, updated_at = now()
+           FROM set_config('synchronous_commit', 'off', true)
+          WHERE id = 1",
     )
+    .bind(checkpoint.transaction_id.to_string())
+    .bind(checkpoint.global_position)
+    .bind(batch.len() as i64)
+    .bind(checkpoint.audit_position)
+    .bind(checkpoint.chain_hash.to_vec())
     .bind(chain.iter().map(|(p, _)| *p).collect::<Vec<_>>())
     .bind(
         batch
@@ -316,23 +325,8 @@ async fn store_checkpoint(
     )
     .bind(batch.iter().map(|r| r.event.sequence).collect::<Vec<_>>())
     .bind(chain.iter().map(|(_, h)| h.to_vec()).collect::<Vec<_>>())
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    sqlx::query(
-        "UPDATE relay_checkpoint
-            SET last_transaction_id = $1::text::xid8, last_global_position = $2,
-                published_total = published_total + $3, last_audit_position = $4,
-                last_chain_hash = $5, updated_at = now()
-          WHERE id = 1",
-    )
-    .bind(checkpoint.transaction_id.to_string())
-    .bind(checkpoint.global_position)
-    .bind(batch.len() as i64)
-    .bind(checkpoint.audit_position)
-    .bind(checkpoint.chain_hash.to_vec())
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
     Ok(())
 }
 
