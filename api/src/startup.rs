@@ -198,6 +198,7 @@ impl Application {
                     .configure(routes::reports::configure)
                     .configure(routes::audit::configure)
             })
+            .workers(settings.http_workers)
             .listen(listener)?
             .shutdown_timeout(5)
             .run();
