@@ -97,9 +97,12 @@ impl Application {
             for mut projection in all_projections {
                 let mut config = consumer_config.clone();
                 if projection.name() == projections::status::NAME {
-                    projection = Arc::new(StatusProjection::feeding(
-                        version_waiters.clone().into_inner(),
-                    ));
+                    if run_api {
+                        // Readers of this process are handed what it commits.
+                        projection = Arc::new(StatusProjection::feeding(
+                            version_waiters.clone().into_inner(),
+                        ));
+                    }
                     config.linger_ms = STATUS_LINGER_MS;
                 } else {
                     // Nobody waits on these for read-your-writes: a little staleness buys
