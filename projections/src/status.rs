@@ -290,7 +290,7 @@ async fn store<'a>(
     let optional = |f: fn(&State) -> Option<String>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let times = |f: fn(&State) -> DateTime<Utc>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let numbers = |f: fn(&State) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
-    let returning = if returning {
+    let returning_clause = if returning {
         format!("RETURNING {COLUMNS}")
     } else {
         String::new()
@@ -318,7 +318,7 @@ async fn store<'a>(
              updated_at = EXCLUDED.updated_at,
              version = EXCLUDED.version,
              last_global_position = EXCLUDED.last_global_position
-         {returning}"
+         {returning_clause}"
     ))
     .bind(rows.iter().map(|r| r.row.payment_id).collect::<Vec<_>>())
     .bind(column(|r| r.row.merchant_id.clone()))

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use crate::status::PaymentStatusRow;
 
@@ -19,7 +20,7 @@ type Waiter = (i64, oneshot::Sender<PaymentStatusRow>);
 
 #[derive(Debug, Default)]
 pub struct VersionWaiters {
-    waiting: Mutex<HashMap<String, Vec<Waiter>>>,
+    waiting: Mutex<HashMap<Uuid, Vec<Waiter>>>,
     fed_in_process: bool,
 }
 
@@ -42,7 +43,7 @@ impl VersionWaiters {
     /// between the read and the wait is not missed.
     pub fn wait_for(
         &self,
-        aggregate_id: &str,
+        payment_id: Uuid,
         version: i64,
     ) -> Option<oneshot::Receiver<PaymentStatusRow>> {
         let mut waiting = self.waiting.lock().ok()?;
@@ -58,7 +59,7 @@ impl VersionWaiters {
         }
         let (sender, receiver) = oneshot::channel();
         waiting
-            .entry(aggregate_id.to_owned())
+            .entry(payment_id)
             .or_default()
             .push((version, sender));
         Some(receiver)
@@ -74,8 +75,7 @@ impl VersionWaiters {
             return;
         }
         for row in rows {
-            let key = row.payment_id.to_string();
-            let Some(senders) = waiting.get_mut(&key) else {
+            let Some(senders) = waiting.get_mut(&row.payment_id) else {
                 continue;
             };
             let (ready, pending): (Vec<_>, Vec<_>) = std::mem::take(senders)
@@ -85,7 +85,7 @@ impl VersionWaiters {
                 let _reader_gone = sender.send(row.clone());
             }
             if pending.is_empty() {
-                waiting.remove(&key);
+                waiting.remove(&row.payment_id);
             } else {
                 *senders = pending;
             }
@@ -100,7 +100,7 @@ mod tests {
     fn row(payment: u128, version: i64) -> PaymentStatusRow {
         let at = chrono::Utc::now();
         PaymentStatusRow {
-            payment_id: uuid::Uuid::from_u128(payment),
+            payment_id: Uuid::from_u128(payment),
             merchant_id: "m".into(),
             reference: "r".into(),
             status: "pending".into(),
@@ -123,16 +123,16 @@ mod tests {
         }
     }
 
-    fn id(payment: u128) -> String {
-        uuid::Uuid::from_u128(payment).to_string()
+    fn id(payment: u128) -> Uuid {
+        Uuid::from_u128(payment)
     }
 
     #[test]
     fn hands_the_row_only_to_readers_whose_version_was_reached() {
         let waiters = VersionWaiters::default();
-        let mut at_two = waiters.wait_for(&id(1), 2).expect("room");
-        let mut at_three = waiters.wait_for(&id(1), 3).expect("room");
-        let mut other = waiters.wait_for(&id(2), 1).expect("room");
+        let mut at_two = waiters.wait_for(id(1), 2).expect("room");
+        let mut at_three = waiters.wait_for(id(1), 3).expect("room");
+        let mut other = waiters.wait_for(id(2), 1).expect("room");
         waiters.committed(&[row(1, 2)]);
         assert_eq!(at_two.try_recv().expect("woken").version, 2);
         assert!(at_three.try_recv().is_err());
@@ -150,11 +150,11 @@ mod tests {
     fn bounded_and_pruned_of_readers_that_left() {
         let waiters = VersionWaiters::default();
         let kept: Vec<_> = (0..WAITING_AGGREGATES_MAX)
-            .map(|i| waiters.wait_for(&i.to_string(), 1).expect("room"))
+            .map(|i| waiters.wait_for(id(i as u128), 1).expect("room"))
             .collect();
-        assert!(waiters.wait_for("one too many", 1).is_none());
+        assert!(waiters.wait_for(id(u128::MAX), 1).is_none());
         drop(kept);
-        assert!(waiters.wait_for("after they left", 1).is_some());
+        assert!(waiters.wait_for(id(u128::MAX - 1), 1).is_some());
         assert_eq!(waiters.waiting.lock().expect("lock").len(), 1);
     }
 }

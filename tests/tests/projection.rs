@@ -121,8 +121,8 @@ async fn readers_are_handed_the_rows_as_stored_once_their_batch_commits() {
 
     let readers = std::sync::Arc::new(projections::version_waiters::VersionWaiters::new(true));
     let projection = StatusProjection::feeding(readers.clone());
-    let mut at_two = readers.wait_for(&id, 2).unwrap();
-    let mut at_four = readers.wait_for(&id, 4).unwrap();
+    let mut at_two = readers.wait_for(id.parse().unwrap(), 2).unwrap();
+    let mut at_four = readers.wait_for(id.parse().unwrap(), 4).unwrap();
     assert_eq!(
         apply_event(&app.pool, &projection, &events[1])
             .await

@@ -682,12 +682,9 @@ async fn get_payment(
     let id = payment_id(&path)?.as_uuid();
     let wanted = query.min_version.unwrap_or(0);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(MIN_VERSION_WAIT_MS);
-    let aggregate_id = id.to_string();
     loop {
         // Registered before the read: an apply landing between the two still wakes us.
-        let woken = (wanted > 0)
-            .then(|| waiters.wait_for(&aggregate_id, wanted))
-            .flatten();
+        let woken = (wanted > 0).then(|| waiters.wait_for(id, wanted)).flatten();
         let row = status::get(&pool, id, scope).await.map_err(read_problem)?;
         let timed_out = tokio::time::Instant::now() >= deadline;
         match row {
