@@ -2,7 +2,7 @@
 # The database's own ceiling for payledger's write path: pgbench doing the bare SQL of one
 # command, on the same PostgreSQL, at a given concurrency, and nothing else.
 #
-#   bench/ceiling.sh [--concurrency C] [--duration S] [--with-notify]
+#   bench/ceiling.sh [--concurrency C] [--duration S] [--with-notify] [--cpu OUT.json]
 #
 # One pgbench "transaction" = what postgres-es does for one command that appends one event:
 #   SELECT the payment's events (autocommit, as postgres-es's load does),
@@ -15,6 +15,8 @@
 #
 # --with-notify adds payledger's statement-level trigger that NOTIFYs the relay on every
 # insert (migrations/20261121000001_event_store.sql), to measure what that costs.
+# --cpu writes the cores each part used over the middle half of the pgbench run
+# (bench/cpu.sh): what one bare command costs PostgreSQL, beside what payledger costs it.
 #
 # Environment: ADMIN_URL (default postgres://postgres@127.0.0.1:55432/postgres), PGBENCH
 # (default /usr/lib/postgresql/15/bin/pgbench). Prints a summary on stderr and, as the last
@@ -24,11 +26,13 @@ set -euo pipefail
 CONCURRENCY=8
 DURATION=15
 NOTIFY=0
+CPU_OUT=""
 while (($#)); do
     case $1 in
     --concurrency) CONCURRENCY=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --with-notify) NOTIFY=1; shift ;;
+    --cpu) CPU_OUT=$2; shift 2 ;;
     -h | --help) sed -n '2,20s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "ceiling.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -115,6 +119,8 @@ SQL
 
 threads=$((CONCURRENCY < 2 ? CONCURRENCY : 2))
 log "pgbench: $CONCURRENCY clients, $threads threads, ${DURATION}s, notify trigger: $NOTIFY"
+cpu_pid=""
+[[ -z $CPU_OUT ]] || { "$(dirname "$0")/cpu.sh" $((DURATION / 4)) $(((DURATION + 1) / 2)) "$CPU_OUT" & cpu_pid=$!; }
 # Timed: pgbench's own -T, plus a hard bound.
 if ! timeout $((DURATION + 60)) "$PGBENCH" -n -M prepared -c "$CONCURRENCY" -j "$threads" -T "$DURATION" \
     -f "$WORK/command.sql" "$SCRATCH_URL" >"$WORK/out.txt" 2>"$WORK/err.txt"; then
@@ -122,6 +128,7 @@ if ! timeout $((DURATION + 60)) "$PGBENCH" -n -M prepared -c "$CONCURRENCY" -j "
     echo "ceiling.sh: pgbench failed" >&2
     exit 1
 fi
+[[ -z $cpu_pid ]] || wait "$cpu_pid" || { echo "ceiling.sh: bench/cpu.sh failed" >&2; exit 1; }
 grep -E '^(number of (transactions actually processed|failed)|latency average|tps)' "$WORK/out.txt" | sed 's/^/[ceiling]   /' >&2
 tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$WORK/out.txt")
 latency=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' "$WORK/out.txt")

@@ -164,7 +164,7 @@ log "sustained maximum in the ramp: $BEST_CPS client commands/s at concurrency $
 
 # ---- 6. ceiling ----------------------------------------------------------------------------
 log "ceiling: pgbench at concurrency $BEST_C"
-bench/ceiling.sh --concurrency "$BEST_C" --duration "$CEILING_S" | tee "$OUT/ceiling.txt"
+bench/ceiling.sh --concurrency "$BEST_C" --duration "$CEILING_S" --cpu "$OUT/cpu-ceiling.json" | tee "$OUT/ceiling.txt"
 bench/ceiling.sh --concurrency "$BEST_C" --duration "$CEILING_S" --with-notify | tee "$OUT/ceiling-notify.txt"
 bench/ceiling.sh --concurrency 1 --duration "$CEILING_S" | tee "$OUT/ceiling-c1.txt"
 ceiling_of() { sed -n 's/^ceiling_tps=\([0-9.]*\) .*/\1/p' "$1" | tail -1; }
@@ -173,10 +173,21 @@ CEILING_NOTIFY=$(ceiling_of "$OUT/ceiling-notify.txt")
 CEILING_C1=$(ceiling_of "$OUT/ceiling-c1.txt")
 
 # ---- 7. main run and half-rate run ---------------------------------------------------------
+# CPU by part over the middle of each run (a quarter of it skipped at each end).
+cpu_sample() { # label duration
+    local skip=$(($2 / 4)) window=$(($2 / 2))
+    ((window >= 1)) || window=1
+    bench/cpu.sh "$skip" "$window" "$OUT/cpu-$1.json" &
+    CPU_PID=$!
+}
+cpu_sample main "$MAIN_S"
 bench_run main "$BEST_C" "$MAIN_S"
+wait "$CPU_PID" || die "bench/cpu.sh failed for run main"
 MAIN_PPS=$(jq -r '.payments_per_s' "$OUT/main.json")
 HALF_RATE=$(awk -v p="$MAIN_PPS" 'BEGIN { r = p / 2; if (r < 1) r = 1; printf "%.1f", r }')
+cpu_sample half "$HALF_S"
 bench_run half "$BEST_C" "$HALF_S" --rate "$HALF_RATE"
+wait "$CPU_PID" || die "bench/cpu.sh failed for run half"
 
 # ---- 8. replay -----------------------------------------------------------------------------
 stop_server
@@ -205,6 +216,8 @@ GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 jq -n \
     --slurpfile main "$OUT/main.json" --slurpfile half "$OUT/half.json" \
     --slurpfile replay "$OUT/replay.json" \
+    --slurpfile cpu_main "$OUT/cpu-main.json" --slurpfile cpu_half "$OUT/cpu-half.json" \
+    --slurpfile cpu_ceiling "$OUT/cpu-ceiling.json" \
     --argjson ramp "$(jq -s 'sort_by(.concurrency) | [.[] | {concurrency, commands_per_s, payments_per_s, errors_total,
             latency_p99_ms: (.latency_ms | map_values(.p99)), projection_lag_p99_ms: .projection_lag_ms.p99,
             mismatches: (.verification.mismatches // null)}]' "$OUT"/ramp-c*.json)" \
@@ -214,6 +227,8 @@ jq -n \
     --arg rev "$GIT_REV" --arg at "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --argjson valid "$VALID" \
     --arg durability "fsync=$FSYNC synchronous_commit=$SYNC_COMMIT full_page_writes=$FPW" \
     '($main[0]) as $m | ($half[0]) as $h | ($replay[0]) as $r |
+    # Cores a part used, as CPU milliseconds per completed payment at the run'"'"'s rate.
+    def cpu($c; $run): $c + {cpu_ms_per_payment: ($c.cores_used | map_values(. * 1000 / $run.payments_per_s * 100 | round / 100))};
     {
       taken_at: $at, git_rev: $rev, valid: $valid, durability: $durability,
       machine: {cores: ($cores | tonumber), cpu: $cpu, memory_gb: ($mem | tonumber), kernel: $kernel,
@@ -234,6 +249,9 @@ jq -n \
       projection_lag_ms: ($h.projection_lag_ms | {p50, p99, max, count}),
       latency_ms_at_maximum: $m.latency_ms,
       projection_lag_ms_at_maximum: ($m.projection_lag_ms | {p50, p99, max, count}),
+      cpu: {main: cpu($cpu_main[0]; $m), half: cpu($cpu_half[0]; $h),
+            ceiling: ($cpu_ceiling[0] + {cpu_ms_per_transaction: ($cpu_ceiling[0].cores_used
+                | map_values(. * 1000 / ($ceiling | tonumber) * 1000 | round / 1000))})},
       replay_events_per_s: $r.events_per_s,
       replay: {events: $r.events_in_store, via: $r.via, wall_s: $r.wall_s, wall_events_per_s: $r.wall_events_per_s, check: $r.check},
       errors: {main: $m.errors, half: $h.errors},
