@@ -199,12 +199,7 @@ pub async fn start_with_options(
         .ok_or_else(|| invalid("sandbox webhook_url must be an http(s) URL"))?;
     let addr = listener.local_addr()?;
 
-    let webhook_http = reqwest::Client::builder()
-        .timeout(options.webhook_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("payledger-sandbox")
-        .build()
-        .map_err(io::Error::other)?;
+    let webhook_http = webhook_client("payledger-sandbox", options.webhook_timeout)?;
 
     let ledger = Arc::new(Mutex::new(Ledger::new(options.transactions_max)));
     let (queue, jobs) = delivery::queue(options.webhook_queue_capacity);
@@ -297,6 +292,22 @@ impl FromRequest for Authenticated {
             ))
         })
     }
+}
+
+/// The HTTP client an emulator sends its webhooks with. Idle connections are dropped before
+/// payledger's keep-alive would close them (see `providers::POOL_IDLE_TIMEOUT`): a webhook
+/// sent on a connection the server is closing fails and waits for its retry.
+pub(crate) fn webhook_client(
+    user_agent: &'static str,
+    timeout: Duration,
+) -> io::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .pool_idle_timeout(crate::providers::POOL_IDLE_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(user_agent)
+        .build()
+        .map_err(io::Error::other)
 }
 
 fn bearer_matches(req: &HttpRequest, api_key: &str) -> bool {

@@ -117,12 +117,7 @@ pub(crate) fn outbox(
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .ok_or_else(|| invalid_input("webhook_url must be an http(s) URL"))?;
-    let http = reqwest::Client::builder()
-        .timeout(options.webhook_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("payledger-emulator")
-        .build()
-        .map_err(io::Error::other)?;
+    let http = crate::sandbox::webhook_client("payledger-emulator", options.webhook_timeout)?;
     let capacity = options.webhook_queue_capacity.max(1);
     let (jobs, mut rx) = mpsc::channel::<Job>(capacity);
     let outbox = Outbox {

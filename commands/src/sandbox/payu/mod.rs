@@ -274,12 +274,8 @@ pub async fn start_with_options(
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .ok_or_else(|| invalid("payu sandbox webhook_url must be an http(s) URL"))?;
     let addr = listener.local_addr()?;
-    let webhook_http = reqwest::Client::builder()
-        .timeout(options.webhook_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("payledger-payu-sandbox")
-        .build()
-        .map_err(io::Error::other)?;
+    let webhook_http =
+        crate::sandbox::webhook_client("payledger-payu-sandbox", options.webhook_timeout)?;
 
     let store = Arc::new(Mutex::new(Store::new(options.orders_max)));
     let (queue, jobs) = delivery::queue(options.webhook_queue_capacity);

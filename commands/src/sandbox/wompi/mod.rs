@@ -235,12 +235,8 @@ pub async fn start_with_options(
         .ok_or_else(|| invalid("wompi sandbox webhook_url must be an http(s) URL"))?;
     let addr = listener.local_addr()?;
 
-    let webhook_http = reqwest::Client::builder()
-        .timeout(options.webhook_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("payledger-wompi-sandbox")
-        .build()
-        .map_err(io::Error::other)?;
+    let webhook_http =
+        crate::sandbox::webhook_client("payledger-wompi-sandbox", options.webhook_timeout)?;
 
     let mut token_key = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut token_key);
