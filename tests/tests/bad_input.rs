@@ -365,6 +365,74 @@ async fn idempotency_key_missing_or_longer_than_255_is_400() {
 }
 
 #[tokio::test]
+async fn malformed_customer_details_are_422_naming_the_field() {
+    let app = spawn_app().await;
+    let with_customer = |customer: Value| {
+        let mut body = usd("12.00");
+        body["customer"] = customer;
+        bytes(&body)
+    };
+    let cases: [(&str, &str, Value); 5] = [
+        (
+            "not an IP address",
+            "customer.ip_address",
+            json!({"ip_address": "10.0.0.256"}),
+        ),
+        (
+            "phone with letters",
+            "customer.phone",
+            json!({"phone": "+57 300 CALL"}),
+        ),
+        (
+            "blank name",
+            "customer.full_name",
+            json!({"full_name": "   "}),
+        ),
+        (
+            "document with spaces",
+            "customer.document_number",
+            json!({"document_number": "1 999"}),
+        ),
+        (
+            "control character in the browser",
+            "customer.user_agent",
+            json!({"user_agent": "a\u{7}b"}),
+        ),
+    ];
+    for (case, field, customer) in cases {
+        refuse_creates(&app, &[(case, with_customer(customer))], 422, Some(field)).await;
+    }
+    refuse_creates(
+        &app,
+        &[(
+            "unknown customer field",
+            with_customer(json!({"email": "a@b.co"})),
+        )],
+        422,
+        None,
+    )
+    .await;
+
+    let created = app
+        .create_payment(
+            "customer-ok",
+            &serde_json::from_slice::<Value>(&with_customer(json!({
+                "full_name": "Ana María Pérez",
+                "phone": "+573001234567",
+                "ip_address": "190.24.8.77",
+            })))
+            .expect("json"),
+        )
+        .await;
+    assert_eq!(created["reference"], "order-bad", "{created}");
+    let shown = created.to_string();
+    assert!(
+        !shown.contains("Ana María") && !shown.contains("190.24.8.77"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
 async fn reference_longer_than_128_is_422() {
     let app = spawn_app().await;
     let long = payment_body(

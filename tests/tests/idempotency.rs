@@ -188,6 +188,11 @@ async fn same_key_with_another_body_is_422_and_appends_nothing() {
             "another capture mode",
             payment_body("50.00", "USD", "order-x", "tok_sandbox_approved", "manual"),
         ),
+        ("customer details added", {
+            let mut same = body.clone();
+            same["customer"] = serde_json::json!({"ip_address": "190.24.8.77"});
+            same
+        }),
     ];
     for (case, other) in &cases {
         let response = app

@@ -588,10 +588,28 @@ async fn payu_efecty_codes_differ_per_payment() {
 #[tokio::test]
 async fn payu_pse_is_pending_with_a_bank_redirect_then_approved() {
     let app = start().await;
-    let created = app
-        .create_payment("p-pse", &payment("250000.00", "order-p-pse", pse("1")))
-        .await;
+    // With the payer's details PayU asks for (its IP address goes as PSE_REFERENCE1, which
+    // the emulator checks is one).
+    let mut body = payment("250000.00", "order-p-pse", pse("1"));
+    body["customer"] = json!({
+        "full_name": "Ana María Pérez",
+        "phone": "+573001234567",
+        "ip_address": "190.24.8.77",
+        "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+        "device_session_id": "vghs6tvkcle931686k1900o6e1",
+    });
+    let created = app.create_payment("p-pse", &body).await;
     let id = id_of(&created);
+    let (status, again) = json_of(
+        app.post("/v1/payments", &app.checkout_key, Some("p-pse"), &body)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "the same request again is the same payment: {again}"
+    );
+    assert_eq!(id_of(&again), id, "{again}");
     assert_eq!(
         created["status"],
         "PENDING",

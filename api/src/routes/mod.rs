@@ -1,6 +1,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod checkout;
+mod customer;
 pub mod health;
 pub mod payment_body;
 pub mod payments;

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
 use crate::problem::{json_problem, FieldError, Problem};
+use crate::routes::customer::CustomerRequest;
 use crate::routes::payment_body::{money_text, PaymentBody};
 
 pub const PAGE_SIZE_MAX: i64 = 500;
@@ -329,6 +330,9 @@ struct CreatePaymentRequest {
     provider: Option<String>,
     #[serde(default)]
     customer_email: Option<String>,
+    /// The payer's details, for providers that ask for them.
+    #[serde(default)]
+    customer: Option<CustomerRequest>,
     /// Where a redirect flow (PSE, wallets) sends the customer back.
     #[serde(default)]
     return_url: Option<String>,
@@ -397,6 +401,7 @@ impl CreatePaymentRequest {
                 errors.push(field("customer_email", "is not an email address"));
             }
         }
+        let customer = self.customer.unwrap_or_default().parse(&mut errors);
         if let Some(url) = &self.return_url {
             let plausible = url.len() <= RETURN_URL_LEN_MAX
                 && (url.starts_with("https://") || url.starts_with("http://"))
@@ -420,6 +425,7 @@ impl CreatePaymentRequest {
                     payment_method,
                     capture_mode,
                     customer_email: self.customer_email,
+                    customer,
                     provider_preference: self.provider,
                     return_url: self.return_url,
                 })

@@ -119,6 +119,7 @@ impl PaymentService {
             method: request.payment_method.clone(),
             capture_mode: request.capture_mode,
             customer_email: request.customer_email.clone(),
+            customer: request.customer.clone(),
             return_url: Some(
                 request
                     .return_url

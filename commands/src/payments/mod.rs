@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::fees::FeeSchedule;
-use crate::providers::{PaymentMethodDetails, ProviderError};
+use crate::providers::{Customer, PaymentMethodDetails, ProviderError};
 use crate::relay_waker::{LocalRelay, RelayWaker};
 use crate::router::{RoutedProvider, Router};
 use crate::store::{payment_store, PaymentStore};
@@ -99,6 +99,8 @@ pub struct CreatePayment {
     pub payment_method: PaymentMethodDetails,
     pub capture_mode: CaptureMode,
     pub customer_email: Option<String>,
+    /// The payer's details for providers that ask for them (never logged nor stored).
+    pub customer: Customer,
     /// The merchant's preferred provider (tried first when it can take the payment).
     pub provider_preference: Option<String>,
     /// Where a redirect flow returns the customer (the service's default when absent).
@@ -122,7 +124,7 @@ impl CreatePayment {
     /// Tokens and personal ids enter only as their digest.
     pub fn fingerprint(&self) -> String {
         let method_digest = hex::encode(Sha256::digest(self.payment_method.canonical().as_bytes()));
-        let canonical = format!(
+        let mut canonical = format!(
             "v1\n{}\n{}\n{}\n{}\n{}\n{:?}\n{}\n{:?}\n{:?}\n{:?}",
             self.merchant_id,
             self.reference,
@@ -135,6 +137,12 @@ impl CreatePayment {
             self.customer_email,
             self.return_url
         );
+        // Added after `v1` requests were fingerprinted: a request without customer details
+        // keeps the fingerprint it always had, so a retry across an upgrade still matches.
+        if !self.customer.is_empty() {
+            let customer_digest = hex::encode(Sha256::digest(self.customer.canonical()));
+            canonical.push_str(&format!("\n{customer_digest}"));
+        }
         hex::encode(Sha256::digest(canonical.as_bytes()))
     }
 }
@@ -416,4 +424,73 @@ fn refund_status(payment: &Payment, refund_id: RefundId) -> Result<RefundStatus,
         .get(&refund_id)
         .map(|r| r.status)
         .ok_or(CommandError::Rejected(PaymentError::RefundNotFound))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::Currency;
+
+    fn request(customer: Customer) -> CreatePayment {
+        CreatePayment {
+            merchant_id: MerchantId::parse("merchant-a").unwrap(),
+            idempotency_key: IdempotencyKey::parse("key-1").unwrap(),
+            reference: Reference::parse("order-1").unwrap(),
+            amount: Money::parse("129000.00", Currency::COP).unwrap(),
+            payment_method: PaymentMethodDetails::Card {
+                token: "tok_sandbox_approved".into(),
+            },
+            capture_mode: CaptureMode::Automatic,
+            customer_email: None,
+            customer,
+            provider_preference: None,
+            return_url: None,
+        }
+    }
+
+    #[test]
+    fn a_request_without_customer_keeps_the_fingerprint_it_had_before_customers() {
+        // Taken from the code before `customer` existed: stored idempotency records hold
+        // this value, and a retry across the upgrade must still match them.
+        assert_eq!(
+            request(Customer::default()).fingerprint(),
+            "5936b6a5a3086f4d91cbc7622c23ee55aa4fa5347108800142ede69c0e533e70"
+        );
+    }
+
+    #[test]
+    fn every_customer_field_changes_the_fingerprint() {
+        let bare = request(Customer::default()).fingerprint();
+        let variants = [
+            Customer {
+                full_name: Some("Ana".into()),
+                ..Customer::default()
+            },
+            Customer {
+                phone: Some("+573001234567".into()),
+                ..Customer::default()
+            },
+            Customer {
+                document_number: Some("1999888777".into()),
+                ..Customer::default()
+            },
+            Customer {
+                ip_address: Some("190.24.8.77".parse().unwrap()),
+                ..Customer::default()
+            },
+            Customer {
+                user_agent: Some("Mozilla/5.0".into()),
+                ..Customer::default()
+            },
+            Customer {
+                device_session_id: Some("abc".into()),
+                ..Customer::default()
+            },
+        ];
+        let mut seen = std::collections::HashSet::from([bare]);
+        for customer in variants {
+            let fingerprint = request(customer.clone()).fingerprint();
+            assert!(seen.insert(fingerprint), "{customer:?} did not change it");
+        }
+    }
 }

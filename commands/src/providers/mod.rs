@@ -196,6 +196,63 @@ impl fmt::Debug for PaymentMethodDetails {
     }
 }
 
+/// Who pays, as the merchant's checkout knows them, for the providers that ask (PayU's
+/// anti-fraud checks and PSE want the payer's name, phone, document and the address and
+/// browser they pay from; the merchant's server calls payledger, so only the checkout can tell
+/// them). Passed through to the provider call; never logged, never stored in an event: only a
+/// digest enters the idempotency fingerprint. Fields are checked by the API before they get
+/// here.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Customer {
+    pub full_name: Option<String>,
+    /// Digits, with an optional leading `+`.
+    pub phone: Option<String>,
+    /// The payer's identity document number (PSE carries its own in the method details).
+    pub document_number: Option<String>,
+    /// The address the customer's browser pays from.
+    pub ip_address: Option<std::net::IpAddr>,
+    pub user_agent: Option<String>,
+    /// The provider's device-fingerprint session id, set by its script in the checkout page.
+    pub device_session_id: Option<String>,
+}
+
+impl Customer {
+    pub fn is_empty(&self) -> bool {
+        *self == Customer::default()
+    }
+
+    /// Stable text of every field, for the request fingerprint (hashed by the caller).
+    pub fn canonical(&self) -> String {
+        format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.full_name,
+            self.phone,
+            self.document_number,
+            self.ip_address,
+            self.user_agent,
+            self.device_session_id
+        )
+    }
+}
+
+impl fmt::Debug for Customer {
+    /// Personal data: says which fields are there, never what they hold.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |present: bool| if present { Some(REDACTED) } else { None };
+        f.debug_struct("Customer")
+            .field("full_name", &shown(self.full_name.is_some()))
+            .field("phone", &shown(self.phone.is_some()))
+            .field("document_number", &shown(self.document_number.is_some()))
+            .field("ip_address", &shown(self.ip_address.is_some()))
+            .field("user_agent", &shown(self.user_agent.is_some()))
+            .field(
+                "device_session_id",
+                &shown(self.device_session_id.is_some()),
+            )
+            .finish()
+    }
+}
+
 /// A request to start a transaction at a provider. The provider's reference for it is always
 /// our payment id, so every notification can name the payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +265,7 @@ pub struct CreateTransaction {
     pub capture_mode: CaptureMode,
     /// Some providers (Wompi, PayU) require a payer email.
     pub customer_email: Option<String>,
+    pub customer: Customer,
     /// Where a redirect flow (PSE, wallets, 3-D Secure) sends the customer back.
     pub return_url: Option<String>,
 }
@@ -380,10 +438,21 @@ mod tests {
             },
             capture_mode: CaptureMode::Automatic,
             customer_email: None,
+            customer: Customer {
+                full_name: Some("Ana Pérez".into()),
+                ip_address: Some("190.24.8.77".parse().unwrap()),
+                ..Customer::default()
+            },
             return_url: None,
         };
         let printed = format!("{request:?} {request:#?}");
         assert!(!printed.contains("supersecret"), "{printed}");
+        assert!(
+            !printed.contains("Ana") && !printed.contains("190.24"),
+            "{printed}"
+        );
+        assert!(printed.contains("full_name: Some(<redacted>)"), "{printed}");
+        assert!(printed.contains("phone: None"), "{printed}");
         assert!(printed.contains("<redacted>"));
         assert!(printed.contains("order-1"));
     }

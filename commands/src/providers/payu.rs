@@ -29,9 +29,11 @@
 //! `EXPIRATION_DATE` -> `NextAction::CashCode` for Efecty).
 //!
 //! Known gaps (need more from `CreateTransaction` or from PayU):
-//! * PayU asks for buyer/payer name, phone and document, and for cards `deviceSessionId`,
-//!   `ipAddress`, `cookie` and `userAgent` (anti-fraud); payledger only has the email, so
-//!   only that is sent. PSE's `PSE_REFERENCE1` (payer IP) is sent as [`UNKNOWN_PAYER_IP`].
+//! * PayU asks for buyer/payer name, phone and document, and `deviceSessionId`, `ipAddress`,
+//!   `cookie` and `userAgent` (anti-fraud): payledger sends what the checkout gave in the
+//!   payment's `customer` (all but the cookie) and its `customer_email`. PSE's
+//!   `PSE_REFERENCE1` is the customer's IP address, or [`UNKNOWN_PAYER_IP`] when the
+//!   checkout did not send one.
 //! * A card payment needs its franchise as `paymentMethod`: a token may say it as
 //!   `MASTERCARD:<token>`; a bare token goes as [`DEFAULT_CARD_FRANCHISE`].
 //! * PayU has no idempotency key: a retried create relies on the account's "unique
@@ -107,8 +109,7 @@ pub const TIMEOUT_MS_MAX: u64 = 120_000;
 /// Default per-request timeout.
 pub const TIMEOUT_MS_DEFAULT: u64 = 10_000;
 
-/// Payer IP sent as `PSE_REFERENCE1` while `CreateTransaction` does not carry the
-/// customer's address (a known gap).
+/// Payer IP sent as `PSE_REFERENCE1` when the checkout did not send the customer's address.
 pub const UNKNOWN_PAYER_IP: &str = "0.0.0.0";
 /// Card franchise sent as `paymentMethod` when the token does not name one.
 pub const DEFAULT_CARD_FRANCHISE: &str = "VISA";
@@ -580,6 +581,20 @@ impl PayuProvider {
         let value = RawValue::from_string(tx_value.to_owned())
             .map_err(|_| ProviderError::rejected("cannot write the amount"))?;
         let email = request.customer_email.as_deref();
+        let customer = &request.customer;
+        // PSE names the payer's document in its own fields; other methods take the one the
+        // checkout sent, if any.
+        let dni_number = match &request.method {
+            PaymentMethodDetails::Pse { user_legal_id, .. } => Some(user_legal_id.as_str()),
+            _ => customer.document_number.as_deref(),
+        };
+        let person = Person {
+            email_address: email,
+            full_name: customer.full_name.as_deref(),
+            contact_phone: customer.phone.as_deref(),
+            dni_number,
+        };
+        let person = (!person.is_empty()).then_some(person);
         let kind = match (request.method.kind(), request.capture_mode) {
             (PaymentMethodType::Card, CaptureMode::Manual) => "AUTHORIZATION",
             (_, CaptureMode::Manual) => {
@@ -601,9 +616,9 @@ impl PayuProvider {
                 additional_values: Some(AdditionalValues {
                     tx_value: AmountBody { value, currency },
                 }),
-                buyer: email.map(|e| Person { email_address: e }),
+                buyer: person.clone(),
             }),
-            payer: email.map(|e| Person { email_address: e }),
+            payer: person,
             kind,
             payment_method: None,
             payment_country: Some("CO"),
@@ -612,6 +627,11 @@ impl PayuProvider {
             reason: None,
             additional_values: None,
             extra_parameters: ExtraParameters::default(),
+            device: Device {
+                ip_address: customer.ip_address.map(|ip| ip.to_string()),
+                user_agent: customer.user_agent.as_deref(),
+                device_session_id: customer.device_session_id.as_deref(),
+            },
         };
         match &request.method {
             PaymentMethodDetails::Card { token } => {
@@ -655,7 +675,13 @@ impl PayuProvider {
                 body.payment_method = Some("PSE");
                 body.extra_parameters.financial_institution_code = Some(financial_institution_code);
                 body.extra_parameters.user_type = Some(user_type);
-                body.extra_parameters.pse_reference1 = Some(UNKNOWN_PAYER_IP);
+                // PSE_REFERENCE1 is the payer's IP address.
+                body.extra_parameters.pse_reference1 = Some(
+                    body.device
+                        .ip_address
+                        .clone()
+                        .unwrap_or_else(|| UNKNOWN_PAYER_IP.to_owned()),
+                );
                 body.extra_parameters.pse_reference2 = Some(user_legal_id_type);
                 body.extra_parameters.pse_reference3 = Some(user_legal_id);
                 body.extra_parameters.response_url = Some(response_url);
@@ -907,6 +933,20 @@ struct TransactionBody<'a> {
     additional_values: Option<AdditionalValues>,
     #[serde(skip_serializing_if = "ExtraParameters::is_empty")]
     extra_parameters: ExtraParameters<'a>,
+    #[serde(flatten)]
+    device: Device<'a>,
+}
+
+/// What PayU's anti-fraud checks want to know of the customer's browser.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Device<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_session_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -932,10 +972,26 @@ struct OrderBody<'a> {
     buyer: Option<Person<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 #[serde(rename_all = "camelCase")]
 struct Person<'a> {
-    email_address: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_address: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact_phone: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dni_number: Option<&'a str>,
+}
+
+impl Person<'_> {
+    fn is_empty(&self) -> bool {
+        self.email_address.is_none()
+            && self.full_name.is_none()
+            && self.contact_phone.is_none()
+            && self.dni_number.is_none()
+    }
 }
 
 #[derive(Serialize)]
@@ -966,7 +1022,7 @@ struct ExtraParameters<'a> {
     #[serde(rename = "USER_TYPE", skip_serializing_if = "Option::is_none")]
     user_type: Option<&'static str>,
     #[serde(rename = "PSE_REFERENCE1", skip_serializing_if = "Option::is_none")]
-    pse_reference1: Option<&'static str>,
+    pse_reference1: Option<String>,
     #[serde(rename = "PSE_REFERENCE2", skip_serializing_if = "Option::is_none")]
     pse_reference2: Option<&'a str>,
     #[serde(rename = "PSE_REFERENCE3", skip_serializing_if = "Option::is_none")]
@@ -1025,6 +1081,7 @@ fn operation_body<'a>(
         reason,
         additional_values,
         extra_parameters: ExtraParameters::default(),
+        device: Device::default(),
     })
 }
 
@@ -1454,6 +1511,7 @@ fn sanitize(text: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Customer;
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> PayuConfig {
@@ -1602,6 +1660,92 @@ mod tests {
         assert!(
             !printed.contains(test_defaults::SIGNATURE_SECRET),
             "{printed}"
+        );
+    }
+
+    fn pse_request(customer: Customer) -> CreateTransaction {
+        CreateTransaction {
+            payment_id: PaymentId::from_uuid(uuid::Uuid::nil()),
+            reference: "order-1".into(),
+            amount: Money::parse("120000.00", Currency::COP).unwrap(),
+            method: PaymentMethodDetails::Pse {
+                financial_institution_code: "1022".into(),
+                user_type: 0,
+                user_legal_id_type: "CC".into(),
+                user_legal_id: "1999888777".into(),
+            },
+            capture_mode: CaptureMode::Automatic,
+            customer_email: Some("payer@example.com".into()),
+            customer,
+            return_url: Some("https://shop.example.com/back".into()),
+        }
+    }
+
+    /// The JSON PayU would receive for `request`'s transaction.
+    fn sent(request: &CreateTransaction) -> serde_json::Value {
+        let provider = PayuProvider::new(PayuConfig {
+            base_url: "http://127.0.0.1:9".into(),
+            ..PayuConfig::default()
+        })
+        .unwrap();
+        let body = provider
+            .payment_body(request, "ref", "120000.00", "sig".into())
+            .unwrap();
+        serde_json::to_value(&body).unwrap()
+    }
+
+    #[test]
+    fn the_customer_reaches_payu_as_buyer_payer_and_device() {
+        let customer = Customer {
+            full_name: Some("Ana María Pérez".into()),
+            phone: Some("+573001234567".into()),
+            document_number: Some("ignored-for-pse".into()),
+            ip_address: Some("190.24.8.77".parse().unwrap()),
+            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
+            device_session_id: Some("vghs6tvkcle931686k1900o6e1".into()),
+        };
+        let body = sent(&pse_request(customer));
+        let person = serde_json::json!({
+            "emailAddress": "payer@example.com",
+            "fullName": "Ana María Pérez",
+            "contactPhone": "+573001234567",
+            "dniNumber": "1999888777",
+        });
+        assert_eq!(body["payer"], person, "{body}");
+        assert_eq!(body["order"]["buyer"], person, "{body}");
+        assert_eq!(body["ipAddress"], "190.24.8.77", "{body}");
+        assert_eq!(
+            body["userAgent"], "Mozilla/5.0 (X11; Linux x86_64)",
+            "{body}"
+        );
+        assert_eq!(
+            body["deviceSessionId"], "vghs6tvkcle931686k1900o6e1",
+            "{body}"
+        );
+        assert_eq!(
+            body["extraParameters"]["PSE_REFERENCE1"], "190.24.8.77",
+            "{body}"
+        );
+        assert_eq!(
+            body["extraParameters"]["PSE_REFERENCE3"], "1999888777",
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn without_customer_details_only_what_payledger_knows_is_sent() {
+        let body = sent(&pse_request(Customer::default()));
+        let person = serde_json::json!({
+            "emailAddress": "payer@example.com",
+            "dniNumber": "1999888777",
+        });
+        assert_eq!(body["payer"], person, "{body}");
+        for absent in ["ipAddress", "userAgent", "deviceSessionId"] {
+            assert!(body.get(absent).is_none(), "{absent} in {body}");
+        }
+        assert_eq!(
+            body["extraParameters"]["PSE_REFERENCE1"], UNKNOWN_PAYER_IP,
+            "{body}"
         );
     }
 

@@ -1510,6 +1510,7 @@ mod tests {
             method,
             capture_mode: CaptureMode::Automatic,
             customer_email: None,
+            customer: Default::default(),
             return_url: None,
         };
         let card = request(PaymentMethodDetails::Card {

@@ -178,6 +178,7 @@ fn request(token: &str, capture_mode: CaptureMode, amount: &str) -> CreateTransa
         },
         capture_mode,
         customer_email: None,
+        customer: Default::default(),
         return_url: None,
     }
 }

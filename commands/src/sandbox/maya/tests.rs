@@ -125,6 +125,7 @@ fn request(capture_mode: CaptureMode, amount: &str) -> CreateTransaction {
         method: PaymentMethodDetails::Maya,
         capture_mode,
         customer_email: None,
+        customer: Default::default(),
         return_url: Some("https://shop.example/return".into()),
     }
 }

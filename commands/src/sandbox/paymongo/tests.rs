@@ -152,6 +152,7 @@ fn request(amount: &str) -> CreateTransaction {
         method: PaymentMethodDetails::Gcash,
         capture_mode: CaptureMode::Automatic,
         customer_email: Some("juan@example.com".into()),
+        customer: Default::default(),
         return_url: Some("https://shop.example/return".into()),
     }
 }

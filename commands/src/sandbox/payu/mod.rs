@@ -29,8 +29,8 @@
 //!   pending until paid (confirmation `state_pol=4`) or expired (`state_pol=5`, by the
 //!   customer action below or by the clock).
 //! * `PSE`: needs `FINANCIAL_INSTITUTION_CODE` (from `GET_BANKS_LIST`: `1` approves, `2`
-//!   declines on completion), `USER_TYPE` `N`/`J`, `PSE_REFERENCE1..3`, `RESPONSE_URL`;
-//!   answers `PENDING` with `extraParameters.BANK_URL`.
+//!   declines on completion), `USER_TYPE` `N`/`J`, `PSE_REFERENCE1..3` (the first an IP
+//!   address), `RESPONSE_URL`; answers `PENDING` with `extraParameters.BANK_URL`.
 //!
 //! Confirmations are form-encoded POSTs to `webhook_url`, signed with the configured
 //! algorithm (see `crate::webhooks::payu`), delivered at least once with bounded retries
@@ -1101,6 +1101,11 @@ async fn create(state: &AppState, tx: TransactionIn) -> HttpResponse {
                     || extra_text(extra, "PSE_REFERENCE3").is_none()
                 {
                     return refused("PSE_REFERENCE1 and PSE_REFERENCE3 are required");
+                }
+                let payer_ip = extra_text(extra, "PSE_REFERENCE1")
+                    .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+                if payer_ip.is_none() {
+                    return refused("PSE_REFERENCE1 must be the payer's IP address");
                 }
                 let response_url_ok = extra_text(extra, "RESPONSE_URL")
                     .and_then(|u| reqwest::Url::parse(u).ok())

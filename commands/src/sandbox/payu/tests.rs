@@ -228,6 +228,7 @@ fn request(method: PaymentMethodDetails, amount: &str, capture: CaptureMode) -> 
         method,
         capture_mode: capture,
         customer_email: Some("buyer@example.com".into()),
+        customer: Default::default(),
         return_url: Some("https://shop.example.com/back".into()),
     }
 }

@@ -248,6 +248,7 @@ fn request(method: PaymentMethodDetails, amount: &str) -> CreateTransaction {
         method,
         capture_mode: CaptureMode::Automatic,
         customer_email: Some("ana@example.co".into()),
+        customer: Default::default(),
         return_url: Some("https://shop.example/return".into()),
     }
 }
