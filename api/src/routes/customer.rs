@@ -54,19 +54,19 @@ impl CustomerRequest {
             "full_name",
             self.full_name,
             full_name_ok,
-            "must be 1 to 150 characters, not blank, without control characters",
+            &format!("must be 1 to {FULL_NAME_CHARS_MAX} characters, not blank, without control characters"),
         );
         let phone = check(
             "phone",
             self.phone,
             phone_ok,
-            "must be 7 to 15 digits, optionally after a leading +",
+            &format!("must be {PHONE_DIGITS_MIN} to {PHONE_DIGITS_MAX} digits, optionally after a leading +"),
         );
         let document_number = check(
             "document_number",
             self.document_number,
             document_ok,
-            "must be 1 to 20 letters, digits or hyphens",
+            &format!("must be 1 to {DOCUMENT_LEN_MAX} letters, digits or hyphens"),
         );
         let ip_address = check(
             "ip_address",
@@ -79,13 +79,13 @@ impl CustomerRequest {
             "user_agent",
             self.user_agent,
             |v| printable_ascii(v, USER_AGENT_LEN_MAX, true),
-            "must be 1 to 512 printable ASCII characters",
+            &format!("must be 1 to {USER_AGENT_LEN_MAX} printable ASCII characters"),
         );
         let device_session_id = check(
             "device_session_id",
             self.device_session_id,
             |v| printable_ascii(v, DEVICE_SESSION_ID_LEN_MAX, false),
-            "must be 1 to 255 printable ASCII characters without spaces",
+            &format!("must be 1 to {DEVICE_SESSION_ID_LEN_MAX} printable ASCII characters without spaces"),
         );
         Customer {
             full_name,
