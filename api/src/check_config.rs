@@ -42,6 +42,9 @@ pub fn problems(settings: &Settings, environment: Environment) -> Vec<String> {
             problems.push(format!("{var} is empty"));
         }
     }
+    if let Err(problem) = crate::client_ip::TrustedProxies::parse(&settings.trusted_proxies) {
+        problems.push(format!("TRUSTED_PROXIES {problem}"));
+    }
     for name in &settings.routing.providers {
         let found = match name.as_str() {
             "wompi" => WompiConfig::from_env().problems(production),
@@ -96,5 +99,21 @@ mod tests {
             !found.iter().any(|p| p.contains("tiny-Qx7")),
             "never the value: {found:?}"
         );
+    }
+
+    #[test]
+    fn trusted_proxies_that_would_trust_everyone_or_do_not_parse_are_problems() {
+        let mut settings = Settings::from_env();
+        settings.routing.providers = vec!["sandbox".to_owned()];
+        for bad in ["0.0.0.0/0", "10.0.0.0/8, ::/0", "10.0.0.1/8", "lb.internal"] {
+            settings.trusted_proxies = bad.into();
+            let found = problems(&settings, Environment::Test);
+            assert!(
+                found.iter().any(|p| p.starts_with("TRUSTED_PROXIES")),
+                "{bad}: {found:?}"
+            );
+        }
+        settings.trusted_proxies = "10.0.0.0/8, 2001:db8::/32".into();
+        assert!(problems(&settings, Environment::Test).is_empty());
     }
 }

@@ -52,6 +52,9 @@ pub struct Settings {
     pub db_pool_max: u32,
     /// Threads serving HTTP (`HTTP_WORKERS`, 1..=64).
     pub http_workers: usize,
+    /// Load balancers whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`: IPs and
+    /// CIDR ranges; empty: none, the TCP peer is the client).
+    pub trusted_proxies: String,
     pub sandbox: SandboxSettings,
     pub routing: RoutingSettings,
 }
@@ -65,6 +68,7 @@ impl std::fmt::Debug for Settings {
             .field("role", &self.role)
             .field("db_pool_max", &self.db_pool_max)
             .field("http_workers", &self.http_workers)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("sandbox_in_process", &self.sandbox.in_process)
             .field("routing", &self.routing)
             .finish_non_exhaustive()
@@ -112,6 +116,7 @@ impl Settings {
                 env::var("HTTP_WORKERS").ok().as_deref(),
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
+            trusted_proxies: var("TRUSTED_PROXIES", ""),
             sandbox: SandboxSettings {
                 in_process: false,
                 base_url: var("SANDBOX_BASE_URL", "http://127.0.0.1:8090"),

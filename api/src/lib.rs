@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod check_config;
+pub mod client_ip;
 pub mod config;
 pub mod problem;
 pub mod providers;

@@ -21,6 +21,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::client_ip::TrustedProxies;
 use crate::config::{ServeRole, Settings};
 use crate::problem::Problem;
 use crate::providers::{self, StopEmulator};
@@ -158,6 +159,10 @@ impl Application {
                 local_relay.clone(),
             ));
             let verifiers = web::Data::new(built.verifiers);
+            let proxies = web::Data::new(
+                TrustedProxies::parse(&settings.trusted_proxies)
+                    .map_err(|problem| format!("TRUSTED_PROXIES {problem}"))?,
+            );
             tasks.push(tokio::spawn(reconciler::run(
                 pool.clone(),
                 service.clone().into_inner(),
@@ -191,6 +196,7 @@ impl Application {
                     .app_data(key_cache.clone())
                     .app_data(broker.clone())
                     .app_data(verifiers.clone())
+                    .app_data(proxies.clone())
                     .app_data(catalog.clone())
                     .app_data(wompi.clone())
                     .configure(routes::health::configure)

@@ -860,6 +860,96 @@ async fn maya_webhook_from_an_address_not_in_the_source_list_is_401_logged_and_a
     app.wait_for_status(&id, "APPROVED").await;
 }
 
+/// POSTs a Maya webhook from 127.0.0.`octet`, with `X-Forwarded-For: forwarded` if given.
+async fn post_from(
+    app: &TestApp,
+    octet: u8,
+    forwarded: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let client = reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, octet)))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut request = client
+        .post(format!("{}/v1/webhooks/maya", app.address))
+        .header(CONTENT_TYPE, "application/json")
+        .body(body);
+    if let Some(forwarded) = forwarded {
+        request = request.header("X-Forwarded-For", forwarded);
+    }
+    request.send().await.expect("webhook sent")
+}
+
+#[tokio::test]
+async fn maya_webhook_through_a_trusted_proxy_is_judged_by_the_client_it_forwards_for() {
+    // 127.0.0.2 plays the load balancer; Maya's listed sources stay 127.0.0.1 and ::1. The
+    // emulator sends nothing itself: every delivery below is this test's.
+    let app = start_with(|s| {
+        s.trusted_proxies = "127.0.0.2/32".into();
+        s.sandbox.deliver_webhooks = false;
+    })
+    .await;
+    let (created, checkout) = pending(&app, "m-proxy", "1800.00").await;
+    let id = id_of(&created);
+    customer(&app, &checkout, "complete").await;
+    let paid = maya_payment_at_maya(&app, &checkout).await;
+    assert_eq!(paid["status"], "PAYMENT_SUCCESS", "{paid}");
+    let paid = serde_json::to_vec(&paid).unwrap();
+
+    let cases = [
+        (
+            "the proxy forwards a stranger",
+            2,
+            Some("198.51.100.9"),
+            "198.51.100.9",
+        ),
+        (
+            "a stranger wrote Maya's address before the proxy's entry",
+            2,
+            Some("127.0.0.1, 198.51.100.9"),
+            "198.51.100.9",
+        ),
+        (
+            "a peer that is not a proxy claims Maya's address",
+            3,
+            Some("127.0.0.1"),
+            "127.0.0.3",
+        ),
+        (
+            "the proxy names nobody: it is the client",
+            2,
+            None,
+            "127.0.0.2",
+        ),
+    ];
+    for (case, octet, forwarded, client) in cases {
+        let response = post_from(&app, octet, forwarded, paid.clone()).await;
+        problem(response, 401, case).await;
+        assert_eq!(
+            app.event_types(&id).await,
+            ["PaymentInitiated", "ProviderTransactionCreated"],
+            "{case}"
+        );
+        let (valid, result, peer, _) = deliveries(&app).await.pop().expect("logged");
+        assert!(!valid && result == "refused", "{case}: {result}");
+        assert_eq!(
+            peer.as_deref(),
+            Some(client),
+            "{case}: logged as the client"
+        );
+    }
+
+    // The proxy forwards for Maya: let in, confirmed with Maya, approved.
+    let response = post_from(&app, 2, Some("127.0.0.1"), paid).await;
+    assert_eq!(response.status(), 200);
+    app.wait_for_status(&id, "APPROVED").await;
+    let (valid, result, peer, _) = deliveries(&app).await.pop().expect("logged");
+    assert!(valid && result == "recorded", "{result}");
+    assert_eq!(peer.as_deref(), Some("127.0.0.1"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Lost webhooks: sync and the reconciler
 // ---------------------------------------------------------------------------------------------

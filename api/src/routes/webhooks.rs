@@ -15,6 +15,7 @@ use commands::webhooks::{WebhookRequest, WebhookVerifier};
 use domain::PaymentError;
 use sqlx::PgPool;
 
+use crate::client_ip::TrustedProxies;
 use crate::problem::Problem;
 
 /// Webhook bodies above this are refused (providers send a few KiB).
@@ -46,6 +47,7 @@ async fn webhook(
     verifiers: web::Data<WebhookVerifiers>,
     service: web::Data<PaymentService>,
     pool: web::Data<PgPool>,
+    proxies: web::Data<TrustedProxies>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
     let Some(verifier) = verifiers.0.get(path.as_str()).cloned() else {
@@ -74,7 +76,13 @@ async fn webhook(
         .take(HEADERS_MAX)
         .filter_map(|(n, v)| Some((n.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned())))
         .collect();
-    let peer = req.peer_addr().map(|a| a.ip());
+    let peer = proxies.client_ip(
+        req.peer_addr().map(|a| a.ip()),
+        headers
+            .iter()
+            .filter(|(name, _)| name == "x-forwarded-for")
+            .map(|(_, value)| value.as_str()),
+    );
     let request = WebhookRequest {
         headers: &headers,
         body: &body,

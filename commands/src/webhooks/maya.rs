@@ -1,7 +1,8 @@
 //! Maya webhooks: authenticated by where they come from, then confirmed with Maya.
 //!
 //! Maya does not sign online-payment webhooks. A webhook is accepted only when the request's
-//! peer address is in the configured source list (`MAYA_WEBHOOK_SOURCES`: IPs and CIDR
+//! client address (the TCP peer, or behind a trusted load balancer the client it names: the
+//! API resolves it, see `api::client_ip`) is in the configured source list (`MAYA_WEBHOOK_SOURCES`: IPs and CIDR
 //! ranges, IPv4 and IPv6, see [`SourceList`]), else [`WebhookError::UnknownSource`]. Even
 //! then the body is not proof: every notification says `confirm_with_provider: true`, so
 //! payledger fetches the payment from Maya (`GET /payments/v1/payments/{id}`) and appends
@@ -45,7 +46,7 @@ pub const ID_LEN_MAX: usize = 64;
 /// whitespace and empty entries are ignored. A range must not have host bits set
 /// (`10.0.0.1/8` is refused as a likely typo). IPv4-mapped IPv6 peers (`::ffff:a.b.c.d`)
 /// match IPv4 entries.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SourceList {
     ranges: Vec<IpRange>,
 }
