@@ -822,18 +822,7 @@ async fn maya_webhook_from_an_address_not_in_the_source_list_is_401_logged_and_a
     let events_before = app.event_count().await;
 
     // 127.0.0.2 is this machine too, but not in payledger's list (127.0.0.1/32, ::1/128).
-    let stranger = reqwest::Client::builder()
-        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let response = stranger
-        .post(format!("{}/v1/webhooks/maya", app.address))
-        .header(CONTENT_TYPE, "application/json")
-        .body(claim.clone())
-        .send()
-        .await
-        .expect("webhook from 127.0.0.2");
+    let response = post_from(&app, 2, None, claim.clone()).await;
     let body = problem(response, 401, "unknown source").await;
     assert!(
         !body.to_string().contains("127.0.0.1"),
