@@ -8,6 +8,7 @@
 //! trips.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use domain::PublishedEvent;
 use sqlx::{Connection, PgConnection, PgPool, Row};
@@ -132,6 +133,17 @@ async fn apply_deliveries<P: Projection + ?Sized>(
     Ok(accepted.len())
 }
 
+/// The statement of `advance`, written once rather than formatted per batch.
+static ADVANCE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH progress AS ({progress})
+         INSERT INTO projection_offsets AS o (projection, aggregate_id, last_sequence)
+         SELECT $1, t.id, t.sequence FROM UNNEST($5::text[], $6::bigint[]) AS t(id, sequence)
+         ON CONFLICT (projection, aggregate_id) DO UPDATE SET last_sequence = EXCLUDED.last_sequence",
+        progress = progress::UPSERT
+    )
+});
+
 /// Moves the offsets that changed from `before` (as read) to `after`, and the projection's
 /// progress by `applied` events up to `newest`, with one statement. The offsets upsert's
 /// conflict check probes the primary key per row, whatever the statistics say. A concurrent
@@ -150,21 +162,15 @@ async fn advance(
         .filter(|(id, sequence)| before.get(id.as_str()) != Some(*sequence))
         .map(|(id, sequence)| (id.as_str(), *sequence))
         .unzip();
-    sqlx::query(&format!(
-        "WITH progress AS ({progress})
-         INSERT INTO projection_offsets AS o (projection, aggregate_id, last_sequence)
-         SELECT $1, t.id, t.sequence FROM UNNEST($5::text[], $6::bigint[]) AS t(id, sequence)
-         ON CONFLICT (projection, aggregate_id) DO UPDATE SET last_sequence = EXCLUDED.last_sequence",
-        progress = progress::UPSERT
-    ))
-    .bind(projection)
-    .bind(newest.global_position)
-    .bind(newest.recorded_at)
-    .bind(applied as i64)
-    .bind(&ids)
-    .bind(&sequences)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(&ADVANCE)
+        .bind(projection)
+        .bind(newest.global_position)
+        .bind(newest.recorded_at)
+        .bind(applied as i64)
+        .bind(&ids)
+        .bind(&sequences)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use domain::{PaymentEvent, PaymentStatus};
 use rust_decimal::Decimal;
@@ -254,14 +254,44 @@ const STATE_COLUMNS: &str = "payment_id, merchant_id, reference, status, amount,
     provider_attempts_failed, next_action, fee_amount, created_at, updated_at, version,
     last_global_position";
 
-async fn load(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, State>, sqlx::Error> {
-    let rows = sqlx::query(&format!(
+/// The statements every batch runs, written once rather than formatted per batch.
+static LOAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "SELECT t.* FROM UNNEST($1::uuid[]) AS k(id) CROSS JOIN LATERAL (
            SELECT {STATE_COLUMNS} FROM payment_status WHERE payment_id = k.id LIMIT 1) AS t"
-    ))
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    )
+});
+static UPSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO payment_status AS p ({STATE_COLUMNS})
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
+                              $6::text[], $7::numeric[], $8::numeric[], $9::numeric[],
+                              $10::numeric[], $11::text[], $12::text[], $13::text[], $14::text[],
+                              $15::text[], $16::int[], $17::jsonb[], $18::numeric[],
+                              $19::timestamptz[], $20::timestamptz[], $21::bigint[],
+                              $22::bigint[])
+         ON CONFLICT (payment_id) DO UPDATE SET
+             status = EXCLUDED.status,
+             authorized_amount = EXCLUDED.authorized_amount,
+             captured_amount = EXCLUDED.captured_amount,
+             refunded_amount = EXCLUDED.refunded_amount,
+             refund_pending_amount = EXCLUDED.refund_pending_amount,
+             provider = EXCLUDED.provider,
+             provider_transaction_id = EXCLUDED.provider_transaction_id,
+             failure_reason = EXCLUDED.failure_reason,
+             provider_attempts_failed = EXCLUDED.provider_attempts_failed,
+             next_action = EXCLUDED.next_action,
+             fee_amount = EXCLUDED.fee_amount,
+             updated_at = EXCLUDED.updated_at,
+             version = EXCLUDED.version,
+             last_global_position = EXCLUDED.last_global_position"
+    )
+});
+static UPSERT_RETURNING: LazyLock<String> =
+    LazyLock::new(|| format!("{} RETURNING {COLUMNS}", *UPSERT));
+
+async fn load(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, State>, sqlx::Error> {
+    let rows = sqlx::query(&LOAD).bind(ids).fetch_all(&mut *conn).await?;
     let mut states = HashMap::with_capacity(rows.len());
     for row in &rows {
         let state = State {
@@ -290,68 +320,44 @@ async fn store<'a>(
     let optional = |f: fn(&State) -> Option<String>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let times = |f: fn(&State) -> DateTime<Utc>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let numbers = |f: fn(&State) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
-    let returning_clause = if returning {
-        format!("RETURNING {COLUMNS}")
+    let sql: &str = if returning {
+        &UPSERT_RETURNING
     } else {
-        String::new()
+        &UPSERT
     };
-    let stored = sqlx::query(&format!(
-        "INSERT INTO payment_status AS p ({STATE_COLUMNS})
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
-                              $6::text[], $7::numeric[], $8::numeric[], $9::numeric[],
-                              $10::numeric[], $11::text[], $12::text[], $13::text[], $14::text[],
-                              $15::text[], $16::int[], $17::jsonb[], $18::numeric[],
-                              $19::timestamptz[], $20::timestamptz[], $21::bigint[],
-                              $22::bigint[])
-         ON CONFLICT (payment_id) DO UPDATE SET
-             status = EXCLUDED.status,
-             authorized_amount = EXCLUDED.authorized_amount,
-             captured_amount = EXCLUDED.captured_amount,
-             refunded_amount = EXCLUDED.refunded_amount,
-             refund_pending_amount = EXCLUDED.refund_pending_amount,
-             provider = EXCLUDED.provider,
-             provider_transaction_id = EXCLUDED.provider_transaction_id,
-             failure_reason = EXCLUDED.failure_reason,
-             provider_attempts_failed = EXCLUDED.provider_attempts_failed,
-             next_action = EXCLUDED.next_action,
-             fee_amount = EXCLUDED.fee_amount,
-             updated_at = EXCLUDED.updated_at,
-             version = EXCLUDED.version,
-             last_global_position = EXCLUDED.last_global_position
-         {returning_clause}"
-    ))
-    .bind(rows.iter().map(|r| r.row.payment_id).collect::<Vec<_>>())
-    .bind(column(|r| r.row.merchant_id.clone()))
-    .bind(column(|r| r.row.reference.clone()))
-    .bind(column(|r| r.row.status.clone()))
-    .bind(decimals(|r| r.row.amount))
-    .bind(column(|r| r.row.currency.clone()))
-    .bind(decimals(|r| r.row.authorized_amount))
-    .bind(decimals(|r| r.row.captured_amount))
-    .bind(decimals(|r| r.row.refunded_amount))
-    .bind(decimals(|r| r.row.refund_pending_amount))
-    .bind(column(|r| r.row.provider.clone()))
-    .bind(optional(|r| r.row.provider_transaction_id.clone()))
-    .bind(column(|r| r.row.payment_method_type.clone()))
-    .bind(column(|r| r.row.capture_mode.clone()))
-    .bind(optional(|r| r.row.failure_reason.clone()))
-    .bind(
-        rows.iter()
-            .map(|r| r.provider_attempts_failed)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        rows.iter()
-            .map(|r| r.row.next_action.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(decimals(|r| r.row.fee_amount))
-    .bind(times(|r| r.row.created_at))
-    .bind(times(|r| r.row.updated_at))
-    .bind(numbers(|r| r.row.version))
-    .bind(numbers(|r| r.last_global_position))
-    .fetch_all(&mut *conn)
-    .await?;
+    let stored = sqlx::query(sql)
+        .bind(rows.iter().map(|r| r.row.payment_id).collect::<Vec<_>>())
+        .bind(column(|r| r.row.merchant_id.clone()))
+        .bind(column(|r| r.row.reference.clone()))
+        .bind(column(|r| r.row.status.clone()))
+        .bind(decimals(|r| r.row.amount))
+        .bind(column(|r| r.row.currency.clone()))
+        .bind(decimals(|r| r.row.authorized_amount))
+        .bind(decimals(|r| r.row.captured_amount))
+        .bind(decimals(|r| r.row.refunded_amount))
+        .bind(decimals(|r| r.row.refund_pending_amount))
+        .bind(column(|r| r.row.provider.clone()))
+        .bind(optional(|r| r.row.provider_transaction_id.clone()))
+        .bind(column(|r| r.row.payment_method_type.clone()))
+        .bind(column(|r| r.row.capture_mode.clone()))
+        .bind(optional(|r| r.row.failure_reason.clone()))
+        .bind(
+            rows.iter()
+                .map(|r| r.provider_attempts_failed)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.row.next_action.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(decimals(|r| r.row.fee_amount))
+        .bind(times(|r| r.row.created_at))
+        .bind(times(|r| r.row.updated_at))
+        .bind(numbers(|r| r.row.version))
+        .bind(numbers(|r| r.last_global_position))
+        .fetch_all(&mut *conn)
+        .await?;
     stored.iter().map(from_row).collect()
 }
 
