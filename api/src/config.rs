@@ -39,6 +39,8 @@ pub struct RoutingSettings {
     /// Payments pending longer than this are synced by the reconciler.
     pub reconcile_after_ms: u64,
     pub reconcile_interval_ms: u64,
+    /// An intent without an outcome this long is flagged `PaymentNeedsReview`.
+    pub reconcile_review_after_ms: u64,
 }
 
 #[derive(Clone)]
@@ -147,6 +149,10 @@ impl Settings {
                 fees_file: env::var("FEES_FILE").ok(),
                 reconcile_after_ms: number("RECONCILE_AFTER_MS", 15 * 60 * 1_000),
                 reconcile_interval_ms: number("RECONCILE_INTERVAL_MS", 60_000),
+                reconcile_review_after_ms: number(
+                    "RECONCILE_REVIEW_AFTER_MS",
+                    24 * 60 * 60 * 1_000,
+                ),
             },
         }
     }

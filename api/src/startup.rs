@@ -169,6 +169,7 @@ impl Application {
                 ReconcilerConfig {
                     pending_after: Duration::from_millis(settings.routing.reconcile_after_ms),
                     interval: Duration::from_millis(settings.routing.reconcile_interval_ms),
+                    review_after: Duration::from_millis(settings.routing.reconcile_review_after_ms),
                 },
                 shutdown_rx.clone(),
             )));

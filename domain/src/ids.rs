@@ -138,6 +138,10 @@ uuid_newtype!(
     /// One refund of a payment.
     RefundId
 );
+uuid_newtype!(
+    /// One offer of a payment to one provider: the name of its intent in the stream.
+    AttemptId
+);
 
 impl PaymentId {
     /// The same (merchant, key) always names the same payment, so a retry cannot create a
@@ -155,9 +159,25 @@ impl CaptureId {
     }
 }
 
+impl AttemptId {
+    /// A payment is offered to each provider at most once, so (payment, provider) names the
+    /// attempt: a re-submission after a lost answer is the same attempt, never a new one.
+    pub fn derive(payment: PaymentId, provider: &str) -> AttemptId {
+        let name = format!("attempt\u{0}{payment}\u{0}{provider}");
+        AttemptId(Uuid::new_v5(&PAYLEDGER_NAMESPACE, name.as_bytes()))
+    }
+}
+
 impl RefundId {
     pub fn derive(payment: PaymentId, key: &IdempotencyKey) -> RefundId {
         let name = format!("refund\u{0}{}\u{0}{}", payment, key.as_str());
+        RefundId(Uuid::new_v5(&PAYLEDGER_NAMESPACE, name.as_bytes()))
+    }
+
+    /// The refund that gives back an orphaned transaction's capture: one per orphan, so a
+    /// retried compensation is the same refund at the provider.
+    pub fn derive_for_orphan(payment: PaymentId, provider_transaction_id: &str) -> RefundId {
+        let name = format!("orphan-refund\u{0}{payment}\u{0}{provider_transaction_id}");
         RefundId(Uuid::new_v5(&PAYLEDGER_NAMESPACE, name.as_bytes()))
     }
 }

@@ -7,7 +7,7 @@ pub mod money;
 pub mod payment;
 pub mod published;
 
-pub use ids::{CaptureId, IdempotencyKey, MerchantId, PaymentId, Reference, RefundId};
+pub use ids::{AttemptId, CaptureId, IdempotencyKey, MerchantId, PaymentId, Reference, RefundId};
 pub use money::{Currency, Money, MoneyError};
 pub use payment::{
     CaptureMode, Payment, PaymentCommand, PaymentError, PaymentEvent, PaymentMethodType,

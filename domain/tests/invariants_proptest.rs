@@ -348,7 +348,17 @@ fn event_money(event: &PaymentEvent) -> Option<Money> {
         | PaymentEvent::RefundRequested { amount, .. }
         | PaymentEvent::PaymentRefunded { amount, .. }
         | PaymentEvent::RefundFailed { amount, .. } => Some(*amount),
+        // Intents and orphans move no money of this payment.
+        PaymentEvent::CaptureRequested { .. }
+        | PaymentEvent::ProviderTransactionOrphaned { .. }
+        | PaymentEvent::OrphanCompensated { .. } => None,
         PaymentEvent::ProviderAttemptFailed { .. }
+        | PaymentEvent::ProviderAttemptStarted { .. }
+        | PaymentEvent::ProviderOutcomeUnknown { .. }
+        | PaymentEvent::CaptureFailed { .. }
+        | PaymentEvent::VoidRequested { .. }
+        | PaymentEvent::VoidFailed { .. }
+        | PaymentEvent::PaymentNeedsReview { .. }
         | PaymentEvent::ProviderTransactionCreated { .. }
         | PaymentEvent::PaymentExpired { .. }
         | PaymentEvent::PaymentDeclined { .. }

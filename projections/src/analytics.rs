@@ -83,7 +83,8 @@ impl Projection for AnalyticsProjection {
                         ..Delta::default()
                     }
                 }
-                PaymentEvent::ProviderTransactionCreated { provider, .. } => {
+                PaymentEvent::ProviderTransactionCreated { provider, .. }
+                | PaymentEvent::ProviderAttemptStarted { provider, .. } => {
                     // From here on the payment is this provider's: later events count under it.
                     let context = contexts
                         .get_mut(id)
@@ -96,6 +97,14 @@ impl Projection for AnalyticsProjection {
                 // an approval nor a decision (the capture or void that follows is); refund
                 // requests and refused refunds move no money.
                 PaymentEvent::ProviderAttemptFailed { .. }
+                | PaymentEvent::ProviderOutcomeUnknown { .. }
+                | PaymentEvent::CaptureRequested { .. }
+                | PaymentEvent::CaptureFailed { .. }
+                | PaymentEvent::VoidRequested { .. }
+                | PaymentEvent::VoidFailed { .. }
+                | PaymentEvent::ProviderTransactionOrphaned { .. }
+                | PaymentEvent::OrphanCompensated { .. }
+                | PaymentEvent::PaymentNeedsReview { .. }
                 | PaymentEvent::PaymentAuthorized { .. }
                 | PaymentEvent::RefundRequested { .. }
                 | PaymentEvent::RefundFailed { .. } => continue,

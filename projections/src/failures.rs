@@ -8,7 +8,10 @@
 //! - `ProviderAttemptFailed`: `provider_error:<kind>` (`timeout`, `connection`,
 //!   `server_error`, `rejected`) under the provider that failed, even when another provider
 //!   then took the payment;
-//! - `PaymentExpired`: `expired`, under the provider holding the payment.
+//! - `PaymentExpired`: `expired`, under the provider holding the payment;
+//! - `ProviderOutcomeUnknown`: `provider_outcome_unknown:<kind>` under the provider asked;
+//! - `ProviderTransactionOrphaned`: `orphaned:<status>` under the orphan's provider;
+//! - `PaymentNeedsReview`: `needs_review:<intent>`, under the provider holding the payment.
 //!
 //! `amount` adds up the payment's amount once per failure. Counts and sums are additions and
 //! `first_seen`/`last_seen`/`last_payment_id` are a min and a max (ties broken by global
@@ -29,6 +32,12 @@ pub const NAME: &str = "failures";
 
 /// The reason recorded for a `PaymentExpired`.
 pub const REASON_EXPIRED: &str = "expired";
+/// `provider_outcome_unknown:<kind>`: a provider call whose answer was lost.
+pub const REASON_OUTCOME_UNKNOWN: &str = "provider_outcome_unknown";
+/// `orphaned:<status>`: a provider transaction the payment does not hold.
+pub const REASON_ORPHANED: &str = "orphaned";
+/// `needs_review:<intent>`: an intent unresolved past the review horizon.
+pub const REASON_NEEDS_REVIEW: &str = "needs_review";
 
 pub struct FailuresProjection;
 
@@ -77,7 +86,8 @@ impl Projection for FailuresProjection {
                     dirty.insert(*id);
                     continue;
                 }
-                PaymentEvent::ProviderTransactionCreated { provider, .. } => {
+                PaymentEvent::ProviderTransactionCreated { provider, .. }
+                | PaymentEvent::ProviderAttemptStarted { provider, .. } => {
                     let context = contexts
                         .get_mut(id)
                         .ok_or_else(|| crate::poison(event, crate::UNKNOWN_PAYMENT))?;
@@ -93,6 +103,19 @@ impl Projection for FailuresProjection {
                 } => (Some(provider.as_str()), reason.clone()),
                 PaymentEvent::PaymentFailed { reason, .. } => (None, reason.clone()),
                 PaymentEvent::PaymentExpired { .. } => (None, REASON_EXPIRED.to_owned()),
+                PaymentEvent::ProviderOutcomeUnknown { provider, kind, .. } => (
+                    Some(provider.as_str()),
+                    format!("{REASON_OUTCOME_UNKNOWN}:{}", kind.as_str()),
+                ),
+                PaymentEvent::ProviderTransactionOrphaned {
+                    provider, status, ..
+                } => (
+                    Some(provider.as_str()),
+                    format!("{REASON_ORPHANED}:{}", status.to_ascii_lowercase()),
+                ),
+                PaymentEvent::PaymentNeedsReview { intent, .. } => {
+                    (None, format!("{REASON_NEEDS_REVIEW}:{intent}"))
+                }
                 // Successes, and what happens to the money after a success: not a payment
                 // failure (a refused refund is a refund's failure, not the payment's).
                 PaymentEvent::PaymentAuthorized { .. }
@@ -100,7 +123,12 @@ impl Projection for FailuresProjection {
                 | PaymentEvent::PaymentVoided { .. }
                 | PaymentEvent::RefundRequested { .. }
                 | PaymentEvent::PaymentRefunded { .. }
-                | PaymentEvent::RefundFailed { .. } => continue,
+                | PaymentEvent::RefundFailed { .. }
+                | PaymentEvent::CaptureRequested { .. }
+                | PaymentEvent::CaptureFailed { .. }
+                | PaymentEvent::VoidRequested { .. }
+                | PaymentEvent::VoidFailed { .. }
+                | PaymentEvent::OrphanCompensated { .. } => continue,
             };
             let context = contexts
                 .get(id)
@@ -139,13 +167,7 @@ impl Projection for FailuresProjection {
 
 /// `provider_error:<kind>`, the reason of a `ProviderAttemptFailed`.
 pub fn provider_error_reason(kind: ProviderFailureKind) -> String {
-    let kind = match kind {
-        ProviderFailureKind::Timeout => "timeout",
-        ProviderFailureKind::Connection => "connection",
-        ProviderFailureKind::ServerError => "server_error",
-        ProviderFailureKind::Rejected => "rejected",
-    };
-    format!("provider_error:{kind}")
+    format!("provider_error:{}", kind.as_str())
 }
 
 /// The payment as this projection remembers it (a row of `failures_payments`).

@@ -16,6 +16,8 @@
 //! - `provider:<provider>:authorizations`: authorization holds the provider has placed.
 //! - `customer:funds_in_flight`: customer funds held by open authorizations.
 //! - `platform:fees`: fees taken at approval.
+//! - `orphans:clearing`: money providers took for transactions no payment uses, owed back
+//!   to customers; zero once every orphan is compensated.
 //!
 //! # Postings (A authorized, C captured, F fee, R refunded)
 //!
@@ -27,7 +29,10 @@
 //! | `PaymentApproved.fee` = F > 0 (either kind) | fee: Dr `merchant:<m>:payable` F / Cr `platform:fees` F |
 //! | `PaymentVoided(A)` | hold release: Dr `provider:<p>:authorizations` A / Cr `customer:funds_in_flight` A |
 //! | `PaymentRefunded(R)` | refund: Dr `merchant:<m>:payable` R / Cr `provider:<p>:clearing` R |
-//! | anything else | nothing (`RefundRequested` is a reservation, not money) |
+//! | `ProviderTransactionOrphaned` to refund (X captured at provider q) | orphan capture: Dr `provider:<q>:clearing` X / Cr `orphans:clearing` X |
+//! | `ProviderTransactionOrphaned` to void (X held at q) | orphan hold: Dr `customer:funds_in_flight` X / Cr `provider:<q>:authorizations` X |
+//! | `OrphanCompensated` | the reverse of its orphan's lines (`orphan_refund`, `orphan_release`) |
+//! | anything else | nothing (`RefundRequested` and the other intents are not money) |
 //!
 //! So the credit balance of `merchant:<m>:payable` is captured - refunded - fees, and the
 //! authorization accounts return to zero once every hold is captured or voided.
@@ -57,6 +62,8 @@ pub const NAME: &str = "ledger";
 pub const CUSTOMER_FUNDS_IN_FLIGHT: &str = "customer:funds_in_flight";
 /// Fees taken at approval.
 pub const PLATFORM_FEES: &str = "platform:fees";
+/// Money providers took for orphaned transactions, owed back to customers until refunded.
+pub const ORPHANS_CLEARING: &str = "orphans:clearing";
 
 /// Rows a read returns at most, whatever `limit` asks.
 pub const READ_LIMIT_MAX: i64 = 1000;
@@ -146,14 +153,23 @@ fn concerns_ledger(event: &PaymentEvent) -> bool {
         | PaymentEvent::PaymentApproved { .. }
         | PaymentEvent::PaymentDeclined { .. }
         | PaymentEvent::PaymentVoided { .. }
-        | PaymentEvent::PaymentRefunded { .. } => true,
-        // No money moves: a failed attempt, a failure or expiry of a pending payment (nothing
+        | PaymentEvent::PaymentRefunded { .. }
+        | PaymentEvent::ProviderTransactionOrphaned { .. }
+        | PaymentEvent::OrphanCompensated { .. } => true,
+        // No money moves: an intent, its refusal, a failed attempt, a failure or expiry of a pending payment (nothing
         // was held), a refund reservation and its release.
         PaymentEvent::ProviderAttemptFailed { .. }
         | PaymentEvent::PaymentFailed { .. }
         | PaymentEvent::PaymentExpired { .. }
         | PaymentEvent::RefundRequested { .. }
-        | PaymentEvent::RefundFailed { .. } => false,
+        | PaymentEvent::RefundFailed { .. }
+        | PaymentEvent::ProviderAttemptStarted { .. }
+        | PaymentEvent::ProviderOutcomeUnknown { .. }
+        | PaymentEvent::CaptureRequested { .. }
+        | PaymentEvent::CaptureFailed { .. }
+        | PaymentEvent::VoidRequested { .. }
+        | PaymentEvent::VoidFailed { .. }
+        | PaymentEvent::PaymentNeedsReview { .. } => false,
     }
 }
 
@@ -376,16 +392,79 @@ pub fn step(context: Option<&PaymentContext>, event: &PaymentEvent) -> Result<St
             );
             next.refunded_amount = refunded;
         }
+        PaymentEvent::ProviderTransactionOrphaned {
+            provider,
+            amount,
+            compensation,
+            ..
+        } => {
+            same_currency(amount)?;
+            orphan_lines(&mut lines, provider, *compensation, *amount, false);
+        }
+        PaymentEvent::OrphanCompensated {
+            provider,
+            amount,
+            compensation,
+            ..
+        } => {
+            same_currency(amount)?;
+            orphan_lines(&mut lines, provider, Some(*compensation), *amount, true);
+        }
         PaymentEvent::ProviderAttemptFailed { .. }
         | PaymentEvent::PaymentFailed { .. }
         | PaymentEvent::PaymentExpired { .. }
         | PaymentEvent::RefundRequested { .. }
-        | PaymentEvent::RefundFailed { .. } => {}
+        | PaymentEvent::RefundFailed { .. }
+        | PaymentEvent::ProviderAttemptStarted { .. }
+        | PaymentEvent::ProviderOutcomeUnknown { .. }
+        | PaymentEvent::CaptureRequested { .. }
+        | PaymentEvent::CaptureFailed { .. }
+        | PaymentEvent::VoidRequested { .. }
+        | PaymentEvent::VoidFailed { .. }
+        | PaymentEvent::PaymentNeedsReview { .. } => {}
     }
     Ok(Step {
         lines,
         context: next,
     })
+}
+
+/// Money a provider took or held for an orphaned transaction (`returned: false`), or gave
+/// back (`returned: true`). A capture sits in `orphans:clearing` (owed back to the customer)
+/// against the provider's clearing; a hold is an authorization like any other. Both return
+/// to zero once every orphan is compensated.
+fn orphan_lines(
+    lines: &mut Vec<Line>,
+    provider: &str,
+    compensation: Option<domain::payment::Compensation>,
+    amount: Money,
+    returned: bool,
+) {
+    use domain::payment::Compensation;
+    let (posting, debit, credit) = match (compensation, returned) {
+        (None, _) => return,
+        (Some(Compensation::Refund), false) => (
+            "orphan_capture",
+            provider_clearing(provider),
+            ORPHANS_CLEARING.to_owned(),
+        ),
+        (Some(Compensation::Refund), true) => (
+            "orphan_refund",
+            ORPHANS_CLEARING.to_owned(),
+            provider_clearing(provider),
+        ),
+        (Some(Compensation::Void), false) => (
+            "orphan_hold",
+            CUSTOMER_FUNDS_IN_FLIGHT.to_owned(),
+            provider_authorizations(provider),
+        ),
+        (Some(Compensation::Void), true) => (
+            "orphan_release",
+            provider_authorizations(provider),
+            CUSTOMER_FUNDS_IN_FLIGHT.to_owned(),
+        ),
+    };
+    transfer(lines, posting, debit, credit, amount);
 }
 
 /// The open hold of a payment: its provider and amount.

@@ -103,6 +103,8 @@ impl Projection for StatusProjection {
 struct State {
     row: PaymentStatusRow,
     provider_attempts_failed: i32,
+    /// Orphaned transactions still holding money at their provider.
+    orphans_open: i32,
     last_global_position: i64,
 }
 
@@ -144,14 +146,23 @@ fn initiated(id: Uuid, event: &Position<'_>, payload: &PaymentEvent) -> Option<S
             failure_reason: None,
             next_action: None,
             fee_amount: Decimal::ZERO,
+            provider_outcome: None,
+            pending_action: None,
+            needs_review: None,
             created_at: *at,
             updated_at: *at,
             version: event.sequence,
         },
         provider_attempts_failed: 0,
+        orphans_open: 0,
         last_global_position: event.global_position,
     })
 }
+
+/// What a provider was last asked about the payment's attempt, while it has no answer.
+pub const OUTCOME_IN_FLIGHT: &str = "in_flight";
+/// The attempt's answer was lost: the provider may hold a transaction.
+pub const OUTCOME_UNKNOWN: &str = "unknown";
 
 /// What one event changes in its payment's row (always the version, position and time).
 fn fold(state: &mut State, event: &Position<'_>, payload: &PaymentEvent) {
@@ -159,8 +170,44 @@ fn fold(state: &mut State, event: &Position<'_>, payload: &PaymentEvent) {
     let row = &mut state.row;
     row.version = event.sequence;
     row.updated_at = payload.at();
+    // Any provider answer about the payment's own transaction closes its attempt.
+    if matches!(
+        payload,
+        PaymentEvent::ProviderTransactionCreated { .. }
+            | PaymentEvent::ProviderAttemptFailed { .. }
+            | PaymentEvent::PaymentAuthorized { .. }
+            | PaymentEvent::PaymentApproved { .. }
+            | PaymentEvent::PaymentDeclined { .. }
+            | PaymentEvent::PaymentFailed { .. }
+            | PaymentEvent::PaymentExpired { .. }
+    ) {
+        row.provider_outcome = None;
+    }
     match payload {
         PaymentEvent::PaymentInitiated { .. } => {}
+        PaymentEvent::ProviderAttemptStarted { provider, .. } => {
+            row.provider = provider.clone();
+            row.provider_outcome = Some(OUTCOME_IN_FLIGHT.to_owned());
+        }
+        PaymentEvent::ProviderOutcomeUnknown { .. } => {
+            row.provider_outcome = Some(OUTCOME_UNKNOWN.to_owned());
+        }
+        PaymentEvent::CaptureRequested { .. } => row.pending_action = Some("capture".to_owned()),
+        PaymentEvent::VoidRequested { .. } => row.pending_action = Some("void".to_owned()),
+        PaymentEvent::CaptureFailed { .. } | PaymentEvent::VoidFailed { .. } => {
+            row.pending_action = None
+        }
+        PaymentEvent::ProviderTransactionOrphaned { compensation, .. } => {
+            if compensation.is_some() {
+                state.orphans_open += 1;
+            }
+        }
+        PaymentEvent::OrphanCompensated { .. } => {
+            state.orphans_open = (state.orphans_open - 1).max(0);
+        }
+        PaymentEvent::PaymentNeedsReview { intent, .. } => {
+            row.needs_review = Some(intent.clone());
+        }
         PaymentEvent::ProviderTransactionCreated {
             provider,
             provider_transaction_id,
@@ -199,6 +246,7 @@ fn fold(state: &mut State, event: &Position<'_>, payload: &PaymentEvent) {
                 row.authorized_amount = amount.amount();
             }
             row.captured_amount = amount.amount();
+            row.pending_action = None;
             row.provider = provider.clone();
             row.provider_transaction_id = Some(provider_transaction_id.clone());
             row.fee_amount = fee.map(|f| f.amount()).unwrap_or_default();
@@ -227,6 +275,7 @@ fn fold(state: &mut State, event: &Position<'_>, payload: &PaymentEvent) {
         }
         PaymentEvent::PaymentVoided { .. } => {
             row.status = PaymentStatus::Voided.as_str().to_owned();
+            row.pending_action = None;
         }
         PaymentEvent::RefundRequested { amount, .. } => {
             row.refund_pending_amount += amount.amount();
@@ -246,13 +295,22 @@ fn fold(state: &mut State, event: &Position<'_>, payload: &PaymentEvent) {
             row.refund_pending_amount -= amount.amount();
         }
     }
+    // The flag lasts while something is still open (as in the aggregate).
+    let row = &mut state.row;
+    let open = row.provider_outcome.is_some()
+        || row.pending_action.is_some()
+        || row.refund_pending_amount > Decimal::ZERO
+        || state.orphans_open > 0;
+    if !open {
+        row.needs_review = None;
+    }
 }
 
 const STATE_COLUMNS: &str = "payment_id, merchant_id, reference, status, amount, currency,
     authorized_amount, captured_amount, refunded_amount, refund_pending_amount, provider,
     provider_transaction_id, payment_method_type, capture_mode, failure_reason,
     provider_attempts_failed, next_action, fee_amount, created_at, updated_at, version,
-    last_global_position";
+    last_global_position, provider_outcome, pending_action, needs_review, orphans_open";
 
 /// The statements every batch runs, written once rather than formatted per batch.
 static LOAD: LazyLock<String> = LazyLock::new(|| {
@@ -269,7 +327,8 @@ static UPSERT: LazyLock<String> = LazyLock::new(|| {
                               $10::numeric[], $11::text[], $12::text[], $13::text[], $14::text[],
                               $15::text[], $16::int[], $17::jsonb[], $18::numeric[],
                               $19::timestamptz[], $20::timestamptz[], $21::bigint[],
-                              $22::bigint[])
+                              $22::bigint[], $23::text[], $24::text[], $25::text[],
+                              $26::int[])
          ON CONFLICT (payment_id) DO UPDATE SET
              status = EXCLUDED.status,
              authorized_amount = EXCLUDED.authorized_amount,
@@ -284,7 +343,11 @@ static UPSERT: LazyLock<String> = LazyLock::new(|| {
              fee_amount = EXCLUDED.fee_amount,
              updated_at = EXCLUDED.updated_at,
              version = EXCLUDED.version,
-             last_global_position = EXCLUDED.last_global_position"
+             last_global_position = EXCLUDED.last_global_position,
+             provider_outcome = EXCLUDED.provider_outcome,
+             pending_action = EXCLUDED.pending_action,
+             needs_review = EXCLUDED.needs_review,
+             orphans_open = EXCLUDED.orphans_open"
     )
 });
 static UPSERT_RETURNING: LazyLock<String> =
@@ -297,6 +360,7 @@ async fn load(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Sta
         let state = State {
             row: from_row(row)?,
             provider_attempts_failed: row.try_get("provider_attempts_failed")?,
+            orphans_open: row.try_get("orphans_open")?,
             last_global_position: row.try_get("last_global_position")?,
         };
         states.insert(state.row.payment_id, state);
@@ -356,6 +420,10 @@ async fn store<'a>(
         .bind(times(|r| r.row.updated_at))
         .bind(numbers(|r| r.row.version))
         .bind(numbers(|r| r.last_global_position))
+        .bind(optional(|r| r.row.provider_outcome.clone()))
+        .bind(optional(|r| r.row.pending_action.clone()))
+        .bind(optional(|r| r.row.needs_review.clone()))
+        .bind(rows.iter().map(|r| r.orphans_open).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
         .await?;
     stored.iter().map(from_row).collect()
@@ -381,6 +449,12 @@ pub struct PaymentStatusRow {
     pub failure_reason: Option<String>,
     pub next_action: Option<serde_json::Value>,
     pub fee_amount: Decimal,
+    /// `in_flight` or `unknown` while the payment's provider attempt has no answer.
+    pub provider_outcome: Option<String>,
+    /// `capture` or `void` while one is asked of the provider.
+    pub pending_action: Option<String>,
+    /// The intent an operator must look at (`attempt`, `capture`, ...).
+    pub needs_review: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
@@ -389,7 +463,7 @@ pub struct PaymentStatusRow {
 const COLUMNS: &str = "payment_id, merchant_id, reference, status, amount, currency,
     authorized_amount, captured_amount, refunded_amount, refund_pending_amount, provider,
     provider_transaction_id, payment_method_type, capture_mode, failure_reason, next_action,
-    fee_amount, created_at, updated_at, version";
+    fee_amount, provider_outcome, pending_action, needs_review, created_at, updated_at, version";
 
 fn from_row(row: &sqlx::postgres::PgRow) -> Result<PaymentStatusRow, sqlx::Error> {
     Ok(PaymentStatusRow {
@@ -410,6 +484,9 @@ fn from_row(row: &sqlx::postgres::PgRow) -> Result<PaymentStatusRow, sqlx::Error
         failure_reason: row.try_get("failure_reason")?,
         next_action: row.try_get("next_action")?,
         fee_amount: row.try_get("fee_amount")?,
+        provider_outcome: row.try_get("provider_outcome")?,
+        pending_action: row.try_get("pending_action")?,
+        needs_review: row.try_get("needs_review")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         version: row.try_get("version")?,
@@ -454,7 +531,8 @@ pub async fn list(
     let sql = format!(
         "SELECT {COLUMNS} FROM payment_status
           WHERE ($1::text IS NULL OR merchant_id = $1)
-            AND ($2::text IS NULL OR status = $2)
+            AND ($2::text IS NULL OR status = $2
+                 OR ($2 = 'NEEDS_REVIEW' AND needs_review IS NOT NULL))
             AND ($3::timestamptz IS NULL OR (created_at, payment_id) < ($3, $4))
           ORDER BY created_at DESC, payment_id DESC
           LIMIT $5"

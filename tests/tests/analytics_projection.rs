@@ -136,6 +136,7 @@ fn events_of(spec: &Spec) -> Vec<PaymentEvent> {
             kind: *kind,
             detail: "injected".into(),
             at: spec.at(i as i64 + 1),
+            attempt_id: None,
         });
     }
     if let Some(provider) = spec.taken_by {

@@ -590,7 +590,7 @@ async fn a_chain_rewritten_to_match_a_changed_payload_is_caught_only_by_the_earl
     workload(&app, "after", 3).await;
 
     // Before the digest: the capture of the manual payment, doubled.
-    let (position, global_position) = located(&app, &ids[1], 4).await;
+    let (position, global_position) = located(&app, &ids[1], 6).await;
     assert!(position <= digest.position);
     let event_type: String =
         sqlx::query_scalar("SELECT event_type FROM events WHERE global_position = $1")
@@ -734,10 +734,10 @@ async fn as_of_rebuilds_the_payment_from_its_events_at_any_moment() {
             .count() as i64;
         let last_type: String = events[folded as usize - 1].get("event_type");
         let (expected_status, authorized, captured, refunded) = match last_type.as_str() {
-            "PaymentInitiated" | "ProviderTransactionCreated" => {
+            "PaymentInitiated" | "ProviderAttemptStarted" | "ProviderTransactionCreated" => {
                 ("PENDING", "0.00", "0.00", "0.00")
             }
-            "PaymentAuthorized" => ("AUTHORIZED", "100.00", "0.00", "0.00"),
+            "PaymentAuthorized" | "CaptureRequested" => ("AUTHORIZED", "100.00", "0.00", "0.00"),
             "PaymentApproved" | "RefundRequested" => ("APPROVED", "100.00", "60.00", "0.00"),
             "PaymentRefunded" => ("PARTIALLY_REFUNDED", "100.00", "60.00", "25.00"),
             other => panic!("unexpected event {other}"),
@@ -982,12 +982,14 @@ async fn bulk_store(app: &TestApp) {
             kind: domain::ProviderFailureKind::Timeout,
             detail: "no answer within the attempt timeout".into(),
             at,
+            attempt_id: None,
         },
         domain::PaymentEvent::ProviderAttemptFailed {
             provider: "wompi".into(),
             kind: domain::ProviderFailureKind::Connection,
             detail: "connection refused".into(),
             at,
+            attempt_id: None,
         },
         domain::PaymentEvent::PaymentFailed {
             reason: "every provider that could take this payment is unavailable".into(),

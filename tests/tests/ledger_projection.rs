@@ -709,6 +709,7 @@ async fn fallback_provider_holds_the_money_and_an_impossible_stream_is_poison() 
             kind: ProviderFailureKind::Timeout,
             detail: "timed out".into(),
             at: at(),
+            attempt_id: None,
         },
         PaymentEvent::ProviderTransactionCreated {
             provider: "payu".into(),

@@ -77,6 +77,7 @@ async fn automatic_capture_then_partial_and_full_refund_ends_refunded() {
         types,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved",
             "RefundRequested",
@@ -91,7 +92,7 @@ async fn automatic_capture_then_partial_and_full_refund_ends_refunded() {
         .iter()
         .map(|e| e["sequence"].as_i64().unwrap())
         .collect();
-    assert_eq!(sequences, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(sequences, [1, 2, 3, 4, 5, 6, 7, 8]);
 }
 
 #[tokio::test]
@@ -165,6 +166,7 @@ async fn declined_card_ends_declined_with_the_reason() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentDeclined"
         ]
@@ -190,10 +192,15 @@ async fn provider_error_records_the_attempt_and_fails_the_payment() {
     assert_eq!(created["failure_reason"], "provider_unavailable");
     let id = created["id"].as_str().unwrap().to_owned();
     let failed = app.wait_for_status(&id, "FAILED").await;
-    assert_eq!(failed["version"], 3);
+    assert_eq!(failed["version"], 4);
     assert_eq!(
         app.event_types(&id).await,
-        ["PaymentInitiated", "ProviderAttemptFailed", "PaymentFailed"]
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderAttemptFailed",
+            "PaymentFailed"
+        ]
     );
 }
 

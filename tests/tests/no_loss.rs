@@ -64,7 +64,7 @@ async fn relay_killed_twice_during_1000_payments_loses_and_duplicates_nothing() 
                 created.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 if i % 4 == 0 {
                     // Refunds need the approval, which arrives by webhook.
-                    wait_in_store(app, &id, 3).await;
+                    wait_in_store(app, &id, 4).await;
                     let response = app
                         .post(
                             &format!("/v1/payments/{id}/refunds"),
@@ -112,9 +112,9 @@ async fn relay_killed_twice_during_1000_payments_loses_and_duplicates_nothing() 
     assert_eq!(ids.len(), PAYMENTS);
     assert!(killed_task && killed_session);
 
-    // The event store is the truth: 3 events per payment (initiated, taken by the provider,
-    // approved), 2 more per refunded one.
-    let expected_events = (PAYMENTS * 3 + PAYMENTS.div_ceil(4) * 2) as i64;
+    // The event store is the truth: 4 events per payment (initiated, its attempt started,
+    // taken by the provider, approved), 2 more per refunded one.
+    let expected_events = (PAYMENTS * 4 + PAYMENTS.div_ceil(4) * 2) as i64;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let count = app.event_count().await;
@@ -163,12 +163,12 @@ async fn relay_killed_twice_during_1000_payments_loses_and_duplicates_nothing() 
         let version: i64 = row.get("version");
         let status: String = row.get("status");
         let refunded: Decimal = row.get("refunded_amount");
-        if version == 5 {
+        if version == 6 {
             assert_eq!(status, "PARTIALLY_REFUNDED");
             // A refund applied twice would show 250.00 here.
             assert_eq!(refunded, Decimal::new(12500, 2));
         } else {
-            assert_eq!((version, status.as_str()), (3, "APPROVED"));
+            assert_eq!((version, status.as_str()), (4, "APPROVED"));
             assert_eq!(refunded, Decimal::ZERO);
         }
     }

@@ -35,7 +35,7 @@ async fn a_gap_is_filled_from_the_store_and_redeliveries_are_skipped() {
         )
         .await;
     let id = created["id"].as_str().unwrap().to_owned();
-    wait_for_events(&app, &id, 3).await;
+    wait_for_events(&app, &id, 4).await;
     let refund = app
         .post(
             &format!("/v1/payments/{id}/refunds"),
@@ -50,25 +50,25 @@ async fn a_gap_is_filled_from_the_store_and_redeliveries_are_skipped() {
     let events = aggregate_events(&mut conn, "Payment", &id, 0, 10)
         .await
         .unwrap();
-    assert_eq!(events.len(), 5);
+    assert_eq!(events.len(), 6);
 
-    // Only the last event arrives: the four before it come from the store.
-    let applied = apply_event(&app.pool, &StatusProjection::default(), &events[4])
+    // Only the last event arrives: the five before it come from the store.
+    let applied = apply_event(&app.pool, &StatusProjection::default(), &events[5])
         .await
         .unwrap();
-    assert_eq!(applied, Applied::Events(5));
+    assert_eq!(applied, Applied::Events(6));
     let row = projections::status::get(&app.pool, id.parse().unwrap(), None)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
         (row.version, row.status.as_str()),
-        (5, "PARTIALLY_REFUNDED")
+        (6, "PARTIALLY_REFUNDED")
     );
     assert_eq!(row.refunded_amount.to_string(), "30.00");
 
     // Late and repeated deliveries change nothing.
-    for event in [&events[1], &events[4], &events[0]] {
+    for event in [&events[1], &events[5], &events[0]] {
         assert_eq!(
             apply_event(&app.pool, &StatusProjection::default(), event)
                 .await
@@ -87,7 +87,7 @@ async fn a_gap_is_filled_from_the_store_and_redeliveries_are_skipped() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!(applied_total, 5);
+    assert_eq!(applied_total, 6);
 }
 
 /// Competing consumers (several projector processes on one queue, or a redelivery racing the
@@ -179,7 +179,7 @@ async fn consumers_racing_on_the_same_events_apply_them_exactly_once() {
             )
             .await;
         let id = created["id"].as_str().unwrap().to_owned();
-        wait_for_events(&app, &id, 3).await;
+        wait_for_events(&app, &id, 4).await;
         ids.push(id);
     }
     let mut batch = Vec::new();
@@ -192,7 +192,7 @@ async fn consumers_racing_on_the_same_events_apply_them_exactly_once() {
         );
     }
     drop(conn);
-    assert_eq!(batch.len(), 9);
+    assert_eq!(batch.len(), 12);
 
     let racers = 8;
     let results =
@@ -209,7 +209,7 @@ async fn consumers_racing_on_the_same_events_apply_them_exactly_once() {
         match result {
             Ok(0) => {}
             Ok(count) => {
-                assert_eq!(*count, 9, "a winner applies the whole batch");
+                assert_eq!(*count, 12, "a winner applies the whole batch");
                 applied += 1;
             }
             // Lost the race: rolled back whole, retried by the consumer.
@@ -235,13 +235,13 @@ async fn consumers_racing_on_the_same_events_apply_them_exactly_once() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!(applied_total, 9);
+    assert_eq!(applied_total, 12);
     for id in &ids {
         let row = projections::status::get(&app.pool, id.parse().unwrap(), None)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!((row.version, row.status.as_str()), (3, "APPROVED"));
+        assert_eq!((row.version, row.status.as_str()), (4, "APPROVED"));
         assert_eq!(row.captured_amount.to_string(), "40.00");
     }
 }
@@ -359,7 +359,7 @@ async fn health_reports_lag_and_answers_503_when_the_broker_is_down() {
     let body: serde_json::Value = health.json().await.unwrap();
     assert_eq!(body["database"], "ok");
     assert_eq!(body["broker"], "ok");
-    assert_eq!(body["relay"]["published_total"], 3);
+    assert_eq!(body["relay"]["published_total"], 4);
     assert_eq!(body["projections"][0]["projection"], "status");
     assert_eq!(body["projections"][0]["events_behind"], 0);
 
@@ -458,8 +458,9 @@ async fn projector_sessions_killed_under_them_are_reopened() {
         .await;
     let first_id = first["id"].as_str().unwrap();
     app.wait_for_status(first_id, "APPROVED").await;
-    // Initiated, provider transaction created, approved: sequence 3 everywhere.
-    wait_all_projections_reach(&app.pool, first_id, 3).await;
+    // Initiated, attempt started, provider transaction created, approved: sequence 4
+    // everywhere.
+    wait_all_projections_reach(&app.pool, first_id, 4).await;
     assert_eq!(named_sessions(&app.pool, PROJECTOR).await, expected);
 
     assert_eq!(terminate_sessions(&app.pool, PROJECTOR).await, 4);
@@ -469,8 +470,8 @@ async fn projector_sessions_killed_under_them_are_reopened() {
         .await;
     let second_id = second["id"].as_str().unwrap();
     let approved = app.wait_for_status(second_id, "APPROVED").await;
-    assert_eq!(approved["version"], 3);
-    wait_all_projections_reach(&app.pool, second_id, 3).await;
+    assert_eq!(approved["version"], 4);
+    wait_all_projections_reach(&app.pool, second_id, 4).await;
     // Both payments counted once in the ledger: two journal entries sets, nothing doubled.
     let lines: Vec<(String, i64)> = sqlx::query_as(
         "SELECT payment_id::text, count(*) FROM journal_entries GROUP BY 1 ORDER BY 1",

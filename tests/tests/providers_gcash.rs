@@ -325,12 +325,13 @@ async fn gcash_is_pending_with_a_redirect_then_approved_by_payment_paid_with_fee
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
     );
     let events = events_json(&app, &id).await;
-    let approval = &events[2]["data"]["PaymentApproved"];
+    let approval = &events[3]["data"]["PaymentApproved"];
     assert_eq!(approval["provider"], "gcash", "{approval}");
     assert_eq!(approval["provider_transaction_id"], intent.as_str());
     assert_eq!(
@@ -366,6 +367,7 @@ async fn gcash_failed_by_the_customer_ends_declined_with_the_reason() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentDeclined"
         ]
@@ -388,7 +390,11 @@ async fn gcash_authorization_window_that_lapses_ends_expired_by_sync() {
     assert!(deliveries(&app).await.is_empty());
     assert_eq!(
         app.event_types(&id).await,
-        ["PaymentInitiated", "ProviderTransactionCreated"]
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderTransactionCreated"
+        ]
     );
     let synced = sync(&app, &id).await;
     assert_eq!(synced["status"], "EXPIRED", "{synced}");
@@ -397,6 +403,7 @@ async fn gcash_authorization_window_that_lapses_ends_expired_by_sync() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentExpired"
         ]
@@ -405,31 +412,32 @@ async fn gcash_authorization_window_that_lapses_ends_expired_by_sync() {
 }
 
 #[tokio::test]
-async fn gcash_server_error_fails_the_payment_with_a_provider_attempt_failed() {
+async fn gcash_server_error_leaves_the_payment_pending_with_its_outcome_unknown() {
     let app = start().await;
     set_fault(&app, "server_error").await;
     let created = app
         .create_payment("g-5xx", &gcash_payment("800.00", "order-g-5xx"))
         .await;
     let id = id_of(&created);
-    // No other configured provider takes GCASH: nothing to fall back to.
-    assert_eq!(created["status"], "FAILED", "{created}");
+    // A 5xx may follow a charge: the payment stays the provider's until it says.
+    assert_eq!(created["status"], "PENDING", "{created}");
+    assert_eq!(created["provider_outcome"], "unknown", "{created}");
     assert_eq!(created["provider"], "gcash", "{created}");
     assert!(created["provider_reference"].is_null(), "{created}");
     assert!(created["next_action"].is_null(), "{created}");
-    assert_eq!(
-        created["failure_reason"], "provider_unavailable",
-        "{created}"
-    );
-    app.wait_for_status(&id, "FAILED").await;
+    app.wait_for_status(&id, "PENDING").await;
     assert_eq!(
         app.event_types(&id).await,
-        ["PaymentInitiated", "ProviderAttemptFailed", "PaymentFailed"]
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderOutcomeUnknown"
+        ]
     );
-    let attempt = &stored_events(&app, &id, "ProviderAttemptFailed").await[0];
-    assert_eq!(attempt["ProviderAttemptFailed"]["provider"], "gcash");
-    assert_eq!(attempt["ProviderAttemptFailed"]["kind"], "server_error");
-    let detail = attempt["ProviderAttemptFailed"]["detail"].to_string();
+    let attempt = &stored_events(&app, &id, "ProviderOutcomeUnknown").await[0];
+    assert_eq!(attempt["ProviderOutcomeUnknown"]["provider"], "gcash");
+    assert_eq!(attempt["ProviderOutcomeUnknown"]["kind"], "server_error");
+    let detail = attempt["ProviderOutcomeUnknown"]["detail"].to_string();
     let config = PaymongoConfig::from_env();
     assert!(
         !detail.contains(&config.secret_key) && !detail.contains(&config.webhook_secret),
@@ -440,7 +448,11 @@ async fn gcash_server_error_fails_the_payment_with_a_provider_attempt_failed() {
     let (next, _) = pending(&app, "g-5xx-next", "800.00").await;
     assert_eq!(
         app.event_types(&id_of(&next)).await,
-        ["PaymentInitiated", "ProviderTransactionCreated"]
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderTransactionCreated"
+        ]
     );
 }
 
@@ -545,6 +557,7 @@ async fn gcash_refunds_partially_then_fully() {
         before,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved",
             "RefundRequested",
@@ -693,6 +706,7 @@ async fn gcash_tampered_body_with_the_old_signature_is_401_logged_and_appends_no
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
@@ -749,7 +763,7 @@ async fn gcash_webhook_with_a_wrong_secret_misplaced_or_missing_signature_is_401
         .await;
     }
     assert_eq!(app.event_count().await, events_before);
-    assert_eq!(app.event_types(&id).await.len(), 3);
+    assert_eq!(app.event_types(&id).await.len(), 4);
     let refused = deliveries(&app)
         .await
         .into_iter()
@@ -797,7 +811,11 @@ async fn gcash_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed(
     assert_eq!(app.event_count().await, events_before);
     assert_eq!(
         app.event_types(&id).await,
-        ["PaymentInitiated", "ProviderTransactionCreated"]
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderTransactionCreated"
+        ]
     );
     assert_eq!(
         deliveries(&app)
@@ -843,7 +861,11 @@ async fn gcash_lost_webhook_sync_brings_the_payment_to_paymongos_status() {
     for id in [&paid, &failed] {
         assert_eq!(
             app.event_types(id).await,
-            ["PaymentInitiated", "ProviderTransactionCreated"]
+            [
+                "PaymentInitiated",
+                "ProviderAttemptStarted",
+                "ProviderTransactionCreated"
+            ]
         );
     }
 
@@ -859,6 +881,7 @@ async fn gcash_lost_webhook_sync_brings_the_payment_to_paymongos_status() {
         app.event_types(&paid).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
@@ -873,7 +896,7 @@ async fn gcash_lost_webhook_sync_brings_the_payment_to_paymongos_status() {
 
     let again = sync(&app, &paid).await;
     assert_eq!(again["version"], view["version"]);
-    assert_eq!(app.event_types(&paid).await.len(), 3);
+    assert_eq!(app.event_types(&paid).await.len(), 4);
 
     // The `payment.paid` arrives late after all (its event id is not the sync's):
     // acknowledged, and the payment is not approved twice.
@@ -886,7 +909,7 @@ async fn gcash_lost_webhook_sync_brings_the_payment_to_paymongos_status() {
     let (status, body) = json_of(post_webhook(&app, late, Some(&header)).await).await;
     assert_eq!(status, 200, "{body}");
     assert_ne!(body["result"], "recorded", "{body}");
-    assert_eq!(app.event_types(&paid).await.len(), 3);
+    assert_eq!(app.event_types(&paid).await.len(), 4);
     let view = app.wait_for_status(&paid, "APPROVED").await;
     assert_eq!(view["captured_amount"], "1234.60");
 }
@@ -915,7 +938,11 @@ async fn gcash_lost_webhook_reconciler_settles_stuck_pending_payments() {
     );
     assert_eq!(
         app.event_types(&waiting).await,
-        ["PaymentInitiated", "ProviderTransactionCreated"],
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderTransactionCreated"
+        ],
         "still awaiting the customer at PayMongo, so still pending here"
     );
 }

@@ -241,12 +241,13 @@ async fn maya_checkout_is_pending_with_a_redirect_then_approved_by_webhook_with_
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
     );
     let events = events_json(&app, &id).await;
-    let approval = &events[2]["data"]["PaymentApproved"];
+    let approval = &events[3]["data"]["PaymentApproved"];
     assert_eq!(approval["provider"], "maya", "{approval}");
     assert_eq!(approval["provider_transaction_id"], checkout.as_str());
     assert_eq!(
@@ -298,6 +299,7 @@ async fn maya_failed_cancelled_and_expired_checkouts_end_declined_failed_and_exp
         app.event_types(&failed).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentDeclined"
         ]
@@ -313,6 +315,7 @@ async fn maya_failed_cancelled_and_expired_checkouts_end_declined_failed_and_exp
         app.event_types(&cancelled).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentFailed"
         ]
@@ -325,6 +328,7 @@ async fn maya_failed_cancelled_and_expired_checkouts_end_declined_failed_and_exp
         app.event_types(&expired).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentExpired"
         ]
@@ -346,32 +350,33 @@ async fn maya_failed_cancelled_and_expired_checkouts_end_declined_failed_and_exp
 }
 
 #[tokio::test]
-async fn maya_server_error_fails_the_payment_with_a_provider_attempt_failed() {
+async fn maya_server_error_leaves_the_payment_pending_with_its_outcome_unknown() {
     let app = start().await;
     set_fault(&app, "server_error").await;
     let created = app
         .create_payment("m-5xx", &maya_payment("800.00", "order-m-5xx"))
         .await;
     let id = id_of(&created);
-    // No other configured provider takes MAYA: nothing to fall back to.
-    assert_eq!(created["status"], "FAILED", "{created}");
+    // A 5xx may follow a charge: the payment stays the provider's until it says.
+    assert_eq!(created["status"], "PENDING", "{created}");
+    assert_eq!(created["provider_outcome"], "unknown", "{created}");
     assert_eq!(created["provider"], "maya", "{created}");
     assert!(created["provider_reference"].is_null(), "{created}");
     assert!(created["next_action"].is_null(), "{created}");
-    assert_eq!(
-        created["failure_reason"], "provider_unavailable",
-        "{created}"
-    );
-    let failed = app.wait_for_status(&id, "FAILED").await;
+    let failed = app.wait_for_status(&id, "PENDING").await;
     assert!(failed["fees"].is_null(), "{failed}");
     assert_eq!(
         app.event_types(&id).await,
-        ["PaymentInitiated", "ProviderAttemptFailed", "PaymentFailed"]
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderOutcomeUnknown"
+        ]
     );
-    let attempt = &stored_events(&app, &id, "ProviderAttemptFailed").await[0];
-    assert_eq!(attempt["ProviderAttemptFailed"]["provider"], "maya");
-    assert_eq!(attempt["ProviderAttemptFailed"]["kind"], "server_error");
-    let detail = attempt["ProviderAttemptFailed"]["detail"].to_string();
+    let attempt = &stored_events(&app, &id, "ProviderOutcomeUnknown").await[0];
+    assert_eq!(attempt["ProviderOutcomeUnknown"]["provider"], "maya");
+    assert_eq!(attempt["ProviderOutcomeUnknown"]["kind"], "server_error");
+    let detail = attempt["ProviderOutcomeUnknown"]["detail"].to_string();
     let config = MayaConfig::from_env();
     assert!(
         !detail.contains(&config.secret_key) && !detail.contains(&config.public_key),
@@ -383,7 +388,11 @@ async fn maya_server_error_fails_the_payment_with_a_provider_attempt_failed() {
     let (next, _) = pending(&app, "m-5xx-next", "800.00").await;
     assert_eq!(
         app.event_types(&id_of(&next)).await,
-        ["PaymentInitiated", "ProviderTransactionCreated"]
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderTransactionCreated"
+        ]
     );
 }
 
@@ -469,6 +478,7 @@ async fn maya_refunds_partially_then_fully() {
         before,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved",
             "RefundRequested",
@@ -558,8 +568,10 @@ async fn maya_manual_capture_authorizes_then_captures_part_then_refunds_it() {
         trail,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentAuthorized",
+            "CaptureRequested",
             "PaymentApproved"
         ]
     );
@@ -640,8 +652,10 @@ async fn maya_authorization_voided_before_capture_is_released_at_maya() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentAuthorized",
+            "VoidRequested",
             "PaymentVoided"
         ]
     );
@@ -699,7 +713,11 @@ async fn maya_success_claimed_for_a_payment_maya_still_has_pending_does_not_appr
     assert_eq!(app.event_count().await, events_before, "{answer}");
     assert_eq!(
         app.event_types(&id).await,
-        ["PaymentInitiated", "ProviderTransactionCreated"]
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderTransactionCreated"
+        ]
     );
     let view = app
         .read_at_least(&id, created["version"].as_i64().unwrap())
@@ -728,6 +746,7 @@ async fn maya_success_claimed_for_a_payment_maya_still_has_pending_does_not_appr
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
@@ -831,7 +850,11 @@ async fn maya_webhook_from_an_address_not_in_the_source_list_is_401_logged_and_a
     assert_eq!(app.event_count().await, events_before);
     assert_eq!(
         app.event_types(&id).await,
-        ["PaymentInitiated", "ProviderTransactionCreated"]
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderTransactionCreated"
+        ]
     );
     let rows = deliveries(&app).await;
     let refused: Vec<_> = rows
@@ -918,7 +941,11 @@ async fn maya_webhook_through_a_trusted_proxy_is_judged_by_the_client_it_forward
         problem(response, 401, case).await;
         assert_eq!(
             app.event_types(&id).await,
-            ["PaymentInitiated", "ProviderTransactionCreated"],
+            [
+                "PaymentInitiated",
+                "ProviderAttemptStarted",
+                "ProviderTransactionCreated"
+            ],
             "{case}"
         );
         let (valid, result, peer, _) = deliveries(&app).await.pop().expect("logged");
@@ -959,7 +986,11 @@ async fn maya_lost_webhook_sync_brings_the_payment_to_mayas_status() {
     for id in [&paid, &lapsed] {
         assert_eq!(
             app.event_types(id).await,
-            ["PaymentInitiated", "ProviderTransactionCreated"]
+            [
+                "PaymentInitiated",
+                "ProviderAttemptStarted",
+                "ProviderTransactionCreated"
+            ]
         );
     }
 
@@ -976,6 +1007,7 @@ async fn maya_lost_webhook_sync_brings_the_payment_to_mayas_status() {
         app.event_types(&paid).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
@@ -987,6 +1019,7 @@ async fn maya_lost_webhook_sync_brings_the_payment_to_mayas_status() {
         app.event_types(&lapsed).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentExpired"
         ]
@@ -995,7 +1028,7 @@ async fn maya_lost_webhook_sync_brings_the_payment_to_mayas_status() {
     // Syncing again appends nothing.
     let again = sync(&app, &paid).await;
     assert_eq!(again["version"], view["version"]);
-    assert_eq!(app.event_types(&paid).await.len(), 3);
+    assert_eq!(app.event_types(&paid).await.len(), 4);
 
     // The webhook arrives late after all (its event id is not the sync's): acknowledged,
     // and the payment is not approved twice.
@@ -1003,7 +1036,7 @@ async fn maya_lost_webhook_sync_brings_the_payment_to_mayas_status() {
         json_of(post_webhook(&app, serde_json::to_vec(&late_webhook).unwrap()).await).await;
     assert_eq!(status, 200, "{body}");
     assert_ne!(body["result"], "recorded", "{body}");
-    assert_eq!(app.event_types(&paid).await.len(), 3);
+    assert_eq!(app.event_types(&paid).await.len(), 4);
     let view = app.wait_for_status(&paid, "APPROVED").await;
     assert_eq!(view["captured_amount"], "1234.50");
 }
@@ -1039,7 +1072,11 @@ async fn maya_lost_webhook_reconciler_settles_stuck_pending_payments() {
     assert_eq!(view["status"], "PENDING");
     assert_eq!(
         app.event_types(&waiting).await,
-        ["PaymentInitiated", "ProviderTransactionCreated"]
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderTransactionCreated"
+        ]
     );
 }
 

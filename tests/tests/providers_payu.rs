@@ -328,12 +328,13 @@ async fn payu_card_approved_with_provider_reference_fees_and_event_trail() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
     );
     let events = events_json(&app, &id).await;
-    let approval = &events[2]["data"]["PaymentApproved"];
+    let approval = &events[3]["data"]["PaymentApproved"];
     assert_eq!(
         approval["fee"],
         fee_json("payu", "CARD", "129000.00"),
@@ -360,6 +361,7 @@ async fn payu_card_declined_ends_declined_with_a_reason() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentDeclined"
         ]
@@ -395,6 +397,7 @@ async fn payu_card_error_ends_failed_without_trying_another_provider() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentFailed"
         ]
@@ -470,6 +473,7 @@ async fn payu_card_refunds_partially_then_fully() {
         before,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved",
             "RefundRequested",
@@ -538,6 +542,7 @@ async fn payu_efecty_is_pending_with_a_cash_code_until_paid_then_approved() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
@@ -559,6 +564,7 @@ async fn payu_efecty_code_that_expires_ends_expired() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentExpired"
         ]
@@ -638,6 +644,7 @@ async fn payu_pse_is_pending_with_a_bank_redirect_then_approved() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
@@ -705,6 +712,7 @@ async fn payu_tampered_amount_with_the_old_sign_is_401_logged_and_appends_nothin
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
@@ -827,7 +835,11 @@ async fn payu_lost_confirmation_sync_brings_the_payment_to_the_provider_status()
     for id in [&paid, &lapsed] {
         assert_eq!(
             app.event_types(id).await,
-            ["PaymentInitiated", "ProviderTransactionCreated"]
+            [
+                "PaymentInitiated",
+                "ProviderAttemptStarted",
+                "ProviderTransactionCreated"
+            ]
         );
     }
 
@@ -842,6 +854,7 @@ async fn payu_lost_confirmation_sync_brings_the_payment_to_the_provider_status()
         app.event_types(&paid).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
@@ -853,6 +866,7 @@ async fn payu_lost_confirmation_sync_brings_the_payment_to_the_provider_status()
         app.event_types(&lapsed).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentExpired"
         ]
@@ -861,7 +875,7 @@ async fn payu_lost_confirmation_sync_brings_the_payment_to_the_provider_status()
     // A second sync appends nothing.
     let again = sync(&app, &paid).await;
     assert_eq!(again["status"], "APPROVED");
-    assert_eq!(app.event_types(&paid).await.len(), 3);
+    assert_eq!(app.event_types(&paid).await.len(), 4);
 }
 
 #[tokio::test]

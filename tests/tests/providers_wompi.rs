@@ -315,13 +315,14 @@ async fn wompi_card_approved_with_provider_reference_fees_and_event_trail() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
     );
     // The fee is fixed in the event itself, so replays never recompute it.
     let events = events_json(&app, &id).await;
-    let approval = &events[2]["data"]["PaymentApproved"];
+    let approval = &events[3]["data"]["PaymentApproved"];
     assert_eq!(
         approval["fee"],
         json!({"amount": fee, "currency": "COP"}),
@@ -356,13 +357,14 @@ async fn wompi_card_declined_ends_declined_with_a_reason() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentDeclined"
         ]
     );
     let events = events_json(&app, &id).await;
     assert!(
-        events[2]["data"]["PaymentDeclined"]["reason"]
+        events[3]["data"]["PaymentDeclined"]["reason"]
             .as_str()
             .is_some_and(|r| !r.is_empty()),
         "{}",
@@ -395,6 +397,7 @@ async fn wompi_card_error_ends_failed_without_trying_another_provider() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentFailed"
         ]
@@ -449,6 +452,7 @@ async fn wompi_pse_is_pending_with_a_redirect_until_the_bank_completes_then_appr
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
@@ -492,6 +496,7 @@ async fn wompi_pse_abandoned_at_the_bank_ends_failed() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentFailed"
         ]
@@ -628,6 +633,7 @@ async fn wompi_tampered_amount_with_the_old_checksum_is_401_logged_and_appends_n
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
@@ -780,7 +786,11 @@ async fn wompi_lost_webhook_sync_brings_the_payment_to_the_provider_status() {
     );
     assert_eq!(
         app.event_types(&id).await,
-        ["PaymentInitiated", "ProviderTransactionCreated"]
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderTransactionCreated"
+        ]
     );
 
     let (status, synced) = json_of(
@@ -806,6 +816,7 @@ async fn wompi_lost_webhook_sync_brings_the_payment_to_the_provider_status() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentApproved"
         ]
@@ -824,7 +835,7 @@ async fn wompi_lost_webhook_sync_brings_the_payment_to_the_provider_status() {
     .await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["version"], synced["version"]);
-    assert_eq!(app.event_types(&id).await.len(), 3);
+    assert_eq!(app.event_types(&id).await.len(), 4);
 }
 
 #[tokio::test]
@@ -856,6 +867,7 @@ async fn wompi_lost_webhook_reconciler_settles_a_stuck_pending_payment() {
         app.event_types(&id).await,
         [
             "PaymentInitiated",
+            "ProviderAttemptStarted",
             "ProviderTransactionCreated",
             "PaymentDeclined"
         ]

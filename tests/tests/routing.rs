@@ -1,6 +1,6 @@
-//! Routing between providers: fallback on a retryable failure (one `ProviderAttemptFailed`),
-//! the circuit breaker opening after the configured failures and closing after its
-//! cool-down, and lost webhooks caught up by the reconciler.
+//! Routing between providers: a lost answer keeps the payment with its provider (no
+//! fallback), the circuit breaker opening after the configured failures and closing after
+//! its cool-down, and lost webhooks caught up by the reconciler.
 
 use std::time::{Duration, Instant};
 
@@ -73,47 +73,57 @@ async fn spawn_wompi_then_payu(configure: impl FnOnce(&mut api::Settings)) -> Te
     .await
 }
 
+/// The stored payload of the payment's only event of `event_type`.
+async fn payload(app: &TestApp, id: &str, event_type: &str) -> Value {
+    sqlx::query_scalar(
+        "SELECT payload::jsonb FROM events WHERE aggregate_id = $1 AND event_type = $2",
+    )
+    .bind(id)
+    .bind(event_type)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
-async fn a_failing_provider_hands_the_payment_to_the_next_and_the_breaker_opens_then_closes() {
+async fn a_5xx_keeps_the_payment_with_its_provider_and_the_open_breaker_sends_new_ones_on() {
     let app = spawn_wompi_then_payu(|_| {}).await;
     set_fault(&app, "wompi", "server_error").await;
 
-    // Wompi (first by priority) fails: PayU takes the payment, one failed attempt recorded.
+    // Wompi may have taken it: the payment stays Wompi's, its outcome unknown, PayU unasked.
     let first = app.create_payment("fb-1", &pse("fb-1")).await;
-    assert_eq!(first["provider"], "payu", "{first}");
+    assert_eq!(first["provider"], "wompi", "{first}");
     assert_eq!(first["status"], "PENDING");
-    assert_eq!(first["next_action"]["type"], "redirect");
+    assert_eq!(first["provider_outcome"], "unknown", "{first}");
     let id = first["id"].as_str().unwrap();
     assert_eq!(
         app.event_types(id).await,
         [
             "PaymentInitiated",
-            "ProviderAttemptFailed",
-            "ProviderTransactionCreated"
+            "ProviderAttemptStarted",
+            "ProviderOutcomeUnknown"
         ]
     );
-    let attempt: Value = sqlx::query_scalar(
-        "SELECT payload::jsonb FROM events WHERE aggregate_id = $1 AND event_type = 'ProviderAttemptFailed'",
-    )
-    .bind(id)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(attempt["ProviderAttemptFailed"]["provider"], "wompi");
-    assert_eq!(attempt["ProviderAttemptFailed"]["kind"], "server_error");
+    let unknown = payload(&app, id, "ProviderOutcomeUnknown").await;
+    assert_eq!(unknown["ProviderOutcomeUnknown"]["provider"], "wompi");
+    assert_eq!(unknown["ProviderOutcomeUnknown"]["kind"], "server_error");
     assert_eq!(breaker_of(&app, "wompi").await, "closed");
 
-    // A second failure reaches the threshold (2): the breaker opens.
+    // A second 5xx reaches the threshold (2): the breaker opens.
     let second = app.create_payment("fb-2", &pse("fb-2")).await;
-    assert_eq!(second["provider"], "payu");
+    assert_eq!(second["provider"], "wompi");
     assert_eq!(breaker_of(&app, "wompi").await, "open");
 
-    // While open, Wompi is not even tried.
+    // While open, Wompi is not even offered new payments: PayU takes them.
     let third = app.create_payment("fb-3", &pse("fb-3")).await;
     assert_eq!(third["provider"], "payu");
     assert_eq!(
         app.event_types(third["id"].as_str().unwrap()).await,
-        ["PaymentInitiated", "ProviderTransactionCreated"]
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderTransactionCreated"
+        ]
     );
 
     // After the cool-down one trial goes through; Wompi has recovered, so it closes.
@@ -124,7 +134,7 @@ async fn a_failing_provider_hands_the_payment_to_the_next_and_the_breaker_opens_
     assert_eq!(breaker_of(&app, "wompi").await, "closed");
 
     // The payment PayU took completes at PayU's bank page and is approved there.
-    let transaction = first["provider_reference"].as_str().unwrap();
+    let transaction = third["provider_reference"].as_str().unwrap();
     let payu_transaction = transaction.rsplit(':').next().unwrap();
     let completed = app
         .http
@@ -136,44 +146,45 @@ async fn a_failing_provider_hands_the_payment_to_the_next_and_the_breaker_opens_
         .await
         .unwrap();
     assert!(completed.status().is_success());
-    let approved = app.wait_for_status(id, "APPROVED").await;
+    let approved = app
+        .wait_for_status(third["id"].as_str().unwrap(), "APPROVED")
+        .await;
     assert_eq!(approved["provider"], "payu");
 }
 
 #[tokio::test]
-async fn a_provider_that_times_out_is_left_within_the_attempt_timeout() {
+async fn a_provider_that_times_out_keeps_the_payment_and_answers_within_the_attempt_timeout() {
     let app = spawn_wompi_then_payu(|_| {}).await;
     set_fault(&app, "wompi", "timeout").await;
     let started = Instant::now();
     let created = app.create_payment("to-1", &pse("to-1")).await;
     let took = started.elapsed();
-    assert_eq!(created["provider"], "payu", "{created}");
+    assert_eq!(created["provider"], "wompi", "{created}");
+    assert_eq!(created["provider_outcome"], "unknown", "{created}");
     assert!(took < Duration::from_secs(5), "the command waited {took:?}");
-    let attempt: Value = sqlx::query_scalar(
-        "SELECT payload::jsonb FROM events WHERE aggregate_id = $1 AND event_type = 'ProviderAttemptFailed'",
+    let unknown = payload(
+        &app,
+        created["id"].as_str().unwrap(),
+        "ProviderOutcomeUnknown",
     )
-    .bind(created["id"].as_str().unwrap())
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(attempt["ProviderAttemptFailed"]["kind"], "timeout");
+    .await;
+    assert_eq!(unknown["ProviderOutcomeUnknown"]["kind"], "timeout");
 }
 
 #[tokio::test]
-async fn when_every_provider_fails_the_payment_fails_with_each_attempt_recorded() {
+async fn an_unknown_outcome_never_falls_back_even_when_every_provider_fails() {
     let app = spawn_wompi_then_payu(|_| {}).await;
     set_fault(&app, "wompi", "server_error").await;
     set_fault(&app, "payu", "server_error").await;
     let created = app.create_payment("all-1", &pse("all-1")).await;
-    assert_eq!(created["status"], "FAILED");
-    assert_eq!(created["failure_reason"], "provider_unavailable");
+    assert_eq!(created["status"], "PENDING");
+    assert_eq!(created["provider"], "wompi");
     assert_eq!(
         app.event_types(created["id"].as_str().unwrap()).await,
         [
             "PaymentInitiated",
-            "ProviderAttemptFailed",
-            "ProviderAttemptFailed",
-            "PaymentFailed"
+            "ProviderAttemptStarted",
+            "ProviderOutcomeUnknown"
         ]
     );
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::{CaptureMode, Currency, Payment};
-use projections::status::PaymentStatusRow;
+use projections::status::{self, PaymentStatusRow};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
@@ -42,6 +42,16 @@ pub struct PaymentBody {
     pub fees: Option<FeesBody>,
     /// What the customer must do (redirect, cash code) while the provider waits for them.
     pub next_action: Option<serde_json::Value>,
+    /// `in_flight` while the provider is being asked to take the payment, `unknown` when its
+    /// answer was lost: the payment stays with that provider until it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_outcome: Option<String>,
+    /// `capture` or `void` while one is asked of the provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_action: Option<String>,
+    /// The intent left unresolved past the review horizon (`attempt`, `capture`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_review: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub version: i64,
@@ -106,6 +116,20 @@ impl PaymentBody {
                 .next_action
                 .as_ref()
                 .and_then(|a| serde_json::to_value(a).ok()),
+            provider_outcome: payment.attempt.as_ref().map(|a| {
+                if a.outcome_unknown {
+                    status::OUTCOME_UNKNOWN
+                } else {
+                    status::OUTCOME_IN_FLIGHT
+                }
+                .to_owned()
+            }),
+            pending_action: if payment.pending_capture.is_some() {
+                Some("capture".to_owned())
+            } else {
+                payment.void_requested_at.map(|_| "void".to_owned())
+            },
+            needs_review: payment.needs_review.clone(),
             // PostgreSQL keeps microseconds: answer the same instant a read will show.
             created_at: payment.created_at.map(|t| t.trunc_subsecs(6)),
             updated_at: payment.updated_at.map(|t| t.trunc_subsecs(6)),
@@ -134,6 +158,9 @@ impl PaymentBody {
             failure_reason: row.failure_reason.clone(),
             fees: fees(row.captured_amount, row.fee_amount, currency),
             next_action: row.next_action.clone(),
+            provider_outcome: row.provider_outcome.clone(),
+            pending_action: row.pending_action.clone(),
+            needs_review: row.needs_review.clone(),
             created_at: Some(row.created_at),
             updated_at: Some(row.updated_at),
             version: row.version,

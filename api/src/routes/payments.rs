@@ -24,6 +24,8 @@ use crate::problem::{json_problem, FieldError, Problem};
 use crate::routes::customer::CustomerRequest;
 use crate::routes::payment_body::{money_text, PaymentBody};
 
+/// `?status=needs_review` lists payments flagged for review, whatever their status.
+const NEEDS_REVIEW: &str = "NEEDS_REVIEW";
 pub const PAGE_SIZE_MAX: i64 = 500;
 const PAGE_SIZE_DEFAULT: i64 = 50;
 const MIN_VERSION_WAIT_MS: u64 = 2_000;
@@ -780,6 +782,8 @@ async fn list_payments(
     }
     let status_filter = match query.status.as_deref() {
         None => None,
+        // Not a status: payments with an intent an operator must look at.
+        Some(text) if text.eq_ignore_ascii_case(NEEDS_REVIEW) => Some(NEEDS_REVIEW),
         Some(text) => match domain::PaymentStatus::parse(text) {
             Some(s) => Some(s.as_str()),
             None => {

@@ -1,22 +1,31 @@
-//! Changing a payment at its provider: capture, void, refund.
+//! Changing a payment at its provider: capture, void, refund. Each appends its intent
+//! (`CaptureRequested`, `VoidRequested`, `RefundRequested`) before the provider is called,
+//! with our id as the provider's idempotency key; the answer appends the outcome. A lost
+//! answer leaves the intent open for a repeat or the resolver, which send it again with the
+//! same id: the provider's deduplication makes that the same capture, void or refund.
 
 use std::time::Instant;
 
 use chrono::Utc;
 use domain::payment::RefundStatus;
-use domain::{CaptureId, IdempotencyKey, MerchantId, Money, PaymentCommand, PaymentId, RefundId};
+use domain::{
+    CaptureId, IdempotencyKey, MerchantId, Money, PaymentCommand, PaymentId, PaymentStatus,
+    RefundId,
+};
 
 use super::{
     bounded, provider_transaction, refund_status, CommandError, Executed, PaymentService,
     RefundOutcome,
 };
+use crate::providers::{CallOutcome, ProviderTransactionStatus};
 
 impl PaymentService {
     fn deadline(&self) -> Instant {
         Instant::now() + self.config.provider_budget
     }
 
-    /// Captures an authorized payment, all of it unless `amount` says less.
+    /// Captures an authorized payment, all of it unless `amount` says less. A repeat of the
+    /// same key answers the same capture, finishing it first if its answer was lost.
     #[tracing::instrument(skip(self))]
     pub async fn capture(
         &self,
@@ -31,31 +40,104 @@ impl PaymentService {
         if current.payment.capture_id == Some(capture_id) && amount.is_none() {
             return Ok(current);
         }
+        if let Some(pending) = current
+            .payment
+            .pending_capture
+            .clone()
+            .filter(|p| p.capture_id == capture_id && amount.is_none_or(|a| a == p.amount))
+        {
+            let command = PaymentCommand::Capture {
+                capture_id,
+                amount: pending.amount,
+                fee: pending.fee,
+                at: Utc::now(),
+            };
+            return self
+                .complete_capture(id, current, command, capture_id, pending.amount)
+                .await;
+        }
         // Without an amount: all that was authorized (zero, and so refused, if nothing was).
         let amount = amount.unwrap_or_else(|| current.payment.authorized_money());
         let fee = current.payment.payment_method.and_then(|method| {
             self.fees
                 .fee(&current.payment.provider, method, amount, Utc::now())
         });
+        let requested = self
+            .execute_from(
+                id,
+                PaymentCommand::RequestCapture {
+                    capture_id,
+                    amount,
+                    fee,
+                    at: Utc::now(),
+                },
+                "api",
+                Some(current),
+            )
+            .await?;
+        if requested.payment.capture_id == Some(capture_id) {
+            return Ok(requested); // the same capture, already made
+        }
         let command = PaymentCommand::Capture {
             capture_id,
             amount,
             fee,
             at: Utc::now(),
         };
-        if current.payment.decide(command.clone())?.is_empty() {
-            return Ok(current);
-        }
+        self.complete_capture(id, requested, command, capture_id, amount)
+            .await
+    }
+
+    /// Sends a requested capture to the provider and appends its outcome. A refusal of a
+    /// capture the provider shows as already made is that capture.
+    pub(super) async fn complete_capture(
+        &self,
+        id: PaymentId,
+        current: Executed,
+        command: PaymentCommand,
+        capture_id: CaptureId,
+        amount: Money,
+    ) -> Result<Executed, CommandError> {
         let transaction = provider_transaction(&current.payment)?;
         let routed = self.provider_of(&current.payment)?;
-        bounded(
+        let answer = bounded(
             routed,
             self.deadline(),
             routed.provider.capture(&transaction, capture_id, amount),
         )
-        .await
-        .map_err(CommandError::Provider)?;
-        self.execute_from(id, command, "api", Some(current)).await
+        .await;
+        let error = match answer {
+            Ok(()) => return self.execute_from(id, command, "api", Some(current)).await,
+            Err(error) => error,
+        };
+        if error.outcome() != CallOutcome::Refused {
+            tracing::warn!(kind = ?error.kind, "capture answer lost; kept as requested");
+            return Err(CommandError::Provider(error));
+        }
+        let shown = bounded(
+            routed,
+            self.deadline(),
+            routed.provider.get_transaction(&transaction),
+        )
+        .await;
+        if let Ok(view) = shown {
+            if view.status == ProviderTransactionStatus::Approved && view.captured_amount == amount
+            {
+                return self.execute_from(id, command, "api", Some(current)).await;
+            }
+        }
+        self.execute_from(
+            id,
+            PaymentCommand::FailCapture {
+                capture_id,
+                reason: error.detail.clone(),
+                at: Utc::now(),
+            },
+            "api",
+            Some(current),
+        )
+        .await?;
+        Err(CommandError::Provider(error))
     }
 
     #[tracing::instrument(skip(self))]
@@ -66,21 +148,64 @@ impl PaymentService {
     ) -> Result<Executed, CommandError> {
         let _serial = self.stripes.lock(id.as_uuid()).await;
         let current = self.load(id, scope).await?;
-        let command = PaymentCommand::Void { at: Utc::now() };
-        if current.payment.decide(command.clone())?.is_empty() {
-            return Ok(current);
+        let requested = self
+            .execute_from(
+                id,
+                PaymentCommand::RequestVoid { at: Utc::now() },
+                "api",
+                Some(current),
+            )
+            .await?;
+        if requested.payment.status == PaymentStatus::Voided {
+            return Ok(requested);
         }
+        self.complete_void(id, requested).await
+    }
+
+    /// Sends a requested void to the provider and appends its outcome. A refusal of a void
+    /// the provider shows as already done is that void.
+    pub(super) async fn complete_void(
+        &self,
+        id: PaymentId,
+        current: Executed,
+    ) -> Result<Executed, CommandError> {
         let transaction = provider_transaction(&current.payment)?;
         let routed = self.provider_of(&current.payment)?;
-        bounded(routed, self.deadline(), routed.provider.void(&transaction))
-            .await
-            .map_err(CommandError::Provider)?;
-        self.execute_from(id, command, "api", Some(current)).await
+        let answer = bounded(routed, self.deadline(), routed.provider.void(&transaction)).await;
+        let voided = PaymentCommand::Void { at: Utc::now() };
+        let error = match answer {
+            Ok(()) => return self.execute_from(id, voided, "api", Some(current)).await,
+            Err(error) => error,
+        };
+        if error.outcome() != CallOutcome::Refused {
+            tracing::warn!(kind = ?error.kind, "void answer lost; kept as requested");
+            return Err(CommandError::Provider(error));
+        }
+        let shown = bounded(
+            routed,
+            self.deadline(),
+            routed.provider.get_transaction(&transaction),
+        )
+        .await;
+        if shown.is_ok_and(|view| view.status == ProviderTransactionStatus::Voided) {
+            return self.execute_from(id, voided, "api", Some(current)).await;
+        }
+        self.execute_from(
+            id,
+            PaymentCommand::FailVoid {
+                reason: error.detail.clone(),
+                at: Utc::now(),
+            },
+            "api",
+            Some(current),
+        )
+        .await?;
+        Err(CommandError::Provider(error))
     }
 
     /// Refunds part or all of what was captured. A repeat of the same key returns the first
     /// result; a refund the provider has not answered stays `REQUESTED` (reserved) and is
-    /// retried by the next repeat.
+    /// sent again, with the same refund id, by the next repeat or the resolver.
     #[tracing::instrument(skip(self))]
     pub async fn refund(
         &self,
@@ -123,6 +248,17 @@ impl PaymentService {
                 failure: None,
             });
         }
+        self.complete_refund(id, requested, refund_id, amount).await
+    }
+
+    /// Sends a requested refund to the provider and appends its outcome.
+    pub(super) async fn complete_refund(
+        &self,
+        id: PaymentId,
+        requested: Executed,
+        refund_id: RefundId,
+        amount: Money,
+    ) -> Result<RefundOutcome, CommandError> {
         let transaction = provider_transaction(&requested.payment)?;
         let routed = self.provider_of(&requested.payment)?;
         let answer = bounded(
@@ -152,7 +288,7 @@ impl PaymentService {
                     failure: None,
                 })
             }
-            Err(error) if !error.kind.is_retryable() => {
+            Err(error) if error.outcome() == CallOutcome::Refused => {
                 let executed = self
                     .execute(
                         id,

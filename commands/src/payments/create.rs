@@ -1,17 +1,35 @@
-//! Creating a payment: record the intent, then route it to a provider, falling back to the
-//! next one on a retryable failure (each failure recorded as `ProviderAttemptFailed`).
+//! Creating a payment: record the intent (`PaymentInitiated` with the first
+//! `ProviderAttemptStarted`, one append), then call the provider. A refusal fails the
+//! payment; a request provably never processed falls back to the next provider; a lost answer
+//! keeps the payment with its provider (`ProviderOutcomeUnknown`) until the provider says.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use domain::{
-    MerchantId, Payment, PaymentCommand, PaymentError, PaymentId, PaymentStatus, Reference,
+    MerchantId, Payment, PaymentCommand, PaymentError, PaymentId, PaymentStatus,
+    ProviderFailureKind, Reference,
 };
 
 use super::outcomes::outcome_of;
+use super::resolve::Lookup;
 use super::{bounded, CommandError, CreatePayment, Executed, PaymentService};
-use crate::providers::CreateTransaction;
+use crate::providers::{CallOutcome, CreateTransaction, ProviderError, ProviderTransaction};
 use crate::router::RoutedProvider;
+
+/// How often a repeat polls the stream while another process's attempt is in flight.
+const ATTEMPT_WAIT_POLL: Duration = Duration::from_millis(50);
+/// Bound on those polls (the lease ends them sooner).
+const ATTEMPT_WAIT_POLLS_MAX: u32 = 1_200;
+/// Time after an attempt's call bound for its answer to be appended.
+const ATTEMPT_APPEND_GRACE: Duration = Duration::from_secs(5);
+
+enum Waited {
+    /// The attempt has an outcome (or the payment moved on).
+    Settled(Executed),
+    /// The attempt is open with no one to answer it.
+    Lapsed(Executed),
+}
 
 impl PaymentService {
     /// Creates a payment (or returns the one this Idempotency-Key already created) and submits
@@ -26,18 +44,7 @@ impl PaymentService {
                 if existing.payment.request_fingerprint != fingerprint {
                     return Err(PaymentError::IdempotencyMismatch.into());
                 }
-                if existing.payment.status == PaymentStatus::Pending
-                    && existing.payment.provider_transaction_id.is_none()
-                {
-                    // The first call may have died before any provider answered; creating is
-                    // keyed by our payment id at the provider, so submit again.
-                    let candidates = self.candidates(&request);
-                    return Ok((
-                        self.submit(id, &request, candidates, existing).await?,
-                        false,
-                    ));
-                }
-                return Ok((existing, false));
+                return Ok((self.resume(id, &request, existing).await?, false));
             }
             Err(CommandError::Rejected(PaymentError::NotFound)) => {}
             Err(other) => return Err(other),
@@ -86,10 +93,127 @@ impl PaymentService {
                 Some(empty),
             )
             .await?;
+        if initiated.appended == 0 {
+            // Another process created it first and holds its first attempt: never a second
+            // call to the provider; wait for that one's outcome instead.
+            return Ok((self.resume(id, &request, initiated).await?, false));
+        }
         Ok((
             self.submit(id, &request, candidates, initiated).await?,
             true,
         ))
+    }
+
+    /// A repeat of a create whose payment exists: answer it as it stands, wait for an attempt
+    /// still in flight elsewhere, or, for an attempt whose answer was lost, ask the provider
+    /// by reference before anything is sent again.
+    async fn resume(
+        &self,
+        id: PaymentId,
+        request: &CreatePayment,
+        existing: Executed,
+    ) -> Result<Executed, CommandError> {
+        let payment = &existing.payment;
+        if payment.status != PaymentStatus::Pending || payment.provider_transaction_id.is_some() {
+            return Ok(existing);
+        }
+        let Some(open) = payment.attempt.clone() else {
+            // Every attempt so far ended unsent and the payment is not failed yet (a crash in
+            // between): offer it to the providers not tried.
+            let candidates = self.candidates(request);
+            return self.submit(id, request, candidates, existing).await;
+        };
+        let current = if open.outcome_unknown {
+            existing
+        } else {
+            match self.wait_for_attempt(id, existing).await? {
+                Waited::Settled(current) => return Ok(current),
+                Waited::Lapsed(current) => current,
+            }
+        };
+        let Some(routed) = self.router.get(&open.provider) else {
+            return Ok(current);
+        };
+        match self.look_up_attempt(id, routed, current).await? {
+            Lookup::Settled(current) => Ok(current),
+            Lookup::Unanswered(current) => Ok(current),
+            Lookup::NotAtProvider(current) => {
+                // Provably not at the provider: the same attempt may be sent again.
+                let resent = self
+                    .execute_from(
+                        id,
+                        PaymentCommand::StartAttempt {
+                            provider: open.provider.clone(),
+                            at: Utc::now(),
+                        },
+                        "api",
+                        Some(current),
+                    )
+                    .await;
+                match resent {
+                    Ok(current) => self.submit(id, request, vec![routed], current).await,
+                    // Another process re-sent it first.
+                    Err(CommandError::Rejected(PaymentError::InvalidTransition { .. })) => {
+                        self.load(id, None).await
+                    }
+                    Err(other) => Err(other),
+                }
+            }
+        }
+    }
+
+    /// Polls the stream, bounded by the attempt's lease, until the open attempt has an
+    /// outcome (`Settled`) or its lease lapses (`Lapsed`: the process sending it died, or
+    /// its answer was lost and not yet recorded).
+    async fn wait_for_attempt(
+        &self,
+        id: PaymentId,
+        mut current: Executed,
+    ) -> Result<Waited, CommandError> {
+        for _ in 0..ATTEMPT_WAIT_POLLS_MAX {
+            let Some(open) = current.payment.attempt.as_ref() else {
+                return Ok(Waited::Settled(current));
+            };
+            if open.outcome_unknown {
+                return Ok(Waited::Lapsed(current));
+            }
+            let lease_end = open.started_at + self.attempt_lease();
+            if Utc::now() >= lease_end {
+                // Nobody will record this attempt's answer: say it is unknown first.
+                let recorded = self
+                    .execute_from(
+                        id,
+                        PaymentCommand::RecordProviderOutcomeUnknown {
+                            provider: open.provider.clone(),
+                            kind: ProviderFailureKind::Timeout,
+                            detail: "no outcome was recorded within the attempt's lease".to_owned(),
+                            at: Utc::now(),
+                        },
+                        "api",
+                        Some(current),
+                    )
+                    .await;
+                return match recorded {
+                    Ok(current) if current.payment.attempt.is_some() => Ok(Waited::Lapsed(current)),
+                    Ok(current) => Ok(Waited::Settled(current)),
+                    Err(CommandError::Rejected(_)) => {
+                        Ok(Waited::Settled(self.load(id, None).await?))
+                    }
+                    Err(other) => Err(other),
+                };
+            }
+            tokio::time::sleep(ATTEMPT_WAIT_POLL).await;
+            current = self.load(id, None).await?;
+        }
+        Ok(Waited::Settled(current))
+    }
+
+    /// How long an attempt is presumed in flight after its intent: the call's own bound, and
+    /// time to append its answer.
+    pub(super) fn attempt_lease(&self) -> chrono::Duration {
+        let bound = self.config.attempt_timeout.min(self.config.provider_budget);
+        chrono::Duration::from_std(bound + ATTEMPT_APPEND_GRACE)
+            .unwrap_or_else(|_| chrono::Duration::seconds(60))
     }
 
     fn candidates(&self, request: &CreatePayment) -> Vec<&RoutedProvider> {
@@ -103,7 +227,9 @@ impl PaymentService {
     }
 
     /// Offers the payment to each candidate provider in turn until one takes it, within the
-    /// command's provider budget. `current`: the payment as the caller last saw it.
+    /// command's provider budget. Each offer is an intent in the stream before the call;
+    /// only a request the provider provably never processed falls back to the next one.
+    /// `current`: the payment as the caller last saw it.
     async fn submit(
         &self,
         id: PaymentId,
@@ -129,8 +255,45 @@ impl PaymentService {
         };
         for routed in candidates {
             let name = routed.provider.name();
-            if !routed.breaker.allow(Instant::now()) {
-                continue; // another command took the half-open trial meanwhile
+            let open_here = current
+                .payment
+                .attempt
+                .as_ref()
+                .is_some_and(|a| a.provider == name);
+            if !open_here {
+                if current.payment.attempt.is_some()
+                    || current.payment.providers_tried.contains(name)
+                {
+                    continue;
+                }
+                if !routed.breaker.allow(Instant::now()) {
+                    continue; // another command took the half-open trial meanwhile
+                }
+                current = match self
+                    .execute_from(
+                        id,
+                        PaymentCommand::StartAttempt {
+                            provider: name.to_owned(),
+                            at: Utc::now(),
+                        },
+                        "api",
+                        Some(current),
+                    )
+                    .await
+                {
+                    Ok(current) => current,
+                    // The payment moved on meanwhile (another process): answer it as it is.
+                    Err(CommandError::Rejected(PaymentError::InvalidTransition { .. })) => {
+                        return self.load(id, None).await
+                    }
+                    Err(other) => return Err(other),
+                };
+            } else if !routed.breaker.allow(Instant::now()) {
+                let error = ProviderError::connection("circuit breaker open").never_sent();
+                current = self
+                    .record_attempt_failure(id, name, &error, current)
+                    .await?;
+                continue;
             }
             let attempt_deadline = deadline.min(Instant::now() + self.config.attempt_timeout);
             match bounded(
@@ -141,66 +304,147 @@ impl PaymentService {
             .await
             {
                 Ok(transaction) => {
-                    let recorded = self
-                        .execute_from(
-                            id,
-                            PaymentCommand::RecordProviderTransaction {
-                                provider: name.to_owned(),
-                                provider_transaction_id: transaction.id.clone(),
-                                next_action: transaction.next_action.clone(),
-                                at: Utc::now(),
-                            },
-                            "api",
-                            Some(current),
-                        )
-                        .await?;
-                    // Some providers decide in the answer itself (no webhook will follow).
-                    return match outcome_of(&transaction) {
-                        Some(outcome) => {
-                            let event_id = format!(
-                                "{name}:{}:{}",
-                                transaction.id,
-                                transaction.status.as_str()
-                            );
-                            self.apply_outcome(
-                                id,
-                                recorded,
-                                name,
-                                event_id,
-                                transaction.id,
-                                outcome,
-                            )
-                            .await
-                        }
-                        None => Ok(recorded),
-                    };
+                    return self.record_created(id, name, transaction, current).await;
                 }
                 Err(error) => {
-                    tracing::warn!(provider = name, kind = ?error.kind, "provider did not take the payment");
-                    current = self
-                        .execute_from(
-                            id,
-                            PaymentCommand::RecordProviderAttemptFailed {
-                                provider: name.to_owned(),
-                                kind: error.kind,
-                                detail: error.detail.clone(),
-                                at: Utc::now(),
-                            },
-                            "api",
-                            Some(current),
-                        )
-                        .await?;
-                    if !error.is_retryable() {
-                        // A refusal is an answer: another provider would not change it.
-                        return self.fail(id, "provider_rejected").await;
-                    }
-                    if Instant::now() >= deadline {
-                        break;
+                    tracing::warn!(provider = name, kind = ?error.kind, outcome = ?error.outcome(), "provider did not take the payment");
+                    match error.outcome() {
+                        CallOutcome::Unknown => {
+                            return self.record_unknown(id, name, &error, current).await;
+                        }
+                        CallOutcome::Refused => {
+                            self.record_attempt_failure(id, name, &error, current)
+                                .await?;
+                            // A refusal is an answer: another provider would not change it.
+                            return self.fail(id, "provider_rejected").await;
+                        }
+                        CallOutcome::NotSent => {
+                            current = self
+                                .record_attempt_failure(id, name, &error, current)
+                                .await?;
+                            if current.payment.status != PaymentStatus::Pending {
+                                return Ok(current);
+                            }
+                            if Instant::now() >= deadline {
+                                break;
+                            }
+                        }
                     }
                 }
             }
         }
+        if current.payment.attempt.is_some() {
+            return Ok(current);
+        }
         self.fail(id, "provider_unavailable").await
+    }
+
+    /// The provider named its transaction: record it, and the outcome when the answer
+    /// already decides (no webhook will follow).
+    pub(super) async fn record_created(
+        &self,
+        id: PaymentId,
+        provider: &'static str,
+        transaction: ProviderTransaction,
+        current: Executed,
+    ) -> Result<Executed, CommandError> {
+        let recorded = self
+            .execute_from(
+                id,
+                PaymentCommand::RecordProviderTransaction {
+                    provider: provider.to_owned(),
+                    provider_transaction_id: transaction.id.clone(),
+                    next_action: transaction.next_action.clone(),
+                    at: Utc::now(),
+                },
+                "api",
+                Some(current),
+            )
+            .await;
+        let recorded = match recorded {
+            Ok(recorded) => recorded,
+            // A webhook recorded the outcome first: the stream already says it.
+            Err(CommandError::Rejected(PaymentError::InvalidTransition { .. })) => {
+                return self.load(id, None).await
+            }
+            Err(other) => return Err(other),
+        };
+        match outcome_of(&transaction) {
+            Some(outcome) => {
+                let event_id = format!(
+                    "{provider}:{}:{}",
+                    transaction.id,
+                    transaction.status.as_str()
+                );
+                match self
+                    .apply_outcome(id, recorded, provider, event_id, transaction.id, outcome)
+                    .await
+                {
+                    Err(CommandError::Rejected(PaymentError::InvalidTransition { .. })) => {
+                        self.load(id, None).await
+                    }
+                    other => other,
+                }
+            }
+            None => Ok(recorded),
+        }
+    }
+
+    async fn record_unknown(
+        &self,
+        id: PaymentId,
+        provider: &str,
+        error: &ProviderError,
+        current: Executed,
+    ) -> Result<Executed, CommandError> {
+        let recorded = self
+            .execute_from(
+                id,
+                PaymentCommand::RecordProviderOutcomeUnknown {
+                    provider: provider.to_owned(),
+                    kind: error.kind,
+                    detail: error.detail.clone(),
+                    at: Utc::now(),
+                },
+                "api",
+                Some(current),
+            )
+            .await;
+        match recorded {
+            // A webhook closed the attempt meanwhile: the stream has the answer.
+            Err(CommandError::Rejected(PaymentError::InvalidTransition { .. })) => {
+                self.load(id, None).await
+            }
+            other => other,
+        }
+    }
+
+    async fn record_attempt_failure(
+        &self,
+        id: PaymentId,
+        provider: &str,
+        error: &ProviderError,
+        current: Executed,
+    ) -> Result<Executed, CommandError> {
+        let recorded = self
+            .execute_from(
+                id,
+                PaymentCommand::RecordProviderAttemptFailed {
+                    provider: provider.to_owned(),
+                    kind: error.kind,
+                    detail: error.detail.clone(),
+                    at: Utc::now(),
+                },
+                "api",
+                Some(current),
+            )
+            .await;
+        match recorded {
+            Err(CommandError::Rejected(PaymentError::InvalidTransition { .. })) => {
+                self.load(id, None).await
+            }
+            other => other,
+        }
     }
 
     async fn fail(&self, id: PaymentId, reason: &str) -> Result<Executed, CommandError> {

@@ -2,16 +2,19 @@
 //! talks to the provider in the order that keeps money safe:
 //! - create: `PaymentInitiated` is appended *before* the provider is called, so a crash
 //!   after the call still leaves a payment to reconcile;
-//! - capture and void: the aggregate decides first (dry run), then the provider, then the
-//!   event: the provider refuses a second capture or a void after capture;
-//! - refund: `RefundRequested` reserves the amount before the provider is called, so
-//!   concurrent refunds can never together exceed what was captured.
+//! - every provider write has its intent in the stream before the call
+//!   (`ProviderAttemptStarted`, `CaptureRequested`, `VoidRequested`, `RefundRequested`), our
+//!   id as the provider's idempotency key, and its outcome after; a lost answer leaves the
+//!   intent open for the resolver (`resolve`), never a blind retry or a fallback;
+//! - refund: `RefundRequested` also reserves the amount, so concurrent refunds can never
+//!   together exceed what was captured.
 //!
 //! Provider calls never hold a command longer than the configured budget.
 
 mod changes;
 mod create;
 mod outcomes;
+mod resolve;
 
 pub use outcomes::outcome_of;
 

@@ -4,10 +4,12 @@
 use std::time::Instant;
 
 use chrono::Utc;
+use domain::payment::Compensation;
 use domain::{MerchantId, PaymentCommand, PaymentError, PaymentId};
 
+use super::resolve::Lookup;
 use super::{retry_idempotent, CommandError, Executed, PaymentService};
-use crate::providers::{ProviderTransaction, ProviderTransactionStatus};
+use crate::providers::{ProviderError, ProviderTransaction, ProviderTransactionStatus};
 use crate::webhooks::{NotificationOutcome, ProviderNotification};
 
 /// The outcome a provider's view of a transaction amounts to; `None` where it is nothing we
@@ -44,27 +46,13 @@ impl PaymentService {
         let id = notification.payment_id;
         let _serial = self.stripes.lock(id.as_uuid()).await;
         let current = self.load(id, None).await?;
-        if current.payment.provider != notification.provider {
-            tracing::warn!(holder = %current.payment.provider, "notification from a provider that does not hold the payment");
-            return Err(PaymentError::InvalidTransition {
-                action: "take a notification from another provider for",
-                status: current.payment.status,
-            }
-            .into());
-        }
-        let recorded = current.payment.provider_transaction_id.as_deref();
-        if recorded.is_some_and(|t| t != notification.provider_transaction_id) {
-            // A transaction the payment is not on (an abandoned earlier attempt): it must not
-            // move this payment.
-            tracing::warn!("notification for a transaction other than the payment's");
-            return Err(PaymentError::InvalidTransition {
-                action: "take another transaction's notification for",
-                status: current.payment.status,
-            }
-            .into());
-        }
         let outcome = if notification.confirm_with_provider {
-            let routed = self.provider_of(&current.payment)?;
+            let routed = self.router.get(notification.provider).ok_or_else(|| {
+                CommandError::Provider(ProviderError::rejected(format!(
+                    "provider `{}` is not configured",
+                    notification.provider
+                )))
+            })?;
             let deadline = Instant::now() + self.config.provider_budget;
             let transaction =
                 retry_idempotent(routed, deadline, self.config.idempotent_tries_max, || {
@@ -96,6 +84,23 @@ impl PaymentService {
         } else {
             notification.outcome
         };
+        if !current
+            .payment
+            .holds_transaction(notification.provider, &notification.provider_transaction_id)
+        {
+            // A transaction the payment does not use (an earlier attempt, or one that
+            // succeeded after the payment ended): recorded, never dropped, never applied.
+            tracing::warn!(holder = %current.payment.provider, "notification for a transaction the payment does not hold");
+            return self
+                .record_orphan(
+                    id,
+                    current,
+                    notification.provider,
+                    notification.provider_transaction_id,
+                    outcome,
+                )
+                .await;
+        }
         self.apply_outcome(
             id,
             current,
@@ -105,6 +110,55 @@ impl PaymentService {
             outcome,
         )
         .await
+    }
+
+    /// Appends `ProviderTransactionOrphaned`, and gives the money back at once where the
+    /// provider took or holds some (the resolver retries what does not succeed now).
+    async fn record_orphan(
+        &self,
+        id: PaymentId,
+        current: Executed,
+        provider: &str,
+        provider_transaction_id: String,
+        outcome: NotificationOutcome,
+    ) -> Result<Executed, CommandError> {
+        let requested = current.payment.amount;
+        let (status, amount, compensation) = match outcome {
+            // Nothing decided, nothing held: the decision will come and be recorded then.
+            NotificationOutcome::Pending => return Ok(current),
+            NotificationOutcome::Approved { amount } => {
+                ("APPROVED", Some(amount), Some(Compensation::Refund))
+            }
+            NotificationOutcome::Authorized { amount } => {
+                ("AUTHORIZED", Some(amount), Some(Compensation::Void))
+            }
+            NotificationOutcome::Declined { .. } => ("DECLINED", requested, None),
+            NotificationOutcome::Expired => ("EXPIRED", requested, None),
+            NotificationOutcome::Failed { .. } => ("FAILED", requested, None),
+        };
+        let amount = amount.ok_or(PaymentError::NotFound)?;
+        let recorded = self
+            .execute_from(
+                id,
+                PaymentCommand::RecordOrphan {
+                    provider: provider.to_owned(),
+                    provider_transaction_id,
+                    status: status.to_owned(),
+                    amount,
+                    compensation,
+                    at: Utc::now(),
+                },
+                "provider",
+                Some(current),
+            )
+            .await?;
+        if recorded.appended == 0 {
+            return Ok(recorded);
+        }
+        let appended = recorded.appended;
+        let mut after = self.compensate_orphans(id, recorded).await?;
+        after.appended = appended.max(after.appended);
+        Ok(after)
     }
 
     /// Asks the provider for the payment's current status and appends what the ledger is
@@ -117,6 +171,26 @@ impl PaymentService {
     ) -> Result<Executed, CommandError> {
         let _serial = self.stripes.lock(id.as_uuid()).await;
         let current = self.load(id, scope).await?;
+        if current.payment.provider_transaction_id.is_none() {
+            // An attempt whose answer was lost: the provider is asked by reference.
+            let open = current.payment.attempt.clone();
+            let routed = open.and_then(|a| self.router.get(&a.provider));
+            return match routed {
+                Some(routed) => match self.look_up_attempt(id, routed, current).await? {
+                    Lookup::Settled(c) | Lookup::NotAtProvider(c) | Lookup::Unanswered(c) => Ok(c),
+                },
+                None => Ok(current),
+            };
+        }
+        self.sync_locked(id, current).await
+    }
+
+    /// `sync` for a payment with a provider transaction, under the caller's stripe lock.
+    pub(super) async fn sync_locked(
+        &self,
+        id: PaymentId,
+        current: Executed,
+    ) -> Result<Executed, CommandError> {
         let Some(transaction_id) = current.payment.provider_transaction_id.clone() else {
             return Ok(current);
         };

@@ -39,18 +39,32 @@ pub(crate) fn transport_error(
     scrub: impl Fn(&str) -> String,
 ) -> ProviderError {
     let error = error.without_url();
+    // A connect error (refused, DNS, TLS, or the connect timeout) fails before any byte of
+    // the request is written: the provider cannot have acted on it.
+    let never_sent = error.is_connect();
     if error.is_timeout() {
-        return ProviderError::timeout(format!("{label} did not answer within {timeout_ms} ms"));
+        let timeout =
+            ProviderError::timeout(format!("{label} did not answer within {timeout_ms} ms"));
+        return if never_sent {
+            timeout.never_sent()
+        } else {
+            timeout
+        };
     }
     let kind = if error.is_connect() {
         format!("cannot connect to {label}")
     } else {
         format!("{label} connection failed")
     };
-    ProviderError::new(
+    let error = ProviderError::new(
         ProviderFailureKind::Connection,
         scrub(&format!("{kind}: {}", error_chain(&error))),
-    )
+    );
+    if never_sent {
+        error.never_sent()
+    } else {
+        error
+    }
 }
 
 /// An error and up to four of its causes, on one line.

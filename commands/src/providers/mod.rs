@@ -83,6 +83,25 @@ pub trait PaymentProvider: Send + Sync {
         amount: Money,
     ) -> Result<(), ProviderError>;
 
+    /// Whether [`PaymentProvider::find_transaction`] can ask the provider by reference.
+    fn supports_lookup(&self) -> bool {
+        false
+    }
+
+    /// The transaction a create for `payment_id` left at the provider, found by the reference
+    /// it was sent with (`Ok(None)`: the provider holds none). What decides, after a lost
+    /// answer, between recording the transaction and sending the create again.
+    async fn find_transaction(
+        &self,
+        _payment_id: PaymentId,
+        _reference: &str,
+    ) -> Result<Option<ProviderTransaction>, ProviderError> {
+        Err(ProviderError::rejected(format!(
+            "{} offers no lookup by reference",
+            self.name()
+        )))
+    }
+
     /// Releases an authorization. Voiding an already voided transaction succeeds.
     async fn void(&self, provider_transaction_id: &str) -> Result<(), ProviderError>;
 
@@ -360,10 +379,25 @@ pub struct ProviderRefund {
 /// `detail` is safe to store in `ProviderAttemptFailed` and to log: it never contains API
 /// keys, secrets or payment tokens, and it is bounded in length.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("provider call failed ({}): {detail}", kind_str(*.kind))]
+#[error("provider call failed ({}): {detail}", .kind.as_str())]
 pub struct ProviderError {
     pub kind: ProviderFailureKind,
     pub detail: String,
+    /// Provably never processed: no byte of the request reached the provider (connection
+    /// refused, DNS or TLS failure), or an answer the provider documents as "not processed".
+    pub not_sent: bool,
+}
+
+/// What a failed provider write means for the money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The provider answered no (a decline, a validation error): final.
+    Refused,
+    /// The provider never processed the request: another provider may be offered it.
+    NotSent,
+    /// The provider may have acted (a timeout after sending, a cut connection, an
+    /// undocumented 5xx): only the provider can say, so ask it; never fall back.
+    Unknown,
 }
 
 /// Longest `detail` kept; longer texts are cut at a character boundary.
@@ -379,7 +413,25 @@ impl ProviderError {
             }
             detail.truncate(cut);
         }
-        ProviderError { kind, detail }
+        ProviderError {
+            kind,
+            detail,
+            not_sent: false,
+        }
+    }
+
+    /// The same error, known never to have been processed by the provider.
+    pub fn never_sent(mut self) -> Self {
+        self.not_sent = true;
+        self
+    }
+
+    pub fn outcome(&self) -> CallOutcome {
+        match (self.kind, self.not_sent) {
+            (ProviderFailureKind::Rejected, _) => CallOutcome::Refused,
+            (_, true) => CallOutcome::NotSent,
+            (_, false) => CallOutcome::Unknown,
+        }
     }
 
     pub fn timeout(detail: impl Into<String>) -> Self {
@@ -410,15 +462,6 @@ impl ProviderError {
 pub struct ProviderConfigError {
     pub provider: &'static str,
     pub problem: String,
-}
-
-fn kind_str(kind: ProviderFailureKind) -> &'static str {
-    match kind {
-        ProviderFailureKind::Timeout => "timeout",
-        ProviderFailureKind::Connection => "connection",
-        ProviderFailureKind::ServerError => "server_error",
-        ProviderFailureKind::Rejected => "rejected",
-    }
 }
 
 #[cfg(test)]

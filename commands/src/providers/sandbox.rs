@@ -172,8 +172,10 @@ impl SandboxProvider {
         ));
         Err(if status.is_client_error() {
             ProviderError::rejected(detail)
+        } else if status == StatusCode::SERVICE_UNAVAILABLE && documented_not_processed(&body) {
+            ProviderError::server_error(detail).never_sent()
         } else {
-            // 5xx, and anything unexpected (redirects are not followed).
+            // 5xx, and anything unexpected (redirects are not followed): it may have acted.
             ProviderError::server_error(detail)
         })
     }
@@ -243,6 +245,34 @@ impl PaymentProvider for SandboxProvider {
             ));
         }
         Ok(transaction)
+    }
+
+    fn supports_lookup(&self) -> bool {
+        true
+    }
+
+    async fn find_transaction(
+        &self,
+        payment_id: PaymentId,
+        reference: &str,
+    ) -> Result<Option<ProviderTransaction>, ProviderError> {
+        let mut url = self.url(&["v1", "transactions"])?;
+        url.query_pairs_mut().append_pair("reference", reference);
+        let (_, raw) = self.call::<()>(Method::GET, url, None).await?;
+        let listed: TransactionList = self.decode(&raw)?;
+        // A reference is the merchant's: another merchant may use the same text.
+        let mut found = None;
+        for body in listed.data {
+            if body.payment_id == payment_id {
+                if found.is_some() {
+                    return Err(ProviderError::server_error(
+                        "sandbox holds two transactions for one payment",
+                    ));
+                }
+                found = Some(body.into_transaction()?);
+            }
+        }
+        Ok(found)
     }
 
     async fn get_transaction(
@@ -391,6 +421,12 @@ impl TransactionBody {
     }
 }
 
+/// `GET /v1/transactions?reference=`: every transaction sent with that reference.
+#[derive(Deserialize)]
+struct TransactionList {
+    data: Vec<TransactionBody>,
+}
+
 #[derive(Deserialize)]
 struct RefundAnswer {
     id: String,
@@ -414,6 +450,11 @@ fn money_or_zero(text: Option<&str>, currency: Currency) -> Result<Money, MoneyE
             other => other,
         },
     }
+}
+
+/// The sandbox documents `503 provider_unavailable` as "nothing was processed".
+fn documented_not_processed(body: &[u8]) -> bool {
+    serde_json::from_slice::<ErrorBody>(body).is_ok_and(|e| e.error == "provider_unavailable")
 }
 
 fn valid_provider_id(id: &str) -> bool {

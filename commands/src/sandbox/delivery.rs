@@ -31,6 +31,8 @@ pub(crate) struct Slot {
 pub(crate) struct Job {
     transaction_id: String,
     due: Instant,
+    /// `false`: the outcome is decided when due, and no webhook ever tells it.
+    send: bool,
     _slot: Slot,
 }
 
@@ -50,13 +52,21 @@ impl WebhookQueue {
             .map(|permit| Slot { _permit: permit })
     }
 
-    /// Schedules the webhook of a new transaction after `delay`. Never blocks: the channel
-    /// has as many places as there are slots. Fails only once the dispatcher has stopped.
-    pub(crate) fn schedule(&self, slot: Slot, transaction_id: String, delay: Duration) -> bool {
+    /// Schedules the decision of a new transaction after `delay`, and its webhook unless
+    /// `send` is false. Never blocks: the channel has as many places as there are slots.
+    /// Fails only once the dispatcher has stopped.
+    pub(crate) fn schedule(
+        &self,
+        slot: Slot,
+        transaction_id: String,
+        delay: Duration,
+        send: bool,
+    ) -> bool {
         self.jobs
             .try_send(Job {
                 transaction_id,
                 due: Instant::now() + delay,
+                send,
                 _slot: slot,
             })
             .is_ok()
@@ -129,6 +139,9 @@ async fn deliver(
     let Some(decided) = decided else {
         return;
     };
+    if !job.send {
+        return;
+    }
     let event_id = format!("evt_{}", Uuid::new_v4().simple());
     let body = match serde_json::to_vec(&wire_event(&event_id, decided)) {
         Ok(body) => body,

@@ -138,6 +138,8 @@ pub(crate) struct Decided {
 pub(crate) struct Ledger {
     transactions: HashMap<String, Transaction>,
     by_payment: HashMap<PaymentId, String>,
+    /// Transaction ids per reference, for lookups (bounded with the transactions).
+    by_reference: HashMap<String, Vec<String>>,
     capacity: usize,
 }
 
@@ -146,6 +148,7 @@ impl Ledger {
         Ledger {
             transactions: HashMap::new(),
             by_payment: HashMap::new(),
+            by_reference: HashMap::new(),
             capacity,
         }
     }
@@ -200,6 +203,10 @@ impl Ledger {
         };
         self.by_payment
             .insert(transaction.payment_id, transaction.id.clone());
+        self.by_reference
+            .entry(transaction.reference.clone())
+            .or_default()
+            .push(transaction.id.clone());
         self.transactions
             .insert(transaction.id.clone(), transaction.clone());
         Ok(Created::New(transaction))
@@ -207,6 +214,18 @@ impl Ledger {
 
     pub(crate) fn get(&self, id: &str) -> Option<&Transaction> {
         self.transactions.get(id)
+    }
+
+    /// Every transaction created with `reference`, oldest first.
+    pub(crate) fn by_reference<'a>(
+        &'a self,
+        reference: &str,
+    ) -> impl Iterator<Item = &'a Transaction> + 'a {
+        self.by_reference
+            .get(reference)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.transactions.get(id))
     }
 
     /// Moves a pending transaction to the outcome its token asked for. `None` when there is

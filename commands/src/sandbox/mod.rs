@@ -11,7 +11,8 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /v1/transactions` | `201` new / `200` same `payment_id` again; `422 invalid_token`; `503` for `tok_sandbox_error`, a full webhook queue or a full store; `504` after a delay for `tok_sandbox_timeout` |
+//! | `POST /v1/transactions` | `201` new / `200` same `payment_id` again; `422 invalid_token`; `503 provider_unavailable` (documented: nothing was processed) for `tok_sandbox_error`, a full webhook queue or a full store; `504` after a delay for `tok_sandbox_timeout`; the `tok_sandbox_approved_*` tokens take the charge and then lose the answer (held, `503 internal_error`, or no webhook) |
+//! | `GET /v1/transactions?reference=` | `200 {"data": [...]}`: every transaction created with that reference (at most 100) |
 //! | `GET /v1/transactions/{id}` | `200` status, amount, captured_amount, refunded_amount |
 //! | `POST /v1/transactions/{id}/capture` | `200` once `AUTHORIZED` and amount <= authorized; same `capture_id` -> same `200`; `409 invalid_state`, `422` amount |
 //! | `POST /v1/transactions/{id}/void` | `200` when `AUTHORIZED` or already `VOIDED`; else `409` |
@@ -61,6 +62,23 @@ pub mod tokens {
     /// The create call answers `504` only after `SandboxOptions::timeout_token_delay`
     /// (longer than any sane client timeout); no transaction, no webhook.
     pub const TIMEOUT: &str = "tok_sandbox_timeout";
+    /// The charge is taken and approved, then the answer is held for
+    /// `SandboxOptions::timeout_token_delay`; the webhook follows as usual.
+    pub const APPROVED_TIMEOUT: &str = "tok_sandbox_approved_timeout";
+    /// The charge is taken and approved, and the answer is `503 internal_error`; the webhook
+    /// follows as usual.
+    pub const APPROVED_503: &str = "tok_sandbox_approved_503";
+    /// The charge is taken and approved and the answer is normal, but no webhook is ever sent.
+    pub const APPROVED_SILENT: &str = "tok_sandbox_approved_silent";
+}
+
+/// How the answer to a create is lost after the charge was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LostAnswer {
+    None,
+    Held,
+    ServerError,
+    NoWebhook,
 }
 
 /// Largest request body accepted.
@@ -219,6 +237,7 @@ pub async fn start_with_options(
             .service(
                 web::scope("/v1/transactions")
                     .route("", web::post().to(create_transaction))
+                    .route("", web::get().to(list_transactions))
                     .route("/{id}", web::get().to(get_transaction))
                     .route("/{id}/capture", web::post().to(capture))
                     .route("/{id}/void", web::post().to(void))
@@ -507,9 +526,12 @@ async fn create_transaction(
     if request.token.len() > TOKEN_LEN_MAX {
         return Err(invalid_token());
     }
-    let decision = match request.token.as_str() {
-        tokens::APPROVED => Decision::Approve,
-        tokens::DECLINED => Decision::Decline,
+    let (decision, lost) = match request.token.as_str() {
+        tokens::APPROVED => (Decision::Approve, LostAnswer::None),
+        tokens::DECLINED => (Decision::Decline, LostAnswer::None),
+        tokens::APPROVED_TIMEOUT => (Decision::Approve, LostAnswer::Held),
+        tokens::APPROVED_503 => (Decision::Approve, LostAnswer::ServerError),
+        tokens::APPROVED_SILENT => (Decision::Approve, LostAnswer::NoWebhook),
         tokens::ERROR => {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -542,13 +564,16 @@ async fn create_transaction(
         slot.is_some(),
         Utc::now(),
     )?;
-    match created {
-        Created::Existing(tx) => Ok(HttpResponse::Ok().json(view(&tx))),
+    let (tx, status) = match created {
+        Created::Existing(tx) => (tx, StatusCode::OK),
         Created::New(tx) => {
             let scheduled = match slot {
-                Some(slot) => state
-                    .queue
-                    .schedule(slot, tx.id.clone(), state.webhook_delay),
+                Some(slot) => state.queue.schedule(
+                    slot,
+                    tx.id.clone(),
+                    state.webhook_delay,
+                    lost != LostAnswer::NoWebhook,
+                ),
                 None => false,
             };
             if !scheduled {
@@ -563,9 +588,49 @@ async fn create_transaction(
                 payment_id = %tx.payment_id,
                 "sandbox: transaction created"
             );
-            Ok(HttpResponse::Created().json(view(&tx)))
+            (tx, StatusCode::CREATED)
         }
+    };
+    // The charge stands whatever happens to the answer, on a repeat as on the first call.
+    match lost {
+        LostAnswer::Held => {
+            tokio::time::sleep(state.timeout_token_delay).await;
+            Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "simulated upstream timeout",
+            ))
+        }
+        LostAnswer::ServerError => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal_error",
+            "simulated failure after the charge was taken",
+        )),
+        LostAnswer::None | LostAnswer::NoWebhook => Ok(HttpResponse::build(status).json(view(&tx))),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    reference: String,
+}
+
+/// Transactions listed at most by one lookup.
+const LIST_MAX: usize = 100;
+
+async fn list_transactions(
+    _: Authenticated,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let ledger = state.ledger();
+    let data: Vec<TransactionView<'_>> = ledger
+        .by_reference(&query.reference)
+        .take(LIST_MAX)
+        .map(view)
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
 async fn get_transaction(

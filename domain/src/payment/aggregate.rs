@@ -6,11 +6,11 @@ use cqrs_es::Aggregate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CaptureId, MerchantId, PaymentId, Reference, RefundId};
+use crate::ids::{AttemptId, CaptureId, MerchantId, PaymentId, Reference, RefundId};
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{
-    CaptureMode, NextAction, PaymentCommand, PaymentError, PaymentEvent, PaymentMethodType,
-    PaymentStatus,
+    CaptureMode, Compensation, NextAction, PaymentCommand, PaymentError, PaymentEvent,
+    PaymentMethodType, PaymentStatus,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,46 @@ pub struct RefundState {
     pub reason: Option<String>,
     pub status: RefundStatus,
     pub provider_refund_id: Option<String>,
+}
+
+/// An offer of the payment to a provider that has no outcome yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenAttempt {
+    pub provider: String,
+    pub attempt_id: AttemptId,
+    /// When the intent (or its latest re-submission) was appended: while the call can still
+    /// be running, nobody else may send it.
+    pub started_at: DateTime<Utc>,
+    /// The call's answer was lost: the provider may hold a transaction for it.
+    pub outcome_unknown: bool,
+}
+
+/// A capture asked of the provider and not yet answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingCapture {
+    pub capture_id: CaptureId,
+    pub amount: Money,
+    pub fee: Option<Money>,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// A transaction a provider holds for this payment that the payment does not use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Orphan {
+    pub provider: String,
+    pub provider_transaction_id: String,
+    pub status: String,
+    pub amount: Money,
+    pub compensation: Option<Compensation>,
+    pub compensated: bool,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl Orphan {
+    /// Money is still held at the provider for it.
+    pub fn owes_compensation(&self) -> bool {
+        self.compensation.is_some() && !self.compensated
+    }
 }
 
 /// What the event stream says about one payment, rebuilt by folding its events.
@@ -63,6 +103,27 @@ pub struct Payment {
     /// The provider's fee, fixed at approval.
     #[serde(default)]
     pub fee: Decimal,
+    /// The offer to a provider that has no outcome yet.
+    #[serde(default)]
+    pub attempt: Option<OpenAttempt>,
+    /// Providers whose attempt ended without a transaction: never offered the payment again.
+    #[serde(default)]
+    pub providers_tried: BTreeSet<String>,
+    #[serde(default)]
+    pub pending_capture: Option<PendingCapture>,
+    /// When a void was asked of the provider and not yet answered.
+    #[serde(default)]
+    pub void_requested_at: Option<DateTime<Utc>>,
+    /// Keyed by `provider:transaction id`.
+    #[serde(default)]
+    pub orphans: BTreeMap<String, Orphan>,
+    /// The intent an operator must look at, while it stays open.
+    #[serde(default)]
+    pub needs_review: Option<String>,
+}
+
+fn orphan_key(provider: &str, provider_transaction_id: &str) -> String {
+    format!("{provider}:{provider_transaction_id}")
 }
 
 impl Payment {
@@ -95,6 +156,35 @@ impl Payment {
     /// What can still be refunded: captured less refunded less reserved.
     pub fn refundable(&self) -> Decimal {
         self.captured - self.refunded - self.refund_reserved
+    }
+
+    /// Whether something was asked of a provider and its outcome is not in the stream yet.
+    pub fn has_open_intent(&self) -> bool {
+        self.attempt.is_some()
+            || self.pending_capture.is_some()
+            || self.void_requested_at.is_some()
+            || self
+                .refunds
+                .values()
+                .any(|r| r.status == RefundStatus::Requested)
+            || self.orphans.values().any(Orphan::owes_compensation)
+    }
+
+    /// Whether `provider`'s transaction `provider_transaction_id` is the one this payment
+    /// uses, or may become it (the open attempt's provider has not named its transaction).
+    pub fn holds_transaction(&self, provider: &str, provider_transaction_id: &str) -> bool {
+        match &self.provider_transaction_id {
+            Some(held) => self.provider == provider && held == provider_transaction_id,
+            None => self
+                .attempt
+                .as_ref()
+                .is_some_and(|a| a.provider == provider),
+        }
+    }
+
+    pub fn orphan(&self, provider: &str, provider_transaction_id: &str) -> Option<&Orphan> {
+        self.orphans
+            .get(&orphan_key(provider, provider_transaction_id))
     }
 
     /// The invariants of DESIGN.md section 3, checked in tests and after every `apply`.
@@ -172,6 +262,22 @@ impl Payment {
         }
     }
 
+    /// What a capture of `amount` must satisfy, asked or confirmed.
+    fn capturable(&self, amount: Money, fee: Option<Money>) -> Result<(), PaymentError> {
+        if self.status != PaymentStatus::Authorized {
+            return Err(self.refuse("capture"));
+        }
+        self.same_currency(amount)?;
+        Self::positive(amount)?;
+        if amount.amount() > self.authorized {
+            return Err(PaymentError::CaptureExceedsAuthorized {
+                requested: amount.to_string(),
+                authorized: self.authorized_money().to_string(),
+            });
+        }
+        self.fee_fits(fee, amount)
+    }
+
     fn positive(money: Money) -> Result<(), PaymentError> {
         if money.amount() <= Decimal::ZERO {
             return Err(PaymentError::Money(MoneyError::NotPositive));
@@ -218,15 +324,66 @@ impl Payment {
                     };
                 }
                 Self::positive(amount)?;
-                Ok(vec![PaymentEvent::PaymentInitiated {
-                    payment_id,
-                    merchant_id,
-                    reference,
-                    amount,
-                    payment_method,
-                    capture_mode,
+                // The first attempt's intent goes in the same append: no extra commit.
+                let attempt_id = AttemptId::derive(payment_id, &provider);
+                Ok(vec![
+                    PaymentEvent::PaymentInitiated {
+                        payment_id,
+                        merchant_id,
+                        reference,
+                        amount,
+                        payment_method,
+                        capture_mode,
+                        provider: provider.clone(),
+                        request_fingerprint,
+                        at,
+                    },
+                    PaymentEvent::ProviderAttemptStarted {
+                        provider,
+                        attempt_id,
+                        at,
+                    },
+                ])
+            }
+            PaymentCommand::StartAttempt { provider, at } => {
+                let Some(payment_id) = self.id else {
+                    return Err(PaymentError::NotFound);
+                };
+                if self.status != PaymentStatus::Pending || self.provider_transaction_id.is_some() {
+                    return Err(self.refuse("start a provider attempt on"));
+                }
+                match &self.attempt {
+                    // A re-submission of an attempt whose answer was lost: the same attempt.
+                    Some(open) if open.provider == provider && open.outcome_unknown => {}
+                    Some(_) => return Err(self.refuse("start a second provider attempt on")),
+                    None if self.providers_tried.contains(&provider) => {
+                        return Err(self.refuse("offer again to a provider that failed"))
+                    }
+                    None => {}
+                }
+                Ok(vec![PaymentEvent::ProviderAttemptStarted {
+                    attempt_id: AttemptId::derive(payment_id, &provider),
                     provider,
-                    request_fingerprint,
+                    at,
+                }])
+            }
+            PaymentCommand::RecordProviderOutcomeUnknown {
+                provider,
+                kind,
+                detail,
+                at,
+            } => {
+                let Some(open) = self.attempt.as_ref().filter(|a| a.provider == provider) else {
+                    return Err(self.refuse("record an unknown outcome on"));
+                };
+                if open.outcome_unknown {
+                    return Ok(vec![]);
+                }
+                Ok(vec![PaymentEvent::ProviderOutcomeUnknown {
+                    provider,
+                    attempt_id: open.attempt_id,
+                    kind,
+                    detail,
                     at,
                 }])
             }
@@ -236,14 +393,20 @@ impl Payment {
                 detail,
                 at,
             } => {
-                if self.status != PaymentStatus::Pending {
+                if self.status != PaymentStatus::Pending || self.provider_transaction_id.is_some() {
                     return Err(self.refuse("record a provider attempt on"));
                 }
+                let attempt_id = match &self.attempt {
+                    Some(open) if open.provider == provider => Some(open.attempt_id),
+                    Some(_) => return Err(self.refuse("fail another provider's attempt on")),
+                    None => None,
+                };
                 Ok(vec![PaymentEvent::ProviderAttemptFailed {
                     provider,
                     kind,
                     detail,
                     at,
+                    attempt_id,
                 }])
             }
             PaymentCommand::RecordProviderTransaction {
@@ -259,6 +422,13 @@ impl Payment {
                 }
                 if self.status != PaymentStatus::Pending || self.provider_transaction_id.is_some() {
                     return Err(self.refuse("record a provider transaction on"));
+                }
+                if self
+                    .attempt
+                    .as_ref()
+                    .is_some_and(|a| a.provider != provider)
+                {
+                    return Err(self.refuse("take another provider's transaction on"));
                 }
                 Ok(vec![PaymentEvent::ProviderTransactionCreated {
                     provider,
@@ -378,18 +548,14 @@ impl Payment {
                         Err(PaymentError::IdempotencyMismatch)
                     };
                 }
-                if self.status != PaymentStatus::Authorized {
-                    return Err(self.refuse("capture"));
+                if self
+                    .pending_capture
+                    .as_ref()
+                    .is_some_and(|p| p.capture_id != capture_id)
+                {
+                    return Err(self.refuse("capture while another capture is asked of"));
                 }
-                self.same_currency(amount)?;
-                Self::positive(amount)?;
-                if amount.amount() > self.authorized {
-                    return Err(PaymentError::CaptureExceedsAuthorized {
-                        requested: amount.to_string(),
-                        authorized: self.authorized_money().to_string(),
-                    });
-                }
-                self.fee_fits(fee, amount)?;
+                self.capturable(amount, fee)?;
                 Ok(vec![PaymentEvent::PaymentApproved {
                     provider: self.provider.clone(),
                     provider_event_id: None,
@@ -403,14 +569,146 @@ impl Payment {
                     at,
                 }])
             }
-            PaymentCommand::Void { at } => match self.status {
-                PaymentStatus::Authorized => Ok(vec![PaymentEvent::PaymentVoided {
-                    amount: self.authorized_money(),
+            PaymentCommand::RequestCapture {
+                capture_id,
+                amount,
+                fee,
+                at,
+            } => {
+                if self.capture_id == Some(capture_id) {
+                    return if self.captured_money() == amount {
+                        Ok(vec![])
+                    } else {
+                        Err(PaymentError::IdempotencyMismatch)
+                    };
+                }
+                match &self.pending_capture {
+                    Some(p) if p.capture_id == capture_id && p.amount == amount => {
+                        return Ok(vec![])
+                    }
+                    Some(p) if p.capture_id == capture_id => {
+                        return Err(PaymentError::IdempotencyMismatch)
+                    }
+                    Some(_) => return Err(self.refuse("capture while another capture is asked of")),
+                    None => {}
+                }
+                if self.void_requested_at.is_some() {
+                    return Err(self.refuse("capture while a void is asked of"));
+                }
+                self.capturable(amount, fee)?;
+                Ok(vec![PaymentEvent::CaptureRequested {
+                    capture_id,
+                    amount,
+                    fee,
+                    at,
+                }])
+            }
+            PaymentCommand::FailCapture {
+                capture_id,
+                reason,
+                at,
+            } => match &self.pending_capture {
+                Some(p) if p.capture_id == capture_id => Ok(vec![PaymentEvent::CaptureFailed {
+                    capture_id,
+                    reason,
                     at,
                 }]),
+                _ if self.capture_id == Some(capture_id) => {
+                    Err(self.refuse("fail a completed capture of"))
+                }
+                _ => Ok(vec![]),
+            },
+            PaymentCommand::RequestVoid { at } => match self.status {
+                PaymentStatus::Voided => Ok(vec![]),
+                PaymentStatus::Authorized if self.void_requested_at.is_some() => Ok(vec![]),
+                PaymentStatus::Authorized if self.pending_capture.is_some() => {
+                    Err(self.refuse("void while a capture is asked of"))
+                }
+                PaymentStatus::Authorized => Ok(vec![PaymentEvent::VoidRequested { at }]),
+                _ => Err(self.refuse("void")),
+            },
+            PaymentCommand::Void { at } => match self.status {
+                PaymentStatus::Authorized if self.pending_capture.is_none() => {
+                    Ok(vec![PaymentEvent::PaymentVoided {
+                        amount: self.authorized_money(),
+                        at,
+                    }])
+                }
                 PaymentStatus::Voided => Ok(vec![]),
                 _ => Err(self.refuse("void")),
             },
+            PaymentCommand::FailVoid { reason, at } => {
+                if self.void_requested_at.is_none() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![PaymentEvent::VoidFailed { reason, at }])
+            }
+            PaymentCommand::RecordOrphan {
+                provider,
+                provider_transaction_id,
+                status,
+                amount,
+                compensation,
+                at,
+            } => {
+                if self.status == PaymentStatus::New {
+                    return Err(PaymentError::NotFound);
+                }
+                if self.orphan(&provider, &provider_transaction_id).is_some() {
+                    return Ok(vec![]);
+                }
+                if self.holds_transaction(&provider, &provider_transaction_id)
+                    && self.status == PaymentStatus::Pending
+                {
+                    return Err(self.refuse("orphan the payment's own transaction of"));
+                }
+                self.same_currency(amount)?;
+                Ok(vec![PaymentEvent::ProviderTransactionOrphaned {
+                    provider,
+                    provider_transaction_id,
+                    status,
+                    amount,
+                    compensation,
+                    at,
+                }])
+            }
+            PaymentCommand::CompleteCompensation {
+                provider,
+                provider_transaction_id,
+                provider_reference,
+                at,
+            } => {
+                let orphan = self
+                    .orphan(&provider, &provider_transaction_id)
+                    .ok_or_else(|| self.refuse("compensate an unknown orphan of"))?;
+                let Some(compensation) = orphan.compensation else {
+                    return Err(self.refuse("compensate an orphan that holds nothing of"));
+                };
+                if orphan.compensated {
+                    return Ok(vec![]);
+                }
+                Ok(vec![PaymentEvent::OrphanCompensated {
+                    provider,
+                    provider_transaction_id,
+                    compensation,
+                    provider_reference,
+                    amount: orphan.amount,
+                    at,
+                }])
+            }
+            PaymentCommand::MarkNeedsReview { intent, reason, at } => {
+                if !self.has_open_intent() {
+                    return Err(self.refuse("flag for review"));
+                }
+                if self.needs_review.as_deref() == Some(intent.as_str()) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![PaymentEvent::PaymentNeedsReview {
+                    intent,
+                    reason,
+                    at,
+                }])
+            }
             PaymentCommand::RequestRefund {
                 refund_id,
                 amount,
@@ -556,22 +854,46 @@ impl Aggregate for Payment {
                 self.status = PaymentStatus::Pending;
                 self.created_at = Some(at);
             }
-            PaymentEvent::ProviderAttemptFailed { .. } => {}
+            PaymentEvent::ProviderAttemptStarted {
+                provider,
+                attempt_id,
+                at,
+            } => {
+                self.provider = provider.clone();
+                self.attempt = Some(OpenAttempt {
+                    provider,
+                    attempt_id,
+                    started_at: at,
+                    outcome_unknown: false,
+                });
+            }
+            PaymentEvent::ProviderOutcomeUnknown { .. } => {
+                if let Some(open) = self.attempt.as_mut() {
+                    open.outcome_unknown = true;
+                }
+            }
+            PaymentEvent::ProviderAttemptFailed { provider, .. } => {
+                self.attempt = None;
+                self.providers_tried.insert(provider);
+            }
             PaymentEvent::ProviderTransactionCreated {
                 provider,
                 provider_transaction_id,
                 next_action,
                 ..
             } => {
+                self.attempt = None;
                 self.provider = provider;
                 self.provider_transaction_id = Some(provider_transaction_id);
                 self.next_action = next_action;
             }
             PaymentEvent::PaymentExpired { .. } => {
+                self.attempt = None;
                 self.status = PaymentStatus::Expired;
                 self.next_action = None;
             }
             PaymentEvent::PaymentFailed { reason, .. } => {
+                self.attempt = None;
                 self.status = PaymentStatus::Failed;
                 self.failure_reason = Some(reason);
             }
@@ -581,6 +903,7 @@ impl Aggregate for Payment {
                 amount,
                 ..
             } => {
+                self.attempt = None;
                 self.provider = provider;
                 self.provider_transaction_id = Some(provider_transaction_id);
                 self.authorized = amount.amount();
@@ -596,6 +919,8 @@ impl Aggregate for Payment {
             } => {
                 self.fee = fee.map(|f| f.amount()).unwrap_or_default();
                 self.next_action = None;
+                self.attempt = None;
+                self.pending_capture = None;
                 self.provider = provider;
                 self.provider_transaction_id = Some(provider_transaction_id);
                 if capture_id.is_none() {
@@ -612,14 +937,66 @@ impl Aggregate for Payment {
                 reason,
                 ..
             } => {
+                self.attempt = None;
                 self.provider = provider;
                 self.provider_transaction_id = Some(provider_transaction_id);
                 self.failure_reason = Some(reason);
                 self.status = PaymentStatus::Declined;
             }
             PaymentEvent::PaymentVoided { .. } => {
+                self.void_requested_at = None;
                 self.status = PaymentStatus::Voided;
             }
+            PaymentEvent::CaptureRequested {
+                capture_id,
+                amount,
+                fee,
+                at,
+            } => {
+                self.pending_capture = Some(PendingCapture {
+                    capture_id,
+                    amount,
+                    fee,
+                    requested_at: at,
+                });
+            }
+            PaymentEvent::CaptureFailed { .. } => self.pending_capture = None,
+            PaymentEvent::VoidRequested { at } => self.void_requested_at = Some(at),
+            PaymentEvent::VoidFailed { .. } => self.void_requested_at = None,
+            PaymentEvent::ProviderTransactionOrphaned {
+                provider,
+                provider_transaction_id,
+                status,
+                amount,
+                compensation,
+                at,
+            } => {
+                self.orphans.insert(
+                    orphan_key(&provider, &provider_transaction_id),
+                    Orphan {
+                        provider,
+                        provider_transaction_id,
+                        status,
+                        amount,
+                        compensation,
+                        compensated: false,
+                        recorded_at: at,
+                    },
+                );
+            }
+            PaymentEvent::OrphanCompensated {
+                provider,
+                provider_transaction_id,
+                ..
+            } => {
+                if let Some(orphan) = self
+                    .orphans
+                    .get_mut(&orphan_key(&provider, &provider_transaction_id))
+                {
+                    orphan.compensated = true;
+                }
+            }
+            PaymentEvent::PaymentNeedsReview { intent, .. } => self.needs_review = Some(intent),
             PaymentEvent::RefundRequested {
                 refund_id,
                 amount,
@@ -663,6 +1040,10 @@ impl Aggregate for Payment {
                     refund.status = RefundStatus::Failed;
                 }
             }
+        }
+        // A review flag lasts while something is still open: a late answer clears it.
+        if self.needs_review.is_some() && !self.has_open_intent() {
+            self.needs_review = None;
         }
         debug_assert_eq!(self.check_invariants(), Ok(()));
     }

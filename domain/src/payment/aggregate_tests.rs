@@ -198,6 +198,7 @@ fn attempt_failed() -> PaymentEvent {
         kind: ProviderFailureKind::Timeout,
         detail: "no answer in 10s".to_owned(),
         at: at(),
+        attempt_id: None,
     }
 }
 
@@ -408,7 +409,14 @@ fn every_command_but_initiate_on_an_empty_stream_is_not_found() {
 fn initiate_starts_a_pending_payment() {
     payment()
         .when(initiate(CaptureMode::Automatic))
-        .then_expect_events(vec![initiated(CaptureMode::Automatic)]);
+        .then_expect_events(vec![
+            initiated(CaptureMode::Automatic),
+            PaymentEvent::ProviderAttemptStarted {
+                provider: PROVIDER.to_owned(),
+                attempt_id: crate::ids::AttemptId::derive(payment_id(), PROVIDER),
+                at: at(),
+            },
+        ]);
 
     let state = fold(&pending_automatic());
     assert_eq!(state.status, PaymentStatus::Pending);

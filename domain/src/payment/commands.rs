@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CaptureId, MerchantId, PaymentId, Reference, RefundId};
 use crate::money::Money;
-use crate::payment::ProviderFailureKind;
+use crate::payment::{Compensation, ProviderFailureKind};
 
 /// How the customer pays. Only the type is kept in the ledger; tokens never are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,6 +68,16 @@ pub enum PaymentCommand {
         request_fingerprint: String,
         at: DateTime<Utc>,
     },
+    /// Offer the payment to `provider` (the intent before the call).
+    StartAttempt { provider: String, at: DateTime<Utc> },
+    /// The open attempt's answer was lost: it may have succeeded.
+    RecordProviderOutcomeUnknown {
+        provider: String,
+        kind: ProviderFailureKind,
+        detail: String,
+        at: DateTime<Utc>,
+    },
+    /// The open attempt ended without a transaction (refused, or provably not processed).
     RecordProviderAttemptFailed {
         provider: String,
         kind: ProviderFailureKind,
@@ -82,10 +92,7 @@ pub enum PaymentCommand {
         at: DateTime<Utc>,
     },
     /// No provider could take the payment, or the provider gave up: it ends `FAILED`.
-    Fail {
-        reason: String,
-        at: DateTime<Utc>,
-    },
+    Fail { reason: String, at: DateTime<Utc> },
     /// The customer did not complete in time: it ends `EXPIRED`.
     Expire {
         provider_event_id: String,
@@ -120,7 +127,45 @@ pub enum PaymentCommand {
         fee: Option<Money>,
         at: DateTime<Utc>,
     },
-    Void {
+    /// The intent to capture, before the provider is asked.
+    RequestCapture {
+        capture_id: CaptureId,
+        amount: Money,
+        fee: Option<Money>,
+        at: DateTime<Utc>,
+    },
+    /// The provider refused the requested capture.
+    FailCapture {
+        capture_id: CaptureId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The intent to void, before the provider is asked.
+    RequestVoid { at: DateTime<Utc> },
+    /// The provider confirmed the void.
+    Void { at: DateTime<Utc> },
+    /// The provider refused the requested void.
+    FailVoid { reason: String, at: DateTime<Utc> },
+    /// A provider reported a transaction the payment does not hold.
+    RecordOrphan {
+        provider: String,
+        provider_transaction_id: String,
+        status: String,
+        amount: Money,
+        compensation: Option<Compensation>,
+        at: DateTime<Utc>,
+    },
+    /// The orphan's money was given back at its provider.
+    CompleteCompensation {
+        provider: String,
+        provider_transaction_id: String,
+        provider_reference: String,
+        at: DateTime<Utc>,
+    },
+    /// An intent went unresolved past the review horizon.
+    MarkNeedsReview {
+        intent: String,
+        reason: String,
         at: DateTime<Utc>,
     },
     /// Reserves a refund before the provider is asked, so concurrent refunds can never
@@ -149,6 +194,15 @@ impl PaymentCommand {
             PaymentCommand::Initiate { .. } => "Initiate",
             PaymentCommand::RecordProviderTransaction { .. } => "RecordProviderTransaction",
             PaymentCommand::RecordProviderAttemptFailed { .. } => "RecordProviderAttemptFailed",
+            PaymentCommand::StartAttempt { .. } => "StartAttempt",
+            PaymentCommand::RecordProviderOutcomeUnknown { .. } => "RecordProviderOutcomeUnknown",
+            PaymentCommand::RequestCapture { .. } => "RequestCapture",
+            PaymentCommand::FailCapture { .. } => "FailCapture",
+            PaymentCommand::RequestVoid { .. } => "RequestVoid",
+            PaymentCommand::FailVoid { .. } => "FailVoid",
+            PaymentCommand::RecordOrphan { .. } => "RecordOrphan",
+            PaymentCommand::CompleteCompensation { .. } => "CompleteCompensation",
+            PaymentCommand::MarkNeedsReview { .. } => "MarkNeedsReview",
             PaymentCommand::Fail { .. } => "Fail",
             PaymentCommand::Expire { .. } => "Expire",
             PaymentCommand::Authorize { .. } => "Authorize",

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CaptureId, MerchantId, PaymentId, Reference, RefundId};
+use crate::ids::{AttemptId, CaptureId, MerchantId, PaymentId, Reference, RefundId};
 use crate::money::Money;
 use crate::payment::{CaptureMode, NextAction, PaymentMethodType};
 
@@ -21,8 +21,36 @@ pub enum ProviderFailureKind {
 }
 
 impl ProviderFailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderFailureKind::Timeout => "timeout",
+            ProviderFailureKind::Connection => "connection",
+            ProviderFailureKind::ServerError => "server_error",
+            ProviderFailureKind::Rejected => "rejected",
+        }
+    }
+
     pub fn is_retryable(self) -> bool {
         !matches!(self, ProviderFailureKind::Rejected)
+    }
+}
+
+/// How money a provider holds for a transaction the payment does not use is given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compensation {
+    /// Release an authorization that was never captured.
+    Void,
+    /// Return captured money.
+    Refund,
+}
+
+impl Compensation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compensation::Void => "void",
+            Compensation::Refund => "refund",
+        }
     }
 }
 
@@ -40,6 +68,23 @@ pub enum PaymentEvent {
         request_fingerprint: String,
         at: DateTime<Utc>,
     },
+    /// The intent to offer the payment to `provider`, appended before the call: a crash or a
+    /// lost answer after it leaves an attempt to resolve, never an unrecorded charge.
+    ProviderAttemptStarted {
+        provider: String,
+        attempt_id: AttemptId,
+        at: DateTime<Utc>,
+    },
+    /// The call may have reached the provider and its answer was lost (a timeout after
+    /// sending, a cut connection, an undocumented 5xx): the payment stays with `provider`
+    /// until the provider says what happened.
+    ProviderOutcomeUnknown {
+        provider: String,
+        attempt_id: AttemptId,
+        kind: ProviderFailureKind,
+        detail: String,
+        at: DateTime<Utc>,
+    },
     /// A provider took the payment: from here on it is that provider's transaction.
     ProviderTransactionCreated {
         provider: String,
@@ -47,11 +92,16 @@ pub enum PaymentEvent {
         next_action: Option<NextAction>,
         at: DateTime<Utc>,
     },
+    /// The attempt ended without a transaction: the provider refused (`kind: rejected`) or
+    /// provably never processed the request; only the latter may fall back.
     ProviderAttemptFailed {
         provider: String,
         kind: ProviderFailureKind,
         detail: String,
         at: DateTime<Utc>,
+        /// Absent in events written before attempts were named.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt_id: Option<AttemptId>,
     },
     PaymentAuthorized {
         provider: String,
@@ -89,6 +139,29 @@ pub enum PaymentEvent {
         provider_event_id: String,
         at: DateTime<Utc>,
     },
+    /// The intent to capture, appended before the provider is asked (`capture_id` is the
+    /// provider's idempotency key).
+    CaptureRequested {
+        capture_id: CaptureId,
+        amount: Money,
+        fee: Option<Money>,
+        at: DateTime<Utc>,
+    },
+    /// The provider refused the capture: the authorization stands.
+    CaptureFailed {
+        capture_id: CaptureId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The intent to release the authorization, appended before the provider is asked.
+    VoidRequested {
+        at: DateTime<Utc>,
+    },
+    /// The provider refused the void: the authorization stands.
+    VoidFailed {
+        reason: String,
+        at: DateTime<Utc>,
+    },
     /// The authorization was released; nothing was captured.
     PaymentVoided {
         amount: Money,
@@ -113,6 +186,35 @@ pub enum PaymentEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// A provider reported a transaction for this payment that the payment does not hold (an
+    /// earlier attempt, or one that succeeded after the payment ended). Where it took money,
+    /// `compensation` is the intent to give it back at that provider.
+    ProviderTransactionOrphaned {
+        provider: String,
+        provider_transaction_id: String,
+        /// The provider's status for it (`APPROVED`, `AUTHORIZED`, `DECLINED`...).
+        status: String,
+        amount: Money,
+        compensation: Option<Compensation>,
+        at: DateTime<Utc>,
+    },
+    /// The orphan's money went back to the customer at its provider.
+    OrphanCompensated {
+        provider: String,
+        provider_transaction_id: String,
+        compensation: Compensation,
+        /// The provider's id of the refund (or of the voided transaction).
+        provider_reference: String,
+        amount: Money,
+        at: DateTime<Utc>,
+    },
+    /// An intent stayed without an outcome past the review horizon: an operator must look.
+    PaymentNeedsReview {
+        /// `attempt`, `capture`, `void`, `refund` or `compensation`.
+        intent: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl PaymentEvent {
@@ -130,6 +232,15 @@ impl PaymentEvent {
             PaymentEvent::RefundRequested { .. } => "RefundRequested",
             PaymentEvent::PaymentRefunded { .. } => "PaymentRefunded",
             PaymentEvent::RefundFailed { .. } => "RefundFailed",
+            PaymentEvent::ProviderAttemptStarted { .. } => "ProviderAttemptStarted",
+            PaymentEvent::ProviderOutcomeUnknown { .. } => "ProviderOutcomeUnknown",
+            PaymentEvent::CaptureRequested { .. } => "CaptureRequested",
+            PaymentEvent::CaptureFailed { .. } => "CaptureFailed",
+            PaymentEvent::VoidRequested { .. } => "VoidRequested",
+            PaymentEvent::VoidFailed { .. } => "VoidFailed",
+            PaymentEvent::ProviderTransactionOrphaned { .. } => "ProviderTransactionOrphaned",
+            PaymentEvent::OrphanCompensated { .. } => "OrphanCompensated",
+            PaymentEvent::PaymentNeedsReview { .. } => "PaymentNeedsReview",
         }
     }
 
@@ -147,7 +258,16 @@ impl PaymentEvent {
             | PaymentEvent::PaymentVoided { at, .. }
             | PaymentEvent::RefundRequested { at, .. }
             | PaymentEvent::PaymentRefunded { at, .. }
-            | PaymentEvent::RefundFailed { at, .. } => *at,
+            | PaymentEvent::RefundFailed { at, .. }
+            | PaymentEvent::ProviderAttemptStarted { at, .. }
+            | PaymentEvent::ProviderOutcomeUnknown { at, .. }
+            | PaymentEvent::CaptureRequested { at, .. }
+            | PaymentEvent::CaptureFailed { at, .. }
+            | PaymentEvent::VoidRequested { at }
+            | PaymentEvent::VoidFailed { at, .. }
+            | PaymentEvent::ProviderTransactionOrphaned { at, .. }
+            | PaymentEvent::OrphanCompensated { at, .. }
+            | PaymentEvent::PaymentNeedsReview { at, .. } => *at,
         }
     }
 

@@ -8,9 +8,11 @@ mod status;
 
 #[cfg(test)]
 mod aggregate_tests;
+#[cfg(test)]
+mod intent_tests;
 
-pub use aggregate::{Payment, RefundState, RefundStatus};
+pub use aggregate::{OpenAttempt, Orphan, Payment, PendingCapture, RefundState, RefundStatus};
 pub use commands::{CaptureMode, NextAction, PaymentCommand, PaymentMethodType};
 pub use error::PaymentError;
-pub use events::{PaymentEvent, ProviderFailureKind, EVENT_VERSION};
+pub use events::{Compensation, PaymentEvent, ProviderFailureKind, EVENT_VERSION};
 pub use status::PaymentStatus;
