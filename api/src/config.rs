@@ -24,6 +24,10 @@ pub struct SandboxSettings {
     /// `false`: the in-process emulators drop every webhook (lost-webhook drills; sync and
     /// the reconciler must then catch up).
     pub deliver_webhooks: bool,
+    /// Adapters reach their in-process emulators through this HTTP gateway
+    /// (`<gateway>/<provider>/...`) instead of directly: where fault drills put a proxy that
+    /// loses, delays or cuts answers (`SANDBOX_EMULATOR_GATEWAY`).
+    pub emulator_gateway: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +135,7 @@ impl Settings {
                 timeout_ms: number("SANDBOX_TIMEOUT_MS", 5_000),
                 deliver_webhooks: env::var("SANDBOX_DELIVER_WEBHOOKS")
                     .map_or(true, |v| v != "false"),
+                emulator_gateway: env::var("SANDBOX_EMULATOR_GATEWAY").ok(),
             },
             routing: RoutingSettings {
                 providers: env::var("PROVIDERS")

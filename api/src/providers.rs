@@ -60,6 +60,19 @@ pub fn fee_schedule(settings: &Settings) -> Result<FeeSchedule, StartupError> {
     Ok(FeeSchedule::from_json(&text)?)
 }
 
+/// Where an adapter reaches its in-process emulator at `url`: directly, or through
+/// `SandboxSettings::emulator_gateway` as `<gateway>/<provider><path of url>`.
+fn via_gateway(settings: &Settings, provider: &str, url: &str) -> String {
+    let Some(gateway) = &settings.sandbox.emulator_gateway else {
+        return url.to_owned();
+    };
+    let path = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or("");
+    format!("{}/{provider}{path}", gateway.trim_end_matches('/'))
+}
+
 /// `webhook_base`: where this process receives webhooks (`http://127.0.0.1:8080`).
 pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers, StartupError> {
     let mut verifiers = WebhookVerifiers::default();
@@ -85,7 +98,7 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
                     let url = format!("http://{}", handle.addr());
                     emulators.push(Box::new(move || Box::pin(handle.stop())));
                     emulator_urls.insert("sandbox", url.clone());
-                    url
+                    via_gateway(settings, "sandbox", &url)
                 } else {
                     settings.sandbox.base_url.clone()
                 };
@@ -110,7 +123,7 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
                     emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
                     let handle =
                         wompi_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated).await?;
-                    config.base_url = handle.base_url();
+                    config.base_url = via_gateway(settings, "wompi", &handle.base_url());
                     emulator_urls.insert("wompi", handle.base_url());
                     emulators.push(Box::new(move || Box::pin(handle.stop())));
                 }
@@ -137,7 +150,7 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
                     emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
                     let handle =
                         payu_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated).await?;
-                    config.base_url = handle.base_url();
+                    config.base_url = via_gateway(settings, "payu", &handle.base_url());
                     emulator_urls.insert("payu", handle.base_url());
                     emulators.push(Box::new(move || Box::pin(handle.stop())));
                 }
@@ -162,7 +175,7 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
                     emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
                     let handle =
                         maya_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated).await?;
-                    config.base_url = handle.base_url();
+                    config.base_url = via_gateway(settings, "maya", &handle.base_url());
                     if std::env::var("MAYA_WEBHOOK_SOURCES").is_err() {
                         // The emulator posts from this machine.
                         config.webhook_sources = "127.0.0.1/32,::1/128".to_owned();
@@ -192,7 +205,7 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
                     let handle =
                         paymongo_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated)
                             .await?;
-                    config.base_url = handle.base_url();
+                    config.base_url = via_gateway(settings, "gcash", &handle.base_url());
                     emulator_urls.insert("gcash", handle.base_url());
                     emulators.push(Box::new(move || Box::pin(handle.stop())));
                 }

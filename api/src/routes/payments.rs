@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use commands::payments::{CommandError, CreatePayment, PaymentService, RefundOutcome};
-use commands::providers::PaymentMethodDetails;
+use commands::providers::{CallOutcome, PaymentMethodDetails};
 use domain::payment::RefundStatus;
 use domain::{
     CaptureMode, Currency, IdempotencyKey, Money, PaymentError, PaymentId, PaymentMethodType,
@@ -112,6 +112,14 @@ fn command_problem(error: CommandError) -> Problem {
             "provider-refused",
             "The payment provider refused the request",
             e.to_string(),
+        ),
+        // The provider may have acted: the intent stays recorded and is resolved with the
+        // provider; a retry with the same Idempotency-Key answers its outcome.
+        CommandError::Provider(e) if e.outcome() == CallOutcome::Unknown => Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "provider-outcome-unknown",
+            "The payment provider's answer was lost",
+            format!("{e}; the request is recorded and will be resolved with the provider: retry with the same Idempotency-Key"),
         ),
         CommandError::Provider(e) => Problem::new(
             StatusCode::BAD_GATEWAY,

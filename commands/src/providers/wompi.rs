@@ -619,30 +619,28 @@ impl WompiProvider {
         *self.acceptance_cache() = None;
     }
 
-    /// The transaction Wompi already holds for this payment (after a `422` on the
-    /// reference): the same payment and amount, or the create is refused.
-    async fn find_by_reference(
+    /// The transaction Wompi holds for `payment_id` (our id is Wompi's `reference`), if any.
+    async fn transaction_by_reference(
         &self,
-        request: &CreateTransaction,
-    ) -> Result<ProviderTransaction, ProviderError> {
-        let reference = request.payment_id.to_string();
+        payment_id: PaymentId,
+    ) -> Result<Option<ProviderTransaction>, ProviderError> {
+        let reference = payment_id.to_string();
         let url = self.search_url(&reference)?;
         let raw = self
             .call::<()>(Method::GET, url, Key::Private, None)
             .await?;
         let found: Envelope<Vec<TransactionData>> = self.decode(&raw)?;
-        for data in found.data {
-            if data.reference != reference {
-                continue;
-            }
-            let transaction = data.into_transaction()?;
-            if transaction.amount == request.amount {
-                return Ok(transaction);
-            }
+        let mut matching = found.data.into_iter().filter(|d| d.reference == reference);
+        let Some(data) = matching.next() else {
+            return Ok(None);
+        };
+        if matching.next().is_some() {
+            // Wompi refuses a reference twice: two would mean it is not our payment's.
+            return Err(ProviderError::server_error(
+                "wompi holds two transactions for one reference",
+            ));
         }
-        Err(ProviderError::rejected(
-            "wompi already holds this payment's reference for another amount",
-        ))
+        data.into_transaction().map(Some)
     }
 }
 
@@ -779,8 +777,14 @@ impl PaymentProvider for WompiProvider {
             if answer.status == StatusCode::UNPROCESSABLE_ENTITY {
                 let fields = error_fields(&answer.body);
                 if fields.contains("reference") {
-                    // Already created (a retry after a lost answer): return that one.
-                    return self.find_by_reference(request).await;
+                    // Already created (a retry after a lost answer): return that one, if it
+                    // is this payment's amount.
+                    return match self.transaction_by_reference(request.payment_id).await? {
+                        Some(found) if found.amount == request.amount => Ok(found),
+                        _ => Err(ProviderError::rejected(
+                            "wompi already holds this payment's reference for another amount",
+                        )),
+                    };
                 }
                 let token_refused =
                     fields.contains("acceptance_token") || fields.contains("accept_personal_auth");
@@ -794,6 +798,18 @@ impl PaymentProvider for WompiProvider {
         Err(ProviderError::rejected(
             "wompi refused fresh acceptance tokens",
         ))
+    }
+
+    fn supports_lookup(&self) -> bool {
+        true
+    }
+
+    async fn find_transaction(
+        &self,
+        payment_id: PaymentId,
+        _reference: &str,
+    ) -> Result<Option<ProviderTransaction>, ProviderError> {
+        self.transaction_by_reference(payment_id).await
     }
 
     async fn get_transaction(

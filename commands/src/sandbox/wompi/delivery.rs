@@ -32,6 +32,8 @@ pub(crate) struct Slot {
 pub(crate) enum Work {
     /// Decide this pending card / Nequi transaction, then report it.
     Decide(String),
+    /// Decide it, and never report it (a provider that loses its webhook).
+    DecideSilently(String),
     /// Report a transition already made.
     Report(Box<Transaction>),
 }
@@ -131,16 +133,20 @@ async fn run(
     posts: Arc<Semaphore>,
 ) {
     tokio::time::sleep_until(job.due).await;
+    let decide = |id: &str| {
+        state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .decide(id, Utc::now())
+    };
     let transaction = match job.work {
-        Work::Decide(id) => {
-            let decided = state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .decide(&id, Utc::now());
-            match decided {
-                Some(tx) => tx,
-                None => return,
-            }
+        Work::Decide(id) => match decide(&id) {
+            Some(tx) => tx,
+            None => return,
+        },
+        Work::DecideSilently(id) => {
+            decide(&id);
+            return;
         }
         Work::Report(tx) => *tx,
     };

@@ -33,7 +33,7 @@
 //! | `GET /_sandbox/pse/{id}` | the "bank page": an HTML page with the two buttons below |
 //! | `POST /_sandbox/pse/{id}/complete` | the customer pays at the bank: bank `"1"` -> `APPROVED`, `"2"` -> `DECLINED` |
 //! | `POST /_sandbox/pse/{id}/abandon` | the customer leaves without paying: `ERROR` ("El usuario abandonó el pago en PSE"), which payledger records as failed |
-//! | `POST /_sandbox/faults` `{"create":"none"\|"server_error"\|"timeout"}` | until changed, `POST /v1/transactions` answers `500`, or holds its answer `fault_timeout_delay` (30 s) then `504` |
+//! | `POST /_sandbox/faults` `{"create":"none"\|"server_error"\|"timeout"\|"approved_timeout"\|"approved_503"\|"approved_silent"}` | until changed, `POST /v1/transactions` answers `500`, or holds its answer `fault_timeout_delay` (30 s) then `504`; the `approved_*` faults create the transaction first, then hold the answer, answer `503`, or answer normally and never send its webhook |
 
 mod delivery;
 mod state;
@@ -317,13 +317,20 @@ pub async fn start_with_options(
     })
 }
 
-/// Fault injection for fallback tests; affects `POST /v1/transactions` until changed.
+/// Fault injection; affects `POST /v1/transactions` until changed. `server_error` and
+/// `timeout` create nothing; the `approved_*` faults create the transaction (decided by its
+/// card as usual) and then lose the answer: held past the client's timeout, a `503`, or a
+/// normal answer with no webhook ever sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
     None,
     ServerError,
     Timeout,
+    ApprovedTimeout,
+    #[serde(rename = "approved_503")]
+    Approved503,
+    ApprovedSilent,
 }
 
 struct AppState {
@@ -1075,7 +1082,9 @@ async fn create_transaction(
                 "simulated upstream timeout",
             ));
         }
+        Fault::ApprovedTimeout | Fault::Approved503 | Fault::ApprovedSilent => {}
     }
+    let fault = app.fault();
     let request: CreateRequest = parse_json(&body)?;
     let now = Utc::now();
     let new = validate_create(&app, request, now)?;
@@ -1090,15 +1099,32 @@ async fn create_transaction(
     };
     let tx = app.state().create(new, &app.page_base, now)?;
     if let Some(slot) = slot {
-        if !app
-            .queue
-            .schedule(slot, Work::Decide(tx.id.clone()), app.webhook_delay)
-        {
+        let work = if fault == Fault::ApprovedSilent {
+            Work::DecideSilently(tx.id.clone())
+        } else {
+            Work::Decide(tx.id.clone())
+        };
+        if !app.queue.schedule(slot, work, app.webhook_delay) {
             return Err(ApiError::unavailable("the sandbox is stopping"));
         }
     }
     tracing::debug!(transaction_id = %tx.id, "wompi sandbox: transaction created");
-    Ok(HttpResponse::Created().json(json!({ "data": view(&tx) })))
+    match fault {
+        Fault::ApprovedTimeout => {
+            tokio::time::sleep(app.fault_timeout_delay).await;
+            Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "GATEWAY_TIMEOUT",
+                "simulated upstream timeout after the transaction was created",
+            ))
+        }
+        Fault::Approved503 => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "simulated fault after the transaction was created",
+        )),
+        _ => Ok(HttpResponse::Created().json(json!({ "data": view(&tx) }))),
+    }
 }
 
 async fn get_transaction(

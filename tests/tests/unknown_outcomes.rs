@@ -1,0 +1,562 @@
+//! Lost provider answers: a charge taken at a provider is in the ledger exactly once, whether
+//! the answer was held past the timeout, answered 5xx, cut on the socket, or never followed
+//! by a webhook; the payment never falls back to another provider meanwhile. Captures, voids
+//! and refunds whose answers are lost end in the provider's true state. A transaction the
+//! payment does not hold is recorded as an orphan and given back.
+
+use std::time::{Duration, Instant};
+
+use api::config::ServeRole;
+use e2e::fault_proxy::{FaultProxy, Loss};
+use e2e::support::{id_of, json_of};
+use e2e::{payment_body, spawn_app_configured, spawn_with_settings, TestApp};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+const ATTEMPT_TIMEOUT_MS: u64 = 600;
+
+fn settings(s: &mut api::Settings) {
+    // Two providers take cards: the second must never be asked while the first may hold
+    // the charge.
+    s.routing.providers = vec!["sandbox".into(), "wompi".into()];
+    s.routing.provider_attempt_timeout_ms = ATTEMPT_TIMEOUT_MS;
+    s.routing.reconcile_after_ms = 0;
+    s.routing.reconcile_interval_ms = 200;
+}
+
+async fn start() -> TestApp {
+    spawn_app_configured(ServeRole::All, settings).await
+}
+
+/// An app whose adapters reach their emulators through `proxy`.
+async fn start_behind(proxy: &FaultProxy) -> TestApp {
+    let url = proxy.url();
+    let app = spawn_app_configured(ServeRole::All, |s| {
+        settings(s);
+        s.sandbox.emulator_gateway = Some(url);
+    })
+    .await;
+    proxy.route_to(&app.emulators);
+    app
+}
+
+/// What the sandbox holds for `reference`, asked with the sandbox's own key.
+async fn sandbox_transactions(app: &TestApp, reference: &str) -> Vec<Value> {
+    let response = app
+        .http
+        .get(format!("{}/v1/transactions", app.emulators["sandbox"]))
+        .query(&[("reference", reference)])
+        .bearer_auth(&app.settings.sandbox.api_key)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().unwrap().clone()
+}
+
+async fn sandbox_transaction(app: &TestApp, id: &str) -> Value {
+    let response = app
+        .http
+        .get(format!("{}/v1/transactions/{id}", app.emulators["sandbox"]))
+        .bearer_auth(&app.settings.sandbox.api_key)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The provider named in each `ProviderAttemptStarted` of the payment.
+async fn attempts(app: &TestApp, id: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT payload::jsonb #>> '{ProviderAttemptStarted,provider}' FROM events
+          WHERE aggregate_id = $1 AND event_type = 'ProviderAttemptStarted' ORDER BY sequence",
+    )
+    .bind(id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+/// Balances of the ledger projection, once it has caught up with the payment's stream.
+async fn ledger_balances(app: &TestApp, id: &str) -> Vec<(String, Decimal)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let store: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        let ledger: Option<i64> = sqlx::query_scalar(
+            "SELECT last_sequence FROM projection_offsets
+              WHERE projection = 'ledger' AND aggregate_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap();
+        if ledger == Some(store) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ledger never caught up: {ledger:?} of {store}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::query_as(
+        "SELECT account, sum(debit) - sum(credit) FROM journal_entries
+          WHERE payment_id = $1::uuid GROUP BY account ORDER BY account",
+    )
+    .bind(id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+fn balance(balances: &[(String, Decimal)], account: &str) -> Decimal {
+    balances
+        .iter()
+        .find(|(a, _)| a == account)
+        .map_or(Decimal::ZERO, |(_, b)| *b)
+}
+
+/// One charge of `amount` at the sandbox: captured once, owed to the merchant once, and
+/// every entry of the payment balanced.
+fn assert_charged_once(balances: &[(String, Decimal)], amount: &str) {
+    let amount: Decimal = amount.parse().unwrap();
+    let total: Decimal = balances.iter().map(|(_, b)| *b).sum();
+    assert_eq!(total, Decimal::ZERO, "unbalanced: {balances:?}");
+    assert_eq!(
+        balance(balances, "provider:sandbox:clearing"),
+        amount,
+        "{balances:?}"
+    );
+    // Owed to the merchant, less the fee taken once.
+    assert_eq!(
+        balance(balances, "merchant:merchant-a:payable") + balance(balances, "platform:fees"),
+        -amount,
+        "{balances:?}"
+    );
+    assert_eq!(balance(balances, "provider:wompi:clearing"), Decimal::ZERO);
+}
+
+async fn lost_answer_token_ends_approved_once_at_the_first_provider(
+    token: &str,
+    unknown_first: bool,
+) {
+    let app = start().await;
+    let reference = format!("order-{token}");
+    let created = app
+        .create_payment(
+            &format!("key-{token}"),
+            &payment_body("150.00", "USD", &reference, token, "automatic"),
+        )
+        .await;
+    assert_eq!(created["provider"], "sandbox", "{created}");
+    if unknown_first {
+        assert_eq!(created["status"], "PENDING", "{created}");
+        assert_eq!(created["provider_outcome"], "unknown", "{created}");
+    }
+    let id = id_of(&created);
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    assert_eq!(approved["provider"], "sandbox");
+    assert!(approved.get("provider_outcome").is_none(), "{approved}");
+    assert_eq!(
+        attempts(&app, &id).await,
+        ["sandbox"],
+        "the second provider was asked"
+    );
+    let held = sandbox_transactions(&app, &reference).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["status"], "APPROVED");
+    assert_eq!(held[0]["payment_id"], id.as_str());
+    assert_eq!(approved["provider_reference"], held[0]["id"]);
+    assert_charged_once(&ledger_balances(&app, &id).await, "150.00");
+}
+
+#[tokio::test]
+async fn a_charge_whose_answer_is_held_past_the_timeout_is_approved_once_by_its_webhook() {
+    lost_answer_token_ends_approved_once_at_the_first_provider(
+        "tok_sandbox_approved_timeout",
+        true,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_charge_answered_503_is_approved_once_by_its_webhook() {
+    lost_answer_token_ends_approved_once_at_the_first_provider("tok_sandbox_approved_503", true)
+        .await;
+}
+
+#[tokio::test]
+async fn a_charge_whose_webhook_never_comes_is_approved_once_by_the_resolver() {
+    lost_answer_token_ends_approved_once_at_the_first_provider(
+        "tok_sandbox_approved_silent",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_create_cut_on_the_socket_stays_with_its_provider_and_its_webhook_settles_it() {
+    let proxy = FaultProxy::start().await;
+    let app = start_behind(&proxy).await;
+    proxy.lose("sandbox", "POST", "/v1/transactions", Loss::Cut, 1);
+    let created = app
+        .create_payment(
+            "cut-1",
+            &payment_body("75.00", "USD", "cut-1", "tok_sandbox_approved", "automatic"),
+        )
+        .await;
+    assert_eq!(created["status"], "PENDING", "{created}");
+    assert_eq!(created["provider_outcome"], "unknown", "{created}");
+    let id = id_of(&created);
+    app.wait_for_status(&id, "APPROVED").await;
+    assert_eq!(proxy.count("sandbox", "POST", "/v1/transactions"), 1);
+    assert_eq!(proxy.count("wompi", "POST", "/transactions"), 0);
+    assert_eq!(sandbox_transactions(&app, "cut-1").await.len(), 1);
+    assert_charged_once(&ledger_balances(&app, &id).await, "75.00");
+}
+
+#[tokio::test]
+async fn a_same_key_retry_after_a_lost_answer_finds_the_charge_instead_of_making_another() {
+    let proxy = FaultProxy::start().await;
+    let app = start_behind(&proxy).await;
+    // The answer is held past the timeout; the webhook is lost with the reconciler off, so
+    // only the retry's lookup by reference can tell.
+    proxy.lose(
+        "sandbox",
+        "POST",
+        "/v1/transactions",
+        Loss::Hold(Duration::from_secs(5)),
+        1,
+    );
+    let body = payment_body(
+        "20.00",
+        "USD",
+        "retry-1",
+        "tok_sandbox_approved",
+        "automatic",
+    );
+    let created = app.create_payment("retry-1", &body).await;
+    assert_eq!(created["provider_outcome"], "unknown", "{created}");
+    let response = app
+        .post("/v1/payments", &app.checkout_key, Some("retry-1"), &body)
+        .await;
+    let (status, again) = json_of(response).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["id"], created["id"]);
+    assert!(again["provider_reference"].is_string(), "{again}");
+    let id = id_of(&created);
+    app.wait_for_status(&id, "APPROVED").await;
+    assert_eq!(
+        proxy.count("sandbox", "POST", "/v1/transactions"),
+        1,
+        "no second create"
+    );
+    assert_eq!(sandbox_transactions(&app, "retry-1").await.len(), 1);
+}
+
+async fn authorized(app: &TestApp, key: &str) -> String {
+    let created = app
+        .create_payment(
+            key,
+            &payment_body("300.00", "USD", key, "tok_sandbox_approved", "manual"),
+        )
+        .await;
+    let id = id_of(&created);
+    app.wait_for_status(&id, "AUTHORIZED").await;
+    id
+}
+
+#[tokio::test]
+async fn a_capture_whose_answer_is_lost_is_the_same_capture_on_retry() {
+    let proxy = FaultProxy::start().await;
+    let app = start_behind(&proxy).await;
+    let id = authorized(&app, "cap-1").await;
+    proxy.lose(
+        "sandbox",
+        "POST",
+        "/capture",
+        Loss::Hold(Duration::from_secs(5)),
+        1,
+    );
+    let capture = json!({"amount": "120.00"});
+    let path = format!("/v1/payments/{id}/capture");
+    let first = app
+        .post(&path, &app.checkout_key, Some("cap-key"), &capture)
+        .await;
+    let (status, problem) = json_of(first).await;
+    assert_eq!(status, 504, "{problem}");
+    assert_eq!(
+        problem["type"]
+            .as_str()
+            .map(|t| t.ends_with("provider-outcome-unknown")),
+        Some(true),
+        "{problem}"
+    );
+    // The intent stays open: the capture may have happened.
+    let events = app.event_types(&id).await;
+    assert_eq!(events.last().map(String::as_str), Some("CaptureRequested"));
+    // The same capture again: the provider already made it and answers it; 200, not 422.
+    let retry = app
+        .post(&path, &app.checkout_key, Some("cap-key"), &capture)
+        .await;
+    let (status, captured) = json_of(retry).await;
+    assert_eq!(status, 200, "{captured}");
+    assert_eq!(captured["status"], "APPROVED");
+    assert_eq!(captured["captured_amount"], "120.00");
+    let at_provider =
+        sandbox_transaction(&app, captured["provider_reference"].as_str().unwrap()).await;
+    assert_eq!(at_provider["captured_amount"], "120.00");
+    assert_eq!(proxy.count("sandbox", "POST", "/capture"), 2);
+    let events = app.event_types(&id).await;
+    assert_eq!(
+        events.iter().filter(|e| *e == "PaymentApproved").count(),
+        1,
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_void_whose_answer_is_cut_is_finished_by_the_resolver() {
+    let proxy = FaultProxy::start().await;
+    let app = start_behind(&proxy).await;
+    let id = authorized(&app, "void-1").await;
+    proxy.lose("sandbox", "POST", "/void", Loss::Cut, 1);
+    let response = app
+        .post(
+            &format!("/v1/payments/{id}/void"),
+            &app.checkout_key,
+            None,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 504);
+    let voided = app.wait_for_status(&id, "VOIDED").await;
+    let at_provider =
+        sandbox_transaction(&app, voided["provider_reference"].as_str().unwrap()).await;
+    assert_eq!(at_provider["status"], "VOIDED");
+    let events = app.event_types(&id).await;
+    assert_eq!(
+        events.iter().filter(|e| *e == "VoidRequested").count(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(events.last().map(String::as_str), Some("PaymentVoided"));
+}
+
+#[tokio::test]
+async fn a_refund_whose_answer_is_cut_is_finished_once_by_the_resolver() {
+    let proxy = FaultProxy::start().await;
+    let app = start_behind(&proxy).await;
+    let created = app
+        .create_payment(
+            "rf-1",
+            &payment_body("90.00", "USD", "rf-1", "tok_sandbox_approved", "automatic"),
+        )
+        .await;
+    let id = id_of(&created);
+    app.wait_for_status(&id, "APPROVED").await;
+    proxy.lose("sandbox", "POST", "/refunds", Loss::Cut, 1);
+    let response = app
+        .post(
+            &format!("/v1/payments/{id}/refunds"),
+            &app.checkout_key,
+            Some("rf-key"),
+            &json!({"amount": "40.00"}),
+        )
+        .await;
+    let (status, refund) = json_of(response).await;
+    assert!(status == 201 || status == 202, "{status} {refund}");
+    assert_eq!(refund["status"], "PENDING", "{refund}");
+    let refunded = app.wait_for_status(&id, "PARTIALLY_REFUNDED").await;
+    assert_eq!(refunded["refunded_amount"], "40.00");
+    let at_provider =
+        sandbox_transaction(&app, refunded["provider_reference"].as_str().unwrap()).await;
+    assert_eq!(
+        at_provider["refunded_amount"], "40.00",
+        "refunded once at the provider"
+    );
+    assert_eq!(proxy.count("sandbox", "POST", "/refunds"), 2);
+}
+
+/// A transaction of a provider the payment does not use (forced by creating it directly at
+/// the sandbox after another provider took the payment) is recorded and refunded there.
+#[tokio::test]
+async fn an_orphaned_charge_is_recorded_refunded_at_its_provider_and_cleared_in_the_ledger() {
+    let app = spawn_app_configured(ServeRole::All, |s| {
+        s.routing.providers = vec!["sandbox".into(), "wompi".into()];
+        s.routing.reconcile_after_ms = 0;
+        s.routing.reconcile_interval_ms = 200;
+    })
+    .await;
+    // Wompi takes the payment (preferred, with a Wompi card token).
+    let public_key = commands::providers::wompi::WompiConfig::from_env().public_key;
+    let token: Value = app
+        .http
+        .post(format!("{}/tokens/cards", app.emulators["wompi"]))
+        .bearer_auth(public_key)
+        .json(
+            &json!({"number": "4242424242424242", "cvc": "123", "exp_month": "12",
+                      "exp_year": "35", "card_holder": "Pedro Pérez"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = json!({
+        "amount": "50000.00", "currency": "COP", "reference": "orphan-1",
+        "payment_method": {"type": "CARD", "token": token["data"]["id"]},
+        "provider": "wompi", "customer_email": "payer@example.com",
+    });
+    let created = app.create_payment("orphan-1", &body).await;
+    let id = id_of(&created);
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    assert_eq!(approved["provider"], "wompi");
+
+    // The sandbox, too, takes a charge for this payment and reports it.
+    let response = app
+        .http
+        .post(format!("{}/v1/transactions", app.emulators["sandbox"]))
+        .bearer_auth(&app.settings.sandbox.api_key)
+        .json(&json!({
+            "payment_id": id, "reference": "orphan-1", "amount": "50000.00",
+            "currency": "COP", "method": "CARD", "token": "tok_sandbox_approved",
+            "capture": "automatic",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = app.event_types(&id).await;
+        if events.iter().any(|e| e == "OrphanCompensated") {
+            assert!(
+                events.iter().any(|e| e == "ProviderTransactionOrphaned"),
+                "{events:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never compensated: {events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let orphan: Value = sqlx::query_scalar(
+        "SELECT payload::jsonb FROM events WHERE aggregate_id = $1
+            AND event_type = 'ProviderTransactionOrphaned'",
+    )
+    .bind(&id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let orphan = &orphan["ProviderTransactionOrphaned"];
+    assert_eq!(orphan["provider"], "sandbox");
+    assert_eq!(orphan["status"], "APPROVED");
+    assert_eq!(orphan["compensation"], "refund");
+    let at_sandbox =
+        sandbox_transaction(&app, orphan["provider_transaction_id"].as_str().unwrap()).await;
+    assert_eq!(
+        at_sandbox["refunded_amount"], "50000.00",
+        "given back at the sandbox"
+    );
+    // The payment itself is untouched: still Wompi's, approved.
+    let shown = app
+        .get(&format!("/v1/payments/{id}"), &app.checkout_key)
+        .await;
+    let (_, shown) = json_of(shown).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["provider"].as_str()),
+        (Some("APPROVED"), Some("wompi"))
+    );
+    let balances = ledger_balances(&app, &id).await;
+    assert_eq!(
+        balance(&balances, "orphans:clearing"),
+        Decimal::ZERO,
+        "{balances:?}"
+    );
+    assert_eq!(
+        balance(&balances, "provider:sandbox:clearing"),
+        Decimal::ZERO,
+        "{balances:?}"
+    );
+    let orphan_lines: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM journal_entries WHERE payment_id = $1::uuid AND account = 'orphans:clearing'",
+    )
+    .bind(&id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(orphan_lines, 2, "held, then returned");
+}
+
+/// Two processes given the same Idempotency-Key at the same moment reach the provider once:
+/// two applications on one database and one standalone sandbox, 50 keys.
+#[tokio::test]
+async fn two_api_processes_given_the_same_key_at_once_create_one_charge() {
+    let sandbox = commands::sandbox::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        commands::sandbox::SandboxConfig {
+            api_key: "sbx_two_nodes_key".into(),
+            // Webhooks are not needed to count charges.
+            webhook_url: "http://127.0.0.1:9/v1/webhooks/sandbox".into(),
+            webhook_secret: "sbx_two_nodes_webhook_secret_0123456789".into(),
+            webhook_delay_ms: 60_000,
+        },
+    )
+    .await
+    .unwrap();
+    let first = spawn_app_configured(ServeRole::Api, |s| {
+        s.sandbox.in_process = false;
+        s.sandbox.base_url = sandbox.base_url();
+        s.sandbox.api_key = "sbx_two_nodes_key".into();
+        s.routing.providers = vec!["sandbox".into()];
+    })
+    .await;
+    let second = spawn_with_settings(first.settings.clone()).await;
+    for n in 0..50 {
+        let key = format!("same-{n}");
+        let body = payment_body("10.00", "USD", &key, "tok_sandbox_approved", "automatic");
+        let (a, b) = tokio::join!(
+            first.post("/v1/payments", &first.checkout_key, Some(&key), &body),
+            second.post("/v1/payments", &second.checkout_key, Some(&key), &body),
+        );
+        let (status_a, a) = json_of(a).await;
+        let (status_b, b) = json_of(b).await;
+        assert!(
+            [200, 201].contains(&status_a) && [200, 201].contains(&status_b),
+            "{a} {b}"
+        );
+        assert_eq!(a["id"], b["id"]);
+        let held = first
+            .http
+            .get(format!("{}/v1/transactions", sandbox.base_url()))
+            .query(&[("reference", key.as_str())])
+            .bearer_auth("sbx_two_nodes_key")
+            .send()
+            .await
+            .unwrap();
+        let (_, held) = json_of(held).await;
+        assert_eq!(
+            held["data"].as_array().map(Vec::len),
+            Some(1),
+            "{key}: {held}"
+        );
+        let started: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'ProviderAttemptStarted'",
+        )
+        .bind(a["id"].as_str().unwrap())
+        .fetch_one(&first.pool)
+        .await
+        .unwrap();
+        assert_eq!(started, 1, "{key}");
+    }
+    sandbox.stop().await;
+}
