@@ -18,3 +18,6 @@ CREATE INDEX payment_status_open_intents ON payment_status (updated_at)
 
 CREATE INDEX payment_status_needs_review ON payment_status (created_at DESC, payment_id DESC)
     WHERE needs_review IS NOT NULL;
+
+CREATE INDEX payment_status_outcome_unknown ON payment_status (payment_id)
+    WHERE provider_outcome = 'unknown';

@@ -512,6 +512,19 @@ pub async fn get(
     row.as_ref().map(from_row).transpose()
 }
 
+/// Payments flagged for review, and payments whose provider attempt's answer was lost: what
+/// operators watch (both counted from small partial indexes).
+#[tracing::instrument(skip(pool))]
+pub async fn open_intent_counts(pool: &PgPool) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM payment_status WHERE needs_review IS NOT NULL),
+                (SELECT count(*) FROM payment_status WHERE provider_outcome = $1)",
+    )
+    .bind(OUTCOME_UNKNOWN)
+    .fetch_one(pool)
+    .await
+}
+
 /// Where a page ends: the next page starts strictly after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListCursor {

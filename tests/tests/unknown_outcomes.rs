@@ -560,3 +560,92 @@ async fn two_api_processes_given_the_same_key_at_once_create_one_charge() {
     }
     sandbox.stop().await;
 }
+
+/// A provider without a lookup that never says what became of a create: the payment stays
+/// pending with its outcome unknown, and past the review horizon an operator is told.
+#[tokio::test]
+async fn an_attempt_nobody_can_resolve_is_flagged_for_review_listed_and_counted() {
+    let app = spawn_app_configured(ServeRole::All, |s| {
+        s.routing.providers = vec!["gcash".into()];
+        s.routing.provider_attempt_timeout_ms = ATTEMPT_TIMEOUT_MS;
+        s.routing.reconcile_after_ms = 0;
+        s.routing.reconcile_interval_ms = 100;
+        s.routing.reconcile_review_after_ms = 300;
+    })
+    .await;
+    let root = app.emulators["gcash"].trim_end_matches('/').to_owned();
+    let fault = app
+        .http
+        .post(format!("{root}/_sandbox/faults"))
+        .json(&json!({ "create": "server_error" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(fault.status().is_success());
+    let created = app
+        .create_payment(
+            "review-1",
+            &json!({
+                "amount": "800.00", "currency": "PHP", "reference": "review-1",
+                "payment_method": {"type": "GCASH"},
+                "return_url": "https://shop.example/return",
+            }),
+        )
+        .await;
+    assert_eq!(created["provider_outcome"], "unknown", "{created}");
+    let id = id_of(&created);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let response = app
+            .get("/v1/payments?status=needs_review", &app.checkout_key)
+            .await;
+        let (status, page) = json_of(response).await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["data"].as_array().cloned().unwrap_or_default();
+        if !items.is_empty() {
+            break items;
+        }
+        assert!(Instant::now() < deadline, "never flagged: {page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["needs_review"], "attempt");
+    assert_eq!(listed[0]["status"], "PENDING");
+    assert_eq!(listed[0]["provider_outcome"], "unknown");
+    let events = app.event_types(&id).await;
+    assert_eq!(
+        events.iter().filter(|e| *e == "PaymentNeedsReview").count(),
+        1,
+        "flagged once, not once per round: {events:?}"
+    );
+    let health: Value = app
+        .http
+        .get(format!("{}/health", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["intents"]["needs_review"], 1, "{health}");
+    assert_eq!(health["intents"]["provider_outcome_unknown"], 1, "{health}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let failures: Option<i64> = sqlx::query_scalar(
+            "SELECT count FROM payment_failures WHERE reason = 'needs_review:attempt'",
+        )
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap();
+        if failures == Some(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not in the failures read model: {failures:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -109,6 +109,16 @@ async fn health(pool: web::Data<PgPool>, broker: web::Data<BrokerProbe>) -> Http
     } else {
         Vec::new()
     };
+    let intents = if database {
+        projections::status::open_intent_counts(&pool)
+            .await
+            .ok()
+            .map(|(needs_review, outcome_unknown)| {
+                json!({ "needs_review": needs_review, "provider_outcome_unknown": outcome_unknown })
+            })
+    } else {
+        None
+    };
     let dead_letters = dead_letters.unwrap_or_default();
     let projections: Vec<_> = lags
         .into_iter()
@@ -130,6 +140,8 @@ async fn health(pool: web::Data<PgPool>, broker: web::Data<BrokerProbe>) -> Http
         "broker": if broker_up { "ok" } else { "down" },
         "relay": relay,
         "projections": projections,
+        // Provider calls without an outcome: resolving, or waiting for an operator.
+        "intents": intents,
     });
     if healthy {
         HttpResponse::Ok().json(body)
