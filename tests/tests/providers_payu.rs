@@ -895,6 +895,288 @@ async fn payu_lost_confirmation_reconciler_settles_a_stuck_pending_payment() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Lost answers: PayU made and approved the order, payledger never heard the answer
+// ---------------------------------------------------------------------------------------------
+
+/// Switches the PayU emulator's create fault (`POST /_sandbox/faults`).
+async fn set_fault(app: &TestApp, fault: &str) {
+    let response = app
+        .http
+        .post(format!("{}/_sandbox/faults", payu_root(app)))
+        .json(&json!({ "create": fault }))
+        .send()
+        .await
+        .expect("fault switch");
+    assert_eq!(
+        response.status(),
+        200,
+        "fault `{fault}` at the PayU emulator"
+    );
+}
+
+/// Every order the emulator holds with `payment_id` as its `referenceCode`
+/// (`ORDER_DETAIL_BY_REFERENCE_CODE`, asked over HTTP with the account's keys).
+async fn payu_orders_for(app: &TestApp, payment_id: &str) -> Vec<Value> {
+    let config = PayuConfig::from_env();
+    let response = app
+        .http
+        .post(format!("{}/reports-api/4.0/service.cgi", payu_root(app)))
+        .header("Accept", "application/json")
+        .json(&json!({
+            "language": "es",
+            "command": "ORDER_DETAIL_BY_REFERENCE_CODE",
+            "merchant": {"apiKey": config.api_key, "apiLogin": config.api_login},
+            "details": {"referenceCode": payment_id},
+            "test": false,
+        }))
+        .send()
+        .await
+        .expect("ORDER_DETAIL_BY_REFERENCE_CODE");
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["code"], "SUCCESS", "{body}");
+    match &body["result"]["payload"] {
+        Value::Null => Vec::new(),
+        Value::Array(orders) => orders.clone(),
+        other => panic!("not a list of orders: {other}"),
+    }
+}
+
+/// Every `provider` named anywhere in `value`.
+fn providers_named(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                if key == "provider" {
+                    found.push(field.as_str().unwrap_or_default().to_owned());
+                }
+                providers_named(field, found);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| providers_named(item, found)),
+        _ => {}
+    }
+}
+
+/// The payment made exactly one attempt, at PayU, and named no other provider; PayU holds
+/// exactly one order for it, approved. Returns that order's `<orderId>:<transactionId>`.
+async fn one_attempt_and_one_approved_order(app: &TestApp, id: &str) -> String {
+    let attempts: Vec<String> = support::stored_events(app, id, "ProviderAttemptStarted")
+        .await
+        .iter()
+        .map(|e| {
+            e["ProviderAttemptStarted"]["provider"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(attempts, ["payu"], "one attempt, at PayU");
+    let payloads: Vec<Value> =
+        sqlx::query_scalar("SELECT payload::jsonb FROM events WHERE aggregate_id = $1")
+            .bind(id)
+            .fetch_all(&app.pool)
+            .await
+            .expect("read events");
+    let mut named = Vec::new();
+    payloads.iter().for_each(|p| providers_named(p, &mut named));
+    assert!(
+        !named.is_empty() && named.iter().all(|p| p == "payu"),
+        "only PayU is named: {named:?}"
+    );
+    assert!(
+        !app.event_types(id)
+            .await
+            .iter()
+            .any(|t| t == "ProviderAttemptFailed"),
+        "no attempt failed over"
+    );
+
+    let orders = payu_orders_for(app, id).await;
+    assert_eq!(orders.len(), 1, "one order at PayU: {orders:?}");
+    let order = &orders[0];
+    assert_eq!(order["referenceCode"], id, "{order}");
+    assert_eq!(order["status"], "CAPTURED", "{order}");
+    let payment = &order["transactions"][0];
+    assert_eq!(payment["type"], "AUTHORIZATION_AND_CAPTURE", "{order}");
+    assert_eq!(
+        payment["transactionResponse"]["state"], "APPROVED",
+        "{order}"
+    );
+    format!(
+        "{}:{}",
+        order["id"],
+        payment["id"].as_str().expect("transaction id")
+    )
+}
+
+/// The payment as the create answered: PENDING at PayU, outcome unknown, no transaction yet.
+fn assert_left_unknown(created: &Value) {
+    assert_eq!(created["status"], "PENDING", "{created}");
+    assert_eq!(created["provider"], "payu", "{created}");
+    assert_eq!(created["provider_outcome"], "unknown", "{created}");
+    assert!(created["provider_reference"].is_null(), "{created}");
+}
+
+async fn unknown_kinds(app: &TestApp, id: &str) -> Vec<String> {
+    support::stored_events(app, id, "ProviderOutcomeUnknown")
+        .await
+        .iter()
+        .map(|e| {
+            e["ProviderOutcomeUnknown"]["kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// A lost answer stays with PayU; its confirmation approves the payment.
+async fn lost_answer_then_confirmed(fault: &str, key: &str, kind: &str) {
+    let app = start_with(|s| s.routing.provider_attempt_timeout_ms = 500).await;
+    set_fault(&app, fault).await;
+    let started = Instant::now();
+    let created = app
+        .create_payment(
+            key,
+            &payment(
+                "129000.00",
+                &format!("order-{key}"),
+                card("tok_payu_approved"),
+            ),
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the create waited {:?}",
+        started.elapsed()
+    );
+    assert_left_unknown(&created);
+    let id = id_of(&created);
+    assert_eq!(unknown_kinds(&app, &id).await, [kind]);
+
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    let held = one_attempt_and_one_approved_order(&app, &id).await;
+    assert_eq!(approved["provider_reference"], held.as_str(), "{approved}");
+    assert!(approved["provider_outcome"].is_null(), "{approved}");
+    assert_eq!(approved["captured_amount"], "129000.00");
+    assert_eq!(approved["fees"], fee_json("payu", "CARD", "129000.00"));
+    // The confirmation is what approved it.
+    let confirmation = delivery_for(&app, &id, "recorded").await;
+    assert_eq!(field(&form_pairs(&confirmation), "state_pol"), "4");
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderOutcomeUnknown",
+            "PaymentApproved"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn payu_answer_held_past_the_timeout_stays_with_payu_and_its_confirmation_approves() {
+    lost_answer_then_confirmed("approved_timeout", "p-lost-timeout", "timeout").await;
+}
+
+#[tokio::test]
+async fn payu_503_after_the_order_was_made_stays_with_payu_and_its_confirmation_approves() {
+    lost_answer_then_confirmed("approved_503", "p-lost-503", "server_error").await;
+}
+
+#[tokio::test]
+async fn payu_silent_approval_is_settled_by_the_reconciler() {
+    let app = start_with(|s| {
+        s.routing.reconcile_after_ms = 0;
+        s.routing.reconcile_interval_ms = 200;
+    })
+    .await;
+    set_fault(&app, "approved_silent").await;
+
+    // An approved card is decided by the answer itself, confirmation or not.
+    let decided = app
+        .create_payment(
+            "p-silent-ok",
+            &payment("64000.00", "order-p-silent-ok", card("tok_payu_approved")),
+        )
+        .await;
+    let decided = id_of(&decided);
+    app.wait_for_status(&decided, "APPROVED").await;
+    one_attempt_and_one_approved_order(&app, &decided).await;
+
+    // A card in review: PayU approves it later and never says so; only asking PayU can tell.
+    let created = app
+        .create_payment(
+            "p-silent-review",
+            &payment(
+                "51000.00",
+                "order-p-silent-review",
+                card("tok_payu_pending"),
+            ),
+        )
+        .await;
+    assert_eq!(created["status"], "PENDING", "{created}");
+    assert!(created["provider_outcome"].is_null(), "{created}");
+    let id = id_of(&created);
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    let held = one_attempt_and_one_approved_order(&app, &id).await;
+    assert_eq!(created["provider_reference"], held.as_str(), "{created}");
+    assert_eq!(approved["provider_reference"], held.as_str(), "{approved}");
+    assert_eq!(approved["fees"], fee_json("payu", "CARD", "51000.00"));
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+    assert!(
+        deliveries(&app).await.is_empty(),
+        "no confirmation was ever sent"
+    );
+}
+
+#[tokio::test]
+async fn payu_same_key_retry_of_an_unknown_outcome_records_the_order_payu_holds() {
+    let app = start_with(|s| s.sandbox.deliver_webhooks = false).await;
+    set_fault(&app, "approved_503").await;
+    let body = payment("99000.00", "order-p-retry", card("tok_payu_approved"));
+    let created = app.create_payment("p-retry", &body).await;
+    assert_left_unknown(&created);
+    let id = id_of(&created);
+
+    // The fault still holds: a create sent again would only get another 503. The retry asks
+    // PayU by reference instead, and records the order it made.
+    let (status, again) = json_of(
+        app.post(PAYMENTS, &app.checkout_key, Some("p-retry"), &body)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(id_of(&again), id, "{again}");
+    let held = one_attempt_and_one_approved_order(&app, &id).await;
+    assert_eq!(again["provider_reference"], held.as_str(), "{again}");
+    assert_eq!(again["status"], "APPROVED", "{again}");
+    assert!(again["provider_outcome"].is_null(), "{again}");
+    assert_eq!(again["captured_amount"], "99000.00", "{again}");
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderOutcomeUnknown",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+    assert_eq!(unknown_kinds(&app, &id).await, ["server_error"]);
+    assert!(deliveries(&app).await.is_empty(), "no confirmation helped");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Catalog: payment methods with fees, PSE banks
 // ---------------------------------------------------------------------------------------------
 

@@ -8,8 +8,8 @@
 //!   `AUTHORIZATION_AND_CAPTURE`, `AUTHORIZATION`, `CAPTURE`, `VOID`, `REFUND`),
 //!   `GET_BANKS_LIST` (PSE banks), `PING` (health, authenticated);
 //! * `{base}/reports-api/4.0/service.cgi`: `ORDER_DETAIL` (status of an order and all its
-//!   transactions) and `ORDER_DETAIL_BY_REFERENCE_CODE` (find a payment by our id, when a
-//!   create's answer was lost).
+//!   transactions; also read before every refund) and `ORDER_DETAIL_BY_REFERENCE_CODE`
+//!   (`find_transaction`: the payment by our id, when a create's answer was lost).
 //!
 //! Our payment id is always the order's `referenceCode`, so PayU's confirmations name it in
 //! `reference_sale`. `order.signature` = MD5 or HMAC-SHA256 (per `PAYU_SIGNATURE_ALGORITHM`)
@@ -23,9 +23,12 @@
 //!
 //! Answers: top-level `code: "ERROR"` -> `Rejected` with PayU's `error` text (bounded,
 //! scrubbed); HTTP 5xx -> `ServerError`; 4xx -> `Rejected`; no answer in time -> `Timeout`;
-//! no connection -> `Connection`. `transactionResponse.state`: `APPROVED` (`Authorized` for an
-//! `AUTHORIZATION`), `DECLINED` (reason = `responseCode`), `ERROR` (`Failed`), `EXPIRED`,
-//! `PENDING` (with `extraParameters.BANK_URL` -> `NextAction::Redirect` for PSE, `REFERENCE` +
+//! no connection -> `Connection`. PayU documents no answer as "not processed", so only a
+//! connection that was never made counts as never sent; a 5xx, a cut connection, a timeout
+//! after sending or an unreadable answer leave the outcome unknown.
+//! `transactionResponse.state`: `APPROVED` (`Authorized` for an `AUTHORIZATION`), `DECLINED`
+//! (reason = `responseCode`), `ERROR` (`Failed`), `EXPIRED`, `PENDING` (with
+//! `extraParameters.BANK_URL` -> `NextAction::Redirect` for PSE, `REFERENCE` +
 //! `EXPIRATION_DATE` -> `NextAction::CashCode` for Efecty).
 //!
 //! Known gaps (need more from `CreateTransaction` or from PayU):
@@ -36,8 +39,12 @@
 //!   checkout did not send one.
 //! * A card payment needs its franchise as `paymentMethod`: a token may say it as
 //!   `MASTERCARD:<token>`; a bare token goes as [`DEFAULT_CARD_FRANCHISE`].
-//! * PayU has no idempotency key: a retried create relies on the account's "unique
-//!   reference" setting, a retried refund on the refund id carried in `reason`.
+//! * PayU has no idempotency key. Creates: payledger asks by reference before it sends a
+//!   create again, and a refused create is answered with the order PayU already holds for the
+//!   payment, if any (an account that validates unique references refuses the repeat).
+//!   Refunds: the order's own record (`ORDER_DETAIL`) is read first, and a `REFUND` of the
+//!   transaction carrying the refund id in its `reason` for the same amount is the answer; this
+//!   relies on PayU listing each refund's `reason` with the order's transactions.
 //! * `test` is always `false`; the environment is chosen by `PAYU_BASE_URL`.
 
 use std::fmt;
@@ -53,9 +60,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{
-    CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
-    ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus, PseBank,
-    REDACTED,
+    CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
+    ProviderConfigError, ProviderError, ProviderRefund, ProviderTransaction,
+    ProviderTransactionStatus, PseBank, REDACTED,
 };
 use crate::webhooks::payu::{request_message, sign, SignatureAlgorithm};
 
@@ -432,43 +439,95 @@ impl PayuProvider {
         }
     }
 
-    /// Looks a payment up by our id (the order's `referenceCode`): the answer to a create
-    /// whose response was lost. `None` when PayU has no such order.
-    pub async fn transaction_by_reference(
-        &self,
-        payment_id: PaymentId,
-    ) -> Result<Option<ProviderTransaction>, ProviderError> {
-        let reference = payment_id.to_string();
-        let mut body = self.envelope::<()>("ORDER_DETAIL_BY_REFERENCE_CODE");
+    /// One order with all its transactions (`ORDER_DETAIL`).
+    async fn order_detail(&self, order_id: u64) -> Result<OrderPayload, ProviderError> {
+        let mut body = self.envelope::<()>("ORDER_DETAIL");
         body.details = Some(Details {
-            order_id: None,
-            reference_code: Some(&reference),
+            order_id: Some(order_id),
+            reference_code: None,
         });
         let raw = self.call(self.reports_url.clone(), &body).await?;
-        let payload = self.report_payload(&raw)?;
-        let Some(payload) = payload else {
-            return Ok(None);
-        };
-        let orders: Vec<OrderPayload> = self.decode(payload.get().as_bytes())?;
-        // The last attempt is the one that counts (PayU keeps every order of a reference).
-        let Some(order) = orders.into_iter().last() else {
-            return Ok(None);
-        };
-        let payment_tx = order
-            .transactions
-            .iter()
-            .rev()
-            .find(|t| {
-                matches!(
-                    t.kind.as_deref(),
-                    Some("AUTHORIZATION") | Some("AUTHORIZATION_AND_CAPTURE")
-                )
-            })
-            .map(|t| t.id.clone());
-        match payment_tx {
-            Some(tx) => order.into_transaction(&tx).map(Some),
-            None => Ok(None),
+        let payload = self
+            .report_payload(&raw)?
+            .ok_or_else(|| ProviderError::rejected("PayU has no such order"))?;
+        let order: OrderPayload = self.decode(payload.get().as_bytes())?;
+        if order.id.as_id() != Some(order_id) {
+            return Err(ProviderError::server_error(
+                "PayU answered with another order",
+            ));
         }
+        Ok(order)
+    }
+
+    /// A create PayU refused counts as refused only while PayU holds no order of the payment:
+    /// an account that validates unique references refuses the repeat of a create an earlier
+    /// send already made, and that order is the payment's.
+    async fn refused_create(
+        &self,
+        request: &CreateTransaction,
+        refusal: ProviderError,
+    ) -> Result<ProviderTransaction, ProviderError> {
+        match self
+            .find_transaction(request.payment_id, &request.reference)
+            .await
+        {
+            Ok(Some(held)) if held.amount == request.amount => Ok(held),
+            Ok(_) => Err(refusal),
+            Err(lookup) if lookup.outcome() == CallOutcome::Refused => Err(refusal),
+            // Whether an earlier send made the order is unknown: never a refusal then.
+            Err(lookup) => Err(ProviderError::new(
+                lookup.kind,
+                format!(
+                    "{}; and asking PayU for an earlier order failed: {}",
+                    refusal.detail, lookup.detail
+                ),
+            )),
+        }
+    }
+
+    /// The refund `refund_id` PayU already made on `transaction_id`, read from the order's own
+    /// record: `Ok(None)` when there is none yet.
+    async fn earlier_refund(
+        &self,
+        order_id: u64,
+        transaction_id: &str,
+        refund_id: RefundId,
+        amount: Money,
+    ) -> Result<Option<String>, ProviderError> {
+        let order = self.order_detail(order_id).await?;
+        let key = refund_id.to_string();
+        let Some(made) = order.transactions.iter().find(|t| {
+            t.kind.as_deref() == Some("REFUND")
+                && t.parent_transaction_id
+                    .as_deref()
+                    .is_none_or(|p| p == transaction_id)
+                && t.reason.as_deref().is_some_and(|r| r.contains(&key))
+        }) else {
+            return Ok(None);
+        };
+        let made_amount = match made
+            .additional_values
+            .as_ref()
+            .and_then(|a| a.tx_value.as_ref())
+        {
+            Some(value) => Some(value.money()?),
+            None => None,
+        };
+        if made_amount.is_some_and(|m| m != amount) {
+            return Err(ProviderError::rejected(
+                "PayU made this refund for another amount",
+            ));
+        }
+        let response = made.transaction_response.as_ref().ok_or_else(|| {
+            ProviderError::server_error("PayU answered a refund without its response")
+        })?;
+        let answer = TxResponse {
+            transaction_id: Some(made.id.clone()),
+            state: response.state.clone(),
+            response_code: response.response_code.clone(),
+            ..TxResponse::default()
+        };
+        operation_result(&answer, "refund").map(Some)
     }
 
     /// Sends one command and returns the body of a 2xx answer whose top-level `code` is
@@ -757,7 +816,13 @@ impl PaymentProvider for PayuProvider {
             ),
         );
         let body = self.payment_body(request, &reference, &tx_value, signature)?;
-        let answer = self.submit(body).await?;
+        let answer = match self.submit(body).await {
+            Ok(answer) => answer,
+            Err(error) if error.outcome() == CallOutcome::Refused => {
+                return self.refused_create(request, error).await
+            }
+            Err(error) => return Err(error),
+        };
         let order_id = answer
             .order_id
             .as_ref()
@@ -798,27 +863,39 @@ impl PaymentProvider for PayuProvider {
         })
     }
 
+    fn supports_lookup(&self) -> bool {
+        true
+    }
+
+    /// PayU knows the payment by our id (the order's `referenceCode`); the merchant's
+    /// reference only travels in the description.
+    async fn find_transaction(
+        &self,
+        payment_id: PaymentId,
+        _reference: &str,
+    ) -> Result<Option<ProviderTransaction>, ProviderError> {
+        let reference = payment_id.to_string();
+        let mut body = self.envelope::<()>("ORDER_DETAIL_BY_REFERENCE_CODE");
+        body.details = Some(Details {
+            order_id: None,
+            reference_code: Some(&reference),
+        });
+        let raw = self.call(self.reports_url.clone(), &body).await?;
+        let Some(payload) = self.report_payload(&raw)? else {
+            return Ok(None);
+        };
+        let orders: Vec<OrderPayload> = self.decode(payload.get().as_bytes())?;
+        payment_order(orders, payment_id)
+    }
+
     async fn get_transaction(
         &self,
         provider_transaction_id: &str,
     ) -> Result<ProviderTransaction, ProviderError> {
         let (order_id, transaction_id) = split_id(provider_transaction_id)?;
-        let mut body = self.envelope::<()>("ORDER_DETAIL");
-        body.details = Some(Details {
-            order_id: Some(order_id),
-            reference_code: None,
-        });
-        let raw = self.call(self.reports_url.clone(), &body).await?;
-        let payload = self
-            .report_payload(&raw)?
-            .ok_or_else(|| ProviderError::rejected("PayU has no such order"))?;
-        let order: OrderPayload = self.decode(payload.get().as_bytes())?;
-        if order.id.as_id() != Some(order_id) {
-            return Err(ProviderError::server_error(
-                "PayU answered with another order",
-            ));
-        }
-        order.into_transaction(transaction_id)
+        self.order_detail(order_id)
+            .await?
+            .into_transaction(transaction_id)
     }
 
     async fn capture(
@@ -847,8 +924,13 @@ impl PaymentProvider for PayuProvider {
         amount: Money,
     ) -> Result<ProviderRefund, ProviderError> {
         let (order_id, transaction_id) = split_id(provider_transaction_id)?;
-        // PayU has no idempotency key for refunds; the refund id travels in the reason so a
-        // retry can be recognised (the emulator does; see the module's known gaps).
+        // No refund idempotency at PayU: a refund its order record holds for this id is the answer.
+        if let Some(id) = self
+            .earlier_refund(order_id, transaction_id, refund_id, amount)
+            .await?
+        {
+            return Ok(ProviderRefund { id });
+        }
         let reason = format!("payledger refund {refund_id}");
         let body = operation_body(
             order_id,
@@ -1170,6 +1252,9 @@ struct TxPayload {
     additional_values: Option<AmountsIn>,
     #[serde(default)]
     extra_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Refunds: the reason they were asked with (payledger's carries the refund id).
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1382,6 +1467,56 @@ fn payment_status(
             ))
         }
     })
+}
+
+/// The transaction of `payment_id` among the orders PayU listed for its reference. PayU keeps
+/// every order sent with a reference: the newest one that holds or took the money is the
+/// payment's (any other one that took money comes back by confirmation, as an orphan).
+fn payment_order(
+    orders: Vec<OrderPayload>,
+    payment_id: PaymentId,
+) -> Result<Option<ProviderTransaction>, ProviderError> {
+    let mut chosen: Option<((bool, u64), OrderPayload, String)> = None;
+    for order in orders {
+        if PaymentId::from_str(&order.reference_code).ok() != Some(payment_id) {
+            continue;
+        }
+        let order_id = order
+            .id
+            .as_id()
+            .ok_or_else(|| ProviderError::server_error("PayU answered an invalid order id"))?;
+        let payment = order
+            .transactions
+            .iter()
+            .rev()
+            .find(|t| {
+                matches!(
+                    t.kind.as_deref(),
+                    Some("AUTHORIZATION") | Some("AUTHORIZATION_AND_CAPTURE")
+                )
+            })
+            .ok_or_else(|| {
+                ProviderError::server_error(
+                    "PayU holds an order of the payment without its payment transaction",
+                )
+            })?;
+        let live = matches!(
+            payment
+                .transaction_response
+                .as_ref()
+                .and_then(|r| r.state.as_deref()),
+            Some("APPROVED") | Some("PENDING") | Some("SUBMITTED")
+        );
+        let rank = (live, order_id);
+        if chosen.as_ref().is_none_or(|(best, _, _)| *best < rank) {
+            let payment = payment.id.clone();
+            chosen = Some((rank, order, payment));
+        }
+    }
+    match chosen {
+        Some((_, order, payment)) => order.into_transaction(&payment).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// The id of an approved (or, for refunds, accepted for review) capture/void/refund.
@@ -1847,6 +1982,85 @@ mod tests {
         let extra: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(r#"{"BANK_URL":"javascript:alert(1)"}"#).unwrap();
         assert!(bank_redirect(Some(&extra)).is_err());
+    }
+
+    /// One order of a reference as PayU lists it: its payment transaction in `state`.
+    fn listed_order(id: u64, reference: &str, state: &str) -> serde_json::Value {
+        serde_json::json!({
+            "id": id,
+            "referenceCode": reference,
+            "additionalValues": {"TX_VALUE": {"value": "50000.00", "currency": "COP"}},
+            "transactions": [{
+                "id": format!("tx-{id}"),
+                "type": "AUTHORIZATION_AND_CAPTURE",
+                "transactionResponse": {"state": state, "responseCode": state},
+            }],
+        })
+    }
+
+    fn choose(
+        orders: serde_json::Value,
+        payment_id: PaymentId,
+    ) -> Result<Option<ProviderTransaction>, ProviderError> {
+        payment_order(serde_json::from_value(orders).unwrap(), payment_id)
+    }
+
+    #[test]
+    fn of_several_orders_of_a_reference_the_newest_that_took_the_money_is_the_payments() {
+        let ours = PaymentId::from_uuid(uuid::Uuid::new_v4());
+        let other = PaymentId::from_uuid(uuid::Uuid::new_v4()).to_string();
+        let reference = ours.to_string();
+        // A declined retry after an approved order: the approved one holds the money.
+        let found = choose(
+            serde_json::json!([
+                listed_order(1400000001, &reference, "APPROVED"),
+                listed_order(1400000002, &reference, "DECLINED"),
+            ]),
+            ours,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(found.id, "1400000001:tx-1400000001");
+        assert_eq!(found.status, ProviderTransactionStatus::Approved);
+        assert_eq!(found.payment_id, ours);
+        // Listed in any order, the newest live one wins; another payment's order never.
+        let found = choose(
+            serde_json::json!([
+                listed_order(1400000009, &other, "APPROVED"),
+                listed_order(1400000005, &reference, "PENDING"),
+                listed_order(1400000003, &reference, "APPROVED"),
+            ]),
+            ours,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(found.id, "1400000005:tx-1400000005");
+        assert_eq!(found.status, ProviderTransactionStatus::Pending);
+        // Only declined orders: the newest one says how it ended.
+        let found = choose(
+            serde_json::json!([
+                listed_order(1400000007, &reference, "DECLINED"),
+                listed_order(1400000006, &reference, "ERROR"),
+            ]),
+            ours,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(found.id, "1400000007:tx-1400000007");
+        // Nothing of this payment.
+        assert_eq!(
+            choose(
+                serde_json::json!([listed_order(1400000009, &other, "APPROVED")]),
+                ours
+            )
+            .unwrap(),
+            None
+        );
+        // An order of the payment without its payment transaction is PayU's error, not "none".
+        let mut broken = listed_order(1400000004, &reference, "APPROVED");
+        broken["transactions"] = serde_json::json!([]);
+        let err = choose(serde_json::json!([broken]), ours).unwrap_err();
+        assert_ne!(err.outcome(), CallOutcome::Refused, "{err}");
     }
 
     #[test]

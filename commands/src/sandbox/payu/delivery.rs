@@ -184,19 +184,20 @@ async fn deliver(
     posts: Arc<Semaphore>,
 ) {
     tokio::time::sleep_until(job.due).await;
-    let confirmation = {
+    let (confirmation, muted) = {
         let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
         if job.approve_if_pending {
             // Already settled otherwise: then its current state is what gets confirmed.
             let _ = store.settle(job.order_id, Settlement::Approve, Utc::now());
         }
-        store.confirmation(job.order_id)
+        let muted = store.order(job.order_id).is_some_and(|o| o.muted);
+        (store.confirmation(job.order_id), muted)
     };
     let Some(confirmation) = confirmation else {
         return;
     };
     let event = format!("{}:{}", confirmation.transaction_id, confirmation.state_pol);
-    if !dispatcher.deliver {
+    if !dispatcher.deliver || muted {
         tracing::debug!(event, "payu sandbox: confirmation lost on purpose");
         return;
     }

@@ -49,7 +49,15 @@
 //! | `GET /_sandbox/pse/{transaction_id}` | the "bank page" (`BANK_URL`) |
 //! | `POST /_sandbox/pse/{transaction_id}/complete` | the payer finished at the bank: bank `1` approves (`state_pol=4`), `2` declines (`6`, `ENTITY_DECLINED`) |
 //! | `POST /_sandbox/pse/{transaction_id}/abandon` | the payer walked away: `DECLINED`, `ABANDONED_TRANSACTION` (`state_pol=6`) |
-//! | `POST /_sandbox/faults` | `{"create":"none"\|"server_error"\|"timeout"}`: creates answer `500`, or `504` after `timeout_fault_delay` (30 s), until changed |
+//! | `POST /_sandbox/faults` | `{"create": ..., "refund": ...}` (either or both), until changed; see below |
+//!
+//! Faults of creates: `none`; `server_error` (`500`, nothing made); `timeout` (`504` after
+//! `timeout_fault_delay`, 30 s, nothing made). Lost answers, where the order is made as its
+//! test data decides and only the answer is lost, on a repeat as on the first call:
+//! `approved_timeout` (the answer is held `timeout_fault_delay`, then `504`), `approved_503`
+//! (`503`); the confirmation follows as usual. `approved_silent`: the answer is normal, but
+//! no confirmation of that order is ever sent. Faults of refunds: `none`; `approved_503`
+//! (the refund is made, the answer is `503`).
 //!
 //! State lives in memory, bounded (`orders_max`), and is lost when the server stops.
 
@@ -292,6 +300,7 @@ pub async fn start_with_options(
         webhook_delay: Duration::from_millis(config.webhook_delay_ms),
         efecty_expiry: config.efecty_expiry,
         fault: Mutex::new(CreateFault::None),
+        refund_fault: Mutex::new(RefundFault::None),
         timeout_fault_delay: options.timeout_fault_delay,
     });
 
@@ -363,6 +372,18 @@ enum CreateFault {
     None,
     ServerError,
     Timeout,
+    ApprovedTimeout,
+    #[serde(rename = "approved_503")]
+    Approved503,
+    ApprovedSilent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum RefundFault {
+    None,
+    #[serde(rename = "approved_503")]
+    Approved503,
 }
 
 struct AppState {
@@ -378,6 +399,7 @@ struct AppState {
     webhook_delay: Duration,
     efecty_expiry: Duration,
     fault: Mutex<CreateFault>,
+    refund_fault: Mutex<RefundFault>,
     timeout_fault_delay: Duration,
 }
 
@@ -972,7 +994,10 @@ fn parse_expiration(text: &str) -> Option<DateTime<Utc>> {
 async fn create(state: &AppState, tx: TransactionIn) -> HttpResponse {
     let fault = *state.fault.lock().unwrap_or_else(PoisonError::into_inner);
     match fault {
-        CreateFault::None => {}
+        CreateFault::None
+        | CreateFault::ApprovedTimeout
+        | CreateFault::Approved503
+        | CreateFault::ApprovedSilent => {}
         CreateFault::ServerError => {
             return http_error(StatusCode::INTERNAL_SERVER_ERROR, "simulated PayU outage")
         }
@@ -1146,31 +1171,56 @@ async fn create(state: &AppState, tx: TransactionIn) -> HttpResponse {
     } else {
         None
     };
-    let mut store = state.store();
-    match store.create(new, now) {
-        Ok(Created::Existing(order)) => state.transaction_answer(&order, &order.payment),
-        Ok(Created::New(order)) => {
-            if let Some(slot) = slot {
-                let pending = order.payment.state == TxState::Pending;
-                if !state
-                    .queue
-                    .schedule(slot, order.id, state.webhook_delay, pending)
-                {
-                    return http_error(StatusCode::SERVICE_UNAVAILABLE, "the sandbox is stopping");
+    // The store's lock is released before any answer is held back.
+    let answer = {
+        let mut store = state.store();
+        match store.create(new, now) {
+            Ok(Created::Existing(order)) => Ok(state.transaction_answer(&order, &order.payment)),
+            Ok(Created::New(order)) => {
+                if fault == CreateFault::ApprovedSilent {
+                    store.mute(order.id);
                 }
+                if let Some(slot) = slot {
+                    let pending = order.payment.state == TxState::Pending;
+                    if !state
+                        .queue
+                        .schedule(slot, order.id, state.webhook_delay, pending)
+                    {
+                        return http_error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the sandbox is stopping",
+                        );
+                    }
+                }
+                tracing::debug!(
+                    order_id = order.id,
+                    transaction_id = %order.payment.id,
+                    "payu sandbox: transaction created"
+                );
+                Ok(state.transaction_answer(&order, &order.payment))
             }
-            tracing::debug!(
-                order_id = order.id,
-                transaction_id = %order.payment.id,
-                "payu sandbox: transaction created"
-            );
-            state.transaction_answer(&order, &order.payment)
+            Err(StoreError::CapacityExhausted) => Err(http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                StoreError::CapacityExhausted.message(),
+            )),
+            Err(error) => Err(refused(error.message())),
         }
-        Err(StoreError::CapacityExhausted) => http_error(
+    };
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(nothing_made) => return nothing_made,
+    };
+    // The order stands whatever happens to the answer.
+    match fault {
+        CreateFault::ApprovedTimeout => {
+            tokio::time::sleep(state.timeout_fault_delay).await;
+            http_error(StatusCode::GATEWAY_TIMEOUT, "simulated PayU timeout")
+        }
+        CreateFault::Approved503 => http_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            StoreError::CapacityExhausted.message(),
+            "simulated failure after the order was created",
         ),
-        Err(error) => refused(error.message()),
+        _ => answer,
     }
 }
 
@@ -1190,6 +1240,10 @@ fn operate(state: &AppState, tx: TransactionIn) -> HttpResponse {
         Ok(amount) => amount.map(|(_, money)| money),
         Err(message) => return refused(message),
     };
+    let refund_fault = *state
+        .refund_fault
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let now = Utc::now();
     let mut store = state.store();
     let result = match tx.kind.as_str() {
@@ -1203,6 +1257,12 @@ fn operate(state: &AppState, tx: TransactionIn) -> HttpResponse {
         }
     };
     match result {
+        Ok(op) if op.kind == TxType::Refund && refund_fault == RefundFault::Approved503 => {
+            http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "simulated failure after the refund was made",
+            )
+        }
         Ok(op) => match store.order(order_id) {
             Some(order) => state.transaction_answer(order, &op),
             None => refused(StoreError::NotFound.message()),
@@ -1394,22 +1454,35 @@ async fn pse_abandon(state: web::Data<AppState>, id: web::Path<String>) -> HttpR
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FaultsIn {
-    create: CreateFault,
+    #[serde(default)]
+    create: Option<CreateFault>,
+    #[serde(default)]
+    refund: Option<RefundFault>,
 }
 
 async fn set_faults(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
-    let faults: FaultsIn = match serde_json::from_slice(&body) {
-        Ok(faults) => faults,
-        Err(_) => {
+    let faults = match serde_json::from_slice::<FaultsIn>(&body) {
+        Ok(faults) if faults.create.is_some() || faults.refund.is_some() => faults,
+        _ => {
             return action_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                r#"expected {"create":"none"|"server_error"|"timeout"}"#,
+                r#"expected {"create":"none"|"server_error"|"timeout"|"approved_timeout"|"approved_503"|"approved_silent"} and/or {"refund":"none"|"approved_503"}"#,
             )
         }
     };
-    *state.fault.lock().unwrap_or_else(PoisonError::into_inner) = faults.create;
-    HttpResponse::Ok().json(json!({ "create": faults.create }))
+    let mut create = state.fault.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut refund = state
+        .refund_fault
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(fault) = faults.create {
+        *create = fault;
+    }
+    if let Some(fault) = faults.refund {
+        *refund = fault;
+    }
+    HttpResponse::Ok().json(json!({ "create": *create, "refund": *refund }))
 }
 
 async fn not_found() -> HttpResponse {

@@ -162,6 +162,8 @@ pub(crate) struct Order {
     pub captured: Money,
     pub refunded: Money,
     pub voided: bool,
+    /// Its confirmations are decided but never sent (the `approved_silent` fault).
+    pub muted: bool,
 }
 
 impl Order {
@@ -388,6 +390,7 @@ impl Store {
             captured,
             refunded: Money::zero(currency),
             voided: false,
+            muted: false,
         };
         self.by_reference
             .insert(order.reference_code.clone(), order_id);
@@ -409,6 +412,13 @@ impl Store {
             }
         }
         Err(StoreError::CodesExhausted)
+    }
+
+    /// From now on the order's confirmations are never sent.
+    pub(crate) fn mute(&mut self, order_id: u64) {
+        if let Some(order) = self.orders.get_mut(&order_id) {
+            order.muted = true;
+        }
     }
 
     pub(crate) fn order(&self, id: u64) -> Option<&Order> {

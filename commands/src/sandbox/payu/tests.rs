@@ -16,7 +16,8 @@ use uuid::Uuid;
 use super::*;
 use crate::providers::payu::{PayuConfig, PayuProvider};
 use crate::providers::{
-    CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderTransactionStatus,
+    CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
+    ProviderTransactionStatus,
 };
 use crate::webhooks::payu::PayuWebhookVerifier;
 use crate::webhooks::{
@@ -209,14 +210,75 @@ impl Harness {
     }
 
     async fn set_fault(&self, fault: &str) {
+        self.set_faults(serde_json::json!({ "create": fault }))
+            .await;
+    }
+
+    async fn set_faults(&self, faults: serde_json::Value) {
         let response = self
             .http
             .post(format!("{}/_sandbox/faults", self.sandbox.base_url()))
-            .json(&serde_json::json!({ "create": fault }))
+            .json(&faults)
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
+    }
+
+    /// A Queries API command, asked over HTTP with the account's keys; its `result.payload`.
+    async fn report(&self, command: &str, details: serde_json::Value) -> serde_json::Value {
+        let answer: serde_json::Value = self
+            .http
+            .post(format!(
+                "{}/reports-api/4.0/service.cgi",
+                self.sandbox.base_url()
+            ))
+            .header("Accept", "application/json")
+            .json(&serde_json::json!({
+                "language": "es",
+                "command": command,
+                "merchant": {"apiKey": self.config.api_key, "apiLogin": self.config.api_login},
+                "details": details,
+                "test": false,
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["code"], "SUCCESS", "{answer}");
+        answer["result"]["payload"].clone()
+    }
+
+    /// Every order the emulator holds for `payment_id` as its `referenceCode`.
+    async fn orders_of(&self, payment_id: PaymentId) -> Vec<serde_json::Value> {
+        let payload = self
+            .report(
+                "ORDER_DETAIL_BY_REFERENCE_CODE",
+                serde_json::json!({ "referenceCode": payment_id.to_string() }),
+            )
+            .await;
+        match payload {
+            serde_json::Value::Null => Vec::new(),
+            serde_json::Value::Array(orders) => orders,
+            other => panic!("not a list of orders: {other}"),
+        }
+    }
+
+    /// The `REFUND` transactions of an order, as the emulator lists them.
+    async fn refunds_of(&self, provider_id: &str) -> Vec<serde_json::Value> {
+        let order_id: u64 = provider_id.split_once(':').unwrap().0.parse().unwrap();
+        let order = self
+            .report("ORDER_DETAIL", serde_json::json!({ "orderId": order_id }))
+            .await;
+        order["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["type"] == "REFUND")
+            .cloned()
+            .collect()
     }
 }
 
@@ -983,7 +1045,7 @@ async fn lost_confirmations_leave_the_truth_queryable() {
     // And by our payment id, for a create whose answer never came back.
     let found = h
         .provider
-        .transaction_by_reference(r.payment_id)
+        .find_transaction(r.payment_id, &r.reference)
         .await
         .unwrap()
         .unwrap();
@@ -992,9 +1054,245 @@ async fn lost_confirmations_leave_the_truth_queryable() {
     assert_eq!(found.amount, cop("56000"));
     let unknown = h
         .provider
-        .transaction_by_reference(PaymentId::from_uuid(Uuid::new_v4()))
+        .find_transaction(PaymentId::from_uuid(Uuid::new_v4()), &r.reference)
         .await
         .unwrap();
     assert_eq!(unknown, None);
+    h.stop().await;
+}
+
+/// The provider transaction id an order of the emulator stands for (`<orderId>:<transactionId>`
+/// of its payment transaction), read from the order itself.
+fn id_of_order(order: &serde_json::Value) -> String {
+    let payment = &order["transactions"][0];
+    assert!(
+        payment["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("AUTHORIZATION")),
+        "{order}"
+    );
+    format!("{}:{}", order["id"], payment["id"].as_str().unwrap())
+}
+
+#[tokio::test]
+async fn approved_503_makes_the_order_answers_503_and_confirms() {
+    let mut h = Harness::start().await;
+    h.set_fault("approved_503").await;
+    let r = request(card(tokens::APPROVED), "129000", CaptureMode::Automatic);
+    let err = h.provider.create_transaction(&r).await.unwrap_err();
+    assert_eq!(err.kind, ProviderFailureKind::ServerError, "{err}");
+    assert_eq!(err.outcome(), CallOutcome::Unknown, "{err}");
+
+    // PayU made and approved the order: the lookup by reference finds it.
+    let orders = h.orders_of(r.payment_id).await;
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert_eq!(orders[0]["referenceCode"], r.payment_id.to_string());
+    assert_eq!(
+        orders[0]["transactions"][0]["transactionResponse"]["state"],
+        "APPROVED"
+    );
+    let held = id_of_order(&orders[0]);
+    let found = h
+        .provider
+        .find_transaction(r.payment_id, &r.reference)
+        .await
+        .unwrap()
+        .expect("the order PayU made");
+    assert_eq!(found.id, held);
+    assert_eq!(found.payment_id, r.payment_id);
+    assert_eq!(found.status, ProviderTransactionStatus::Approved);
+    assert_eq!(found.amount, cop("129000"));
+    assert_eq!(found.captured_amount, cop("129000"));
+
+    // The confirmation follows as usual.
+    let (_, n) = h.next_notification().await;
+    assert_eq!(n.payment_id, r.payment_id);
+    assert_eq!(n.provider_transaction_id, held);
+    assert_eq!(
+        n.outcome,
+        NotificationOutcome::Approved {
+            amount: cop("129000")
+        }
+    );
+
+    // A repeat while the fault holds: its answer is lost too, and nothing new is made.
+    let err = h.provider.create_transaction(&r).await.unwrap_err();
+    assert_eq!(err.outcome(), CallOutcome::Unknown, "{err}");
+    assert_eq!(h.orders_of(r.payment_id).await.len(), 1);
+    h.receiver.assert_quiet().await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn approved_timeout_makes_the_order_and_holds_the_answer_past_the_client() {
+    let mut h = Harness::start().await;
+    h.set_fault("approved_timeout").await;
+    let r = request(card(tokens::APPROVED), "87000", CaptureMode::Automatic);
+    let started = std::time::Instant::now();
+    let err = h.provider.create_transaction(&r).await.unwrap_err();
+    // The client (500 ms) gives up before the emulator (1,200 ms) answers.
+    assert!(started.elapsed() < Duration::from_millis(1_100));
+    assert_eq!(err.kind, ProviderFailureKind::Timeout, "{err}");
+    assert_eq!(err.outcome(), CallOutcome::Unknown, "{err}");
+
+    let orders = h.orders_of(r.payment_id).await;
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    let found = h
+        .provider
+        .find_transaction(r.payment_id, &r.reference)
+        .await
+        .unwrap()
+        .expect("the order PayU made");
+    assert_eq!(found.id, id_of_order(&orders[0]));
+    assert_eq!(found.status, ProviderTransactionStatus::Approved);
+    let (_, n) = h.next_notification().await;
+    assert_eq!(n.provider_transaction_id, found.id);
+    assert_eq!(
+        n.outcome,
+        NotificationOutcome::Approved {
+            amount: cop("87000")
+        }
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn approved_silent_answers_normally_and_never_confirms() {
+    let mut h = Harness::start().await;
+    h.set_fault("approved_silent").await;
+    let approved = request(card(tokens::APPROVED), "64000", CaptureMode::Automatic);
+    let tx = h.provider.create_transaction(&approved).await.unwrap();
+    assert_eq!(tx.status, ProviderTransactionStatus::Approved);
+    // A card in review is approved when its confirmation would be due, silently too.
+    let review = request(card(tokens::PENDING), "51000", CaptureMode::Automatic);
+    let pending = h.provider.create_transaction(&review).await.unwrap();
+    assert_eq!(pending.status, ProviderTransactionStatus::Pending);
+    h.receiver.assert_quiet().await;
+    let now = h.provider.get_transaction(&pending.id).await.unwrap();
+    assert_eq!(now.status, ProviderTransactionStatus::Approved);
+    for (r, id) in [(&approved, &tx.id), (&review, &pending.id)] {
+        let orders = h.orders_of(r.payment_id).await;
+        assert_eq!(orders.len(), 1, "{orders:?}");
+        assert_eq!(&id_of_order(&orders[0]), id);
+    }
+
+    // Only orders made under the fault stay silent.
+    h.set_fault("none").await;
+    let later = request(card(tokens::APPROVED), "10000", CaptureMode::Automatic);
+    let tx = h.provider.create_transaction(&later).await.unwrap();
+    let (_, n) = h.next_notification().await;
+    assert_eq!(n.provider_transaction_id, tx.id);
+    h.receiver.assert_quiet().await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn fault_switches_name_creates_and_refunds() {
+    let h = Harness::start().await;
+    for body in [
+        serde_json::json!({ "create": "approved_timeout" }),
+        serde_json::json!({ "create": "approved_503" }),
+        serde_json::json!({ "create": "approved_silent" }),
+        serde_json::json!({ "refund": "approved_503" }),
+        serde_json::json!({ "create": "none", "refund": "none" }),
+    ] {
+        h.set_faults(body).await;
+    }
+    for bad in [
+        serde_json::json!({}),
+        serde_json::json!({ "refund": "timeout" }),
+        serde_json::json!({ "create": "none", "capture": "none" }),
+    ] {
+        let response = h
+            .http
+            .post(format!("{}/_sandbox/faults", h.sandbox.base_url()))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{bad}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_repeat_of_a_create_is_answered_with_the_order_payu_holds() {
+    let h = Harness::start().await;
+    let r = request(
+        card("VISA:tok_payu_approved"),
+        "70000",
+        CaptureMode::Automatic,
+    );
+    let first = h.provider.create_transaction(&r).await.unwrap();
+    // The emulator refuses a reference already used for another request, as an account that
+    // validates unique references refuses any repeat: PayU holds the payment's order.
+    let repeat = CreateTransaction {
+        method: card("MASTERCARD:tok_payu_approved"),
+        ..r.clone()
+    };
+    let again = h.provider.create_transaction(&repeat).await.unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.status, ProviderTransactionStatus::Approved);
+    assert_eq!(h.orders_of(r.payment_id).await.len(), 1);
+    // A refusal with no order of the payment at PayU stays a refusal.
+    let err = h
+        .provider
+        .create_transaction(&request(
+            card("tok_unknown"),
+            "70000",
+            CaptureMode::Automatic,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.outcome(), CallOutcome::Refused, "{err}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeated_refund_is_found_in_the_order_before_anything_is_sent() {
+    let h = Harness::start().await;
+    let r = request(card(tokens::APPROVED), "100000", CaptureMode::Automatic);
+    let tx = h.provider.create_transaction(&r).await.unwrap();
+
+    h.set_faults(serde_json::json!({ "refund": "approved_503" }))
+        .await;
+    let refund_id = RefundId::from_uuid(Uuid::new_v4());
+    let err = h
+        .provider
+        .refund(&tx.id, refund_id, cop("30000"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.outcome(), CallOutcome::Unknown, "{err}");
+    let refunds = h.refunds_of(&tx.id).await;
+    assert_eq!(refunds.len(), 1, "the refund was made: {refunds:?}");
+
+    // Sent again, it would be answered 503: the adapter finds it in the order instead.
+    let again = h
+        .provider
+        .refund(&tx.id, refund_id, cop("30000"))
+        .await
+        .unwrap();
+    assert_eq!(again.id, refunds[0]["id"].as_str().unwrap());
+    assert_eq!(h.refunds_of(&tx.id).await.len(), 1);
+    // The same refund id for another amount is refused, and nothing is made.
+    let err = h
+        .provider
+        .refund(&tx.id, refund_id, cop("20000"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.outcome(), CallOutcome::Refused, "{err}");
+    assert_eq!(h.refunds_of(&tx.id).await.len(), 1);
+
+    // Another refund of the same amount is a refund of its own.
+    h.set_faults(serde_json::json!({ "refund": "none" })).await;
+    let other = h
+        .provider
+        .refund(&tx.id, RefundId::from_uuid(Uuid::new_v4()), cop("30000"))
+        .await
+        .unwrap();
+    assert_ne!(other.id, again.id);
+    assert_eq!(h.refunds_of(&tx.id).await.len(), 2);
+    let now = h.provider.get_transaction(&tx.id).await.unwrap();
+    assert_eq!(now.refunded_amount, cop("60000"));
     h.stop().await;
 }
