@@ -140,7 +140,7 @@ impl PaymentService {
             Lookup::NotAtProvider(current) => {
                 // Provably not at the provider: the same attempt may be sent again.
                 let resent = self
-                    .execute_from(
+                    .execute_or_reload(
                         id,
                         PaymentCommand::StartAttempt {
                             provider: open.provider.clone(),
@@ -149,15 +149,11 @@ impl PaymentService {
                         "api",
                         Some(current),
                     )
-                    .await;
-                match resent {
-                    Ok(current) => self.submit(id, request, vec![routed], current).await,
-                    // Another process re-sent it first.
-                    Err(CommandError::Rejected(PaymentError::InvalidTransition { .. })) => {
-                        self.load(id, None).await
-                    }
-                    Err(other) => Err(other),
+                    .await?;
+                if resent.appended == 0 {
+                    return Ok(resent); // another process re-sent it first
                 }
+                self.submit(id, request, vec![routed], resent).await
             }
         }
     }
@@ -269,8 +265,8 @@ impl PaymentService {
                 if !routed.breaker.allow(Instant::now()) {
                     continue; // another command took the half-open trial meanwhile
                 }
-                current = match self
-                    .execute_from(
+                current = self
+                    .execute_or_reload(
                         id,
                         PaymentCommand::StartAttempt {
                             provider: name.to_owned(),
@@ -279,15 +275,10 @@ impl PaymentService {
                         "api",
                         Some(current),
                     )
-                    .await
-                {
-                    Ok(current) => current,
-                    // The payment moved on meanwhile (another process): answer it as it is.
-                    Err(CommandError::Rejected(PaymentError::InvalidTransition { .. })) => {
-                        return self.load(id, None).await
-                    }
-                    Err(other) => return Err(other),
-                };
+                    .await?;
+                if current.appended == 0 {
+                    return Ok(current); // moved on meanwhile (another process)
+                }
             } else if !routed.breaker.allow(Instant::now()) {
                 let error = ProviderError::connection("circuit breaker open").never_sent();
                 current = self
@@ -349,7 +340,7 @@ impl PaymentService {
         current: Executed,
     ) -> Result<Executed, CommandError> {
         let recorded = self
-            .execute_from(
+            .execute_or_reload(
                 id,
                 PaymentCommand::RecordProviderTransaction {
                     provider: provider.to_owned(),
@@ -360,15 +351,10 @@ impl PaymentService {
                 "api",
                 Some(current),
             )
-            .await;
-        let recorded = match recorded {
-            Ok(recorded) => recorded,
-            // A webhook recorded the outcome first: the stream already says it.
-            Err(CommandError::Rejected(PaymentError::InvalidTransition { .. })) => {
-                return self.load(id, None).await
-            }
-            Err(other) => return Err(other),
-        };
+            .await?;
+        if recorded.payment.provider_transaction_id.as_deref() != Some(transaction.id.as_str()) {
+            return Ok(recorded); // a webhook recorded the outcome first
+        }
         match outcome_of(&transaction) {
             Some(outcome) => {
                 let event_id = format!(
@@ -397,26 +383,19 @@ impl PaymentService {
         error: &ProviderError,
         current: Executed,
     ) -> Result<Executed, CommandError> {
-        let recorded = self
-            .execute_from(
-                id,
-                PaymentCommand::RecordProviderOutcomeUnknown {
-                    provider: provider.to_owned(),
-                    kind: error.kind,
-                    detail: error.detail.clone(),
-                    at: Utc::now(),
-                },
-                "api",
-                Some(current),
-            )
-            .await;
-        match recorded {
-            // A webhook closed the attempt meanwhile: the stream has the answer.
-            Err(CommandError::Rejected(PaymentError::InvalidTransition { .. })) => {
-                self.load(id, None).await
-            }
-            other => other,
-        }
+        // A webhook may have closed the attempt meanwhile: the stream then has the answer.
+        self.execute_or_reload(
+            id,
+            PaymentCommand::RecordProviderOutcomeUnknown {
+                provider: provider.to_owned(),
+                kind: error.kind,
+                detail: error.detail.clone(),
+                at: Utc::now(),
+            },
+            "api",
+            Some(current),
+        )
+        .await
     }
 
     async fn record_attempt_failure(
@@ -426,25 +405,18 @@ impl PaymentService {
         error: &ProviderError,
         current: Executed,
     ) -> Result<Executed, CommandError> {
-        let recorded = self
-            .execute_from(
-                id,
-                PaymentCommand::RecordProviderAttemptFailed {
-                    provider: provider.to_owned(),
-                    kind: error.kind,
-                    detail: error.detail.clone(),
-                    at: Utc::now(),
-                },
-                "api",
-                Some(current),
-            )
-            .await;
-        match recorded {
-            Err(CommandError::Rejected(PaymentError::InvalidTransition { .. })) => {
-                self.load(id, None).await
-            }
-            other => other,
-        }
+        self.execute_or_reload(
+            id,
+            PaymentCommand::RecordProviderAttemptFailed {
+                provider: provider.to_owned(),
+                kind: error.kind,
+                detail: error.detail.clone(),
+                at: Utc::now(),
+            },
+            "api",
+            Some(current),
+        )
+        .await
     }
 
     async fn fail(&self, id: PaymentId, reason: &str) -> Result<Executed, CommandError> {

@@ -340,6 +340,24 @@ impl PaymentService {
         Err(CommandError::Conflict)
     }
 
+    /// `execute_from`, where a refusal because the payment moved on meanwhile (a webhook or
+    /// another process appended first) answers the payment as the stream now says it, with
+    /// `appended: 0`.
+    async fn execute_or_reload(
+        &self,
+        id: PaymentId,
+        command: PaymentCommand,
+        source: &'static str,
+        known: Option<Executed>,
+    ) -> Result<Executed, CommandError> {
+        match self.execute_from(id, command, source, known).await {
+            Err(CommandError::Rejected(PaymentError::InvalidTransition { .. })) => {
+                self.load(id, None).await
+            }
+            other => other,
+        }
+    }
+
     /// The payment's events in stream order, for `GET /v1/payments/{id}/events`.
     pub async fn events(
         &self,

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use domain::payment::{Compensation, RefundStatus};
-use domain::{
-    PaymentCommand, PaymentError, PaymentId, PaymentStatus, ProviderFailureKind, RefundId,
-};
+use domain::{PaymentCommand, PaymentId, PaymentStatus, ProviderFailureKind, RefundId};
 
 use super::{retry_idempotent, CommandError, Executed, PaymentService};
 use crate::router::RoutedProvider;
@@ -313,8 +311,7 @@ impl PaymentService {
         } else if payment
             .refunds
             .values()
-            .any(|r| r.status == RefundStatus::Requested)
-            && payment.updated_at.is_some_and(stale)
+            .any(|r| r.status == RefundStatus::Requested && r.requested_at.is_some_and(stale))
         {
             Some("refund")
         } else if payment
@@ -338,26 +335,19 @@ impl PaymentService {
             return Ok(current);
         }
         tracing::warn!(payment = %id, intent, "intent unresolved past the review horizon");
-        match self
-            .execute_from(
-                id,
-                PaymentCommand::MarkNeedsReview {
-                    intent: intent.to_owned(),
-                    reason: format!(
-                        "no outcome from the provider after {} s",
-                        review_after.as_secs()
-                    ),
-                    at: now,
-                },
-                "resolver",
-                Some(current),
-            )
-            .await
-        {
-            Err(CommandError::Rejected(PaymentError::InvalidTransition { .. })) => {
-                self.load(id, None).await
-            }
-            other => other,
-        }
+        self.execute_or_reload(
+            id,
+            PaymentCommand::MarkNeedsReview {
+                intent: intent.to_owned(),
+                reason: format!(
+                    "no outcome from the provider after {} s",
+                    review_after.as_secs()
+                ),
+                at: now,
+            },
+            "resolver",
+            Some(current),
+        )
+        .await
     }
 }

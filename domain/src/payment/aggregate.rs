@@ -27,6 +27,9 @@ pub struct RefundState {
     pub reason: Option<String>,
     pub status: RefundStatus,
     pub provider_refund_id: Option<String>,
+    /// When the refund was asked of the provider.
+    #[serde(default)]
+    pub requested_at: Option<DateTime<Utc>>,
 }
 
 /// An offer of the payment to a provider that has no outcome yet.
@@ -1001,7 +1004,7 @@ impl Aggregate for Payment {
                 refund_id,
                 amount,
                 reason,
-                ..
+                at,
             } => {
                 self.refund_reserved += amount.amount();
                 self.refunds.insert(
@@ -1011,6 +1014,7 @@ impl Aggregate for Payment {
                         reason,
                         status: RefundStatus::Requested,
                         provider_refund_id: None,
+                        requested_at: Some(at),
                     },
                 );
             }
