@@ -132,8 +132,9 @@ async fn generate_by_api(
                 "generation timed out with {have} of {target} events"
             ));
         }
-        // ~3.3 events per payment with the default mix; a little over is fine.
-        let payments = ((target - have) as f64 / 3.3).ceil() as u64 + config.concurrency as u64;
+        // ~4.3 events per payment with the default mix (the attempt's intent included); a
+        // little over is fine.
+        let payments = ((target - have) as f64 / 4.3).ceil() as u64 + config.concurrency as u64;
         let report = run::run(RunConfig {
             url: url.clone(),
             key: key.clone(),
