@@ -948,6 +948,111 @@ async fn gcash_lost_webhook_reconciler_settles_stuck_pending_payments() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Lost create answers: the intent exists at PayMongo, the ledger did not hear of it
+// ---------------------------------------------------------------------------------------------
+
+/// The payment intents the emulator holds for one of our payments (its test control route,
+/// matching `metadata.payment_id`).
+async fn intents_at_paymongo(app: &TestApp, payment_id: &str) -> Vec<Value> {
+    let response = app
+        .http
+        .get(format!(
+            "{}/_sandbox/payment_intents?payment_id={payment_id}",
+            paymongo_root(app)
+        ))
+        .send()
+        .await
+        .expect("read the emulator");
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().expect("a list of intents").clone()
+}
+
+#[tokio::test]
+async fn gcash_lost_create_answers_wait_for_payment_paid_and_a_retry_makes_no_second_intent() {
+    let app = start_with(|s| s.routing.provider_attempt_timeout_ms = 1_500).await;
+    for (fault, key, amount) in [
+        ("approved_timeout", "g-lost-timeout", "640.00"),
+        ("approved_503", "g-lost-503", "320.50"),
+    ] {
+        let body = gcash_payment(amount, &format!("order-{key}"));
+        set_fault(&app, fault).await;
+        let created = app.create_payment(key, &body).await;
+        set_fault(&app, "none").await;
+        let id = id_of(&created);
+        assert_eq!(created["status"], "PENDING", "{fault}: {created}");
+        assert_eq!(created["provider"], "gcash", "{fault}: {created}");
+        assert_eq!(created["provider_outcome"], "unknown", "{fault}: {created}");
+        assert!(
+            created["provider_reference"].is_null(),
+            "{fault}: {created}"
+        );
+
+        // PayMongo made the intent and attached GCash to it: it waits for the customer.
+        let held = intents_at_paymongo(&app, &id).await;
+        assert_eq!(held.len(), 1, "{fault}: {held:?}");
+        let intent = held[0]["id"].as_str().expect("intent id").to_owned();
+        assert_eq!(
+            held[0]["attributes"]["status"], "awaiting_next_action",
+            "{fault}"
+        );
+
+        // PayMongo cannot be asked by reference: a retry with the same key and a sync answer
+        // the payment as it stands and send nothing.
+        let (status, retried) = json_of(
+            app.post(PAYMENTS, &app.checkout_key, Some(key), &body)
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{fault}: {retried}");
+        assert_eq!(id_of(&retried), id);
+        assert_eq!(retried["status"], "PENDING", "{fault}: {retried}");
+        assert_eq!(retried["provider_outcome"], "unknown", "{fault}: {retried}");
+        let synced = sync(&app, &id).await;
+        assert_eq!(synced["provider_outcome"], "unknown", "{fault}: {synced}");
+        assert_eq!(intents_at_paymongo(&app, &id).await.len(), 1, "{fault}");
+        assert_eq!(
+            app.event_types(&id).await,
+            [
+                "PaymentInitiated",
+                "ProviderAttemptStarted",
+                "ProviderOutcomeUnknown"
+            ],
+            "{fault}"
+        );
+
+        // The customer authorizes it: `payment.paid` names our payment and the intent.
+        customer(&app, &intent, "authorize").await;
+        let approved = app.wait_for_status(&id, "APPROVED").await;
+        assert_eq!(approved["provider"], "gcash", "{approved}");
+        assert_eq!(
+            approved["provider_reference"].as_str(),
+            Some(intent.as_str())
+        );
+        assert_eq!(approved["captured_amount"], amount, "{approved}");
+        assert_eq!(approved["fees"], fee_json(amount), "{approved}");
+        assert!(approved["provider_outcome"].is_null(), "{approved}");
+        recorded_delivery(&app, &intent).await;
+        assert_eq!(
+            app.event_types(&id).await,
+            [
+                "PaymentInitiated",
+                "ProviderAttemptStarted",
+                "ProviderOutcomeUnknown",
+                "PaymentApproved"
+            ],
+            "{fault}"
+        );
+        let attempts = stored_events(&app, &id, "ProviderAttemptStarted").await;
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0]["ProviderAttemptStarted"]["provider"], "gcash");
+        let held = intents_at_paymongo(&app, &id).await;
+        assert_eq!(held.len(), 1, "{fault}: {held:?}");
+        assert_eq!(held[0]["attributes"]["status"], "succeeded", "{fault}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Public configuration
 // ---------------------------------------------------------------------------------------------
 

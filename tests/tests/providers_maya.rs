@@ -1081,6 +1081,176 @@ async fn maya_lost_webhook_reconciler_settles_stuck_pending_payments() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Lost create answers: the checkout exists at Maya, the ledger did not hear of it
+// ---------------------------------------------------------------------------------------------
+
+/// The attempt's bound in these tests: well under the 30 s the emulator holds an answer.
+const ATTEMPT_TIMEOUT_MS: u64 = 1_500;
+
+/// Every Maya payment (checkout) under our payment id as `requestReferenceNumber`.
+async fn checkouts_at_maya(app: &TestApp, payment_id: &str) -> Vec<Value> {
+    maya_api(app, &format!("/payments/v1/payment-rrns/{payment_id}"))
+        .await
+        .as_array()
+        .expect("Maya answers a list")
+        .clone()
+}
+
+/// A create whose answer Maya loses after making the checkout: answered `201`, PENDING, its
+/// outcome unknown, no provider reference yet.
+async fn created_with_lost_answer(app: &TestApp, fault: &str, key: &str, amount: &str) -> String {
+    set_fault(app, fault).await;
+    let created = app
+        .create_payment(key, &maya_payment(amount, &format!("order-{key}")))
+        .await;
+    set_fault(app, "none").await;
+    assert_eq!(created["status"], "PENDING", "{fault}: {created}");
+    assert_eq!(created["provider"], "maya", "{fault}: {created}");
+    assert_eq!(created["provider_outcome"], "unknown", "{fault}: {created}");
+    assert!(
+        created["provider_reference"].is_null(),
+        "{fault}: {created}"
+    );
+    let id = id_of(&created);
+    // A reconciler may record the checkout right after: only the start is certain.
+    let events = app.event_types(&id).await;
+    assert_eq!(
+        events[..3],
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderOutcomeUnknown"
+        ],
+        "{fault}: {events:?}"
+    );
+    id
+}
+
+/// Once the ledger holds Maya's checkout: exactly one at Maya for the payment, the customer
+/// pays it, Maya's webhook approves it, and no other provider was ever asked.
+async fn paid_once_at_maya(app: &TestApp, id: &str, checkout: &str, amount: &str) {
+    let held = checkouts_at_maya(app, id).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["id"].as_str(), Some(checkout), "{held:?}");
+    assert_eq!(held[0]["status"], "PENDING_TOKEN", "{held:?}");
+
+    customer(app, checkout, "complete").await;
+    let approved = app.wait_for_status(id, "APPROVED").await;
+    assert_eq!(approved["provider"], "maya", "{approved}");
+    assert_eq!(approved["provider_reference"].as_str(), Some(checkout));
+    assert_eq!(approved["captured_amount"], amount, "{approved}");
+    assert_eq!(approved["fees"], fee_json(amount), "{approved}");
+    assert!(approved["provider_outcome"].is_null(), "{approved}");
+    assert_eq!(
+        app.event_types(id).await,
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderOutcomeUnknown",
+            "ProviderTransactionCreated",
+            "PaymentApproved"
+        ]
+    );
+    let attempts = stored_events(app, id, "ProviderAttemptStarted").await;
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0]["ProviderAttemptStarted"]["provider"], "maya");
+    let created = stored_events(app, id, "ProviderTransactionCreated").await;
+    assert_eq!(
+        created[0]["ProviderTransactionCreated"]["provider_transaction_id"].as_str(),
+        Some(checkout)
+    );
+    assert_eq!(checkouts_at_maya(app, id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn maya_lost_create_answers_are_found_by_reference_on_a_retry_or_a_sync() {
+    let app = start_with(|s| s.routing.provider_attempt_timeout_ms = ATTEMPT_TIMEOUT_MS).await;
+
+    // Held past the attempt's bound: a retry with the same Idempotency-Key asks Maya by
+    // reference before sending anything, and records the checkout it finds.
+    let key = "m-lost-timeout";
+    let id = created_with_lost_answer(&app, "approved_timeout", key, "730.00").await;
+    let (status, retried) = json_of(
+        app.post(
+            PAYMENTS,
+            &app.checkout_key,
+            Some(key),
+            &maya_payment("730.00", &format!("order-{key}")),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(id_of(&retried), id);
+    assert_eq!(retried["status"], "PENDING", "{retried}");
+    assert!(retried["provider_outcome"].is_null(), "{retried}");
+    let checkout = reference_of(&retried);
+    paid_once_at_maya(&app, &id, &checkout, "730.00").await;
+    // Approved by Maya's webhook, which names the checkout the retry recorded.
+    recorded_delivery(&app, &checkout).await;
+
+    // A 503 after the checkout was made: a sync asks Maya by reference.
+    let id = created_with_lost_answer(&app, "approved_503", "m-lost-503", "415.50").await;
+    let synced = sync(&app, &id).await;
+    assert_eq!(synced["status"], "PENDING", "{synced}");
+    assert!(synced["provider_outcome"].is_null(), "{synced}");
+    let checkout = reference_of(&synced);
+    // A retry now answers the payment as it stands: nothing is sent to Maya again.
+    let (status, retried) = json_of(
+        app.post(
+            PAYMENTS,
+            &app.checkout_key,
+            Some("m-lost-503"),
+            &maya_payment("415.50", "order-m-lost-503"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(reference_of(&retried), checkout);
+    paid_once_at_maya(&app, &id, &checkout, "415.50").await;
+    recorded_delivery(&app, &checkout).await;
+}
+
+#[tokio::test]
+async fn maya_lost_create_answers_are_found_by_reference_by_the_reconciler() {
+    let app = start_with(|s| {
+        s.routing.provider_attempt_timeout_ms = ATTEMPT_TIMEOUT_MS;
+        s.routing.reconcile_after_ms = 0;
+        s.routing.reconcile_interval_ms = 200;
+    })
+    .await;
+    for (fault, key, amount) in [
+        ("approved_503", "m-rec-503", "515.00"),
+        ("approved_timeout", "m-rec-timeout", "616.00"),
+    ] {
+        let id = created_with_lost_answer(&app, fault, key, amount).await;
+        // Nobody retries or syncs: the reconciler asks Maya by reference.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let found = loop {
+            let (status, view) = json_of(
+                app.get(&format!("{PAYMENTS}/{id}"), &app.checkout_key)
+                    .await,
+            )
+            .await;
+            // 404 until the projection has the payment.
+            assert!(status == 200 || status == 404, "{view}");
+            if view["provider_reference"].is_string() {
+                break view;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{fault}: the reconciler never recorded the checkout: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(found["status"], "PENDING", "{fault}: {found}");
+        assert!(found["provider_outcome"].is_null(), "{fault}: {found}");
+        paid_once_at_maya(&app, &id, &reference_of(&found), amount).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Public configuration
 // ---------------------------------------------------------------------------------------------
 

@@ -16,9 +16,12 @@
 //!   [`capture_reference`] of our payment id, so it can be found again (a retried capture is
 //!   a no-op, a refund goes to the capture) and its own `PAYMENT_SUCCESS` webhook is known to
 //!   be ours but not news.
-//! * Maya deduplicates nothing by itself: refunds carry [`refund_reason`] (with our refund id)
-//!   and a repeat finds the first refund by it. A retried *create* makes a second checkout
-//!   (Maya has no idempotency key); only the first one the customer pays matters.
+//! * Maya takes no idempotency key: refunds carry [`refund_reason`] (with our refund id) and a
+//!   repeat finds the first refund by it; the capture's reference is derived from the payment
+//!   (one final capture per payment). A checkout is a Maya payment from its create on
+//!   (`PENDING_TOKEN` until the customer acts), so a create whose answer was lost is found by
+//!   our reference ([`PaymentProvider::find_transaction`]); only Maya's own "no such payment"
+//!   (`404` `PY0009`) proves it holds none and lets a create be sent again.
 //!
 //! Failures map like every adapter: no answer in time -> `Timeout`, no connection ->
 //! `Connection`, 5xx -> `ServerError`, 4xx -> `Rejected` with Maya's error code as detail.
@@ -423,11 +426,12 @@ impl MayaProvider {
         Ok(payment)
     }
 
-    /// Payments carrying `rrn` as their `requestReferenceNumber` (none: `404`).
+    /// Payments carrying `rrn` as their `requestReferenceNumber`. Empty only on Maya's own
+    /// answer for none (`404` `PY0009`): any other `404` (a wrong path, a proxy) proves nothing.
     async fn payments_by_reference(&self, rrn: &str) -> Result<Vec<wire::Payment>, ProviderError> {
         let url = self.url(&["payments", "v1", "payment-rrns", rrn])?;
         let answer = self.send(Method::GET, url, &self.secret_auth, None).await?;
-        if answer.0 == StatusCode::NOT_FOUND {
+        if answer.0 == StatusCode::NOT_FOUND && is_payment_not_found(&answer.1) {
             return Ok(Vec::new());
         }
         let raw = self.success(answer)?;
@@ -550,6 +554,47 @@ pub const CANCELLED_REASON: &str = "cancelled";
 /// Reason recorded for a failed payment that names no error code.
 pub const FAILED_REASON: &str = "payment_failed";
 
+/// Whether an error body is Maya's "Payment does not exist." (`PY0009`).
+fn is_payment_not_found(body: &[u8]) -> bool {
+    serde_json::from_slice::<wire::Error>(body)
+        .is_ok_and(|e| e.code.as_ref().and_then(|c| c.as_str()) == Some(wire::PAYMENT_NOT_FOUND))
+}
+
+/// Which of the payments Maya holds under one of our payment ids is the payment's checkout.
+/// More than one exists only if a create was sent again: one that took or holds money wins
+/// (two such need a person), else the earliest still open, else the earliest that ended.
+fn checkout_of(payments: Vec<wire::Payment>) -> Result<Option<wire::Payment>, ProviderError> {
+    let tier = |p: &wire::Payment| match p.payment_status() {
+        status::PAYMENT_SUCCESS
+        | status::REFUNDED
+        | status::AUTHORIZED
+        | status::CAPTURED
+        | status::DONE => 0,
+        s if status::PENDING.contains(&s) => 1,
+        _ => 2,
+    };
+    let Some(best) = payments.iter().map(tier).min() else {
+        return Ok(None);
+    };
+    let mut candidates: Vec<wire::Payment> =
+        payments.into_iter().filter(|p| tier(p) == best).collect();
+    if best == 0 && candidates.len() > 1 {
+        return Err(ProviderError::server_error(
+            "maya holds more than one paid checkout for one payment",
+        ));
+    }
+    let created = |p: &wire::Payment| {
+        p.created_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    candidates.sort_by(|a, b| {
+        let (ta, tb) = (created(a), created(b));
+        (ta.is_none(), ta, &a.id).cmp(&(tb.is_none(), tb, &b.id))
+    });
+    Ok(candidates.into_iter().next())
+}
+
 fn bad_answer(problem: String) -> ProviderError {
     ProviderError::server_error(format!("maya answered {problem}"))
 }
@@ -612,6 +657,8 @@ pub(crate) mod wire {
     use super::*;
 
     pub(crate) const REFUND_SUCCESS: &str = "SUCCESS";
+    /// The error code of `404` "Payment does not exist." (by id or by reference).
+    pub(crate) const PAYMENT_NOT_FOUND: &str = "PY0009";
     pub(crate) const VOID_SUCCESS: &str = "SUCCESS";
 
     /// An amount as Maya writes it: a JSON number or a decimal string. Kept as the raw JSON
@@ -944,6 +991,33 @@ impl PaymentProvider for MayaProvider {
     ) -> Result<ProviderTransaction, ProviderError> {
         let payment = self.fetch_payment(provider_transaction_id).await?;
         self.transaction_of(payment).await
+    }
+
+    fn supports_lookup(&self) -> bool {
+        true
+    }
+
+    /// Our payment id is the checkout's `requestReferenceNumber`, and the checkout id is the
+    /// Maya payment's id: the same transaction `create_transaction` names, without its
+    /// redirect (only the create's answer carries the page's address).
+    async fn find_transaction(
+        &self,
+        payment_id: PaymentId,
+        _reference: &str,
+    ) -> Result<Option<ProviderTransaction>, ProviderError> {
+        let payments = self.payments_by_reference(&payment_id.to_string()).await?;
+        if payments
+            .iter()
+            .any(|p| p.our_payment_id() != Some(payment_id))
+        {
+            return Err(ProviderError::server_error(
+                "maya answered payments of another reference",
+            ));
+        }
+        match checkout_of(payments)? {
+            Some(checkout) => self.transaction_of(checkout).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Captures once per payment: the capture payment's reference is derived from the payment
@@ -1295,6 +1369,77 @@ mod tests {
                     .kind,
                 ProviderFailureKind::Rejected
             );
+        }
+    }
+
+    fn listed(id: &str, status: &str, created_at: Option<&str>) -> wire::Payment {
+        serde_json::from_value(serde_json::json!({
+            "id": id,
+            "status": status,
+            "amount": "10.00",
+            "currency": "PHP",
+            "requestReferenceNumber": "ignored-here",
+            "createdAt": created_at,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_checkout_of_a_payment_is_the_paid_one_else_the_earliest_open_one() {
+        let ids =
+            |picked: Result<Option<wire::Payment>, ProviderError>| picked.unwrap().map(|p| p.id);
+        assert_eq!(ids(checkout_of(Vec::new())), None);
+        // 09:00+08:00 is 01:00Z: earlier than 02:00Z although it sorts later as text.
+        let open = vec![
+            listed("b", status::PENDING_TOKEN, Some("2026-01-01T02:00:00.000Z")),
+            listed("c", status::PENDING_TOKEN, None),
+            listed(
+                "a",
+                status::PENDING_TOKEN,
+                Some("2026-01-01T09:00:00.000+08:00"),
+            ),
+            listed(
+                "x",
+                status::PAYMENT_EXPIRED,
+                Some("2025-12-31T00:00:00.000Z"),
+            ),
+        ];
+        assert_eq!(ids(checkout_of(open.clone())), Some("a".to_owned()));
+        let mut with_paid = open.clone();
+        with_paid.push(listed("p", status::PAYMENT_SUCCESS, None));
+        assert_eq!(ids(checkout_of(with_paid.clone())), Some("p".to_owned()));
+        let ended = vec![
+            listed(
+                "y",
+                status::PAYMENT_FAILED,
+                Some("2026-01-02T00:00:00.000Z"),
+            ),
+            listed(
+                "x",
+                status::PAYMENT_EXPIRED,
+                Some("2026-01-01T00:00:00.000Z"),
+            ),
+        ];
+        assert_eq!(ids(checkout_of(ended)), Some("x".to_owned()));
+        with_paid.push(listed("q", status::AUTHORIZED, None));
+        assert_eq!(
+            checkout_of(with_paid).unwrap_err().kind,
+            ProviderFailureKind::ServerError
+        );
+    }
+
+    #[test]
+    fn only_py0009_means_no_such_payment() {
+        assert!(is_payment_not_found(
+            br#"{"code":"PY0009","message":"Payment does not exist."}"#
+        ));
+        for other in [
+            &br#"{"code":"404","message":"Resource not found"}"#[..],
+            br#"{"code":"K003","error":"Invalid authentication credentials."}"#,
+            b"<html>Not Found</html>",
+            b"",
+        ] {
+            assert!(!is_payment_not_found(other));
         }
     }
 

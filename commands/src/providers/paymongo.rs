@@ -21,8 +21,10 @@
 //! has neither manual capture nor void: those are refused as `Rejected`. Health:
 //! `GET /v1/webhooks`.
 //!
-//! PayMongo has no idempotency keys: a retried *create* makes a second payment intent (only
-//! the one the customer authorizes is paid).
+//! The payment intent's create carries our payment id and a refund our refund id as
+//! PayMongo's `Idempotency-Key` (kept 24 h), so a repeat returns the first result. PayMongo
+//! offers no lookup by metadata, so `supports_lookup` stays false: after a lost answer the
+//! payment waits for the `payment.paid` event (it names our payment id) or the resolver.
 
 use std::fmt;
 use std::str::FromStr;
@@ -37,8 +39,9 @@ use serde::{Deserialize, Serialize};
 
 use super::maya::basic_auth;
 use super::{
-    CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
-    ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus, REDACTED,
+    CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
+    ProviderConfigError, ProviderError, ProviderRefund, ProviderTransaction,
+    ProviderTransactionStatus, REDACTED,
 };
 
 /// Largest response body read from PayMongo.
@@ -61,6 +64,9 @@ const REDIRECT_URL_LEN_MAX: usize = 2_048;
 const DESCRIPTION_PREFIX: &str = "payledger ";
 const DESCRIPTION_LEN_MAX: usize = 255;
 const REFUND_REASON: &str = "requested_by_customer";
+/// PayMongo's idempotency header: a repeat of a create with the same key returns the first
+/// result instead of creating again.
+pub(crate) const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// Everything the GCash/PayMongo adapter and its webhook verifier need.
 #[derive(Clone)]
@@ -287,11 +293,17 @@ impl PaymongoProvider {
         method: Method,
         url: Url,
         body: Option<&B>,
+        idempotency_key: Option<&str>,
     ) -> Result<Vec<u8>, ProviderError> {
         let mut request = self
             .http
             .request(method, url)
             .header(AUTHORIZATION, self.auth.clone());
+        if let Some(key) = idempotency_key {
+            let value = HeaderValue::from_str(key)
+                .map_err(|_| ProviderError::rejected("invalid PayMongo idempotency key"))?;
+            request = request.header(IDEMPOTENCY_KEY_HEADER, value);
+        }
         if let Some(body) = body {
             let body = serde_json::to_vec(body)
                 .map_err(|_| ProviderError::rejected("cannot encode the PayMongo request"))?;
@@ -346,7 +358,7 @@ impl PaymongoProvider {
 
     async fn fetch_intent(&self, id: &str) -> Result<wire::Intent, ProviderError> {
         let url = self.url(&["v1", "payment_intents", id])?;
-        let raw = self.call::<()>(Method::GET, url, None).await?;
+        let raw = self.call::<()>(Method::GET, url, None, None).await?;
         let intent = self.decode::<wire::Envelope<wire::Intent>>(&raw)?.data;
         if intent.id != id {
             return Err(ProviderError::server_error(
@@ -779,7 +791,9 @@ impl PaymentProvider for PaymongoProvider {
             },
         };
         let url = self.url(&["v1", "payment_intents"])?;
-        let raw = self.call(Method::POST, url, Some(&intent_body)).await?;
+        let raw = self
+            .call(Method::POST, url, Some(&intent_body), Some(&payment_id))
+            .await?;
         let intent = self.decode::<wire::Envelope<wire::Intent>>(&raw)?.data;
         if !valid_id(&intent.id) {
             return Err(ProviderError::server_error(
@@ -796,7 +810,9 @@ impl PaymentProvider for PaymongoProvider {
             },
         };
         let url = self.url(&["v1", "payment_methods"])?;
-        let raw = self.call(Method::POST, url, Some(&method_body)).await?;
+        let raw = self
+            .call(Method::POST, url, Some(&method_body), None)
+            .await?;
         let method = self
             .decode::<wire::Envelope<wire::Resource<wire::PaymentMethodAttributes>>>(&raw)?
             .data;
@@ -810,8 +826,20 @@ impl PaymentProvider for PaymongoProvider {
             },
         };
         let url = self.url(&["v1", "payment_intents", &intent.id, "attach"])?;
-        let raw = self.call(Method::POST, url, Some(&attach_body)).await?;
-        let attached = self.decode::<wire::Envelope<wire::Intent>>(&raw)?.data;
+        let attached = match self.call(Method::POST, url, Some(&attach_body), None).await {
+            Ok(raw) => self.decode::<wire::Envelope<wire::Intent>>(&raw)?.data,
+            // A repeat of a create that went through: the key answered the first intent, which
+            // takes no second payment method, so it is answered as it now is.
+            Err(refused) if refused.outcome() == CallOutcome::Refused => {
+                match self.fetch_intent(&intent.id).await {
+                    Ok(current) if current.attributes.status != "awaiting_payment_method" => {
+                        current
+                    }
+                    _ => return Err(refused),
+                }
+            }
+            Err(error) => return Err(error),
+        };
         if attached.id != intent.id {
             return Err(ProviderError::server_error(
                 "paymongo attached another payment intent",
@@ -904,7 +932,7 @@ impl PaymentProvider for PaymongoProvider {
                     reason: REFUND_REASON.to_owned(),
                     notes: Some(format!("payledger refund {refund_id}")),
                     metadata: Some(wire::metadata(&[
-                        ("refund_id", refund_key),
+                        ("refund_id", refund_key.clone()),
                         (
                             "payment_id",
                             wire::payment_id_of(
@@ -919,7 +947,9 @@ impl PaymentProvider for PaymongoProvider {
             },
         };
         let url = self.url(&["v1", "refunds"])?;
-        let raw = self.call(Method::POST, url, Some(&body)).await?;
+        let raw = self
+            .call(Method::POST, url, Some(&body), Some(&refund_key))
+            .await?;
         let refund = self.decode::<wire::Envelope<wire::Refund>>(&raw)?.data;
         match refund.attributes.status.as_str() {
             "failed" => Err(ProviderError::rejected("paymongo refused the refund")),
@@ -935,7 +965,7 @@ impl PaymentProvider for PaymongoProvider {
 
     async fn health(&self) -> Result<(), ProviderError> {
         let url = self.url(&["v1", "webhooks"])?;
-        self.call::<()>(Method::GET, url, None).await?;
+        self.call::<()>(Method::GET, url, None, None).await?;
         Ok(())
     }
 }

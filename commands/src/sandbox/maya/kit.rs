@@ -37,7 +37,7 @@ pub struct EmulatorOptions {
     pub webhook_concurrency: usize,
     /// Payments (or payment intents) kept; a create beyond it answers `503`.
     pub records_max: usize,
-    /// How long the `timeout` fault holds the create call's answer.
+    /// How long the `timeout` and `approved_timeout` faults hold the create call's answer.
     pub fault_timeout: Duration,
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
@@ -199,8 +199,57 @@ async fn deliver_one(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CreateFault {
     None,
+    /// Refused with a `500` before anything is made.
     ServerError,
+    /// Held `fault_timeout`, then `504`, with nothing made.
     Timeout,
+    /// The create takes effect, then its answer is held `fault_timeout` and ends `504`.
+    ApprovedTimeout,
+    /// The create takes effect, then it answers `503`.
+    Approved503,
+    /// The create answers normally, but no webhook is ever sent for what it made.
+    Silent,
+}
+
+impl CreateFault {
+    const ALL: [CreateFault; 6] = [
+        CreateFault::None,
+        CreateFault::ServerError,
+        CreateFault::Timeout,
+        CreateFault::ApprovedTimeout,
+        CreateFault::Approved503,
+        CreateFault::Silent,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CreateFault::None => "none",
+            CreateFault::ServerError => "server_error",
+            CreateFault::Timeout => "timeout",
+            CreateFault::ApprovedTimeout => "approved_timeout",
+            CreateFault::Approved503 => "approved_503",
+            CreateFault::Silent => "silent",
+        }
+    }
+
+    /// `approved_silent` is the name the other emulators give `silent`.
+    fn parse(name: &str) -> Option<CreateFault> {
+        if name == "approved_silent" {
+            return Some(CreateFault::Silent);
+        }
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            CreateFault::None => 0,
+            CreateFault::ServerError => 1,
+            CreateFault::Timeout => 2,
+            CreateFault::ApprovedTimeout => 3,
+            CreateFault::Approved503 => 4,
+            CreateFault::Silent => 5,
+        }
+    }
 }
 
 /// The fault switch, shared by the HTTP workers.
@@ -209,20 +258,15 @@ pub(crate) struct Faults(AtomicU8);
 
 impl Faults {
     pub(crate) fn create(&self) -> CreateFault {
-        match self.0.load(Ordering::SeqCst) {
-            1 => CreateFault::ServerError,
-            2 => CreateFault::Timeout,
-            _ => CreateFault::None,
-        }
+        let code = self.0.load(Ordering::SeqCst);
+        CreateFault::ALL
+            .into_iter()
+            .find(|f| f.code() == code)
+            .unwrap_or(CreateFault::None)
     }
 
     fn set(&self, fault: CreateFault) {
-        let value = match fault {
-            CreateFault::None => 0,
-            CreateFault::ServerError => 1,
-            CreateFault::Timeout => 2,
-        };
-        self.0.store(value, Ordering::SeqCst);
+        self.0.store(fault.code(), Ordering::SeqCst);
     }
 }
 
@@ -232,33 +276,21 @@ struct FaultsRequest {
     create: String,
 }
 
-/// `POST /_sandbox/faults` `{"create":"none"|"server_error"|"timeout"}`.
+/// `POST /_sandbox/faults` `{"create":"none"|"server_error"|"timeout"|"approved_timeout"|
+/// "approved_503"|"silent"}`.
 pub(crate) async fn set_faults(faults: web::Data<Faults>, body: web::Bytes) -> HttpResponse {
     let fault = serde_json::from_slice::<FaultsRequest>(&body)
         .ok()
-        .and_then(|r| match r.create.as_str() {
-            "none" => Some(CreateFault::None),
-            "server_error" => Some(CreateFault::ServerError),
-            "timeout" => Some(CreateFault::Timeout),
-            _ => None,
-        });
+        .and_then(|r| CreateFault::parse(&r.create));
     match fault {
         Some(fault) => {
             faults.set(fault);
-            HttpResponse::Ok().json(serde_json::json!({ "create": fault_name(fault) }))
+            HttpResponse::Ok().json(serde_json::json!({ "create": fault.name() }))
         }
         None => HttpResponse::BadRequest().json(serde_json::json!({
             "error": "invalid_request",
-            "message": "expected {\"create\":\"none\"|\"server_error\"|\"timeout\"}"
+            "message": "expected {\"create\":\"none\"|\"server_error\"|\"timeout\"|\"approved_timeout\"|\"approved_503\"|\"silent\"}"
         })),
-    }
-}
-
-fn fault_name(fault: CreateFault) -> &'static str {
-    match fault {
-        CreateFault::None => "none",
-        CreateFault::ServerError => "server_error",
-        CreateFault::Timeout => "timeout",
     }
 }
 

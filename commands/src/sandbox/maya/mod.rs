@@ -30,7 +30,7 @@
 //! | `POST /_sandbox/checkouts/{id}/fail` | `PAYMENT_FAILED` + webhook |
 //! | `POST /_sandbox/checkouts/{id}/expire` | `PAYMENT_EXPIRED` + webhook |
 //! | `POST /_sandbox/checkouts/{id}/cancel` | `PAYMENT_CANCELLED` + webhook |
-//! | `POST /_sandbox/faults` | `{"create":"none"\|"server_error"\|"timeout"}`: the checkout create answers `500`, or holds its answer `fault_timeout` (30 s) then `504`, until changed |
+//! | `POST /_sandbox/faults` | `{"create":"none"\|"server_error"\|"timeout"\|"approved_timeout"\|"approved_503"\|"silent"}`, until changed: the checkout create answers `500`, or holds its answer `fault_timeout` (30 s) then `504`, with no checkout made; the lost-answer faults make the checkout (the customer can still pay it) and then hold the answer and `504`, or answer `503`; `silent` answers normally but no webhook is ever sent for that checkout |
 //!
 //! Every action answers the payment as it now is; `409` if the checkout is no longer
 //! pending, `503` if the webhook queue is full.
@@ -237,6 +237,8 @@ struct Payment {
     amount: Money,
     status: &'static str,
     authorization_type: Option<String>,
+    /// Made under the `silent` fault: no webhook is ever sent for it (or its capture).
+    silent: bool,
     /// Authorizations: what their capture payments took so far.
     captured: Money,
     refunds: Vec<Refund>,
@@ -392,7 +394,11 @@ fn unauthorized() -> ApiError {
 }
 
 fn not_found() -> ApiError {
-    error(StatusCode::NOT_FOUND, "PY0009", "Payment does not exist.")
+    error(
+        StatusCode::NOT_FOUND,
+        wire::PAYMENT_NOT_FOUND,
+        "Payment does not exist.",
+    )
 }
 
 fn parse<T: for<'de> serde::Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
@@ -436,8 +442,12 @@ async fn create_checkout(
     if !basic_key_matches(&req, &[&state.public_key]) {
         return Err(unauthorized());
     }
-    match faults.create() {
-        CreateFault::None => {}
+    let fault = faults.create();
+    match fault {
+        CreateFault::None
+        | CreateFault::ApprovedTimeout
+        | CreateFault::Approved503
+        | CreateFault::Silent => {}
         CreateFault::ServerError => {
             return Err(error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -454,10 +464,27 @@ async fn create_checkout(
             ));
         }
     }
-    create_checkout_inner(&state, &body)
+    let answer = create_checkout_inner(&state, &body, fault == CreateFault::Silent)?;
+    // The checkout exists from here on: these faults lose only the answer.
+    match fault {
+        CreateFault::ApprovedTimeout => {
+            tokio::time::sleep(state.fault_timeout).await;
+            Err(error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "PY0000",
+                "Simulated timeout after the checkout was created.",
+            ))
+        }
+        CreateFault::Approved503 => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "PY0000",
+            "Simulated unavailability after the checkout was created.",
+        )),
+        _ => Ok(answer),
+    }
 }
 
-fn create_checkout_inner(state: &State, body: &[u8]) -> Answer {
+fn create_checkout_inner(state: &State, body: &[u8], silent: bool) -> Answer {
     let request: wire::CheckoutRequest = parse(body)?;
     let amount = php(&request.total_amount, "totalAmount")?;
     let reference = request.request_reference_number;
@@ -488,6 +515,7 @@ fn create_checkout_inner(state: &State, body: &[u8]) -> Answer {
         amount,
         status: status::PENDING_TOKEN,
         authorization_type: request.authorization_type,
+        silent,
         captured: Money::zero(amount.currency()),
         refunds: Vec::new(),
         created_at: now,
@@ -581,12 +609,14 @@ async fn capture(
             status::CAPTURED
         };
         auth.updated_at = now;
+        let silent = auth.silent;
         let capture = Payment {
             id: Uuid::new_v4().to_string(),
             reference,
             amount,
             status: status::PAYMENT_SUCCESS,
             authorization_type: None,
+            silent,
             captured: Money::zero(amount.currency()),
             refunds: Vec::new(),
             created_at: now,
@@ -597,7 +627,9 @@ async fn capture(
     };
     let view = capture.view();
     // Maya announces the capture payment's success like any payment's.
-    schedule(&state, slot, &view)?;
+    if !capture.silent {
+        schedule(&state, slot, &view)?;
+    }
     Ok(ok(&view))
 }
 
@@ -730,7 +762,7 @@ async fn checkout_page(id: web::Path<String>) -> HttpResponse {
 async fn customer_action(state: web::Data<State>, path: web::Path<(String, String)>) -> Answer {
     let (id, action) = path.into_inner();
     let slot = state.outbox.try_reserve().ok_or_else(queue_full)?;
-    let view = {
+    let (view, silent) = {
         let mut store = state.store();
         let payment = store.get_mut(&id)?;
         let next = match action.as_str() {
@@ -750,9 +782,11 @@ async fn customer_action(state: web::Data<State>, path: web::Path<(String, Strin
         }
         payment.status = next;
         payment.updated_at = Utc::now();
-        payment.view()
+        (payment.view(), payment.silent)
     };
-    schedule(&state, slot, &view)?;
+    if !silent {
+        schedule(&state, slot, &view)?;
+    }
     Ok(ok(&view))
 }
 

@@ -13,7 +13,8 @@ use super::kit::receiver::{Delivery, Receiver};
 use super::*;
 use crate::providers::maya::{MayaConfig, MayaProvider};
 use crate::providers::{
-    CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderTransactionStatus,
+    CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
+    ProviderTransactionStatus,
 };
 use crate::sandbox::WebhookRetryPolicy;
 use crate::webhooks::maya::{MayaWebhookVerifier, SourceList};
@@ -516,5 +517,226 @@ async fn the_payments_api_wants_the_secret_key() {
         .await
         .unwrap_err();
     assert!(unknown.detail.contains("404"), "{}", unknown.detail);
+    h.stop().await;
+}
+
+/// Maya's payments under one reference, read here over HTTP with the secret key.
+async fn payments_by_rrn(h: &Harness, rrn: &str) -> (u16, serde_json::Value) {
+    let response = h
+        .http
+        .get(format!(
+            "{}/payments/v1/payment-rrns/{rrn}",
+            h.maya.base_url()
+        ))
+        .basic_auth(SECRET_KEY, Some(""))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_create_answers_leave_a_checkout_found_by_reference_and_payable() {
+    let mut h = Harness::start(&[], true).await;
+    // The client gives up at 300 ms; the emulator holds `approved_timeout` for 700 ms.
+    let impatient = client(&h.maya.base_url(), PUBLIC_KEY, 300);
+    for (fault, kind) in [
+        ("approved_503", ProviderFailureKind::ServerError),
+        ("approved_timeout", ProviderFailureKind::Timeout),
+    ] {
+        h.fault(fault).await;
+        let req = request(CaptureMode::Automatic, "321.00");
+        let err = impatient.create_transaction(&req).await.unwrap_err();
+        assert_eq!(err.kind, kind, "{fault}: {err}");
+        assert_eq!(err.outcome(), CallOutcome::Unknown, "{fault}");
+        h.fault("none").await;
+
+        // Maya holds the checkout, still waiting for the customer.
+        let rrn = req.payment_id.to_string();
+        let (status, held) = payments_by_rrn(&h, &rrn).await;
+        assert_eq!(status, 200, "{fault}: {held}");
+        let held = held.as_array().unwrap();
+        assert_eq!(held.len(), 1, "{fault}: {held:?}");
+        assert_eq!(held[0]["status"], "PENDING_TOKEN", "{fault}");
+        assert_eq!(held[0]["requestReferenceNumber"], rrn.as_str(), "{fault}");
+        let checkout = held[0]["id"].as_str().unwrap().to_owned();
+
+        let found = h
+            .provider
+            .find_transaction(req.payment_id, &req.reference)
+            .await
+            .unwrap()
+            .expect("the checkout is found by our reference");
+        assert_eq!(found.id, checkout, "{fault}");
+        assert_eq!(found.payment_id, req.payment_id);
+        assert_eq!(found.status, ProviderTransactionStatus::Pending);
+        assert_eq!(found.amount, php("321.00"));
+        assert!(found.captured_amount.is_zero() && found.refunded_amount.is_zero());
+        h.receiver.assert_quiet().await;
+
+        // The customer pays it: its webhook names the same transaction.
+        assert_eq!(h.customer(&checkout, "complete").await, 200, "{fault}");
+        let n = accepted(&h.receiver.next().await);
+        assert_eq!(n.payment_id, req.payment_id, "{fault}");
+        assert_eq!(n.provider_transaction_id, checkout, "{fault}");
+        let paid = h
+            .provider
+            .find_transaction(req.payment_id, &req.reference)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(paid.id, checkout);
+        assert_eq!(paid.status, ProviderTransactionStatus::Approved);
+        assert_eq!(paid.captured_amount, php("321.00"));
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_mayas_own_no_such_payment_says_it_holds_none() {
+    let h = Harness::start(&[], true).await;
+    let never_sent = PaymentId::from_uuid(Uuid::new_v4());
+    let (status, body) = payments_by_rrn(&h, &never_sent.to_string()).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("PY0009")));
+    assert_eq!(
+        h.provider
+            .find_transaction(never_sent, "order-x")
+            .await
+            .unwrap(),
+        None
+    );
+    // A 404 that is not Maya's answer about payments (a wrong base path) proves nothing.
+    let misrouted = MayaProvider::new(MayaConfig {
+        base_url: format!("{}/elsewhere", h.maya.base_url()),
+        public_key: PUBLIC_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+        webhook_sources: "127.0.0.1".into(),
+        timeout_ms: 2_000,
+    })
+    .unwrap();
+    let err = misrouted
+        .find_transaction(never_sent, "order-x")
+        .await
+        .unwrap_err();
+    assert!(err.detail.contains("404"), "{}", err.detail);
+    // And a key Maya refuses proves nothing either.
+    let wrong_secret = MayaProvider::new(MayaConfig {
+        base_url: h.maya.base_url(),
+        public_key: PUBLIC_KEY.into(),
+        secret_key: PUBLIC_KEY.into(),
+        webhook_sources: "127.0.0.1".into(),
+        timeout_ms: 2_000,
+    })
+    .unwrap();
+    assert!(wrong_secret
+        .find_transaction(never_sent, "order-x")
+        .await
+        .is_err());
+    h.stop().await;
+}
+
+async fn find(
+    h: &Harness,
+    req: &CreateTransaction,
+) -> Result<Option<crate::providers::ProviderTransaction>, crate::providers::ProviderError> {
+    h.provider
+        .find_transaction(req.payment_id, &req.reference)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_several_checkouts_for_one_payment_a_paid_one_wins_else_the_earliest() {
+    let mut h = Harness::start(&[], true).await;
+    let req = request(CaptureMode::Automatic, "90.00");
+    // Maya takes no idempotency key: the same create twice makes two checkouts.
+    let first = h.provider.create_transaction(&req).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = h.provider.create_transaction(&req).await.unwrap();
+    assert_ne!(first.id, second.id);
+
+    assert_eq!(find(&h, &req).await.unwrap().unwrap().id, first.id);
+
+    h.customer(&second.id, "complete").await;
+    accepted(&h.receiver.next().await);
+    let paid = find(&h, &req).await.unwrap().unwrap();
+    assert_eq!(paid.id, second.id);
+    assert_eq!(paid.status, ProviderTransactionStatus::Approved);
+
+    // Two paid checkouts for one payment: no choice is safe, a person decides.
+    h.customer(&first.id, "complete").await;
+    accepted(&h.receiver.next().await);
+    let err = find(&h, &req).await.unwrap_err();
+    assert!(err.detail.contains("more than one paid"), "{}", err.detail);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_checkouts_are_paid_without_any_webhook() {
+    let mut h = Harness::start(&[], true).await;
+    h.fault("silent").await;
+    let req = request(CaptureMode::Manual, "60.00");
+    let tx = h.provider.create_transaction(&req).await.unwrap();
+    assert!(matches!(tx.next_action, Some(NextAction::Redirect { .. })));
+    h.fault("none").await;
+    assert_eq!(h.customer(&tx.id, "complete").await, 200);
+    h.receiver.assert_quiet().await;
+    assert_eq!(
+        h.provider.get_transaction(&tx.id).await.unwrap().status,
+        ProviderTransactionStatus::Authorized
+    );
+    // Its capture payment is as silent.
+    h.provider
+        .capture(&tx.id, CaptureId::from_uuid(Uuid::new_v4()), php("60.00"))
+        .await
+        .unwrap();
+    h.receiver.assert_quiet().await;
+
+    // Checkouts made after the fault is lifted send their webhooks again.
+    let loud = h
+        .provider
+        .create_transaction(&request(CaptureMode::Automatic, "61.00"))
+        .await
+        .unwrap();
+    h.customer(&loud.id, "complete").await;
+    assert_eq!(
+        accepted(&h.receiver.next().await).provider_transaction_id,
+        loud.id
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_switch_names_every_fault_and_refuses_others() {
+    let h = Harness::start(&[], true).await;
+    let url = format!("{}/_sandbox/faults", h.maya.base_url());
+    for (asked, answered) in [
+        ("approved_timeout", "approved_timeout"),
+        ("approved_503", "approved_503"),
+        ("silent", "silent"),
+        ("approved_silent", "silent"),
+        ("timeout", "timeout"),
+        ("server_error", "server_error"),
+        ("none", "none"),
+    ] {
+        let response = h
+            .http
+            .post(&url)
+            .json(&serde_json::json!({ "create": asked }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{asked}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["create"], answered, "{asked}");
+    }
+    let refused = h
+        .http
+        .post(&url)
+        .json(&serde_json::json!({ "create": "approved" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
     h.stop().await;
 }

@@ -10,6 +10,9 @@
 //!   (`Paymongo-Signature: t=..,te=..,li=..`, re-signed with a fresh `t` on every delivery
 //!   attempt, the signature in `li` for `sk_live_` keys, else in `te`), delivered at least
 //!   once with bounded retries through a bounded queue; `deliver_webhooks: false` loses them.
+//! * `Idempotency-Key` on `POST /v1/payment_intents` and `POST /v1/refunds`, as PayMongo
+//!   documents it: a repeat with the same key and body answers the first result and creates
+//!   nothing; the same key with another body (or on the other route) is `400`.
 //! * State lives in memory, bounded (`EmulatorOptions::records_max`), lost on stop.
 //!
 //! | route | answer |
@@ -30,7 +33,8 @@
 //! | `POST /_sandbox/gcash/{intent id}/authorize` | a `paid` payment, intent `succeeded`, `payment.paid` event |
 //! | `POST /_sandbox/gcash/{intent id}/fail` | a `failed` payment (`failed_code: "generic_decline"`), intent back to `awaiting_payment_method` with `last_payment_error`, `payment.failed` event |
 //! | `POST /_sandbox/gcash/{intent id}/expire` | the 4-hour window lapses: intent back to `awaiting_payment_method`, no payment, no event |
-//! | `POST /_sandbox/faults` | `{"create":"none"\|"server_error"\|"timeout"}`: `POST /v1/payment_intents` answers `500`, or holds its answer `fault_timeout` (30 s) then `504`, until changed |
+//! | `POST /_sandbox/faults` | `{"create":"none"\|"server_error"\|"timeout"\|"approved_timeout"\|"approved_503"\|"silent"}`, until changed: `POST /v1/payment_intents` answers `500`, or holds its answer `fault_timeout` (30 s) then `504`, with nothing made; the lost-answer faults act on the attach, the call that completes a create: the intent is attached and waits for the customer (who can authorize it), then the answer is held and `504`, or `503`; `silent`: the create answers normally, but no event is ever sent for that intent |
+//! | `GET /_sandbox/payment_intents?payment_id=` | `{"data":[..]}`: the intents whose `metadata.payment_id` is that (at most 100, oldest first) |
 //!
 //! Actions answer the intent as it now is; `409` unless it awaits the customer, `503` if the
 //! webhook queue is full.
@@ -38,7 +42,7 @@
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -48,9 +52,10 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::providers::paymongo::{wire, PaymongoConfig};
+use crate::providers::paymongo::{wire, PaymongoConfig, IDEMPOTENCY_KEY_HEADER};
 use crate::providers::REDACTED;
 pub use crate::sandbox::maya::kit::EmulatorOptions;
 use crate::sandbox::maya::kit::{
@@ -67,6 +72,10 @@ pub const INTENT_MAX_CENTAVOS: i64 = 9_999_999_999;
 /// PayMongo's smallest refund: PHP 1.00.
 pub const REFUND_MIN_CENTAVOS: i64 = 100;
 pub const REFUNDS_PER_PAYMENT_MAX: usize = 100;
+/// Longest `Idempotency-Key` PayMongo takes.
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+/// Most intents `GET /_sandbox/payment_intents` lists.
+const LISTED_INTENTS_MAX: usize = 100;
 /// The `failed_code` of a payment the customer failed.
 pub const FAILED_CODE: &str = "generic_decline";
 
@@ -176,6 +185,8 @@ pub async fn start_with_options(
             intents: HashMap::new(),
             methods: HashMap::new(),
             payments: HashMap::new(),
+            silent: HashSet::new(),
+            keys: HashMap::new(),
             capacity: options.records_max.max(1),
         }),
         outbox,
@@ -199,6 +210,10 @@ pub async fn start_with_options(
                     .route("/webhooks", web::get().to(list_webhooks)),
             )
             .route("/_sandbox/faults", web::post().to(kit::set_faults))
+            .route(
+                "/_sandbox/payment_intents",
+                web::get().to(intents_of_payment),
+            )
             .route("/_sandbox/gcash/{id}", web::get().to(gcash_page))
             .route(
                 "/_sandbox/gcash/{id}/{action}",
@@ -255,12 +270,53 @@ struct Store {
     methods: HashMap<String, wire::Resource<wire::PaymentMethodAttributes>>,
     /// Payment id -> its intent id (payments live inside their intent).
     payments: HashMap<String, String>,
+    /// Intents made under the `silent` fault: no event is ever sent for them.
+    silent: HashSet<String>,
+    /// `Idempotency-Key` -> what its first create was and answered.
+    keys: HashMap<String, Keyed>,
     capacity: usize,
+}
+
+/// The first create made with an idempotency key.
+struct Keyed {
+    /// SHA-256 of the route and the body: a repeat must send the same.
+    digest: [u8; 32],
+    /// The `data` it answered.
+    answer: serde_json::Value,
 }
 
 impl Store {
     fn full(&self) -> bool {
         self.intents.len() + self.methods.len() >= self.capacity
+    }
+
+    /// The first answer to a create with this key, if any (`400` if it was another request).
+    fn replay(&self, key: Option<&Idempotent>) -> Result<Option<serde_json::Value>, ApiError> {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        match self.keys.get(&key.key) {
+            Some(first) if first.digest == key.digest => Ok(Some(first.answer.clone())),
+            Some(_) => Err(invalid(
+                "parameter_invalid",
+                "Idempotency-Key",
+                "The idempotency key was already used with other parameters.",
+            )),
+            None if self.keys.len() >= self.capacity => Err(store_full()),
+            None => Ok(None),
+        }
+    }
+
+    fn remember(&mut self, key: Option<Idempotent>, answer: &impl Serialize) {
+        if let (Some(key), Ok(answer)) = (key, serde_json::to_value(answer)) {
+            self.keys.insert(
+                key.key,
+                Keyed {
+                    digest: key.digest,
+                    answer,
+                },
+            );
+        }
     }
 
     fn intent_mut(&mut self, id: &str) -> Result<&mut wire::Intent, ApiError> {
@@ -391,6 +447,42 @@ fn random_id(prefix: &str) -> String {
 
 type Answer = Result<HttpResponse, ApiError>;
 
+/// A create's `Idempotency-Key` with the digest of what it asks.
+struct Idempotent {
+    key: String,
+    digest: [u8; 32],
+}
+
+/// The request's `Idempotency-Key` (`None` without one), bound to its route and body.
+fn idempotency_key(req: &HttpRequest, body: &[u8]) -> Result<Option<Idempotent>, ApiError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() <= IDEMPOTENCY_KEY_LEN_MAX
+                && k.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            invalid(
+                "parameter_invalid",
+                "Idempotency-Key",
+                "The idempotency key must be 1-255 printable characters.",
+            )
+        })?;
+    let mut hash = Sha256::new();
+    hash.update(req.path().as_bytes());
+    hash.update([0]);
+    hash.update(body);
+    Ok(Some(Idempotent {
+        key: key.to_owned(),
+        digest: hash.finalize().into(),
+    }))
+}
+
 async fn create_intent(
     req: HttpRequest,
     state: web::Data<State>,
@@ -398,8 +490,12 @@ async fn create_intent(
     body: web::Bytes,
 ) -> Answer {
     state.authenticate(&req)?;
-    match faults.create() {
-        CreateFault::None => {}
+    let fault = faults.create();
+    match fault {
+        CreateFault::None
+        | CreateFault::ApprovedTimeout
+        | CreateFault::Approved503
+        | CreateFault::Silent => {}
         CreateFault::ServerError => {
             return Err(error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -416,6 +512,7 @@ async fn create_intent(
             ));
         }
     }
+    let key = idempotency_key(&req, &body)?;
     let request: wire::CreateIntent = parse(&body)?;
     if request.amount < INTENT_MIN_CENTAVOS {
         return Err(invalid(
@@ -480,10 +577,17 @@ async fn create_intent(
         },
     };
     let mut store = state.store();
+    if let Some(first) = store.replay(key.as_ref())? {
+        return Ok(data(&first));
+    }
     if store.full() {
         return Err(store_full());
     }
+    if fault == CreateFault::Silent {
+        store.silent.insert(id.clone());
+    }
     store.intents.insert(id, intent.clone());
+    store.remember(key, &intent);
     Ok(data(&intent))
 }
 
@@ -529,6 +633,7 @@ async fn create_method(req: HttpRequest, state: web::Data<State>, body: web::Byt
 async fn attach(
     req: HttpRequest,
     state: web::Data<State>,
+    faults: web::Data<Faults>,
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Answer {
@@ -536,6 +641,28 @@ async fn attach(
         return Err(unauthorized());
     }
     let request: wire::Attach = parse(&body)?;
+    let view = attach_method(&state, &id, request)?;
+    // The intent now waits for the customer: these faults lose only the answer.
+    match faults.create() {
+        CreateFault::ApprovedTimeout => {
+            tokio::time::sleep(state.fault_timeout).await;
+            Err(error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "Simulated timeout after the payment intent was attached.",
+            ))
+        }
+        CreateFault::Approved503 => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "Simulated unavailability after the payment intent was attached.",
+        )),
+        _ => Ok(data(&view)),
+    }
+}
+
+/// Attaches the payment method: the intent then waits for the customer on the GCash page.
+fn attach_method(state: &State, id: &str, request: wire::Attach) -> Result<wire::Intent, ApiError> {
     let return_url = request
         .return_url
         .filter(|u| reqwest::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https")))
@@ -552,8 +679,8 @@ async fn attach(
         .get(&request.payment_method)
         .map(|m| m.attributes.kind.clone())
         .ok_or_else(|| not_found("payment_method"))?;
-    let redirect = format!("{}/_sandbox/gcash/{}", state.base_url, id.as_str());
-    let intent = store.intent_mut(&id)?;
+    let redirect = format!("{}/_sandbox/gcash/{id}", state.base_url);
+    let intent = store.intent_mut(id)?;
     if intent.attributes.status != "awaiting_payment_method" {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -582,7 +709,7 @@ async fn attach(
         }),
     });
     intent.attributes.updated_at = Some(Utc::now().timestamp());
-    Ok(data(&*intent))
+    Ok(intent.clone())
 }
 
 async fn get_payment(req: HttpRequest, state: web::Data<State>, id: web::Path<String>) -> Answer {
@@ -594,6 +721,7 @@ async fn get_payment(req: HttpRequest, state: web::Data<State>, id: web::Path<St
 
 async fn create_refund(req: HttpRequest, state: web::Data<State>, body: web::Bytes) -> Answer {
     state.authenticate(&req)?;
+    let key = idempotency_key(&req, &body)?;
     let request: wire::CreateRefund = parse(&body)?;
     if !matches!(
         request.reason.as_str(),
@@ -613,6 +741,9 @@ async fn create_refund(req: HttpRequest, state: web::Data<State>, body: web::Byt
         ));
     }
     let mut store = state.store();
+    if let Some(first) = store.replay(key.as_ref())? {
+        return Ok(data(&first));
+    }
     let livemode = state.livemode;
     let payment = store.payment_mut(&request.payment_id)?;
     if payment.attributes.status != "paid" {
@@ -659,6 +790,7 @@ async fn create_refund(req: HttpRequest, state: web::Data<State>, body: web::Byt
         },
     };
     payment.attributes.refunds.push(refund.clone());
+    store.remember(key, &refund);
     Ok(data(&refund))
 }
 
@@ -676,6 +808,35 @@ async fn list_webhooks(req: HttpRequest, state: web::Data<State>) -> Answer {
             }
         }]
     })))
+}
+
+#[derive(Deserialize)]
+struct IntentsQuery {
+    payment_id: String,
+}
+
+/// Test control: the intents made for one of payledger's payments, found by the
+/// `metadata.payment_id` they carry (PayMongo itself offers no such search).
+async fn intents_of_payment(
+    state: web::Data<State>,
+    query: web::Query<IntentsQuery>,
+) -> HttpResponse {
+    let store = state.store();
+    let mut found: Vec<&wire::Intent> = store
+        .intents
+        .values()
+        .filter(|i| {
+            i.attributes
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get("payment_id"))
+                .and_then(|v| v.as_str())
+                == Some(query.payment_id.as_str())
+        })
+        .collect();
+    found.sort_by(|a, b| (a.attributes.created_at, &a.id).cmp(&(b.attributes.created_at, &b.id)));
+    found.truncate(LISTED_INTENTS_MAX);
+    HttpResponse::Ok().json(serde_json::json!({ "data": found }))
 }
 
 async fn gcash_page(id: web::Path<String>) -> HttpResponse {
@@ -702,6 +863,7 @@ async fn customer_action(state: web::Data<State>, path: web::Path<(String, Strin
     let now = Utc::now().timestamp();
     let livemode = state.livemode;
     let mut store = state.store();
+    let silent = store.silent.contains(&id);
     let intent = store.intent_mut(&id)?;
     if intent.attributes.status != "awaiting_next_action" {
         return Err(error(
@@ -754,6 +916,9 @@ async fn customer_action(state: web::Data<State>, path: web::Path<(String, Strin
     let view = intent.clone();
     store.payments.insert(payment.id.clone(), view.id.clone());
     drop(store);
+    if silent {
+        return Ok(data(&view));
+    }
 
     let event = event(
         &payment,

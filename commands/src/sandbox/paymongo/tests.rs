@@ -11,7 +11,8 @@ use uuid::Uuid;
 use super::*;
 use crate::providers::paymongo::{PaymongoConfig, PaymongoProvider};
 use crate::providers::{
-    CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderTransactionStatus,
+    CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
+    ProviderTransactionStatus,
 };
 use crate::sandbox::maya::kit::receiver::{Delivery, Receiver};
 use crate::sandbox::WebhookRetryPolicy;
@@ -475,4 +476,207 @@ async fn lost_events_leave_the_status_to_a_sync() {
         ProviderTransactionStatus::Approved
     );
     h.stop().await;
+}
+
+/// The intents the emulator holds for one of our payments (its test control route).
+async fn intents_for(h: &Harness, payment_id: PaymentId) -> Vec<serde_json::Value> {
+    let response = h
+        .http
+        .get(format!(
+            "{}/_sandbox/payment_intents?payment_id={payment_id}",
+            h.paymongo.base_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["data"].as_array().unwrap().clone()
+}
+
+/// `POST {path}` with the secret key, a JSON:API body and, when given, an `Idempotency-Key`.
+async fn post_api(
+    h: &Harness,
+    path: &str,
+    key: Option<&str>,
+    attributes: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut request = h
+        .http
+        .post(format!("{}{path}", h.paymongo.base_url()))
+        .basic_auth(TEST_KEY, Some(""))
+        .json(&serde_json::json!({ "data": { "attributes": attributes } }));
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_create_answers_leave_an_attached_intent_the_customer_can_pay() {
+    let mut h = Harness::start(&[], TEST_KEY, true).await;
+    // The client gives up at 300 ms; the emulator holds `approved_timeout` for 700 ms.
+    let impatient = PaymongoProvider::new(config(
+        &h.paymongo.base_url(),
+        TEST_KEY,
+        WEBHOOK_SECRET,
+        300,
+    ))
+    .unwrap();
+    for (fault, kind) in [
+        ("approved_503", ProviderFailureKind::ServerError),
+        ("approved_timeout", ProviderFailureKind::Timeout),
+    ] {
+        h.fault(fault).await;
+        let req = request("250.00");
+        let err = impatient.create_transaction(&req).await.unwrap_err();
+        assert_eq!(err.kind, kind, "{fault}: {err}");
+        assert_eq!(err.outcome(), CallOutcome::Unknown, "{fault}");
+        h.fault("none").await;
+
+        // PayMongo holds one intent for the payment, attached and waiting for the customer.
+        let held = intents_for(&h, req.payment_id).await;
+        assert_eq!(held.len(), 1, "{fault}: {held:?}");
+        let intent = held[0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            held[0]["attributes"]["status"], "awaiting_next_action",
+            "{fault}"
+        );
+        assert_eq!(held[0]["attributes"]["amount"], 25_000, "{fault}");
+        h.receiver.assert_quiet().await;
+
+        assert_eq!(h.customer(&intent, "authorize").await, 200, "{fault}");
+        let delivery = h.receiver.next().await;
+        let n = h.verify(&delivery).unwrap().unwrap();
+        assert_eq!(n.payment_id, req.payment_id, "{fault}");
+        assert_eq!(n.provider_transaction_id, intent, "{fault}");
+        assert_eq!(
+            n.outcome,
+            NotificationOutcome::Approved {
+                amount: php("250.00")
+            }
+        );
+        assert_eq!(
+            h.provider.get_transaction(&intent).await.unwrap().status,
+            ProviderTransactionStatus::Approved
+        );
+    }
+    // Without lookup by reference, the adapter never claims to find one.
+    assert!(!h.provider.supports_lookup());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_intents_are_paid_without_any_event() {
+    let mut h = Harness::start(&[], TEST_KEY, true).await;
+    h.fault("silent").await;
+    let tx = h
+        .provider
+        .create_transaction(&request("80.00"))
+        .await
+        .unwrap();
+    h.fault("none").await;
+    assert!(matches!(tx.next_action, Some(NextAction::Redirect { .. })));
+    assert_eq!(h.customer(&tx.id, "authorize").await, 200);
+    h.receiver.assert_quiet().await;
+    assert_eq!(
+        h.provider.get_transaction(&tx.id).await.unwrap().status,
+        ProviderTransactionStatus::Approved
+    );
+    let loud = h
+        .provider
+        .create_transaction(&request("80.00"))
+        .await
+        .unwrap();
+    h.customer(&loud.id, "authorize").await;
+    let delivery = h.receiver.next().await;
+    let n = h.verify(&delivery).unwrap().unwrap();
+    assert_eq!(n.provider_transaction_id, loud.id);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_makes_a_repeated_create_or_refund_the_first_one() {
+    let mut h = Harness::start(&[], TEST_KEY, true).await;
+    let payment = PaymentId::from_uuid(Uuid::new_v4());
+    let key = payment.to_string();
+    let intent = serde_json::json!({
+        "amount": 5_000,
+        "currency": "PHP",
+        "payment_method_allowed": ["gcash"],
+        "capture_type": "automatic",
+        "metadata": { "payment_id": key },
+    });
+    let (status, first) = post_api(&h, "/v1/payment_intents", Some(&key), intent.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = post_api(&h, "/v1/payment_intents", Some(&key), intent.clone()).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["data"]["id"], first["data"]["id"]);
+    assert_eq!(intents_for(&h, payment).await.len(), 1);
+    // The same key with other parameters is refused and makes nothing.
+    let mut other = intent.clone();
+    other["amount"] = serde_json::json!(6_000);
+    let (status, refused) = post_api(&h, "/v1/payment_intents", Some(&key), other).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(intents_for(&h, payment).await.len(), 1);
+    // Without a key, every create is a new intent.
+    let (status, _) = post_api(&h, "/v1/payment_intents", None, intent.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(intents_for(&h, payment).await.len(), 2);
+
+    // The adapter sends our payment id as the key: a repeated create is the same intent.
+    let req = request("100.00");
+    let tx = h.provider.create_transaction(&req).await.unwrap();
+    let repeat = h.provider.create_transaction(&req).await.unwrap();
+    assert_eq!(repeat.id, tx.id);
+    assert_eq!(repeat.status, ProviderTransactionStatus::Pending);
+    assert_eq!(repeat.next_action, tx.next_action);
+    let held = intents_for(&h, req.payment_id).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["id"].as_str(), Some(tx.id.as_str()));
+
+    // Refunds: the same key answers the first refund and refunds nothing more.
+    h.customer(&tx.id, "authorize").await;
+    h.receiver.next().await;
+    let paid = intent_payment(&h, &tx.id).await;
+    let refund = serde_json::json!({
+        "amount": 1_000,
+        "payment_id": paid,
+        "reason": "requested_by_customer",
+    });
+    let refund_key = Uuid::new_v4().to_string();
+    let (status, first) = post_api(&h, "/v1/refunds", Some(&refund_key), refund.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = post_api(&h, "/v1/refunds", Some(&refund_key), refund.clone()).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["data"]["id"], first["data"]["id"]);
+    // A key is bound to its route: the intent's key cannot make a refund.
+    let (status, _) = post_api(&h, "/v1/refunds", Some(&req.payment_id.to_string()), refund).await;
+    assert_eq!(status, 400);
+    let now = h.provider.get_transaction(&tx.id).await.unwrap();
+    assert_eq!(now.refunded_amount, php("10.00"));
+    h.stop().await;
+}
+
+/// The `pay_...` id of an intent's paid payment, read with the secret key.
+async fn intent_payment(h: &Harness, intent: &str) -> String {
+    let body: serde_json::Value = h
+        .http
+        .get(format!(
+            "{}/v1/payment_intents/{intent}",
+            h.paymongo.base_url()
+        ))
+        .basic_auth(TEST_KEY, Some(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["data"]["attributes"]["payments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
