@@ -1,7 +1,7 @@
 # Developer and CI entry points. Recipes stay thin: the work is in scripts/.
 #
 #   make services   start (or reuse) PostgreSQL + RabbitMQ under .dev/; prints DATABASE_URL, AMQP_URL
-#   make test       services, then the workspace tests with DATABASE_URL and AMQP_URL exported
+#   make test       services, the release binary, then the workspace tests (DATABASE_URL, AMQP_URL)
 #   make lint       cargo fmt --check and clippy -D warnings (no services needed)
 #   make run        services, release build, migrate, demo checkout key, serve --sandbox on :8080
 #   make status     what runs
@@ -42,8 +42,10 @@ env:
 	@$(SERVICES) env
 
 # The assignment (not `eval "$(...)"` directly) makes a failing `up` stop the recipe.
+# The release binary is built first: the crash drill kills and restarts it as a process.
 test:
 	@env_lines="$$($(SERVICES) up)"; eval "$$env_lines"; \
+	cargo build --release -p api --bin payledger; \
 	echo "+ DATABASE_URL=$$DATABASE_URL AMQP_URL=$$AMQP_URL $(TEST_CMD)" >&2; \
 	$(TEST_CMD)
 

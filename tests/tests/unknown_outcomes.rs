@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use api::config::ServeRole;
 use e2e::fault_proxy::{FaultProxy, Loss};
 use e2e::support::{id_of, json_of};
-use e2e::{payment_body, spawn_app_configured, spawn_with_settings, TestApp};
+use e2e::{payment_body, spawn_app_configured, TestApp};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -495,70 +495,6 @@ async fn an_orphaned_charge_is_recorded_refunded_at_its_provider_and_cleared_in_
     .await
     .unwrap();
     assert_eq!(orphan_lines, 2, "held, then returned");
-}
-
-/// Two processes given the same Idempotency-Key at the same moment reach the provider once:
-/// two applications on one database and one standalone sandbox, 50 keys.
-#[tokio::test]
-async fn two_api_processes_given_the_same_key_at_once_create_one_charge() {
-    let sandbox = commands::sandbox::start(
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        commands::sandbox::SandboxConfig {
-            api_key: "sbx_two_nodes_key".into(),
-            // Webhooks are not needed to count charges.
-            webhook_url: "http://127.0.0.1:9/v1/webhooks/sandbox".into(),
-            webhook_secret: "sbx_two_nodes_webhook_secret_0123456789".into(),
-            webhook_delay_ms: 60_000,
-        },
-    )
-    .await
-    .unwrap();
-    let first = spawn_app_configured(ServeRole::Api, |s| {
-        s.sandbox.in_process = false;
-        s.sandbox.base_url = sandbox.base_url();
-        s.sandbox.api_key = "sbx_two_nodes_key".into();
-        s.routing.providers = vec!["sandbox".into()];
-    })
-    .await;
-    let second = spawn_with_settings(first.settings.clone()).await;
-    for n in 0..50 {
-        let key = format!("same-{n}");
-        let body = payment_body("10.00", "USD", &key, "tok_sandbox_approved", "automatic");
-        let (a, b) = tokio::join!(
-            first.post("/v1/payments", &first.checkout_key, Some(&key), &body),
-            second.post("/v1/payments", &second.checkout_key, Some(&key), &body),
-        );
-        let (status_a, a) = json_of(a).await;
-        let (status_b, b) = json_of(b).await;
-        assert!(
-            [200, 201].contains(&status_a) && [200, 201].contains(&status_b),
-            "{a} {b}"
-        );
-        assert_eq!(a["id"], b["id"]);
-        let held = first
-            .http
-            .get(format!("{}/v1/transactions", sandbox.base_url()))
-            .query(&[("reference", key.as_str())])
-            .bearer_auth("sbx_two_nodes_key")
-            .send()
-            .await
-            .unwrap();
-        let (_, held) = json_of(held).await;
-        assert_eq!(
-            held["data"].as_array().map(Vec::len),
-            Some(1),
-            "{key}: {held}"
-        );
-        let started: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'ProviderAttemptStarted'",
-        )
-        .bind(a["id"].as_str().unwrap())
-        .fetch_one(&first.pool)
-        .await
-        .unwrap();
-        assert_eq!(started, 1, "{key}");
-    }
-    sandbox.stop().await;
 }
 
 /// A provider without a lookup that never says what became of a create: the payment stays
