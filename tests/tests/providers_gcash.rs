@@ -969,7 +969,7 @@ async fn intents_at_paymongo(app: &TestApp, payment_id: &str) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn gcash_lost_create_answers_wait_for_payment_paid_and_a_retry_makes_no_second_intent() {
+async fn gcash_lost_create_answers_are_recovered_by_a_same_key_retry_without_a_second_intent() {
     let app = start_with(|s| s.routing.provider_attempt_timeout_ms = 1_500).await;
     for (fault, key, amount) in [
         ("approved_timeout", "g-lost-timeout", "640.00"),
@@ -997,8 +997,9 @@ async fn gcash_lost_create_answers_wait_for_payment_paid_and_a_retry_makes_no_se
             "{fault}"
         );
 
-        // PayMongo cannot be asked by reference: a retry with the same key and a sync answer
-        // the payment as it stands and send nothing.
+        // PayMongo cannot be asked by reference, but keeps our payment id as the create's
+        // Idempotency-Key: a retry with the same key sends the create again and PayMongo
+        // answers the first intent, with the redirect the lost answer carried.
         let (status, retried) = json_of(
             app.post(PAYMENTS, &app.checkout_key, Some(key), &body)
                 .await,
@@ -1007,16 +1008,25 @@ async fn gcash_lost_create_answers_wait_for_payment_paid_and_a_retry_makes_no_se
         assert_eq!(status, 200, "{fault}: {retried}");
         assert_eq!(id_of(&retried), id);
         assert_eq!(retried["status"], "PENDING", "{fault}: {retried}");
-        assert_eq!(retried["provider_outcome"], "unknown", "{fault}: {retried}");
-        let synced = sync(&app, &id).await;
-        assert_eq!(synced["provider_outcome"], "unknown", "{fault}: {synced}");
+        assert!(retried["provider_outcome"].is_null(), "{fault}: {retried}");
+        assert_eq!(
+            retried["provider_reference"].as_str(),
+            Some(intent.as_str()),
+            "{fault}: {retried}"
+        );
+        assert_eq!(
+            retried["next_action"]["type"], "redirect",
+            "{fault}: {retried}"
+        );
         assert_eq!(intents_at_paymongo(&app, &id).await.len(), 1, "{fault}");
         assert_eq!(
             app.event_types(&id).await,
             [
                 "PaymentInitiated",
                 "ProviderAttemptStarted",
-                "ProviderOutcomeUnknown"
+                "ProviderOutcomeUnknown",
+                "ProviderAttemptStarted",
+                "ProviderTransactionCreated"
             ],
             "{fault}"
         );
@@ -1039,13 +1049,22 @@ async fn gcash_lost_create_answers_wait_for_payment_paid_and_a_retry_makes_no_se
                 "PaymentInitiated",
                 "ProviderAttemptStarted",
                 "ProviderOutcomeUnknown",
+                "ProviderAttemptStarted",
+                "ProviderTransactionCreated",
                 "PaymentApproved"
             ],
             "{fault}"
         );
+        // The same attempt, sent twice: one provider, one attempt id.
         let attempts = stored_events(&app, &id, "ProviderAttemptStarted").await;
-        assert_eq!(attempts.len(), 1, "{attempts:?}");
-        assert_eq!(attempts[0]["ProviderAttemptStarted"]["provider"], "gcash");
+        assert_eq!(attempts.len(), 2, "{attempts:?}");
+        for attempt in &attempts {
+            assert_eq!(attempt["ProviderAttemptStarted"]["provider"], "gcash");
+            assert_eq!(
+                attempt["ProviderAttemptStarted"]["attempt_id"],
+                attempts[0]["ProviderAttemptStarted"]["attempt_id"]
+            );
+        }
         let held = intents_at_paymongo(&app, &id).await;
         assert_eq!(held.len(), 1, "{fault}: {held:?}");
         assert_eq!(held[0]["attributes"]["status"], "succeeded", "{fault}");

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 const ATTEMPT_TIMEOUT_MS: u64 = 600;
 
 fn settings(s: &mut api::Settings) {
-    // Two providers take cards: the second must never be asked while the first may hold
-    // the charge.
+    // Two providers take cards in COP: the second must never be asked while the first may
+    // hold the charge.
     s.routing.providers = vec!["sandbox".into(), "wompi".into()];
     s.routing.provider_attempt_timeout_ms = ATTEMPT_TIMEOUT_MS;
     s.routing.reconcile_after_ms = 0;
@@ -152,7 +152,7 @@ async fn lost_answer_token_ends_approved_once_at_the_first_provider(
     let created = app
         .create_payment(
             &format!("key-{token}"),
-            &payment_body("150.00", "USD", &reference, token, "automatic"),
+            &payment_body("150000.00", "COP", &reference, token, "automatic"),
         )
         .await;
     assert_eq!(created["provider"], "sandbox", "{created}");
@@ -174,7 +174,7 @@ async fn lost_answer_token_ends_approved_once_at_the_first_provider(
     assert_eq!(held[0]["status"], "APPROVED");
     assert_eq!(held[0]["payment_id"], id.as_str());
     assert_eq!(approved["provider_reference"], held[0]["id"]);
-    assert_charged_once(&ledger_balances(&app, &id).await, "150.00");
+    assert_charged_once(&ledger_balances(&app, &id).await, "150000.00");
 }
 
 #[tokio::test]
@@ -209,7 +209,13 @@ async fn a_create_cut_on_the_socket_stays_with_its_provider_and_its_webhook_sett
     let created = app
         .create_payment(
             "cut-1",
-            &payment_body("75.00", "USD", "cut-1", "tok_sandbox_approved", "automatic"),
+            &payment_body(
+                "75000.00",
+                "COP",
+                "cut-1",
+                "tok_sandbox_approved",
+                "automatic",
+            ),
         )
         .await;
     assert_eq!(created["status"], "PENDING", "{created}");
@@ -219,7 +225,7 @@ async fn a_create_cut_on_the_socket_stays_with_its_provider_and_its_webhook_sett
     assert_eq!(proxy.count("sandbox", "POST", "/v1/transactions"), 1);
     assert_eq!(proxy.count("wompi", "POST", "/transactions"), 0);
     assert_eq!(sandbox_transactions(&app, "cut-1").await.len(), 1);
-    assert_charged_once(&ledger_balances(&app, &id).await, "75.00");
+    assert_charged_once(&ledger_balances(&app, &id).await, "75000.00");
 }
 
 #[tokio::test]
@@ -372,7 +378,7 @@ async fn a_refund_whose_answer_is_cut_is_finished_once_by_the_resolver() {
         )
         .await;
     let (status, refund) = json_of(response).await;
-    assert!(status == 201 || status == 202, "{status} {refund}");
+    assert_eq!(status, 202, "{refund}");
     assert_eq!(refund["status"], "PENDING", "{refund}");
     let refunded = app.wait_for_status(&id, "PARTIALLY_REFUNDED").await;
     assert_eq!(refunded["refunded_amount"], "40.00");

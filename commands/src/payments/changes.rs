@@ -20,8 +20,9 @@ use super::{
 use crate::providers::{CallOutcome, ProviderTransactionStatus};
 
 impl PaymentService {
+    /// One provider call gets what one create attempt gets: its answer is lost past that.
     fn deadline(&self) -> Instant {
-        Instant::now() + self.config.provider_budget
+        Instant::now() + self.config.attempt_timeout.min(self.config.provider_budget)
     }
 
     /// Captures an authorized payment, all of it unless `amount` says less. A repeat of the

@@ -134,28 +134,42 @@ impl PaymentService {
         let Some(routed) = self.router.get(&open.provider) else {
             return Ok(current);
         };
-        match self.look_up_attempt(id, routed, current).await? {
-            Lookup::Settled(current) => Ok(current),
-            Lookup::Unanswered(current) => Ok(current),
-            Lookup::NotAtProvider(current) => {
-                // Provably not at the provider: the same attempt may be sent again.
-                let resent = self
-                    .execute_or_reload(
-                        id,
-                        PaymentCommand::StartAttempt {
-                            provider: open.provider.clone(),
-                            at: Utc::now(),
-                        },
-                        "api",
-                        Some(current),
-                    )
-                    .await?;
-                if resent.appended == 0 {
-                    return Ok(resent); // another process re-sent it first
-                }
-                self.submit(id, request, vec![routed], resent).await
+        let (current, resend) = match self.look_up_attempt(id, routed, current).await? {
+            Lookup::Settled(current) => return Ok(current),
+            // Provably not at the provider: the same attempt may be sent again.
+            Lookup::NotAtProvider(current) => (current, true),
+            // Unknown at the provider: sent again only where the provider answers a repeat
+            // with the first transaction (its idempotency key, still kept).
+            Lookup::Unanswered(current) => {
+                let window = routed
+                    .provider
+                    .create_idempotency_window()
+                    .and_then(|w| chrono::Duration::from_std(w).ok());
+                let kept = match (window, current.payment.created_at) {
+                    (Some(window), Some(created_at)) => Utc::now() < created_at + window,
+                    _ => false,
+                };
+                (current, kept)
             }
+        };
+        if !resend {
+            return Ok(current);
         }
+        let resent = self
+            .execute_or_reload(
+                id,
+                PaymentCommand::StartAttempt {
+                    provider: open.provider.clone(),
+                    at: Utc::now(),
+                },
+                "api",
+                Some(current),
+            )
+            .await?;
+        if resent.appended == 0 {
+            return Ok(resent); // another process re-sent it first
+        }
+        self.submit(id, request, vec![routed], resent).await
     }
 
     /// Polls the stream, bounded by the attempt's lease, until the open attempt has an

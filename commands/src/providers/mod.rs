@@ -83,6 +83,13 @@ pub trait PaymentProvider: Send + Sync {
         amount: Money,
     ) -> Result<(), ProviderError>;
 
+    /// How long the provider deduplicates creates by our payment id (sent as its idempotency
+    /// key), if it does: within it a create whose answer was lost may be sent again, and the
+    /// provider answers with the first transaction instead of making a second.
+    fn create_idempotency_window(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Whether [`PaymentProvider::find_transaction`] can ask the provider by reference.
     fn supports_lookup(&self) -> bool {
         false

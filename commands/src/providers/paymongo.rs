@@ -738,6 +738,11 @@ impl PaymentProvider for PaymongoProvider {
         Self::NAME
     }
 
+    /// PayMongo keeps an `Idempotency-Key` for 24 hours; an hour is kept as a margin.
+    fn create_idempotency_window(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs(23 * 3_600))
+    }
+
     fn payment_methods(&self) -> &'static [PaymentMethodType] {
         &[PaymentMethodType::Gcash]
     }

@@ -26,6 +26,9 @@ use super::{
 pub const RESPONSE_BODY_MAX_BYTES: usize = 256 * 1024;
 /// Longest per-request timeout accepted in the configuration.
 pub const TIMEOUT_MS_MAX: u64 = 120_000;
+/// How long creates are trusted to be deduplicated by payment id (the sandbox forgets
+/// nothing while it runs; a year bounds the arithmetic).
+const IDEMPOTENCY_WINDOW_SECS: u64 = 365 * 24 * 3_600;
 /// Longest provider transaction id sent in a URL.
 const TRANSACTION_ID_LEN_MAX: usize = 128;
 
@@ -245,6 +248,11 @@ impl PaymentProvider for SandboxProvider {
             ));
         }
         Ok(transaction)
+    }
+
+    /// The sandbox keeps every transaction, keyed by payment, while it runs.
+    fn create_idempotency_window(&self) -> Option<Duration> {
+        Some(Duration::from_secs(IDEMPOTENCY_WINDOW_SECS))
     }
 
     fn supports_lookup(&self) -> bool {
