@@ -135,6 +135,12 @@ impl PaymentService {
         };
         match self.look_up_attempt(id, routed, current).await? {
             Lookup::Settled(current) | Lookup::Unanswered(current) => Ok(current),
+            // A request still within its lease may yet reach the provider: ask again later.
+            Lookup::NotAtProvider(current)
+                if Utc::now() < open.started_at + self.attempt_lease() =>
+            {
+                Ok(current)
+            }
             Lookup::NotAtProvider(current) => {
                 // The provider never got it, and without the customer's method details the
                 // resolver cannot send it: the payment fails (a late transaction would be an
