@@ -27,6 +27,9 @@ use crate::stats::{summarize, Summary};
 
 /// Tries of one command (the first and two retries, same Idempotency-Key).
 const COMMAND_TRIES: u32 = 3;
+/// The stream version of a sandbox payment's outcome: `PaymentInitiated` with its attempt's
+/// intent, the provider's transaction, then the webhook's outcome.
+const OUTCOME_VERSION: i64 = 4;
 /// Reads of `GET ?min_version` before giving up on the projection (each waits <= 2 s).
 const PROJECTION_READS_MAX: u32 = 15;
 const OUTCOME_READS_MAX: u32 = 15;
@@ -282,15 +285,17 @@ impl Shared {
         None
     }
 
-    /// Waits for the webhook's outcome (version >= 3) on the status projection.
+    /// Waits for the webhook's outcome (version >= `OUTCOME_VERSION`) on the status
+    /// projection.
     async fn outcome(&self, id: &str, flow: Flow, seen: Option<Value>, created: Instant) -> bool {
-        let mut row = seen.filter(|r| r["version"].as_i64().is_some_and(|v| v >= 3));
-        let path = format!("/v1/payments/{id}?min_version=3");
+        let reached = |r: &Value| r["version"].as_i64().is_some_and(|v| v >= OUTCOME_VERSION);
+        let mut row = seen.filter(reached);
+        let path = format!("/v1/payments/{id}?min_version={OUTCOME_VERSION}");
         let mut reads = 0;
         while row.is_none() && reads < OUTCOME_READS_MAX {
             reads += 1;
             match self.api.get(&path).await {
-                Ok((_, r)) if r["version"].as_i64().is_some_and(|v| v >= 3) => row = Some(r),
+                Ok((_, r)) if reached(&r) => row = Some(r),
                 Ok(_) | Err(CallError::Status(404, _)) => {}
                 Err(error) => {
                     self.error(format!("read (outcome): {}", error.kind()));
