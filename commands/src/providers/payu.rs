@@ -105,7 +105,7 @@ const PAYU_PUBLIC_SANDBOX_VALUES: &[&str] = &[
 const PAYU_PRODUCTION_HOST: &str = "api.payulatam.com";
 const PAYU_SANDBOX_HOST: &str = "sandbox.api.payulatam.com";
 
-/// Shortest secret accepted by `check-config` (issue 3's rule). Note: PayU's own API keys
+/// Shortest secret accepted by `check-config` (the rule for every provider secret). Note: PayU's own API keys
 /// are at most 32 characters (its docs: min 6, max 32) and the ones seen are 26, so in
 /// production only a 32-character key passes this rule.
 pub const SECRET_LEN_MIN: usize = 32;

@@ -35,9 +35,9 @@
 //! Confirmations are form-encoded POSTs to `webhook_url`, signed with the configured
 //! algorithm (see `crate::webhooks::payu`), delivered at least once with bounded retries
 //! through a bounded queue; `deliver_webhooks: false` decides them but never sends them.
-//! `state_pol`: 4 approved, 6 declined, 5 expired, 104 for an `ERROR` transaction (issue 3's
-//! mapping; PayU's response-code table lists 104 as the transaction state of errors). No
-//! confirmation is sent for captures, voids or refunds.
+//! `state_pol`: 4 approved, 6 declined, 5 expired, 104 for an `ERROR` transaction (PayU's
+//! response-code table lists 104 as the transaction state of errors). No confirmation is sent
+//! for captures, voids or refunds.
 //!
 //! Customer actions for tests (no auth):
 //!
