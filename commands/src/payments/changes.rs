@@ -4,6 +4,7 @@
 //! answer leaves the intent open for a repeat or the resolver, which send it again with the
 //! same id: the provider's deduplication makes that the same capture, void or refund.
 
+use std::future::Future;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -17,7 +18,10 @@ use super::{
     bounded, provider_transaction, refund_status, CommandError, Executed, PaymentService,
     RefundOutcome,
 };
-use crate::providers::{CallOutcome, ProviderTransactionStatus};
+use crate::providers::{
+    CallOutcome, ProviderError, ProviderTransaction, ProviderTransactionStatus,
+};
+use crate::router::RoutedProvider;
 
 impl PaymentService {
     /// One provider call gets what one create attempt gets: its answer is lost past that.
@@ -101,43 +105,63 @@ impl PaymentService {
     ) -> Result<Executed, CommandError> {
         let transaction = provider_transaction(&current.payment)?;
         let routed = self.provider_of(&current.payment)?;
-        let answer = bounded(
+        let call = routed.provider.capture(&transaction, capture_id, amount);
+        let made = |view: &ProviderTransaction| {
+            view.status == ProviderTransactionStatus::Approved && view.captured_amount == amount
+        };
+        let refused = |reason| PaymentCommand::FailCapture {
+            capture_id,
+            reason,
+            at: Utc::now(),
+        };
+        self.complete_change(
+            id,
+            current,
             routed,
-            self.deadline(),
-            routed.provider.capture(&transaction, capture_id, amount),
+            &transaction,
+            call,
+            made,
+            command,
+            refused,
         )
-        .await;
-        let error = match answer {
-            Ok(()) => return self.execute_from(id, command, "api", Some(current)).await,
+        .await
+    }
+
+    /// Sends one change whose intent is in the stream and appends its outcome: `done` on
+    /// success, or on a refusal of a change the provider's view shows `made` already (a
+    /// repeat); `refused` with the provider's reason otherwise. A lost answer appends nothing:
+    /// the intent stays open for a repeat or the resolver.
+    #[allow(clippy::too_many_arguments)]
+    async fn complete_change(
+        &self,
+        id: PaymentId,
+        current: Executed,
+        routed: &RoutedProvider,
+        transaction: &str,
+        call: impl Future<Output = Result<(), ProviderError>>,
+        made: impl Fn(&ProviderTransaction) -> bool,
+        done: PaymentCommand,
+        refused: impl FnOnce(String) -> PaymentCommand,
+    ) -> Result<Executed, CommandError> {
+        let error = match bounded(routed, self.deadline(), call).await {
+            Ok(()) => return self.execute_from(id, done, "api", Some(current)).await,
             Err(error) => error,
         };
         if error.outcome() != CallOutcome::Refused {
-            tracing::warn!(kind = ?error.kind, "capture answer lost; kept as requested");
+            tracing::warn!(command = done.name(), kind = ?error.kind, "answer lost; the intent stays open");
             return Err(CommandError::Provider(error));
         }
         let shown = bounded(
             routed,
             self.deadline(),
-            routed.provider.get_transaction(&transaction),
+            routed.provider.get_transaction(transaction),
         )
         .await;
-        if let Ok(view) = shown {
-            if view.status == ProviderTransactionStatus::Approved && view.captured_amount == amount
-            {
-                return self.execute_from(id, command, "api", Some(current)).await;
-            }
+        if shown.is_ok_and(|view| made(&view)) {
+            return self.execute_from(id, done, "api", Some(current)).await;
         }
-        self.execute_from(
-            id,
-            PaymentCommand::FailCapture {
-                capture_id,
-                reason: error.detail.clone(),
-                at: Utc::now(),
-            },
-            "api",
-            Some(current),
-        )
-        .await?;
+        self.execute_from(id, refused(error.detail.clone()), "api", Some(current))
+            .await?;
         Err(CommandError::Provider(error))
     }
 
@@ -172,36 +196,24 @@ impl PaymentService {
     ) -> Result<Executed, CommandError> {
         let transaction = provider_transaction(&current.payment)?;
         let routed = self.provider_of(&current.payment)?;
-        let answer = bounded(routed, self.deadline(), routed.provider.void(&transaction)).await;
-        let voided = PaymentCommand::Void { at: Utc::now() };
-        let error = match answer {
-            Ok(()) => return self.execute_from(id, voided, "api", Some(current)).await,
-            Err(error) => error,
+        let call = routed.provider.void(&transaction);
+        let made = |view: &ProviderTransaction| view.status == ProviderTransactionStatus::Voided;
+        let refused = |reason| PaymentCommand::FailVoid {
+            reason,
+            at: Utc::now(),
         };
-        if error.outcome() != CallOutcome::Refused {
-            tracing::warn!(kind = ?error.kind, "void answer lost; kept as requested");
-            return Err(CommandError::Provider(error));
-        }
-        let shown = bounded(
-            routed,
-            self.deadline(),
-            routed.provider.get_transaction(&transaction),
-        )
-        .await;
-        if shown.is_ok_and(|view| view.status == ProviderTransactionStatus::Voided) {
-            return self.execute_from(id, voided, "api", Some(current)).await;
-        }
-        self.execute_from(
+        let voided = PaymentCommand::Void { at: Utc::now() };
+        self.complete_change(
             id,
-            PaymentCommand::FailVoid {
-                reason: error.detail.clone(),
-                at: Utc::now(),
-            },
-            "api",
-            Some(current),
+            current,
+            routed,
+            &transaction,
+            call,
+            made,
+            voided,
+            refused,
         )
-        .await?;
-        Err(CommandError::Provider(error))
+        .await
     }
 
     /// Refunds part or all of what was captured. A repeat of the same key returns the first

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use domain::{
-    MerchantId, Payment, PaymentCommand, PaymentError, PaymentId, PaymentStatus,
-    ProviderFailureKind, Reference,
+    MerchantId, Payment, PaymentCommand, PaymentError, PaymentId, PaymentStatus, Reference,
 };
 
 use super::outcomes::outcome_of;
@@ -23,6 +22,11 @@ const ATTEMPT_WAIT_POLL: Duration = Duration::from_millis(50);
 const ATTEMPT_WAIT_POLLS_MAX: u32 = 1_200;
 /// Time after an attempt's call bound for its answer to be appended.
 const ATTEMPT_APPEND_GRACE: Duration = Duration::from_secs(5);
+
+/// What an attempt's lease lapsing says: its answer, if any, was lost.
+pub(super) fn lease_lapsed() -> ProviderError {
+    ProviderError::timeout("no outcome was recorded within the attempt's lease")
+}
 
 enum Waited {
     /// The attempt has an outcome (or the payment moved on).
@@ -190,27 +194,15 @@ impl PaymentService {
             let lease_end = open.started_at + self.attempt_lease();
             if Utc::now() >= lease_end {
                 // Nobody will record this attempt's answer: say it is unknown first.
-                let recorded = self
-                    .execute_from(
-                        id,
-                        PaymentCommand::RecordProviderOutcomeUnknown {
-                            provider: open.provider.clone(),
-                            kind: ProviderFailureKind::Timeout,
-                            detail: "no outcome was recorded within the attempt's lease".to_owned(),
-                            at: Utc::now(),
-                        },
-                        "api",
-                        Some(current),
-                    )
-                    .await;
-                return match recorded {
-                    Ok(current) if current.payment.attempt.is_some() => Ok(Waited::Lapsed(current)),
-                    Ok(current) => Ok(Waited::Settled(current)),
-                    Err(CommandError::Rejected(_)) => {
-                        Ok(Waited::Settled(self.load(id, None).await?))
-                    }
-                    Err(other) => Err(other),
-                };
+                let provider = open.provider.clone();
+                let current = self
+                    .record_failed_call(id, &provider, &lease_lapsed(), current, "api")
+                    .await?;
+                return Ok(if current.payment.attempt.is_some() {
+                    Waited::Lapsed(current)
+                } else {
+                    Waited::Settled(current)
+                });
             }
             tokio::time::sleep(ATTEMPT_WAIT_POLL).await;
             current = self.load(id, None).await?;
@@ -296,7 +288,7 @@ impl PaymentService {
             } else if !routed.breaker.allow(Instant::now()) {
                 let error = ProviderError::connection("circuit breaker open").never_sent();
                 current = self
-                    .record_attempt_failure(id, name, &error, current)
+                    .record_failed_call(id, name, &error, current, "api")
                     .await?;
                 continue;
             }
@@ -313,20 +305,14 @@ impl PaymentService {
                 }
                 Err(error) => {
                     tracing::warn!(provider = name, kind = ?error.kind, outcome = ?error.outcome(), "provider did not take the payment");
+                    current = self
+                        .record_failed_call(id, name, &error, current, "api")
+                        .await?;
                     match error.outcome() {
-                        CallOutcome::Unknown => {
-                            return self.record_unknown(id, name, &error, current).await;
-                        }
-                        CallOutcome::Refused => {
-                            self.record_attempt_failure(id, name, &error, current)
-                                .await?;
-                            // A refusal is an answer: another provider would not change it.
-                            return self.fail(id, "provider_rejected").await;
-                        }
+                        CallOutcome::Unknown => return Ok(current),
+                        // A refusal is an answer: another provider would not change it.
+                        CallOutcome::Refused => return self.fail(id, "provider_rejected").await,
                         CallOutcome::NotSent => {
-                            current = self
-                                .record_attempt_failure(id, name, &error, current)
-                                .await?;
                             if current.payment.status != PaymentStatus::Pending {
                                 return Ok(current);
                             }
@@ -390,47 +376,41 @@ impl PaymentService {
         }
     }
 
-    async fn record_unknown(
+    /// Records a failed provider call on its open attempt: `ProviderOutcomeUnknown` when the
+    /// provider may have acted (the attempt stays open), else `ProviderAttemptFailed`. A
+    /// webhook that closed the attempt meanwhile leaves the stream's answer standing.
+    pub(super) async fn record_failed_call(
         &self,
         id: PaymentId,
         provider: &str,
         error: &ProviderError,
         current: Executed,
+        source: &'static str,
     ) -> Result<Executed, CommandError> {
-        // A webhook may have closed the attempt meanwhile: the stream then has the answer.
-        self.execute_or_reload(
-            id,
-            PaymentCommand::RecordProviderOutcomeUnknown {
-                provider: provider.to_owned(),
-                kind: error.kind,
-                detail: error.detail.clone(),
-                at: Utc::now(),
+        let (provider, kind, detail, at) = (
+            provider.to_owned(),
+            error.kind,
+            error.detail.clone(),
+            Utc::now(),
+        );
+        let command = match error.outcome() {
+            CallOutcome::Unknown => PaymentCommand::RecordProviderOutcomeUnknown {
+                provider,
+                kind,
+                detail,
+                at,
             },
-            "api",
-            Some(current),
-        )
-        .await
-    }
-
-    async fn record_attempt_failure(
-        &self,
-        id: PaymentId,
-        provider: &str,
-        error: &ProviderError,
-        current: Executed,
-    ) -> Result<Executed, CommandError> {
-        self.execute_or_reload(
-            id,
-            PaymentCommand::RecordProviderAttemptFailed {
-                provider: provider.to_owned(),
-                kind: error.kind,
-                detail: error.detail.clone(),
-                at: Utc::now(),
-            },
-            "api",
-            Some(current),
-        )
-        .await
+            CallOutcome::Refused | CallOutcome::NotSent => {
+                PaymentCommand::RecordProviderAttemptFailed {
+                    provider,
+                    kind,
+                    detail,
+                    at,
+                }
+            }
+        };
+        self.execute_or_reload(id, command, source, Some(current))
+            .await
     }
 
     async fn fail(&self, id: PaymentId, reason: &str) -> Result<Executed, CommandError> {

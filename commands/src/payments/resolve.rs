@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use domain::payment::{Compensation, RefundStatus};
-use domain::{PaymentCommand, PaymentId, PaymentStatus, ProviderFailureKind, RefundId};
+use domain::{PaymentCommand, PaymentId, PaymentStatus, RefundId};
 
+use super::create::lease_lapsed;
 use super::{retry_idempotent, CommandError, Executed, PaymentService};
+use crate::providers::ProviderError;
 use crate::router::RoutedProvider;
 
 /// What asking a provider by reference found.
@@ -120,18 +122,8 @@ impl PaymentService {
         let current = if open.outcome_unknown {
             current
         } else {
-            self.execute_from(
-                id,
-                PaymentCommand::RecordProviderOutcomeUnknown {
-                    provider: open.provider.clone(),
-                    kind: ProviderFailureKind::Timeout,
-                    detail: "no outcome was recorded within the attempt's lease".to_owned(),
-                    at: Utc::now(),
-                },
-                "resolver",
-                Some(current),
-            )
-            .await?
+            self.record_failed_call(id, &open.provider, &lease_lapsed(), current, "resolver")
+                .await?
         };
         match self.look_up_attempt(id, routed, current).await? {
             Lookup::Settled(current) | Lookup::Unanswered(current) => Ok(current),
@@ -145,18 +137,11 @@ impl PaymentService {
                 // The provider never got it, and without the customer's method details the
                 // resolver cannot send it: the payment fails (a late transaction would be an
                 // orphan, compensated).
+                let not_there =
+                    ProviderError::connection("the provider holds no transaction for the attempt")
+                        .never_sent();
                 let failed = self
-                    .execute_from(
-                        id,
-                        PaymentCommand::RecordProviderAttemptFailed {
-                            provider: open.provider.clone(),
-                            kind: ProviderFailureKind::Connection,
-                            detail: "the provider holds no transaction for the attempt".to_owned(),
-                            at: Utc::now(),
-                        },
-                        "resolver",
-                        Some(current),
-                    )
+                    .record_failed_call(id, &open.provider, &not_there, current, "resolver")
                     .await?;
                 self.execute_from(
                     id,

@@ -265,6 +265,23 @@ impl Payment {
         }
     }
 
+    /// A capture already made with this id: nothing to append for the same money, refused
+    /// for other money. Money, not bare numbers: the same digits in another currency are
+    /// another request.
+    fn repeat_of_capture(
+        &self,
+        capture_id: CaptureId,
+        amount: Money,
+    ) -> Option<Result<Vec<PaymentEvent>, PaymentError>> {
+        (self.capture_id == Some(capture_id)).then(|| {
+            if self.captured_money() == amount {
+                Ok(vec![])
+            } else {
+                Err(PaymentError::IdempotencyMismatch)
+            }
+        })
+    }
+
     /// What a capture of `amount` must satisfy, asked or confirmed.
     fn capturable(&self, amount: Money, fee: Option<Money>) -> Result<(), PaymentError> {
         if self.status != PaymentStatus::Authorized {
@@ -542,14 +559,8 @@ impl Payment {
                 fee,
                 at,
             } => {
-                if self.capture_id == Some(capture_id) {
-                    // Compare money, not bare numbers: the same digits in another currency
-                    // are another request.
-                    return if self.captured_money() == amount {
-                        Ok(vec![])
-                    } else {
-                        Err(PaymentError::IdempotencyMismatch)
-                    };
+                if let Some(repeat) = self.repeat_of_capture(capture_id, amount) {
+                    return repeat;
                 }
                 if self
                     .pending_capture
@@ -578,12 +589,8 @@ impl Payment {
                 fee,
                 at,
             } => {
-                if self.capture_id == Some(capture_id) {
-                    return if self.captured_money() == amount {
-                        Ok(vec![])
-                    } else {
-                        Err(PaymentError::IdempotencyMismatch)
-                    };
+                if let Some(repeat) = self.repeat_of_capture(capture_id, amount) {
+                    return repeat;
                 }
                 match &self.pending_capture {
                     Some(p) if p.capture_id == capture_id && p.amount == amount => {
