@@ -1,5 +1,6 @@
-//! Helpers the provider tests share: reading answers, the fee the schedule implies, and a
-//! payment's events as the API and the store show them.
+//! Helpers the provider tests share: reading answers, the fee the schedule implies, a
+//! payment's events as the API and the store show them, its journal, and what the sandbox
+//! holds.
 
 use std::str::FromStr;
 
@@ -101,4 +102,69 @@ pub async fn stored_events(app: &TestApp, id: &str, event_type: &str) -> Vec<Val
     .fetch_all(&app.pool)
     .await
     .expect("read events")
+}
+
+/// The providers named by the payment's `ProviderAttemptStarted` events, in order.
+pub async fn attempts(app: &TestApp, id: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT payload::jsonb #>> '{ProviderAttemptStarted,provider}' FROM events
+          WHERE aggregate_id = $1 AND event_type = 'ProviderAttemptStarted' ORDER BY sequence",
+    )
+    .bind(id)
+    .fetch_all(&app.pool)
+    .await
+    .expect("read attempts")
+}
+
+/// The payment's balance per account, once the ledger projection has applied its whole
+/// stream (at most 10 s).
+pub async fn journal_balances(app: &TestApp, id: &str) -> Vec<(String, Decimal)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("count events");
+        let applied: Option<i64> = sqlx::query_scalar(
+            "SELECT last_sequence FROM projection_offsets
+              WHERE projection = 'ledger' AND aggregate_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&app.pool)
+        .await
+        .expect("read the ledger's offset");
+        if applied == Some(stored) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ledger never caught up: {applied:?} of {stored}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    sqlx::query_as(
+        "SELECT account, sum(debit) - sum(credit) FROM journal_entries
+          WHERE payment_id = $1::uuid GROUP BY account ORDER BY account",
+    )
+    .bind(id)
+    .fetch_all(&app.pool)
+    .await
+    .expect("read the journal")
+}
+
+/// What the in-process sandbox holds for the merchant reference `reference` (asked with its
+/// own API key).
+pub async fn sandbox_transactions(app: &TestApp, reference: &str) -> Vec<Value> {
+    let response = app
+        .http
+        .get(format!("{}/v1/transactions", app.emulators["sandbox"]))
+        .query(&[("reference", reference)])
+        .bearer_auth(&app.settings.sandbox.api_key)
+        .send()
+        .await
+        .expect("search the sandbox");
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().expect("a list").clone()
 }

@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use api::auth::{create_key, Role};
+use commands::sandbox::SandboxHandle;
 use domain::MerchantId;
 use e2e::fault_proxy::{FaultProxy, Loss};
 use e2e::{fresh_database, payment_body};
@@ -73,6 +74,34 @@ fn serve_as(
         .expect("start payledger")
 }
 
+/// A standalone sandbox provider, as a deployment would run it beside payledger.
+async fn start_sandbox(webhook_url: String, webhook_delay_ms: u64) -> SandboxHandle {
+    commands::sandbox::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        commands::sandbox::SandboxConfig {
+            api_key: SANDBOX_KEY.into(),
+            webhook_url,
+            webhook_secret: SANDBOX_WEBHOOK_SECRET.into(),
+            webhook_delay_ms,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// What the sandbox holds for `reference`, asked with its own key.
+async fn held_for(http: &reqwest::Client, sandbox: &SandboxHandle, reference: &str) -> Value {
+    http.get(format!("{}/v1/transactions", sandbox.base_url()))
+        .query(&[("reference", reference)])
+        .bearer_auth(SANDBOX_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn wait_ready(http: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -95,17 +124,7 @@ async fn a_process_killed_while_providers_hold_its_answers_resolves_them_after_r
     let base = format!("http://127.0.0.1:{port}");
     // The provider takes and approves every charge but sends no webhook: only asking it can
     // tell the ledger.
-    let sandbox = commands::sandbox::start(
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        commands::sandbox::SandboxConfig {
-            api_key: SANDBOX_KEY.into(),
-            webhook_url: format!("{base}/v1/webhooks/sandbox"),
-            webhook_secret: SANDBOX_WEBHOOK_SECRET.into(),
-            webhook_delay_ms: 5,
-        },
-    )
-    .await
-    .unwrap();
+    let sandbox = start_sandbox(format!("{base}/v1/webhooks/sandbox"), 5).await;
     let proxy = FaultProxy::start().await;
     proxy.route_to(&[("sandbox".to_owned(), sandbox.base_url())].into());
     proxy.lose(
@@ -208,16 +227,7 @@ async fn a_process_killed_while_providers_hold_its_answers_resolves_them_after_r
     }
     for n in 0..PAYMENTS {
         let reference = format!("crash-{n}");
-        let held: Value = http
-            .get(format!("{}/v1/transactions", sandbox.base_url()))
-            .query(&[("reference", reference.as_str())])
-            .bearer_auth(SANDBOX_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let held = held_for(&http, &sandbox, &reference).await;
         assert_eq!(
             held["data"].as_array().map(Vec::len),
             Some(1),
@@ -254,18 +264,8 @@ async fn two_processes_given_the_same_key_at_once_reach_the_provider_once() {
     let base_url = api::config::Settings::from_env().database_url;
     let (database_url, name) = fresh_database(&base_url).await;
     let amqp_prefix = format!("test.{name}");
-    let sandbox = commands::sandbox::start(
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        commands::sandbox::SandboxConfig {
-            api_key: SANDBOX_KEY.into(),
-            // Charges are counted at the provider; outcomes are not needed.
-            webhook_url: "http://127.0.0.1:9/v1/webhooks/sandbox".into(),
-            webhook_secret: SANDBOX_WEBHOOK_SECRET.into(),
-            webhook_delay_ms: 60_000,
-        },
-    )
-    .await
-    .unwrap();
+    // Charges are counted at the provider; outcomes are not needed.
+    let sandbox = start_sandbox("http://127.0.0.1:9/v1/webhooks/sandbox".into(), 60_000).await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -316,16 +316,7 @@ async fn two_processes_given_the_same_key_at_once_reach_the_provider_once() {
         let a: Value = a.unwrap().json().await.unwrap();
         let b: Value = b.unwrap().json().await.unwrap();
         assert_eq!(a["id"], b["id"], "{a} {b}");
-        let held: Value = http
-            .get(format!("{}/v1/transactions", sandbox.base_url()))
-            .query(&[("reference", idempotency_key.as_str())])
-            .bearer_auth(SANDBOX_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let held = held_for(&http, &sandbox, &idempotency_key).await;
         assert_eq!(
             held["data"].as_array().map(Vec::len),
             Some(1),

@@ -18,7 +18,9 @@ use commands::providers::paymongo::PaymongoConfig;
 use commands::providers::payu::PayuConfig;
 use commands::providers::wompi::WompiConfig;
 use e2e::fault_proxy::{FaultProxy, Loss};
-use e2e::support::{expected_fee, id_of, json_of};
+use e2e::support::{
+    attempts, expected_fee, id_of, journal_balances, json_of, sandbox_transactions,
+};
 use e2e::{spawn_app_configured, TestApp};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -127,18 +129,6 @@ async fn count_events(app: &TestApp, id: &str, event_type: &str) -> usize {
         .count()
 }
 
-/// The providers named by the payment's `ProviderAttemptStarted` events.
-async fn attempts(app: &TestApp, id: &str) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT payload::jsonb #>> '{ProviderAttemptStarted,provider}' FROM events
-          WHERE aggregate_id = $1 AND event_type = 'ProviderAttemptStarted' ORDER BY sequence",
-    )
-    .bind(id)
-    .fetch_all(&app.pool)
-    .await
-    .expect("read attempts")
-}
-
 /// A create whose answer was lost: `201`, PENDING at `provider`, its outcome unknown.
 fn assert_created_unknown(created: &Value, provider: &str) {
     assert_eq!(created["status"], "PENDING", "{created}");
@@ -220,42 +210,6 @@ async fn refund_left_pending(app: &TestApp, id: &str, key: &str, amount: &str) {
     assert_eq!(refund["amount"], amount, "{refund}");
 }
 
-/// The payment's journal, once the ledger projection has applied its whole stream.
-async fn journal(app: &TestApp, id: &str) -> Vec<(String, Decimal)> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
-            .bind(id)
-            .fetch_one(&app.pool)
-            .await
-            .expect("count events");
-        let applied: Option<i64> = sqlx::query_scalar(
-            "SELECT last_sequence FROM projection_offsets
-              WHERE projection = 'ledger' AND aggregate_id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&app.pool)
-        .await
-        .expect("read the ledger's offset");
-        if applied == Some(stored) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the ledger never caught up: {applied:?} of {stored}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    sqlx::query_as(
-        "SELECT account, sum(debit) - sum(credit) FROM journal_entries
-          WHERE payment_id = $1::uuid GROUP BY account ORDER BY account",
-    )
-    .bind(id)
-    .fetch_all(&app.pool)
-    .await
-    .expect("read the journal")
-}
-
 /// What a payment settled at `provider` must leave in its journal: `captured` owed by the
 /// provider less `refunded`, the merchant owed that less the fee the schedule implies for
 /// `captured`, no hold left open, and no account of any other provider.
@@ -268,7 +222,7 @@ async fn assert_journal(
     captured: &str,
     refunded: &str,
 ) {
-    let balances = journal(app, id).await;
+    let balances = journal_balances(app, id).await;
     let balance = |account: &str| {
         balances
             .iter()
@@ -1117,21 +1071,6 @@ fn sandbox_card(amount: &str, reference: &str, capture: &str) -> Value {
         "payment_method": {"type": "CARD", "token": "tok_sandbox_approved"},
         "capture": capture,
     })
-}
-
-/// What the sandbox holds for the merchant reference `reference` (its own API key).
-async fn sandbox_transactions(app: &TestApp, reference: &str) -> Vec<Value> {
-    let response = app
-        .http
-        .get(format!("{}/v1/transactions", app.emulators["sandbox"]))
-        .query(&[("reference", reference)])
-        .bearer_auth(&app.settings.sandbox.api_key)
-        .send()
-        .await
-        .expect("search the sandbox");
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 200, "{body}");
-    body["data"].as_array().expect("a list").clone()
 }
 
 /// The one transaction the sandbox holds for `reference`.

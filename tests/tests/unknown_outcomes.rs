@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use api::config::ServeRole;
 use e2e::fault_proxy::{FaultProxy, Loss};
-use e2e::support::{id_of, json_of};
+use e2e::support::{attempts, id_of, journal_balances, json_of, sandbox_transactions};
 use e2e::{payment_body, spawn_app_configured, TestApp};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -40,21 +40,6 @@ async fn start_behind(proxy: &FaultProxy) -> TestApp {
     app
 }
 
-/// What the sandbox holds for `reference`, asked with the sandbox's own key.
-async fn sandbox_transactions(app: &TestApp, reference: &str) -> Vec<Value> {
-    let response = app
-        .http
-        .get(format!("{}/v1/transactions", app.emulators["sandbox"]))
-        .query(&[("reference", reference)])
-        .bearer_auth(&app.settings.sandbox.api_key)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 200, "{body}");
-    body["data"].as_array().unwrap().clone()
-}
-
 async fn sandbox_transaction(app: &TestApp, id: &str) -> Value {
     let response = app
         .http
@@ -66,54 +51,6 @@ async fn sandbox_transaction(app: &TestApp, id: &str) -> Value {
     let (status, body) = json_of(response).await;
     assert_eq!(status, 200, "{body}");
     body
-}
-
-/// The provider named in each `ProviderAttemptStarted` of the payment.
-async fn attempts(app: &TestApp, id: &str) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT payload::jsonb #>> '{ProviderAttemptStarted,provider}' FROM events
-          WHERE aggregate_id = $1 AND event_type = 'ProviderAttemptStarted' ORDER BY sequence",
-    )
-    .bind(id)
-    .fetch_all(&app.pool)
-    .await
-    .unwrap()
-}
-
-/// Balances of the ledger projection, once it has caught up with the payment's stream.
-async fn ledger_balances(app: &TestApp, id: &str) -> Vec<(String, Decimal)> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let store: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
-            .bind(id)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-        let ledger: Option<i64> = sqlx::query_scalar(
-            "SELECT last_sequence FROM projection_offsets
-              WHERE projection = 'ledger' AND aggregate_id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&app.pool)
-        .await
-        .unwrap();
-        if ledger == Some(store) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ledger never caught up: {ledger:?} of {store}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    sqlx::query_as(
-        "SELECT account, sum(debit) - sum(credit) FROM journal_entries
-          WHERE payment_id = $1::uuid GROUP BY account ORDER BY account",
-    )
-    .bind(id)
-    .fetch_all(&app.pool)
-    .await
-    .unwrap()
 }
 
 fn balance(balances: &[(String, Decimal)], account: &str) -> Decimal {
@@ -174,7 +111,7 @@ async fn lost_answer_token_ends_approved_once_at_the_first_provider(
     assert_eq!(held[0]["status"], "APPROVED");
     assert_eq!(held[0]["payment_id"], id.as_str());
     assert_eq!(approved["provider_reference"], held[0]["id"]);
-    assert_charged_once(&ledger_balances(&app, &id).await, "150000.00");
+    assert_charged_once(&journal_balances(&app, &id).await, "150000.00");
 }
 
 #[tokio::test]
@@ -225,7 +162,7 @@ async fn a_create_cut_on_the_socket_stays_with_its_provider_and_its_webhook_sett
     assert_eq!(proxy.count("sandbox", "POST", "/v1/transactions"), 1);
     assert_eq!(proxy.count("wompi", "POST", "/transactions"), 0);
     assert_eq!(sandbox_transactions(&app, "cut-1").await.len(), 1);
-    assert_charged_once(&ledger_balances(&app, &id).await, "75000.00");
+    assert_charged_once(&journal_balances(&app, &id).await, "75000.00");
 }
 
 #[tokio::test]
@@ -482,7 +419,7 @@ async fn an_orphaned_charge_is_recorded_refunded_at_its_provider_and_cleared_in_
         (shown["status"].as_str(), shown["provider"].as_str()),
         (Some("APPROVED"), Some("wompi"))
     );
-    let balances = ledger_balances(&app, &id).await;
+    let balances = journal_balances(&app, &id).await;
     assert_eq!(
         balance(&balances, "orphans:clearing"),
         Decimal::ZERO,
