@@ -3,10 +3,10 @@
 //! production keys in test, short secrets, plain http, missing values). Each problem names
 //! the setting, never its value. `serve` runs the same check before it starts.
 
-use commands::providers::maya::MayaConfig;
-use commands::providers::paymongo::PaymongoConfig;
-use commands::providers::payu::PayuConfig;
-use commands::providers::wompi::WompiConfig;
+use connectors::maya::MayaConfig;
+use connectors::paymongo::PaymongoConfig;
+use connectors::payu::PayuConfig;
+use connectors::wompi::WompiConfig;
 
 use crate::config::Settings;
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use domain::{CaptureMode, Currency, PaymentMethodType};
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState};
-use crate::providers::PaymentProvider;
+use connectors::PaymentProvider;
 
 pub struct RoutedProvider {
     pub provider: Arc<dyn PaymentProvider>,

@@ -3,7 +3,7 @@
 //! nothing to the event store (DESIGN.md section 7).
 
 use api::config::Settings;
-use commands::webhooks::sandbox::{sign, SIGNATURE_HEADER};
+use connectors::sandbox::{sign, SIGNATURE_HEADER};
 use e2e::{fresh_database, payment_body, spawn_app, spawn_with_settings, TestApp};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};

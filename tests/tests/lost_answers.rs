@@ -13,10 +13,10 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use api::config::ServeRole;
-use commands::providers::maya::MayaConfig;
-use commands::providers::paymongo::PaymongoConfig;
-use commands::providers::payu::PayuConfig;
-use commands::providers::wompi::WompiConfig;
+use connectors::maya::MayaConfig;
+use connectors::paymongo::PaymongoConfig;
+use connectors::payu::PayuConfig;
+use connectors::wompi::WompiConfig;
 use e2e::fault_proxy::{FaultProxy, Loss};
 use e2e::support::{
     attempts, expected_fee, id_of, journal_balances, json_of, sandbox_transactions,

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use api::config::{ServeRole, Settings};
 use chrono::Utc;
-use commands::providers::maya::MayaConfig;
-use commands::providers::paymongo::PaymongoConfig;
+use connectors::maya::MayaConfig;
+use connectors::paymongo::PaymongoConfig;
 use e2e::{spawn_app_configured, TestApp};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};

@@ -13,8 +13,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use api::config::{ServeRole, Settings};
-use commands::providers::maya::MayaConfig;
-use commands::providers::paymongo::PaymongoConfig;
+use connectors::maya::MayaConfig;
+use connectors::paymongo::PaymongoConfig;
 use e2e::support::{self, events_json, id_of, json_of, problem, reference_of, stored_events};
 use e2e::{spawn_app_configured, TestApp};
 use reqwest::header::CONTENT_TYPE;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use api::config::{ServeRole, Settings};
 use chrono::{DateTime, Utc};
-use commands::providers::payu::PayuConfig;
+use connectors::payu::PayuConfig;
 use e2e::{spawn_app_configured, TestApp};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::Url;

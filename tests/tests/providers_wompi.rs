@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use api::config::{ServeRole, Settings};
 use chrono::Utc;
-use commands::providers::payu::PayuConfig;
-use commands::providers::wompi::WompiConfig;
+use connectors::payu::PayuConfig;
+use connectors::wompi::WompiConfig;
 use e2e::{spawn_app_configured, TestApp};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};

@@ -339,7 +339,7 @@ async fn an_orphaned_charge_is_recorded_refunded_at_its_provider_and_cleared_in_
     })
     .await;
     // Wompi takes the payment (preferred, with a Wompi card token).
-    let public_key = commands::providers::wompi::WompiConfig::from_env().public_key;
+    let public_key = connectors::wompi::WompiConfig::from_env().public_key;
     let token: Value = app
         .http
         .post(format!("{}/tokens/cards", app.emulators["wompi"]))

@@ -10,7 +10,7 @@ use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use commands::breaker::BreakerState;
 use commands::payments::PaymentService;
-use commands::providers::{PaymentProvider, ProviderError, PseBank};
+use connectors::{PaymentProvider, ProviderError, PseBank};
 use domain::{Currency, Money, ProviderFailureKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;

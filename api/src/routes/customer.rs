@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use commands::providers::Customer;
+use connectors::Customer;
 use serde::Deserialize;
 
 use crate::problem::FieldError;

@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use commands::payments::{CommandError, CreatePayment, PaymentService, RefundOutcome};
-use commands::providers::{CallOutcome, PaymentMethodDetails};
+use connectors::{CallOutcome, PaymentMethodDetails};
 use domain::payment::RefundStatus;
 use domain::{
     CaptureMode, Currency, IdempotencyKey, Money, PaymentError, PaymentId, PaymentMethodType,

@@ -10,8 +10,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use commands::payments::{CommandError, PaymentService};
-use commands::webhooks::deliveries::{self, DeliveryResult};
-use commands::webhooks::{WebhookRequest, WebhookVerifier};
+use commands::webhook_deliveries::{self, DeliveryResult};
+use connectors::{WebhookRequest, WebhookVerifier};
 use domain::PaymentError;
 use sqlx::PgPool;
 

@@ -18,7 +18,7 @@ use super::{
     bounded, provider_transaction, refund_status, CommandError, Executed, PaymentService,
     RefundOutcome,
 };
-use crate::providers::{
+use connectors::{
     CallOutcome, ProviderError, ProviderTransaction, ProviderTransactionStatus,
 };
 use crate::router::RoutedProvider;

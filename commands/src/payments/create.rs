@@ -13,7 +13,7 @@ use domain::{
 use super::outcomes::outcome_of;
 use super::resolve::Lookup;
 use super::{bounded, CommandError, CreatePayment, Executed, PaymentService};
-use crate::providers::{CallOutcome, CreateTransaction, ProviderError, ProviderTransaction};
+use connectors::{CallOutcome, CreateTransaction, ProviderError, ProviderTransaction};
 use crate::router::RoutedProvider;
 
 /// How often a repeat polls the stream while another process's attempt is in flight.

@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::fees::FeeSchedule;
-use crate::providers::{Customer, PaymentMethodDetails, ProviderError};
+use connectors::{Customer, PaymentMethodDetails, ProviderError};
 use crate::relay_waker::{LocalRelay, RelayWaker};
 use crate::router::{RoutedProvider, Router};
 use crate::store::{payment_store, PaymentStore};

@@ -12,7 +12,7 @@ use domain::{PaymentCommand, PaymentId, PaymentStatus, RefundId};
 
 use super::create::lease_lapsed;
 use super::{retry_idempotent, CommandError, Executed, PaymentService};
-use crate::providers::ProviderError;
+use connectors::ProviderError;
 use crate::router::RoutedProvider;
 
 /// What asking a provider by reference found.

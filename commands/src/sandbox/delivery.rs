@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::ledger::{Decided, Ledger};
 use super::WebhookRetryPolicy;
-use crate::webhooks::sandbox::{
+use connectors::sandbox::{
     sign, WireEvent, WireTransaction, EVENT_TYPE_TRANSACTION_UPDATED, SIGNATURE_HEADER,
 };
 

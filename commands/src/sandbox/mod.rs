@@ -1,6 +1,6 @@
 //! The bundled sandbox provider: a real HTTP server (actix-web) that behaves like a payment
 //! provider, so development, tests and demos run the real client code
-//! (`crate::providers::SandboxProvider`) against a real socket.
+//! (`connectors::SandboxProvider`) against a real socket.
 //!
 //! * `Authorization: Bearer <api_key>` on every `/v1` route (else `401`); `/health` is public.
 //! * JSON in and out, money as decimal strings, bodies at most 64 KiB.
@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
 
-use crate::providers::REDACTED;
+use connectors::REDACTED;
 use delivery::{Dispatcher, WebhookQueue};
 use ledger::{Created, Decision, Ledger, LedgerError, NewTransaction, Transaction};
 
@@ -322,7 +322,7 @@ pub(crate) fn webhook_client(
 ) -> io::Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(timeout)
-        .pool_idle_timeout(crate::providers::POOL_IDLE_TIMEOUT)
+        .pool_idle_timeout(connectors::POOL_IDLE_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(user_agent)
         .build()

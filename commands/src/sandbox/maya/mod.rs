@@ -53,8 +53,8 @@ use domain::{Currency, Money};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::providers::maya::{status, wire, MayaConfig};
-use crate::providers::REDACTED;
+use connectors::maya::{status, wire, MayaConfig};
+use connectors::REDACTED;
 pub use kit::EmulatorOptions;
 use kit::{basic_key_matches, invalid_input, CreateFault, Faults, Outbox, Running};
 

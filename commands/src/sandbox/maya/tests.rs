@@ -11,14 +11,14 @@ use uuid::Uuid;
 
 use super::kit::receiver::{Delivery, Receiver};
 use super::*;
-use crate::providers::maya::{MayaConfig, MayaProvider};
-use crate::providers::{
+use connectors::maya::{MayaConfig, MayaProvider};
+use connectors::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderTransactionStatus,
 };
 use crate::sandbox::WebhookRetryPolicy;
-use crate::webhooks::maya::{MayaWebhookVerifier, SourceList};
-use crate::webhooks::{
+use connectors::maya::{MayaWebhookVerifier, SourceList};
+use connectors::{
     NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest, WebhookVerifier,
 };
 
@@ -639,7 +639,7 @@ async fn only_mayas_own_no_such_payment_says_it_holds_none() {
 async fn find(
     h: &Harness,
     req: &CreateTransaction,
-) -> Result<Option<crate::providers::ProviderTransaction>, crate::providers::ProviderError> {
+) -> Result<Option<connectors::ProviderTransaction>, connectors::ProviderError> {
     h.provider
         .find_transaction(req.payment_id, &req.reference)
         .await

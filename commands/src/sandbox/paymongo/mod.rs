@@ -55,13 +55,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::providers::paymongo::{wire, PaymongoConfig, IDEMPOTENCY_KEY_HEADER};
-use crate::providers::REDACTED;
+use connectors::paymongo::{wire, PaymongoConfig, IDEMPOTENCY_KEY_HEADER};
+use connectors::REDACTED;
 pub use crate::sandbox::maya::kit::EmulatorOptions;
 use crate::sandbox::maya::kit::{
     self, basic_key_matches, invalid_input, CreateFault, Faults, Outbox, Running,
 };
-use crate::webhooks::paymongo::{signature_header, SIGNATURE_HEADER};
+use connectors::paymongo::{signature_header, SIGNATURE_HEADER};
 
 /// Largest request body accepted.
 pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;

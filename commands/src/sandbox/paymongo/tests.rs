@@ -9,15 +9,15 @@ use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, ProviderFailure
 use uuid::Uuid;
 
 use super::*;
-use crate::providers::paymongo::{PaymongoConfig, PaymongoProvider};
-use crate::providers::{
+use connectors::paymongo::{PaymongoConfig, PaymongoProvider};
+use connectors::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderTransactionStatus,
 };
 use crate::sandbox::maya::kit::receiver::{Delivery, Receiver};
 use crate::sandbox::WebhookRetryPolicy;
-use crate::webhooks::paymongo::PaymongoWebhookVerifier;
-use crate::webhooks::{
+use connectors::paymongo::PaymongoWebhookVerifier;
+use connectors::{
     NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest, WebhookVerifier,
 };
 

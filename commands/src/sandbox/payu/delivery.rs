@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::store::{Confirmation, Settlement, Store};
 use crate::sandbox::WebhookRetryPolicy;
-use crate::webhooks::payu::{confirmation_message, new_value, sign, SignatureAlgorithm};
+use connectors::payu::{confirmation_message, new_value, sign, SignatureAlgorithm};
 
 /// A reserved place in the confirmation queue.
 pub(crate) struct Slot {

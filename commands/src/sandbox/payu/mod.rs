@@ -1,5 +1,5 @@
 //! PayU Latam API emulation for the sandbox: a separate actix-web server that speaks the
-//! shapes `crate::providers::payu::PayuProvider` uses, so the real client and the real
+//! shapes `connectors::payu::PayuProvider` uses, so the real client and the real
 //! confirmation verifier run against a real socket.
 //!
 //! PayU's API is command-based: every call is a `POST` of JSON
@@ -33,7 +33,7 @@
 //!   address), `RESPONSE_URL`; answers `PENDING` with `extraParameters.BANK_URL`.
 //!
 //! Confirmations are form-encoded POSTs to `webhook_url`, signed with the configured
-//! algorithm (see `crate::webhooks::payu`), delivered at least once with bounded retries
+//! algorithm (see `connectors::payu`), delivered at least once with bounded retries
 //! through a bounded queue; `deliver_webhooks: false` decides them but never sends them.
 //! `state_pol`: 4 approved, 6 declined, 5 expired, 104 for an `ERROR` transaction (PayU's
 //! response-code table lists 104 as the transaction state of errors). No confirmation is sent
@@ -85,10 +85,10 @@ use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
 
-use crate::providers::payu::PayuConfig;
-use crate::providers::{ProviderConfigError, REDACTED};
+use connectors::payu::PayuConfig;
+use connectors::{ProviderConfigError, REDACTED};
 use crate::sandbox::WebhookRetryPolicy;
-use crate::webhooks::payu::{hex_signature_matches, request_message, sign, SignatureAlgorithm};
+use connectors::payu::{hex_signature_matches, request_message, sign, SignatureAlgorithm};
 use delivery::{Dispatcher, Queue, Signer};
 use store::{
     CardOutcome, Created, Method, NewMethod, NewPayment, Order, Settlement, Store, StoreError,

@@ -14,13 +14,13 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::*;
-use crate::providers::payu::{PayuConfig, PayuProvider};
-use crate::providers::{
+use connectors::payu::{PayuConfig, PayuProvider};
+use connectors::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderTransactionStatus,
 };
-use crate::webhooks::payu::PayuWebhookVerifier;
-use crate::webhooks::{
+use connectors::payu::PayuWebhookVerifier;
+use connectors::{
     NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest, WebhookVerifier,
 };
 

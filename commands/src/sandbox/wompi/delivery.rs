@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::state::{rfc3339, State, Transaction};
 use crate::sandbox::WebhookRetryPolicy;
-use crate::webhooks::wompi::{
+use connectors::wompi::{
     event_checksum, CHECKSUM_HEADER, DEFAULT_PROPERTIES, EVENT_TRANSACTION_UPDATED,
 };
 

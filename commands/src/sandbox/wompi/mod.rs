@@ -63,8 +63,8 @@ use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::providers::wompi::{integrity_signature, WompiConfig, PSE_DESCRIPTION_LEN_MAX};
-use crate::providers::REDACTED;
+use connectors::wompi::{integrity_signature, WompiConfig, PSE_DESCRIPTION_LEN_MAX};
+use connectors::REDACTED;
 use crate::sandbox::WebhookRetryPolicy;
 use delivery::{Dispatcher, Queue, Work};
 use state::{

@@ -11,12 +11,12 @@ use domain::{CaptureMode, Currency, Money, PaymentId, ProviderFailureKind, Refun
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::providers::wompi::{WompiProvider, TEST_PUBLIC_KEY};
-use crate::providers::{
+use connectors::wompi::{WompiProvider, TEST_PUBLIC_KEY};
+use connectors::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderTransactionStatus,
 };
-use crate::webhooks::wompi::WompiWebhookVerifier;
-use crate::webhooks::{NotificationOutcome, ProviderNotification, WebhookRequest, WebhookVerifier};
+use connectors::wompi::WompiWebhookVerifier;
+use connectors::{NotificationOutcome, ProviderNotification, WebhookRequest, WebhookVerifier};
 
 const WAIT: Duration = Duration::from_secs(4);
 const QUIET: Duration = Duration::from_millis(250);
@@ -59,7 +59,7 @@ impl Delivery {
     fn verify_with(
         &self,
         verifier: &WompiWebhookVerifier,
-    ) -> Result<Option<ProviderNotification>, crate::webhooks::WebhookError> {
+    ) -> Result<Option<ProviderNotification>, connectors::WebhookError> {
         verifier.verify(&WebhookRequest {
             headers: &self.headers,
             body: &self.body,
@@ -678,13 +678,13 @@ async fn tampered_wrong_secret_and_stale_webhooks_are_refused() {
     assert_ne!(tampered.body, delivery.body);
     assert_eq!(
         tampered.verify_with(&verifier),
-        Err(crate::webhooks::WebhookError::InvalidSignature)
+        Err(connectors::WebhookError::InvalidSignature)
     );
     // Another events secret.
     let wrong = WompiWebhookVerifier::new("test_events_someone_else_0123456789abcdef");
     assert_eq!(
         delivery.verify_with(&wrong),
-        Err(crate::webhooks::WebhookError::InvalidSignature)
+        Err(connectors::WebhookError::InvalidSignature)
     );
     // A valid event, received two days later.
     let late = verifier.verify(&WebhookRequest {
@@ -693,7 +693,7 @@ async fn tampered_wrong_secret_and_stale_webhooks_are_refused() {
         peer: None,
         received_at: Utc::now() + chrono::Duration::days(2),
     });
-    assert_eq!(late, Err(crate::webhooks::WebhookError::StaleTimestamp));
+    assert_eq!(late, Err(connectors::WebhookError::StaleTimestamp));
     h.stop().await;
 }
 
@@ -727,11 +727,11 @@ async fn the_emulator_checks_keys_tokens_and_signatures_like_wompi() {
             "payment_method": {"type": "CARD", "token": token, "installments": 1},
         })
     };
-    let good_signature = crate::providers::wompi::integrity_signature(
+    let good_signature = connectors::wompi::integrity_signature(
         &reference,
         1000,
         "COP",
-        crate::providers::wompi::TEST_INTEGRITY_SECRET,
+        connectors::wompi::TEST_INTEGRITY_SECRET,
     );
     let post = |key: &'static str, body: Value| {
         h.http
@@ -740,7 +740,7 @@ async fn the_emulator_checks_keys_tokens_and_signatures_like_wompi() {
             .json(&body)
             .send()
     };
-    let private = crate::providers::wompi::TEST_PRIVATE_KEY;
+    let private = connectors::wompi::TEST_PRIVATE_KEY;
 
     let r = post(private, body(&acceptance, &personal, &"0".repeat(64)))
         .await

@@ -6,8 +6,6 @@
 //! relies on (ids, money, status) and tolerant of fields it does not know, since providers
 //! add fields without notice.
 
-pub mod sandbox;
-
 /// Why a webhook body was not accepted. Messages never echo secrets or signature values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookError {
@@ -48,12 +46,6 @@ pub(crate) fn excerpt(text: &str, max: usize) -> String {
     }
     out
 }
-
-pub mod deliveries;
-pub mod maya;
-pub mod paymongo;
-pub mod payu;
-pub mod wompi;
 
 use std::net::IpAddr;
 

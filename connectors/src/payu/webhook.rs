@@ -44,12 +44,12 @@ use rust_decimal::Decimal;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{
+use crate::{
     excerpt, NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest,
     WebhookVerifier,
 };
-use crate::providers::payu::PayuConfig;
-use crate::providers::{ProviderConfigError, REDACTED};
+use crate::payu::PayuConfig;
+use crate::{ProviderConfigError, REDACTED};
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -17,7 +17,7 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use super::{
+use crate::{
     CreateTransaction, PaymentProvider, ProviderConfigError, ProviderError, ProviderRefund,
     ProviderTransaction, ProviderTransactionStatus, REDACTED,
 };
@@ -105,7 +105,7 @@ impl SandboxProvider {
         }
         let timeout = Duration::from_millis(config.timeout_ms);
         let http = reqwest::Client::builder()
-            .pool_idle_timeout(super::POOL_IDLE_TIMEOUT)
+            .pool_idle_timeout(crate::POOL_IDLE_TIMEOUT)
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -184,14 +184,14 @@ impl SandboxProvider {
     }
 
     async fn read_body(&self, response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-        super::http::read_body("sandbox", response, RESPONSE_BODY_MAX_BYTES, |e| {
+        crate::http::read_body("sandbox", response, RESPONSE_BODY_MAX_BYTES, |e| {
             self.transport_error(e)
         })
         .await
     }
 
     fn transport_error(&self, error: reqwest::Error) -> ProviderError {
-        super::http::transport_error("sandbox", error, self.timeout_ms, |t| self.scrub(t))
+        crate::http::transport_error("sandbox", error, self.timeout_ms, |t| self.scrub(t))
     }
 
     /// Belt and braces: the detail ends up in events and logs, so the key must never be in

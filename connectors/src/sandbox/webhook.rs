@@ -13,7 +13,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::{excerpt, WebhookError};
+use crate::{excerpt, WebhookError};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -131,15 +131,15 @@ impl SandboxWebhookVerifier {
     }
 }
 
-impl super::WebhookVerifier for SandboxWebhookVerifier {
+impl crate::WebhookVerifier for SandboxWebhookVerifier {
     fn provider(&self) -> &'static str {
         "sandbox"
     }
 
     fn verify(
         &self,
-        request: &super::WebhookRequest<'_>,
-    ) -> Result<Option<super::ProviderNotification>, WebhookError> {
+        request: &crate::WebhookRequest<'_>,
+    ) -> Result<Option<crate::ProviderNotification>, WebhookError> {
         let signature = request.header(SIGNATURE_HEADER).unwrap_or("");
         if !verify_signature(&self.secret, request.body, signature) {
             return Err(WebhookError::InvalidSignature);
@@ -152,11 +152,11 @@ impl super::WebhookVerifier for SandboxWebhookVerifier {
             Err(e) => return Err(e),
         };
         let outcome = match notification.outcome {
-            Outcome::Authorized { amount } => super::NotificationOutcome::Authorized { amount },
-            Outcome::Approved { amount } => super::NotificationOutcome::Approved { amount },
-            Outcome::Declined { reason } => super::NotificationOutcome::Declined { reason },
+            Outcome::Authorized { amount } => crate::NotificationOutcome::Authorized { amount },
+            Outcome::Approved { amount } => crate::NotificationOutcome::Approved { amount },
+            Outcome::Declined { reason } => crate::NotificationOutcome::Declined { reason },
         };
-        Ok(Some(super::ProviderNotification {
+        Ok(Some(crate::ProviderNotification {
             provider: "sandbox",
             event_id: notification.event_id,
             payment_id: notification.payment_id,

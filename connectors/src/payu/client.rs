@@ -59,12 +59,12 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{
+use crate::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderConfigError, ProviderError, ProviderRefund, ProviderTransaction,
     ProviderTransactionStatus, PseBank, REDACTED,
 };
-use crate::webhooks::payu::{request_message, sign, SignatureAlgorithm};
+use crate::payu::{request_message, sign, SignatureAlgorithm};
 
 pub const ENV_API_KEY: &str = "PAYU_API_KEY";
 pub const ENV_API_LOGIN: &str = "PAYU_API_LOGIN";
@@ -397,7 +397,7 @@ impl PayuProvider {
         }
         let timeout = Duration::from_millis(config.timeout_ms);
         let http = reqwest::Client::builder()
-            .pool_idle_timeout(super::POOL_IDLE_TIMEOUT)
+            .pool_idle_timeout(crate::POOL_IDLE_TIMEOUT)
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -575,14 +575,14 @@ impl PayuProvider {
     }
 
     async fn read_body(&self, response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-        super::http::read_body("PayU", response, RESPONSE_BODY_MAX_BYTES, |e| {
+        crate::http::read_body("PayU", response, RESPONSE_BODY_MAX_BYTES, |e| {
             self.transport_error(e)
         })
         .await
     }
 
     fn transport_error(&self, error: reqwest::Error) -> ProviderError {
-        super::http::transport_error("PayU", error, self.timeout_ms, |t| self.scrub(t))
+        crate::http::transport_error("PayU", error, self.timeout_ms, |t| self.scrub(t))
     }
 
     /// The detail ends up in events and logs: never the API key or the signature secret,
@@ -1646,7 +1646,7 @@ fn sanitize(text: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::Customer;
+    use crate::Customer;
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> PayuConfig {

@@ -12,7 +12,7 @@
 //!   `signature` = hex SHA-256 of `reference + amount_in_cents + currency + integrity secret`
 //!   ([`integrity_signature`]).
 //! * Wompi answers `PENDING`; the outcome comes by `transaction.updated` webhook
-//!   (`crate::webhooks::wompi`). A PSE transaction carries the bank's URL in
+//!   (`crate::wompi`). A PSE transaction carries the bank's URL in
 //!   `payment_method.extra.async_payment_url` -> [`NextAction::Redirect`].
 //! * Wompi has no manual capture (a `CaptureMode::Manual` create is refused before any call)
 //!   and no public refund API (refunds go through Wompi's dashboard): `capture` and `refund`
@@ -42,7 +42,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{
+use crate::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
     ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus, PseBank,
     REDACTED,
@@ -416,7 +416,7 @@ impl WompiProvider {
         }
         let timeout = Duration::from_millis(config.timeout_ms);
         let http = reqwest::Client::builder()
-            .pool_idle_timeout(super::POOL_IDLE_TIMEOUT)
+            .pool_idle_timeout(crate::POOL_IDLE_TIMEOUT)
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -534,14 +534,14 @@ impl WompiProvider {
     }
 
     async fn read_body(&self, response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-        super::http::read_body("wompi", response, RESPONSE_BODY_MAX_BYTES, |e| {
+        crate::http::read_body("wompi", response, RESPONSE_BODY_MAX_BYTES, |e| {
             self.transport_error(e)
         })
         .await
     }
 
     fn transport_error(&self, error: reqwest::Error) -> ProviderError {
-        super::http::transport_error("wompi", error, self.timeout_ms, |t| self.scrub(t))
+        crate::http::transport_error("wompi", error, self.timeout_ms, |t| self.scrub(t))
     }
 
     /// Belt and braces: details end up in events and logs, so no key or secret may be in

@@ -41,7 +41,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{
+use crate::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
     ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus, REDACTED,
 };
@@ -148,7 +148,7 @@ impl MayaConfig {
             production,
             Some(SECRET_MIN_LEN),
         );
-        match crate::webhooks::maya::SourceList::parse(&self.webhook_sources) {
+        match crate::maya::SourceList::parse(&self.webhook_sources) {
             Err(problem) => problems.push(format!("MAYA_WEBHOOK_SOURCES {problem}")),
             Ok(list) if list.is_empty() => problems.push(
                 "MAYA_WEBHOOK_SOURCES is empty: every Maya webhook would be refused".to_owned(),
@@ -292,7 +292,7 @@ impl MayaProvider {
         }
         let timeout = Duration::from_millis(config.timeout_ms);
         let http = reqwest::Client::builder()
-            .pool_idle_timeout(super::POOL_IDLE_TIMEOUT)
+            .pool_idle_timeout(crate::POOL_IDLE_TIMEOUT)
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -381,14 +381,14 @@ impl MayaProvider {
     }
 
     async fn read_body(&self, response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-        super::http::read_body("maya", response, RESPONSE_BODY_MAX_BYTES, |e| {
+        crate::http::read_body("maya", response, RESPONSE_BODY_MAX_BYTES, |e| {
             self.transport_error(e)
         })
         .await
     }
 
     fn transport_error(&self, error: reqwest::Error) -> ProviderError {
-        super::http::transport_error("maya", error, self.timeout_ms, |t| self.scrub(t))
+        crate::http::transport_error("maya", error, self.timeout_ms, |t| self.scrub(t))
     }
 
     /// The detail ends up in events and logs: neither key may ever be in it.
@@ -650,7 +650,7 @@ pub mod status {
     ];
 }
 
-/// Maya's JSON shapes, shared by this adapter, the webhook verifier (`crate::webhooks::maya`)
+/// Maya's JSON shapes, shared by this adapter, the webhook verifier (`crate::maya`)
 /// and the emulator (`crate::sandbox::maya`), so the three cannot drift apart. Unknown fields
 /// are tolerated on input.
 pub(crate) mod wire {

@@ -8,7 +8,7 @@
 //! payledger fetches the payment from Maya (`GET /payments/v1/payments/{id}`) and appends
 //! what *Maya* says, never what the body claims.
 //!
-//! The body is Maya's payment object (`crate::providers::maya::wire::Payment`): `id` (Maya's
+//! The body is Maya's payment object (`crate::maya::wire::Payment`): `id` (Maya's
 //! payment id, which for a checkout is its checkout id), `status`, `amount`, `currency`,
 //! `requestReferenceNumber` (our payment id). Events by status:
 //!
@@ -27,10 +27,10 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::providers::maya::{self, status, wire, MayaConfig, MayaProvider, CANCELLED_REASON};
-use crate::providers::ProviderConfigError;
+use crate::maya::{self, status, wire, MayaConfig, MayaProvider, CANCELLED_REASON};
+use crate::ProviderConfigError;
 
-use super::{
+use crate::{
     excerpt, NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest,
     WebhookVerifier,
 };

@@ -37,8 +37,8 @@ use reqwest::{Method, Url};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::maya::basic_auth;
-use super::{
+use crate::maya::basic_auth;
+use crate::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderConfigError, ProviderError, ProviderRefund, ProviderTransaction,
     ProviderTransactionStatus, REDACTED,
@@ -260,7 +260,7 @@ impl PaymongoProvider {
         }
         let timeout = Duration::from_millis(config.timeout_ms);
         let http = reqwest::Client::builder()
-            .pool_idle_timeout(super::POOL_IDLE_TIMEOUT)
+            .pool_idle_timeout(crate::POOL_IDLE_TIMEOUT)
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -328,14 +328,14 @@ impl PaymongoProvider {
     }
 
     async fn read_body(&self, response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-        super::http::read_body("paymongo", response, RESPONSE_BODY_MAX_BYTES, |e| {
+        crate::http::read_body("paymongo", response, RESPONSE_BODY_MAX_BYTES, |e| {
             self.transport_error(e)
         })
         .await
     }
 
     fn transport_error(&self, error: reqwest::Error) -> ProviderError {
-        super::http::transport_error("paymongo", error, self.timeout_ms, |t| self.scrub(t))
+        crate::http::transport_error("paymongo", error, self.timeout_ms, |t| self.scrub(t))
     }
 
     fn scrub(&self, text: &str) -> String {
@@ -400,7 +400,7 @@ pub(crate) fn from_centavos(centavos: i64, currency: &str) -> Result<Money, Stri
 }
 
 /// PayMongo's JSON:API shapes, shared by this adapter, the webhook verifier
-/// (`crate::webhooks::paymongo`) and the emulator (`crate::sandbox::paymongo`). Unknown fields
+/// (`crate::paymongo`) and the emulator (`crate::sandbox::paymongo`). Unknown fields
 /// are tolerated on input.
 pub(crate) mod wire {
     use super::*;
@@ -991,7 +991,7 @@ fn error_summary(body: &[u8]) -> String {
 }
 
 fn sanitize(text: &str, max_chars: usize) -> String {
-    super::maya::sanitize(text, max_chars)
+    crate::maya::sanitize(text, max_chars)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use domain::ProviderFailureKind;
 
-use super::ProviderError;
+use crate::ProviderError;
 
 /// Reads at most `max_bytes` of `response`; more is the provider's error, not ours to buffer.
 pub(crate) async fn read_body(

@@ -2,15 +2,9 @@
 //!
 //! Command services talk to every provider through [`PaymentProvider`]; each adapter is a real
 //! HTTP client of its provider's API. A provider's answer about a payment's *outcome* arrives
-//! later, as a signed webhook (see `crate::webhooks`); the calls here only start, query or
+//! later, as a signed webhook (see `crate`); the calls here only start, query or
 //! move a transaction along.
 
-mod http;
-pub mod maya;
-pub mod paymongo;
-pub mod payu;
-pub mod sandbox;
-pub mod wompi;
 
 use std::fmt;
 
@@ -18,8 +12,6 @@ use domain::{
     CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodType, ProviderFailureKind,
     RefundId,
 };
-
-pub use sandbox::{SandboxClientConfig, SandboxProvider};
 
 /// One payment provider (Wompi, PayU, Maya, GCash, the bundled sandbox).
 ///

@@ -20,12 +20,12 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::providers::paymongo::{
+use crate::paymongo::{
     self, from_centavos, payment_failure_reason, wire, PaymongoConfig, PaymongoProvider,
 };
-use crate::providers::ProviderConfigError;
+use crate::ProviderConfigError;
 
-use super::{
+use crate::{
     excerpt, NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest,
     WebhookVerifier,
 };

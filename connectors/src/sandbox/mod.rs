@@ -1,0 +1,5 @@
+pub mod client;
+pub mod webhook;
+
+pub use client::*;
+pub use webhook::*;
