@@ -296,12 +296,12 @@ pub use domain::payment::NextAction;
 /// keep-alives (actix: 5 s): reusing a connection the server is closing at that very moment
 /// fails with "connection closed before message completed", and a create cannot simply be
 /// sent again. A new connection now and then is the cheaper price.
-pub(crate) const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Printed in place of secrets by the hand-written `Debug` impls of this module.
-pub(crate) const REDACTED: Redacted = Redacted;
+pub const REDACTED: Redacted = Redacted;
 
-pub(crate) struct Redacted;
+pub struct Redacted;
 
 impl fmt::Debug for Redacted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -35,7 +35,7 @@ pub enum WebhookError {
 
 /// Cuts provider-supplied text for error messages: at most `max` chars, control characters
 /// replaced, so a hostile body cannot flood logs or inject lines.
-pub(crate) fn excerpt(text: &str, max: usize) -> String {
+pub fn excerpt(text: &str, max: usize) -> String {
     let mut out: String = text
         .chars()
         .take(max)

@@ -13,9 +13,9 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::*;
-use connectors::sandbox::{
+use connectors::sandbox::{SandboxClientConfig, SandboxProvider};
+use connectors::{
     CreateTransaction, PaymentMethodDetails, PaymentProvider, ProviderTransactionStatus,
-    SandboxClientConfig, SandboxProvider,
 };
 use connectors::sandbox::{parse_notification, verify_signature, Outcome, SIGNATURE_HEADER};
 

@@ -261,7 +261,7 @@ impl fmt::Debug for MayaProvider {
 
 /// `Basic base64("<key>:")`, marked sensitive so it never shows in debug output. `None` for
 /// a key that cannot be a Basic user name (empty, not printable ASCII, or with a `:`).
-pub(crate) fn basic_auth(key: &str) -> Option<HeaderValue> {
+pub fn basic_auth(key: &str) -> Option<HeaderValue> {
     if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
         return None;
     }
@@ -653,28 +653,28 @@ pub mod status {
 /// Maya's JSON shapes, shared by this adapter, the webhook verifier (`crate::maya`)
 /// and the emulator (`crate::sandbox::maya`), so the three cannot drift apart. Unknown fields
 /// are tolerated on input.
-pub(crate) mod wire {
+pub mod wire {
     use super::*;
 
-    pub(crate) const REFUND_SUCCESS: &str = "SUCCESS";
+    pub const REFUND_SUCCESS: &str = "SUCCESS";
     /// The error code of `404` "Payment does not exist." (by id or by reference).
-    pub(crate) const PAYMENT_NOT_FOUND: &str = "PY0009";
-    pub(crate) const VOID_SUCCESS: &str = "SUCCESS";
+    pub const PAYMENT_NOT_FOUND: &str = "PY0009";
+    pub const VOID_SUCCESS: &str = "SUCCESS";
 
     /// An amount as Maya writes it: a JSON number or a decimal string. Kept as the raw JSON
     /// text so no float ever touches it.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(transparent)]
-    pub(crate) struct Amount(pub Box<RawValue>);
+    pub struct Amount(pub Box<RawValue>);
 
     impl Amount {
         /// An exact JSON number token (`129.50`), written from the decimal's own digits.
-        pub(crate) fn number(amount: Decimal) -> Option<Amount> {
+        pub fn number(amount: Decimal) -> Option<Amount> {
             RawValue::from_string(amount.to_string()).ok().map(Amount)
         }
 
         /// A JSON string (`"129.50"`).
-        pub(crate) fn string(amount: Decimal) -> Option<Amount> {
+        pub fn string(amount: Decimal) -> Option<Amount> {
             serde_json::to_string(&amount.to_string())
                 .ok()
                 .and_then(|s| RawValue::from_string(s).ok())
@@ -682,7 +682,7 @@ pub(crate) mod wire {
         }
 
         /// The digits, whether Maya sent a number or a string.
-        pub(crate) fn text(&self) -> Option<String> {
+        pub fn text(&self) -> Option<String> {
             let raw = self.0.get();
             if raw.starts_with('"') {
                 serde_json::from_str::<String>(raw).ok()
@@ -692,7 +692,7 @@ pub(crate) mod wire {
         }
 
         /// Strictly parsed: digits, at most the currency's decimals, above zero.
-        pub(crate) fn money(&self, currency: &str) -> Result<Money, String> {
+        pub fn money(&self, currency: &str) -> Result<Money, String> {
             let currency =
                 Currency::from_str(currency).map_err(|_| "an unknown currency".to_owned())?;
             let text = self
@@ -707,14 +707,14 @@ pub(crate) mod wire {
 
     /// `{"amount": .., "currency": "PHP"}` (refunds, captures) or `{"value": ..}` (checkout).
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct TotalAmount {
+    pub struct TotalAmount {
         #[serde(alias = "value")]
         pub amount: Amount,
         pub currency: String,
     }
 
     impl TotalAmount {
-        pub(crate) fn money(&self) -> Result<Money, String> {
+        pub fn money(&self) -> Result<Money, String> {
             self.amount.money(&self.currency)
         }
     }
@@ -726,7 +726,7 @@ pub(crate) mod wire {
     /// `paymentStatus`, [`Payment::money`] falls back to `totalAmount`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub(crate) struct Payment {
+    pub struct Payment {
         pub id: String,
         #[serde(default)]
         pub status: String,
@@ -760,11 +760,11 @@ pub(crate) mod wire {
 
     impl Payment {
         /// The payment's status: `paymentStatus` when present, else `status`.
-        pub(crate) fn payment_status(&self) -> &str {
+        pub fn payment_status(&self) -> &str {
             self.payment_status.as_deref().unwrap_or(&self.status)
         }
 
-        pub(crate) fn money(&self) -> Result<Money, String> {
+        pub fn money(&self) -> Result<Money, String> {
             match (&self.amount, &self.currency, &self.total_amount) {
                 (Some(amount), Some(currency), _) => amount.money(currency),
                 (_, _, Some(total)) => total.money(),
@@ -773,14 +773,14 @@ pub(crate) mod wire {
         }
 
         /// Our payment id: we always send it as the `requestReferenceNumber`.
-        pub(crate) fn our_payment_id(&self) -> Option<PaymentId> {
+        pub fn our_payment_id(&self) -> Option<PaymentId> {
             self.request_reference_number
                 .as_deref()
                 .and_then(|rrn| PaymentId::from_str(rrn).ok())
         }
 
         /// Maya's error code when it gave one (printable, bounded), else a generic reason.
-        pub(crate) fn failure_reason(&self) -> String {
+        pub fn failure_reason(&self) -> String {
             self.error_code
                 .as_deref()
                 .map(|code| sanitize(code, REASON_LEN_MAX))
@@ -792,7 +792,7 @@ pub(crate) mod wire {
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub(crate) struct Refund {
+    pub struct Refund {
         pub id: String,
         #[serde(default)]
         pub payment: Option<String>,
@@ -806,7 +806,7 @@ pub(crate) mod wire {
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub(crate) struct Void {
+    pub struct Void {
         pub id: String,
         #[serde(default)]
         pub payment: Option<String>,
@@ -818,7 +818,7 @@ pub(crate) mod wire {
     /// `POST /checkout/v1/checkouts`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub(crate) struct CheckoutRequest {
+    pub struct CheckoutRequest {
         pub total_amount: TotalAmount,
         pub request_reference_number: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -829,7 +829,7 @@ pub(crate) mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct RedirectUrl {
+    pub struct RedirectUrl {
         pub success: String,
         pub failure: String,
         pub cancel: String,
@@ -837,7 +837,7 @@ pub(crate) mod wire {
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub(crate) struct Item {
+    pub struct Item {
         pub name: String,
         pub quantity: u32,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -846,13 +846,13 @@ pub(crate) mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct ItemAmount {
+    pub struct ItemAmount {
         pub value: Amount,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub(crate) struct CheckoutAnswer {
+    pub struct CheckoutAnswer {
         pub checkout_id: String,
         pub redirect_url: String,
     }
@@ -860,7 +860,7 @@ pub(crate) mod wire {
     /// `POST /payments/v1/payments/{id}/capture`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub(crate) struct CaptureRequest {
+    pub struct CaptureRequest {
         pub total_amount: TotalAmount,
         pub request_reference_number: String,
         #[serde(default)]
@@ -870,20 +870,20 @@ pub(crate) mod wire {
     /// `POST /payments/v1/payments/{id}/refunds`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub(crate) struct RefundRequest {
+    pub struct RefundRequest {
         pub total_amount: TotalAmount,
         pub reason: String,
     }
 
     /// `POST /payments/v1/payments/{id}/voids`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct VoidRequest {
+    pub struct VoidRequest {
         pub reason: String,
     }
 
     /// Maya's error answers: `{"code","message","parameters"}` or `{"code","error"}`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct Error {
+    pub struct Error {
         #[serde(default)]
         pub code: Option<serde_json::Value>,
         #[serde(default, alias = "error")]
@@ -1173,7 +1173,7 @@ fn error_summary(body: &[u8]) -> String {
     }
 }
 
-pub(crate) fn sanitize(text: &str, max_chars: usize) -> String {
+pub fn sanitize(text: &str, max_chars: usize) -> String {
     text.chars()
         .take(max_chars)
         .map(|c| {

@@ -66,7 +66,7 @@ const DESCRIPTION_LEN_MAX: usize = 255;
 const REFUND_REASON: &str = "requested_by_customer";
 /// PayMongo's idempotency header: a repeat of a create with the same key returns the first
 /// result instead of creating again.
-pub(crate) const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// Everything the GCash/PayMongo adapter and its webhook verifier need.
 #[derive(Clone)]
@@ -388,7 +388,7 @@ pub fn centavos(amount: Money) -> Result<i64, ProviderError> {
 }
 
 /// Centavos back to money; zero is allowed (totals).
-pub(crate) fn from_centavos(centavos: i64, currency: &str) -> Result<Money, String> {
+pub fn from_centavos(centavos: i64, currency: &str) -> Result<Money, String> {
     let currency = Currency::from_str(currency).map_err(|_| "an unknown currency".to_owned())?;
     if centavos < 0 {
         return Err("a negative amount".to_owned());
@@ -402,36 +402,36 @@ pub(crate) fn from_centavos(centavos: i64, currency: &str) -> Result<Money, Stri
 /// PayMongo's JSON:API shapes, shared by this adapter, the webhook verifier
 /// (`crate::paymongo`) and the emulator (`crate::sandbox::paymongo`). Unknown fields
 /// are tolerated on input.
-pub(crate) mod wire {
+pub mod wire {
     use super::*;
 
-    pub(crate) type Metadata = serde_json::Map<String, serde_json::Value>;
+    pub type Metadata = serde_json::Map<String, serde_json::Value>;
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct Envelope<T> {
+    pub struct Envelope<T> {
         pub data: T,
     }
 
     /// A request body: `{"data":{"attributes":{..}}}`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct Create<A> {
+    pub struct Create<A> {
         pub attributes: A,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct Resource<A> {
+    pub struct Resource<A> {
         pub id: String,
         #[serde(rename = "type")]
         pub kind: String,
         pub attributes: A,
     }
 
-    pub(crate) type Intent = Resource<IntentAttributes>;
-    pub(crate) type Payment = Resource<PaymentAttributes>;
-    pub(crate) type Refund = Resource<RefundAttributes>;
+    pub type Intent = Resource<IntentAttributes>;
+    pub type Payment = Resource<PaymentAttributes>;
+    pub type Refund = Resource<RefundAttributes>;
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct CreateIntent {
+    pub struct CreateIntent {
         pub amount: i64,
         pub currency: String,
         pub payment_method_allowed: Vec<String>,
@@ -446,7 +446,7 @@ pub(crate) mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct CreatePaymentMethod {
+    pub struct CreatePaymentMethod {
         #[serde(rename = "type")]
         pub kind: String,
         #[serde(default)]
@@ -454,7 +454,7 @@ pub(crate) mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct PaymentMethodAttributes {
+    pub struct PaymentMethodAttributes {
         #[serde(rename = "type")]
         pub kind: String,
         #[serde(default)]
@@ -464,14 +464,14 @@ pub(crate) mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct Attach {
+    pub struct Attach {
         pub payment_method: String,
         #[serde(default)]
         pub return_url: Option<String>,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct CreateRefund {
+    pub struct CreateRefund {
         pub amount: i64,
         pub payment_id: String,
         pub reason: String,
@@ -482,7 +482,7 @@ pub(crate) mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct IntentAttributes {
+    pub struct IntentAttributes {
         pub amount: i64,
         pub currency: String,
         pub status: String,
@@ -509,7 +509,7 @@ pub(crate) mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct NextActionWire {
+    pub struct NextActionWire {
         #[serde(rename = "type")]
         pub kind: String,
         #[serde(default)]
@@ -517,14 +517,14 @@ pub(crate) mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct Redirect {
+    pub struct Redirect {
         pub url: String,
         #[serde(default)]
         pub return_url: Option<String>,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct PaymentAttributes {
+    pub struct PaymentAttributes {
         pub amount: i64,
         pub currency: String,
         pub status: String,
@@ -551,7 +551,7 @@ pub(crate) mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct RefundAttributes {
+    pub struct RefundAttributes {
         pub amount: i64,
         pub currency: String,
         pub payment_id: String,
@@ -569,7 +569,7 @@ pub(crate) mod wire {
 
     /// A webhook event. `data` is kept as JSON until the event type says what it holds.
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct EventAttributes {
+    pub struct EventAttributes {
         #[serde(rename = "type")]
         pub kind: String,
         pub livemode: bool,
@@ -582,22 +582,22 @@ pub(crate) mod wire {
         pub updated_at: Option<i64>,
     }
 
-    pub(crate) type Event = Resource<EventAttributes>;
+    pub type Event = Resource<EventAttributes>;
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct Errors {
+    pub struct Errors {
         pub errors: Vec<ErrorItem>,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub(crate) struct ErrorItem {
+    pub struct ErrorItem {
         pub code: String,
         #[serde(default)]
         pub detail: Option<String>,
     }
 
     /// `payledger <payment id> <reference>`, at most 255 characters.
-    pub(crate) fn description(payment_id: PaymentId, reference: &str) -> String {
+    pub fn description(payment_id: PaymentId, reference: &str) -> String {
         format!("{DESCRIPTION_PREFIX}{payment_id} {reference}")
             .chars()
             .take(DESCRIPTION_LEN_MAX)
@@ -605,7 +605,7 @@ pub(crate) mod wire {
     }
 
     /// Our payment id: `metadata.payment_id`, else the one in the description.
-    pub(crate) fn payment_id_of(
+    pub fn payment_id_of(
         metadata: Option<&Metadata>,
         description: Option<&str>,
     ) -> Option<PaymentId> {
@@ -619,7 +619,7 @@ pub(crate) mod wire {
         PaymentId::from_str(rest.get(..36)?).ok()
     }
 
-    pub(crate) fn metadata(pairs: &[(&str, String)]) -> Metadata {
+    pub fn metadata(pairs: &[(&str, String)]) -> Metadata {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
@@ -716,7 +716,7 @@ fn failure_reason(intent: &wire::Intent) -> Option<String> {
 /// Reason recorded for a failed payment that names no code.
 pub const FAILED_REASON: &str = "payment_failed";
 
-pub(crate) fn payment_failure_reason(payment: &wire::PaymentAttributes) -> String {
+pub fn payment_failure_reason(payment: &wire::PaymentAttributes) -> String {
     payment
         .failed_code
         .as_deref()

@@ -97,7 +97,7 @@ pub enum Outcome {
 /// The JSON shape of a sandbox webhook, shared by the sandbox server (serializing) and
 /// [`parse_notification`] (deserializing). Unknown fields are tolerated on input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct WireEvent {
+pub struct WireEvent {
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
@@ -107,7 +107,7 @@ pub(crate) struct WireEvent {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct WireTransaction {
+pub struct WireTransaction {
     pub transaction_id: String,
     pub payment_id: String,
     pub status: String,

@@ -1197,7 +1197,7 @@ fn error_summary(body: &[u8]) -> String {
 
 /// Provider text for details and reasons: control characters replaced, at most
 /// `max_chars` characters (accents kept: Wompi writes Spanish).
-pub(crate) fn sanitize(text: &str, max_chars: usize) -> String {
+pub fn sanitize(text: &str, max_chars: usize) -> String {
     text.chars()
         .take(max_chars)
         .map(|c| if c.is_control() { '?' } else { c })
