@@ -19,7 +19,7 @@ use crate::client_ip::TrustedProxies;
 use crate::problem::Problem;
 
 /// Webhook bodies above this are refused (providers send a few KiB).
-pub const WEBHOOK_BODY_BYTES_MAX: usize = deliveries::PAYLOAD_BYTES_MAX;
+pub const WEBHOOK_BODY_BYTES_MAX: usize = webhook_deliveries::PAYLOAD_BYTES_MAX;
 const HEADERS_MAX: usize = 64;
 
 /// The verifier of each configured provider, by name.
@@ -95,7 +95,7 @@ async fn webhook(
         async move {
             let peer = peer.map(|p| p.to_string());
             if let Err(error) =
-                deliveries::record(&pool, provider, valid, peer, result, &body).await
+                webhook_deliveries::record(&pool, provider, valid, peer, result, &body).await
             {
                 tracing::error!(%error, "webhook delivery log write failed");
             }
