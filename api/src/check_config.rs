@@ -3,15 +3,9 @@
 //! production keys in test, short secrets, plain http, missing values). Each problem names
 //! the setting, never its value. `serve` runs the same check before it starts.
 
-use connectors::maya::MayaConfig;
-use connectors::paymongo::PaymongoConfig;
-use connectors::payu::PayuConfig;
-use connectors::wompi::WompiConfig;
+use connectors::registry;
 
 use crate::config::Settings;
-
-/// Shortest secret accepted anywhere.
-pub const SECRET_LEN_MIN: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Environment {
@@ -45,35 +39,16 @@ pub fn problems(settings: &Settings, environment: Environment) -> Vec<String> {
     if let Err(problem) = crate::client_ip::TrustedProxies::parse(&settings.trusted_proxies) {
         problems.push(format!("TRUSTED_PROXIES {problem}"));
     }
+    let lookup = |var: &str| settings.connector_setting(var);
     for name in &settings.routing.providers {
-        let found = match name.as_str() {
-            "wompi" => WompiConfig::from_env().problems(production),
-            "payu" => PayuConfig::from_env().problems(production),
-            "maya" => MayaConfig::from_env().problems(production),
-            "gcash" => PaymongoConfig::from_env().problems(production),
-            "sandbox" if production => {
-                vec!["PROVIDERS names `sandbox`, a test provider, in production".to_owned()]
-            }
-            "sandbox" => sandbox_problems(settings),
-            other => vec![format!("PROVIDERS names an unknown provider `{other}`")],
+        let found = match registry::configure(name, &lookup) {
+            Some(config) => config.problems(production),
+            None => vec![format!("PROVIDERS names an unknown provider `{name}`")],
         };
         problems.extend(found.into_iter().map(|p| format!("{name}: {p}")));
     }
     if production && settings.sandbox.in_process {
         problems.push("--sandbox runs the test provider emulators in production".to_owned());
-    }
-    problems
-}
-
-fn sandbox_problems(settings: &Settings) -> Vec<String> {
-    let mut problems = Vec::new();
-    if settings.sandbox.webhook_secret.len() < SECRET_LEN_MIN {
-        problems.push(format!(
-            "SANDBOX_WEBHOOK_SECRET is shorter than {SECRET_LEN_MIN} characters"
-        ));
-    }
-    if settings.sandbox.api_key.is_empty() {
-        problems.push("SANDBOX_API_KEY is empty".to_owned());
     }
     problems
 }

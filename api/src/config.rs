@@ -2,6 +2,8 @@
 
 use std::env;
 
+use connectors::sandbox;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ServeRole {
     /// API, relay and projectors in one process.
@@ -110,6 +112,23 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:55432/payl
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:55672/%2f";
 
 impl Settings {
+    /// A provider connector's setting by variable name: the sandbox's from these settings
+    /// (tests set them in code), every other from the environment. A value that is not
+    /// UTF-8 reads as empty, so `check-config` reports it.
+    pub fn connector_setting(&self, var: &str) -> Option<String> {
+        match var {
+            sandbox::ENV_BASE_URL => Some(self.sandbox.base_url.clone()),
+            sandbox::ENV_API_KEY => Some(self.sandbox.api_key.clone()),
+            sandbox::ENV_WEBHOOK_SECRET => Some(self.sandbox.webhook_secret.clone()),
+            sandbox::ENV_TIMEOUT_MS => Some(self.sandbox.timeout_ms.to_string()),
+            _ => match env::var(var) {
+                Ok(value) => Some(value),
+                Err(env::VarError::NotPresent) => None,
+                Err(env::VarError::NotUnicode(_)) => Some(String::new()),
+            },
+        }
+    }
+
     pub fn from_env() -> Settings {
         Settings {
             database_url: var("DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -125,14 +144,11 @@ impl Settings {
             trusted_proxies: var("TRUSTED_PROXIES", ""),
             sandbox: SandboxSettings {
                 in_process: false,
-                base_url: var("SANDBOX_BASE_URL", "http://127.0.0.1:8090"),
-                api_key: var("SANDBOX_API_KEY", "sbx_test_api_key"),
-                webhook_secret: var(
-                    "SANDBOX_WEBHOOK_SECRET",
-                    "sbx_test_webhook_secret_0123456789",
-                ),
+                base_url: var(sandbox::ENV_BASE_URL, sandbox::DEFAULT_BASE_URL),
+                api_key: var(sandbox::ENV_API_KEY, sandbox::DEFAULT_API_KEY),
+                webhook_secret: var(sandbox::ENV_WEBHOOK_SECRET, sandbox::DEFAULT_WEBHOOK_SECRET),
                 webhook_delay_ms: number("SANDBOX_WEBHOOK_DELAY_MS", 20),
-                timeout_ms: number("SANDBOX_TIMEOUT_MS", 5_000),
+                timeout_ms: number(sandbox::ENV_TIMEOUT_MS, sandbox::DEFAULT_TIMEOUT_MS),
                 deliver_webhooks: env::var("SANDBOX_DELIVER_WEBHOOKS")
                     .map_or(true, |v| v != "false"),
                 emulator_gateway: env::var("SANDBOX_EMULATOR_GATEWAY").ok(),

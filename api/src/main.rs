@@ -114,9 +114,8 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             settings.role = role;
             if sandbox && std::env::var("PROVIDERS").is_err() {
                 // Every provider, each against its emulator: the whole picture for a demo.
-                settings.routing.providers = ["sandbox", "wompi", "payu", "maya", "gcash"]
-                    .map(str::to_owned)
-                    .to_vec();
+                settings.routing.providers =
+                    connectors::registry::known().map(str::to_owned).collect();
             }
             let environment = Environment::from_env();
             let problems = check_config::problems(&settings, environment);

@@ -1,55 +1,28 @@
-//! Builds the configured providers, in priority order, with their webhook verifiers; under
-//! `--sandbox` also starts each provider's emulator in process and points the adapter at it.
+//! Builds the configured connectors, in priority order, from the settings; under `--sandbox`
+//! also starts each provider's emulator in process and points its connector at it.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
 use commands::breaker::BreakerConfig;
 use commands::fees::FeeSchedule;
-use connectors::maya::{MayaConfig, MayaProvider};
-use connectors::paymongo::{PaymongoConfig, PaymongoProvider};
-use connectors::payu::{PayuConfig, PayuProvider};
-use connectors::wompi::{WompiConfig, WompiProvider};
-use connectors::sandbox::{SandboxClientConfig, SandboxProvider};
-use connectors::PaymentProvider;
 use commands::router::Router;
-use commands::sandbox::maya::{self as maya_sandbox, MayaSandboxConfig};
-use commands::sandbox::paymongo::{self as paymongo_sandbox, PaymongoSandboxConfig};
-use commands::sandbox::payu::{self as payu_sandbox, PayuSandboxConfig};
-use commands::sandbox::wompi::{self as wompi_sandbox, WompiSandboxConfig};
-use commands::sandbox::{self, SandboxConfig};
-use connectors::maya::MayaWebhookVerifier;
-use connectors::paymongo::PaymongoWebhookVerifier;
-use connectors::payu::PayuWebhookVerifier;
-use connectors::sandbox::SandboxWebhookVerifier;
-use connectors::wompi::WompiWebhookVerifier;
-use futures::future::BoxFuture;
+use connectors::registry::{self, Registry};
 
 use crate::config::Settings;
-use crate::routes::catalog::PublicProviderConfig;
-use crate::routes::webhooks::WebhookVerifiers;
+use crate::emulated::{self, StopEmulator};
 use crate::startup::StartupError;
 
 /// The fee schedule shipped with the binary, used when `FEES_FILE` is unset.
 const BUNDLED_FEES: &str = include_str!("../../config/fees.json");
 
-/// Stops an in-process emulator.
-pub type StopEmulator = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
-
-/// Wompi's widget needs the concrete adapter (its integrity signature).
-#[derive(Clone)]
-pub struct WompiCheckout(pub Option<Arc<WompiProvider>>);
-
 pub struct Providers {
-    pub wompi: WompiCheckout,
+    pub connectors: Arc<Registry>,
     pub router: Arc<Router>,
-    pub verifiers: WebhookVerifiers,
     pub emulators: Vec<StopEmulator>,
     /// Base URL of each in-process emulator, by provider (tests drive customer actions there).
     pub emulator_urls: BTreeMap<&'static str, String>,
-    pub public: BTreeMap<&'static str, PublicProviderConfig>,
 }
 
 pub fn fee_schedule(settings: &Settings) -> Result<FeeSchedule, StartupError> {
@@ -61,184 +34,42 @@ pub fn fee_schedule(settings: &Settings) -> Result<FeeSchedule, StartupError> {
     Ok(FeeSchedule::from_json(&text)?)
 }
 
-/// Where an adapter reaches its in-process emulator at `url`: directly, or through
-/// `SandboxSettings::emulator_gateway` as `<gateway>/<provider><path of url>`.
-fn via_gateway(settings: &Settings, provider: &str, url: &str) -> String {
-    let Some(gateway) = &settings.sandbox.emulator_gateway else {
-        return url.to_owned();
-    };
-    let path = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
-        .unwrap_or("");
-    format!("{}/{provider}{path}", gateway.trim_end_matches('/'))
-}
-
 /// `webhook_base`: where this process receives webhooks (`http://127.0.0.1:8080`).
 pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers, StartupError> {
-    let mut verifiers = WebhookVerifiers::default();
+    let mut connectors = Registry::default();
     let mut emulators: Vec<StopEmulator> = Vec::new();
-    let mut providers: Vec<Arc<dyn PaymentProvider>> = Vec::new();
     let mut emulator_urls = BTreeMap::new();
-    let mut public = BTreeMap::new();
-    let mut wompi = None;
+    let lookup = |var: &str| settings.connector_setting(var);
     for name in &settings.routing.providers {
-        match name.as_str() {
-            "sandbox" => {
-                let base_url = if settings.sandbox.in_process {
-                    let handle = sandbox::start(
-                        TcpListener::bind("127.0.0.1:0")?,
-                        SandboxConfig {
-                            api_key: settings.sandbox.api_key.clone(),
-                            webhook_url: format!("{webhook_base}/v1/webhooks/sandbox"),
-                            webhook_secret: settings.sandbox.webhook_secret.clone(),
-                            webhook_delay_ms: settings.sandbox.webhook_delay_ms,
-                        },
-                    )
-                    .await?;
-                    let url = format!("http://{}", handle.addr());
-                    emulators.push(Box::new(move || Box::pin(handle.stop())));
-                    emulator_urls.insert("sandbox", url.clone());
-                    via_gateway(settings, "sandbox", &url)
-                } else {
-                    settings.sandbox.base_url.clone()
-                };
-                providers.push(Arc::new(SandboxProvider::new(SandboxClientConfig {
-                    base_url,
-                    api_key: settings.sandbox.api_key.clone(),
-                    timeout_ms: settings.sandbox.timeout_ms,
-                })?));
-                verifiers.add(Arc::new(SandboxWebhookVerifier::new(
-                    &settings.sandbox.webhook_secret,
-                )));
-                public.insert("sandbox", PublicProviderConfig::default());
+        let unknown = || format!("unknown provider `{name}` in PROVIDERS");
+        let mut config = registry::configure(name, &lookup).ok_or_else(unknown)?;
+        if settings.sandbox.in_process {
+            let webhook_url = format!("{webhook_base}/v1/webhooks/{name}");
+            let emulator = emulated::start(name, &*config, settings, webhook_url).await?;
+            let overrides = emulator.overrides;
+            let pointed = |var: &str| overrides.get(var).cloned().or_else(|| lookup(var));
+            config = registry::configure(name, &pointed).ok_or_else(unknown)?;
+            emulators.push(emulator.stop);
+            if let Some(known) = registry::known().find(|known| known == name) {
+                emulator_urls.insert(known, emulator.url);
             }
-            "wompi" => {
-                let mut config = WompiConfig::from_env();
-                if settings.sandbox.in_process {
-                    let mut emulated = WompiSandboxConfig::for_client(
-                        &config,
-                        format!("{webhook_base}/v1/webhooks/wompi"),
-                    );
-                    emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
-                    emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
-                    let handle =
-                        wompi_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated).await?;
-                    config.base_url = via_gateway(settings, "wompi", &handle.base_url());
-                    emulator_urls.insert("wompi", handle.base_url());
-                    emulators.push(Box::new(move || Box::pin(handle.stop())));
-                }
-                verifiers.add(Arc::new(WompiWebhookVerifier::from_config(&config)));
-                public.insert(
-                    "wompi",
-                    PublicProviderConfig {
-                        public_key: Some(config.public_key.clone()),
-                        problems: config.problems(false),
-                    },
-                );
-                let provider = Arc::new(WompiProvider::new(config)?);
-                wompi = Some(provider.clone());
-                providers.push(provider);
-            }
-            "payu" => {
-                let mut config = PayuConfig::from_env();
-                if settings.sandbox.in_process {
-                    let mut emulated = PayuSandboxConfig::from_provider_config(
-                        &config,
-                        format!("{webhook_base}/v1/webhooks/payu"),
-                    )?;
-                    emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
-                    emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
-                    let handle =
-                        payu_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated).await?;
-                    config.base_url = via_gateway(settings, "payu", &handle.base_url());
-                    emulator_urls.insert("payu", handle.base_url());
-                    emulators.push(Box::new(move || Box::pin(handle.stop())));
-                }
-                verifiers.add(Arc::new(PayuWebhookVerifier::new(&config)?));
-                public.insert(
-                    "payu",
-                    PublicProviderConfig {
-                        public_key: None,
-                        problems: config.problems(false),
-                    },
-                );
-                providers.push(Arc::new(PayuProvider::new(config)?));
-            }
-            "maya" => {
-                let mut config = MayaConfig::from_env();
-                if settings.sandbox.in_process {
-                    let mut emulated = MayaSandboxConfig::for_client(
-                        &config,
-                        format!("{webhook_base}/v1/webhooks/maya"),
-                    );
-                    emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
-                    emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
-                    let handle =
-                        maya_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated).await?;
-                    config.base_url = via_gateway(settings, "maya", &handle.base_url());
-                    if std::env::var("MAYA_WEBHOOK_SOURCES").is_err() {
-                        // The emulator posts from this machine.
-                        config.webhook_sources = "127.0.0.1/32,::1/128".to_owned();
-                    }
-                    emulator_urls.insert("maya", handle.base_url());
-                    emulators.push(Box::new(move || Box::pin(handle.stop())));
-                }
-                verifiers.add(Arc::new(MayaWebhookVerifier::new(&config)?));
-                public.insert(
-                    "maya",
-                    PublicProviderConfig {
-                        public_key: Some(config.public_key.clone()),
-                        problems: config.problems(false),
-                    },
-                );
-                providers.push(Arc::new(MayaProvider::new(config)?));
-            }
-            "gcash" => {
-                let mut config = PaymongoConfig::from_env();
-                if settings.sandbox.in_process {
-                    let mut emulated = PaymongoSandboxConfig::for_client(
-                        &config,
-                        format!("{webhook_base}/v1/webhooks/gcash"),
-                    );
-                    emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
-                    emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
-                    let handle =
-                        paymongo_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated)
-                            .await?;
-                    config.base_url = via_gateway(settings, "gcash", &handle.base_url());
-                    emulator_urls.insert("gcash", handle.base_url());
-                    emulators.push(Box::new(move || Box::pin(handle.stop())));
-                }
-                verifiers.add(Arc::new(PaymongoWebhookVerifier::new(&config)?));
-                public.insert(
-                    "gcash",
-                    PublicProviderConfig {
-                        public_key: config.public_key.clone(),
-                        problems: config.problems(false),
-                    },
-                );
-                providers.push(Arc::new(PaymongoProvider::new(config)?));
-            }
-            other => return Err(format!("unknown provider `{other}` in PROVIDERS").into()),
         }
+        connectors.push(config.connect()?);
     }
-    if providers.is_empty() {
+    if connectors.is_empty() {
         return Err("PROVIDERS names no provider".into());
     }
     let router = Router::new(
-        providers,
+        connectors.providers(),
         BreakerConfig {
             failures_to_open: settings.routing.breaker_failures_to_open.max(1),
             cool_down: Duration::from_millis(settings.routing.breaker_cool_down_ms),
         },
     );
     Ok(Providers {
-        wompi: WompiCheckout(wompi),
+        connectors: Arc::new(connectors),
         router: Arc::new(router),
-        verifiers,
         emulators,
         emulator_urls,
-        public,
     })
 }

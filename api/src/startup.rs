@@ -23,11 +23,13 @@ use tokio::task::JoinHandle;
 
 use crate::client_ip::TrustedProxies;
 use crate::config::{ServeRole, Settings};
+use crate::emulated::StopEmulator;
 use crate::problem::Problem;
-use crate::providers::{self, StopEmulator};
+use crate::providers;
 use crate::reconciler::{self, ReconcilerConfig};
 use crate::routes;
 use crate::routes::catalog::ProviderCatalog;
+use crate::routes::webhooks::WebhookVerifiers;
 
 /// Request bodies above this are refused with `413`.
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
@@ -142,8 +144,8 @@ impl Application {
                 providers::build(&settings, &format!("http://{webhook_host}:{port}")).await?;
             emulators = built.emulators;
             emulator_urls = built.emulator_urls;
-            let catalog = web::Data::new(ProviderCatalog::new(built.public));
-            let wompi = web::Data::new(built.wompi);
+            let catalog = web::Data::new(ProviderCatalog::new(built.connectors.clone()));
+            let connectors = web::Data::from(built.connectors.clone());
             let fees = providers::fee_schedule(&settings)?;
             let service = web::Data::new(PaymentService::new(
                 pool.clone(),
@@ -158,7 +160,7 @@ impl Application {
                 },
                 local_relay.clone(),
             ));
-            let verifiers = web::Data::new(built.verifiers);
+            let verifiers = web::Data::new(WebhookVerifiers::from_registry(&built.connectors));
             let proxies = web::Data::new(
                 TrustedProxies::parse(&settings.trusted_proxies)
                     .map_err(|problem| format!("TRUSTED_PROXIES {problem}"))?,
@@ -199,7 +201,7 @@ impl Application {
                     .app_data(verifiers.clone())
                     .app_data(proxies.clone())
                     .app_data(catalog.clone())
-                    .app_data(wompi.clone())
+                    .app_data(connectors.clone())
                     .configure(routes::health::configure)
                     .configure(routes::payments::configure)
                     .configure(routes::webhooks::configure)

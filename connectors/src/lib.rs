@@ -7,6 +7,8 @@ mod http;
 mod provider;
 mod webhook;
 
+pub mod registry;
+
 pub mod maya;
 pub mod paymongo;
 pub mod payu;
@@ -14,4 +16,5 @@ pub mod sandbox;
 pub mod wompi;
 
 pub use provider::*;
+pub use registry::{Connector, ConnectorConfig, PublicConfig, Registry};
 pub use webhook::*;

@@ -5,7 +5,6 @@
 //! later, as a signed webhook (see `crate`); the calls here only start, query or
 //! move a transaction along.
 
-
 use std::fmt;
 
 use domain::{

@@ -10,6 +10,7 @@ use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use commands::breaker::BreakerState;
 use commands::payments::PaymentService;
+use connectors::registry::Registry;
 use connectors::{PaymentProvider, ProviderError, PseBank};
 use domain::{Currency, Money, ProviderFailureKind};
 use serde::{Deserialize, Serialize};
@@ -23,28 +24,20 @@ const HEALTH_TTL: Duration = Duration::from_secs(30);
 /// How long one health call may take before the provider counts as unreachable.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// What `/v1/config` and `/health/providers` may show about each provider: never a private
-/// key or a secret, by construction (only these fields exist).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PublicProviderConfig {
-    pub public_key: Option<String>,
-    /// Problems `check-config` found (names of settings, never values).
-    pub problems: Vec<String>,
-}
-
 /// When a provider last answered a health check, and what.
 type HealthAnswer = (Instant, Result<(), ProviderError>);
 
-#[derive(Default)]
+/// What `/v1/config` and `/health/providers` show about each provider: its public settings
+/// and configuration problems (names of settings, never values), and its cached health.
 pub struct ProviderCatalog {
-    pub public: BTreeMap<&'static str, PublicProviderConfig>,
+    connectors: Arc<Registry>,
     health: Mutex<BTreeMap<&'static str, HealthAnswer>>,
 }
 
 impl ProviderCatalog {
-    pub fn new(public: BTreeMap<&'static str, PublicProviderConfig>) -> Self {
+    pub fn new(connectors: Arc<Registry>) -> Self {
         Self {
-            public,
+            connectors,
             health: Mutex::new(BTreeMap::new()),
         }
     }
@@ -194,7 +187,7 @@ async fn public_config(
             let provider = &routed.provider;
             json!({
                 "provider": provider.name(),
-                "public_key": catalog.public.get(provider.name()).and_then(|c| c.public_key.clone()),
+                "public_key": catalog.connectors.get(provider.name()).and_then(|c| c.public_config().public_key),
                 "methods": provider.payment_methods().iter().map(|m| m.as_str()).collect::<Vec<_>>(),
                 "currencies": provider.currencies().iter().map(|c| c.code()).collect::<Vec<_>>(),
             })
@@ -216,9 +209,9 @@ async fn provider_health(
         let reachable = !matches!(&answer, Err(e) if e.kind != ProviderFailureKind::Rejected);
         let credentials_accepted = answer.is_ok();
         let problems = catalog
-            .public
+            .connectors
             .get(provider.name())
-            .map(|c| c.problems.clone())
+            .map(|c| c.problems(false))
             .unwrap_or_default();
         all_ok &= reachable && credentials_accepted && problems.is_empty();
         providers.push(json!({

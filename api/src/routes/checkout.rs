@@ -3,11 +3,11 @@
 
 use actix_web::{web, HttpResponse};
 use commands::payments::PaymentService;
+use connectors::registry::Registry;
 use domain::{PaymentId, PaymentStatus};
 
 use crate::auth::Caller;
 use crate::problem::Problem;
-use crate::providers::WompiCheckout;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -20,11 +20,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn wompi_widget(
     caller: Caller,
     service: web::Data<PaymentService>,
-    wompi: web::Data<WompiCheckout>,
+    connectors: web::Data<Registry>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let scope = caller.payment_scope()?;
-    let Some(wompi) = wompi.0.as_ref() else {
+    let Some(wompi) = connectors.get(connectors::wompi::NAME) else {
         return Err(Problem::not_found("wompi is not configured"));
     };
     let id: PaymentId = path
@@ -35,7 +35,7 @@ async fn wompi_widget(
         .await
         .map_err(|_| Problem::not_found("no such payment"))?;
     let payment = current.payment;
-    if payment.provider != "wompi" {
+    if payment.provider != connectors::wompi::NAME {
         // Opening Wompi's widget for a payment another provider holds could charge twice.
         return Err(Problem::new(
             actix_web::http::StatusCode::CONFLICT,
@@ -58,5 +58,8 @@ async fn wompi_widget(
     let amount = payment
         .amount
         .ok_or_else(|| Problem::not_found("no such payment"))?;
-    Ok(HttpResponse::Ok().json(wompi.checkout_widget(id, amount)))
+    let widget = wompi
+        .checkout_widget(id, amount)
+        .ok_or_else(|| Problem::not_found("wompi offers no widget"))?;
+    Ok(HttpResponse::Ok().json(widget))
 }

@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use commands::payments::{CommandError, PaymentService};
 use commands::webhook_deliveries::{self, DeliveryResult};
+use connectors::registry::Registry;
 use connectors::{WebhookRequest, WebhookVerifier};
 use domain::PaymentError;
 use sqlx::PgPool;
@@ -27,8 +28,13 @@ const HEADERS_MAX: usize = 64;
 pub struct WebhookVerifiers(pub HashMap<&'static str, Arc<dyn WebhookVerifier>>);
 
 impl WebhookVerifiers {
-    pub fn add(&mut self, verifier: Arc<dyn WebhookVerifier>) {
-        self.0.insert(verifier.provider(), verifier);
+    pub fn from_registry(connectors: &Registry) -> Self {
+        Self(
+            connectors
+                .iter()
+                .map(|c| (c.name(), c.verifier()))
+                .collect(),
+        )
     }
 }
 

@@ -18,10 +18,8 @@ use super::{
     bounded, provider_transaction, refund_status, CommandError, Executed, PaymentService,
     RefundOutcome,
 };
-use connectors::{
-    CallOutcome, ProviderError, ProviderTransaction, ProviderTransactionStatus,
-};
 use crate::router::RoutedProvider;
+use connectors::{CallOutcome, ProviderError, ProviderTransaction, ProviderTransactionStatus};
 
 impl PaymentService {
     /// One provider call gets what one create attempt gets: its answer is lost past that.

@@ -13,8 +13,8 @@ use domain::{
 use super::outcomes::outcome_of;
 use super::resolve::Lookup;
 use super::{bounded, CommandError, CreatePayment, Executed, PaymentService};
-use connectors::{CallOutcome, CreateTransaction, ProviderError, ProviderTransaction};
 use crate::router::RoutedProvider;
+use connectors::{CallOutcome, CreateTransaction, ProviderError, ProviderTransaction};
 
 /// How often a repeat polls the stream while another process's attempt is in flight.
 const ATTEMPT_WAIT_POLL: Duration = Duration::from_millis(50);

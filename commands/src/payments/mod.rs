@@ -35,11 +35,11 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::fees::FeeSchedule;
-use connectors::{Customer, PaymentMethodDetails, ProviderError};
 use crate::relay_waker::{LocalRelay, RelayWaker};
 use crate::router::{RoutedProvider, Router};
 use crate::store::{payment_store, PaymentStore};
 use crate::stripes::Stripes;
+use connectors::{Customer, PaymentMethodDetails, ProviderError};
 
 /// Optimistic-lock conflicts retried before answering `409`.
 const CONFLICT_RETRY_MAX: u32 = 16;

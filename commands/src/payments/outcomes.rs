@@ -9,8 +9,8 @@ use domain::{MerchantId, PaymentCommand, PaymentError, PaymentId};
 
 use super::resolve::Lookup;
 use super::{retry_idempotent, CommandError, Executed, PaymentService};
-use connectors::{ProviderError, ProviderTransaction, ProviderTransactionStatus};
 use connectors::{NotificationOutcome, ProviderNotification};
+use connectors::{ProviderError, ProviderTransaction, ProviderTransactionStatus};
 
 /// The outcome a provider's view of a transaction amounts to; `None` where it is nothing we
 /// append (a void is recorded by our own command).

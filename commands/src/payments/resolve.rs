@@ -12,8 +12,8 @@ use domain::{PaymentCommand, PaymentId, PaymentStatus, RefundId};
 
 use super::create::lease_lapsed;
 use super::{retry_idempotent, CommandError, Executed, PaymentService};
-use connectors::ProviderError;
 use crate::router::RoutedProvider;
+use connectors::ProviderError;
 
 /// What asking a provider by reference found.
 pub(super) enum Lookup {

@@ -13,11 +13,11 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::*;
+use connectors::sandbox::{parse_notification, verify_signature, Outcome, SIGNATURE_HEADER};
 use connectors::sandbox::{SandboxClientConfig, SandboxProvider};
 use connectors::{
     CreateTransaction, PaymentMethodDetails, PaymentProvider, ProviderTransactionStatus,
 };
-use connectors::sandbox::{parse_notification, verify_signature, Outcome, SIGNATURE_HEADER};
 
 const API_KEY: &str = "sk_sandbox_test_key_0123456789";
 const WEBHOOK_SECRET: &str = "whsec_sandbox_test_0123456789";

@@ -60,6 +60,11 @@ pub const PRODUCTION_HOST: &str = "pg.paymaya.com";
 
 /// Test defaults used when the environment leaves a value unset. They only work against the
 /// bundled emulator; `problems(true)` refuses them.
+pub const ENV_BASE_URL: &str = "MAYA_BASE_URL";
+pub const ENV_PUBLIC_KEY: &str = "MAYA_PUBLIC_KEY";
+pub const ENV_SECRET_KEY: &str = "MAYA_SECRET_KEY";
+pub const ENV_WEBHOOK_SOURCES: &str = "MAYA_WEBHOOK_SOURCES";
+
 pub const TEST_PUBLIC_KEY: &str = "pk-payledger-test-0000000000000000000000000000";
 pub const TEST_SECRET_KEY: &str = "sk-payledger-test-0000000000000000000000000000";
 pub const TEST_WEBHOOK_SOURCES: &str = "127.0.0.1,::1";
@@ -105,7 +110,7 @@ impl MayaConfig {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let get = |name: &str, default: &str| {
             lookup(name)
                 .map(|v| v.trim().to_owned())
@@ -113,10 +118,10 @@ impl MayaConfig {
                 .unwrap_or_else(|| default.to_owned())
         };
         MayaConfig {
-            base_url: get("MAYA_BASE_URL", TEST_BASE_URL),
-            public_key: get("MAYA_PUBLIC_KEY", TEST_PUBLIC_KEY),
-            secret_key: get("MAYA_SECRET_KEY", TEST_SECRET_KEY),
-            webhook_sources: get("MAYA_WEBHOOK_SOURCES", TEST_WEBHOOK_SOURCES),
+            base_url: get(ENV_BASE_URL, TEST_BASE_URL),
+            public_key: get(ENV_PUBLIC_KEY, TEST_PUBLIC_KEY),
+            secret_key: get(ENV_SECRET_KEY, TEST_SECRET_KEY),
+            webhook_sources: get(ENV_WEBHOOK_SOURCES, TEST_WEBHOOK_SOURCES),
             timeout_ms: DEFAULT_TIMEOUT_MS,
         }
     }

@@ -1,5 +1,44 @@
+//! Maya (Philippines): wallet and card payments through Maya Checkout, with webhooks
+//! authenticated by their source address and confirmed by asking Maya.
+
 pub mod client;
 pub mod webhook;
 
+use std::sync::Arc;
+
 pub use client::*;
 pub use webhook::*;
+
+use crate::registry::{Connector, ConnectorConfig, Lookup, Parts};
+use crate::ProviderConfigError;
+
+pub const NAME: &str = MayaProvider::NAME;
+
+pub fn configure(lookup: Lookup<'_>) -> Box<dyn ConnectorConfig> {
+    Box::new(MayaConfig::from_lookup(lookup))
+}
+
+impl ConnectorConfig for MayaConfig {
+    fn problems(&self, production: bool) -> Vec<String> {
+        MayaConfig::problems(self, production)
+    }
+
+    fn setting(&self, var: &str) -> Option<String> {
+        let value = match var {
+            ENV_BASE_URL => &self.base_url,
+            ENV_PUBLIC_KEY => &self.public_key,
+            ENV_SECRET_KEY => &self.secret_key,
+            ENV_WEBHOOK_SOURCES => &self.webhook_sources,
+            _ => return None,
+        };
+        Some(value.clone())
+    }
+
+    fn connect(self: Box<Self>) -> Result<Box<dyn Connector>, ProviderConfigError> {
+        let verifier = Arc::new(MayaWebhookVerifier::new(&self)?);
+        let provider = Arc::new(MayaProvider::new((*self).clone())?);
+        Ok(Box::new(
+            Parts::new(&*self, provider, verifier).public_key(Some(self.public_key.clone())),
+        ))
+    }
+}

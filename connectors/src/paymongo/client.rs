@@ -59,6 +59,12 @@ pub const TEST_SECRET_KEY: &str = "sk_test_payledger000000000000000000000000";
 pub const TEST_WEBHOOK_SECRET: &str = "whsk_payledger_test_000000000000000000000000";
 pub const TEST_BASE_URL: &str = "http://127.0.0.1:0";
 
+pub const ENV_BASE_URL: &str = "PAYMONGO_BASE_URL";
+pub const ENV_SECRET_KEY: &str = "PAYMONGO_SECRET_KEY";
+pub const ENV_PUBLIC_KEY: &str = "PAYMONGO_PUBLIC_KEY";
+pub const ENV_WEBHOOK_SECRET: &str = "PAYMONGO_WEBHOOK_SECRET";
+pub const ENV_WEBHOOK_TOLERANCE_SECS: &str = "PAYMONGO_WEBHOOK_TOLERANCE_SECS";
+
 const ID_LEN_MAX: usize = 128;
 const REDIRECT_URL_LEN_MAX: usize = 2_048;
 const DESCRIPTION_PREFIX: &str = "payledger ";
@@ -107,20 +113,20 @@ impl PaymongoConfig {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let get = |name: &str| {
             lookup(name)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
         PaymongoConfig {
-            base_url: get("PAYMONGO_BASE_URL").unwrap_or_else(|| TEST_BASE_URL.to_owned()),
-            secret_key: get("PAYMONGO_SECRET_KEY").unwrap_or_else(|| TEST_SECRET_KEY.to_owned()),
-            public_key: get("PAYMONGO_PUBLIC_KEY"),
-            webhook_secret: get("PAYMONGO_WEBHOOK_SECRET")
+            base_url: get(ENV_BASE_URL).unwrap_or_else(|| TEST_BASE_URL.to_owned()),
+            secret_key: get(ENV_SECRET_KEY).unwrap_or_else(|| TEST_SECRET_KEY.to_owned()),
+            public_key: get(ENV_PUBLIC_KEY),
+            webhook_secret: get(ENV_WEBHOOK_SECRET)
                 .unwrap_or_else(|| TEST_WEBHOOK_SECRET.to_owned()),
             // An unreadable value becomes 0, which `problems()` reports.
-            webhook_tolerance_secs: get("PAYMONGO_WEBHOOK_TOLERANCE_SECS")
+            webhook_tolerance_secs: get(ENV_WEBHOOK_TOLERANCE_SECS)
                 .map(|v| v.parse().unwrap_or(0))
                 .unwrap_or(DEFAULT_WEBHOOK_TOLERANCE_SECS),
             timeout_ms: DEFAULT_TIMEOUT_MS,

@@ -59,12 +59,12 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::payu::{request_message, sign, SignatureAlgorithm};
 use crate::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderConfigError, ProviderError, ProviderRefund, ProviderTransaction,
     ProviderTransactionStatus, PseBank, REDACTED,
 };
-use crate::payu::{request_message, sign, SignatureAlgorithm};
 
 pub const ENV_API_KEY: &str = "PAYU_API_KEY";
 pub const ENV_API_LOGIN: &str = "PAYU_API_LOGIN";

@@ -44,11 +44,11 @@ use rust_decimal::Decimal;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::payu::PayuConfig;
 use crate::{
     excerpt, NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest,
     WebhookVerifier,
 };
-use crate::payu::PayuConfig;
 use crate::{ProviderConfigError, REDACTED};
 
 type HmacSha256 = Hmac<Sha256>;

@@ -41,12 +41,12 @@ use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::wompi::{money_from_cents, sanitize, WompiConfig};
+use crate::REDACTED;
 use crate::{
     excerpt, NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest,
     WebhookVerifier,
 };
-use crate::wompi::{money_from_cents, sanitize, WompiConfig};
-use crate::REDACTED;
 
 /// The header that repeats the checksum.
 pub const CHECKSUM_HEADER: &str = "X-Event-Checksum";

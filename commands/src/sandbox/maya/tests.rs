@@ -11,13 +11,13 @@ use uuid::Uuid;
 
 use super::kit::receiver::{Delivery, Receiver};
 use super::*;
+use crate::sandbox::WebhookRetryPolicy;
 use connectors::maya::{MayaConfig, MayaProvider};
+use connectors::maya::{MayaWebhookVerifier, SourceList};
 use connectors::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderTransactionStatus,
 };
-use crate::sandbox::WebhookRetryPolicy;
-use connectors::maya::{MayaWebhookVerifier, SourceList};
 use connectors::{
     NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest, WebhookVerifier,
 };

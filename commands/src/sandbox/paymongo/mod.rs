@@ -55,13 +55,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use connectors::paymongo::{wire, PaymongoConfig, IDEMPOTENCY_KEY_HEADER};
-use connectors::REDACTED;
 pub use crate::sandbox::maya::kit::EmulatorOptions;
 use crate::sandbox::maya::kit::{
     self, basic_key_matches, invalid_input, CreateFault, Faults, Outbox, Running,
 };
 use connectors::paymongo::{signature_header, SIGNATURE_HEADER};
+use connectors::paymongo::{wire, PaymongoConfig, IDEMPOTENCY_KEY_HEADER};
+use connectors::REDACTED;
 
 /// Largest request body accepted.
 pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;

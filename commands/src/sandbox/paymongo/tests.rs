@@ -9,14 +9,14 @@ use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, ProviderFailure
 use uuid::Uuid;
 
 use super::*;
+use crate::sandbox::maya::kit::receiver::{Delivery, Receiver};
+use crate::sandbox::WebhookRetryPolicy;
+use connectors::paymongo::PaymongoWebhookVerifier;
 use connectors::paymongo::{PaymongoConfig, PaymongoProvider};
 use connectors::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderTransactionStatus,
 };
-use crate::sandbox::maya::kit::receiver::{Delivery, Receiver};
-use crate::sandbox::WebhookRetryPolicy;
-use connectors::paymongo::PaymongoWebhookVerifier;
 use connectors::{
     NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest, WebhookVerifier,
 };

@@ -85,10 +85,10 @@ use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
 
-use connectors::payu::PayuConfig;
-use connectors::{ProviderConfigError, REDACTED};
 use crate::sandbox::WebhookRetryPolicy;
+use connectors::payu::PayuConfig;
 use connectors::payu::{hex_signature_matches, request_message, sign, SignatureAlgorithm};
+use connectors::{ProviderConfigError, REDACTED};
 use delivery::{Dispatcher, Queue, Signer};
 use store::{
     CardOutcome, Created, Method, NewMethod, NewPayment, Order, Settlement, Store, StoreError,

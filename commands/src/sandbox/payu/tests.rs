@@ -14,12 +14,12 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::*;
+use connectors::payu::PayuWebhookVerifier;
 use connectors::payu::{PayuConfig, PayuProvider};
 use connectors::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderTransactionStatus,
 };
-use connectors::payu::PayuWebhookVerifier;
 use connectors::{
     NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest, WebhookVerifier,
 };

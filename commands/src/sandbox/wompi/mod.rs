@@ -63,9 +63,9 @@ use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::sandbox::WebhookRetryPolicy;
 use connectors::wompi::{integrity_signature, WompiConfig, PSE_DESCRIPTION_LEN_MAX};
 use connectors::REDACTED;
-use crate::sandbox::WebhookRetryPolicy;
 use delivery::{Dispatcher, Queue, Work};
 use state::{
     rfc3339, CardToken, Method, NewTransaction, Outcome, State, StateError, Transaction,

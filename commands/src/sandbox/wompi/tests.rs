@@ -11,11 +11,11 @@ use domain::{CaptureMode, Currency, Money, PaymentId, ProviderFailureKind, Refun
 use tokio::sync::mpsc;
 
 use super::*;
+use connectors::wompi::WompiWebhookVerifier;
 use connectors::wompi::{WompiProvider, TEST_PUBLIC_KEY};
 use connectors::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderTransactionStatus,
 };
-use connectors::wompi::WompiWebhookVerifier;
 use connectors::{NotificationOutcome, ProviderNotification, WebhookRequest, WebhookVerifier};
 
 const WAIT: Duration = Duration::from_secs(4);
