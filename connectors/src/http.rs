@@ -83,3 +83,63 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// `text` with every non-empty secret replaced by `<redacted>`, whatever a library or a
+/// provider echoed back.
+pub(crate) fn scrub<'a>(text: &str, secrets: impl IntoIterator<Item = &'a str>) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets {
+        if !secret.is_empty() {
+            text = text.replace(secret, "<redacted>");
+        }
+    }
+    text
+}
+
+/// Provider-supplied text fit for an error detail or a decline reason: at most `max_chars`
+/// characters, control characters replaced (so a hostile body cannot inject log lines),
+/// accents kept (Wompi and PayU write Spanish).
+pub fn sanitize(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .take(max_chars)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// [`sanitize`], marked with `…` when it was cut.
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    let mut out = sanitize(text, max_chars);
+    if text.chars().nth(max_chars).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A provider's error body in one bounded line: `describe` reads the provider's own error
+/// envelope (`None`: nothing useful in it); an empty or unrecognised body says just that.
+pub(crate) fn error_summary<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    describe: impl FnOnce(T) -> Option<String>,
+) -> String {
+    match serde_json::from_slice::<T>(body).ok().and_then(describe) {
+        Some(summary) => summary,
+        None if body.is_empty() => "empty body".to_owned(),
+        None => "unrecognized error body".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitized_text_is_bounded_and_has_no_control_characters() {
+        assert_eq!(sanitize("Tarjeta\nrechazada ñ", 11), "Tarjeta?rec");
+        assert_eq!(excerpt("abcdef", 3), "abc…");
+        assert_eq!(excerpt("abc", 3), "abc");
+        assert_eq!(
+            scrub("key sk_1 and sk_1", ["sk_1", ""]),
+            "key <redacted> and <redacted>"
+        );
+    }
+}

@@ -33,19 +33,7 @@ pub enum WebhookError {
     UnsupportedStatus(String),
 }
 
-/// Cuts provider-supplied text for error messages: at most `max` chars, control characters
-/// replaced, so a hostile body cannot flood logs or inject lines.
-pub fn excerpt(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .take(max)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if text.chars().count() > max {
-        out.push('…');
-    }
-    out
-}
+pub use crate::http::excerpt;
 
 use std::net::IpAddr;
 

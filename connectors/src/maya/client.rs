@@ -41,6 +41,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::http::sanitize;
 use crate::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
     ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus, REDACTED,
@@ -398,13 +399,7 @@ impl MayaProvider {
 
     /// The detail ends up in events and logs: neither key may ever be in it.
     fn scrub(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for secret in [&self.secret_key, &self.public_key] {
-            if !secret.is_empty() {
-                text = text.replace(secret.as_str(), "<redacted>");
-            }
-        }
-        text
+        crate::http::scrub(text, [self.secret_key.as_str(), self.public_key.as_str()])
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
@@ -1154,41 +1149,23 @@ impl PaymentProvider for MayaProvider {
 /// Maya's error code and message, printable and bounded; or a note that the body was not
 /// the documented error shape (its content is not echoed).
 fn error_summary(body: &[u8]) -> String {
-    match serde_json::from_slice::<wire::Error>(body) {
-        Ok(wire::Error {
-            code: Some(code),
-            message,
-        }) => {
-            let code = match code {
-                serde_json::Value::String(s) => sanitize(&s, 32),
-                serde_json::Value::Number(n) => n.to_string(),
-                _ => "?".to_owned(),
-            };
-            match message {
-                Some(message) => format!("{code}: {}", sanitize(&message, 160)),
-                None => code,
+    crate::http::error_summary(body, |error: wire::Error| {
+        match (error.code, error.message) {
+            (Some(code), message) => {
+                let code = match code {
+                    serde_json::Value::String(s) => sanitize(&s, 32),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    _ => "?".to_owned(),
+                };
+                Some(match message {
+                    Some(message) => format!("{code}: {}", sanitize(&message, 160)),
+                    None => code,
+                })
             }
+            (None, Some(message)) => Some(sanitize(&message, 160)),
+            (None, None) => None,
         }
-        Ok(wire::Error {
-            code: None,
-            message: Some(message),
-        }) => sanitize(&message, 160),
-        _ if body.is_empty() => "empty body".to_owned(),
-        _ => "unrecognized error body".to_owned(),
-    }
-}
-
-pub fn sanitize(text: &str, max_chars: usize) -> String {
-    text.chars()
-        .take(max_chars)
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect()
+    })
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ use reqwest::{Method, Url};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::http::sanitize;
 use crate::maya::basic_auth;
 use crate::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
@@ -345,11 +346,7 @@ impl PaymongoProvider {
     }
 
     fn scrub(&self, text: &str) -> String {
-        if self.secret_key.is_empty() {
-            text.to_owned()
-        } else {
-            text.replace(&self.secret_key, "<redacted>")
-        }
+        crate::http::scrub(text, [self.secret_key.as_str()])
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
@@ -983,21 +980,15 @@ impl PaymentProvider for PaymongoProvider {
 
 /// PayMongo's first error code and detail, printable and bounded.
 fn error_summary(body: &[u8]) -> String {
-    match serde_json::from_slice::<wire::Errors>(body) {
-        Ok(errors) => match errors.errors.first() {
+    crate::http::error_summary(body, |errors: wire::Errors| {
+        Some(match errors.errors.first() {
             Some(first) => match &first.detail {
                 Some(detail) => format!("{}: {}", sanitize(&first.code, 64), sanitize(detail, 160)),
                 None => sanitize(&first.code, 64),
             },
             None => "empty error list".to_owned(),
-        },
-        Err(_) if body.is_empty() => "empty body".to_owned(),
-        Err(_) => "unrecognized error body".to_owned(),
-    }
-}
-
-fn sanitize(text: &str, max_chars: usize) -> String {
-    crate::maya::sanitize(text, max_chars)
+        })
+    })
 }
 
 #[cfg(test)]

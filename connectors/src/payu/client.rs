@@ -59,6 +59,7 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::http::sanitize;
 use crate::payu::{request_message, sign, SignatureAlgorithm};
 use crate::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
@@ -588,16 +589,8 @@ impl PayuProvider {
     /// The detail ends up in events and logs: never the API key or the signature secret,
     /// whatever a server or a library put in a message.
     fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        if !self.api_key.is_empty() {
-            out = out.replace(&self.api_key, "<redacted>");
-        }
-        if let Ok(secret) = std::str::from_utf8(&self.signature_secret) {
-            if !secret.is_empty() {
-                out = out.replace(secret, "<redacted>");
-            }
-        }
-        out
+        let secret = std::str::from_utf8(&self.signature_secret).unwrap_or("");
+        crate::http::scrub(text, [self.api_key.as_str(), secret])
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
@@ -1626,21 +1619,12 @@ fn valid_transaction_id(id: &str) -> bool {
 
 /// PayU's `error` text, printable and bounded, or a note that the body was not its shape.
 fn error_summary(body: &[u8]) -> String {
-    match serde_json::from_slice::<Head>(body) {
-        Ok(Head {
-            error: Some(error), ..
-        }) => sanitize(&error, 160),
-        Ok(Head { code, .. }) => sanitize(&code, 32),
-        Err(_) if body.is_empty() => "empty body".to_owned(),
-        Err(_) => "unrecognized error body".to_owned(),
-    }
-}
-
-fn sanitize(text: &str, max_chars: usize) -> String {
-    text.chars()
-        .take(max_chars)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::http::error_summary(body, |head: Head| {
+        Some(match head.error {
+            Some(error) => sanitize(&error, 160),
+            None => sanitize(&head.code, 32),
+        })
+    })
 }
 
 #[cfg(test)]

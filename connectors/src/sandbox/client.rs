@@ -17,6 +17,7 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
+use crate::http::sanitize;
 use crate::{
     CreateTransaction, PaymentProvider, ProviderConfigError, ProviderError, ProviderRefund,
     ProviderTransaction, ProviderTransactionStatus, REDACTED,
@@ -197,11 +198,7 @@ impl SandboxProvider {
     /// Belt and braces: the detail ends up in events and logs, so the key must never be in
     /// it, whatever the server or a library put in a message.
     fn scrub(&self, text: &str) -> String {
-        if self.api_key.is_empty() {
-            text.to_owned()
-        } else {
-            text.replace(&self.api_key, "<redacted>")
-        }
+        crate::http::scrub(text, [self.api_key.as_str()])
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
@@ -476,31 +473,12 @@ fn valid_provider_id(id: &str) -> bool {
 /// The provider's error code and message, printable and bounded; or a note that the body
 /// was not the documented error shape (its content is not echoed).
 fn error_summary(body: &[u8]) -> String {
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody {
-            error,
-            message: Some(message),
-        }) => format!("{}: {}", sanitize(&error, 64), sanitize(&message, 160)),
-        Ok(ErrorBody {
-            error,
-            message: None,
-        }) => sanitize(&error, 64),
-        Err(_) if body.is_empty() => "empty body".to_owned(),
-        Err(_) => "unrecognized error body".to_owned(),
-    }
-}
-
-fn sanitize(text: &str, max_chars: usize) -> String {
-    text.chars()
-        .take(max_chars)
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
+    crate::http::error_summary(body, |ErrorBody { error, message }| {
+        Some(match message {
+            Some(message) => format!("{}: {}", sanitize(&error, 64), sanitize(&message, 160)),
+            None => sanitize(&error, 64),
         })
-        .collect()
+    })
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::http::sanitize;
 use crate::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
     ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus, PseBank,
@@ -547,13 +548,10 @@ impl WompiProvider {
     /// Belt and braces: details end up in events and logs, so no key or secret may be in
     /// them, whatever a server or a library put in a message.
     fn scrub(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for secret in [&self.private_key, &self.integrity_secret] {
-            if !secret.is_empty() {
-                text = text.replace(secret.as_str(), "<redacted>");
-            }
-        }
-        text
+        crate::http::scrub(
+            text,
+            [self.private_key.as_str(), self.integrity_secret.as_str()],
+        )
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
@@ -1175,33 +1173,19 @@ fn error_fields(body: &[u8]) -> BTreeSet<String> {
 /// Wompi's error type and reason (or the names of the fields it refused), printable and
 /// bounded; message texts of field errors are not echoed (they may quote input).
 fn error_summary(body: &[u8]) -> String {
-    match serde_json::from_slice::<ErrorEnvelope>(body) {
-        Ok(ErrorEnvelope { error }) => {
-            let mut text = sanitize(&error.kind, 48);
-            if let Some(serde_json::Value::String(reason)) = &error.reason {
-                text.push_str(": ");
-                text.push_str(&sanitize(reason, 120));
-            }
-            if let Some(messages) = &error.messages {
-                let fields: Vec<String> =
-                    messages.keys().take(8).map(|k| sanitize(k, 40)).collect();
-                text.push_str(" on ");
-                text.push_str(&fields.join(", "));
-            }
-            text
+    crate::http::error_summary(body, |ErrorEnvelope { error }| {
+        let mut text = sanitize(&error.kind, 48);
+        if let Some(serde_json::Value::String(reason)) = &error.reason {
+            text.push_str(": ");
+            text.push_str(&sanitize(reason, 120));
         }
-        Err(_) if body.is_empty() => "empty body".to_owned(),
-        Err(_) => "unrecognized error body".to_owned(),
-    }
-}
-
-/// Provider text for details and reasons: control characters replaced, at most
-/// `max_chars` characters (accents kept: Wompi writes Spanish).
-pub fn sanitize(text: &str, max_chars: usize) -> String {
-    text.chars()
-        .take(max_chars)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+        if let Some(messages) = &error.messages {
+            let fields: Vec<String> = messages.keys().take(8).map(|k| sanitize(k, 40)).collect();
+            text.push_str(" on ");
+            text.push_str(&fields.join(", "));
+        }
+        Some(text)
+    })
 }
 
 #[cfg(test)]

@@ -41,7 +41,8 @@ use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::wompi::{money_from_cents, sanitize, WompiConfig};
+use crate::http::sanitize;
+use crate::wompi::{money_from_cents, WompiConfig};
 use crate::REDACTED;
 use crate::{
     excerpt, NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest,
