@@ -6,11 +6,14 @@
 //! move a transaction along.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
 
 use domain::{
     CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodType, ProviderFailureKind,
     RefundId,
 };
+use secrecy::zeroize::Zeroize;
+use secrecy::{CloneableSecret, ExposeSecret, SecretBox, SecretString};
 
 /// One payment provider (Wompi, PayU, Maya, GCash, the bundled sandbox).
 ///
@@ -128,22 +131,23 @@ pub const ALL_PAYMENT_METHODS: &[PaymentMethodType] = &[
 /// What a provider needs to start a transaction.
 ///
 /// How the customer pays, with what the provider needs for that method. Tokens and personal
-/// ids go to the provider and nowhere else: `Debug` redacts them and no event stores them.
-#[derive(Clone, PartialEq, Eq)]
+/// ids go to the provider and nowhere else: they are [`SecretString`]s (`Debug` prints
+/// `[REDACTED]`) and no event stores them.
+#[derive(Debug, Clone)]
 pub enum PaymentMethodDetails {
     /// A token from the provider's own card tokenization (or a sandbox test token).
     Card {
-        token: String,
+        token: SecretString,
     },
     Nequi {
-        phone_number: String,
+        phone_number: SecretString,
     },
     Pse {
         financial_institution_code: String,
         /// 0: natural person, 1: company (PSE's own codes).
         user_type: u8,
         user_legal_id_type: String,
-        user_legal_id: String,
+        user_legal_id: SecretString,
     },
     Efecty,
     Gcash,
@@ -164,7 +168,7 @@ impl PaymentMethodDetails {
 
     pub fn card_token(&self) -> Option<&str> {
         match self {
-            PaymentMethodDetails::Card { token } => Some(token),
+            PaymentMethodDetails::Card { token } => Some(token.expose_secret()),
             _ => None,
         }
     }
@@ -173,42 +177,22 @@ impl PaymentMethodDetails {
     /// hash it; it is never stored or logged as is).
     pub fn canonical(&self) -> String {
         match self {
-            PaymentMethodDetails::Card { token } => format!("CARD|{token}"),
-            PaymentMethodDetails::Nequi { phone_number } => format!("NEQUI|{phone_number}"),
+            PaymentMethodDetails::Card { token } => format!("CARD|{}", token.expose_secret()),
+            PaymentMethodDetails::Nequi { phone_number } => {
+                format!("NEQUI|{}", phone_number.expose_secret())
+            }
             PaymentMethodDetails::Pse {
                 financial_institution_code,
                 user_type,
                 user_legal_id_type,
                 user_legal_id,
             } => format!(
-                "PSE|{financial_institution_code}|{user_type}|{user_legal_id_type}|{user_legal_id}"
+                "PSE|{financial_institution_code}|{user_type}|{user_legal_id_type}|{}",
+                user_legal_id.expose_secret()
             ),
             PaymentMethodDetails::Efecty => "EFECTY".into(),
             PaymentMethodDetails::Gcash => "GCASH".into(),
             PaymentMethodDetails::Maya => "MAYA".into(),
-        }
-    }
-}
-
-impl fmt::Debug for PaymentMethodDetails {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PaymentMethodDetails::Card { .. } => {
-                f.debug_struct("Card").field("token", &REDACTED).finish()
-            }
-            PaymentMethodDetails::Nequi { .. } => f
-                .debug_struct("Nequi")
-                .field("phone_number", &REDACTED)
-                .finish(),
-            PaymentMethodDetails::Pse {
-                financial_institution_code,
-                ..
-            } => f
-                .debug_struct("Pse")
-                .field("financial_institution_code", financial_institution_code)
-                .field("user_legal_id", &REDACTED)
-                .finish_non_exhaustive(),
-            other => f.write_str(other.kind().as_str()),
         }
     }
 }
@@ -218,61 +202,73 @@ impl fmt::Debug for PaymentMethodDetails {
 /// browser they pay from; the merchant's server calls payledger, so only the checkout can tell
 /// them). Passed through to the provider call; never logged, never stored in an event: only a
 /// digest enters the idempotency fingerprint. Fields are checked by the API before they get
-/// here.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// here. Every value is a secret: `Debug` says which fields are there, never what they hold.
+#[derive(Debug, Clone, Default)]
 pub struct Customer {
-    pub full_name: Option<String>,
+    pub full_name: Option<SecretString>,
     /// Digits, with an optional leading `+`.
-    pub phone: Option<String>,
+    pub phone: Option<SecretString>,
     /// The payer's identity document number (PSE carries its own in the method details).
-    pub document_number: Option<String>,
+    pub document_number: Option<SecretString>,
     /// The address the customer's browser pays from.
-    pub ip_address: Option<std::net::IpAddr>,
-    pub user_agent: Option<String>,
+    pub ip_address: Option<SecretBox<IpAddress>>,
+    pub user_agent: Option<SecretString>,
     /// The provider's device-fingerprint session id, set by its script in the checkout page.
-    pub device_session_id: Option<String>,
+    pub device_session_id: Option<SecretString>,
 }
 
 impl Customer {
     pub fn is_empty(&self) -> bool {
-        *self == Customer::default()
+        self.full_name.is_none()
+            && self.phone.is_none()
+            && self.document_number.is_none()
+            && self.ip_address.is_none()
+            && self.user_agent.is_none()
+            && self.device_session_id.is_none()
     }
 
-    /// Stable text of every field, for the request fingerprint (hashed by the caller).
+    /// Stable text of every field, for the request fingerprint (hashed by the caller). The
+    /// same text as `{:?}` of the plain `Option<String>` / `Option<IpAddr>` values: stored
+    /// fingerprints depend on it.
     pub fn canonical(&self) -> String {
         format!(
             "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.full_name,
-            self.phone,
-            self.document_number,
-            self.ip_address,
-            self.user_agent,
-            self.device_session_id
+            exposed(&self.full_name),
+            exposed(&self.phone),
+            exposed(&self.document_number),
+            self.ip_address.as_ref().map(|ip| ip.expose_secret().0),
+            exposed(&self.user_agent),
+            exposed(&self.device_session_id)
         )
     }
 }
 
-impl fmt::Debug for Customer {
-    /// Personal data: says which fields are there, never what they hold.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = |present: bool| if present { Some(REDACTED) } else { None };
-        f.debug_struct("Customer")
-            .field("full_name", &shown(self.full_name.is_some()))
-            .field("phone", &shown(self.phone.is_some()))
-            .field("document_number", &shown(self.document_number.is_some()))
-            .field("ip_address", &shown(self.ip_address.is_some()))
-            .field("user_agent", &shown(self.user_agent.is_some()))
-            .field(
-                "device_session_id",
-                &shown(self.device_session_id.is_some()),
-            )
-            .finish()
+/// The text of an optional secret (a [`Customer`] field), for a provider's request body.
+pub(crate) fn exposed(value: &Option<SecretString>) -> Option<&str> {
+    value.as_ref().map(|v| v.expose_secret())
+}
+
+/// An IP address, as a [`SecretBox`] can hold it (a customer's address is personal data).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IpAddress(pub IpAddr);
+
+impl Zeroize for IpAddress {
+    fn zeroize(&mut self) {
+        self.0 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    }
+}
+
+impl CloneableSecret for IpAddress {}
+
+impl From<IpAddress> for SecretBox<IpAddress> {
+    fn from(ip: IpAddress) -> Self {
+        SecretBox::new(Box::new(ip))
     }
 }
 
 /// A request to start a transaction at a provider. The provider's reference for it is always
 /// our payment id, so every notification can name the payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CreateTransaction {
     pub payment_id: PaymentId,
     /// The merchant's order reference (informational at the provider).
@@ -297,7 +293,8 @@ pub use domain::payment::NextAction;
 /// sent again. A new connection now and then is the cheaper price.
 pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Printed in place of secrets by the hand-written `Debug` impls of this module.
+/// Printed in place of secrets by the hand-written `Debug` impls of the provider emulators
+/// (`commands::sandbox`); this crate's own types hold secrets as [`SecretString`]s instead.
 pub const REDACTED: Redacted = Redacted;
 
 pub struct Redacted;
@@ -481,7 +478,7 @@ mod tests {
             customer_email: None,
             customer: Customer {
                 full_name: Some("Ana Pérez".into()),
-                ip_address: Some("190.24.8.77".parse().unwrap()),
+                ip_address: Some(IpAddress("190.24.8.77".parse().unwrap()).into()),
                 ..Customer::default()
             },
             return_url: None,
@@ -492,10 +489,58 @@ mod tests {
             !printed.contains("Ana") && !printed.contains("190.24"),
             "{printed}"
         );
-        assert!(printed.contains("full_name: Some(<redacted>)"), "{printed}");
+        assert!(
+            printed.contains("token: SecretBox<str>([REDACTED])"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("full_name: Some(SecretBox<str>([REDACTED]))"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains(
+                "ip_address: Some(SecretBox<connectors::provider::IpAddress>([REDACTED]))"
+            ),
+            "{printed}"
+        );
         assert!(printed.contains("phone: None"), "{printed}");
-        assert!(printed.contains("<redacted>"));
+        assert!(printed.contains("[REDACTED]"));
         assert!(printed.contains("order-1"));
+    }
+
+    #[test]
+    fn canonical_texts_are_those_of_the_plain_values() {
+        // Fingerprints stored in events were computed from this text when the fields were
+        // `String`, `Option<String>` and `Option<IpAddr>`: it must not change.
+        let customer = Customer {
+            full_name: Some("Ana \"la\" Pérez".into()),
+            document_number: Some("1999888777".into()),
+            ip_address: Some(IpAddress("190.24.8.77".parse().unwrap()).into()),
+            device_session_id: Some("abc".into()),
+            ..Customer::default()
+        };
+        assert_eq!(
+            customer.canonical(),
+            r#"Some("Ana \"la\" Pérez")|None|Some("1999888777")|Some(190.24.8.77)|None|Some("abc")"#
+        );
+        assert!(!customer.is_empty());
+        assert!(Customer::default().is_empty());
+        let pse = PaymentMethodDetails::Pse {
+            financial_institution_code: "1007".into(),
+            user_type: 0,
+            user_legal_id_type: "CC".into(),
+            user_legal_id: "1999888777".into(),
+        };
+        assert_eq!(pse.canonical(), "PSE|1007|0|CC|1999888777");
+        let nequi = PaymentMethodDetails::Nequi {
+            phone_number: "3991111111".into(),
+        };
+        assert_eq!(nequi.canonical(), "NEQUI|3991111111");
+        let card = PaymentMethodDetails::Card {
+            token: "tok_1".into(),
+        };
+        assert_eq!(card.canonical(), "CARD|tok_1");
+        assert_eq!(card.card_token(), Some("tok_1"));
     }
 
     #[test]

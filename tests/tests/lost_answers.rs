@@ -23,6 +23,7 @@ use e2e::support::{
 };
 use e2e::{spawn_app_configured, TestApp};
 use rust_decimal::Decimal;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 const PAYMENTS: &str = "/v1/payments";
@@ -341,7 +342,7 @@ async fn wompi_transactions(app: &TestApp, payment_id: &str) -> Vec<Value> {
         .http
         .get(format!("{}/transactions", app.emulators["wompi"]))
         .query(&[("reference", payment_id)])
-        .bearer_auth(WompiConfig::from_env().private_key)
+        .bearer_auth(WompiConfig::from_env().private_key.expose_secret())
         .send()
         .await
         .expect("search wompi");
@@ -452,7 +453,7 @@ async fn payu_orders(app: &TestApp, payment_id: &str) -> Vec<Value> {
         .json(&json!({
             "language": "es",
             "command": "ORDER_DETAIL_BY_REFERENCE_CODE",
-            "merchant": {"apiKey": config.api_key, "apiLogin": config.api_login},
+            "merchant": {"apiKey": config.api_key.expose_secret(), "apiLogin": config.api_login},
             "details": {"referenceCode": payment_id},
             "test": false,
         }))
@@ -673,7 +674,7 @@ async fn maya_get(app: &TestApp, path: &str) -> (u16, Value) {
     let response = app
         .http
         .get(format!("{root}{path}"))
-        .basic_auth(MayaConfig::from_env().secret_key, Some(""))
+        .basic_auth(MayaConfig::from_env().secret_key.expose_secret(), Some(""))
         .send()
         .await
         .expect("read maya");
@@ -924,7 +925,10 @@ async fn paymongo_intent(app: &TestApp, intent: &str) -> Value {
             "{}/v1/payment_intents/{intent}",
             paymongo_root(app)
         ))
-        .basic_auth(PaymongoConfig::from_env().secret_key, Some(""))
+        .basic_auth(
+            PaymongoConfig::from_env().secret_key.expose_secret(),
+            Some(""),
+        )
         .send()
         .await
         .expect("read the intent");

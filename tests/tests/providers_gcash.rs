@@ -18,6 +18,7 @@ use connectors::maya::MayaConfig;
 use connectors::paymongo::PaymongoConfig;
 use e2e::{spawn_app_configured, TestApp};
 use reqwest::header::CONTENT_TYPE;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -186,7 +187,10 @@ async fn intent_at_paymongo(app: &TestApp, intent: &str) -> Value {
             "{}/v1/payment_intents/{intent}",
             paymongo_root(app)
         ))
-        .basic_auth(PaymongoConfig::from_env().secret_key, Some(""))
+        .basic_auth(
+            PaymongoConfig::from_env().secret_key.expose_secret(),
+            Some(""),
+        )
         .send()
         .await
         .expect("read the emulator");
@@ -440,7 +444,8 @@ async fn gcash_server_error_leaves_the_payment_pending_with_its_outcome_unknown(
     let detail = attempt["ProviderOutcomeUnknown"]["detail"].to_string();
     let config = PaymongoConfig::from_env();
     assert!(
-        !detail.contains(&config.secret_key) && !detail.contains(&config.webhook_secret),
+        !detail.contains(config.secret_key.expose_secret())
+            && !detail.contains(config.webhook_secret.expose_secret()),
         "no secret in the recorded detail: {detail}"
     );
 
@@ -652,7 +657,10 @@ async fn gcash_duplicate_webhook_answers_200_and_appends_nothing() {
     let app = start().await;
     let (id, intent) = approved(&app, "g-dup", "900.00").await;
     let payload = recorded_delivery(&app, &intent).await;
-    let secret = PaymongoConfig::from_env().webhook_secret;
+    let secret = PaymongoConfig::from_env()
+        .webhook_secret
+        .expose_secret()
+        .to_owned();
     let events_before = app.event_count().await;
     let trail = app.event_types(&id).await;
 
@@ -681,7 +689,10 @@ async fn gcash_tampered_body_with_the_old_signature_is_401_logged_and_appends_no
     let app = start().await;
     let (id, intent) = approved(&app, "g-tamper", "900.00").await;
     let payload = recorded_delivery(&app, &intent).await;
-    let secret = PaymongoConfig::from_env().webhook_secret;
+    let secret = PaymongoConfig::from_env()
+        .webhook_secret
+        .expose_secret()
+        .to_owned();
     // The signature PayMongo would have sent for these bytes, now.
     let old = test_mode_header(&secret, Utc::now().timestamp(), &payload);
 
@@ -732,7 +743,10 @@ async fn gcash_webhook_with_a_wrong_secret_misplaced_or_missing_signature_is_401
     let app = start().await;
     let (id, intent) = approved(&app, "g-secret", "900.00").await;
     let payload = recorded_delivery(&app, &intent).await;
-    let secret = PaymongoConfig::from_env().webhook_secret;
+    let secret = PaymongoConfig::from_env()
+        .webhook_secret
+        .expose_secret()
+        .to_owned();
     let now = Utc::now().timestamp();
     let events_before = app.event_count().await;
 
@@ -787,7 +801,10 @@ async fn gcash_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed(
     let id = id_of(&created);
     customer(&app, &intent, "authorize").await;
     let event = paid_event(&app, &intent, "evt_payledgerstaletest000001").await;
-    let secret = PaymongoConfig::from_env().webhook_secret;
+    let secret = PaymongoConfig::from_env()
+        .webhook_secret
+        .expose_secret()
+        .to_owned();
     let now = Utc::now().timestamp();
     let events_before = app.event_count().await;
 
@@ -902,7 +919,7 @@ async fn gcash_lost_webhook_sync_brings_the_payment_to_paymongos_status() {
     // acknowledged, and the payment is not approved twice.
     let late = paid_event(&app, &paid_intent, "evt_payledgerlatetest00000001").await;
     let header = test_mode_header(
-        &PaymongoConfig::from_env().webhook_secret,
+        PaymongoConfig::from_env().webhook_secret.expose_secret(),
         Utc::now().timestamp(),
         &late,
     );
@@ -1092,8 +1109,9 @@ async fn public_config_shows_gcash_methods_and_no_paymongo_or_maya_secret() {
         ("PAYMONGO_WEBHOOK_SECRET", paymongo.webhook_secret.clone()),
         ("MAYA_SECRET_KEY", MayaConfig::from_env().secret_key),
     ] {
+        let value = value.expose_secret();
         assert!(!value.is_empty(), "{name} is empty in this environment");
-        assert!(!text.contains(&value), "/v1/config exposes {name}: {text}");
+        assert!(!text.contains(value), "/v1/config exposes {name}: {text}");
     }
     let config: Value = serde_json::from_str(&text).unwrap();
     let gcash = config["providers"]

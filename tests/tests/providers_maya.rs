@@ -18,6 +18,7 @@ use connectors::paymongo::PaymongoConfig;
 use e2e::support::{self, events_json, id_of, json_of, problem, reference_of, stored_events};
 use e2e::{spawn_app_configured, TestApp};
 use reqwest::header::CONTENT_TYPE;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -128,7 +129,7 @@ async fn maya_api(app: &TestApp, path: &str) -> Value {
     let response = app
         .http
         .get(format!("{}{path}", maya_root(app)))
-        .basic_auth(MayaConfig::from_env().secret_key, Some(""))
+        .basic_auth(MayaConfig::from_env().secret_key.expose_secret(), Some(""))
         .send()
         .await
         .expect("read the emulator");
@@ -379,7 +380,7 @@ async fn maya_server_error_leaves_the_payment_pending_with_its_outcome_unknown()
     let detail = attempt["ProviderOutcomeUnknown"]["detail"].to_string();
     let config = MayaConfig::from_env();
     assert!(
-        !detail.contains(&config.secret_key) && !detail.contains(&config.public_key),
+        !detail.contains(config.secret_key.expose_secret()) && !detail.contains(&config.public_key),
         "no key in the recorded detail: {detail}"
     );
 
@@ -1258,9 +1259,18 @@ fn all_secrets() -> Vec<(&'static str, String)> {
     let maya = MayaConfig::from_env();
     let paymongo = PaymongoConfig::from_env();
     vec![
-        ("MAYA_SECRET_KEY", maya.secret_key),
-        ("PAYMONGO_SECRET_KEY", paymongo.secret_key),
-        ("PAYMONGO_WEBHOOK_SECRET", paymongo.webhook_secret),
+        (
+            "MAYA_SECRET_KEY",
+            maya.secret_key.expose_secret().to_owned(),
+        ),
+        (
+            "PAYMONGO_SECRET_KEY",
+            paymongo.secret_key.expose_secret().to_owned(),
+        ),
+        (
+            "PAYMONGO_WEBHOOK_SECRET",
+            paymongo.webhook_secret.expose_secret().to_owned(),
+        ),
     ]
 }
 

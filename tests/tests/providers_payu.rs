@@ -19,6 +19,7 @@ use e2e::{spawn_app_configured, TestApp};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::Url;
 use rust_decimal::Decimal;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -261,7 +262,7 @@ async fn payu_order(app: &TestApp, order_id: u64) -> Value {
         .json(&json!({
             "language": "es",
             "command": "ORDER_DETAIL",
-            "merchant": {"apiKey": config.api_key, "apiLogin": config.api_login},
+            "merchant": {"apiKey": config.api_key.expose_secret(), "apiLogin": config.api_login},
             "details": {"orderId": order_id},
             "test": false,
         }))
@@ -749,14 +750,18 @@ async fn payu_confirmation_signed_with_another_secret_is_401() {
 
     // Control: this test's own signature of the genuine confirmation is PayU's.
     assert_eq!(
-        payu_sign(&pairs, &config.api_key, &config.signature_secret),
+        payu_sign(
+            &pairs,
+            config.api_key.expose_secret(),
+            config.signature_secret.expose_secret()
+        ),
         field(&pairs, "sign"),
         "the test's HMAC reproduces the emulator's sign"
     );
 
     let other = payu_sign(
         &pairs,
-        &config.api_key,
+        config.api_key.expose_secret(),
         "test_payu_someone_elses_secret_0000000",
     );
     let forged = encode_form(&with_field(&pairs, "sign", &other));
@@ -767,7 +772,8 @@ async fn payu_confirmation_signed_with_another_secret_is_401() {
     )
     .await;
     // Signed with the API key as HMAC key (a common mistake), not the signature secret.
-    let api_keyed = payu_sign(&pairs, &config.api_key, &config.api_key);
+    let api_key = config.api_key.expose_secret();
+    let api_keyed = payu_sign(&pairs, api_key, api_key);
     let forged_too = encode_form(&with_field(&pairs, "sign", &api_keyed));
     problem(
         post_confirmation(&app, forged_too).await,
@@ -925,7 +931,7 @@ async fn payu_orders_for(app: &TestApp, payment_id: &str) -> Vec<Value> {
         .json(&json!({
             "language": "es",
             "command": "ORDER_DETAIL_BY_REFERENCE_CODE",
-            "merchant": {"apiKey": config.api_key, "apiLogin": config.api_login},
+            "merchant": {"apiKey": config.api_key.expose_secret(), "apiLogin": config.api_login},
             "details": {"referenceCode": payment_id},
             "test": false,
         }))

@@ -14,6 +14,7 @@ use connectors::payu::PayuConfig;
 use connectors::wompi::WompiConfig;
 use e2e::{spawn_app_configured, TestApp};
 use reqwest::header::CONTENT_TYPE;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ async fn emulator_transaction(app: &TestApp, transaction: &str) -> Value {
             "{}/transactions/{transaction}",
             app.emulators["wompi"]
         ))
-        .bearer_auth(WompiConfig::from_env().private_key)
+        .bearer_auth(WompiConfig::from_env().private_key.expose_secret())
         .send()
         .await
         .expect("read the emulator");
@@ -619,7 +620,7 @@ async fn wompi_tampered_amount_with_the_old_checksum_is_401_logged_and_appends_n
     .await;
     assert!(!body
         .to_string()
-        .contains(&WompiConfig::from_env().events_secret));
+        .contains(WompiConfig::from_env().events_secret.expose_secret()));
     // The same with only the body's checksum (no header).
     problem(
         post_webhook(&app, tampered.clone(), None).await,
@@ -706,7 +707,10 @@ async fn wompi_webhook_signed_with_another_secret_is_401() {
 
     // Control: the same construction with the real events secret verifies (so the 401 above
     // is the secret, not this test's checksum code); it is a redelivery, so nothing appends.
-    let real = WompiConfig::from_env().events_secret;
+    let real = WompiConfig::from_env()
+        .events_secret
+        .expose_secret()
+        .to_owned();
     let (genuine, sum) = resigned(&event, now, &real);
     let (status, body) = json_of(post_webhook(&app, genuine, Some(&sum)).await).await;
     assert_eq!(status, 200, "{body}");
@@ -725,7 +729,10 @@ async fn wompi_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed(
     let (_, transaction) = approved_pse(&app, "w-stale").await;
     let payload = recorded_delivery(&app, &transaction).await;
     let event: Value = serde_json::from_slice(&payload).unwrap();
-    let secret = WompiConfig::from_env().events_secret;
+    let secret = WompiConfig::from_env()
+        .events_secret
+        .expose_secret()
+        .to_owned();
     let events_before = app.event_count().await;
     let now = Utc::now().timestamp();
 
@@ -878,16 +885,20 @@ async fn wompi_lost_webhook_reconciler_settles_a_stuck_pending_payment() {
 // Widget and public configuration
 // ---------------------------------------------------------------------------------------------
 
+fn exposed(secret: &secrecy::SecretString) -> String {
+    secret.expose_secret().to_owned()
+}
+
 fn all_secrets() -> Vec<(&'static str, String)> {
     let wompi = WompiConfig::from_env();
     let payu = PayuConfig::from_env();
     vec![
-        ("WOMPI_PRIVATE_KEY", wompi.private_key),
-        ("WOMPI_EVENTS_SECRET", wompi.events_secret),
-        ("WOMPI_INTEGRITY_SECRET", wompi.integrity_secret),
-        ("PAYU_API_KEY", payu.api_key),
+        ("WOMPI_PRIVATE_KEY", exposed(&wompi.private_key)),
+        ("WOMPI_EVENTS_SECRET", exposed(&wompi.events_secret)),
+        ("WOMPI_INTEGRITY_SECRET", exposed(&wompi.integrity_secret)),
+        ("PAYU_API_KEY", exposed(&payu.api_key)),
         ("PAYU_API_LOGIN", payu.api_login),
-        ("PAYU_SIGNATURE_SECRET", payu.signature_secret),
+        ("PAYU_SIGNATURE_SECRET", exposed(&payu.signature_secret)),
     ]
 }
 
@@ -918,7 +929,10 @@ async fn wompi_checkout_widget_has_the_public_key_and_a_correct_integrity_signat
     assert_eq!(widget["reference"], id.as_str(), "{text}");
     assert_eq!(widget["amount_in_cents"], 12_900_050, "{text}");
     assert_eq!(widget["currency"], "COP", "{text}");
-    let expected = sha256_hex(&format!("{id}12900050COP{}", config.integrity_secret));
+    let expected = sha256_hex(&format!(
+        "{id}12900050COP{}",
+        config.integrity_secret.expose_secret()
+    ));
     assert_eq!(widget["signature_integrity"], expected.as_str(), "{text}");
     assert_no_secret(&text, "the widget endpoint");
 

@@ -5,7 +5,8 @@
 
 use std::net::IpAddr;
 
-use connectors::Customer;
+use connectors::{Customer, IpAddress};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::problem::FieldError;
@@ -74,7 +75,8 @@ impl CustomerRequest {
             |v| v.parse::<IpAddr>().is_ok(),
             "must be an IPv4 or IPv6 address",
         )
-        .and_then(|v| v.parse::<IpAddr>().ok());
+        .and_then(|v| v.parse::<IpAddr>().ok())
+        .map(|ip| IpAddress(ip).into());
         let user_agent = check(
             "user_agent",
             self.user_agent,
@@ -88,12 +90,12 @@ impl CustomerRequest {
             &format!("must be 1 to {DEVICE_SESSION_ID_LEN_MAX} printable ASCII characters without spaces"),
         );
         Customer {
-            full_name,
-            phone,
-            document_number,
+            full_name: full_name.map(SecretString::from),
+            phone: phone.map(SecretString::from),
+            document_number: document_number.map(SecretString::from),
             ip_address,
-            user_agent,
-            device_session_id,
+            user_agent: user_agent.map(SecretString::from),
+            device_session_id: device_session_id.map(SecretString::from),
         }
     }
 }
@@ -125,6 +127,11 @@ fn printable_ascii(v: &str, len_max: usize, spaces: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
+
+    fn text(value: &Option<SecretString>) -> Option<&str> {
+        value.as_ref().map(|v| v.expose_secret())
+    }
 
     fn parse(json: serde_json::Value) -> (Customer, Vec<String>) {
         let request: CustomerRequest = serde_json::from_value(json).unwrap();
@@ -144,11 +151,14 @@ mod tests {
             "device_session_id": "vghs6tvkcle931686k1900o6e1",
         }));
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(customer.full_name.as_deref(), Some("José Ñáñez"));
-        assert_eq!(customer.phone.as_deref(), Some("+573001234567"));
-        assert_eq!(customer.ip_address, Some("2001:db8::7".parse().unwrap()));
+        assert_eq!(text(&customer.full_name), Some("José Ñáñez"));
+        assert_eq!(text(&customer.phone), Some("+573001234567"));
         assert_eq!(
-            customer.device_session_id.as_deref(),
+            customer.ip_address.map(|ip| ip.expose_secret().0),
+            Some("2001:db8::7".parse().unwrap())
+        );
+        assert_eq!(
+            text(&customer.device_session_id),
             Some("vghs6tvkcle931686k1900o6e1")
         );
         assert!(parse(serde_json::json!({})).0.is_empty());

@@ -275,7 +275,8 @@ impl PaymentMethodRequest {
         refuse_extra(!pse && self.user_legal_id.is_some(), "user_legal_id");
         let details = match kind {
             PaymentMethodType::Card => PaymentMethodDetails::Card {
-                token: bounded_text(self.token, "payment_method.token", TOKEN_LEN_MAX, errors),
+                token: bounded_text(self.token, "payment_method.token", TOKEN_LEN_MAX, errors)
+                    .into(),
             },
             PaymentMethodType::Nequi => PaymentMethodDetails::Nequi {
                 phone_number: bounded_text(
@@ -283,7 +284,8 @@ impl PaymentMethodRequest {
                     "payment_method.phone_number",
                     METHOD_TEXT_LEN_MAX,
                     errors,
-                ),
+                )
+                .into(),
             },
             PaymentMethodType::Pse => {
                 let user_type = match self.user_type {
@@ -315,7 +317,8 @@ impl PaymentMethodRequest {
                         "payment_method.user_legal_id",
                         METHOD_TEXT_LEN_MAX,
                         errors,
-                    ),
+                    )
+                    .into(),
                 }
             }
             PaymentMethodType::Efecty => PaymentMethodDetails::Efecty,

@@ -450,6 +450,7 @@ fn refund_status(payment: &Payment, refund_id: RefundId) -> Result<RefundStatus,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use connectors::IpAddress;
     use domain::Currency;
 
     fn request(customer: Customer) -> CreatePayment {
@@ -496,7 +497,7 @@ mod tests {
                 ..Customer::default()
             },
             Customer {
-                ip_address: Some("190.24.8.77".parse().unwrap()),
+                ip_address: Some(IpAddress("190.24.8.77".parse().unwrap()).into()),
                 ..Customer::default()
             },
             Customer {

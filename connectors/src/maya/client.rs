@@ -26,7 +26,6 @@
 //! Failures map like every adapter: no answer in time -> `Timeout`, no connection ->
 //! `Connection`, 5xx -> `ServerError`, 4xx -> `Rejected` with Maya's error code as detail.
 
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -38,13 +37,14 @@ use domain::{
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
 use rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::http::sanitize;
 use crate::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
-    ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus, REDACTED,
+    ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus,
 };
 
 /// Largest response body read from Maya; anything bigger is a provider fault.
@@ -76,7 +76,7 @@ const REDIRECT_URL_LEN_MAX: usize = 2_048;
 const REASON_LEN_MAX: usize = 128;
 
 /// Everything the Maya adapter and its webhook verifier need.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MayaConfig {
     /// `https://pg.paymaya.com` in production, `https://pg-sandbox.paymaya.com` for Maya's
     /// sandbox, the emulator's address in tests.
@@ -84,24 +84,12 @@ pub struct MayaConfig {
     /// `pk-...`: only for creating checkouts.
     pub public_key: String,
     /// `sk-...`: everything else.
-    pub secret_key: String,
+    pub secret_key: SecretString,
     /// Comma-separated IPs and CIDR ranges (IPv4 and IPv6) webhooks may come from. Maya does
     /// not sign online-payment webhooks; this list is their only authentication.
     pub webhook_sources: String,
     /// Whole-request timeout in milliseconds.
     pub timeout_ms: u64,
-}
-
-impl fmt::Debug for MayaConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MayaConfig")
-            .field("base_url", &self.base_url)
-            .field("public_key", &self.public_key)
-            .field("secret_key", &REDACTED)
-            .field("webhook_sources", &self.webhook_sources)
-            .field("timeout_ms", &self.timeout_ms)
-            .finish()
-    }
 }
 
 impl MayaConfig {
@@ -121,7 +109,7 @@ impl MayaConfig {
         MayaConfig {
             base_url: get(ENV_BASE_URL, TEST_BASE_URL),
             public_key: get(ENV_PUBLIC_KEY, TEST_PUBLIC_KEY),
-            secret_key: get(ENV_SECRET_KEY, TEST_SECRET_KEY),
+            secret_key: get(ENV_SECRET_KEY, TEST_SECRET_KEY).into(),
             webhook_sources: get(ENV_WEBHOOK_SOURCES, TEST_WEBHOOK_SOURCES),
             timeout_ms: DEFAULT_TIMEOUT_MS,
         }
@@ -148,7 +136,7 @@ impl MayaConfig {
         key_problems(
             &mut problems,
             "MAYA_SECRET_KEY",
-            &self.secret_key,
+            self.secret_key.expose_secret(),
             "sk-",
             TEST_SECRET_KEY,
             production,
@@ -244,25 +232,15 @@ pub fn refund_reason(refund_id: RefundId) -> String {
 }
 
 /// The Maya adapter.
+#[derive(Debug)]
 pub struct MayaProvider {
     http: reqwest::Client,
     base_url: Url,
     public_auth: HeaderValue,
     secret_auth: HeaderValue,
     public_key: String,
-    secret_key: String,
+    secret_key: SecretString,
     timeout_ms: u64,
-}
-
-impl fmt::Debug for MayaProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MayaProvider")
-            .field("base_url", &self.base_url.as_str())
-            .field("public_key", &self.public_key)
-            .field("secret_key", &REDACTED)
-            .field("timeout_ms", &self.timeout_ms)
-            .finish()
-    }
 }
 
 /// `Basic base64("<key>:")`, marked sensitive so it never shows in debug output. `None` for
@@ -286,12 +264,12 @@ impl MayaProvider {
             problem: problem.to_owned(),
         };
         let base_url = parse_base_url(&config.base_url).map_err(invalid)?;
-        if config.public_key.is_empty() || config.secret_key.is_empty() {
+        if config.public_key.is_empty() || config.secret_key.expose_secret().is_empty() {
             return Err(invalid("public_key and secret_key are required"));
         }
         let public_auth = basic_auth(&config.public_key)
             .ok_or_else(|| invalid("public_key must be printable ASCII without `:`"))?;
-        let secret_auth = basic_auth(&config.secret_key)
+        let secret_auth = basic_auth(config.secret_key.expose_secret())
             .ok_or_else(|| invalid("secret_key must be printable ASCII without `:`"))?;
         if config.timeout_ms == 0 || config.timeout_ms > TIMEOUT_MS_MAX {
             return Err(invalid("timeout_ms must be between 1 and 120000"));
@@ -399,7 +377,10 @@ impl MayaProvider {
 
     /// The detail ends up in events and logs: neither key may ever be in it.
     fn scrub(&self, text: &str) -> String {
-        crate::http::scrub(text, [self.secret_key.as_str(), self.public_key.as_str()])
+        crate::http::scrub(
+            text,
+            [self.secret_key.expose_secret(), self.public_key.as_str()],
+        )
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
@@ -925,7 +906,7 @@ impl PaymentProvider for MayaProvider {
         &self,
         request: &CreateTransaction,
     ) -> Result<ProviderTransaction, ProviderError> {
-        if request.method != PaymentMethodDetails::Maya {
+        if !matches!(request.method, PaymentMethodDetails::Maya) {
             return Err(ProviderError::rejected(
                 "maya takes only the MAYA payment method",
             ));
@@ -1197,10 +1178,10 @@ mod tests {
     fn env_defaults_are_test_values_that_production_refuses() {
         let c = from(&[]);
         assert_eq!(c.public_key, TEST_PUBLIC_KEY);
-        assert_eq!(c.secret_key, TEST_SECRET_KEY);
+        assert_eq!(c.secret_key.expose_secret(), TEST_SECRET_KEY);
         assert_eq!(c.webhook_sources, TEST_WEBHOOK_SOURCES);
         assert_eq!(c.base_url, TEST_BASE_URL);
-        assert!(c.secret_key.len() >= SECRET_MIN_LEN);
+        assert!(c.secret_key.expose_secret().len() >= SECRET_MIN_LEN);
         assert_eq!(c.problems(false), Vec::<String>::new());
         let problems = c.problems(true).join("\n");
         for expected in [
@@ -1270,7 +1251,7 @@ mod tests {
         let provider = MayaProvider::new(c.clone()).unwrap();
         let printed = format!("{c:?} {provider:?}");
         assert!(!printed.contains("sk-test-secret"), "{printed}");
-        assert!(printed.contains("<redacted>"));
+        assert!(printed.contains("secret_key: SecretBox<str>([REDACTED])"));
     }
 
     #[test]
@@ -1282,7 +1263,7 @@ mod tests {
         let mut c = config("http://h:1");
         c.secret_key = "sk-\nbad".into();
         assert!(MayaProvider::new(c.clone()).is_err());
-        c.secret_key = String::new();
+        c.secret_key = "".into();
         assert!(MayaProvider::new(c).is_err());
     }
 

@@ -7,6 +7,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 pub use client::*;
+use secrecy::ExposeSecret;
 pub use webhook::*;
 
 use crate::registry::{Connector, ConnectorConfig, Lookup, Parts};
@@ -25,13 +26,13 @@ impl ConnectorConfig for MayaConfig {
 
     fn setting(&self, var: &str) -> Option<String> {
         let value = match var {
-            ENV_BASE_URL => &self.base_url,
-            ENV_PUBLIC_KEY => &self.public_key,
-            ENV_SECRET_KEY => &self.secret_key,
-            ENV_WEBHOOK_SOURCES => &self.webhook_sources,
+            ENV_BASE_URL => self.base_url.as_str(),
+            ENV_PUBLIC_KEY => self.public_key.as_str(),
+            ENV_SECRET_KEY => self.secret_key.expose_secret(),
+            ENV_WEBHOOK_SOURCES => self.webhook_sources.as_str(),
             _ => return None,
         };
-        Some(value.clone())
+        Some(value.to_owned())
     }
 
     fn connect(self: Box<Self>) -> Result<Box<dyn Connector>, ProviderConfigError> {

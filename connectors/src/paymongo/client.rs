@@ -26,7 +26,6 @@
 //! offers no lookup by metadata, so `supports_lookup` stays false: after a lost answer the
 //! payment waits for the `payment.paid` event (it names our payment id) or the resolver.
 
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -35,6 +34,7 @@ use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodTy
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, Url};
 use rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::http::sanitize;
@@ -42,7 +42,7 @@ use crate::maya::basic_auth;
 use crate::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderConfigError, ProviderError, ProviderRefund, ProviderTransaction,
-    ProviderTransactionStatus, REDACTED,
+    ProviderTransactionStatus,
 };
 
 /// Largest response body read from PayMongo.
@@ -76,34 +76,20 @@ const REFUND_REASON: &str = "requested_by_customer";
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// Everything the GCash/PayMongo adapter and its webhook verifier need.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PaymongoConfig {
     /// `https://api.paymongo.com`; the emulator's address in tests.
     pub base_url: String,
     /// `sk_test_...` or `sk_live_...`; it also decides the mode ([`Self::livemode`]).
-    pub secret_key: String,
+    pub secret_key: SecretString,
     /// `pk_test_...` / `pk_live_...`: not used by the server-side flow; checked if set.
     pub public_key: Option<String>,
     /// The webhook's signing secret (`whsk_...`), HMAC-SHA256 key of `Paymongo-Signature`.
-    pub webhook_secret: String,
+    pub webhook_secret: SecretString,
     /// Webhook timestamps further than this from their receipt are refused.
     pub webhook_tolerance_secs: u64,
     /// Whole-request timeout in milliseconds.
     pub timeout_ms: u64,
-}
-
-impl fmt::Debug for PaymongoConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PaymongoConfig")
-            .field("base_url", &self.base_url)
-            .field("secret_key", &REDACTED)
-            .field("public_key", &self.public_key)
-            .field("webhook_secret", &REDACTED)
-            .field("webhook_tolerance_secs", &self.webhook_tolerance_secs)
-            .field("livemode", &self.livemode())
-            .field("timeout_ms", &self.timeout_ms)
-            .finish()
-    }
 }
 
 impl PaymongoConfig {
@@ -122,10 +108,13 @@ impl PaymongoConfig {
         };
         PaymongoConfig {
             base_url: get(ENV_BASE_URL).unwrap_or_else(|| TEST_BASE_URL.to_owned()),
-            secret_key: get(ENV_SECRET_KEY).unwrap_or_else(|| TEST_SECRET_KEY.to_owned()),
+            secret_key: get(ENV_SECRET_KEY)
+                .unwrap_or_else(|| TEST_SECRET_KEY.to_owned())
+                .into(),
             public_key: get(ENV_PUBLIC_KEY),
             webhook_secret: get(ENV_WEBHOOK_SECRET)
-                .unwrap_or_else(|| TEST_WEBHOOK_SECRET.to_owned()),
+                .unwrap_or_else(|| TEST_WEBHOOK_SECRET.to_owned())
+                .into(),
             // An unreadable value becomes 0, which `problems()` reports.
             webhook_tolerance_secs: get(ENV_WEBHOOK_TOLERANCE_SECS)
                 .map(|v| v.parse().unwrap_or(0))
@@ -137,7 +126,7 @@ impl PaymongoConfig {
     /// Live mode when the secret key is a live key (`sk_live_`): webhooks are then checked
     /// against the `li` signature, else against `te`.
     pub fn livemode(&self) -> bool {
-        self.secret_key.starts_with("sk_live_")
+        self.secret_key.expose_secret().starts_with("sk_live_")
     }
 
     /// Every problem that makes this configuration unfit for `production` (or, with `false`,
@@ -149,7 +138,7 @@ impl PaymongoConfig {
         } else {
             ("test", "live")
         };
-        let key = &self.secret_key;
+        let key = self.secret_key.expose_secret();
         if key.is_empty() {
             problems.push("PAYMONGO_SECRET_KEY is missing".to_owned());
         } else {
@@ -183,15 +172,16 @@ impl PaymongoConfig {
                 ));
             }
         }
-        if self.webhook_secret.is_empty() {
+        let webhook_secret = self.webhook_secret.expose_secret();
+        if webhook_secret.is_empty() {
             problems.push("PAYMONGO_WEBHOOK_SECRET is missing".to_owned());
         } else {
-            if self.webhook_secret.chars().count() < SECRET_MIN_LEN {
+            if webhook_secret.chars().count() < SECRET_MIN_LEN {
                 problems.push(format!(
                     "PAYMONGO_WEBHOOK_SECRET is shorter than {SECRET_MIN_LEN} characters"
                 ));
             }
-            if production && self.webhook_secret == TEST_WEBHOOK_SECRET {
+            if production && webhook_secret == TEST_WEBHOOK_SECRET {
                 problems.push("PAYMONGO_WEBHOOK_SECRET is the built-in test secret".to_owned());
             }
         }
@@ -219,22 +209,13 @@ impl PaymongoConfig {
 }
 
 /// The GCash adapter (through PayMongo).
+#[derive(Debug)]
 pub struct PaymongoProvider {
     http: reqwest::Client,
     base_url: Url,
     auth: HeaderValue,
-    secret_key: String,
+    secret_key: SecretString,
     timeout_ms: u64,
-}
-
-impl fmt::Debug for PaymongoProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PaymongoProvider")
-            .field("base_url", &self.base_url.as_str())
-            .field("secret_key", &REDACTED)
-            .field("timeout_ms", &self.timeout_ms)
-            .finish()
-    }
 }
 
 impl PaymongoProvider {
@@ -257,10 +238,10 @@ impl PaymongoProvider {
                     && u.password().is_none()
             })
             .ok_or_else(|| invalid("base_url must be a plain http(s) base URL"))?;
-        if config.secret_key.is_empty() {
+        if config.secret_key.expose_secret().is_empty() {
             return Err(invalid("secret_key is required"));
         }
-        let auth = basic_auth(&config.secret_key)
+        let auth = basic_auth(config.secret_key.expose_secret())
             .ok_or_else(|| invalid("secret_key must be printable ASCII without `:`"))?;
         if config.timeout_ms == 0 || config.timeout_ms > TIMEOUT_MS_MAX {
             return Err(invalid("timeout_ms must be between 1 and 120000"));
@@ -346,7 +327,7 @@ impl PaymongoProvider {
     }
 
     fn scrub(&self, text: &str) -> String {
-        crate::http::scrub(text, [self.secret_key.as_str()])
+        crate::http::scrub(text, [self.secret_key.expose_secret()])
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
@@ -762,7 +743,7 @@ impl PaymentProvider for PaymongoProvider {
         &self,
         request: &CreateTransaction,
     ) -> Result<ProviderTransaction, ProviderError> {
-        if request.method != PaymentMethodDetails::Gcash {
+        if !matches!(request.method, PaymentMethodDetails::Gcash) {
             return Err(ProviderError::rejected(
                 "gcash takes only the GCASH payment method",
             ));
@@ -1011,7 +992,8 @@ mod tests {
         let c = from(&[]);
         assert!(!c.livemode());
         assert_eq!(c.webhook_tolerance_secs, 300);
-        assert!(c.webhook_secret.len() >= SECRET_MIN_LEN && c.secret_key.len() >= SECRET_MIN_LEN);
+        assert!(c.webhook_secret.expose_secret().len() >= SECRET_MIN_LEN);
+        assert!(c.secret_key.expose_secret().len() >= SECRET_MIN_LEN);
         assert_eq!(c.problems(false), Vec::<String>::new());
         let problems = c.problems(true).join("\n");
         for expected in [
@@ -1074,8 +1056,8 @@ mod tests {
             assert!(!text.contains(value), "{text}");
         }
         let missing = PaymongoConfig {
-            secret_key: String::new(),
-            webhook_secret: String::new(),
+            secret_key: "".into(),
+            webhook_secret: "".into(),
             ..live
         };
         assert_eq!(

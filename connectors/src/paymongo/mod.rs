@@ -7,6 +7,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 pub use client::*;
+use secrecy::ExposeSecret;
 pub use webhook::*;
 
 use crate::registry::{Connector, ConnectorConfig, Lookup, Parts};
@@ -27,9 +28,9 @@ impl ConnectorConfig for PaymongoConfig {
     fn setting(&self, var: &str) -> Option<String> {
         match var {
             ENV_BASE_URL => Some(self.base_url.clone()),
-            ENV_SECRET_KEY => Some(self.secret_key.clone()),
+            ENV_SECRET_KEY => Some(self.secret_key.expose_secret().to_owned()),
             ENV_PUBLIC_KEY => self.public_key.clone(),
-            ENV_WEBHOOK_SECRET => Some(self.webhook_secret.clone()),
+            ENV_WEBHOOK_SECRET => Some(self.webhook_secret.expose_secret().to_owned()),
             ENV_WEBHOOK_TOLERANCE_SECS => Some(self.webhook_tolerance_secs.to_string()),
             _ => None,
         }

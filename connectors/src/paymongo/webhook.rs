@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
+use secrecy::{ExposeSecret, SecretSlice};
 use sha2::Sha256;
 
 use crate::paymongo::{
@@ -146,21 +147,11 @@ pub fn verify_signature(
 }
 
 /// Verifies and parses GCash (PayMongo) webhooks.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PaymongoWebhookVerifier {
-    secret: Vec<u8>,
+    secret: SecretSlice<u8>,
     livemode: bool,
     tolerance: Duration,
-}
-
-impl std::fmt::Debug for PaymongoWebhookVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PaymongoWebhookVerifier")
-            .field("secret", &"<redacted>")
-            .field("livemode", &self.livemode)
-            .field("tolerance", &self.tolerance)
-            .finish()
-    }
 }
 
 impl PaymongoWebhookVerifier {
@@ -169,7 +160,8 @@ impl PaymongoWebhookVerifier {
             provider: PaymongoProvider::NAME,
             problem: problem.to_owned(),
         };
-        if config.webhook_secret.is_empty() {
+        let secret = config.webhook_secret.expose_secret();
+        if secret.is_empty() {
             return Err(invalid("webhook_secret is empty"));
         }
         if config.webhook_tolerance_secs == 0
@@ -178,7 +170,7 @@ impl PaymongoWebhookVerifier {
             return Err(invalid("webhook_tolerance_secs must be between 1 and 3600"));
         }
         Ok(PaymongoWebhookVerifier {
-            secret: config.webhook_secret.as_bytes().to_vec(),
+            secret: secret.as_bytes().to_vec().into(),
             livemode: config.livemode(),
             tolerance: Duration::from_secs(config.webhook_tolerance_secs),
         })
@@ -200,7 +192,7 @@ impl WebhookVerifier for PaymongoWebhookVerifier {
             });
         }
         verify_signature(
-            &self.secret,
+            self.secret.expose_secret(),
             request.body,
             request.header(SIGNATURE_HEADER),
             self.livemode,

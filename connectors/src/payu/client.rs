@@ -47,7 +47,6 @@
 //!   relies on PayU listing each refund's `reason` with the order's transactions.
 //! * `test` is always `false`; the environment is chosen by `PAYU_BASE_URL`.
 
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -56,15 +55,17 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodType, RefundId};
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::http::sanitize;
 use crate::payu::{request_message, sign, SignatureAlgorithm};
+use crate::provider::exposed;
 use crate::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderConfigError, ProviderError, ProviderRefund, ProviderTransaction,
-    ProviderTransactionStatus, PseBank, REDACTED,
+    ProviderTransactionStatus, PseBank,
 };
 
 pub const ENV_API_KEY: &str = "PAYU_API_KEY";
@@ -127,13 +128,13 @@ const PSE_DOCUMENT_TYPES: &[&str] = &["CC", "CE", "NIT", "TI", "PP", "IDC", "CEL
 /// Everything the PayU adapter (and its verifier and emulator) need, as read from the
 /// environment. Values are kept as given; [`PayuConfig::problems`] and
 /// [`PayuProvider::new`] judge them.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PayuConfig {
     /// `PAYU_BASE_URL`: scheme and host, e.g. `https://api.payulatam.com`; the
     /// `payments-api/4.0/service.cgi` and `reports-api/4.0/service.cgi` paths are appended.
     pub base_url: String,
     /// `PAYU_API_KEY` (secret).
-    pub api_key: String,
+    pub api_key: SecretString,
     /// `PAYU_API_LOGIN`.
     pub api_login: String,
     /// `PAYU_MERCHANT_ID`.
@@ -144,7 +145,7 @@ pub struct PayuConfig {
     pub signature_algorithm: String,
     /// `PAYU_SIGNATURE_SECRET` (secret): the HMAC-SHA256 key PayU issues for signatures
     /// (not the API key); unused with `MD5`.
-    pub signature_secret: String,
+    pub signature_secret: SecretString,
     /// `PAYU_NOTIFY_URL`: sent as `order.notifyUrl` when set (else PayU uses the confirmation
     /// URL configured in its panel).
     pub notify_url: Option<String>,
@@ -152,33 +153,17 @@ pub struct PayuConfig {
     pub timeout_ms: u64,
 }
 
-impl fmt::Debug for PayuConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PayuConfig")
-            .field("base_url", &self.base_url)
-            .field("api_key", &REDACTED)
-            .field("api_login", &self.api_login)
-            .field("merchant_id", &self.merchant_id)
-            .field("account_id", &self.account_id)
-            .field("signature_algorithm", &self.signature_algorithm)
-            .field("signature_secret", &REDACTED)
-            .field("notify_url", &self.notify_url)
-            .field("timeout_ms", &self.timeout_ms)
-            .finish()
-    }
-}
-
 impl Default for PayuConfig {
     /// The test defaults.
     fn default() -> Self {
         PayuConfig {
             base_url: test_defaults::BASE_URL.to_owned(),
-            api_key: test_defaults::API_KEY.to_owned(),
+            api_key: test_defaults::API_KEY.into(),
             api_login: test_defaults::API_LOGIN.to_owned(),
             merchant_id: test_defaults::MERCHANT_ID.to_owned(),
             account_id: test_defaults::ACCOUNT_ID.to_owned(),
             signature_algorithm: test_defaults::SIGNATURE_ALGORITHM.to_owned(),
-            signature_secret: test_defaults::SIGNATURE_SECRET.to_owned(),
+            signature_secret: test_defaults::SIGNATURE_SECRET.into(),
             notify_url: None,
             timeout_ms: TIMEOUT_MS_DEFAULT,
         }
@@ -196,14 +181,16 @@ impl PayuConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let defaults = PayuConfig::default();
         let read = |name: &str, default: String| lookup(name).unwrap_or(default);
+        let read_secret =
+            |name: &str, default: SecretString| lookup(name).map_or(default, SecretString::from);
         PayuConfig {
             base_url: read(ENV_BASE_URL, defaults.base_url),
-            api_key: read(ENV_API_KEY, defaults.api_key),
+            api_key: read_secret(ENV_API_KEY, defaults.api_key),
             api_login: read(ENV_API_LOGIN, defaults.api_login),
             merchant_id: read(ENV_MERCHANT_ID, defaults.merchant_id),
             account_id: read(ENV_ACCOUNT_ID, defaults.account_id),
             signature_algorithm: read(ENV_SIGNATURE_ALGORITHM, defaults.signature_algorithm),
-            signature_secret: read(ENV_SIGNATURE_SECRET, defaults.signature_secret),
+            signature_secret: read_secret(ENV_SIGNATURE_SECRET, defaults.signature_secret),
             notify_url: lookup(ENV_NOTIFY_URL).filter(|u| !u.is_empty()),
             timeout_ms: defaults.timeout_ms,
         }
@@ -229,13 +216,17 @@ impl PayuConfig {
         let algorithm = SignatureAlgorithm::from_str(&self.signature_algorithm).ok();
 
         let mut required = vec![
-            (ENV_API_KEY, self.api_key.as_str(), true),
+            (ENV_API_KEY, self.api_key.expose_secret(), true),
             (ENV_API_LOGIN, self.api_login.as_str(), false),
             (ENV_MERCHANT_ID, self.merchant_id.as_str(), false),
             (ENV_ACCOUNT_ID, self.account_id.as_str(), false),
         ];
         if algorithm != Some(SignatureAlgorithm::Md5) {
-            required.push((ENV_SIGNATURE_SECRET, self.signature_secret.as_str(), true));
+            required.push((
+                ENV_SIGNATURE_SECRET,
+                self.signature_secret.expose_secret(),
+                true,
+            ));
         }
         for (name, value, secret) in required {
             if value.trim().is_empty() {
@@ -308,34 +299,19 @@ impl PayuConfig {
 }
 
 /// The PayU Latam adapter.
+#[derive(Debug)]
 pub struct PayuProvider {
     http: reqwest::Client,
-    base_url: Url,
     payments_url: Url,
     reports_url: Url,
-    api_key: String,
+    api_key: SecretString,
     api_login: String,
     merchant_id: String,
     account_id: String,
     algorithm: SignatureAlgorithm,
-    signature_secret: Vec<u8>,
+    signature_secret: SecretString,
     notify_url: Option<String>,
     timeout_ms: u64,
-}
-
-impl fmt::Debug for PayuProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PayuProvider")
-            .field("base_url", &self.base_url.as_str())
-            .field("api_key", &REDACTED)
-            .field("api_login", &self.api_login)
-            .field("merchant_id", &self.merchant_id)
-            .field("account_id", &self.account_id)
-            .field("algorithm", &self.algorithm)
-            .field("signature_secret", &REDACTED)
-            .field("timeout_ms", &self.timeout_ms)
-            .finish()
-    }
 }
 
 impl PayuProvider {
@@ -373,16 +349,18 @@ impl PayuProvider {
         let reports_url = join(&["reports-api", "4.0", "service.cgi"])?;
         let algorithm = config.algorithm()?;
         for (name, value) in [
-            (ENV_API_KEY, &config.api_key),
-            (ENV_API_LOGIN, &config.api_login),
-            (ENV_MERCHANT_ID, &config.merchant_id),
-            (ENV_ACCOUNT_ID, &config.account_id),
+            (ENV_API_KEY, config.api_key.expose_secret()),
+            (ENV_API_LOGIN, config.api_login.as_str()),
+            (ENV_MERCHANT_ID, config.merchant_id.as_str()),
+            (ENV_ACCOUNT_ID, config.account_id.as_str()),
         ] {
             if value.trim().is_empty() {
                 return Err(invalid(&format!("{name} is empty")));
             }
         }
-        if algorithm == SignatureAlgorithm::HmacSha256 && config.signature_secret.is_empty() {
+        if algorithm == SignatureAlgorithm::HmacSha256
+            && config.signature_secret.expose_secret().is_empty()
+        {
             return Err(invalid(
                 "PAYU_SIGNATURE_SECRET is empty (required with HMAC_SHA256)",
             ));
@@ -407,7 +385,6 @@ impl PayuProvider {
             .map_err(|_| invalid("cannot build the HTTP client"))?;
         Ok(PayuProvider {
             http,
-            base_url,
             payments_url,
             reports_url,
             api_key: config.api_key,
@@ -415,7 +392,7 @@ impl PayuProvider {
             merchant_id: config.merchant_id,
             account_id: config.account_id,
             algorithm,
-            signature_secret: config.signature_secret.into_bytes(),
+            signature_secret: config.signature_secret,
             notify_url: config.notify_url,
             timeout_ms: config.timeout_ms,
         })
@@ -423,7 +400,7 @@ impl PayuProvider {
 
     fn merchant(&self) -> Merchant<'_> {
         Merchant {
-            api_key: &self.api_key,
+            api_key: self.api_key.expose_secret(),
             api_login: &self.api_login,
         }
     }
@@ -589,8 +566,13 @@ impl PayuProvider {
     /// The detail ends up in events and logs: never the API key or the signature secret,
     /// whatever a server or a library put in a message.
     fn scrub(&self, text: &str) -> String {
-        let secret = std::str::from_utf8(&self.signature_secret).unwrap_or("");
-        crate::http::scrub(text, [self.api_key.as_str(), secret])
+        crate::http::scrub(
+            text,
+            [
+                self.api_key.expose_secret(),
+                self.signature_secret.expose_secret(),
+            ],
+        )
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
@@ -637,13 +619,13 @@ impl PayuProvider {
         // PSE names the payer's document in its own fields; other methods take the one the
         // checkout sent, if any.
         let dni_number = match &request.method {
-            PaymentMethodDetails::Pse { user_legal_id, .. } => Some(user_legal_id.as_str()),
-            _ => customer.document_number.as_deref(),
+            PaymentMethodDetails::Pse { user_legal_id, .. } => Some(user_legal_id.expose_secret()),
+            _ => exposed(&customer.document_number),
         };
         let person = Person {
             email_address: email,
-            full_name: customer.full_name.as_deref(),
-            contact_phone: customer.phone.as_deref(),
+            full_name: exposed(&customer.full_name),
+            contact_phone: exposed(&customer.phone),
             dni_number,
         };
         let person = (!person.is_empty()).then_some(person);
@@ -680,14 +662,17 @@ impl PayuProvider {
             additional_values: None,
             extra_parameters: ExtraParameters::default(),
             device: Device {
-                ip_address: customer.ip_address.map(|ip| ip.to_string()),
-                user_agent: customer.user_agent.as_deref(),
-                device_session_id: customer.device_session_id.as_deref(),
+                ip_address: customer
+                    .ip_address
+                    .as_ref()
+                    .map(|ip| ip.expose_secret().0.to_string()),
+                user_agent: exposed(&customer.user_agent),
+                device_session_id: exposed(&customer.device_session_id),
             },
         };
         match &request.method {
             PaymentMethodDetails::Card { token } => {
-                let (franchise, token) = card_token(token)?;
+                let (franchise, token) = card_token(token.expose_secret())?;
                 if request.amount.currency() == Currency::COP
                     && !request.amount.amount().fract().is_zero()
                 {
@@ -735,7 +720,7 @@ impl PayuProvider {
                         .unwrap_or_else(|| UNKNOWN_PAYER_IP.to_owned()),
                 );
                 body.extra_parameters.pse_reference2 = Some(user_legal_id_type);
-                body.extra_parameters.pse_reference3 = Some(user_legal_id);
+                body.extra_parameters.pse_reference3 = Some(user_legal_id.expose_secret());
                 body.extra_parameters.response_url = Some(response_url);
             }
             other => {
@@ -799,9 +784,9 @@ impl PaymentProvider for PayuProvider {
         let currency = request.amount.currency().code();
         let signature = sign(
             self.algorithm,
-            &self.signature_secret,
+            self.signature_secret.expose_secret().as_bytes(),
             &request_message(
-                &self.api_key,
+                self.api_key.expose_secret(),
                 &self.merchant_id,
                 &reference,
                 &tx_value,
@@ -1630,7 +1615,7 @@ fn error_summary(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Customer;
+    use crate::{Customer, IpAddress};
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> PayuConfig {
@@ -1660,9 +1645,9 @@ mod tests {
     #[test]
     fn test_defaults_pass_in_test_and_fail_in_production() {
         let config = env(&[]);
-        assert_eq!(config.api_key, test_defaults::API_KEY);
-        assert!(config.api_key.len() >= SECRET_LEN_MIN);
-        assert!(config.signature_secret.len() >= SECRET_LEN_MIN);
+        assert_eq!(config.api_key.expose_secret(), test_defaults::API_KEY);
+        assert!(config.api_key.expose_secret().len() >= SECRET_LEN_MIN);
+        assert!(config.signature_secret.expose_secret().len() >= SECRET_LEN_MIN);
         assert_eq!(config.problems(false), Vec::<String>::new());
         let problems = config.problems(true);
         let all = problems.join("\n");
@@ -1819,7 +1804,7 @@ mod tests {
             full_name: Some("Ana María Pérez".into()),
             phone: Some("+573001234567".into()),
             document_number: Some("ignored-for-pse".into()),
-            ip_address: Some("190.24.8.77".parse().unwrap()),
+            ip_address: Some(IpAddress("190.24.8.77".parse().unwrap()).into()),
             user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
             device_session_id: Some("vghs6tvkcle931686k1900o6e1".into()),
         };
@@ -1885,7 +1870,7 @@ mod tests {
                 ..ok.clone()
             },
             PayuConfig {
-                api_key: String::new(),
+                api_key: "".into(),
                 ..ok.clone()
             },
             PayuConfig {
@@ -1893,7 +1878,7 @@ mod tests {
                 ..ok.clone()
             },
             PayuConfig {
-                signature_secret: String::new(),
+                signature_secret: "".into(),
                 ..ok.clone()
             },
             PayuConfig {

@@ -7,6 +7,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 pub use client::*;
+use secrecy::ExposeSecret;
 pub use webhook::*;
 
 use crate::registry::{Connector, ConnectorConfig, Lookup, Parts};
@@ -25,17 +26,17 @@ impl ConnectorConfig for PayuConfig {
 
     fn setting(&self, var: &str) -> Option<String> {
         let value = match var {
-            ENV_BASE_URL => &self.base_url,
-            ENV_API_KEY => &self.api_key,
-            ENV_API_LOGIN => &self.api_login,
-            ENV_MERCHANT_ID => &self.merchant_id,
-            ENV_ACCOUNT_ID => &self.account_id,
-            ENV_SIGNATURE_ALGORITHM => &self.signature_algorithm,
-            ENV_SIGNATURE_SECRET => &self.signature_secret,
+            ENV_BASE_URL => self.base_url.as_str(),
+            ENV_API_KEY => self.api_key.expose_secret(),
+            ENV_API_LOGIN => self.api_login.as_str(),
+            ENV_MERCHANT_ID => self.merchant_id.as_str(),
+            ENV_ACCOUNT_ID => self.account_id.as_str(),
+            ENV_SIGNATURE_ALGORITHM => self.signature_algorithm.as_str(),
+            ENV_SIGNATURE_SECRET => self.signature_secret.expose_secret(),
             ENV_NOTIFY_URL => return self.notify_url.clone(),
             _ => return None,
         };
-        Some(value.clone())
+        Some(value.to_owned())
     }
 
     fn connect(self: Box<Self>) -> Result<Box<dyn Connector>, ProviderConfigError> {

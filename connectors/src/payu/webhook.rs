@@ -41,15 +41,16 @@ use domain::{Currency, Money, PaymentId};
 use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
 use rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::payu::PayuConfig;
+use crate::ProviderConfigError;
 use crate::{
     excerpt, NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest,
     WebhookVerifier,
 };
-use crate::{ProviderConfigError, REDACTED};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -203,32 +204,21 @@ pub fn hex_signature_matches(expected: &str, presented: &str) -> bool {
 }
 
 /// Verifies and parses PayU confirmations for one merchant.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PayuWebhookVerifier {
     merchant_id: String,
-    api_key: String,
+    api_key: SecretString,
     algorithm: SignatureAlgorithm,
-    signature_secret: Vec<u8>,
-}
-
-impl fmt::Debug for PayuWebhookVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PayuWebhookVerifier")
-            .field("merchant_id", &self.merchant_id)
-            .field("api_key", &REDACTED)
-            .field("algorithm", &self.algorithm)
-            .field("signature_secret", &REDACTED)
-            .finish()
-    }
+    signature_secret: SecretString,
 }
 
 impl PayuWebhookVerifier {
     pub fn new(config: &PayuConfig) -> Result<Self, ProviderConfigError> {
         Self::with_keys(
             &config.merchant_id,
-            &config.api_key,
+            config.api_key.expose_secret(),
             config.algorithm()?,
-            &config.signature_secret,
+            config.signature_secret.expose_secret(),
         )
     }
 
@@ -256,9 +246,9 @@ impl PayuWebhookVerifier {
         }
         Ok(PayuWebhookVerifier {
             merchant_id: merchant_id.to_owned(),
-            api_key: api_key.to_owned(),
+            api_key: api_key.into(),
             algorithm,
-            signature_secret: signature_secret.as_bytes().to_vec(),
+            signature_secret: signature_secret.into(),
         })
     }
 
@@ -289,9 +279,9 @@ impl PayuWebhookVerifier {
         };
         let expected = sign(
             self.algorithm,
-            &self.signature_secret,
+            self.signature_secret.expose_secret().as_bytes(),
             &confirmation_message(
-                &self.api_key,
+                self.api_key.expose_secret(),
                 merchant_id,
                 reference_sale,
                 &normalized,

@@ -5,7 +5,6 @@
 //! `Timeout`, no connection -> `Connection`, 5xx -> `ServerError`, 4xx -> `Rejected` with the
 //! provider's error code as detail.
 
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -15,12 +14,13 @@ use domain::{
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::http::sanitize;
 use crate::{
     CreateTransaction, PaymentProvider, ProviderConfigError, ProviderError, ProviderRefund,
-    ProviderTransaction, ProviderTransactionStatus, REDACTED,
+    ProviderTransaction, ProviderTransactionStatus,
 };
 
 /// Largest response body read from the sandbox; anything bigger is a provider fault.
@@ -34,42 +34,23 @@ const IDEMPOTENCY_WINDOW_SECS: u64 = 365 * 24 * 3_600;
 const TRANSACTION_ID_LEN_MAX: usize = 128;
 
 /// Where the sandbox is and how to call it.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SandboxClientConfig {
     /// e.g. `http://127.0.0.1:8089`; paths are appended (`/v1/transactions`).
     pub base_url: String,
-    pub api_key: String,
+    pub api_key: SecretString,
     /// Whole-request timeout (connect, send, read the body), in milliseconds.
     pub timeout_ms: u64,
 }
 
-impl fmt::Debug for SandboxClientConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SandboxClientConfig")
-            .field("base_url", &self.base_url)
-            .field("api_key", &REDACTED)
-            .field("timeout_ms", &self.timeout_ms)
-            .finish()
-    }
-}
-
 /// The sandbox provider adapter.
+#[derive(Debug)]
 pub struct SandboxProvider {
     http: reqwest::Client,
     base_url: Url,
-    api_key: String,
+    api_key: SecretString,
     authorization: HeaderValue,
     timeout_ms: u64,
-}
-
-impl fmt::Debug for SandboxProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SandboxProvider")
-            .field("base_url", &self.base_url.as_str())
-            .field("api_key", &REDACTED)
-            .field("timeout_ms", &self.timeout_ms)
-            .finish()
-    }
 }
 
 impl SandboxProvider {
@@ -95,11 +76,12 @@ impl SandboxProvider {
                 "base_url must be a plain base URL (no credentials, query or fragment)",
             ));
         }
-        if config.api_key.is_empty() {
+        if config.api_key.expose_secret().is_empty() {
             return Err(invalid("api_key is empty"));
         }
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", config.api_key))
-            .map_err(|_| invalid("api_key contains characters not allowed in a header"))?;
+        let mut authorization =
+            HeaderValue::from_str(&format!("Bearer {}", config.api_key.expose_secret()))
+                .map_err(|_| invalid("api_key contains characters not allowed in a header"))?;
         authorization.set_sensitive(true);
         if config.timeout_ms == 0 || config.timeout_ms > TIMEOUT_MS_MAX {
             return Err(invalid("timeout_ms must be between 1 and 120000"));
@@ -198,7 +180,7 @@ impl SandboxProvider {
     /// Belt and braces: the detail ends up in events and logs, so the key must never be in
     /// it, whatever the server or a library put in a message.
     fn scrub(&self, text: &str) -> String {
-        crate::http::scrub(text, [self.api_key.as_str()])
+        crate::http::scrub(text, [self.api_key.expose_secret()])
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
@@ -508,7 +490,7 @@ mod tests {
             assert!(SandboxProvider::new(config(bad)).is_err(), "{bad}");
         }
         let mut c = config("http://127.0.0.1:1");
-        c.api_key = String::new();
+        c.api_key = "".into();
         assert!(SandboxProvider::new(c.clone()).is_err());
         c.api_key = "bad\nkey".into();
         assert!(SandboxProvider::new(c.clone()).is_err());

@@ -42,7 +42,9 @@ impl SandboxConfig {
         SandboxConfig {
             client: SandboxClientConfig {
                 base_url: lookup(ENV_BASE_URL).unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
-                api_key: lookup(ENV_API_KEY).unwrap_or_else(|| DEFAULT_API_KEY.to_owned()),
+                api_key: lookup(ENV_API_KEY)
+                    .unwrap_or_else(|| DEFAULT_API_KEY.to_owned())
+                    .into(),
                 timeout_ms: lookup(ENV_TIMEOUT_MS)
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(DEFAULT_TIMEOUT_MS),
@@ -69,7 +71,7 @@ impl ConnectorConfig for SandboxConfig {
                 "{ENV_WEBHOOK_SECRET} is shorter than {WEBHOOK_SECRET_LEN_MIN} characters"
             ));
         }
-        if self.client.api_key.is_empty() {
+        if self.client.api_key.expose_secret().is_empty() {
             problems.push(format!("{ENV_API_KEY} is empty"));
         }
         problems
@@ -78,7 +80,7 @@ impl ConnectorConfig for SandboxConfig {
     fn setting(&self, var: &str) -> Option<String> {
         match var {
             ENV_BASE_URL => Some(self.client.base_url.clone()),
-            ENV_API_KEY => Some(self.client.api_key.clone()),
+            ENV_API_KEY => Some(self.client.api_key.expose_secret().to_owned()),
             ENV_WEBHOOK_SECRET => Some(self.webhook_secret.expose_secret().to_owned()),
             ENV_TIMEOUT_MS => Some(self.client.timeout_ms.to_string()),
             _ => None,

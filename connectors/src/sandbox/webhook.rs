@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use domain::{Currency, Money, PaymentId};
 use hmac::{Hmac, KeyInit, Mac};
+use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -119,14 +120,15 @@ pub struct WireTransaction {
 }
 
 /// The sandbox's webhooks, verified by `X-Sandbox-Signature` (HMAC-SHA256 of the raw body).
+#[derive(Debug)]
 pub struct SandboxWebhookVerifier {
-    secret: Vec<u8>,
+    secret: SecretSlice<u8>,
 }
 
 impl SandboxWebhookVerifier {
     pub fn new(secret: &str) -> Self {
         Self {
-            secret: secret.as_bytes().to_vec(),
+            secret: secret.as_bytes().to_vec().into(),
         }
     }
 }
@@ -141,7 +143,7 @@ impl crate::WebhookVerifier for SandboxWebhookVerifier {
         request: &crate::WebhookRequest<'_>,
     ) -> Result<Option<crate::ProviderNotification>, WebhookError> {
         let signature = request.header(SIGNATURE_HEADER).unwrap_or("");
-        if !verify_signature(&self.secret, request.body, signature) {
+        if !verify_signature(self.secret.expose_secret(), request.body, signature) {
             return Err(WebhookError::InvalidSignature);
         }
         let notification = match parse_notification(request.body) {

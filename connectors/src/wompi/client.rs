@@ -27,7 +27,6 @@
 //! No key or secret ever appears in an error detail or a `Debug` output.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -39,6 +38,7 @@ use domain::{
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode, Url};
 use rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -46,7 +46,6 @@ use crate::http::sanitize;
 use crate::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
     ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus, PseBank,
-    REDACTED,
 };
 
 pub const ENV_PUBLIC_KEY: &str = "WOMPI_PUBLIC_KEY";
@@ -130,37 +129,23 @@ pub fn money_from_cents(cents: i64, currency: Currency) -> Result<Money, MoneyEr
 }
 
 /// Where Wompi is and the keys to talk to it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct WompiConfig {
     /// API base, including `/v1` (`https://production.wompi.co/v1`).
     pub base_url: String,
     /// `pub_test_...` / `pub_prod_...`: tokenization, merchant, PSE banks, the widget.
     pub public_key: String,
     /// `prv_test_...` / `prv_prod_...`: transactions.
-    pub private_key: String,
+    pub private_key: SecretString,
     /// `test_events_...` / `prod_events_...`: the webhook checksum key.
-    pub events_secret: String,
+    pub events_secret: SecretString,
     /// `test_integrity_...` / `prod_integrity_...`: the integrity signature key.
-    pub integrity_secret: String,
+    pub integrity_secret: SecretString,
     /// Whole-request timeout (connect, send, read the body), in milliseconds.
     pub timeout_ms: u64,
     /// Variables that were unset when read by [`WompiConfig::from_env`] (their test default
     /// stands in). Production refuses them.
     pub unset_vars: Vec<&'static str>,
-}
-
-impl fmt::Debug for WompiConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WompiConfig")
-            .field("base_url", &self.base_url)
-            .field("public_key", &self.public_key)
-            .field("private_key", &REDACTED)
-            .field("events_secret", &REDACTED)
-            .field("integrity_secret", &REDACTED)
-            .field("timeout_ms", &self.timeout_ms)
-            .field("unset_vars", &self.unset_vars)
-            .finish()
-    }
 }
 
 impl WompiConfig {
@@ -169,9 +154,9 @@ impl WompiConfig {
         WompiConfig {
             base_url: DEFAULT_BASE_URL.to_owned(),
             public_key: TEST_PUBLIC_KEY.to_owned(),
-            private_key: TEST_PRIVATE_KEY.to_owned(),
-            events_secret: TEST_EVENTS_SECRET.to_owned(),
-            integrity_secret: TEST_INTEGRITY_SECRET.to_owned(),
+            private_key: TEST_PRIVATE_KEY.into(),
+            events_secret: TEST_EVENTS_SECRET.into(),
+            integrity_secret: TEST_INTEGRITY_SECRET.into(),
             timeout_ms: DEFAULT_TIMEOUT_MS,
             unset_vars: Vec::new(),
         }
@@ -190,21 +175,25 @@ impl WompiConfig {
 
     /// [`WompiConfig::from_env`] over any source of variables.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let mut config = Self::test_defaults();
-        let fields: [(&'static str, &mut String); 5] = [
-            (ENV_BASE_URL, &mut config.base_url),
-            (ENV_PUBLIC_KEY, &mut config.public_key),
-            (ENV_PRIVATE_KEY, &mut config.private_key),
-            (ENV_EVENTS_SECRET, &mut config.events_secret),
-            (ENV_INTEGRITY_SECRET, &mut config.integrity_secret),
-        ];
+        let defaults = Self::test_defaults();
         let mut unset = Vec::new();
-        for (name, field) in fields {
-            match lookup(name) {
-                Some(value) => *field = value,
-                None => unset.push(name),
+        let mut read = |name: &'static str| {
+            let value = lookup(name);
+            if value.is_none() {
+                unset.push(name);
             }
-        }
+            value
+        };
+        let mut config = WompiConfig {
+            base_url: read(ENV_BASE_URL).unwrap_or(defaults.base_url),
+            public_key: read(ENV_PUBLIC_KEY).unwrap_or(defaults.public_key),
+            private_key: read(ENV_PRIVATE_KEY).map_or(defaults.private_key, Into::into),
+            events_secret: read(ENV_EVENTS_SECRET).map_or(defaults.events_secret, Into::into),
+            integrity_secret: read(ENV_INTEGRITY_SECRET)
+                .map_or(defaults.integrity_secret, Into::into),
+            timeout_ms: defaults.timeout_ms,
+            unset_vars: Vec::new(),
+        };
         config.unset_vars = unset;
         config
     }
@@ -225,21 +214,21 @@ impl WompiConfig {
             ),
             (
                 ENV_PRIVATE_KEY,
-                &self.private_key,
+                self.private_key.expose_secret(),
                 "prv_test_",
                 "prv_prod_",
                 true,
             ),
             (
                 ENV_EVENTS_SECRET,
-                &self.events_secret,
+                self.events_secret.expose_secret(),
                 "test_events_",
                 "prod_events_",
                 true,
             ),
             (
                 ENV_INTEGRITY_SECRET,
-                &self.integrity_secret,
+                self.integrity_secret.expose_secret(),
                 "test_integrity_",
                 "prod_integrity_",
                 true,
@@ -337,41 +326,32 @@ enum Key {
     Private,
 }
 
+#[derive(Debug)]
 struct AcceptanceTokens {
     acceptance_token: String,
     accept_personal_auth: Option<String>,
     fetched_at: Instant,
 }
 
+#[derive(Debug)]
 struct CachedBanks {
     banks: Vec<PseBank>,
     fetched_at: Instant,
 }
 
 /// The Wompi adapter.
+#[derive(Debug)]
 pub struct WompiProvider {
     http: reqwest::Client,
     base_url: Url,
     public_key: String,
-    private_key: String,
-    integrity_secret: String,
+    private_key: SecretString,
+    integrity_secret: SecretString,
     public_auth: HeaderValue,
     private_auth: HeaderValue,
     timeout_ms: u64,
     acceptance: Mutex<Option<AcceptanceTokens>>,
     pse_banks: Mutex<Option<CachedBanks>>,
-}
-
-impl fmt::Debug for WompiProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WompiProvider")
-            .field("base_url", &self.base_url.as_str())
-            .field("public_key", &self.public_key)
-            .field("private_key", &REDACTED)
-            .field("integrity_secret", &REDACTED)
-            .field("timeout_ms", &self.timeout_ms)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A 2xx-or-not answer, before it is judged.
@@ -405,11 +385,11 @@ impl WompiProvider {
             Ok(value)
         };
         let public_auth = header(&config.public_key, "public_key")?;
-        let private_auth = header(&config.private_key, "private_key")?;
+        let private_auth = header(config.private_key.expose_secret(), "private_key")?;
         if !config.public_key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(invalid("public_key must be printable ASCII"));
         }
-        if config.integrity_secret.is_empty() {
+        if config.integrity_secret.expose_secret().is_empty() {
             return Err(invalid("integrity_secret is empty"));
         }
         if config.timeout_ms == 0 || config.timeout_ms > TIMEOUT_MS_MAX {
@@ -450,7 +430,7 @@ impl WompiProvider {
                 &reference,
                 cents,
                 currency,
-                &self.integrity_secret,
+                self.integrity_secret.expose_secret(),
             ),
             reference,
             amount_in_cents: cents,
@@ -550,7 +530,10 @@ impl WompiProvider {
     fn scrub(&self, text: &str) -> String {
         crate::http::scrub(
             text,
-            [self.private_key.as_str(), self.integrity_secret.as_str()],
+            [
+                self.private_key.expose_secret(),
+                self.integrity_secret.expose_secret(),
+            ],
         )
     }
 
@@ -740,7 +723,12 @@ impl PaymentProvider for WompiProvider {
         let reference = request.payment_id.to_string();
         let cents = amount_in_cents(request.amount);
         let currency = request.amount.currency().code();
-        let signature = integrity_signature(&reference, cents, currency, &self.integrity_secret);
+        let signature = integrity_signature(
+            &reference,
+            cents,
+            currency,
+            self.integrity_secret.expose_secret(),
+        );
         let url = self.url(&["transactions"])?;
 
         for attempt in 0..2 {
@@ -892,6 +880,7 @@ fn payment_method_body(
     let rejected = ProviderError::rejected;
     match &request.method {
         PaymentMethodDetails::Card { token } => {
+            let token = token.expose_secret();
             let ok = !token.is_empty()
                 && token.len() <= 256
                 && token.bytes().all(|b| b.is_ascii_graphic());
@@ -904,6 +893,7 @@ fn payment_method_body(
             })
         }
         PaymentMethodDetails::Nequi { phone_number } => {
+            let phone_number = phone_number.expose_secret();
             if phone_number.len() != 10 || !phone_number.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(rejected("a Nequi phone number has 10 digits"));
             }
@@ -932,6 +922,7 @@ fn payment_method_body(
             if !id_type_ok {
                 return Err(rejected("invalid PSE user_legal_id_type"));
             }
+            let user_legal_id = user_legal_id.expose_secret();
             let id_ok = !user_legal_id.is_empty()
                 && user_legal_id.len() <= 20
                 && user_legal_id.bytes().all(|b| b.is_ascii_alphanumeric());
@@ -1292,7 +1283,7 @@ mod tests {
         });
         assert_eq!(config.public_key, "pub_test_abc");
         assert_eq!(config.base_url, "");
-        assert_eq!(config.private_key, TEST_PRIVATE_KEY);
+        assert_eq!(config.private_key.expose_secret(), TEST_PRIVATE_KEY);
         assert_eq!(
             config.unset_vars,
             vec![ENV_PRIVATE_KEY, ENV_EVENTS_SECRET, ENV_INTEGRITY_SECRET]
@@ -1345,7 +1336,7 @@ mod tests {
     fn problems_name_short_secrets_missing_values_and_http_without_values() {
         let mut c = prod_config();
         c.private_key = "prv_prod_short".into();
-        c.events_secret = String::new();
+        c.events_secret = "".into();
         c.integrity_secret = "prod_integrity_has space in it 0123456789".into();
         c.base_url = "http://production.wompi.co/v1".into();
         c.public_key = "pk_live_something".into();
@@ -1545,9 +1536,7 @@ mod tests {
             PaymentMethodDetails::Nequi {
                 phone_number: "399111111".into(),
             },
-            PaymentMethodDetails::Card {
-                token: String::new(),
-            },
+            PaymentMethodDetails::Card { token: "".into() },
             PaymentMethodDetails::Pse {
                 financial_institution_code: "1".into(),
                 user_type: 2,

@@ -7,6 +7,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 pub use client::*;
+use secrecy::ExposeSecret;
 pub use webhook::*;
 
 use crate::registry::{Connector, ConnectorConfig, Lookup, Parts};
@@ -25,14 +26,14 @@ impl ConnectorConfig for WompiConfig {
 
     fn setting(&self, var: &str) -> Option<String> {
         let value = match var {
-            ENV_BASE_URL => &self.base_url,
-            ENV_PUBLIC_KEY => &self.public_key,
-            ENV_PRIVATE_KEY => &self.private_key,
-            ENV_EVENTS_SECRET => &self.events_secret,
-            ENV_INTEGRITY_SECRET => &self.integrity_secret,
+            ENV_BASE_URL => self.base_url.as_str(),
+            ENV_PUBLIC_KEY => self.public_key.as_str(),
+            ENV_PRIVATE_KEY => self.private_key.expose_secret(),
+            ENV_EVENTS_SECRET => self.events_secret.expose_secret(),
+            ENV_INTEGRITY_SECRET => self.integrity_secret.expose_secret(),
             _ => return None,
         };
-        Some(value.clone())
+        Some(value.to_owned())
     }
 
     fn connect(self: Box<Self>) -> Result<Box<dyn Connector>, ProviderConfigError> {

@@ -35,6 +35,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use domain::{Currency, PaymentId};
+use secrecy::{ExposeSecret, SecretSlice};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Number, Value};
@@ -43,7 +44,6 @@ use subtle::ConstantTimeEq;
 
 use crate::http::sanitize;
 use crate::wompi::{money_from_cents, WompiConfig};
-use crate::REDACTED;
 use crate::{
     excerpt, NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest,
     WebhookVerifier,
@@ -89,23 +89,13 @@ pub fn event_checksum(values: &[&str], timestamp: i64, events_secret: &str) -> S
 }
 
 /// Verifies and parses Wompi's `transaction.updated` events.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct WompiWebhookVerifier {
-    events_secret: Vec<u8>,
+    events_secret: SecretSlice<u8>,
     tolerance: Duration,
     /// `"test"` or `"prod"` when the secret's prefix says which; events of the other
     /// environment are refused.
     environment: Option<&'static str>,
-}
-
-impl fmt::Debug for WompiWebhookVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WompiWebhookVerifier")
-            .field("events_secret", &REDACTED)
-            .field("tolerance", &self.tolerance)
-            .field("environment", &self.environment)
-            .finish()
-    }
 }
 
 impl WompiWebhookVerifier {
@@ -118,14 +108,14 @@ impl WompiWebhookVerifier {
             None
         };
         WompiWebhookVerifier {
-            events_secret: events_secret.as_bytes().to_vec(),
+            events_secret: events_secret.as_bytes().to_vec().into(),
             tolerance: DEFAULT_TIMESTAMP_TOLERANCE,
             environment,
         }
     }
 
     pub fn from_config(config: &WompiConfig) -> Self {
-        Self::new(&config.events_secret)
+        Self::new(config.events_secret.expose_secret())
     }
 
     /// How old an event's `timestamp` may be.
@@ -143,7 +133,7 @@ impl WompiWebhookVerifier {
             });
         }
         // An empty secret would make checksums forgeable by anyone.
-        if self.events_secret.is_empty() {
+        if self.events_secret.expose_secret().is_empty() {
             return Err(WebhookError::InvalidSignature);
         }
         let root = parse_strict(request.body)?;
@@ -186,7 +176,7 @@ impl WompiWebhookVerifier {
             values.push(value);
         }
         let value_refs: Vec<&str> = values.iter().map(String::as_str).collect();
-        let expected = checksum_digest(&value_refs, timestamp, &self.events_secret);
+        let expected = checksum_digest(&value_refs, timestamp, self.events_secret.expose_secret());
         let body_ok = checksum_matches(&expected, checksum);
         let header_ok = request
             .header(CHECKSUM_HEADER)

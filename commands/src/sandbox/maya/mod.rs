@@ -50,6 +50,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::{Currency, Money};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -84,7 +85,7 @@ impl MayaSandboxConfig {
     pub fn for_client(config: &MayaConfig, webhook_url: impl Into<String>) -> Self {
         MayaSandboxConfig {
             public_key: config.public_key.clone(),
-            secret_key: config.secret_key.clone(),
+            secret_key: config.secret_key.expose_secret().to_owned(),
             webhook_url: webhook_url.into(),
             webhook_delay_ms: 500,
             deliver_webhooks: true,

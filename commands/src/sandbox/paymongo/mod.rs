@@ -52,6 +52,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -100,9 +101,9 @@ impl PaymongoSandboxConfig {
     /// The emulator of the account `config` talks to.
     pub fn for_client(config: &PaymongoConfig, webhook_url: impl Into<String>) -> Self {
         PaymongoSandboxConfig {
-            secret_key: config.secret_key.clone(),
+            secret_key: config.secret_key.expose_secret().to_owned(),
             public_key: config.public_key.clone(),
-            webhook_secret: config.webhook_secret.clone(),
+            webhook_secret: config.webhook_secret.expose_secret().to_owned(),
             webhook_url: webhook_url.into(),
             webhook_delay_ms: 500,
             deliver_webhooks: true,

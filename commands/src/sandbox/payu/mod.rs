@@ -79,6 +79,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use domain::{Currency, Money};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -167,12 +168,12 @@ impl PayuSandboxConfig {
         webhook_url: impl Into<String>,
     ) -> Result<Self, ProviderConfigError> {
         Ok(PayuSandboxConfig {
-            api_key: config.api_key.clone(),
+            api_key: config.api_key.expose_secret().to_owned(),
             api_login: config.api_login.clone(),
             merchant_id: config.merchant_id.clone(),
             account_id: config.account_id.clone(),
             signature_algorithm: config.algorithm()?,
-            signature_secret: config.signature_secret.clone(),
+            signature_secret: config.signature_secret.expose_secret().to_owned(),
             webhook_url: webhook_url.into(),
             webhook_delay_ms: 200,
             deliver_webhooks: true,

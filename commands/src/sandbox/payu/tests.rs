@@ -237,7 +237,7 @@ impl Harness {
             .json(&serde_json::json!({
                 "language": "es",
                 "command": command,
-                "merchant": {"apiKey": self.config.api_key, "apiLogin": self.config.api_login},
+                "merchant": {"apiKey": self.config.api_key.expose_secret(), "apiLogin": self.config.api_login},
                 "details": details,
                 "test": false,
             }))
@@ -940,7 +940,7 @@ async fn tampered_and_foreign_confirmations_are_refused() {
 async fn md5_accounts_work_end_to_end_and_redeliveries_keep_the_event_id() {
     let config = PayuConfig {
         signature_algorithm: "MD5".into(),
-        signature_secret: String::new(),
+        signature_secret: "".into(),
         ..PayuConfig::default()
     };
     let mut h = Harness::start_with(config, &[500, 503], |_| {}).await;

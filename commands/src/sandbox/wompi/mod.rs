@@ -56,6 +56,7 @@ use base64::Engine;
 use chrono::{DateTime, Datelike, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use rand::RngCore;
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -109,9 +110,9 @@ impl WompiSandboxConfig {
     pub fn for_client(config: &WompiConfig, webhook_url: impl Into<String>) -> Self {
         WompiSandboxConfig {
             public_key: config.public_key.clone(),
-            private_key: config.private_key.clone(),
-            events_secret: config.events_secret.clone(),
-            integrity_secret: config.integrity_secret.clone(),
+            private_key: config.private_key.expose_secret().to_owned(),
+            events_secret: config.events_secret.expose_secret().to_owned(),
+            integrity_secret: config.integrity_secret.expose_secret().to_owned(),
             webhook_url: webhook_url.into(),
             webhook_delay_ms: 500,
             deliver_webhooks: true,

@@ -255,13 +255,13 @@ fn request(method: PaymentMethodDetails, amount: &str) -> CreateTransaction {
 
 fn card(token: &str) -> PaymentMethodDetails {
     PaymentMethodDetails::Card {
-        token: token.to_owned(),
+        token: token.into(),
     }
 }
 
 fn nequi(phone: &str) -> PaymentMethodDetails {
     PaymentMethodDetails::Nequi {
-        phone_number: phone.to_owned(),
+        phone_number: phone.into(),
     }
 }
 
