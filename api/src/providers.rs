@@ -1,8 +1,8 @@
 //! Builds the configured providers, in priority order, with their webhook verifiers; under
-//! `--sandbox` also starts each provider's emulator in process and points the adapter at it.
+//! `--sandbox` also starts each provider's emulator in process (see [`crate::emulated`]) and
+//! points the adapter at it.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,28 +14,21 @@ use commands::providers::payu::{PayuConfig, PayuProvider};
 use commands::providers::wompi::{WompiConfig, WompiProvider};
 use commands::providers::{PaymentProvider, SandboxClientConfig, SandboxProvider};
 use commands::router::Router;
-use commands::sandbox::maya::{self as maya_sandbox, MayaSandboxConfig};
-use commands::sandbox::paymongo::{self as paymongo_sandbox, PaymongoSandboxConfig};
-use commands::sandbox::payu::{self as payu_sandbox, PayuSandboxConfig};
-use commands::sandbox::wompi::{self as wompi_sandbox, WompiSandboxConfig};
-use commands::sandbox::{self, SandboxConfig};
 use commands::webhooks::maya::MayaWebhookVerifier;
 use commands::webhooks::paymongo::PaymongoWebhookVerifier;
 use commands::webhooks::payu::PayuWebhookVerifier;
 use commands::webhooks::sandbox::SandboxWebhookVerifier;
 use commands::webhooks::wompi::WompiWebhookVerifier;
-use futures::future::BoxFuture;
 
 use crate::config::Settings;
+use crate::emulated;
+pub use crate::emulated::StopEmulator;
 use crate::routes::catalog::PublicProviderConfig;
 use crate::routes::webhooks::WebhookVerifiers;
 use crate::startup::StartupError;
 
 /// The fee schedule shipped with the binary, used when `FEES_FILE` is unset.
 const BUNDLED_FEES: &str = include_str!("../../config/fees.json");
-
-/// Stops an in-process emulator.
-pub type StopEmulator = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
 /// Wompi's widget needs the concrete adapter (its integrity signature).
 #[derive(Clone)]
@@ -75,6 +68,9 @@ fn via_gateway(settings: &Settings, provider: &str, url: &str) -> String {
 
 /// `webhook_base`: where this process receives webhooks (`http://127.0.0.1:8080`).
 pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers, StartupError> {
+    if settings.sandbox.in_process {
+        emulated::available()?;
+    }
     let mut verifiers = WebhookVerifiers::default();
     let mut emulators: Vec<StopEmulator> = Vec::new();
     let mut providers: Vec<Arc<dyn PaymentProvider>> = Vec::new();
@@ -85,20 +81,10 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
         match name.as_str() {
             "sandbox" => {
                 let base_url = if settings.sandbox.in_process {
-                    let handle = sandbox::start(
-                        TcpListener::bind("127.0.0.1:0")?,
-                        SandboxConfig {
-                            api_key: settings.sandbox.api_key.clone(),
-                            webhook_url: format!("{webhook_base}/v1/webhooks/sandbox"),
-                            webhook_secret: settings.sandbox.webhook_secret.clone(),
-                            webhook_delay_ms: settings.sandbox.webhook_delay_ms,
-                        },
-                    )
-                    .await?;
-                    let url = format!("http://{}", handle.addr());
-                    emulators.push(Box::new(move || Box::pin(handle.stop())));
-                    emulator_urls.insert("sandbox", url.clone());
-                    via_gateway(settings, "sandbox", &url)
+                    let started = emulated::sandbox(settings, webhook_base).await?;
+                    emulators.push(started.stop);
+                    emulator_urls.insert("sandbox", started.url.clone());
+                    via_gateway(settings, "sandbox", &started.url)
                 } else {
                     settings.sandbox.base_url.clone()
                 };
@@ -115,17 +101,10 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
             "wompi" => {
                 let mut config = WompiConfig::from_env();
                 if settings.sandbox.in_process {
-                    let mut emulated = WompiSandboxConfig::for_client(
-                        &config,
-                        format!("{webhook_base}/v1/webhooks/wompi"),
-                    );
-                    emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
-                    emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
-                    let handle =
-                        wompi_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated).await?;
-                    config.base_url = via_gateway(settings, "wompi", &handle.base_url());
-                    emulator_urls.insert("wompi", handle.base_url());
-                    emulators.push(Box::new(move || Box::pin(handle.stop())));
+                    let started = emulated::wompi(&config, settings, webhook_base).await?;
+                    config.base_url = via_gateway(settings, "wompi", &started.url);
+                    emulator_urls.insert("wompi", started.url);
+                    emulators.push(started.stop);
                 }
                 verifiers.add(Arc::new(WompiWebhookVerifier::from_config(&config)));
                 public.insert(
@@ -142,17 +121,10 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
             "payu" => {
                 let mut config = PayuConfig::from_env();
                 if settings.sandbox.in_process {
-                    let mut emulated = PayuSandboxConfig::from_provider_config(
-                        &config,
-                        format!("{webhook_base}/v1/webhooks/payu"),
-                    )?;
-                    emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
-                    emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
-                    let handle =
-                        payu_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated).await?;
-                    config.base_url = via_gateway(settings, "payu", &handle.base_url());
-                    emulator_urls.insert("payu", handle.base_url());
-                    emulators.push(Box::new(move || Box::pin(handle.stop())));
+                    let started = emulated::payu(&config, settings, webhook_base).await?;
+                    config.base_url = via_gateway(settings, "payu", &started.url);
+                    emulator_urls.insert("payu", started.url);
+                    emulators.push(started.stop);
                 }
                 verifiers.add(Arc::new(PayuWebhookVerifier::new(&config)?));
                 public.insert(
@@ -167,21 +139,14 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
             "maya" => {
                 let mut config = MayaConfig::from_env();
                 if settings.sandbox.in_process {
-                    let mut emulated = MayaSandboxConfig::for_client(
-                        &config,
-                        format!("{webhook_base}/v1/webhooks/maya"),
-                    );
-                    emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
-                    emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
-                    let handle =
-                        maya_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated).await?;
-                    config.base_url = via_gateway(settings, "maya", &handle.base_url());
+                    let started = emulated::maya(&config, settings, webhook_base).await?;
+                    config.base_url = via_gateway(settings, "maya", &started.url);
                     if std::env::var("MAYA_WEBHOOK_SOURCES").is_err() {
                         // The emulator posts from this machine.
                         config.webhook_sources = "127.0.0.1/32,::1/128".to_owned();
                     }
-                    emulator_urls.insert("maya", handle.base_url());
-                    emulators.push(Box::new(move || Box::pin(handle.stop())));
+                    emulator_urls.insert("maya", started.url);
+                    emulators.push(started.stop);
                 }
                 verifiers.add(Arc::new(MayaWebhookVerifier::new(&config)?));
                 public.insert(
@@ -196,18 +161,10 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
             "gcash" => {
                 let mut config = PaymongoConfig::from_env();
                 if settings.sandbox.in_process {
-                    let mut emulated = PaymongoSandboxConfig::for_client(
-                        &config,
-                        format!("{webhook_base}/v1/webhooks/gcash"),
-                    );
-                    emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
-                    emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
-                    let handle =
-                        paymongo_sandbox::start(TcpListener::bind("127.0.0.1:0")?, emulated)
-                            .await?;
-                    config.base_url = via_gateway(settings, "gcash", &handle.base_url());
-                    emulator_urls.insert("gcash", handle.base_url());
-                    emulators.push(Box::new(move || Box::pin(handle.stop())));
+                    let started = emulated::paymongo(&config, settings, webhook_base).await?;
+                    config.base_url = via_gateway(settings, "gcash", &started.url);
+                    emulator_urls.insert("gcash", started.url);
+                    emulators.push(started.stop);
                 }
                 verifiers.add(Arc::new(PaymongoWebhookVerifier::new(&config)?));
                 public.insert(

@@ -9,7 +9,6 @@ pub mod providers;
 pub mod relay;
 pub mod relay_waker;
 pub mod router;
-pub mod sandbox;
 pub mod store;
 mod stripes;
 pub mod webhooks;

@@ -10,10 +10,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use api::auth::{create_key, Role};
-use commands::sandbox::SandboxHandle;
 use domain::MerchantId;
 use e2e::fault_proxy::{FaultProxy, Loss};
 use e2e::{fresh_database, payment_body};
+use emulators::sandbox::SandboxHandle;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -76,9 +76,9 @@ fn serve_as(
 
 /// A standalone sandbox provider, as a deployment would run it beside payledger.
 async fn start_sandbox(webhook_url: String, webhook_delay_ms: u64) -> SandboxHandle {
-    commands::sandbox::start(
+    emulators::sandbox::start(
         TcpListener::bind("127.0.0.1:0").unwrap(),
-        commands::sandbox::SandboxConfig {
+        emulators::sandbox::SandboxConfig {
             api_key: SANDBOX_KEY.into(),
             webhook_url,
             webhook_secret: SANDBOX_WEBHOOK_SECRET.into(),

@@ -167,22 +167,22 @@ async fn for_every_payment_charges_at_the_provider_equal_charges_in_the_ledger()
     // Webhooks go through the proxy too, so their answers can be lost (the sandbox then
     // delivers the same event again).
     let proxy = FaultProxy::start().await;
-    let sandbox = commands::sandbox::start_with_options(
+    let sandbox = emulators::sandbox::start_with_options(
         TcpListener::bind("127.0.0.1:0").unwrap(),
-        commands::sandbox::SandboxConfig {
+        emulators::sandbox::SandboxConfig {
             api_key: SANDBOX_KEY.into(),
             webhook_url: format!("{}/app/v1/webhooks/sandbox", proxy.url()),
             webhook_secret: SANDBOX_WEBHOOK_SECRET.into(),
             webhook_delay_ms: 5,
         },
-        commands::sandbox::SandboxOptions {
-            webhook_retry: commands::sandbox::WebhookRetryPolicy {
+        emulators::sandbox::SandboxOptions {
+            webhook_retry: emulators::WebhookRetryPolicy {
                 max_attempts: 6,
                 base_delay: Duration::from_millis(100),
                 max_delay: Duration::from_millis(400),
             },
             timeout_token_delay: Duration::from_secs(5),
-            ..commands::sandbox::SandboxOptions::default()
+            ..emulators::sandbox::SandboxOptions::default()
         },
     )
     .await

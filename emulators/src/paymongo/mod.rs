@@ -1,5 +1,5 @@
 //! PayMongo API emulation for GCash, on its own socket, so the real `PaymongoProvider` and
-//! `PaymongoWebhookVerifier` run against it unchanged.
+//! `PaymongoWebhookVerifier` of `commands` run against it unchanged.
 //!
 //! * `Authorization: Basic base64("<secret key>:")` on every `/v1` route (the public key is
 //!   also accepted for creating payment methods, as PayMongo allows); else `401`.
@@ -39,32 +39,27 @@
 //! Actions answer the intent as it now is; `409` unless it awaits the customer, `503` if the
 //! webhook queue is full.
 
-#[cfg(test)]
-mod tests;
+pub mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::providers::paymongo::{wire, PaymongoConfig, IDEMPOTENCY_KEY_HEADER};
-use crate::providers::REDACTED;
-pub use crate::sandbox::maya::kit::EmulatorOptions;
-use crate::sandbox::maya::kit::{
-    self, basic_key_matches, invalid_input, CreateFault, Faults, Outbox, Running,
-};
-use crate::webhooks::paymongo::{signature_header, SIGNATURE_HEADER};
-
-/// Largest request body accepted.
-pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;
+pub use crate::kit::EmulatorOptions;
+use crate::kit::{self, basic_key_matches, invalid_input, CreateFault, Faults, Outbox};
+use crate::server;
+pub use crate::server::REQUEST_BODY_MAX_BYTES;
+use crate::REDACTED;
+use wire::{signature_header, IDEMPOTENCY_KEY_HEADER, SIGNATURE_HEADER};
 /// PayMongo's smallest payment intent: PHP 20.00.
 pub const INTENT_MIN_CENTAVOS: i64 = 2_000;
 /// PayMongo's largest payment intent.
@@ -96,20 +91,6 @@ pub struct PaymongoSandboxConfig {
     pub deliver_webhooks: bool,
 }
 
-impl PaymongoSandboxConfig {
-    /// The emulator of the account `config` talks to.
-    pub fn for_client(config: &PaymongoConfig, webhook_url: impl Into<String>) -> Self {
-        PaymongoSandboxConfig {
-            secret_key: config.secret_key.clone(),
-            public_key: config.public_key.clone(),
-            webhook_secret: config.webhook_secret.clone(),
-            webhook_url: webhook_url.into(),
-            webhook_delay_ms: 500,
-            deliver_webhooks: true,
-        }
-    }
-}
-
 impl fmt::Debug for PaymongoSandboxConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PaymongoSandboxConfig")
@@ -123,25 +104,8 @@ impl fmt::Debug for PaymongoSandboxConfig {
     }
 }
 
-/// A running PayMongo emulator. Call [`PaymongoSandboxHandle::stop`] to stop it.
-pub struct PaymongoSandboxHandle {
-    running: Running,
-}
-
-impl PaymongoSandboxHandle {
-    pub fn addr(&self) -> SocketAddr {
-        self.running.addr
-    }
-
-    /// `http://<addr>`: the `base_url` for `PaymongoConfig`.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.running.addr)
-    }
-
-    pub async fn stop(self) {
-        self.running.stop().await;
-    }
-}
+/// A running PayMongo emulator; its `base_url` is `PAYMONGO_BASE_URL` for the client.
+pub type PaymongoSandboxHandle = crate::EmulatorHandle;
 
 pub async fn start(
     listener: TcpListener,
@@ -170,6 +134,7 @@ pub async fn start_with_options(
         )]
     });
     let (outbox, dispatcher) = kit::outbox(
+        "paymongo emulator",
         &config.webhook_url,
         signer,
         &options,
@@ -194,49 +159,45 @@ pub async fn start_with_options(
         fault_timeout: options.fault_timeout,
     });
     let faults = web::Data::new(Faults::default());
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .app_data(faults.clone())
-            .app_data(web::PayloadConfig::new(REQUEST_BODY_MAX_BYTES))
-            .service(
-                web::scope("/v1")
-                    .route("/payment_intents", web::post().to(create_intent))
-                    .route("/payment_intents/{id}", web::get().to(get_intent))
-                    .route("/payment_intents/{id}/attach", web::post().to(attach))
-                    .route("/payment_methods", web::post().to(create_method))
-                    .route("/payments/{id}", web::get().to(get_payment))
-                    .route("/refunds", web::post().to(create_refund))
-                    .route("/webhooks", web::get().to(list_webhooks)),
-            )
-            .route("/_sandbox/faults", web::post().to(kit::set_faults))
-            .route(
-                "/_sandbox/payment_intents",
-                web::get().to(intents_of_payment),
-            )
-            .route("/_sandbox/gcash/{id}", web::get().to(gcash_page))
-            .route(
-                "/_sandbox/gcash/{id}/{action}",
-                web::post().to(customer_action),
-            )
-            .default_service(web::to(|| async {
+    server::start(
+        "paymongo emulator",
+        listener,
+        "",
+        options.server(),
+        move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(state.clone())
+                .app_data(faults.clone())
+                .service(
+                    web::scope("/v1")
+                        .route("/payment_intents", web::post().to(create_intent))
+                        .route("/payment_intents/{id}", web::get().to(get_intent))
+                        .route("/payment_intents/{id}/attach", web::post().to(attach))
+                        .route("/payment_methods", web::post().to(create_method))
+                        .route("/payments/{id}", web::get().to(get_payment))
+                        .route("/refunds", web::post().to(create_refund))
+                        .route("/webhooks", web::get().to(list_webhooks)),
+                )
+                .route("/_sandbox/faults", web::post().to(kit::set_faults))
+                .route(
+                    "/_sandbox/payment_intents",
+                    web::get().to(intents_of_payment),
+                )
+                .route("/_sandbox/gcash/{id}", web::get().to(gcash_page))
+                .route(
+                    "/_sandbox/gcash/{id}/{action}",
+                    web::post().to(customer_action),
+                );
+            cfg.default_service(web::to(|| async {
                 error(
                     StatusCode::NOT_FOUND,
                     "resource_not_found",
                     "No such route.",
                 )
                 .error_response()
-            }))
-    })
-    .workers(options.workers.max(1))
-    .disable_signals()
-    .shutdown_timeout(options.shutdown_timeout_secs)
-    .listen(listener)?
-    .run();
-    tracing::info!(%addr, "paymongo emulator listening");
-    Ok(PaymongoSandboxHandle {
-        running: Running::spawn(addr, server, dispatcher),
-    })
+            }));
+        },
+        vec![dispatcher],
+    )
 }
 
 struct State {
@@ -701,7 +662,7 @@ fn attach_method(state: &State, id: &str, request: wire::Attach) -> Result<wire:
     }
     intent.attributes.status = "awaiting_next_action".to_owned();
     intent.attributes.last_payment_error = None;
-    intent.attributes.next_action = Some(wire::NextActionWire {
+    intent.attributes.next_action = Some(wire::NextAction {
         kind: "redirect".to_owned(),
         redirect: Some(wire::Redirect {
             url: redirect,

@@ -12,12 +12,14 @@ use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, ProviderFailure
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::*;
-use crate::providers::{
+use commands::providers::{
     CreateTransaction, PaymentMethodDetails, PaymentProvider, ProviderTransactionStatus,
     SandboxClientConfig, SandboxProvider,
 };
-use crate::webhooks::sandbox::{parse_notification, verify_signature, Outcome, SIGNATURE_HEADER};
+use commands::webhooks::sandbox::{
+    parse_notification, verify_signature, Outcome, SIGNATURE_HEADER,
+};
+use emulators::sandbox::*;
 
 const API_KEY: &str = "sk_sandbox_test_key_0123456789";
 const WEBHOOK_SECRET: &str = "whsec_sandbox_test_0123456789";
@@ -184,7 +186,7 @@ fn request(token: &str, capture_mode: CaptureMode, amount: &str) -> CreateTransa
 }
 
 /// Checks the signature like payledger's webhook endpoint will, then parses.
-fn verified(delivery: &Delivery) -> crate::webhooks::sandbox::SandboxNotification {
+fn verified(delivery: &Delivery) -> commands::webhooks::sandbox::SandboxNotification {
     let signature = delivery.signature.as_deref().expect("no signature header");
     assert!(verify_signature(
         WEBHOOK_SECRET.as_bytes(),

@@ -8,9 +8,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 /// The merchant id of the emulated account (the first part of transaction ids).
 pub(crate) const MERCHANT_ID: u32 = 112_233;
 
-pub(crate) const DECLINED_MESSAGE: &str = "Transacción rechazada en Sandbox";
-pub(crate) const ERROR_MESSAGE: &str = "Transacción con ERROR en Sandbox";
-pub(crate) const ABANDONED_MESSAGE: &str = "El usuario abandonó el pago en PSE";
+/// The `status_message` of a declined transaction, as Wompi's sandbox words it.
+pub const DECLINED_MESSAGE: &str = "Transacción rechazada en Sandbox";
+/// The `status_message` of a transaction that ended in `ERROR`.
+pub const ERROR_MESSAGE: &str = "Transacción con ERROR en Sandbox";
+/// The `status_message` of a PSE payment the customer abandoned at the bank.
+pub const ABANDONED_MESSAGE: &str = "El usuario abandonó el pago en PSE";
 
 /// What Wompi's sandbox test data decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

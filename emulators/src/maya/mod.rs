@@ -1,5 +1,5 @@
 //! Maya API emulation: Maya Checkout plus the Payments API, on its own socket, so the real
-//! `MayaProvider` and `MayaWebhookVerifier` run against it unchanged.
+//! `MayaProvider` and `MayaWebhookVerifier` of `commands` run against it unchanged.
 //!
 //! * `Authorization: Basic base64("<key>:")`: the **public** key for creating checkouts, the
 //!   **secret** key for everything under `/payments` (else `401`, Maya's `K003`).
@@ -35,31 +35,29 @@
 //! Every action answers the payment as it now is; `409` if the checkout is no longer
 //! pending, `503` if the webhook queue is full.
 
-pub(crate) mod kit;
-#[cfg(test)]
-mod tests;
+mod wire;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::{Currency, Money};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::providers::maya::{status, wire, MayaConfig};
-use crate::providers::REDACTED;
-pub use kit::EmulatorOptions;
-use kit::{basic_key_matches, invalid_input, CreateFault, Faults, Outbox, Running};
+pub use crate::kit::EmulatorOptions;
+use crate::kit::{self, basic_key_matches, invalid_input, CreateFault, Faults, Outbox};
+use crate::server;
+pub use crate::server::REQUEST_BODY_MAX_BYTES;
+use crate::REDACTED;
+pub use wire::status;
 
-/// Largest request body accepted.
-pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;
 /// Longest `requestReferenceNumber` Maya takes.
 pub const REFERENCE_LEN_MAX: usize = 36;
 /// Most refunds kept per payment.
@@ -79,19 +77,6 @@ pub struct MayaSandboxConfig {
     pub deliver_webhooks: bool,
 }
 
-impl MayaSandboxConfig {
-    /// The emulator of the account `config` talks to.
-    pub fn for_client(config: &MayaConfig, webhook_url: impl Into<String>) -> Self {
-        MayaSandboxConfig {
-            public_key: config.public_key.clone(),
-            secret_key: config.secret_key.clone(),
-            webhook_url: webhook_url.into(),
-            webhook_delay_ms: 500,
-            deliver_webhooks: true,
-        }
-    }
-}
-
 impl fmt::Debug for MayaSandboxConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MayaSandboxConfig")
@@ -104,25 +89,8 @@ impl fmt::Debug for MayaSandboxConfig {
     }
 }
 
-/// A running Maya emulator. Dropping it leaves it running; call [`MayaSandboxHandle::stop`].
-pub struct MayaSandboxHandle {
-    running: Running,
-}
-
-impl MayaSandboxHandle {
-    pub fn addr(&self) -> SocketAddr {
-        self.running.addr
-    }
-
-    /// `http://<addr>`: the `base_url` for `MayaConfig`.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.running.addr)
-    }
-
-    pub async fn stop(self) {
-        self.running.stop().await;
-    }
-}
+/// A running Maya emulator; its `base_url` is `MAYA_BASE_URL` for the client.
+pub type MayaSandboxHandle = crate::EmulatorHandle;
 
 /// Starts the emulator on `listener` with default options, on the current tokio runtime.
 pub async fn start(
@@ -142,6 +110,7 @@ pub async fn start_with_options(
     }
     let addr = listener.local_addr()?;
     let (outbox, dispatcher) = kit::outbox(
+        "maya emulator",
         &config.webhook_url,
         std::sync::Arc::new(|_: &[u8], _: DateTime<Utc>| Vec::new()),
         &options,
@@ -162,41 +131,37 @@ pub async fn start_with_options(
         fault_timeout: options.fault_timeout,
     });
     let faults = web::Data::new(Faults::default());
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .app_data(faults.clone())
-            .app_data(web::PayloadConfig::new(REQUEST_BODY_MAX_BYTES))
-            .route("/checkout/v1/checkouts", web::post().to(create_checkout))
-            .service(
-                web::scope("/payments/v1")
-                    .route("/webhooks", web::get().to(list_webhooks))
-                    .route("/payment-rrns/{rrn}", web::get().to(payments_by_reference))
-                    .route("/payments/{id}", web::get().to(get_payment))
-                    .route("/payments/{id}/capture", web::post().to(capture))
-                    .route("/payments/{id}/voids", web::post().to(void))
-                    .route("/payments/{id}/refunds", web::post().to(refund))
-                    .route("/payments/{id}/refunds", web::get().to(list_refunds)),
-            )
-            .route("/_sandbox/faults", web::post().to(kit::set_faults))
-            .route("/_sandbox/checkouts/{id}", web::get().to(checkout_page))
-            .route(
-                "/_sandbox/checkouts/{id}/{action}",
-                web::post().to(customer_action),
-            )
-            .default_service(web::to(|| async {
+    server::start(
+        "maya emulator",
+        listener,
+        "",
+        options.server(),
+        move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(state.clone())
+                .app_data(faults.clone())
+                .route("/checkout/v1/checkouts", web::post().to(create_checkout))
+                .service(
+                    web::scope("/payments/v1")
+                        .route("/webhooks", web::get().to(list_webhooks))
+                        .route("/payment-rrns/{rrn}", web::get().to(payments_by_reference))
+                        .route("/payments/{id}", web::get().to(get_payment))
+                        .route("/payments/{id}/capture", web::post().to(capture))
+                        .route("/payments/{id}/voids", web::post().to(void))
+                        .route("/payments/{id}/refunds", web::post().to(refund))
+                        .route("/payments/{id}/refunds", web::get().to(list_refunds)),
+                )
+                .route("/_sandbox/faults", web::post().to(kit::set_faults))
+                .route("/_sandbox/checkouts/{id}", web::get().to(checkout_page))
+                .route(
+                    "/_sandbox/checkouts/{id}/{action}",
+                    web::post().to(customer_action),
+                );
+            cfg.default_service(web::to(|| async {
                 error(StatusCode::NOT_FOUND, "404", "Resource not found").error_response()
-            }))
-    })
-    .workers(options.workers.max(1))
-    .disable_signals()
-    .shutdown_timeout(options.shutdown_timeout_secs)
-    .listen(listener)?
-    .run();
-    tracing::info!(%addr, "maya emulator listening");
-    Ok(MayaSandboxHandle {
-        running: Running::spawn(addr, server, dispatcher),
-    })
+            }));
+        },
+        vec![dispatcher],
+    )
 }
 
 struct State {
@@ -277,33 +242,30 @@ impl Payment {
         wire::Payment {
             id: self.id.clone(),
             status: s.to_owned(),
-            payment_status: None,
-            amount: Some(amount_string(self.amount)),
-            currency: Some(self.amount.currency().code().to_owned()),
-            total_amount: None,
-            request_reference_number: Some(self.reference.clone()),
+            amount: amount_string(self.amount),
+            currency: self.amount.currency().code().to_owned(),
+            request_reference_number: self.reference.clone(),
             is_paid: paid,
             can_void: s == status::PAYMENT_SUCCESS || (s == status::AUTHORIZED),
             can_refund: matches!(s, status::PAYMENT_SUCCESS | status::REFUNDED) && !fully_refunded,
             can_capture: matches!(s, status::AUTHORIZED | status::CAPTURED),
             authorization_type: self.authorization_type.clone(),
-            error_code: None,
-            created_at: Some(timestamp(self.created_at)),
-            updated_at: Some(timestamp(self.updated_at)),
+            created_at: timestamp(self.created_at),
+            updated_at: timestamp(self.updated_at),
         }
     }
 
     fn refund_view(&self, refund: &Refund) -> wire::Refund {
         wire::Refund {
             id: refund.id.clone(),
-            payment: Some(self.id.clone()),
+            payment: self.id.clone(),
             status: wire::REFUND_SUCCESS.to_owned(),
             total_amount: wire::TotalAmount {
                 amount: amount_string(refund.amount),
                 currency: refund.amount.currency().code().to_owned(),
             },
-            reason: Some(refund.reason.clone()),
-            created_at: Some(timestamp(refund.created_at)),
+            reason: refund.reason.clone(),
+            created_at: timestamp(refund.created_at),
         }
     }
 }
@@ -656,9 +618,9 @@ async fn void(
     payment.updated_at = Utc::now();
     Ok(ok(&wire::Void {
         id: Uuid::new_v4().to_string(),
-        payment: Some(payment.id.clone()),
+        payment: payment.id.clone(),
         status: wire::VOID_SUCCESS.to_owned(),
-        reason: Some(request.reason),
+        reason: request.reason,
     }))
 }
 

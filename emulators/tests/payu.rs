@@ -8,21 +8,23 @@ use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, ProviderFailureKind, RefundId};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::*;
-use crate::providers::payu::{PayuConfig, PayuProvider};
-use crate::providers::{
+use commands::providers::payu::{PayuConfig, PayuProvider};
+use commands::providers::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderTransactionStatus,
 };
-use crate::webhooks::payu::PayuWebhookVerifier;
-use crate::webhooks::{
+use commands::webhooks::payu::PayuWebhookVerifier;
+use commands::webhooks::{
     NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest, WebhookVerifier,
 };
+use emulators::payu::*;
+use emulators::WebhookRetryPolicy;
 
 const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(300);
@@ -130,6 +132,26 @@ impl Receiver {
     }
 }
 
+/// The emulator of the account `config` talks to, as `api` starts it.
+fn emulated(config: &PayuConfig, webhook_url: &str) -> PayuSandboxConfig {
+    use commands::webhooks::payu::SignatureAlgorithm as ClientAlgorithm;
+    PayuSandboxConfig {
+        api_key: config.api_key.clone(),
+        api_login: config.api_login.clone(),
+        merchant_id: config.merchant_id.clone(),
+        account_id: config.account_id.clone(),
+        signature_algorithm: match config.algorithm().unwrap() {
+            ClientAlgorithm::Md5 => SignatureAlgorithm::Md5,
+            ClientAlgorithm::HmacSha256 => SignatureAlgorithm::HmacSha256,
+        },
+        signature_secret: config.signature_secret.clone(),
+        webhook_url: webhook_url.to_owned(),
+        webhook_delay_ms: 200,
+        deliver_webhooks: true,
+        efecty_expiry: EFECTY_EXPIRY_DEFAULT,
+    }
+}
+
 struct Harness {
     sandbox: PayuSandboxHandle,
     receiver: Receiver,
@@ -150,8 +172,7 @@ impl Harness {
         adjust: impl FnOnce(&mut PayuSandboxConfig),
     ) -> Harness {
         let receiver = Receiver::start(script).await;
-        let mut sandbox_config =
-            PayuSandboxConfig::from_provider_config(&config, receiver.url.clone()).unwrap();
+        let mut sandbox_config = emulated(&config, &receiver.url);
         sandbox_config.webhook_delay_ms = 20;
         adjust(&mut sandbox_config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,5 +1,5 @@
 //! PayU Latam API emulation for the sandbox: a separate actix-web server that speaks the
-//! shapes `crate::providers::payu::PayuProvider` uses, so the real client and the real
+//! shapes of PayU's API reference, so the real `commands` client and the real
 //! confirmation verifier run against a real socket.
 //!
 //! PayU's API is command-based: every call is a `POST` of JSON
@@ -33,7 +33,7 @@
 //!   address), `RESPONSE_URL`; answers `PENDING` with `extraParameters.BANK_URL`.
 //!
 //! Confirmations are form-encoded POSTs to `webhook_url`, signed with the configured
-//! algorithm (see `crate::webhooks::payu`), delivered at least once with bounded retries
+//! algorithm (see [`signing`]), delivered at least once with bounded retries
 //! through a bounded queue; `deliver_webhooks: false` decides them but never sends them.
 //! `state_pol`: 4 approved, 6 declined, 5 expired, 104 for an `ERROR` transaction (PayU's
 //! response-code table lists 104 as the transaction state of errors). No confirmation is sent
@@ -62,34 +62,32 @@
 //! State lives in memory, bounded (`orders_max`), and is lost when the server stops.
 
 mod delivery;
+pub mod signing;
 mod store;
-
-#[cfg(test)]
-mod tests;
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use domain::{Currency, Money};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq;
-use tokio::task::JoinHandle;
 
-use crate::providers::payu::PayuConfig;
-use crate::providers::{ProviderConfigError, REDACTED};
-use crate::sandbox::WebhookRetryPolicy;
-use crate::webhooks::payu::{hex_signature_matches, request_message, sign, SignatureAlgorithm};
-use delivery::{Dispatcher, Queue, Signer};
+use crate::outbox::{self, Outbox, OutboxOptions, WebhookRetryPolicy};
+pub use crate::server::REQUEST_BODY_MAX_BYTES;
+use crate::server::{self, ServerOptions};
+use crate::REDACTED;
+use delivery::{Job, Notifier, Signer};
+pub use signing::SignatureAlgorithm;
+use signing::{hex_signature_matches, request_message, sign};
 use store::{
     CardOutcome, Created, Method, NewMethod, NewPayment, Order, Settlement, Store, StoreError,
     Transaction, TxState, TxType,
@@ -111,8 +109,6 @@ pub mod banks {
     pub const DECLINES: &str = "2";
 }
 
-/// Largest request body accepted.
-pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;
 /// PayU's Efecty limits in COP.
 pub const EFECTY_MIN_COP: i64 = 20_000;
 pub const EFECTY_MAX_COP: i64 = 6_000_000;
@@ -160,27 +156,6 @@ impl fmt::Debug for PayuSandboxConfig {
     }
 }
 
-impl PayuSandboxConfig {
-    /// The account of an adapter configuration (same keys), confirming to `webhook_url`.
-    pub fn from_provider_config(
-        config: &PayuConfig,
-        webhook_url: impl Into<String>,
-    ) -> Result<Self, ProviderConfigError> {
-        Ok(PayuSandboxConfig {
-            api_key: config.api_key.clone(),
-            api_login: config.api_login.clone(),
-            merchant_id: config.merchant_id.clone(),
-            account_id: config.account_id.clone(),
-            signature_algorithm: config.algorithm()?,
-            signature_secret: config.signature_secret.clone(),
-            webhook_url: webhook_url.into(),
-            webhook_delay_ms: 200,
-            deliver_webhooks: true,
-            efecty_expiry: EFECTY_EXPIRY_DEFAULT,
-        })
-    }
-}
-
 /// Tuning with production-like defaults; tests shrink delays and bounds.
 #[derive(Debug, Clone)]
 pub struct PayuSandboxOptions {
@@ -215,39 +190,8 @@ impl Default for PayuSandboxOptions {
     }
 }
 
-/// A running PayU emulator. Dropping it leaves the server running; call
-/// [`PayuSandboxHandle::stop`].
-pub struct PayuSandboxHandle {
-    addr: SocketAddr,
-    server: ServerHandle,
-    server_task: JoinHandle<io::Result<()>>,
-    dispatcher: JoinHandle<()>,
-    sweeper: JoinHandle<()>,
-}
-
-impl PayuSandboxHandle {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://<addr>`: the `PAYU_BASE_URL` for the adapter.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops accepting, lets requests in flight finish, then drops undelivered
-    /// confirmations.
-    pub async fn stop(self) {
-        self.server.stop(true).await;
-        if let Err(error) = self.server_task.await {
-            tracing::warn!(%error, "payu sandbox: server task ended abnormally");
-        }
-        self.sweeper.abort();
-        self.dispatcher.abort();
-        let _ = self.sweeper.await;
-        let _ = self.dispatcher.await;
-    }
-}
+/// A running PayU emulator; its `base_url` is the client's `PAYU_BASE_URL`.
+pub type PayuSandboxHandle = crate::EmulatorHandle;
 
 /// Starts the emulator on `listener` with default options, on the current tokio runtime.
 pub async fn start(
@@ -277,16 +221,30 @@ pub async fn start_with_options(
     {
         return Err(invalid("payu sandbox signature_secret is empty"));
     }
-    let webhook_url = reqwest::Url::parse(&config.webhook_url)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| invalid("payu sandbox webhook_url must be an http(s) URL"))?;
+    let webhook_url = outbox::webhook_url("payu sandbox", &config.webhook_url)?;
     let addr = listener.local_addr()?;
-    let webhook_http =
-        crate::sandbox::webhook_client("payledger-payu-sandbox", options.webhook_timeout)?;
 
     let store = Arc::new(Mutex::new(Store::new(options.orders_max)));
-    let (queue, jobs) = delivery::queue(options.webhook_queue_capacity);
+    let (queue, dispatcher) = outbox::start(
+        webhook_url,
+        Notifier {
+            store: Arc::clone(&store),
+            signer: Signer {
+                merchant_id: config.merchant_id.clone(),
+                api_key: config.api_key.clone(),
+                algorithm: config.signature_algorithm,
+                secret: config.signature_secret.clone().into_bytes(),
+            },
+            deliver: config.deliver_webhooks,
+        },
+        &OutboxOptions {
+            name: "payu sandbox",
+            capacity: options.webhook_queue_capacity,
+            retry: options.webhook_retry,
+            timeout: options.webhook_timeout,
+            concurrency: options.webhook_concurrency,
+        },
+    )?;
     let state = web::Data::new(AppState {
         api_key: config.api_key.clone(),
         api_login: config.api_login.clone(),
@@ -304,66 +262,41 @@ pub async fn start_with_options(
         timeout_fault_delay: options.timeout_fault_delay,
     });
 
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .app_data(web::PayloadConfig::new(REQUEST_BODY_MAX_BYTES))
-            .route(
-                "/payments-api/4.0/service.cgi",
-                web::post().to(payments_api),
-            )
-            .route("/reports-api/4.0/service.cgi", web::post().to(reports_api))
-            .route("/_sandbox/faults", web::post().to(set_faults))
-            .route("/_sandbox/efecty/{code}", web::get().to(efecty_receipt))
-            .route("/_sandbox/efecty/{code}/pay", web::post().to(efecty_pay))
-            .route(
-                "/_sandbox/efecty/{code}/expire",
-                web::post().to(efecty_expire),
-            )
-            .route("/_sandbox/pse/{id}", web::get().to(pse_bank_page))
-            .route("/_sandbox/pse/{id}/complete", web::post().to(pse_complete))
-            .route("/_sandbox/pse/{id}/abandon", web::post().to(pse_abandon))
-            .default_service(web::to(not_found))
-    })
-    .workers(options.workers.max(1))
-    .disable_signals()
-    .shutdown_timeout(options.shutdown_timeout_secs)
-    .listen(listener)?
-    .run();
-
-    let dispatcher = delivery::spawn(
-        jobs,
-        Arc::clone(&store),
-        Dispatcher {
-            http: webhook_http,
-            url: webhook_url,
-            signer: Signer {
-                merchant_id: config.merchant_id,
-                api_key: config.api_key,
-                algorithm: config.signature_algorithm,
-                secret: config.signature_secret.into_bytes(),
-            },
-            retry: options.webhook_retry,
-            concurrent_posts: options.webhook_concurrency,
-            deliver: config.deliver_webhooks,
-        },
-    );
     let sweeper = tokio::spawn(sweep_expiries(
         store,
         queue,
         options.expiry_sweep_interval,
         Duration::from_millis(config.webhook_delay_ms),
     ));
-    let server_handle = server.handle();
-    let server_task = tokio::spawn(server);
-    tracing::info!(%addr, "payu sandbox listening");
-    Ok(PayuSandboxHandle {
-        addr,
-        server: server_handle,
-        server_task,
-        dispatcher,
-        sweeper,
-    })
+    server::start(
+        "payu sandbox",
+        listener,
+        "",
+        ServerOptions {
+            workers: options.workers,
+            shutdown_timeout_secs: options.shutdown_timeout_secs,
+        },
+        move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(state.clone())
+                .route(
+                    "/payments-api/4.0/service.cgi",
+                    web::post().to(payments_api),
+                )
+                .route("/reports-api/4.0/service.cgi", web::post().to(reports_api))
+                .route("/_sandbox/faults", web::post().to(set_faults))
+                .route("/_sandbox/efecty/{code}", web::get().to(efecty_receipt))
+                .route("/_sandbox/efecty/{code}/pay", web::post().to(efecty_pay))
+                .route(
+                    "/_sandbox/efecty/{code}/expire",
+                    web::post().to(efecty_expire),
+                )
+                .route("/_sandbox/pse/{id}", web::get().to(pse_bank_page))
+                .route("/_sandbox/pse/{id}/complete", web::post().to(pse_complete))
+                .route("/_sandbox/pse/{id}/abandon", web::post().to(pse_abandon));
+            cfg.default_service(web::to(not_found));
+        },
+        vec![sweeper, dispatcher],
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -395,7 +328,7 @@ struct AppState {
     signature_secret: Vec<u8>,
     base_url: String,
     store: Arc<Mutex<Store>>,
-    queue: Queue,
+    queue: Outbox<Job>,
     webhook_delay: Duration,
     efecty_expiry: Duration,
     fault: Mutex<CreateFault>,
@@ -425,7 +358,7 @@ impl AppState {
 /// Lapsed Efecty codes become `EXPIRED` and are confirmed with `state_pol=5`.
 async fn sweep_expiries(
     store: Arc<Mutex<Store>>,
-    queue: Queue,
+    queue: Outbox<Job>,
     interval: Duration,
     webhook_delay: Duration,
 ) {
@@ -442,7 +375,14 @@ async fn sweep_expiries(
                 break;
             };
             if store.settle(entry.1, Settlement::Expire, now).is_ok() {
-                queue.schedule(slot, entry.1, webhook_delay, false);
+                queue.schedule(
+                    slot,
+                    Job {
+                        order_id: entry.1,
+                        approve_if_pending: false,
+                    },
+                    webhook_delay,
+                );
             }
         }
     }
@@ -1182,10 +1122,14 @@ async fn create(state: &AppState, tx: TransactionIn) -> HttpResponse {
                 }
                 if let Some(slot) = slot {
                     let pending = order.payment.state == TxState::Pending;
-                    if !state
-                        .queue
-                        .schedule(slot, order.id, state.webhook_delay, pending)
-                    {
+                    if !state.queue.schedule(
+                        slot,
+                        Job {
+                            order_id: order.id,
+                            approve_if_pending: pending,
+                        },
+                        state.webhook_delay,
+                    ) {
                         return http_error(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "the sandbox is stopping",
@@ -1305,9 +1249,14 @@ fn settle_and_confirm(
     };
     match store.settle(order_id, settlement, Utc::now()) {
         Ok(order) => {
-            state
-                .queue
-                .schedule(slot, order_id, state.webhook_delay, false);
+            state.queue.schedule(
+                slot,
+                Job {
+                    order_id,
+                    approve_if_pending: false,
+                },
+                state.webhook_delay,
+            );
             HttpResponse::Ok().json(json!({
                 "order_id": order.id,
                 "transaction_id": order.payment.id,

@@ -1,6 +1,8 @@
 //! The real `PaymongoProvider` and `PaymongoWebhookVerifier` against the PayMongo emulator
 //! over real sockets (emulator and webhook receiver on 127.0.0.1:0). No mocks.
 
+mod support;
+
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -8,18 +10,18 @@ use chrono::Utc;
 use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, ProviderFailureKind, RefundId};
 use uuid::Uuid;
 
-use super::*;
-use crate::providers::paymongo::{PaymongoConfig, PaymongoProvider};
-use crate::providers::{
+use commands::providers::paymongo::{PaymongoConfig, PaymongoProvider};
+use commands::providers::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderTransactionStatus,
 };
-use crate::sandbox::maya::kit::receiver::{Delivery, Receiver};
-use crate::sandbox::WebhookRetryPolicy;
-use crate::webhooks::paymongo::PaymongoWebhookVerifier;
-use crate::webhooks::{
+use commands::webhooks::paymongo::PaymongoWebhookVerifier;
+use commands::webhooks::{
     NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest, WebhookVerifier,
 };
+use emulators::paymongo::*;
+use emulators::WebhookRetryPolicy;
+use support::{Delivery, Receiver};
 
 const TEST_KEY: &str = "sk_test_emulator0123456789abcdefghij";
 const LIVE_KEY: &str = "sk_live_emulator0123456789abcdefghij";
@@ -60,6 +62,18 @@ fn config(
     }
 }
 
+/// The emulator of the account `config` talks to, as `api` starts it.
+fn emulated(config: &PaymongoConfig, webhook_url: &str) -> PaymongoSandboxConfig {
+    PaymongoSandboxConfig {
+        secret_key: config.secret_key.clone(),
+        public_key: config.public_key.clone(),
+        webhook_secret: config.webhook_secret.clone(),
+        webhook_url: webhook_url.to_owned(),
+        webhook_delay_ms: 500,
+        deliver_webhooks: true,
+    }
+}
+
 struct Harness {
     paymongo: PaymongoSandboxHandle,
     receiver: Receiver,
@@ -72,7 +86,7 @@ impl Harness {
     async fn start(script: &[u16], secret_key: &str, deliver: bool) -> Harness {
         let receiver = Receiver::start(script).await;
         let mut config = config(TEST_BASE_URL_PLACEHOLDER, secret_key, WEBHOOK_SECRET, 2_000);
-        let mut emulated = PaymongoSandboxConfig::for_client(&config, receiver.url.clone());
+        let mut emulated = emulated(&config, &receiver.url);
         emulated.webhook_delay_ms = 10;
         emulated.deliver_webhooks = deliver;
         let paymongo = start_with_options(

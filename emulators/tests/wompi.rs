@@ -5,18 +5,40 @@
 use std::collections::VecDeque;
 use std::net::TcpListener;
 use std::sync::Mutex as StdMutex;
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use chrono::Utc;
 use domain::{CaptureMode, Currency, Money, PaymentId, ProviderFailureKind, RefundId};
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
-use super::*;
-use crate::providers::wompi::{WompiProvider, TEST_PUBLIC_KEY};
-use crate::providers::{
+use commands::providers::wompi::{WompiConfig, WompiProvider, TEST_PUBLIC_KEY};
+use commands::providers::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderTransactionStatus,
 };
-use crate::webhooks::wompi::WompiWebhookVerifier;
-use crate::webhooks::{NotificationOutcome, ProviderNotification, WebhookRequest, WebhookVerifier};
+use commands::webhooks::wompi::WompiWebhookVerifier;
+use commands::webhooks::{
+    NotificationOutcome, ProviderNotification, WebhookRequest, WebhookVerifier,
+};
+use emulators::wompi::*;
+use emulators::WebhookRetryPolicy;
+
+/// The emulator of the account `config` talks to, as `api` starts it.
+fn emulated(config: &WompiConfig, webhook_url: &str) -> WompiSandboxConfig {
+    WompiSandboxConfig {
+        public_key: config.public_key.clone(),
+        private_key: config.private_key.clone(),
+        events_secret: config.events_secret.clone(),
+        integrity_secret: config.integrity_secret.clone(),
+        webhook_url: webhook_url.to_owned(),
+        webhook_delay_ms: 500,
+        deliver_webhooks: true,
+    }
+}
 
 const WAIT: Duration = Duration::from_secs(4);
 const QUIET: Duration = Duration::from_millis(250);
@@ -59,7 +81,7 @@ impl Delivery {
     fn verify_with(
         &self,
         verifier: &WompiWebhookVerifier,
-    ) -> Result<Option<ProviderNotification>, crate::webhooks::WebhookError> {
+    ) -> Result<Option<ProviderNotification>, commands::webhooks::WebhookError> {
         verifier.verify(&WebhookRequest {
             headers: &self.headers,
             body: &self.body,
@@ -169,8 +191,7 @@ impl Harness {
     async fn start(script: &[u16], deliver_webhooks: bool) -> Harness {
         let receiver = Receiver::start(script).await;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut config =
-            WompiSandboxConfig::for_client(&WompiConfig::test_defaults(), &receiver.url);
+        let mut config = emulated(&WompiConfig::test_defaults(), &receiver.url);
         config.webhook_delay_ms = 20;
         config.deliver_webhooks = deliver_webhooks;
         let sandbox = start_with_options(listener, config, fast_options())
@@ -331,7 +352,7 @@ async fn declined_and_error_cards_follow_wompis_test_data() {
     assert_eq!(
         n.outcome,
         NotificationOutcome::Declined {
-            reason: state::DECLINED_MESSAGE.into()
+            reason: DECLINED_MESSAGE.into()
         }
     );
     let e = h
@@ -344,7 +365,7 @@ async fn declined_and_error_cards_follow_wompis_test_data() {
     assert_eq!(
         n.outcome,
         NotificationOutcome::Failed {
-            reason: state::ERROR_MESSAGE.into()
+            reason: ERROR_MESSAGE.into()
         }
     );
     assert!(matches!(
@@ -450,7 +471,7 @@ async fn pse_waits_for_the_customer_then_reports_the_banks_answer() {
     assert_eq!(
         h.receiver.next().await.verified().unwrap().outcome,
         NotificationOutcome::Failed {
-            reason: state::ABANDONED_MESSAGE.into()
+            reason: ABANDONED_MESSAGE.into()
         }
     );
     assert_eq!(h.customer("112233-1-99999", "complete").await, 404);
@@ -678,13 +699,13 @@ async fn tampered_wrong_secret_and_stale_webhooks_are_refused() {
     assert_ne!(tampered.body, delivery.body);
     assert_eq!(
         tampered.verify_with(&verifier),
-        Err(crate::webhooks::WebhookError::InvalidSignature)
+        Err(commands::webhooks::WebhookError::InvalidSignature)
     );
     // Another events secret.
     let wrong = WompiWebhookVerifier::new("test_events_someone_else_0123456789abcdef");
     assert_eq!(
         delivery.verify_with(&wrong),
-        Err(crate::webhooks::WebhookError::InvalidSignature)
+        Err(commands::webhooks::WebhookError::InvalidSignature)
     );
     // A valid event, received two days later.
     let late = verifier.verify(&WebhookRequest {
@@ -693,7 +714,7 @@ async fn tampered_wrong_secret_and_stale_webhooks_are_refused() {
         peer: None,
         received_at: Utc::now() + chrono::Duration::days(2),
     });
-    assert_eq!(late, Err(crate::webhooks::WebhookError::StaleTimestamp));
+    assert_eq!(late, Err(commands::webhooks::WebhookError::StaleTimestamp));
     h.stop().await;
 }
 
@@ -727,11 +748,11 @@ async fn the_emulator_checks_keys_tokens_and_signatures_like_wompi() {
             "payment_method": {"type": "CARD", "token": token, "installments": 1},
         })
     };
-    let good_signature = crate::providers::wompi::integrity_signature(
+    let good_signature = commands::providers::wompi::integrity_signature(
         &reference,
         1000,
         "COP",
-        crate::providers::wompi::TEST_INTEGRITY_SECRET,
+        commands::providers::wompi::TEST_INTEGRITY_SECRET,
     );
     let post = |key: &'static str, body: Value| {
         h.http
@@ -740,7 +761,7 @@ async fn the_emulator_checks_keys_tokens_and_signatures_like_wompi() {
             .json(&body)
             .send()
     };
-    let private = crate::providers::wompi::TEST_PRIVATE_KEY;
+    let private = commands::providers::wompi::TEST_PRIVATE_KEY;
 
     let r = post(private, body(&acceptance, &personal, &"0".repeat(64)))
         .await

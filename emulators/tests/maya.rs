@@ -1,6 +1,8 @@
 //! The real `MayaProvider` and `MayaWebhookVerifier` against the Maya emulator over real
 //! sockets (emulator and webhook receiver on 127.0.0.1:0). No mocks.
 
+mod support;
+
 use std::net::TcpListener;
 use std::str::FromStr;
 use std::time::Duration;
@@ -9,18 +11,18 @@ use chrono::Utc;
 use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, ProviderFailureKind, RefundId};
 use uuid::Uuid;
 
-use super::kit::receiver::{Delivery, Receiver};
-use super::*;
-use crate::providers::maya::{MayaConfig, MayaProvider};
-use crate::providers::{
+use commands::providers::maya::{MayaConfig, MayaProvider};
+use commands::providers::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderTransactionStatus,
 };
-use crate::sandbox::WebhookRetryPolicy;
-use crate::webhooks::maya::{MayaWebhookVerifier, SourceList};
-use crate::webhooks::{
+use commands::webhooks::maya::{MayaWebhookVerifier, SourceList};
+use commands::webhooks::{
     NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest, WebhookVerifier,
 };
+use emulators::maya::*;
+use emulators::WebhookRetryPolicy;
+use support::{Delivery, Receiver};
 
 const PUBLIC_KEY: &str = "pk-emulator-test-0123456789abcdef";
 const SECRET_KEY: &str = "sk-emulator-test-0123456789abcdefghijkl";
@@ -639,7 +641,7 @@ async fn only_mayas_own_no_such_payment_says_it_holds_none() {
 async fn find(
     h: &Harness,
     req: &CreateTransaction,
-) -> Result<Option<crate::providers::ProviderTransaction>, crate::providers::ProviderError> {
+) -> Result<Option<commands::providers::ProviderTransaction>, commands::providers::ProviderError> {
     h.provider
         .find_transaction(req.payment_id, &req.reference)
         .await

@@ -1,6 +1,6 @@
 //! The bundled sandbox provider: a real HTTP server (actix-web) that behaves like a payment
 //! provider, so development, tests and demos run the real client code
-//! (`crate::providers::SandboxProvider`) against a real socket.
+//! (`commands::providers::SandboxProvider`) against a real socket.
 //!
 //! * `Authorization: Bearer <api_key>` on every `/v1` route (else `401`); `/health` is public.
 //! * JSON in and out, money as decimal strings, bodies at most 64 KiB.
@@ -19,37 +19,33 @@
 //! | `POST /v1/transactions/{id}/refunds` | `201` when `APPROVED` and amount <= captured - refunded; same `refund_id` -> `200` same refund; else `409`/`422` |
 //! | `GET /health` | `200` |
 
-mod delivery;
 mod ledger;
-pub mod maya;
-pub mod paymongo;
-pub mod payu;
-pub mod wompi;
-
-#[cfg(test)]
-mod tests;
+pub mod wire;
 
 use std::borrow::Cow;
 use std::fmt;
 use std::future::{ready, Ready};
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use actix_web::dev::{Payload, ServerHandle};
+use actix_web::dev::Payload;
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, App, FromRequest, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use chrono::{SecondsFormat, Utc};
 use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodType, RefundId};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use tokio::task::JoinHandle;
+use uuid::Uuid;
 
-use crate::providers::REDACTED;
-use delivery::{Dispatcher, WebhookQueue};
-use ledger::{Created, Decision, Ledger, LedgerError, NewTransaction, Transaction};
+pub use crate::outbox::WebhookRetryPolicy;
+use crate::outbox::{self, Attempt, Outbox, OutboxOptions};
+pub use crate::server::REQUEST_BODY_MAX_BYTES;
+use crate::server::{self, ServerOptions};
+use crate::REDACTED;
+use ledger::{Created, Decided, Decision, Ledger, LedgerError, NewTransaction, Transaction};
 
 /// Test tokens: the token of a create request decides what the sandbox does.
 pub mod tokens {
@@ -81,8 +77,6 @@ enum LostAnswer {
     NoWebhook,
 }
 
-/// Largest request body accepted.
-pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;
 const REFERENCE_LEN_MAX: usize = 128;
 const TOKEN_LEN_MAX: usize = 256;
 
@@ -106,25 +100,6 @@ impl fmt::Debug for SandboxConfig {
             .field("webhook_secret", &REDACTED)
             .field("webhook_delay_ms", &self.webhook_delay_ms)
             .finish()
-    }
-}
-
-/// Webhook redelivery: `max_attempts` tries in all; after failed try `n` wait about
-/// `base_delay * 2^(n-1)` (jittered down to half), at most `max_delay`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WebhookRetryPolicy {
-    pub max_attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for WebhookRetryPolicy {
-    fn default() -> Self {
-        WebhookRetryPolicy {
-            max_attempts: 8,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
-        }
     }
 }
 
@@ -163,35 +138,8 @@ impl Default for SandboxOptions {
     }
 }
 
-/// A running sandbox. Dropping it leaves the server running; call [`SandboxHandle::stop`].
-pub struct SandboxHandle {
-    addr: SocketAddr,
-    server: ServerHandle,
-    server_task: JoinHandle<io::Result<()>>,
-    dispatcher: JoinHandle<()>,
-}
-
-impl SandboxHandle {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://<addr>`: the `base_url` for `SandboxClientConfig`.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops accepting, lets requests in flight finish (bounded by
-    /// `shutdown_timeout_secs`), then drops webhooks not yet delivered.
-    pub async fn stop(self) {
-        self.server.stop(true).await;
-        if let Err(error) = self.server_task.await {
-            tracing::warn!(%error, "sandbox: server task ended abnormally");
-        }
-        self.dispatcher.abort();
-        let _ = self.dispatcher.await;
-    }
-}
+/// A running sandbox; its `base_url` is the one for `SandboxClientConfig`.
+pub type SandboxHandle = crate::EmulatorHandle;
 
 /// Starts the sandbox on `listener` with default options, on the current tokio runtime.
 pub async fn start(listener: TcpListener, config: SandboxConfig) -> io::Result<SandboxHandle> {
@@ -211,72 +159,61 @@ pub async fn start_with_options(
     if config.webhook_secret.is_empty() {
         return Err(invalid("sandbox webhook_secret is empty"));
     }
-    let webhook_url = reqwest::Url::parse(&config.webhook_url)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| invalid("sandbox webhook_url must be an http(s) URL"))?;
-    let addr = listener.local_addr()?;
-
-    let webhook_http = webhook_client("payledger-sandbox", options.webhook_timeout)?;
+    let webhook_url = outbox::webhook_url("sandbox", &config.webhook_url)?;
 
     let ledger = Arc::new(Mutex::new(Ledger::new(options.transactions_max)));
-    let (queue, jobs) = delivery::queue(options.webhook_queue_capacity);
+    let (queue, dispatcher) = outbox::start(
+        webhook_url,
+        Notifier {
+            ledger: Arc::clone(&ledger),
+            secret: config.webhook_secret.into_bytes(),
+        },
+        &OutboxOptions {
+            name: "sandbox",
+            capacity: options.webhook_queue_capacity,
+            retry: options.webhook_retry,
+            timeout: options.webhook_timeout,
+            concurrency: options.webhook_concurrency,
+        },
+    )?;
     let state = web::Data::new(AppState {
         api_key: config.api_key,
-        ledger: Arc::clone(&ledger),
+        ledger,
         queue,
         webhook_delay: Duration::from_millis(config.webhook_delay_ms),
         timeout_token_delay: options.timeout_token_delay,
     });
 
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .app_data(web::PayloadConfig::new(REQUEST_BODY_MAX_BYTES))
-            .route("/health", web::get().to(health))
-            .service(
-                web::scope("/v1/transactions")
-                    .route("", web::post().to(create_transaction))
-                    .route("", web::get().to(list_transactions))
-                    .route("/{id}", web::get().to(get_transaction))
-                    .route("/{id}/capture", web::post().to(capture))
-                    .route("/{id}/void", web::post().to(void))
-                    .route("/{id}/refunds", web::post().to(refund)),
-            )
-            .default_service(web::to(not_found))
-    })
-    .workers(options.workers.max(1))
-    .disable_signals()
-    .shutdown_timeout(options.shutdown_timeout_secs)
-    .listen(listener)?
-    .run();
-
-    let dispatcher = delivery::spawn(
-        jobs,
-        ledger,
-        Dispatcher {
-            http: webhook_http,
-            url: webhook_url,
-            secret: config.webhook_secret.into_bytes(),
-            retry: options.webhook_retry,
-            concurrent_posts: options.webhook_concurrency,
+    server::start(
+        "sandbox",
+        listener,
+        "",
+        ServerOptions {
+            workers: options.workers,
+            shutdown_timeout_secs: options.shutdown_timeout_secs,
         },
-    );
-    let server_handle = server.handle();
-    let server_task = tokio::spawn(server);
-    tracing::info!(%addr, "sandbox provider listening");
-    Ok(SandboxHandle {
-        addr,
-        server: server_handle,
-        server_task,
-        dispatcher,
-    })
+        move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(state.clone())
+                .route("/health", web::get().to(health))
+                .service(
+                    web::scope("/v1/transactions")
+                        .route("", web::post().to(create_transaction))
+                        .route("", web::get().to(list_transactions))
+                        .route("/{id}", web::get().to(get_transaction))
+                        .route("/{id}/capture", web::post().to(capture))
+                        .route("/{id}/void", web::post().to(void))
+                        .route("/{id}/refunds", web::post().to(refund)),
+                );
+            cfg.default_service(web::to(not_found));
+        },
+        vec![dispatcher],
+    )
 }
 
 struct AppState {
     api_key: String,
     ledger: Arc<Mutex<Ledger>>,
-    queue: WebhookQueue,
+    queue: Outbox<Job>,
     webhook_delay: Duration,
     timeout_token_delay: Duration,
 }
@@ -311,22 +248,6 @@ impl FromRequest for Authenticated {
             ))
         })
     }
-}
-
-/// The HTTP client an emulator sends its webhooks with. Idle connections are dropped before
-/// payledger's keep-alive would close them (see `providers::POOL_IDLE_TIMEOUT`): a webhook
-/// sent on a connection the server is closing fails and waits for its retry.
-pub(crate) fn webhook_client(
-    user_agent: &'static str,
-    timeout: Duration,
-) -> io::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .pool_idle_timeout(crate::providers::POOL_IDLE_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(user_agent)
-        .build()
-        .map_err(io::Error::other)
 }
 
 fn bearer_matches(req: &HttpRequest, api_key: &str) -> bool {
@@ -570,9 +491,11 @@ async fn create_transaction(
             let scheduled = match slot {
                 Some(slot) => state.queue.schedule(
                     slot,
-                    tx.id.clone(),
+                    Job {
+                        transaction_id: tx.id.clone(),
+                        send: lost != LostAnswer::NoWebhook,
+                    },
                     state.webhook_delay,
-                    lost != LostAnswer::NoWebhook,
                 ),
                 None => false,
             };
@@ -686,4 +609,80 @@ async fn refund(
         "amount": refund.amount.amount().to_string(),
         "currency": refund.amount.currency().code(),
     })))
+}
+
+/// A new transaction's outcome, decided when due.
+struct Job {
+    transaction_id: String,
+    /// `false`: the outcome is decided, and no webhook ever tells it.
+    send: bool,
+}
+
+/// The sandbox's side of the outbox: decides the outcome when due, then tells it in one
+/// `transaction.updated` event, built and signed once so every redelivery carries the same
+/// event id, bytes and signature.
+struct Notifier {
+    ledger: Arc<Mutex<Ledger>>,
+    secret: Vec<u8>,
+}
+
+struct Signed {
+    event_id: String,
+    body: Vec<u8>,
+    signature: String,
+}
+
+impl outbox::Notifier for Notifier {
+    type Job = Job;
+    type Ready = Signed;
+
+    fn due(&self, job: Job) -> Option<Signed> {
+        let decided = self
+            .ledger
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .decide(&job.transaction_id)?;
+        if !job.send {
+            return None;
+        }
+        let event_id = format!("evt_{}", Uuid::new_v4().simple());
+        match serde_json::to_vec(&wire_event(&event_id, decided)) {
+            Ok(body) => Some(Signed {
+                signature: wire::sign(&self.secret, &body),
+                event_id,
+                body,
+            }),
+            Err(error) => {
+                tracing::error!(%error, "sandbox: cannot serialize a webhook");
+                None
+            }
+        }
+    }
+
+    fn attempt(&self, signed: &Signed, _: u32) -> io::Result<Attempt> {
+        Ok(Attempt::json(
+            signed.body.clone(),
+            vec![(wire::SIGNATURE_HEADER, signed.signature.clone())],
+        ))
+    }
+
+    fn label(&self, signed: &Signed) -> String {
+        signed.event_id.clone()
+    }
+}
+
+fn wire_event(event_id: &str, decided: Decided) -> wire::Event {
+    wire::Event {
+        id: event_id.to_owned(),
+        event_type: wire::EVENT_TYPE_TRANSACTION_UPDATED.to_owned(),
+        created_at: Some(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
+        data: wire::EventTransaction {
+            transaction_id: decided.transaction_id,
+            payment_id: decided.payment_id.to_string(),
+            status: decided.status.as_str().to_owned(),
+            amount: decided.amount.amount().to_string(),
+            currency: decided.amount.currency().code().to_owned(),
+            reason: decided.reason.map(str::to_owned),
+        },
+    }
 }

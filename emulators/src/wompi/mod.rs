@@ -1,5 +1,5 @@
 //! Wompi API emulation: a separate actix-web server that speaks Wompi's API v1 shape, so the
-//! real `WompiProvider` and `WompiWebhookVerifier` run against a real socket.
+//! real `WompiProvider` and `WompiWebhookVerifier` of `commands` run against a real socket.
 //!
 //! Like Wompi: `Authorization: Bearer <public or private key>` (`401 INVALID_ACCESS_TOKEN`
 //! otherwise), JSON in, `{"data": ...}` out, errors as `{"error":{"type","reason"}}` or
@@ -37,20 +37,18 @@
 
 mod delivery;
 mod state;
-#[cfg(test)]
-mod tests;
+pub mod wire;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Datelike, Utc};
@@ -60,22 +58,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::providers::wompi::{integrity_signature, WompiConfig, PSE_DESCRIPTION_LEN_MAX};
-use crate::providers::REDACTED;
-use crate::sandbox::WebhookRetryPolicy;
-use delivery::{Dispatcher, Queue, Work};
+use crate::outbox::{self, Outbox, OutboxOptions, WebhookRetryPolicy};
+pub use crate::server::REQUEST_BODY_MAX_BYTES;
+use crate::server::{self, ServerOptions};
+use crate::REDACTED;
+use delivery::{Notifier, Work};
 use state::{
     rfc3339, CardToken, Method, NewTransaction, Outcome, State, StateError, Transaction,
     MERCHANT_ID,
 };
+pub use state::{ABANDONED_MESSAGE, DECLINED_MESSAGE, ERROR_MESSAGE};
+use wire::{integrity_signature, PSE_DESCRIPTION_LEN_MAX};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Largest request body accepted.
-pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;
 /// The PSE banks of the sandbox: code and name.
 pub const PSE_BANKS: [(&str, &str); 2] = [("1", "Banco que aprueba"), ("2", "Banco que rechaza")];
 
@@ -102,21 +100,6 @@ pub struct WompiSandboxConfig {
     pub webhook_delay_ms: u64,
     /// `false`: webhooks are "lost" (for sync and reconciler tests).
     pub deliver_webhooks: bool,
-}
-
-impl WompiSandboxConfig {
-    /// The emulator of the account `config` talks to.
-    pub fn for_client(config: &WompiConfig, webhook_url: impl Into<String>) -> Self {
-        WompiSandboxConfig {
-            public_key: config.public_key.clone(),
-            private_key: config.private_key.clone(),
-            events_secret: config.events_secret.clone(),
-            integrity_secret: config.integrity_secret.clone(),
-            webhook_url: webhook_url.into(),
-            webhook_delay_ms: 500,
-            deliver_webhooks: true,
-        }
-    }
 }
 
 impl fmt::Debug for WompiSandboxConfig {
@@ -170,36 +153,8 @@ impl Default for WompiSandboxOptions {
     }
 }
 
-/// A running emulator. Dropping it leaves the server running; call
-/// [`WompiSandboxHandle::stop`].
-pub struct WompiSandboxHandle {
-    addr: SocketAddr,
-    server: ServerHandle,
-    server_task: JoinHandle<io::Result<()>>,
-    dispatcher: JoinHandle<()>,
-}
-
-impl WompiSandboxHandle {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://<addr>/v1`: the `WOMPI_BASE_URL` of the adapter.
-    pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
-    }
-
-    /// Stops accepting, lets requests in flight finish (bounded by
-    /// `shutdown_timeout_secs`), then drops decisions and webhooks not yet done.
-    pub async fn stop(self) {
-        self.server.stop(true).await;
-        if let Err(error) = self.server_task.await {
-            tracing::warn!(%error, "wompi sandbox: server task ended abnormally");
-        }
-        self.dispatcher.abort();
-        let _ = self.dispatcher.await;
-    }
-}
+/// A running emulator; its `base_url` (`http://<addr>/v1`) is the client's `WOMPI_BASE_URL`.
+pub type WompiSandboxHandle = crate::EmulatorHandle;
 
 /// Starts the emulator on `listener` with default options, on the current tokio runtime.
 pub async fn start(
@@ -229,14 +184,8 @@ pub async fn start_with_options(
     if config.public_key == config.private_key {
         return Err(invalid("wompi sandbox public and private keys must differ"));
     }
-    let webhook_url = reqwest::Url::parse(&config.webhook_url)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| invalid("wompi sandbox webhook_url must be an http(s) URL"))?;
+    let webhook_url = outbox::webhook_url("wompi sandbox", &config.webhook_url)?;
     let addr = listener.local_addr()?;
-
-    let webhook_http =
-        crate::sandbox::webhook_client("payledger-wompi-sandbox", options.webhook_timeout)?;
 
     let mut token_key = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut token_key);
@@ -244,19 +193,34 @@ pub async fn start_with_options(
         options.transactions_max,
         options.tokens_max,
     )));
-    let (queue, jobs) = delivery::queue(options.webhook_queue_capacity);
     let environment = if config.events_secret.starts_with("prod_events_") {
         "prod"
     } else {
         "test"
     };
+    let (queue, dispatcher) = outbox::start(
+        webhook_url,
+        Notifier {
+            state: Arc::clone(&state),
+            events_secret: config.events_secret,
+            environment,
+            deliver: config.deliver_webhooks,
+        },
+        &OutboxOptions {
+            name: "wompi sandbox",
+            capacity: options.webhook_queue_capacity,
+            retry: options.webhook_retry,
+            timeout: options.webhook_timeout,
+            concurrency: options.webhook_concurrency,
+        },
+    )?;
     let app = web::Data::new(AppState {
         public_key: config.public_key,
         private_key: config.private_key,
         integrity_secret: config.integrity_secret,
         token_key,
         page_base: format!("http://{addr}"),
-        state: Arc::clone(&state),
+        state,
         queue,
         webhook_delay: Duration::from_millis(config.webhook_delay_ms),
         fault: Mutex::new(Fault::None),
@@ -264,57 +228,37 @@ pub async fn start_with_options(
         acceptance_token_ttl: options.acceptance_token_ttl,
     });
 
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(app.clone())
-            .app_data(web::PayloadConfig::new(REQUEST_BODY_MAX_BYTES))
-            .service(
-                web::scope("/v1")
-                    .route("/merchants/{public_key}", web::get().to(merchant))
-                    .route("/tokens/cards", web::post().to(tokenize_card))
-                    .route("/transactions", web::post().to(create_transaction))
-                    .route("/transactions", web::get().to(search_transactions))
-                    .route("/transactions/{id}", web::get().to(get_transaction))
-                    .route("/transactions/{id}/void", web::post().to(void_transaction))
-                    .route("/pse/financial_institutions", web::get().to(pse_banks)),
-            )
-            .service(
-                web::scope("/_sandbox")
-                    .route("/faults", web::post().to(set_faults))
-                    .route("/pse/{id}", web::get().to(pse_page))
-                    .route("/pse/{id}/complete", web::post().to(complete_pse))
-                    .route("/pse/{id}/abandon", web::post().to(abandon_pse)),
-            )
-            .default_service(web::to(not_found))
-    })
-    .workers(options.workers.max(1))
-    .disable_signals()
-    .shutdown_timeout(options.shutdown_timeout_secs)
-    .listen(listener)?
-    .run();
-
-    let dispatcher = delivery::spawn(
-        jobs,
-        state,
-        Dispatcher {
-            http: webhook_http,
-            url: webhook_url,
-            events_secret: config.events_secret,
-            environment,
-            deliver: config.deliver_webhooks,
-            retry: options.webhook_retry,
-            concurrent_posts: options.webhook_concurrency,
+    server::start(
+        "wompi sandbox",
+        listener,
+        "/v1",
+        ServerOptions {
+            workers: options.workers,
+            shutdown_timeout_secs: options.shutdown_timeout_secs,
         },
-    );
-    let server_handle = server.handle();
-    let server_task = tokio::spawn(server);
-    tracing::info!(%addr, "wompi sandbox listening");
-    Ok(WompiSandboxHandle {
-        addr,
-        server: server_handle,
-        server_task,
-        dispatcher,
-    })
+        move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(app.clone())
+                .service(
+                    web::scope("/v1")
+                        .route("/merchants/{public_key}", web::get().to(merchant))
+                        .route("/tokens/cards", web::post().to(tokenize_card))
+                        .route("/transactions", web::post().to(create_transaction))
+                        .route("/transactions", web::get().to(search_transactions))
+                        .route("/transactions/{id}", web::get().to(get_transaction))
+                        .route("/transactions/{id}/void", web::post().to(void_transaction))
+                        .route("/pse/financial_institutions", web::get().to(pse_banks)),
+                )
+                .service(
+                    web::scope("/_sandbox")
+                        .route("/faults", web::post().to(set_faults))
+                        .route("/pse/{id}", web::get().to(pse_page))
+                        .route("/pse/{id}/complete", web::post().to(complete_pse))
+                        .route("/pse/{id}/abandon", web::post().to(abandon_pse)),
+                );
+            cfg.default_service(web::to(not_found));
+        },
+        vec![dispatcher],
+    )
 }
 
 /// Fault injection; affects `POST /v1/transactions` until changed. `server_error` and
@@ -342,7 +286,7 @@ struct AppState {
     /// `http://<addr>`, for the PSE bank pages.
     page_base: String,
     state: Arc<Mutex<State>>,
-    queue: Queue,
+    queue: Outbox<Work>,
     webhook_delay: Duration,
     fault: Mutex<Fault>,
     fault_timeout_delay: Duration,
