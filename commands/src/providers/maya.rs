@@ -650,9 +650,10 @@ pub mod status {
     ];
 }
 
-/// Maya's JSON shapes, shared by this adapter, the webhook verifier (`crate::webhooks::maya`)
-/// and the emulator (`crate::sandbox::maya`), so the three cannot drift apart. Unknown fields
-/// are tolerated on input.
+/// Maya's JSON shapes, shared by this adapter and the webhook verifier
+/// (`crate::webhooks::maya`). The emulator (`emulators::maya`) writes its own from Maya's
+/// documentation, so a field misnamed here fails the contract tests instead of passing both
+/// sides. Unknown fields are tolerated on input.
 pub(crate) mod wire {
     use super::*;
 

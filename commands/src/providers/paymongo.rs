@@ -399,9 +399,10 @@ pub(crate) fn from_centavos(centavos: i64, currency: &str) -> Result<Money, Stri
     Money::new(Decimal::new(centavos, 2), currency).map_err(|_| "an invalid amount".to_owned())
 }
 
-/// PayMongo's JSON:API shapes, shared by this adapter, the webhook verifier
-/// (`crate::webhooks::paymongo`) and the emulator (`crate::sandbox::paymongo`). Unknown fields
-/// are tolerated on input.
+/// PayMongo's JSON:API shapes, shared by this adapter and the webhook verifier
+/// (`crate::webhooks::paymongo`). The emulator (`emulators::paymongo`) writes its own from
+/// PayMongo's documentation, so a field misnamed here fails the contract tests instead of
+/// passing both sides. Unknown fields are tolerated on input.
 pub(crate) mod wire {
     use super::*;
 
