@@ -1,5 +1,7 @@
-//! The real-provider adapters end to end, each against its in-process emulator over HTTP.
+//! The real-provider adapters end to end, each against its in-process emulator over HTTP;
+//! `common` holds what they share.
 
+mod common;
 mod gcash;
 mod maya;
 mod payu;
