@@ -3,10 +3,10 @@
 //! `Paymongo-Signature`-signed `payment.paid` / `payment.failed` events coming back to
 //! `POST /v1/webhooks/gcash`.
 //!
-//! Signatures are recomputed here with an HMAC-SHA256 the tests write out (`e2e::independent`, checked against
-//! FIPS 180 and RFC 4231 vectors and a PayMongo-shaped vector computed with `openssl dgst` and
-//! Python's `hmac`), never with the code under test. `webhook_deliveries` keeps bodies, not
-//! headers, so a recorded delivery is re-sent with a `Paymongo-Signature` made here.
+//! Signatures are recomputed here with an HMAC-SHA256 the tests write out (`e2e::independent`,
+//! checked against FIPS 180 and RFC 4231 vectors and a PayMongo-shaped vector computed with
+//! `openssl dgst` and Python's `hmac`), never with the code under test. `webhook_deliveries` keeps
+//! bodies, not headers, so a recorded delivery is re-sent with a `Paymongo-Signature` made here.
 
 use e2e::independent::{hex, hmac_sha256, sha256};
 use e2e::support::{events_json, id_of, json_of, problem, stored_events};

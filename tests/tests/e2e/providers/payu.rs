@@ -3,9 +3,9 @@
 //! to `POST /v1/webhooks/payu`. Cards, Efecty cash codes and PSE; refunds; confirmation
 //! authentication; lost confirmations; the payment-method and PSE-bank catalogs.
 //!
-//! Signatures are recomputed here with an HMAC-SHA256 the tests write out (`e2e::independent`, checked against
-//! FIPS 180 and RFC 4231 vectors), never with the code under test. PayU's confirmation carries
-//! no signed timestamp, so there is no stale-timestamp case for PayU.
+//! Signatures are recomputed here with an HMAC-SHA256 the tests write out (`e2e::independent`,
+//! checked against FIPS 180 and RFC 4231 vectors), never with the code under test. PayU's
+//! confirmation carries no signed timestamp, so there is no stale-timestamp case for PayU.
 
 use e2e::independent::{hex, hmac_sha256, sha256};
 use e2e::support::{self, events_json, id_of, json_of, problem};

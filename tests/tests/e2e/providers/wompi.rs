@@ -1,8 +1,8 @@
 //! Wompi end to end: payledger over real HTTP, its Wompi adapter talking HTTP to the in-process
 //! Wompi emulator, and the emulator's signed `transaction.updated` webhooks coming back to
 //! `POST /v1/webhooks/wompi`. Checksums and integrity signatures are recomputed here with a
-//! SHA-256 the tests write out (`e2e::independent`, checked against FIPS 180-2 vectors), never with the code
-//! under test.
+//! SHA-256 the tests write out (`e2e::independent`, checked against FIPS 180-2 vectors), never
+//! with the code under test.
 
 use e2e::independent::{hex, sha256};
 use e2e::support::{self, events_json, id_of, json_of};
