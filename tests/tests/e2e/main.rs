@@ -19,6 +19,7 @@ mod lifecycle;
 mod lost_answers;
 mod no_loss;
 mod projection;
+mod projection_kit;
 mod providers;
 mod relay_wakeup;
 mod replay;
