@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::common::{
     self, card, customer_action, deliveries, delivery_where, emulator_read, expected_fee,
-    payment_to, pse, start, start_with, COLOMBIA, PAYMENTS,
+    payment_to, pse, start, start_with, sync, COLOMBIA, PAYMENTS,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -714,17 +714,7 @@ async fn wompi_lost_webhook_sync_brings_the_payment_to_the_provider_status() {
         ]
     );
 
-    let (status, synced) = json_of(
-        app.post(
-            &format!("{PAYMENTS}/{id}/sync"),
-            &app.checkout_key,
-            None,
-            &json!({}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 200, "{synced}");
+    let synced = sync(&app, &id).await;
     assert_eq!(synced["status"], "APPROVED", "{synced}");
     let fee = expected_fee("wompi", "PSE", "250000.00");
     assert_eq!(synced["fees"], json!({"amount": fee, "currency": "COP"}));
