@@ -4,25 +4,27 @@
 //! did. A replay into a scratch schema must equal the live tables row for row.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use domain::{
-    CaptureId, CaptureMode, Currency, MerchantId, Money, PaymentEvent, PaymentId,
-    PaymentMethodType, ProviderFailureKind, PublishedEvent, Reference, RefundId,
+    CaptureId, CaptureMode, Currency, MerchantId, PaymentEvent, PaymentId, PaymentMethodType,
+    ProviderFailureKind, PublishedEvent, Reference, RefundId,
 };
 use e2e::{payment_body, spawn_app};
 use projections::analytics::{self, AnalyticsProjection, DailyRow};
-use projections::apply::{apply_event, Applied};
 use projections::failures::{self, FailureRow, FailuresProjection};
 use projections::Projection;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::json;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::projection_kit::{
+    self as kit, append, dec, differing_rows, fresh_pool, money, shuffled_with_redeliveries,
+    stored_events, Rng,
+};
 
 // ---------------------------------------------------------------------------------------
 // What a payment does, and the events that say so.
@@ -93,14 +95,6 @@ impl Spec {
     fn at(&self, seconds: i64) -> DateTime<Utc> {
         self.start + Duration::seconds(seconds)
     }
-}
-
-fn dec(text: &str) -> Decimal {
-    Decimal::from_str(text).unwrap()
-}
-
-fn money(amount: Decimal, currency: Currency) -> Money {
-    Money::new(amount, currency).unwrap()
 }
 
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -235,18 +229,6 @@ fn events_of(spec: &Spec) -> Vec<PaymentEvent> {
 // ---------------------------------------------------------------------------------------
 // The database: a fresh migrated one, an event store written like the real one, delivery.
 
-async fn fresh_pool() -> PgPool {
-    let settings = api::Settings::from_env();
-    let (url, _) = e2e::fresh_database(&settings.database_url).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&url)
-        .await
-        .unwrap();
-    api::startup::migrate(&pool).await.unwrap();
-    pool
-}
-
 /// Appends every payment's events to the store, all payments interleaved in time order (as
 /// they would be in production), and returns them in global order.
 async fn record(pool: &PgPool, specs: &[Spec]) -> Vec<PublishedEvent> {
@@ -258,61 +240,17 @@ async fn record(pool: &PgPool, specs: &[Spec]) -> Vec<PublishedEvent> {
     }
     all.sort_by_key(|(at, index, sequence, _, _)| (*at, *index, *sequence));
     for (_, _, sequence, id, event) in &all {
-        sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
-                                 event_version, payload, metadata)
-             VALUES ('Payment', $1, $2, $3, '1.0', $4::jsonb::json, '{}')",
-        )
-        .bind(id.to_string())
-        .bind(sequence)
-        .bind(event.name())
-        .bind(serde_json::to_value(event).unwrap())
-        .execute(pool)
-        .await
-        .unwrap();
+        append(pool, *id, *sequence, event).await;
     }
     stored_events(pool).await
 }
 
-async fn stored_events(pool: &PgPool) -> Vec<PublishedEvent> {
-    sqlx::query(
-        "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
-                event_version, payload, metadata, recorded_at
-           FROM events ORDER BY global_position",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
-    .iter()
-    .map(|row| PublishedEvent {
-        global_position: row.get("global_position"),
-        aggregate_type: row.get("aggregate_type"),
-        aggregate_id: row.get("aggregate_id"),
-        sequence: row.get("sequence"),
-        event_type: row.get("event_type"),
-        event_version: row.get("event_version"),
-        payload: row.get("payload"),
-        metadata: row.get("metadata"),
-        recorded_at: row.get("recorded_at"),
-    })
-    .collect()
-}
-
 /// Delivers each event to both projections, as their consumers would.
 async fn deliver(pool: &PgPool, events: &[PublishedEvent]) -> usize {
-    let mut applied = 0;
-    for event in events {
-        for projection in [
-            &AnalyticsProjection as &dyn Projection,
-            &FailuresProjection as &dyn Projection,
-        ] {
-            if let Applied::Events(n) = apply_event(pool, projection, event).await.unwrap() {
-                applied += n;
-            }
-        }
-    }
-    applied
+    kit::deliver(pool, &BOTH, events).await.0
 }
+
+const BOTH: [&dyn Projection; 2] = [&AnalyticsProjection, &FailuresProjection];
 
 const TABLES: [&str; 5] = [
     "analytics_daily",
@@ -322,46 +260,9 @@ const TABLES: [&str; 5] = [
     "failures_payments",
 ];
 
-/// Every row of every table, as sorted text: equal snapshots are equal tables.
+/// Every row of both projections' tables, as sorted text.
 async fn snapshot(pool: &PgPool, schema: &str) -> BTreeMap<&'static str, Vec<String>> {
-    let mut tables = BTreeMap::new();
-    for table in TABLES {
-        let rows: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT t::text FROM {schema}.{table} t ORDER BY 1"
-        ))
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        tables.insert(table, rows);
-    }
-    tables
-}
-
-/// A small deterministic generator (xorshift), so a failing run can be repeated.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            items.swap(i, j);
-        }
-    }
+    kit::snapshot(pool, &BOTH, schema).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1266,9 +1167,7 @@ async fn shuffled_and_redelivered_events_give_the_model_and_replay_gives_the_sam
 
     // Out of order, with a third delivered twice: gaps are filled from the store, repeats
     // are skipped.
-    let mut deliveries = events.clone();
-    deliveries.extend(events.iter().step_by(3).cloned());
-    rng.shuffle(&mut deliveries);
+    let deliveries = shuffled_with_redeliveries(&events, &mut rng);
     let applied = deliver(&pool, &deliveries).await;
     assert_eq!(
         applied,
@@ -1296,16 +1195,7 @@ async fn shuffled_and_redelivered_events_give_the_model_and_replay_gives_the_sam
     assert_eq!(report.events as usize, events.len());
     assert_eq!(snapshot(&pool, "scratch_analytics").await, live);
     for table in TABLES {
-        let differing: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM ((SELECT * FROM public.{table}
-                                    EXCEPT ALL SELECT * FROM scratch_analytics.{table})
-                                   UNION ALL
-                                   (SELECT * FROM scratch_analytics.{table}
-                                    EXCEPT ALL SELECT * FROM public.{table})) d"
-        ))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+        let differing = differing_rows(&pool, table, "scratch_analytics").await;
         assert_eq!(differing, 0, "{table} differs after replay");
     }
     let offsets_differ: i64 = sqlx::query_scalar(

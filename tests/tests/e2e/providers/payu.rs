@@ -3,23 +3,27 @@
 //! to `POST /v1/webhooks/payu`. Cards, Efecty cash codes and PSE; refunds; confirmation
 //! authentication; lost confirmations; the payment-method and PSE-bank catalogs.
 //!
-//! Signatures are recomputed here with an HMAC-SHA256 written in this file (checked against
-//! FIPS 180 and RFC 4231 vectors), never with the code under test. PayU's confirmation carries
-//! no signed timestamp, so there is no stale-timestamp case for PayU.
+//! Signatures are recomputed here with an HMAC-SHA256 the tests write out (`e2e::independent`,
+//! checked against FIPS 180 and RFC 4231 vectors), never with the code under test. PayU's
+//! confirmation carries no signed timestamp, so there is no stale-timestamp case for PayU.
 
 use e2e::independent::{hex, hmac_sha256, sha256};
 use e2e::support::{self, events_json, id_of, json_of, problem};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use api::config::{ServeRole, Settings};
 use chrono::{DateTime, Utc};
 use commands::providers::payu::PayuConfig;
-use e2e::{spawn_app_configured, TestApp};
-use reqwest::header::CONTENT_TYPE;
+use e2e::TestApp;
 use reqwest::Url;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
+
+use super::common::{
+    self, card, customer_action, deliveries, delivery_where, emulator_read, emulator_root,
+    expected_fee, fee_json, payment_to, pse, set_fault, start, start_with, sync, COLOMBIA,
+    PAYMENTS,
+};
 
 // ---------------------------------------------------------------------------------------------
 // An independent SHA-256 (FIPS 180-4) and HMAC (RFC 2104).
@@ -69,66 +73,16 @@ fn new_value_follows_payus_rule() {
 // Harness helpers
 // ---------------------------------------------------------------------------------------------
 
-const PAYMENTS: &str = "/v1/payments";
-
-async fn start() -> TestApp {
-    start_with(|_| {}).await
-}
-
-async fn start_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_app_configured(ServeRole::All, |s| {
-        s.routing.providers = vec!["wompi".into(), "payu".into()];
-        configure(s);
-    })
-    .await
-}
-
 /// `http://addr` of the PayU emulator.
 fn payu_root(app: &TestApp) -> String {
-    app.emulators["payu"].trim_end_matches('/').to_owned()
+    emulator_root(app, "payu")
 }
 fn payment(amount: &str, reference: &str, method: Value) -> Value {
-    json!({
-        "amount": amount,
-        "currency": "COP",
-        "reference": reference,
-        "provider": "payu",
-        "payment_method": method,
-    })
-}
-
-fn card(token: &str) -> Value {
-    json!({"type": "CARD", "token": token})
-}
-
-fn pse(bank: &str) -> Value {
-    json!({
-        "type": "PSE",
-        "financial_institution_code": bank,
-        "user_type": 0,
-        "user_legal_id_type": "CC",
-        "user_legal_id": "1999888777",
-    })
+    payment_to("payu", amount, reference, method)
 }
 
 fn efecty() -> Value {
     json!({"type": "EFECTY"})
-}
-fn expected_fee(provider: &str, method: &str, amount: &str) -> String {
-    support::expected_fee(provider, method, "COP", amount)
-}
-
-fn fee_json(provider: &str, method: &str, amount: &str) -> Value {
-    json!({"amount": expected_fee(provider, method, amount), "currency": "COP"})
-}
-async fn deliveries(app: &TestApp) -> Vec<(bool, String, Vec<u8>)> {
-    sqlx::query_as(
-        "SELECT signature_valid, result, payload FROM webhook_deliveries
-          WHERE provider = 'payu' ORDER BY id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .expect("read webhook_deliveries")
 }
 
 /// Decoded form pairs, in order.
@@ -184,48 +138,21 @@ fn payu_sign(pairs: &[(String, String)], api_key: &str, secret: &str) -> String 
 
 /// Polls until `webhook_deliveries` holds a PayU delivery with `result` about `payment_id`.
 async fn delivery_for(app: &TestApp, payment_id: &str, result: &str) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found = deliveries(app).await.into_iter().find(|(valid, r, body)| {
-            *valid
-                && r == result
-                && form_pairs(body)
-                    .iter()
-                    .any(|(k, v)| k == "reference_sale" && v == payment_id)
-        });
-        if let Some((_, _, body)) = found {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `{result}` payu delivery for {payment_id}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    delivery_where(app, "payu", result, |body| {
+        form_pairs(body)
+            .iter()
+            .any(|(k, v)| k == "reference_sale" && v == payment_id)
+    })
+    .await
 }
 
 async fn post_confirmation(app: &TestApp, body: Vec<u8>) -> reqwest::Response {
-    app.http
-        .post(format!("{}/v1/webhooks/payu", app.address))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .expect("confirmation sent")
+    common::post_webhook(app, "payu", "application/x-www-form-urlencoded", body, None).await
 }
 
 /// Runs a customer action at the emulator (`/_sandbox/...`), asserting `200`.
 async fn customer(app: &TestApp, path: &str) -> Value {
-    let response = app
-        .http
-        .post(format!("{}{path}", payu_root(app)))
-        .send()
-        .await
-        .expect("customer action");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    assert_eq!(status, 200, "POST {path}: {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
+    customer_action(app, format!("{}{path}", payu_root(app))).await
 }
 
 /// A pending Efecty payment: returns (payment JSON, cash code).
@@ -252,26 +179,28 @@ async fn approved_efecty(app: &TestApp, key: &str) -> String {
     id
 }
 
-async fn payu_order(app: &TestApp, order_id: u64) -> Value {
+/// A query to PayU's reports API (`command` with `details`), asked over HTTP with the
+/// account's keys as payledger's adapter does; returns its `result.payload`.
+async fn payu_report(app: &TestApp, command: &str, details: Value) -> Value {
     let config = PayuConfig::from_env();
-    let response = app
+    let request = app
         .http
         .post(format!("{}/reports-api/4.0/service.cgi", payu_root(app)))
         .header("Accept", "application/json")
         .json(&json!({
             "language": "es",
-            "command": "ORDER_DETAIL",
+            "command": command,
             "merchant": {"apiKey": config.api_key, "apiLogin": config.api_login},
-            "details": {"orderId": order_id},
+            "details": details,
             "test": false,
-        }))
-        .send()
-        .await
-        .expect("ORDER_DETAIL");
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 200, "{body}");
+        }));
+    let body = emulator_read(request).await;
     assert_eq!(body["code"], "SUCCESS", "{body}");
     body["result"]["payload"].clone()
+}
+
+async fn payu_order(app: &TestApp, order_id: u64) -> Value {
+    payu_report(app, "ORDER_DETAIL", json!({"orderId": order_id})).await
 }
 
 fn order_id(provider_reference: &str) -> u64 {
@@ -287,7 +216,7 @@ fn order_id(provider_reference: &str) -> u64 {
 
 #[tokio::test]
 async fn payu_card_approved_with_provider_reference_fees_and_event_trail() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let created = app
         .create_payment(
             "p-ok",
@@ -345,7 +274,7 @@ async fn payu_card_approved_with_provider_reference_fees_and_event_trail() {
 
 #[tokio::test]
 async fn payu_card_declined_ends_declined_with_a_reason() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let created = app
         .create_payment(
             "p-dec",
@@ -370,7 +299,7 @@ async fn payu_card_declined_ends_declined_with_a_reason() {
 
 #[tokio::test]
 async fn payu_card_error_ends_failed_without_trying_another_provider() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let created = app
         .create_payment(
             "p-err",
@@ -406,7 +335,7 @@ async fn payu_card_error_ends_failed_without_trying_another_provider() {
 
 #[tokio::test]
 async fn payu_card_refunds_partially_then_fully() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let created = app
         .create_payment(
             "p-ref",
@@ -501,7 +430,7 @@ async fn payu_card_refunds_partially_then_fully() {
 
 #[tokio::test]
 async fn payu_efecty_is_pending_with_a_cash_code_until_paid_then_approved() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let (created, code) = pending_efecty(&app, "p-efecty", "150000.00").await;
     let id = id_of(&created);
     assert!(
@@ -553,7 +482,7 @@ async fn payu_efecty_is_pending_with_a_cash_code_until_paid_then_approved() {
 
 #[tokio::test]
 async fn payu_efecty_code_that_expires_ends_expired() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let (created, code) = pending_efecty(&app, "p-expire", "60000.00").await;
     let id = id_of(&created);
     customer(&app, &format!("/_sandbox/efecty/{code}/expire")).await;
@@ -583,7 +512,7 @@ async fn payu_efecty_code_that_expires_ends_expired() {
 
 #[tokio::test]
 async fn payu_efecty_codes_differ_per_payment() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let mut codes = std::collections::BTreeSet::new();
     for i in 0..5 {
         let (_, code) = pending_efecty(&app, &format!("p-codes-{i}"), "25000.00").await;
@@ -593,7 +522,7 @@ async fn payu_efecty_codes_differ_per_payment() {
 
 #[tokio::test]
 async fn payu_pse_is_pending_with_a_bank_redirect_then_approved() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     // With the payer's details PayU asks for (its IP address goes as PSE_REFERENCE1, which
     // the emulator checks is one).
     let mut body = payment("250000.00", "order-p-pse", pse("1"));
@@ -657,7 +586,7 @@ async fn payu_pse_is_pending_with_a_bank_redirect_then_approved() {
 
 #[tokio::test]
 async fn payu_duplicate_confirmation_answers_200_and_appends_nothing() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let id = approved_efecty(&app, "p-dup").await;
     let original = delivery_for(&app, &id, "recorded").await;
     let events_before = app.event_count().await;
@@ -681,7 +610,7 @@ async fn payu_duplicate_confirmation_answers_200_and_appends_nothing() {
 
 #[tokio::test]
 async fn payu_tampered_amount_with_the_old_sign_is_401_logged_and_appends_nothing() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let (created, code) = pending_efecty(&app, "p-tamper", "150000.00").await;
     let id = id_of(&created);
     customer(&app, &format!("/_sandbox/efecty/{code}/pay")).await;
@@ -717,7 +646,7 @@ async fn payu_tampered_amount_with_the_old_sign_is_401_logged_and_appends_nothin
             "PaymentApproved"
         ]
     );
-    let logged = deliveries(&app).await;
+    let logged = deliveries(&app, "payu").await;
     let refused: Vec<_> = logged
         .iter()
         .filter(|(valid, _, body)| !*valid && *body == tampered)
@@ -732,7 +661,7 @@ async fn payu_tampered_amount_with_the_old_sign_is_401_logged_and_appends_nothin
 
 #[tokio::test]
 async fn payu_confirmation_signed_with_another_secret_is_401() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let config = PayuConfig::from_env();
     assert_eq!(
         config
@@ -785,7 +714,7 @@ async fn payu_confirmation_signed_with_another_secret_is_401() {
     .await;
 
     assert_eq!(app.event_count().await, events_before);
-    assert!(deliveries(&app)
+    assert!(deliveries(&app, "payu")
         .await
         .iter()
         .any(|(valid, result, body)| !*valid && result == "refused" && *body == forged));
@@ -805,24 +734,9 @@ async fn payu_confirmation_signed_with_another_secret_is_401() {
 // Lost confirmations: sync and the reconciler
 // ---------------------------------------------------------------------------------------------
 
-async fn sync(app: &TestApp, id: &str) -> Value {
-    let (status, body) = json_of(
-        app.post(
-            &format!("{PAYMENTS}/{id}/sync"),
-            &app.checkout_key,
-            None,
-            &json!({}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 200, "sync: {body}");
-    body
-}
-
 #[tokio::test]
 async fn payu_lost_confirmation_sync_brings_the_payment_to_the_provider_status() {
-    let app = start_with(|s| s.sandbox.deliver_webhooks = false).await;
+    let app = start_with(COLOMBIA, |s| s.sandbox.deliver_webhooks = false).await;
     let (paid, paid_code) = pending_efecty(&app, "p-lost-pay", "150000.00").await;
     let (lapsed, lapsed_code) = pending_efecty(&app, "p-lost-exp", "70000.00").await;
     let (paid, lapsed) = (id_of(&paid), id_of(&lapsed));
@@ -831,7 +745,10 @@ async fn payu_lost_confirmation_sync_brings_the_payment_to_the_provider_status()
 
     // The confirmations are lost: the ledger still says PENDING.
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(deliveries(&app).await.is_empty(), "nothing was delivered");
+    assert!(
+        deliveries(&app, "payu").await.is_empty(),
+        "nothing was delivered"
+    );
     for id in [&paid, &lapsed] {
         assert_eq!(
             app.event_types(id).await,
@@ -880,7 +797,7 @@ async fn payu_lost_confirmation_sync_brings_the_payment_to_the_provider_status()
 
 #[tokio::test]
 async fn payu_lost_confirmation_reconciler_settles_a_stuck_pending_payment() {
-    let app = start_with(|s| {
+    let app = start_with(COLOMBIA, |s| {
         s.sandbox.deliver_webhooks = false;
         s.routing.reconcile_after_ms = 200;
         s.routing.reconcile_interval_ms = 100;
@@ -891,53 +808,23 @@ async fn payu_lost_confirmation_reconciler_settles_a_stuck_pending_payment() {
     customer(&app, &format!("/_sandbox/efecty/{code}/pay")).await;
     let approved = app.wait_for_status(&id, "APPROVED").await;
     assert_eq!(approved["fees"], fee_json("payu", "EFECTY", "150000.00"));
-    assert!(deliveries(&app).await.is_empty(), "nothing was delivered");
+    assert!(
+        deliveries(&app, "payu").await.is_empty(),
+        "nothing was delivered"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Lost answers: PayU made and approved the order, payledger never heard the answer
 // ---------------------------------------------------------------------------------------------
 
-/// Switches the PayU emulator's create fault (`POST /_sandbox/faults`).
-async fn set_fault(app: &TestApp, fault: &str) {
-    let response = app
-        .http
-        .post(format!("{}/_sandbox/faults", payu_root(app)))
-        .json(&json!({ "create": fault }))
-        .send()
-        .await
-        .expect("fault switch");
-    assert_eq!(
-        response.status(),
-        200,
-        "fault `{fault}` at the PayU emulator"
-    );
-}
-
 /// Every order the emulator holds with `payment_id` as its `referenceCode`
 /// (`ORDER_DETAIL_BY_REFERENCE_CODE`, asked over HTTP with the account's keys).
 async fn payu_orders_for(app: &TestApp, payment_id: &str) -> Vec<Value> {
-    let config = PayuConfig::from_env();
-    let response = app
-        .http
-        .post(format!("{}/reports-api/4.0/service.cgi", payu_root(app)))
-        .header("Accept", "application/json")
-        .json(&json!({
-            "language": "es",
-            "command": "ORDER_DETAIL_BY_REFERENCE_CODE",
-            "merchant": {"apiKey": config.api_key, "apiLogin": config.api_login},
-            "details": {"referenceCode": payment_id},
-            "test": false,
-        }))
-        .send()
-        .await
-        .expect("ORDER_DETAIL_BY_REFERENCE_CODE");
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["code"], "SUCCESS", "{body}");
-    match &body["result"]["payload"] {
+    let details = json!({"referenceCode": payment_id});
+    match payu_report(app, "ORDER_DETAIL_BY_REFERENCE_CODE", details).await {
         Value::Null => Vec::new(),
-        Value::Array(orders) => orders.clone(),
+        Value::Array(orders) => orders,
         other => panic!("not a list of orders: {other}"),
     }
 }
@@ -1033,8 +920,8 @@ async fn unknown_kinds(app: &TestApp, id: &str) -> Vec<String> {
 
 /// A lost answer stays with PayU; its confirmation approves the payment.
 async fn lost_answer_then_confirmed(fault: &str, key: &str, kind: &str) {
-    let app = start_with(|s| s.routing.provider_attempt_timeout_ms = 500).await;
-    set_fault(&app, fault).await;
+    let app = start_with(COLOMBIA, |s| s.routing.provider_attempt_timeout_ms = 500).await;
+    set_fault(&app, "payu", fault).await;
     let started = Instant::now();
     let created = app
         .create_payment(
@@ -1087,12 +974,12 @@ async fn payu_503_after_the_order_was_made_stays_with_payu_and_its_confirmation_
 
 #[tokio::test]
 async fn payu_silent_approval_is_settled_by_the_reconciler() {
-    let app = start_with(|s| {
+    let app = start_with(COLOMBIA, |s| {
         s.routing.reconcile_after_ms = 0;
         s.routing.reconcile_interval_ms = 200;
     })
     .await;
-    set_fault(&app, "approved_silent").await;
+    set_fault(&app, "payu", "approved_silent").await;
 
     // An approved card is decided by the answer itself, confirmation or not.
     let decided = app
@@ -1134,15 +1021,15 @@ async fn payu_silent_approval_is_settled_by_the_reconciler() {
         ]
     );
     assert!(
-        deliveries(&app).await.is_empty(),
+        deliveries(&app, "payu").await.is_empty(),
         "no confirmation was ever sent"
     );
 }
 
 #[tokio::test]
 async fn payu_same_key_retry_of_an_unknown_outcome_records_the_order_payu_holds() {
-    let app = start_with(|s| s.sandbox.deliver_webhooks = false).await;
-    set_fault(&app, "approved_503").await;
+    let app = start_with(COLOMBIA, |s| s.sandbox.deliver_webhooks = false).await;
+    set_fault(&app, "payu", "approved_503").await;
     let body = payment("99000.00", "order-p-retry", card("tok_payu_approved"));
     let created = app.create_payment("p-retry", &body).await;
     assert_left_unknown(&created);
@@ -1173,7 +1060,10 @@ async fn payu_same_key_retry_of_an_unknown_outcome_records_the_order_payu_holds(
         ]
     );
     assert_eq!(unknown_kinds(&app, &id).await, ["server_error"]);
-    assert!(deliveries(&app).await.is_empty(), "no confirmation helped");
+    assert!(
+        deliveries(&app, "payu").await.is_empty(),
+        "no confirmation helped"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1182,7 +1072,7 @@ async fn payu_same_key_retry_of_an_unknown_outcome_records_the_order_payu_holds(
 
 #[tokio::test]
 async fn payment_methods_list_both_providers_with_their_methods_and_fees() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let amount = "100000.00";
     let response = app
         .http
@@ -1245,7 +1135,7 @@ async fn payment_methods_list_both_providers_with_their_methods_and_fees() {
 async fn catalog_marks_providers_that_are_down_unavailable_instead_of_failing() {
     // No emulators: both adapters point at their unset base URL (`http://127.0.0.1:0`),
     // where nothing listens.
-    let app = start_with(|s| s.sandbox.in_process = false).await;
+    let app = start_with(COLOMBIA, |s| s.sandbox.in_process = false).await;
     assert!(app.emulators.is_empty());
     let response = app
         .http
@@ -1282,7 +1172,7 @@ async fn catalog_marks_providers_that_are_down_unavailable_instead_of_failing() 
 
 #[tokio::test]
 async fn pse_banks_are_listed_for_both_providers() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let response = app
         .http
         .get(format!("{}/v1/pse/banks", app.address))

@@ -3,7 +3,7 @@
 //! redelivered provider webhook appends nothing.
 
 use api::config::Settings;
-use commands::webhooks::sandbox::{sign, SIGNATURE_HEADER};
+use e2e::independent::{sandbox_signature, SANDBOX_SIGNATURE_HEADER};
 use e2e::{fresh_database, payment_body, spawn_app, spawn_with_settings, TestApp};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
@@ -398,12 +398,12 @@ fn webhook(
 
 /// POSTs `body` to the sandbox webhook, signed with the app's sandbox secret.
 async fn deliver(app: &TestApp, body: &[u8]) -> (u16, Value) {
-    let signature = sign(app.settings.sandbox.webhook_secret.as_bytes(), body);
+    let signature = sandbox_signature(app.settings.sandbox.webhook_secret.as_bytes(), body);
     let response = app
         .http
         .post(format!("{}/v1/webhooks/sandbox", app.address))
         .header(CONTENT_TYPE, "application/json")
-        .header(SIGNATURE_HEADER, signature)
+        .header(SANDBOX_SIGNATURE_HEADER, signature)
         .body(body.to_vec())
         .send()
         .await

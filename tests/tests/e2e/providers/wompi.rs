@@ -1,20 +1,24 @@
 //! Wompi end to end: payledger over real HTTP, its Wompi adapter talking HTTP to the in-process
 //! Wompi emulator, and the emulator's signed `transaction.updated` webhooks coming back to
 //! `POST /v1/webhooks/wompi`. Checksums and integrity signatures are recomputed here with a
-//! SHA-256 written in this file (checked against FIPS 180-2 vectors), never with the code
-//! under test.
+//! SHA-256 the tests write out (`e2e::independent`, checked against FIPS 180-2 vectors), never
+//! with the code under test.
 
 use e2e::independent::{hex, sha256};
 use e2e::support::{self, events_json, id_of, json_of};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use api::config::{ServeRole, Settings};
 use chrono::Utc;
 use commands::providers::payu::PayuConfig;
 use commands::providers::wompi::WompiConfig;
-use e2e::{spawn_app_configured, TestApp};
+use e2e::TestApp;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
+
+use super::common::{
+    self, card, customer_action, deliveries, delivery_where, emulator_read, expected_fee,
+    payment_to, pse, start, start_with, sync, COLOMBIA, PAYMENTS,
+};
 
 // ---------------------------------------------------------------------------------------------
 // An independent SHA-256 (FIPS 180-4), so the checksums below do not come from payledger.
@@ -44,23 +48,10 @@ fn the_test_sha256_reproduces_fips_180_vectors() {
 // Harness helpers
 // ---------------------------------------------------------------------------------------------
 
-const PAYMENTS: &str = "/v1/payments";
 const APPROVED_CARD: &str = "4242424242424242";
 const DECLINED_CARD: &str = "4111111111111111";
 /// Luhn-valid, neither of the two above: Wompi's sandbox answers `ERROR`.
 const ERROR_CARD: &str = "5555555555554444";
-
-async fn start() -> TestApp {
-    start_with(|_| {}).await
-}
-
-async fn start_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_app_configured(ServeRole::All, |s| {
-        s.routing.providers = vec!["wompi".into(), "payu".into()];
-        configure(s);
-    })
-    .await
-}
 
 /// `http://addr` of the Wompi emulator (its `base_url()` ends in `/v1`).
 fn wompi_root(app: &TestApp) -> String {
@@ -114,70 +105,25 @@ async fn card_token(app: &TestApp, number: &str) -> String {
 }
 
 fn card_payment(amount: &str, reference: &str, token: &str) -> Value {
-    json!({
-        "amount": amount,
-        "currency": "COP",
-        "reference": reference,
-        "provider": "wompi",
-        "payment_method": {"type": "CARD", "token": token},
-    })
+    payment_to("wompi", amount, reference, card(token))
 }
 
 fn pse_payment(amount: &str, reference: &str, bank: &str) -> Value {
-    json!({
-        "amount": amount,
-        "currency": "COP",
-        "reference": reference,
-        "provider": "wompi",
-        "payment_method": {
-            "type": "PSE",
-            "financial_institution_code": bank,
-            "user_type": 0,
-            "user_legal_id_type": "CC",
-            "user_legal_id": "1999888777",
-        },
-    })
-}
-fn expected_fee(provider: &str, method: &str, amount: &str) -> String {
-    support::expected_fee(provider, method, "COP", amount)
+    payment_to("wompi", amount, reference, pse(bank))
 }
 /// Polls until `webhook_deliveries` holds a `recorded` Wompi delivery for `transaction_id`
 /// and returns its raw payload.
 async fn recorded_delivery(app: &TestApp, transaction_id: &str) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT payload FROM webhook_deliveries
-              WHERE provider = 'wompi' AND result = 'recorded' ORDER BY id",
-        )
-        .fetch_all(&app.pool)
-        .await
-        .expect("read webhook_deliveries");
-        let found = rows.into_iter().find(|p| {
-            serde_json::from_slice::<Value>(p)
-                .is_ok_and(|v| v["data"]["transaction"]["id"].as_str() == Some(transaction_id))
-        });
-        if let Some(payload) = found {
-            return payload;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recorded wompi delivery for {transaction_id}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    delivery_where(app, "wompi", "recorded", |p| {
+        serde_json::from_slice::<Value>(p)
+            .is_ok_and(|v| v["data"]["transaction"]["id"].as_str() == Some(transaction_id))
+    })
+    .await
 }
 
 async fn post_webhook(app: &TestApp, body: Vec<u8>, checksum: Option<&str>) -> reqwest::Response {
-    let mut request = app
-        .http
-        .post(format!("{}/v1/webhooks/wompi", app.address))
-        .header(CONTENT_TYPE, "application/json")
-        .body(body);
-    if let Some(checksum) = checksum {
-        request = request.header("X-Event-Checksum", checksum);
-    }
-    request.send().await.expect("webhook sent")
+    let checksum = checksum.map(|c| ("X-Event-Checksum", c));
+    common::post_webhook(app, "wompi", "application/json", body, checksum).await
 }
 
 /// Wompi's checksum, computed here: SHA-256 of the listed properties' values under `data`,
@@ -230,44 +176,19 @@ async fn approved_pse(app: &TestApp, key: &str) -> (String, String) {
 }
 
 async fn complete_pse(app: &TestApp, transaction: &str) -> Value {
-    let response = app
-        .http
-        .post(format!(
-            "{}/_sandbox/pse/{transaction}/complete",
-            wompi_root(app)
-        ))
-        .send()
-        .await
-        .expect("complete PSE");
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 200, "complete PSE at the emulator: {body}");
-    body
+    let url = format!("{}/_sandbox/pse/{transaction}/complete", wompi_root(app));
+    customer_action(app, url).await
 }
 
 async fn emulator_transaction(app: &TestApp, transaction: &str) -> Value {
-    let response = app
+    let request = app
         .http
         .get(format!(
             "{}/transactions/{transaction}",
             app.emulators["wompi"]
         ))
-        .bearer_auth(WompiConfig::from_env().private_key)
-        .send()
-        .await
-        .expect("read the emulator");
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 200, "{body}");
-    body["data"].clone()
-}
-
-async fn deliveries(app: &TestApp) -> Vec<(bool, String, Vec<u8>)> {
-    sqlx::query_as(
-        "SELECT signature_valid, result, payload FROM webhook_deliveries
-          WHERE provider = 'wompi' ORDER BY id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .expect("read webhook_deliveries")
+        .bearer_auth(WompiConfig::from_env().private_key);
+    emulator_read(request).await["data"].clone()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -276,7 +197,7 @@ async fn deliveries(app: &TestApp) -> Vec<(bool, String, Vec<u8>)> {
 
 #[tokio::test]
 async fn wompi_card_approved_with_provider_reference_fees_and_event_trail() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let token = card_token(&app, APPROVED_CARD).await;
     let created = app
         .create_payment("w-ok", &card_payment("129000.00", "order-w-ok", &token))
@@ -334,7 +255,7 @@ async fn wompi_card_approved_with_provider_reference_fees_and_event_trail() {
 
 #[tokio::test]
 async fn wompi_card_declined_ends_declined_with_a_reason() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let token = card_token(&app, DECLINED_CARD).await;
     let created = app
         .create_payment("w-dec", &card_payment("50000.00", "order-w-dec", &token))
@@ -374,7 +295,7 @@ async fn wompi_card_declined_ends_declined_with_a_reason() {
 
 #[tokio::test]
 async fn wompi_card_error_ends_failed_without_trying_another_provider() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let token = card_token(&app, ERROR_CARD).await;
     let created = app
         .create_payment("w-err", &card_payment("50000.00", "order-w-err", &token))
@@ -406,7 +327,7 @@ async fn wompi_card_error_ends_failed_without_trying_another_provider() {
 
 #[tokio::test]
 async fn wompi_pse_is_pending_with_a_redirect_until_the_bank_completes_then_approved() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let created = app
         .create_payment("w-pse", &pse_payment("250000.00", "order-w-pse", "1"))
         .await;
@@ -457,7 +378,7 @@ async fn wompi_pse_is_pending_with_a_redirect_until_the_bank_completes_then_appr
             "PaymentApproved"
         ]
     );
-    let delivered = deliveries(&app).await;
+    let delivered = deliveries(&app, "wompi").await;
     assert!(
         delivered
             .iter()
@@ -469,7 +390,7 @@ async fn wompi_pse_is_pending_with_a_redirect_until_the_bank_completes_then_appr
 
 #[tokio::test]
 async fn wompi_pse_abandoned_at_the_bank_ends_failed() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let created = app
         .create_payment("w-pse-ab", &pse_payment("80000.00", "order-w-pse-ab", "1"))
         .await;
@@ -509,7 +430,7 @@ async fn wompi_pse_abandoned_at_the_bank_ends_failed() {
 
 #[tokio::test]
 async fn wompi_refund_is_refused_with_a_problem_and_appends_nothing() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let token = card_token(&app, APPROVED_CARD).await;
     let created = app
         .create_payment("w-ref", &card_payment("129000.00", "order-w-ref", &token))
@@ -572,7 +493,7 @@ async fn wompi_refund_is_refused_with_a_problem_and_appends_nothing() {
 
 #[tokio::test]
 async fn wompi_duplicate_webhook_answers_200_and_appends_nothing() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let (id, transaction) = approved_pse(&app, "w-dup").await;
     let payload = recorded_delivery(&app, &transaction).await;
     let event: Value = serde_json::from_slice(&payload).unwrap();
@@ -587,7 +508,7 @@ async fn wompi_duplicate_webhook_answers_200_and_appends_nothing() {
     }
     assert_eq!(app.event_count().await, events_before);
     assert_eq!(app.event_types(&id).await, trail);
-    let rows = deliveries(&app).await;
+    let rows = deliveries(&app, "wompi").await;
     assert_eq!(
         rows.iter()
             .filter(|(valid, result, body)| *valid && result == "duplicate" && *body == payload)
@@ -599,7 +520,7 @@ async fn wompi_duplicate_webhook_answers_200_and_appends_nothing() {
 
 #[tokio::test]
 async fn wompi_tampered_amount_with_the_old_checksum_is_401_logged_and_appends_nothing() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let (id, transaction) = approved_pse(&app, "w-tamper").await;
     let payload = recorded_delivery(&app, &transaction).await;
     let mut event: Value = serde_json::from_slice(&payload).unwrap();
@@ -638,7 +559,7 @@ async fn wompi_tampered_amount_with_the_old_checksum_is_401_logged_and_appends_n
             "PaymentApproved"
         ]
     );
-    let rows = deliveries(&app).await;
+    let rows = deliveries(&app, "wompi").await;
     let refused: Vec<_> = rows
         .iter()
         .filter(|(valid, _, body)| !*valid && *body == tampered)
@@ -653,7 +574,7 @@ async fn wompi_tampered_amount_with_the_old_checksum_is_401_logged_and_appends_n
 
 #[tokio::test]
 async fn wompi_changed_header_checksum_or_missing_signature_is_401() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let (_, transaction) = approved_pse(&app, "w-hdr").await;
     let payload = recorded_delivery(&app, &transaction).await;
     let events_before = app.event_count().await;
@@ -677,7 +598,7 @@ async fn wompi_changed_header_checksum_or_missing_signature_is_401() {
 
 #[tokio::test]
 async fn wompi_webhook_signed_with_another_secret_is_401() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let (_, transaction) = approved_pse(&app, "w-secret").await;
     let payload = recorded_delivery(&app, &transaction).await;
     let event: Value = serde_json::from_slice(&payload).unwrap();
@@ -697,7 +618,7 @@ async fn wompi_webhook_signed_with_another_secret_is_401() {
     .await;
     assert_eq!(app.event_count().await, events_before);
     assert!(
-        deliveries(&app)
+        deliveries(&app, "wompi")
             .await
             .iter()
             .any(|(valid, result, body)| !*valid && result == "refused" && *body == forged),
@@ -721,7 +642,7 @@ async fn wompi_webhook_signed_with_another_secret_is_401() {
 
 #[tokio::test]
 async fn wompi_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let (_, transaction) = approved_pse(&app, "w-stale").await;
     let payload = recorded_delivery(&app, &transaction).await;
     let event: Value = serde_json::from_slice(&payload).unwrap();
@@ -746,7 +667,7 @@ async fn wompi_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed(
     )
     .await;
     assert_eq!(app.event_count().await, events_before);
-    assert!(deliveries(&app)
+    assert!(deliveries(&app, "wompi")
         .await
         .iter()
         .any(|(valid, result, body)| !*valid && result == "refused" && *body == stale));
@@ -765,7 +686,7 @@ async fn wompi_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed(
 
 #[tokio::test]
 async fn wompi_lost_webhook_sync_brings_the_payment_to_the_provider_status() {
-    let app = start_with(|s| s.sandbox.deliver_webhooks = false).await;
+    let app = start_with(COLOMBIA, |s| s.sandbox.deliver_webhooks = false).await;
     let created = app
         .create_payment("w-lost", &pse_payment("250000.00", "order-w-lost", "1"))
         .await;
@@ -781,7 +702,7 @@ async fn wompi_lost_webhook_sync_brings_the_payment_to_the_provider_status() {
     // The webhook is lost: the ledger still says PENDING.
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(
-        deliveries(&app).await.is_empty(),
+        deliveries(&app, "wompi").await.is_empty(),
         "no webhook was delivered"
     );
     assert_eq!(
@@ -793,17 +714,7 @@ async fn wompi_lost_webhook_sync_brings_the_payment_to_the_provider_status() {
         ]
     );
 
-    let (status, synced) = json_of(
-        app.post(
-            &format!("{PAYMENTS}/{id}/sync"),
-            &app.checkout_key,
-            None,
-            &json!({}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 200, "{synced}");
+    let synced = sync(&app, &id).await;
     assert_eq!(synced["status"], "APPROVED", "{synced}");
     let fee = expected_fee("wompi", "PSE", "250000.00");
     assert_eq!(synced["fees"], json!({"amount": fee, "currency": "COP"}));
@@ -840,7 +751,7 @@ async fn wompi_lost_webhook_sync_brings_the_payment_to_the_provider_status() {
 
 #[tokio::test]
 async fn wompi_lost_webhook_reconciler_settles_a_stuck_pending_payment() {
-    let app = start_with(|s| {
+    let app = start_with(COLOMBIA, |s| {
         s.sandbox.deliver_webhooks = false;
         s.routing.reconcile_after_ms = 200;
         s.routing.reconcile_interval_ms = 100;
@@ -860,7 +771,7 @@ async fn wompi_lost_webhook_reconciler_settles_a_stuck_pending_payment() {
         .as_str()
         .is_some_and(|r| !r.is_empty()));
     assert!(
-        deliveries(&app).await.is_empty(),
+        deliveries(&app, "wompi").await.is_empty(),
         "no webhook was delivered"
     );
     assert_eq!(
@@ -900,7 +811,7 @@ fn assert_no_secret(text: &str, what: &str) {
 
 #[tokio::test]
 async fn wompi_checkout_widget_has_the_public_key_and_a_correct_integrity_signature_only() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let created = app
         .create_payment("w-widget", &pse_payment("129000.50", "order-w-widget", "1"))
         .await;
@@ -939,7 +850,7 @@ async fn wompi_checkout_widget_has_the_public_key_and_a_correct_integrity_signat
 
 #[tokio::test]
 async fn wompi_checkout_widget_is_refused_once_the_payment_is_approved() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let (id, _) = approved_pse(&app, "w-widget-done").await;
     problem(
         app.get(&format!("/v1/checkout/wompi/{id}"), &app.checkout_key)
@@ -952,7 +863,7 @@ async fn wompi_checkout_widget_is_refused_once_the_payment_is_approved() {
 
 #[tokio::test]
 async fn wompi_checkout_widget_is_refused_for_a_payment_another_provider_holds() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     // A pending PayU Efecty payment: opening Wompi's widget for it would let the customer pay
     // the same payment a second time, at another provider.
     let created = app
@@ -983,7 +894,7 @@ async fn wompi_checkout_widget_is_refused_for_a_payment_another_provider_holds()
 
 #[tokio::test]
 async fn public_config_shows_public_keys_and_methods_and_no_secret() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let response = app
         .http
         .get(format!("{}/v1/config", app.address))
@@ -1045,7 +956,7 @@ async fn public_config_shows_public_keys_and_methods_and_no_secret() {
 
 #[tokio::test]
 async fn wompi_nequi_approved_and_declined_by_phone_number() {
-    let app = start().await;
+    let app = start(COLOMBIA).await;
     let nequi = |phone: &str, reference: &str| {
         json!({
             "amount": "40000.00",

@@ -12,155 +12,73 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use api::config::{ServeRole, Settings};
 use commands::providers::maya::MayaConfig;
 use commands::providers::paymongo::PaymongoConfig;
-use e2e::support::{self, events_json, id_of, json_of, problem, reference_of, stored_events};
-use e2e::{spawn_app_configured, TestApp};
+use e2e::support::{events_json, id_of, json_of, problem, reference_of, stored_events};
+use e2e::TestApp;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
+
+use super::common::{
+    self, customer_action, deliveries_with_peer, delivery_where, emulator_read, emulator_root,
+    expected_fee, payment_to, pending_at, set_fault, start, start_with, sync, PAYMENTS,
+    PHILIPPINES,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Harness helpers
 // ---------------------------------------------------------------------------------------------
 
-const PAYMENTS: &str = "/v1/payments";
-
-async fn start() -> TestApp {
-    start_with(|_| {}).await
-}
-
-async fn start_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_app_configured(ServeRole::All, |s| {
-        s.routing.providers = vec!["maya".into(), "gcash".into()];
-        configure(s);
-    })
-    .await
-}
-
 /// `http://addr` of the Maya emulator.
 fn maya_root(app: &TestApp) -> String {
-    app.emulators["maya"].trim_end_matches('/').to_owned()
+    emulator_root(app, "maya")
 }
 fn maya_payment(amount: &str, reference: &str) -> Value {
-    json!({
-        "amount": amount,
-        "currency": "PHP",
-        "reference": reference,
-        "provider": "maya",
-        "payment_method": {"type": "MAYA"},
-    })
-}
-/// The fee `config/fees.json` implies: the rule in force now for (provider, method, PHP),
-fn expected_fee(provider: &str, method: &str, amount: &str) -> String {
-    support::expected_fee(provider, method, "PHP", amount)
+    payment_to("maya", amount, reference, json!({"type": "MAYA"}))
 }
 
 fn fee_json(amount: &str) -> Value {
-    json!({"amount": expected_fee("maya", "MAYA", amount), "currency": "PHP"})
-}
-/// Maya's deliveries as logged: (signature_valid, result, peer, payload).
-async fn deliveries(app: &TestApp) -> Vec<(bool, String, Option<String>, Vec<u8>)> {
-    sqlx::query_as(
-        "SELECT signature_valid, result, peer, payload FROM webhook_deliveries
-          WHERE provider = 'maya' ORDER BY id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .expect("read webhook_deliveries")
+    common::fee_json("maya", "MAYA", amount)
 }
 
 /// Polls until `webhook_deliveries` holds a `recorded` Maya delivery for the Maya payment
 /// `maya_id` and returns its raw payload.
 async fn recorded_delivery(app: &TestApp, maya_id: &str) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found = deliveries(app)
-            .await
-            .into_iter()
-            .find(|(valid, result, _, payload)| {
-                *valid
-                    && result == "recorded"
-                    && serde_json::from_slice::<Value>(payload)
-                        .is_ok_and(|v| v["id"].as_str() == Some(maya_id))
-            });
-        if let Some((_, _, _, payload)) = found {
-            return payload;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recorded maya delivery for {maya_id}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    delivery_where(app, "maya", "recorded", |payload| {
+        serde_json::from_slice::<Value>(payload).is_ok_and(|v| v["id"].as_str() == Some(maya_id))
+    })
+    .await
 }
 
 /// POSTs a webhook body to payledger from this test (127.0.0.1, a listed source).
 async fn post_webhook(app: &TestApp, body: Vec<u8>) -> reqwest::Response {
-    app.http
-        .post(format!("{}/v1/webhooks/maya", app.address))
-        .header(CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("webhook sent")
+    common::post_webhook(app, "maya", "application/json", body, None).await
 }
 
 /// A customer action at the Maya checkout page (`complete`, `fail`, `expire`, `cancel`),
 /// asserting `200`; returns Maya's payment as it now is.
 async fn customer(app: &TestApp, checkout: &str, action: &str) -> Value {
-    let response = app
-        .http
-        .post(format!(
-            "{}/_sandbox/checkouts/{checkout}/{action}",
-            maya_root(app)
-        ))
-        .send()
-        .await
-        .expect("customer action");
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 200, "{action} at the Maya checkout: {body}");
-    body
+    let url = format!("{}/_sandbox/checkouts/{checkout}/{action}", maya_root(app));
+    customer_action(app, url).await
 }
 
 /// `GET {path}` on Maya's Payments API with the secret key, as payledger's adapter does.
 async fn maya_api(app: &TestApp, path: &str) -> Value {
-    let response = app
+    let request = app
         .http
         .get(format!("{}{path}", maya_root(app)))
-        .basic_auth(MayaConfig::from_env().secret_key, Some(""))
-        .send()
-        .await
-        .expect("read the emulator");
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
+        .basic_auth(MayaConfig::from_env().secret_key, Some(""));
+    emulator_read(request).await
 }
 
 async fn maya_payment_at_maya(app: &TestApp, maya_id: &str) -> Value {
     maya_api(app, &format!("/payments/v1/payments/{maya_id}")).await
 }
 
-async fn set_fault(app: &TestApp, fault: &str) {
-    let response = app
-        .http
-        .post(format!("{}/_sandbox/faults", maya_root(app)))
-        .json(&json!({ "create": fault }))
-        .send()
-        .await
-        .expect("fault injection");
-    assert!(response.status().is_success(), "fault injection at maya");
-}
-
 /// A pending Maya payment with its checkout redirect: (payment JSON, Maya checkout id).
 async fn pending(app: &TestApp, key: &str, amount: &str) -> (Value, String) {
-    let created = app
-        .create_payment(key, &maya_payment(amount, &format!("order-{key}")))
-        .await;
-    assert_eq!(created["status"], "PENDING", "{created}");
-    assert_eq!(created["provider"], "maya", "{created}");
-    let checkout = reference_of(&created);
-    (created, checkout)
+    let body = maya_payment(amount, &format!("order-{key}"));
+    pending_at(app, "maya", key, &body).await
 }
 
 /// A Maya payment the customer paid, APPROVED by Maya's webhook: (payment id, checkout id).
@@ -172,28 +90,13 @@ async fn approved(app: &TestApp, key: &str, amount: &str) -> (String, String) {
     (id, checkout)
 }
 
-async fn sync(app: &TestApp, id: &str) -> Value {
-    let (status, body) = json_of(
-        app.post(
-            &format!("{PAYMENTS}/{id}/sync"),
-            &app.checkout_key,
-            None,
-            &json!({}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 200, "sync: {body}");
-    body
-}
-
 // ---------------------------------------------------------------------------------------------
 // Outcomes
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn maya_checkout_is_pending_with_a_redirect_then_approved_by_webhook_with_fees() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let (created, checkout) = pending(&app, "m-ok", "1234.50").await;
     let id = id_of(&created);
     assert_eq!(created["next_action"]["type"], "redirect", "{created}");
@@ -261,7 +164,7 @@ async fn maya_checkout_is_pending_with_a_redirect_then_approved_by_webhook_with_
         "{approval}"
     );
     // It came by a webhook, from this machine, verified.
-    let rows = deliveries(&app).await;
+    let rows = deliveries_with_peer(&app, "maya").await;
     assert!(
         rows.iter().any(|(valid, result, peer, _)| *valid
             && result == "recorded"
@@ -275,7 +178,7 @@ async fn maya_checkout_is_pending_with_a_redirect_then_approved_by_webhook_with_
 
 #[tokio::test]
 async fn maya_failed_cancelled_and_expired_checkouts_end_declined_failed_and_expired() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let (failed, failed_checkout) = pending(&app, "m-fail", "500.00").await;
     let (cancelled, cancelled_checkout) = pending(&app, "m-cancel", "600.00").await;
     let (expired, expired_checkout) = pending(&app, "m-expire", "700.00").await;
@@ -351,8 +254,8 @@ async fn maya_failed_cancelled_and_expired_checkouts_end_declined_failed_and_exp
 
 #[tokio::test]
 async fn maya_server_error_leaves_the_payment_pending_with_its_outcome_unknown() {
-    let app = start().await;
-    set_fault(&app, "server_error").await;
+    let app = start(PHILIPPINES).await;
+    set_fault(&app, "maya", "server_error").await;
     let created = app
         .create_payment("m-5xx", &maya_payment("800.00", "order-m-5xx"))
         .await;
@@ -384,7 +287,7 @@ async fn maya_server_error_leaves_the_payment_pending_with_its_outcome_unknown()
     );
 
     // Maya recovers: the next payment goes through.
-    set_fault(&app, "none").await;
+    set_fault(&app, "maya", "none").await;
     let (next, _) = pending(&app, "m-5xx-next", "800.00").await;
     assert_eq!(
         app.event_types(&id_of(&next)).await,
@@ -402,7 +305,7 @@ async fn maya_server_error_leaves_the_payment_pending_with_its_outcome_unknown()
 
 #[tokio::test]
 async fn maya_refunds_partially_then_fully() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let (id, checkout) = approved(&app, "m-ref", "1500.00").await;
 
     let (status, first) = json_of(
@@ -511,7 +414,7 @@ async fn maya_refunds_partially_then_fully() {
 
 #[tokio::test]
 async fn maya_manual_capture_authorizes_then_captures_part_then_refunds_it() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let mut body = maya_payment("1000.00", "order-m-hold");
     body["capture"] = json!("manual");
     let created = app.create_payment("m-hold", &body).await;
@@ -620,7 +523,7 @@ async fn maya_manual_capture_authorizes_then_captures_part_then_refunds_it() {
 
 #[tokio::test]
 async fn maya_authorization_voided_before_capture_is_released_at_maya() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let mut body = maya_payment("750.00", "order-m-void");
     body["capture"] = json!("manual");
     let created = app.create_payment("m-void", &body).await;
@@ -667,7 +570,7 @@ async fn maya_authorization_voided_before_capture_is_released_at_maya() {
 
 #[tokio::test]
 async fn maya_duplicate_webhook_answers_200_and_appends_nothing() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let (id, checkout) = approved(&app, "m-dup", "900.00").await;
     let payload = recorded_delivery(&app, &checkout).await;
     let events_before = app.event_count().await;
@@ -680,7 +583,7 @@ async fn maya_duplicate_webhook_answers_200_and_appends_nothing() {
     }
     assert_eq!(app.event_count().await, events_before);
     assert_eq!(app.event_types(&id).await, trail);
-    let rows = deliveries(&app).await;
+    let rows = deliveries_with_peer(&app, "maya").await;
     assert_eq!(
         rows.iter()
             .filter(|(valid, result, _, body)| *valid && result == "duplicate" && *body == payload)
@@ -692,7 +595,7 @@ async fn maya_duplicate_webhook_answers_200_and_appends_nothing() {
 
 #[tokio::test]
 async fn maya_success_claimed_for_a_payment_maya_still_has_pending_does_not_approve_it() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let (created, checkout) = pending(&app, "m-forge", "2500.00").await;
     let id = id_of(&created);
     // Maya's own payment object with the status changed to what the forger wants.
@@ -727,7 +630,7 @@ async fn maya_success_claimed_for_a_payment_maya_still_has_pending_does_not_appr
     assert!(stored_events(&app, &id, "PaymentApproved").await.is_empty());
     // The claim is logged (it came from a listed source, so it was let in and checked), and
     // not as `recorded`. How it is labelled is checked at the end of this test.
-    let logged: Vec<String> = deliveries(&app)
+    let logged: Vec<String> = deliveries_with_peer(&app, "maya")
         .await
         .into_iter()
         .filter(|(_, _, _, body)| *body == forged)
@@ -766,7 +669,7 @@ async fn maya_success_claimed_for_a_payment_maya_still_has_pending_does_not_appr
 #[tokio::test]
 async fn maya_webhook_body_is_never_trusted_for_amount_or_outcome() {
     // Webhooks lost, so only the bodies this test sends reach payledger.
-    let app = start_with(|s| s.sandbox.deliver_webhooks = false).await;
+    let app = start_with(PHILIPPINES, |s| s.sandbox.deliver_webhooks = false).await;
 
     // 1. Paid at Maya for 2500.00; a body claims success for 1.00: Maya's amount is recorded.
     let (paid, paid_checkout) = pending(&app, "m-amt", "2500.00").await;
@@ -829,7 +732,7 @@ async fn maya_webhook_body_is_never_trusted_for_amount_or_outcome() {
 
 #[tokio::test]
 async fn maya_webhook_from_an_address_not_in_the_source_list_is_401_logged_and_appends_nothing() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let (created, checkout) = pending(&app, "m-src", "1800.00").await;
     let id = id_of(&created);
     // The customer really paid (so confirming with Maya would approve it): only the source
@@ -856,7 +759,7 @@ async fn maya_webhook_from_an_address_not_in_the_source_list_is_401_logged_and_a
             "ProviderTransactionCreated"
         ]
     );
-    let rows = deliveries(&app).await;
+    let rows = deliveries_with_peer(&app, "maya").await;
     let refused: Vec<_> = rows
         .iter()
         .filter(|(_, _, _, body)| *body == claim)
@@ -898,7 +801,7 @@ async fn post_from(
 async fn maya_webhook_through_a_trusted_proxy_is_judged_by_the_client_it_forwards_for() {
     // 127.0.0.2 plays the load balancer; Maya's listed sources stay 127.0.0.1 and ::1. The
     // emulator sends nothing itself: every delivery below is this test's.
-    let app = start_with(|s| {
+    let app = start_with(PHILIPPINES, |s| {
         s.trusted_proxies = "127.0.0.2/32".into();
         s.sandbox.deliver_webhooks = false;
     })
@@ -948,7 +851,10 @@ async fn maya_webhook_through_a_trusted_proxy_is_judged_by_the_client_it_forward
             ],
             "{case}"
         );
-        let (valid, result, peer, _) = deliveries(&app).await.pop().expect("logged");
+        let (valid, result, peer, _) = deliveries_with_peer(&app, "maya")
+            .await
+            .pop()
+            .expect("logged");
         assert!(!valid && result == "refused", "{case}: {result}");
         assert_eq!(
             peer.as_deref(),
@@ -961,7 +867,10 @@ async fn maya_webhook_through_a_trusted_proxy_is_judged_by_the_client_it_forward
     let response = post_from(&app, 2, Some("127.0.0.1"), paid).await;
     assert_eq!(response.status(), 200);
     app.wait_for_status(&id, "APPROVED").await;
-    let (valid, result, peer, _) = deliveries(&app).await.pop().expect("logged");
+    let (valid, result, peer, _) = deliveries_with_peer(&app, "maya")
+        .await
+        .pop()
+        .expect("logged");
     assert!(valid && result == "recorded", "{result}");
     assert_eq!(peer.as_deref(), Some("127.0.0.1"));
 }
@@ -972,7 +881,7 @@ async fn maya_webhook_through_a_trusted_proxy_is_judged_by_the_client_it_forward
 
 #[tokio::test]
 async fn maya_lost_webhook_sync_brings_the_payment_to_mayas_status() {
-    let app = start_with(|s| s.sandbox.deliver_webhooks = false).await;
+    let app = start_with(PHILIPPINES, |s| s.sandbox.deliver_webhooks = false).await;
     let (paid, paid_checkout) = pending(&app, "m-lost-ok", "1234.50").await;
     let (lapsed, lapsed_checkout) = pending(&app, "m-lost-exp", "400.00").await;
     let (paid, lapsed) = (id_of(&paid), id_of(&lapsed));
@@ -982,7 +891,10 @@ async fn maya_lost_webhook_sync_brings_the_payment_to_mayas_status() {
 
     // The webhooks are lost: the ledger still says PENDING.
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(deliveries(&app).await.is_empty(), "nothing was delivered");
+    assert!(
+        deliveries_with_peer(&app, "maya").await.is_empty(),
+        "nothing was delivered"
+    );
     for id in [&paid, &lapsed] {
         assert_eq!(
             app.event_types(id).await,
@@ -1043,7 +955,7 @@ async fn maya_lost_webhook_sync_brings_the_payment_to_mayas_status() {
 
 #[tokio::test]
 async fn maya_lost_webhook_reconciler_settles_stuck_pending_payments() {
-    let app = start_with(|s| {
+    let app = start_with(PHILIPPINES, |s| {
         s.sandbox.deliver_webhooks = false;
         s.routing.reconcile_after_ms = 200;
         s.routing.reconcile_interval_ms = 100;
@@ -1064,7 +976,7 @@ async fn maya_lost_webhook_reconciler_settles_stuck_pending_payments() {
         .as_str()
         .is_some_and(|r| !r.is_empty()));
     assert!(
-        deliveries(&app).await.is_empty(),
+        deliveries_with_peer(&app, "maya").await.is_empty(),
         "no webhook was delivered"
     );
     // The one the customer has not acted on is still pending at Maya, so here too.
@@ -1099,11 +1011,11 @@ async fn checkouts_at_maya(app: &TestApp, payment_id: &str) -> Vec<Value> {
 /// A create whose answer Maya loses after making the checkout: answered `201`, PENDING, its
 /// outcome unknown, no provider reference yet.
 async fn created_with_lost_answer(app: &TestApp, fault: &str, key: &str, amount: &str) -> String {
-    set_fault(app, fault).await;
+    set_fault(app, "maya", fault).await;
     let created = app
         .create_payment(key, &maya_payment(amount, &format!("order-{key}")))
         .await;
-    set_fault(app, "none").await;
+    set_fault(app, "maya", "none").await;
     assert_eq!(created["status"], "PENDING", "{fault}: {created}");
     assert_eq!(created["provider"], "maya", "{fault}: {created}");
     assert_eq!(created["provider_outcome"], "unknown", "{fault}: {created}");
@@ -1164,7 +1076,10 @@ async fn paid_once_at_maya(app: &TestApp, id: &str, checkout: &str, amount: &str
 
 #[tokio::test]
 async fn maya_lost_create_answers_are_found_by_reference_on_a_retry_or_a_sync() {
-    let app = start_with(|s| s.routing.provider_attempt_timeout_ms = ATTEMPT_TIMEOUT_MS).await;
+    let app = start_with(PHILIPPINES, |s| {
+        s.routing.provider_attempt_timeout_ms = ATTEMPT_TIMEOUT_MS
+    })
+    .await;
 
     // Held past the attempt's bound: a retry with the same Idempotency-Key asks Maya by
     // reference before sending anything, and records the checkout it finds.
@@ -1214,7 +1129,7 @@ async fn maya_lost_create_answers_are_found_by_reference_on_a_retry_or_a_sync() 
 
 #[tokio::test]
 async fn maya_lost_create_answers_are_found_by_reference_by_the_reconciler() {
-    let app = start_with(|s| {
+    let app = start_with(PHILIPPINES, |s| {
         s.routing.provider_attempt_timeout_ms = ATTEMPT_TIMEOUT_MS;
         s.routing.reconcile_after_ms = 0;
         s.routing.reconcile_interval_ms = 200;
@@ -1266,7 +1181,7 @@ fn all_secrets() -> Vec<(&'static str, String)> {
 
 #[tokio::test]
 async fn public_config_lists_maya_and_gcash_keys_and_methods_and_no_secret() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let response = app
         .http
         .get(format!("{}/v1/config", app.address))

@@ -6,9 +6,7 @@
 //! scratch schema compared row for row.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use api::config::ServeRole;
 use chrono::{DateTime, Utc};
@@ -16,45 +14,28 @@ use domain::{
     CaptureId, CaptureMode, Currency, MerchantId, Money, PaymentEvent, PaymentId,
     PaymentMethodType, ProviderFailureKind, PublishedEvent, Reference, RefundId,
 };
-use e2e::{payment_body, spawn_app_with_role, TestApp, MERCHANT};
+use e2e::{payment_body, spawn_app_with_role, support, TestApp, MERCHANT};
 use projections::apply::{apply_event, Applied};
-use projections::event_source::aggregate_events;
 use projections::ledger::{self, EntryCursor, LedgerProjection};
 use projections::{Projection, ProjectionError};
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::projection_kit::{
+    self as kit, dec, differing_rows, shuffled_with_redeliveries, wait_for_event, Rng,
+};
+
 const MERCHANT_B: &str = "merchant-b";
 
-fn dec(text: &str) -> Decimal {
-    Decimal::from_str(text).unwrap()
-}
-
-/// The sandbox CARD fee `config/fees.json` implies for `amount` in `currency`: the rule in
-/// force now, `amount * percentage / 100` at the currency's scale (half away from zero) plus
-/// `fixed`, never more than the amount.
+/// The sandbox CARD fee `config/fees.json` implies for `amount` in `currency`.
 fn expected_fee(currency: &str, amount: Decimal) -> Decimal {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/fees.json");
-    let text = std::fs::read_to_string(path).expect("config/fees.json");
-    let rules: Vec<Value> = serde_json::from_str(&text).expect("fees.json is JSON");
-    let now = Utc::now();
-    let rule = rules
-        .iter()
-        .filter(|r| {
-            r["provider"] == "sandbox" && r["method"] == "CARD" && r["currency"] == currency
-        })
-        .filter_map(|r| {
-            let from: DateTime<Utc> = r["effective_from"].as_str()?.parse().ok()?;
-            (from <= now).then_some((from, r))
-        })
-        .max_by_key(|(from, _)| *from)
-        .map(|(_, r)| r)
-        .unwrap_or_else(|| panic!("no sandbox CARD {currency} fee rule in force"));
-    let decimal = |v: &Value| dec(v.as_str().expect("decimal string"));
-    let variable = (amount * decimal(&rule["percentage"]) / Decimal::ONE_HUNDRED)
-        .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
-    (variable + decimal(&rule["fixed"])).min(amount)
+    dec(&support::expected_fee(
+        "sandbox",
+        "CARD",
+        currency,
+        &amount.to_string(),
+    ))
 }
 
 /// One payment of the workload and what the test does with it.
@@ -138,21 +119,6 @@ fn cases() -> Vec<Case> {
             "automatic",
         ),
     ]
-}
-
-async fn wait_for_event(app: &TestApp, id: &str, event_type: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let types = app.event_types(id).await;
-        if types.iter().filter(|t| *t == event_type).count() >= count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "payment {id} never had {count} {event_type}: {types:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// What the test expects per (merchant, currency), from its own requests.
@@ -255,83 +221,30 @@ async fn run_workload(app: &TestApp) -> Workload {
     }
 }
 
-/// Every event of the workload's payments, in global order.
+/// Every event of the workload's payments (all the store holds), in global order.
 async fn stored_events(app: &TestApp, ids: &[String]) -> Vec<PublishedEvent> {
-    let mut conn = app.pool.acquire().await.unwrap();
-    let mut events = Vec::new();
-    for id in ids {
-        events.extend(
-            aggregate_events(&mut conn, "Payment", id, 0, i64::MAX)
-                .await
-                .unwrap(),
-        );
-    }
-    events.sort_by_key(|e| e.global_position);
-    assert_eq!(events.len() as i64, app.event_count().await);
+    let events = kit::stored_events(&app.pool).await;
+    assert!(
+        events.iter().all(|e| ids.contains(&e.aggregate_id)),
+        "the store holds only the workload's events"
+    );
     events
 }
 
 /// A fixed shuffle with redeliveries: every event once or twice, late ones often first.
 fn delivery_order(events: &[PublishedEvent]) -> Vec<PublishedEvent> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let mut order: Vec<PublishedEvent> = events.to_vec();
-    order.extend(events.iter().step_by(3).cloned());
-    for i in (1..order.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        order.swap(i, j);
-    }
-    order
+    shuffled_with_redeliveries(events, &mut Rng(0x9e37_79b9_7f4a_7c15))
 }
 
 /// Applies `events` as the live consumer would; returns (events applied, duplicates,
 /// deliveries that arrived early and filled a gap from the store).
 async fn deliver(app: &TestApp, events: &[PublishedEvent]) -> (usize, usize, usize) {
-    let (mut applied, mut duplicates, mut early) = (0, 0, 0);
-    for event in events {
-        match apply_event(&app.pool, &LedgerProjection, event)
-            .await
-            .unwrap()
-        {
-            Applied::Events(n) => {
-                applied += n;
-                early += usize::from(n > 1);
-            }
-            Applied::Duplicate => duplicates += 1,
-        }
-    }
-    (applied, duplicates, early)
+    kit::deliver(&app.pool, &[&LedgerProjection], events).await
 }
 
 /// Every table of the projection, each as its rows' text in a stable order.
 async fn snapshot(app: &TestApp, schema: &str) -> BTreeMap<&'static str, Vec<String>> {
-    let mut tables = BTreeMap::new();
-    for table in LedgerProjection.tables() {
-        let rows: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT to_jsonb(t)::text FROM {schema}.{table} t ORDER BY 1"
-        ))
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
-        tables.insert(*table, rows);
-    }
-    tables
-}
-
-async fn differing_rows(app: &TestApp, table: &str, schema: &str) -> i64 {
-    sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM ((SELECT * FROM public.{table} EXCEPT ALL SELECT * FROM {schema}.{table})
-                               UNION ALL
-                               (SELECT * FROM {schema}.{table} EXCEPT ALL SELECT * FROM public.{table})) d"
-    ))
-    .fetch_one(&app.pool)
-    .await
-    .unwrap()
+    kit::snapshot(&app.pool, &[&LedgerProjection], schema).await
 }
 
 async fn balance_of(
@@ -534,7 +447,7 @@ async fn a_mixed_workload_balances_to_the_cent_whatever_the_delivery_and_replays
     assert_eq!(report.events as usize, events.len());
     for table in LedgerProjection.tables() {
         assert_eq!(
-            differing_rows(&app, table, "ledger_scratch").await,
+            differing_rows(&app.pool, table, "ledger_scratch").await,
             0,
             "{table} differs"
         );
@@ -652,33 +565,8 @@ fn at() -> DateTime<Utc> {
     "2026-03-01T12:00:00Z".parse().unwrap()
 }
 
-/// Appends `event` to the store as the write side would, and returns it as published.
 async fn append(app: &TestApp, id: Uuid, sequence: i64, event: &PaymentEvent) -> PublishedEvent {
-    let payload = serde_json::to_value(event).unwrap();
-    let (global_position, recorded_at): (i64, DateTime<Utc>) = sqlx::query_as(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
-                             payload, metadata)
-         VALUES ('Payment', $1, $2, $3, '1.0', $4::text::json, '{}')
-         RETURNING global_position, recorded_at",
-    )
-    .bind(id.to_string())
-    .bind(sequence)
-    .bind(event.name())
-    .bind(payload.to_string())
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    PublishedEvent {
-        global_position,
-        aggregate_type: "Payment".into(),
-        aggregate_id: id.to_string(),
-        sequence,
-        event_type: event.name().into(),
-        event_version: "1.0".into(),
-        payload,
-        metadata: json!({}),
-        recorded_at,
-    }
+    kit::append(&app.pool, id, sequence, event).await
 }
 
 fn initiated(id: Uuid, amount: Money) -> PaymentEvent {

@@ -3,22 +3,25 @@
 //! `Paymongo-Signature`-signed `payment.paid` / `payment.failed` events coming back to
 //! `POST /v1/webhooks/gcash`.
 //!
-//! Signatures are recomputed here with an HMAC-SHA256 written in this file (checked against
-//! FIPS 180 and RFC 4231 vectors and a PayMongo-shaped vector computed with `openssl dgst` and
-//! Python's `hmac`), never with the code under test. `webhook_deliveries` keeps bodies, not
-//! headers, so a recorded delivery is re-sent with a `Paymongo-Signature` made here.
+//! Signatures are recomputed here with an HMAC-SHA256 the tests write out (`e2e::independent`,
+//! checked against FIPS 180 and RFC 4231 vectors and a PayMongo-shaped vector computed with
+//! `openssl dgst` and Python's `hmac`), never with the code under test. `webhook_deliveries` keeps
+//! bodies, not headers, so a recorded delivery is re-sent with a `Paymongo-Signature` made here.
 
 use e2e::independent::{hex, hmac_sha256, sha256};
-use e2e::support::{self, events_json, id_of, json_of, problem, reference_of, stored_events};
-use std::time::{Duration, Instant};
+use e2e::support::{events_json, id_of, json_of, problem, stored_events};
+use std::time::Duration;
 
-use api::config::{ServeRole, Settings};
 use chrono::Utc;
 use commands::providers::maya::MayaConfig;
 use commands::providers::paymongo::PaymongoConfig;
-use e2e::{spawn_app_configured, TestApp};
-use reqwest::header::CONTENT_TYPE;
+use e2e::TestApp;
 use serde_json::{json, Value};
+
+use super::common::{
+    self, customer_action, deliveries, delivery_where, emulator_read, emulator_root, expected_fee,
+    payment_to, pending_at, set_fault, start, start_with, sync, PAYMENTS, PHILIPPINES,
+};
 
 // ---------------------------------------------------------------------------------------------
 // An independent SHA-256 (FIPS 180-4) and HMAC (RFC 2104).
@@ -72,51 +75,18 @@ fn the_test_hmac_reproduces_fips_rfc_4231_and_paymongo_vectors() {
 // Harness helpers
 // ---------------------------------------------------------------------------------------------
 
-const PAYMENTS: &str = "/v1/payments";
-
-async fn start() -> TestApp {
-    start_with(|_| {}).await
-}
-
-async fn start_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_app_configured(ServeRole::All, |s| {
-        s.routing.providers = vec!["maya".into(), "gcash".into()];
-        configure(s);
-    })
-    .await
-}
-
 /// `http://addr` of the PayMongo emulator.
 fn paymongo_root(app: &TestApp) -> String {
-    app.emulators["gcash"].trim_end_matches('/').to_owned()
+    emulator_root(app, "gcash")
 }
 fn gcash_payment(amount: &str, reference: &str) -> Value {
-    json!({
-        "amount": amount,
-        "currency": "PHP",
-        "reference": reference,
-        "provider": "gcash",
-        "payment_method": {"type": "GCASH"},
-        "return_url": "https://shop.example/return",
-    })
-}
-/// The fee `config/fees.json` implies: the rule in force now for (provider, method, PHP),
-fn expected_fee(provider: &str, method: &str, amount: &str) -> String {
-    support::expected_fee(provider, method, "PHP", amount)
+    let mut body = payment_to("gcash", amount, reference, json!({"type": "GCASH"}));
+    body["return_url"] = json!("https://shop.example/return");
+    body
 }
 
 fn fee_json(amount: &str) -> Value {
-    json!({"amount": expected_fee("gcash", "GCASH", amount), "currency": "PHP"})
-}
-/// GCash deliveries as logged: (signature_valid, result, payload).
-async fn deliveries(app: &TestApp) -> Vec<(bool, String, Vec<u8>)> {
-    sqlx::query_as(
-        "SELECT signature_valid, result, payload FROM webhook_deliveries
-          WHERE provider = 'gcash' ORDER BY id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .expect("read webhook_deliveries")
+    common::fee_json("gcash", "GCASH", amount)
 }
 
 /// The payment intent a PayMongo event body is about.
@@ -130,91 +100,40 @@ fn intent_of_event(payload: &[u8]) -> Option<String> {
 /// Polls until `webhook_deliveries` holds a `recorded` GCash delivery about the payment
 /// intent `intent` and returns its raw payload.
 async fn recorded_delivery(app: &TestApp, intent: &str) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found = deliveries(app)
-            .await
-            .into_iter()
-            .find(|(valid, result, p)| {
-                *valid && result == "recorded" && intent_of_event(p).as_deref() == Some(intent)
-            });
-        if let Some((_, _, payload)) = found {
-            return payload;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recorded gcash delivery for {intent}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    delivery_where(app, "gcash", "recorded", |p| {
+        intent_of_event(p).as_deref() == Some(intent)
+    })
+    .await
 }
 
 async fn post_webhook(app: &TestApp, body: Vec<u8>, signature: Option<&str>) -> reqwest::Response {
-    let mut request = app
-        .http
-        .post(format!("{}/v1/webhooks/gcash", app.address))
-        .header(CONTENT_TYPE, "application/json")
-        .body(body);
-    if let Some(signature) = signature {
-        request = request.header("Paymongo-Signature", signature);
-    }
-    request.send().await.expect("webhook sent")
+    let signature = signature.map(|s| ("Paymongo-Signature", s));
+    common::post_webhook(app, "gcash", "application/json", body, signature).await
 }
 
 /// A customer action on the GCash page (`authorize`, `fail`, `expire`), asserting `200`;
 /// returns the payment intent as it now is.
 async fn customer(app: &TestApp, intent: &str, action: &str) -> Value {
-    let response = app
-        .http
-        .post(format!(
-            "{}/_sandbox/gcash/{intent}/{action}",
-            paymongo_root(app)
-        ))
-        .send()
-        .await
-        .expect("customer action");
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 200, "{action} on the GCash page: {body}");
-    body["data"].clone()
+    let url = format!("{}/_sandbox/gcash/{intent}/{action}", paymongo_root(app));
+    customer_action(app, url).await["data"].clone()
 }
 
 /// The payment intent at PayMongo, read with the secret key as payledger's adapter does.
 async fn intent_at_paymongo(app: &TestApp, intent: &str) -> Value {
-    let response = app
+    let request = app
         .http
         .get(format!(
             "{}/v1/payment_intents/{intent}",
             paymongo_root(app)
         ))
-        .basic_auth(PaymongoConfig::from_env().secret_key, Some(""))
-        .send()
-        .await
-        .expect("read the emulator");
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 200, "{body}");
-    body["data"].clone()
-}
-
-async fn set_fault(app: &TestApp, fault: &str) {
-    let response = app
-        .http
-        .post(format!("{}/_sandbox/faults", paymongo_root(app)))
-        .json(&json!({ "create": fault }))
-        .send()
-        .await
-        .expect("fault injection");
-    assert!(response.status().is_success(), "fault injection at gcash");
+        .basic_auth(PaymongoConfig::from_env().secret_key, Some(""));
+    emulator_read(request).await["data"].clone()
 }
 
 /// A pending GCash payment with its redirect: (payment JSON, payment intent id).
 async fn pending(app: &TestApp, key: &str, amount: &str) -> (Value, String) {
-    let created = app
-        .create_payment(key, &gcash_payment(amount, &format!("order-{key}")))
-        .await;
-    assert_eq!(created["status"], "PENDING", "{created}");
-    assert_eq!(created["provider"], "gcash", "{created}");
-    let intent = reference_of(&created);
-    (created, intent)
+    let body = gcash_payment(amount, &format!("order-{key}"));
+    pending_at(app, "gcash", key, &body).await
 }
 
 /// A GCash payment the customer authorized, APPROVED by its `payment.paid` event:
@@ -250,28 +169,13 @@ async fn paid_event(app: &TestApp, intent: &str, event_id: &str) -> Vec<u8> {
     .unwrap()
 }
 
-async fn sync(app: &TestApp, id: &str) -> Value {
-    let (status, body) = json_of(
-        app.post(
-            &format!("{PAYMENTS}/{id}/sync"),
-            &app.checkout_key,
-            None,
-            &json!({}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 200, "sync: {body}");
-    body
-}
-
 // ---------------------------------------------------------------------------------------------
 // Outcomes
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn gcash_is_pending_with_a_redirect_then_approved_by_payment_paid_with_fees() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let (created, intent) = pending(&app, "g-ok", "1234.60").await;
     let id = id_of(&created);
     assert!(intent.starts_with("pi_"), "the payment intent: {intent}");
@@ -351,7 +255,7 @@ async fn gcash_is_pending_with_a_redirect_then_approved_by_payment_paid_with_fee
 
 #[tokio::test]
 async fn gcash_failed_by_the_customer_ends_declined_with_the_reason() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let (created, intent) = pending(&app, "g-fail", "500.00").await;
     let id = id_of(&created);
     customer(&app, &intent, "fail").await;
@@ -381,13 +285,13 @@ async fn gcash_failed_by_the_customer_ends_declined_with_the_reason() {
 
 #[tokio::test]
 async fn gcash_authorization_window_that_lapses_ends_expired_by_sync() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let (created, intent) = pending(&app, "g-exp", "650.00").await;
     let id = id_of(&created);
     customer(&app, &intent, "expire").await;
     // PayMongo sends no event when the GCash window lapses: the ledger learns it by asking.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(deliveries(&app).await.is_empty());
+    assert!(deliveries(&app, "gcash").await.is_empty());
     assert_eq!(
         app.event_types(&id).await,
         [
@@ -413,8 +317,8 @@ async fn gcash_authorization_window_that_lapses_ends_expired_by_sync() {
 
 #[tokio::test]
 async fn gcash_server_error_leaves_the_payment_pending_with_its_outcome_unknown() {
-    let app = start().await;
-    set_fault(&app, "server_error").await;
+    let app = start(PHILIPPINES).await;
+    set_fault(&app, "gcash", "server_error").await;
     let created = app
         .create_payment("g-5xx", &gcash_payment("800.00", "order-g-5xx"))
         .await;
@@ -444,7 +348,7 @@ async fn gcash_server_error_leaves_the_payment_pending_with_its_outcome_unknown(
         "no secret in the recorded detail: {detail}"
     );
 
-    set_fault(&app, "none").await;
+    set_fault(&app, "gcash", "none").await;
     let (next, _) = pending(&app, "g-5xx-next", "800.00").await;
     assert_eq!(
         app.event_types(&id_of(&next)).await,
@@ -458,7 +362,7 @@ async fn gcash_server_error_leaves_the_payment_pending_with_its_outcome_unknown(
 
 #[tokio::test]
 async fn gcash_below_paymongos_minimum_is_not_left_pending() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let response = app
         .post(
             PAYMENTS,
@@ -489,7 +393,7 @@ async fn gcash_below_paymongos_minimum_is_not_left_pending() {
 
 #[tokio::test]
 async fn gcash_refunds_partially_then_fully() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let (id, intent) = approved(&app, "g-ref", "1500.00").await;
 
     let (status, first) = json_of(
@@ -588,7 +492,7 @@ async fn gcash_refunds_partially_then_fully() {
 
 #[tokio::test]
 async fn gcash_manual_capture_is_refused_up_front_and_appends_nothing() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let mut body = gcash_payment("1000.00", "order-g-hold");
     body["capture"] = json!("manual");
     let response = app
@@ -649,7 +553,7 @@ async fn gcash_manual_capture_is_refused_up_front_and_appends_nothing() {
 
 #[tokio::test]
 async fn gcash_duplicate_webhook_answers_200_and_appends_nothing() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let (id, intent) = approved(&app, "g-dup", "900.00").await;
     let payload = recorded_delivery(&app, &intent).await;
     let secret = PaymongoConfig::from_env().webhook_secret;
@@ -666,7 +570,7 @@ async fn gcash_duplicate_webhook_answers_200_and_appends_nothing() {
     assert_eq!(app.event_count().await, events_before);
     assert_eq!(app.event_types(&id).await, trail);
     assert_eq!(
-        deliveries(&app)
+        deliveries(&app, "gcash")
             .await
             .iter()
             .filter(|(valid, result, body)| *valid && result == "duplicate" && *body == payload)
@@ -678,7 +582,7 @@ async fn gcash_duplicate_webhook_answers_200_and_appends_nothing() {
 
 #[tokio::test]
 async fn gcash_tampered_body_with_the_old_signature_is_401_logged_and_appends_nothing() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let (id, intent) = approved(&app, "g-tamper", "900.00").await;
     let payload = recorded_delivery(&app, &intent).await;
     let secret = PaymongoConfig::from_env().webhook_secret;
@@ -713,7 +617,7 @@ async fn gcash_tampered_body_with_the_old_signature_is_401_logged_and_appends_no
     );
     let view = app.wait_for_status(&id, "APPROVED").await;
     assert_eq!(view["captured_amount"], "900.00");
-    let rows = deliveries(&app).await;
+    let rows = deliveries(&app, "gcash").await;
     for body in [&tampered, &reformatted] {
         let logged: Vec<_> = rows.iter().filter(|(_, _, b)| b == body).collect();
         assert_eq!(logged.len(), 1, "each forged delivery is logged once");
@@ -729,7 +633,7 @@ async fn gcash_tampered_body_with_the_old_signature_is_401_logged_and_appends_no
 
 #[tokio::test]
 async fn gcash_webhook_with_a_wrong_secret_misplaced_or_missing_signature_is_401() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let (id, intent) = approved(&app, "g-secret", "900.00").await;
     let payload = recorded_delivery(&app, &intent).await;
     let secret = PaymongoConfig::from_env().webhook_secret;
@@ -764,7 +668,7 @@ async fn gcash_webhook_with_a_wrong_secret_misplaced_or_missing_signature_is_401
     }
     assert_eq!(app.event_count().await, events_before);
     assert_eq!(app.event_types(&id).await.len(), 4);
-    let refused = deliveries(&app)
+    let refused = deliveries(&app, "gcash")
         .await
         .into_iter()
         .filter(|(valid, result, body)| !*valid && result == "refused" && *body == payload)
@@ -782,7 +686,7 @@ async fn gcash_webhook_with_a_wrong_secret_misplaced_or_missing_signature_is_401
 #[tokio::test]
 async fn gcash_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed() {
     // Pending, with its `payment.paid` lost, so a replayed old event would approve it.
-    let app = start_with(|s| s.sandbox.deliver_webhooks = false).await;
+    let app = start_with(PHILIPPINES, |s| s.sandbox.deliver_webhooks = false).await;
     let (created, intent) = pending(&app, "g-stale", "900.00").await;
     let id = id_of(&created);
     customer(&app, &intent, "authorize").await;
@@ -818,7 +722,7 @@ async fn gcash_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed(
         ]
     );
     assert_eq!(
-        deliveries(&app)
+        deliveries(&app, "gcash")
             .await
             .iter()
             .filter(|(valid, result, body)| !*valid && result == "refused" && *body == event)
@@ -849,7 +753,7 @@ async fn gcash_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed(
 
 #[tokio::test]
 async fn gcash_lost_webhook_sync_brings_the_payment_to_paymongos_status() {
-    let app = start_with(|s| s.sandbox.deliver_webhooks = false).await;
+    let app = start_with(PHILIPPINES, |s| s.sandbox.deliver_webhooks = false).await;
     let (paid, paid_intent) = pending(&app, "g-lost-ok", "1234.60").await;
     let (failed, failed_intent) = pending(&app, "g-lost-ko", "400.00").await;
     let (paid, failed) = (id_of(&paid), id_of(&failed));
@@ -857,7 +761,10 @@ async fn gcash_lost_webhook_sync_brings_the_payment_to_paymongos_status() {
     customer(&app, &failed_intent, "fail").await;
 
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(deliveries(&app).await.is_empty(), "nothing was delivered");
+    assert!(
+        deliveries(&app, "gcash").await.is_empty(),
+        "nothing was delivered"
+    );
     for id in [&paid, &failed] {
         assert_eq!(
             app.event_types(id).await,
@@ -916,7 +823,7 @@ async fn gcash_lost_webhook_sync_brings_the_payment_to_paymongos_status() {
 
 #[tokio::test]
 async fn gcash_lost_webhook_reconciler_settles_stuck_pending_payments() {
-    let app = start_with(|s| {
+    let app = start_with(PHILIPPINES, |s| {
         s.sandbox.deliver_webhooks = false;
         s.routing.reconcile_after_ms = 200;
         s.routing.reconcile_interval_ms = 100;
@@ -933,7 +840,7 @@ async fn gcash_lost_webhook_reconciler_settles_stuck_pending_payments() {
     assert_eq!(approved["fees"], fee_json("950.00"));
     app.wait_for_status(&lapsed, "EXPIRED").await;
     assert!(
-        deliveries(&app).await.is_empty(),
+        deliveries(&app, "gcash").await.is_empty(),
         "no webhook was delivered"
     );
     assert_eq!(
@@ -970,15 +877,18 @@ async fn intents_at_paymongo(app: &TestApp, payment_id: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn gcash_lost_create_answers_are_recovered_by_a_same_key_retry_without_a_second_intent() {
-    let app = start_with(|s| s.routing.provider_attempt_timeout_ms = 1_500).await;
+    let app = start_with(PHILIPPINES, |s| {
+        s.routing.provider_attempt_timeout_ms = 1_500
+    })
+    .await;
     for (fault, key, amount) in [
         ("approved_timeout", "g-lost-timeout", "640.00"),
         ("approved_503", "g-lost-503", "320.50"),
     ] {
         let body = gcash_payment(amount, &format!("order-{key}"));
-        set_fault(&app, fault).await;
+        set_fault(&app, "gcash", fault).await;
         let created = app.create_payment(key, &body).await;
-        set_fault(&app, "none").await;
+        set_fault(&app, "gcash", "none").await;
         let id = id_of(&created);
         assert_eq!(created["status"], "PENDING", "{fault}: {created}");
         assert_eq!(created["provider"], "gcash", "{fault}: {created}");
@@ -1077,7 +987,7 @@ async fn gcash_lost_create_answers_are_recovered_by_a_same_key_retry_without_a_s
 
 #[tokio::test]
 async fn public_config_shows_gcash_methods_and_no_paymongo_or_maya_secret() {
-    let app = start().await;
+    let app = start(PHILIPPINES).await;
     let response = app
         .http
         .get(format!("{}/v1/config", app.address))

@@ -3,7 +3,7 @@
 //! nothing to the event store (DESIGN.md section 7).
 
 use api::config::Settings;
-use commands::webhooks::sandbox::{sign, SIGNATURE_HEADER};
+use e2e::independent::{sandbox_signature, SANDBOX_SIGNATURE_HEADER};
 use e2e::{fresh_database, payment_body, spawn_app, spawn_with_settings, TestApp};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
@@ -932,7 +932,7 @@ async fn post_webhook(app: &TestApp, body: Vec<u8>, signature: Option<&str>) -> 
         .header(CONTENT_TYPE, "application/json")
         .body(body);
     if let Some(signature) = signature {
-        request = request.header(SIGNATURE_HEADER, signature);
+        request = request.header(SANDBOX_SIGNATURE_HEADER, signature);
     }
     request.send().await.expect("request sent")
 }
@@ -952,7 +952,7 @@ async fn webhooks_with_a_bad_signature_are_401_and_append_nothing() {
     let target = (id.as_str(), transaction.as_str());
     let secret = app.settings.sandbox.webhook_secret.as_bytes().to_vec();
     let body = authorized_webhook("evt_sig_1", target, "42.00", "USD");
-    let good = sign(&secret, &body);
+    let good = sandbox_signature(&secret, &body);
     let tampered = authorized_webhook("evt_sig_1", target, "41.00", "USD");
 
     let before = app.event_count().await;
@@ -962,7 +962,7 @@ async fn webhooks_with_a_bad_signature_are_401_and_append_nothing() {
         (
             "signed with the wrong secret",
             body.clone(),
-            Some(sign(b"not the sandbox secret", &body)),
+            Some(sandbox_signature(b"not the sandbox secret", &body)),
         ),
         ("no signature header", body.clone(), None),
         ("empty signature", body.clone(), Some(String::new())),
@@ -970,7 +970,7 @@ async fn webhooks_with_a_bad_signature_are_401_and_append_nothing() {
         (
             "signature of another event",
             body.clone(),
-            Some(sign(
+            Some(sandbox_signature(
                 &secret,
                 &authorized_webhook("evt_sig_2", target, "42.00", "USD"),
             )),
