@@ -2,7 +2,7 @@
 #
 #   make services   start (or reuse) PostgreSQL + RabbitMQ under .dev/; prints DATABASE_URL, AMQP_URL
 #   make test       services, the release binary, then the workspace tests (DATABASE_URL, AMQP_URL)
-#   make lint       cargo fmt --check and clippy -D warnings (no services needed)
+#   make lint       cargo fmt --check and clippy -D warnings, with and without the emulators
 #   make run        services, release build, migrate, demo checkout key, serve --sandbox on :8080
 #   make status     what runs
 #   make down       stop what `make services` started
@@ -49,9 +49,11 @@ test:
 	echo "+ DATABASE_URL=$$DATABASE_URL AMQP_URL=$$AMQP_URL $(TEST_CMD)" >&2; \
 	$(TEST_CMD)
 
+# The second clippy checks the production build, which leaves the emulators out.
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p api --no-default-features --all-targets -- -D warnings
 
 run:
 	scripts/run-sandbox.sh

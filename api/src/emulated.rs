@@ -1,16 +1,13 @@
-//! `--sandbox`: each configured provider's emulator runs in this process, and the connector
-//! is pointed at it through the settings the emulator hands back.
+//! The provider emulators (the `emulators` crate), started in process under `--sandbox` with
+//! the keys and secrets of the connector that will talk to each, and the sandbox provider on
+//! its own (`payledger sandbox`).
+//!
+//! They are compiled in only with the `sandbox` feature (on by default). A production build
+//! (`--no-default-features`) carries no emulator; there every function here is an error
+//! naming the missing feature, so asking for the sandbox fails at startup, never later.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 
-use commands::sandbox::maya::{self as maya_sandbox, MayaSandboxConfig};
-use commands::sandbox::paymongo::{self as paymongo_sandbox, PaymongoSandboxConfig};
-use commands::sandbox::payu::{self as payu_sandbox, PayuSandboxConfig};
-use commands::sandbox::wompi::{self as wompi_sandbox, WompiSandboxConfig};
-use commands::sandbox::{self, SandboxConfig};
-use connectors::registry::ConnectorConfig;
-use connectors::{maya, paymongo, payu, wompi};
 use futures::future::BoxFuture;
 
 use crate::config::Settings;
@@ -23,119 +20,197 @@ pub type StopEmulator = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 pub struct Emulated {
     /// Where the emulator listens (tests drive customer actions there).
     pub url: String,
-    /// Settings that replace the connector's own (its base URL, at least).
+    /// Settings that replace the connector's own: its base URL, and whatever else the
+    /// emulator needs the connector to believe.
     pub overrides: BTreeMap<&'static str, String>,
     pub stop: StopEmulator,
 }
 
-/// Starts the emulator of the provider `config` belongs to, playing it with that
-/// configuration's keys and posting its webhooks to `webhook_url`.
-pub async fn start(
-    name: &str,
-    config: &dyn ConnectorConfig,
-    settings: &Settings,
-    webhook_url: String,
-) -> Result<Emulated, StartupError> {
-    let lookup = |var: &str| config.setting(var);
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let mut overrides = BTreeMap::new();
-    let (url, stop, base_url_var): (String, StopEmulator, &'static str) = match name {
-        connectors::sandbox::NAME => {
-            let secret = lookup(connectors::sandbox::ENV_WEBHOOK_SECRET).unwrap_or_default();
-            let handle = sandbox::start(
-                listener,
-                SandboxConfig {
-                    api_key: lookup(connectors::sandbox::ENV_API_KEY).unwrap_or_default(),
+#[cfg(feature = "sandbox")]
+pub use present::*;
+
+#[cfg(not(feature = "sandbox"))]
+pub use absent::*;
+
+#[cfg(feature = "sandbox")]
+mod present {
+    use std::collections::BTreeMap;
+    use std::net::TcpListener;
+
+    use connectors::registry::ConnectorConfig;
+    use connectors::{maya, paymongo, payu, sandbox, wompi};
+    use emulators::maya::MayaSandboxConfig;
+    use emulators::paymongo::PaymongoSandboxConfig;
+    use emulators::payu::{PayuSandboxConfig, SignatureAlgorithm};
+    use emulators::sandbox::SandboxConfig;
+    use emulators::wompi::WompiSandboxConfig;
+    use emulators::EmulatorHandle;
+
+    use super::{Emulated, Settings, StartupError};
+
+    /// The emulators are compiled in.
+    pub fn available() -> Result<(), StartupError> {
+        Ok(())
+    }
+
+    /// Starts the emulator of provider `name`, playing it with the keys of `config` (the
+    /// connector's, defaults applied) and posting its webhooks to `webhook_url`.
+    pub async fn start(
+        name: &str,
+        config: &dyn ConnectorConfig,
+        settings: &Settings,
+        webhook_url: String,
+    ) -> Result<Emulated, StartupError> {
+        let get = |var: &str| config.setting(var).unwrap_or_default();
+        let delay_ms = settings.sandbox.webhook_delay_ms;
+        let deliver = settings.sandbox.deliver_webhooks;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let mut overrides = BTreeMap::new();
+        let (handle, base_url_var) = match name {
+            sandbox::NAME => {
+                let config = SandboxConfig {
+                    api_key: get(sandbox::ENV_API_KEY),
                     webhook_url,
-                    webhook_secret: secret,
-                    webhook_delay_ms: settings.sandbox.webhook_delay_ms,
-                },
-            )
-            .await?;
-            let url = format!("http://{}", handle.addr());
-            (
-                url,
-                Box::new(move || Box::pin(handle.stop())),
-                connectors::sandbox::ENV_BASE_URL,
-            )
-        }
-        wompi::NAME => {
-            let mut emulated = WompiSandboxConfig::for_client(
-                &wompi::WompiConfig::from_lookup(lookup),
-                webhook_url,
-            );
-            emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
-            emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
-            let handle = wompi_sandbox::start(listener, emulated).await?;
-            (
-                handle.base_url(),
-                Box::new(move || Box::pin(handle.stop())),
-                wompi::ENV_BASE_URL,
-            )
-        }
-        payu::NAME => {
-            let mut emulated = PayuSandboxConfig::from_provider_config(
-                &payu::PayuConfig::from_lookup(lookup),
-                webhook_url,
-            )?;
-            emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
-            emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
-            let handle = payu_sandbox::start(listener, emulated).await?;
-            (
-                handle.base_url(),
-                Box::new(move || Box::pin(handle.stop())),
-                payu::ENV_BASE_URL,
-            )
-        }
-        maya::NAME => {
-            let mut emulated =
-                MayaSandboxConfig::for_client(&maya::MayaConfig::from_lookup(lookup), webhook_url);
-            emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
-            emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
-            let handle = maya_sandbox::start(listener, emulated).await?;
-            if std::env::var(maya::ENV_WEBHOOK_SOURCES).is_err() {
-                // The emulator posts from this machine.
-                overrides.insert(maya::ENV_WEBHOOK_SOURCES, "127.0.0.1/32,::1/128".to_owned());
+                    webhook_secret: get(sandbox::ENV_WEBHOOK_SECRET),
+                    webhook_delay_ms: delay_ms,
+                };
+                let handle = emulators::sandbox::start(listener, config).await?;
+                (handle, sandbox::ENV_BASE_URL)
             }
-            (
-                handle.base_url(),
-                Box::new(move || Box::pin(handle.stop())),
-                maya::ENV_BASE_URL,
-            )
-        }
-        paymongo::NAME => {
-            let mut emulated = PaymongoSandboxConfig::for_client(
-                &paymongo::PaymongoConfig::from_lookup(lookup),
-                webhook_url,
-            );
-            emulated.deliver_webhooks = settings.sandbox.deliver_webhooks;
-            emulated.webhook_delay_ms = settings.sandbox.webhook_delay_ms;
-            let handle = paymongo_sandbox::start(listener, emulated).await?;
-            (
-                handle.base_url(),
-                Box::new(move || Box::pin(handle.stop())),
-                paymongo::ENV_BASE_URL,
-            )
-        }
-        other => return Err(format!("no emulator for provider `{other}`").into()),
-    };
-    overrides.insert(base_url_var, via_gateway(settings, name, &url));
-    Ok(Emulated {
-        url,
-        overrides,
-        stop,
-    })
+            wompi::NAME => {
+                let config = WompiSandboxConfig {
+                    public_key: get(wompi::ENV_PUBLIC_KEY),
+                    private_key: get(wompi::ENV_PRIVATE_KEY),
+                    events_secret: get(wompi::ENV_EVENTS_SECRET),
+                    integrity_secret: get(wompi::ENV_INTEGRITY_SECRET),
+                    webhook_url,
+                    webhook_delay_ms: delay_ms,
+                    deliver_webhooks: deliver,
+                };
+                let handle = emulators::wompi::start(listener, config).await?;
+                (handle, wompi::ENV_BASE_URL)
+            }
+            payu::NAME => {
+                let signature_algorithm = match get(payu::ENV_SIGNATURE_ALGORITHM).as_str() {
+                    "MD5" => SignatureAlgorithm::Md5,
+                    "HMAC_SHA256" => SignatureAlgorithm::HmacSha256,
+                    other => return Err(format!("PayU signature algorithm `{other}`").into()),
+                };
+                let config = PayuSandboxConfig {
+                    api_key: get(payu::ENV_API_KEY),
+                    api_login: get(payu::ENV_API_LOGIN),
+                    merchant_id: get(payu::ENV_MERCHANT_ID),
+                    account_id: get(payu::ENV_ACCOUNT_ID),
+                    signature_algorithm,
+                    signature_secret: get(payu::ENV_SIGNATURE_SECRET),
+                    webhook_url,
+                    webhook_delay_ms: delay_ms,
+                    deliver_webhooks: deliver,
+                    efecty_expiry: emulators::payu::EFECTY_EXPIRY_DEFAULT,
+                };
+                let handle = emulators::payu::start(listener, config).await?;
+                (handle, payu::ENV_BASE_URL)
+            }
+            maya::NAME => {
+                let config = MayaSandboxConfig {
+                    public_key: get(maya::ENV_PUBLIC_KEY),
+                    secret_key: get(maya::ENV_SECRET_KEY),
+                    webhook_url,
+                    webhook_delay_ms: delay_ms,
+                    deliver_webhooks: deliver,
+                };
+                let handle = emulators::maya::start(listener, config).await?;
+                if std::env::var(maya::ENV_WEBHOOK_SOURCES).is_err() {
+                    // The emulator posts from this machine.
+                    overrides.insert(maya::ENV_WEBHOOK_SOURCES, "127.0.0.1/32,::1/128".to_owned());
+                }
+                (handle, maya::ENV_BASE_URL)
+            }
+            paymongo::NAME => {
+                let config = PaymongoSandboxConfig {
+                    secret_key: get(paymongo::ENV_SECRET_KEY),
+                    public_key: config.setting(paymongo::ENV_PUBLIC_KEY),
+                    webhook_secret: get(paymongo::ENV_WEBHOOK_SECRET),
+                    webhook_url,
+                    webhook_delay_ms: delay_ms,
+                    deliver_webhooks: deliver,
+                };
+                let handle = emulators::paymongo::start(listener, config).await?;
+                (handle, paymongo::ENV_BASE_URL)
+            }
+            other => return Err(format!("no emulator for provider `{other}`").into()),
+        };
+        let url = handle.base_url();
+        overrides.insert(base_url_var, via_gateway(settings, name, &url));
+        Ok(Emulated {
+            url,
+            overrides,
+            stop: stopper(handle),
+        })
+    }
+
+    fn stopper(handle: EmulatorHandle) -> super::StopEmulator {
+        Box::new(move || Box::pin(handle.stop()))
+    }
+
+    /// Where a connector reaches its in-process emulator at `url`: directly, or through
+    /// `SandboxSettings::emulator_gateway` as `<gateway>/<provider><path of url>`.
+    fn via_gateway(settings: &Settings, provider: &str, url: &str) -> String {
+        let Some(gateway) = &settings.sandbox.emulator_gateway else {
+            return url.to_owned();
+        };
+        let path = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
+            .unwrap_or("");
+        format!("{}/{provider}{path}", gateway.trim_end_matches('/'))
+    }
+
+    /// `payledger sandbox`: the sandbox provider alone on `listen` until Ctrl-C.
+    pub async fn serve_sandbox(
+        settings: &Settings,
+        listen: &str,
+        webhook_url: String,
+    ) -> Result<(), StartupError> {
+        let config = SandboxConfig {
+            api_key: settings.sandbox.api_key.clone(),
+            webhook_url,
+            webhook_secret: settings.sandbox.webhook_secret.clone(),
+            webhook_delay_ms: settings.sandbox.webhook_delay_ms,
+        };
+        let handle = emulators::sandbox::start(TcpListener::bind(listen)?, config).await?;
+        eprintln!("sandbox provider listening on {}", handle.addr());
+        tokio::signal::ctrl_c().await?;
+        handle.stop().await;
+        Ok(())
+    }
 }
 
-/// Where a connector reaches its in-process emulator at `url`: directly, or through
-/// `SandboxSettings::emulator_gateway` as `<gateway>/<provider><path of url>`.
-fn via_gateway(settings: &Settings, provider: &str, url: &str) -> String {
-    let Some(gateway) = &settings.sandbox.emulator_gateway else {
-        return url.to_owned();
-    };
-    let path = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
-        .unwrap_or("");
-    format!("{}/{provider}{path}", gateway.trim_end_matches('/'))
+#[cfg(not(feature = "sandbox"))]
+mod absent {
+    use connectors::registry::ConnectorConfig;
+
+    use super::{Emulated, Settings, StartupError};
+
+    const NOT_BUILT: &str = "this payledger was built without the `sandbox` feature, so it \
+        has no sandbox provider and no provider emulators; build it with the default features \
+        for `serve --sandbox` and `payledger sandbox`";
+
+    /// The emulators are not compiled in.
+    pub fn available() -> Result<(), StartupError> {
+        Err(NOT_BUILT.into())
+    }
+
+    pub async fn start(
+        _: &str,
+        _: &dyn ConnectorConfig,
+        _: &Settings,
+        _: String,
+    ) -> Result<Emulated, StartupError> {
+        Err(NOT_BUILT.into())
+    }
+
+    pub async fn serve_sandbox(_: &Settings, _: &str, _: String) -> Result<(), StartupError> {
+        Err(NOT_BUILT.into())
+    }
 }

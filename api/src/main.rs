@@ -1,6 +1,5 @@
 //! `payledger`: serve, migrate, manage API keys, run the sandbox provider.
 
-use std::net::TcpListener;
 use std::process::ExitCode;
 
 use api::auth::{create_key, Role};
@@ -8,7 +7,6 @@ use api::check_config::{self, Environment};
 use api::config::{ServeRole, Settings};
 use api::startup::{connect_database, migrate, Application, StartupError};
 use clap::{Parser, Subcommand};
-use commands::sandbox::{self, SandboxConfig};
 use domain::MerchantId;
 
 /// glibc's malloc took about a tenth of payledger's CPU under load (many small, short-lived
@@ -28,7 +26,8 @@ struct Cli {
 enum Command {
     /// Run the API, the relay and the projectors (or one of them with --role).
     Serve {
-        /// Run the sandbox provider inside this process.
+        /// Run the sandbox provider and the provider emulators inside this process (builds
+        /// with the `sandbox` feature only).
         #[arg(long)]
         sandbox: bool,
         #[arg(long, value_enum, default_value = "all")]
@@ -63,7 +62,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Run the sandbox provider on its own.
+    /// Run the sandbox provider on its own (builds with the `sandbox` feature only).
+    #[cfg_attr(not(feature = "sandbox"), command(hide = true))]
     Sandbox {
         #[arg(long, env = "SANDBOX_LISTEN_ADDR", default_value = "127.0.0.1:8090")]
         listen: String,
@@ -110,6 +110,9 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
     let mut settings = Settings::from_env();
     match cli.command {
         Command::Serve { sandbox, role } => {
+            if sandbox {
+                api::emulated::available()?;
+            }
             settings.sandbox.in_process = sandbox;
             settings.role = role;
             if sandbox && std::env::var("PROVIDERS").is_err() {
@@ -185,21 +188,7 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
         Command::Sandbox {
             listen,
             webhook_url,
-        } => {
-            let handle = sandbox::start(
-                TcpListener::bind(&listen)?,
-                SandboxConfig {
-                    api_key: settings.sandbox.api_key.clone(),
-                    webhook_url,
-                    webhook_secret: settings.sandbox.webhook_secret.clone(),
-                    webhook_delay_ms: settings.sandbox.webhook_delay_ms,
-                },
-            )
-            .await?;
-            eprintln!("sandbox provider listening on {}", handle.addr());
-            tokio::signal::ctrl_c().await?;
-            handle.stop().await;
-        }
+        } => api::emulated::serve_sandbox(&settings, &listen, webhook_url).await?,
     }
     Ok(())
 }

@@ -36,6 +36,9 @@ pub fn fee_schedule(settings: &Settings) -> Result<FeeSchedule, StartupError> {
 
 /// `webhook_base`: where this process receives webhooks (`http://127.0.0.1:8080`).
 pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers, StartupError> {
+    if settings.sandbox.in_process {
+        emulated::available()?;
+    }
     let mut connectors = Registry::default();
     let mut emulators: Vec<StopEmulator> = Vec::new();
     let mut emulator_urls = BTreeMap::new();

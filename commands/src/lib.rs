@@ -8,7 +8,6 @@ pub mod payments;
 pub mod relay;
 pub mod relay_waker;
 pub mod router;
-pub mod sandbox;
 pub mod store;
 mod stripes;
 pub mod webhook_deliveries;

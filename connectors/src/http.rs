@@ -6,7 +6,7 @@ use domain::ProviderFailureKind;
 use crate::ProviderError;
 
 /// Reads at most `max_bytes` of `response`; more is the provider's error, not ours to buffer.
-pub async fn read_body(
+pub(crate) async fn read_body(
     label: &str,
     mut response: reqwest::Response,
     max_bytes: usize,
@@ -32,7 +32,7 @@ pub async fn read_body(
 
 /// A failure that produced no answer: a timeout, or a connection that could not be made or
 /// broke. `scrub` removes the adapter's secrets from the detail, whatever a library put in it.
-pub fn transport_error(
+pub(crate) fn transport_error(
     label: &str,
     error: reqwest::Error,
     timeout_ms: u64,
@@ -68,7 +68,7 @@ pub fn transport_error(
 }
 
 /// An error and up to four of its causes, on one line.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     let mut depth = 0;

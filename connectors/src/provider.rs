@@ -5,7 +5,6 @@
 //! later, as a signed webhook (see `crate`); the calls here only start, query or
 //! move a transaction along.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use domain::{
@@ -291,19 +290,7 @@ pub use domain::payment::NextAction;
 /// keep-alives (actix: 5 s): reusing a connection the server is closing at that very moment
 /// fails with "connection closed before message completed", and a create cannot simply be
 /// sent again. A new connection now and then is the cheaper price.
-pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Printed in place of secrets by the hand-written `Debug` impls of the provider emulators
-/// (`commands::sandbox`); this crate's own types hold secrets as [`SecretString`]s instead.
-pub const REDACTED: Redacted = Redacted;
-
-pub struct Redacted;
-
-impl fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub(crate) const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A transaction as the provider currently sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

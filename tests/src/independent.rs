@@ -1,6 +1,7 @@
 //! SHA-256 and HMAC-SHA256 written out in the tests, so the signatures the tests send are
 //! computed independently of the code under test (which uses the `sha2`/`hmac` crates).
-//! Checked against FIPS 180 and RFC 4231 vectors below.
+//! Checked against FIPS 180 and RFC 4231 vectors below. The sandbox provider's webhook
+//! signature is built on them here from its definition, not taken from the product.
 
 const K: [u32; 64] = [
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -93,6 +94,15 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// The header the sandbox provider signs its webhooks in.
+pub const SANDBOX_SIGNATURE_HEADER: &str = "X-Sandbox-Signature";
+
+/// The sandbox provider's webhook signature: lower-case hex of HMAC-SHA256 of the raw body
+/// under the webhook secret.
+pub fn sandbox_signature(secret: &[u8], body: &[u8]) -> String {
+    hex(&hmac_sha256(secret, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +121,19 @@ mod tests {
         assert_eq!(
             hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn sandbox_signature_matches_openssl() {
+        // `printf '%s' '{"id":"evt_kat","type":"transaction.updated"}' | openssl dgst -sha256
+        // -hmac 'sbx_test_webhook_secret_0123456789'` (and the same with Python's hmac).
+        assert_eq!(
+            sandbox_signature(
+                b"sbx_test_webhook_secret_0123456789",
+                br#"{"id":"evt_kat","type":"transaction.updated"}"#
+            ),
+            "6f34e53d7d9145260eddd3e7158a0900298450b90c382986dd26c094a012abed"
         );
     }
 }

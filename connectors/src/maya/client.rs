@@ -245,7 +245,7 @@ pub struct MayaProvider {
 
 /// `Basic base64("<key>:")`, marked sensitive so it never shows in debug output. `None` for
 /// a key that cannot be a Basic user name (empty, not printable ASCII, or with a `:`).
-pub fn basic_auth(key: &str) -> Option<HeaderValue> {
+pub(crate) fn basic_auth(key: &str) -> Option<HeaderValue> {
     if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
         return None;
     }
@@ -631,31 +631,33 @@ pub mod status {
     ];
 }
 
-/// Maya's JSON shapes, shared by this adapter, the webhook verifier (`crate::maya`)
-/// and the emulator (`crate::sandbox::maya`), so the three cannot drift apart. Unknown fields
-/// are tolerated on input.
-pub mod wire {
+/// Maya's JSON shapes, shared by this adapter and the webhook verifier
+/// (`crate::maya`). The emulator (`emulators::maya`) writes its own from Maya's
+/// documentation, so a field misnamed here fails the contract tests instead of passing both
+/// sides. Unknown fields are tolerated on input.
+pub(crate) mod wire {
     use super::*;
 
-    pub const REFUND_SUCCESS: &str = "SUCCESS";
+    pub(crate) const REFUND_SUCCESS: &str = "SUCCESS";
     /// The error code of `404` "Payment does not exist." (by id or by reference).
-    pub const PAYMENT_NOT_FOUND: &str = "PY0009";
-    pub const VOID_SUCCESS: &str = "SUCCESS";
+    pub(crate) const PAYMENT_NOT_FOUND: &str = "PY0009";
+    pub(crate) const VOID_SUCCESS: &str = "SUCCESS";
 
     /// An amount as Maya writes it: a JSON number or a decimal string. Kept as the raw JSON
     /// text so no float ever touches it.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(transparent)]
-    pub struct Amount(pub Box<RawValue>);
+    pub(crate) struct Amount(pub Box<RawValue>);
 
     impl Amount {
         /// An exact JSON number token (`129.50`), written from the decimal's own digits.
-        pub fn number(amount: Decimal) -> Option<Amount> {
+        pub(crate) fn number(amount: Decimal) -> Option<Amount> {
             RawValue::from_string(amount.to_string()).ok().map(Amount)
         }
 
-        /// A JSON string (`"129.50"`).
-        pub fn string(amount: Decimal) -> Option<Amount> {
+        /// A JSON string (`"129.50"`), as Maya writes some amounts.
+        #[cfg(test)]
+        pub(crate) fn string(amount: Decimal) -> Option<Amount> {
             serde_json::to_string(&amount.to_string())
                 .ok()
                 .and_then(|s| RawValue::from_string(s).ok())
@@ -663,7 +665,7 @@ pub mod wire {
         }
 
         /// The digits, whether Maya sent a number or a string.
-        pub fn text(&self) -> Option<String> {
+        pub(crate) fn text(&self) -> Option<String> {
             let raw = self.0.get();
             if raw.starts_with('"') {
                 serde_json::from_str::<String>(raw).ok()
@@ -673,7 +675,7 @@ pub mod wire {
         }
 
         /// Strictly parsed: digits, at most the currency's decimals, above zero.
-        pub fn money(&self, currency: &str) -> Result<Money, String> {
+        pub(crate) fn money(&self, currency: &str) -> Result<Money, String> {
             let currency =
                 Currency::from_str(currency).map_err(|_| "an unknown currency".to_owned())?;
             let text = self
@@ -688,14 +690,14 @@ pub mod wire {
 
     /// `{"amount": .., "currency": "PHP"}` (refunds, captures) or `{"value": ..}` (checkout).
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct TotalAmount {
+    pub(crate) struct TotalAmount {
         #[serde(alias = "value")]
         pub amount: Amount,
         pub currency: String,
     }
 
     impl TotalAmount {
-        pub fn money(&self) -> Result<Money, String> {
+        pub(crate) fn money(&self) -> Result<Money, String> {
             self.amount.money(&self.currency)
         }
     }
@@ -707,7 +709,7 @@ pub mod wire {
     /// `paymentStatus`, [`Payment::money`] falls back to `totalAmount`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub struct Payment {
+    pub(crate) struct Payment {
         pub id: String,
         #[serde(default)]
         pub status: String,
@@ -741,11 +743,11 @@ pub mod wire {
 
     impl Payment {
         /// The payment's status: `paymentStatus` when present, else `status`.
-        pub fn payment_status(&self) -> &str {
+        pub(crate) fn payment_status(&self) -> &str {
             self.payment_status.as_deref().unwrap_or(&self.status)
         }
 
-        pub fn money(&self) -> Result<Money, String> {
+        pub(crate) fn money(&self) -> Result<Money, String> {
             match (&self.amount, &self.currency, &self.total_amount) {
                 (Some(amount), Some(currency), _) => amount.money(currency),
                 (_, _, Some(total)) => total.money(),
@@ -754,14 +756,14 @@ pub mod wire {
         }
 
         /// Our payment id: we always send it as the `requestReferenceNumber`.
-        pub fn our_payment_id(&self) -> Option<PaymentId> {
+        pub(crate) fn our_payment_id(&self) -> Option<PaymentId> {
             self.request_reference_number
                 .as_deref()
                 .and_then(|rrn| PaymentId::from_str(rrn).ok())
         }
 
         /// Maya's error code when it gave one (printable, bounded), else a generic reason.
-        pub fn failure_reason(&self) -> String {
+        pub(crate) fn failure_reason(&self) -> String {
             self.error_code
                 .as_deref()
                 .map(|code| sanitize(code, REASON_LEN_MAX))
@@ -773,7 +775,7 @@ pub mod wire {
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub struct Refund {
+    pub(crate) struct Refund {
         pub id: String,
         #[serde(default)]
         pub payment: Option<String>,
@@ -787,7 +789,7 @@ pub mod wire {
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub struct Void {
+    pub(crate) struct Void {
         pub id: String,
         #[serde(default)]
         pub payment: Option<String>,
@@ -799,7 +801,7 @@ pub mod wire {
     /// `POST /checkout/v1/checkouts`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub struct CheckoutRequest {
+    pub(crate) struct CheckoutRequest {
         pub total_amount: TotalAmount,
         pub request_reference_number: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -810,7 +812,7 @@ pub mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct RedirectUrl {
+    pub(crate) struct RedirectUrl {
         pub success: String,
         pub failure: String,
         pub cancel: String,
@@ -818,7 +820,7 @@ pub mod wire {
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub struct Item {
+    pub(crate) struct Item {
         pub name: String,
         pub quantity: u32,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -827,13 +829,13 @@ pub mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct ItemAmount {
+    pub(crate) struct ItemAmount {
         pub value: Amount,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub struct CheckoutAnswer {
+    pub(crate) struct CheckoutAnswer {
         pub checkout_id: String,
         pub redirect_url: String,
     }
@@ -841,7 +843,7 @@ pub mod wire {
     /// `POST /payments/v1/payments/{id}/capture`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub struct CaptureRequest {
+    pub(crate) struct CaptureRequest {
         pub total_amount: TotalAmount,
         pub request_reference_number: String,
         #[serde(default)]
@@ -851,20 +853,20 @@ pub mod wire {
     /// `POST /payments/v1/payments/{id}/refunds`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    pub struct RefundRequest {
+    pub(crate) struct RefundRequest {
         pub total_amount: TotalAmount,
         pub reason: String,
     }
 
     /// `POST /payments/v1/payments/{id}/voids`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct VoidRequest {
+    pub(crate) struct VoidRequest {
         pub reason: String,
     }
 
     /// Maya's error answers: `{"code","message","parameters"}` or `{"code","error"}`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Error {
+    pub(crate) struct Error {
         #[serde(default)]
         pub code: Option<serde_json::Value>,
         #[serde(default, alias = "error")]

@@ -73,7 +73,7 @@ const DESCRIPTION_LEN_MAX: usize = 255;
 const REFUND_REASON: &str = "requested_by_customer";
 /// PayMongo's idempotency header: a repeat of a create with the same key returns the first
 /// result instead of creating again.
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+pub(crate) const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// Everything the GCash/PayMongo adapter and its webhook verifier need.
 #[derive(Debug, Clone)]
@@ -372,7 +372,7 @@ pub fn centavos(amount: Money) -> Result<i64, ProviderError> {
 }
 
 /// Centavos back to money; zero is allowed (totals).
-pub fn from_centavos(centavos: i64, currency: &str) -> Result<Money, String> {
+pub(crate) fn from_centavos(centavos: i64, currency: &str) -> Result<Money, String> {
     let currency = Currency::from_str(currency).map_err(|_| "an unknown currency".to_owned())?;
     if centavos < 0 {
         return Err("a negative amount".to_owned());
@@ -383,39 +383,40 @@ pub fn from_centavos(centavos: i64, currency: &str) -> Result<Money, String> {
     Money::new(Decimal::new(centavos, 2), currency).map_err(|_| "an invalid amount".to_owned())
 }
 
-/// PayMongo's JSON:API shapes, shared by this adapter, the webhook verifier
-/// (`crate::paymongo`) and the emulator (`crate::sandbox::paymongo`). Unknown fields
-/// are tolerated on input.
-pub mod wire {
+/// PayMongo's JSON:API shapes, shared by this adapter and the webhook verifier
+/// (`crate::paymongo`). The emulator (`emulators::paymongo`) writes its own from
+/// PayMongo's documentation, so a field misnamed here fails the contract tests instead of
+/// passing both sides. Unknown fields are tolerated on input.
+pub(crate) mod wire {
     use super::*;
 
-    pub type Metadata = serde_json::Map<String, serde_json::Value>;
+    pub(crate) type Metadata = serde_json::Map<String, serde_json::Value>;
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Envelope<T> {
+    pub(crate) struct Envelope<T> {
         pub data: T,
     }
 
     /// A request body: `{"data":{"attributes":{..}}}`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Create<A> {
+    pub(crate) struct Create<A> {
         pub attributes: A,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Resource<A> {
+    pub(crate) struct Resource<A> {
         pub id: String,
         #[serde(rename = "type")]
         pub kind: String,
         pub attributes: A,
     }
 
-    pub type Intent = Resource<IntentAttributes>;
-    pub type Payment = Resource<PaymentAttributes>;
-    pub type Refund = Resource<RefundAttributes>;
+    pub(crate) type Intent = Resource<IntentAttributes>;
+    pub(crate) type Payment = Resource<PaymentAttributes>;
+    pub(crate) type Refund = Resource<RefundAttributes>;
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct CreateIntent {
+    pub(crate) struct CreateIntent {
         pub amount: i64,
         pub currency: String,
         pub payment_method_allowed: Vec<String>,
@@ -430,7 +431,7 @@ pub mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct CreatePaymentMethod {
+    pub(crate) struct CreatePaymentMethod {
         #[serde(rename = "type")]
         pub kind: String,
         #[serde(default)]
@@ -438,7 +439,7 @@ pub mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct PaymentMethodAttributes {
+    pub(crate) struct PaymentMethodAttributes {
         #[serde(rename = "type")]
         pub kind: String,
         #[serde(default)]
@@ -448,14 +449,14 @@ pub mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Attach {
+    pub(crate) struct Attach {
         pub payment_method: String,
         #[serde(default)]
         pub return_url: Option<String>,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct CreateRefund {
+    pub(crate) struct CreateRefund {
         pub amount: i64,
         pub payment_id: String,
         pub reason: String,
@@ -466,7 +467,7 @@ pub mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct IntentAttributes {
+    pub(crate) struct IntentAttributes {
         pub amount: i64,
         pub currency: String,
         pub status: String,
@@ -493,7 +494,7 @@ pub mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct NextActionWire {
+    pub(crate) struct NextActionWire {
         #[serde(rename = "type")]
         pub kind: String,
         #[serde(default)]
@@ -501,14 +502,14 @@ pub mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Redirect {
+    pub(crate) struct Redirect {
         pub url: String,
         #[serde(default)]
         pub return_url: Option<String>,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct PaymentAttributes {
+    pub(crate) struct PaymentAttributes {
         pub amount: i64,
         pub currency: String,
         pub status: String,
@@ -535,7 +536,7 @@ pub mod wire {
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct RefundAttributes {
+    pub(crate) struct RefundAttributes {
         pub amount: i64,
         pub currency: String,
         pub payment_id: String,
@@ -553,7 +554,7 @@ pub mod wire {
 
     /// A webhook event. `data` is kept as JSON until the event type says what it holds.
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct EventAttributes {
+    pub(crate) struct EventAttributes {
         #[serde(rename = "type")]
         pub kind: String,
         pub livemode: bool,
@@ -566,22 +567,22 @@ pub mod wire {
         pub updated_at: Option<i64>,
     }
 
-    pub type Event = Resource<EventAttributes>;
+    pub(crate) type Event = Resource<EventAttributes>;
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Errors {
+    pub(crate) struct Errors {
         pub errors: Vec<ErrorItem>,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct ErrorItem {
+    pub(crate) struct ErrorItem {
         pub code: String,
         #[serde(default)]
         pub detail: Option<String>,
     }
 
     /// `payledger <payment id> <reference>`, at most 255 characters.
-    pub fn description(payment_id: PaymentId, reference: &str) -> String {
+    pub(crate) fn description(payment_id: PaymentId, reference: &str) -> String {
         format!("{DESCRIPTION_PREFIX}{payment_id} {reference}")
             .chars()
             .take(DESCRIPTION_LEN_MAX)
@@ -589,7 +590,7 @@ pub mod wire {
     }
 
     /// Our payment id: `metadata.payment_id`, else the one in the description.
-    pub fn payment_id_of(
+    pub(crate) fn payment_id_of(
         metadata: Option<&Metadata>,
         description: Option<&str>,
     ) -> Option<PaymentId> {
@@ -603,7 +604,7 @@ pub mod wire {
         PaymentId::from_str(rest.get(..36)?).ok()
     }
 
-    pub fn metadata(pairs: &[(&str, String)]) -> Metadata {
+    pub(crate) fn metadata(pairs: &[(&str, String)]) -> Metadata {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
@@ -700,7 +701,7 @@ fn failure_reason(intent: &wire::Intent) -> Option<String> {
 /// Reason recorded for a failed payment that names no code.
 pub const FAILED_REASON: &str = "payment_failed";
 
-pub fn payment_failure_reason(payment: &wire::PaymentAttributes) -> String {
+pub(crate) fn payment_failure_reason(payment: &wire::PaymentAttributes) -> String {
     payment
         .failed_code
         .as_deref()

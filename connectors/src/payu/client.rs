@@ -125,7 +125,7 @@ pub const DEFAULT_CARD_FRANCHISE: &str = "VISA";
 const CARD_FRANCHISES: &[&str] = &["VISA", "MASTERCARD", "AMEX", "DINERS", "CODENSA"];
 const PSE_DOCUMENT_TYPES: &[&str] = &["CC", "CE", "NIT", "TI", "PP", "IDC", "CEL", "RC", "DE"];
 
-/// Everything the PayU adapter (and its verifier and emulator) need, as read from the
+/// Everything the PayU adapter (and its verifier) need, as read from the
 /// environment. Values are kept as given; [`PayuConfig::problems`] and
 /// [`PayuProvider::new`] judge them.
 #[derive(Debug, Clone)]

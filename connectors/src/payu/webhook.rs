@@ -190,7 +190,7 @@ pub fn request_message(
 
 /// Whether `presented` is `expected` (both hex), in constant time, ignoring hex case and
 /// surrounding whitespace.
-pub fn hex_signature_matches(expected: &str, presented: &str) -> bool {
+pub(crate) fn hex_signature_matches(expected: &str, presented: &str) -> bool {
     let presented = presented.trim();
     if expected.is_empty() || presented.len() != expected.len() {
         return false;

@@ -1,4 +1,4 @@
-//! HTTP client of the bundled sandbox provider (`crate::sandbox` is the server).
+//! HTTP client of the bundled sandbox provider (`emulators::sandbox` is the server).
 //!
 //! Everything goes over a real socket: `Authorization: Bearer <api key>`, JSON bodies, money
 //! as decimal strings. Failures map to [`ProviderFailureKind`]: no answer in time ->

@@ -3,15 +3,16 @@
 //! `{"id":"evt_..","type":"transaction.updated","created_at":"..","data":{"transaction_id",
 //! "payment_id","status","amount","currency","reason"}}`.
 //!
-//! The sandbox server (`crate::sandbox`) signs with [`sign`] and serializes [`WireEvent`], the
-//! same code this module verifies and parses with, so the two cannot drift apart.
+//! The sandbox server (`emulators::sandbox`) signs and serializes with code of its own; the
+//! contract tests there check its webhooks against [`verify_signature`] and
+//! [`parse_notification`].
 
 use std::str::FromStr;
 
 use domain::{Currency, Money, PaymentId};
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretSlice};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::{excerpt, WebhookError};
@@ -95,20 +96,22 @@ pub enum Outcome {
     },
 }
 
-/// The JSON shape of a sandbox webhook, shared by the sandbox server (serializing) and
-/// [`parse_notification`] (deserializing). Unknown fields are tolerated on input.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WireEvent {
+/// The JSON shape of a sandbox webhook, as [`parse_notification`] reads it. Unknown fields
+/// are tolerated.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct WireEvent {
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
+    /// Not used, but a non-string is refused as malformed.
     #[serde(default)]
+    #[allow(dead_code)]
     pub created_at: Option<String>,
     pub data: WireTransaction,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WireTransaction {
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct WireTransaction {
     pub transaction_id: String,
     pub payment_id: String,
     pub status: String,

@@ -1,5 +1,5 @@
 //! Wompi (Colombia) adapter: a real HTTP client of Wompi's API v1 (`https://sandbox.wompi.co/v1`,
-//! `https://production.wompi.co/v1`; the bundled emulator is `crate::sandbox::wompi`).
+//! `https://production.wompi.co/v1`; the bundled emulator is `emulators::wompi`).
 //!
 //! * Money is COP in `amount_in_cents` (an integer: `129000.00` COP -> `12900000`).
 //! * Methods: `CARD` (a token from Wompi's own `POST /tokens/cards`), `NEQUI`, `PSE`.

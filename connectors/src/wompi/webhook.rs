@@ -83,7 +83,8 @@ fn checksum_digest(values: &[&str], timestamp: i64, events_secret: &[u8]) -> [u8
 }
 
 /// Lower-case hex checksum of an event: SHA-256 of the property values in order, then the
-/// timestamp, then the events secret. The Wompi emulator signs with this.
+/// timestamp, then the events secret. Tests sign events with this (the Wompi emulator,
+/// `emulators::wompi`, has its own).
 pub fn event_checksum(values: &[&str], timestamp: i64, events_secret: &str) -> String {
     hex::encode(checksum_digest(values, timestamp, events_secret.as_bytes()))
 }

@@ -1,0 +1,93 @@
+//! A tiny webhook receiver for the emulator tests: records every POST (body, headers, peer)
+//! and answers the scripted statuses in order, then `200`.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, TcpListener};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+    pub peer: Option<IpAddr>,
+}
+
+pub struct Receiver {
+    pub url: String,
+    server: ServerHandle,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+}
+
+struct State {
+    script: Mutex<VecDeque<u16>>,
+    seen: mpsc::UnboundedSender<Delivery>,
+}
+
+async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
+    let headers = req
+        .headers()
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_lowercase(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let _ = state.seen.send(Delivery {
+        body: body.to_vec(),
+        headers,
+        peer: req.peer_addr().map(|a| a.ip()),
+    });
+    let status = state.script.lock().unwrap().pop_front().unwrap_or(200);
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+}
+
+impl Receiver {
+    pub async fn start(script: &[u16]) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (seen, deliveries) = mpsc::unbounded_channel();
+        let state = web::Data::new(State {
+            script: Mutex::new(script.iter().copied().collect()),
+            seen,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route("/hook", web::post().to(receive))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Receiver {
+            url: format!("http://{addr}/hook"),
+            server: handle,
+            deliveries,
+        }
+    }
+
+    pub async fn next(&mut self) -> Delivery {
+        tokio::time::timeout(Duration::from_secs(5), self.deliveries.recv())
+            .await
+            .expect("no webhook arrived in time")
+            .expect("receiver closed")
+    }
+
+    pub async fn assert_quiet(&mut self) {
+        if let Ok(Some(d)) =
+            tokio::time::timeout(Duration::from_millis(300), self.deliveries.recv()).await
+        {
+            panic!("unexpected webhook: {}", String::from_utf8_lossy(&d.body));
+        }
+    }
+
+    pub async fn stop(self) {
+        self.server.stop(false).await;
+    }
+}

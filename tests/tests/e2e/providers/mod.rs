@@ -1,0 +1,8 @@
+//! The real-provider adapters end to end, each against its in-process emulator over HTTP;
+//! `common` holds what they share.
+
+mod common;
+mod gcash;
+mod maya;
+mod payu;
+mod wompi;
