@@ -829,10 +829,7 @@ async fn gcash_lost_webhook_sync_brings_the_payment_to_paymongos_status() {
     // acknowledged, and the payment is not approved twice.
     let late = paid_event(&app, &paid_intent, "evt_payledgerlatetest00000001").await;
     let header = test_mode_header(
-        &PaymongoConfig::from_env()
-            .webhook_secret
-            .expose_secret()
-            .to_owned(),
+        PaymongoConfig::from_env().webhook_secret.expose_secret(),
         Utc::now().timestamp(),
         &late,
     );

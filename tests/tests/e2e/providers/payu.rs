@@ -681,8 +681,8 @@ async fn payu_confirmation_signed_with_another_secret_is_401() {
     assert_eq!(
         payu_sign(
             &pairs,
-            &config.api_key.expose_secret().to_owned(),
-            &config.signature_secret.expose_secret().to_owned()
+            config.api_key.expose_secret(),
+            config.signature_secret.expose_secret()
         ),
         field(&pairs, "sign"),
         "the test's HMAC reproduces the emulator's sign"
@@ -690,7 +690,7 @@ async fn payu_confirmation_signed_with_another_secret_is_401() {
 
     let other = payu_sign(
         &pairs,
-        &config.api_key.expose_secret().to_owned(),
+        config.api_key.expose_secret(),
         "test_payu_someone_elses_secret_0000000",
     );
     let forged = encode_form(&with_field(&pairs, "sign", &other));
@@ -703,8 +703,8 @@ async fn payu_confirmation_signed_with_another_secret_is_401() {
     // Signed with the API key as HMAC key (a common mistake), not the signature secret.
     let api_keyed = payu_sign(
         &pairs,
-        &config.api_key.expose_secret().to_owned(),
-        &config.api_key.expose_secret().to_owned(),
+        config.api_key.expose_secret(),
+        config.api_key.expose_secret(),
     );
     let forged_too = encode_form(&with_field(&pairs, "sign", &api_keyed));
     problem(
