@@ -7,6 +7,7 @@ pub mod check_config;
 pub mod client_ip;
 pub mod config;
 pub mod problem;
+pub mod provider_choice;
 pub mod providers;
 pub mod reconciler;
 pub mod routes;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod email;
 pub mod ids;
 pub mod money;
+pub mod payer;
 pub mod payment;
 pub mod provider_name;
 pub mod published;
@@ -14,6 +15,10 @@ mod text;
 pub use email::{Email, EmailError};
 pub use ids::{AttemptId, CaptureId, IdempotencyKey, MerchantId, PaymentId, Reference, RefundId};
 pub use money::{Currency, Money, MoneyError};
+pub use payer::{
+    DeviceSessionId, DeviceSessionIdError, DocumentNumber, DocumentNumberError, FullName,
+    FullNameError, Phone, PhoneError, UserAgent, UserAgentError,
+};
 pub use payment::{
     CaptureMode, CaptureModeError, CardToken, MethodDetail, Payment, PaymentCommand, PaymentError,
     PaymentEvent, PaymentMethodType, PaymentStatus, PrintableTextError, ProviderFailureKind,
