@@ -307,7 +307,7 @@ impl PaymentService {
             }
             Err(error) if error.outcome() == CallOutcome::Refused => {
                 let executed = self
-                    .execute(
+                    .execute_from(
                         id,
                         PaymentCommand::FailRefund {
                             refund_id,
@@ -315,6 +315,7 @@ impl PaymentService {
                             at: Utc::now(),
                         },
                         "api",
+                        Some(requested),
                     )
                     .await?;
                 Ok(RefundOutcome {

@@ -27,6 +27,16 @@ pub enum CaptureMode {
     Manual,
 }
 
+impl CaptureMode {
+    /// The wire name, as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMode::Automatic => "automatic",
+            CaptureMode::Manual => "manual",
+        }
+    }
+}
+
 /// A capture mode that is neither `automatic` nor `manual`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("must be `automatic` or `manual`")]
@@ -35,13 +45,11 @@ pub struct CaptureModeError;
 impl std::str::FromStr for CaptureMode {
     type Err = CaptureModeError;
 
-    /// The wire names, as serde writes them.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "automatic" => Ok(CaptureMode::Automatic),
-            "manual" => Ok(CaptureMode::Manual),
-            _ => Err(CaptureModeError),
-        }
+        [CaptureMode::Automatic, CaptureMode::Manual]
+            .into_iter()
+            .find(|mode| mode.as_str() == text)
+            .ok_or(CaptureModeError)
     }
 }
 
@@ -218,7 +226,8 @@ mod tests {
     fn capture_modes_parse_from_the_names_serde_writes() {
         for mode in [CaptureMode::Automatic, CaptureMode::Manual] {
             let wire = serde_json::to_value(mode).unwrap();
-            assert_eq!(wire.as_str().unwrap().parse::<CaptureMode>(), Ok(mode));
+            assert_eq!(wire.as_str(), Some(mode.as_str()));
+            assert_eq!(mode.as_str().parse::<CaptureMode>(), Ok(mode));
         }
         assert_eq!("Manual".parse::<CaptureMode>(), Err(CaptureModeError));
         assert_eq!(
