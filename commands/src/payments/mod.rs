@@ -160,10 +160,6 @@ pub struct Loaded<'a> {
 }
 
 impl Loaded<'_> {
-    pub fn id(&self) -> PaymentId {
-        self.id
-    }
-
     pub fn payment(&self) -> &Payment {
         &self.current.payment
     }
