@@ -8,6 +8,7 @@ pub mod client_ip;
 pub mod config;
 pub mod emulated;
 pub mod problem;
+pub mod provider_choice;
 pub mod providers;
 pub mod reconciler;
 pub mod routes;
