@@ -1,11 +1,9 @@
 //! The pure payment model. Nothing in this crate does I/O: time, ids and provider answers
 //! arrive inside commands, so every decision here is deterministic and testable.
 
-pub mod audit;
 pub mod ids;
 pub mod money;
 pub mod payment;
-pub mod published;
 
 pub use ids::{AttemptId, CaptureId, IdempotencyKey, MerchantId, PaymentId, Reference, RefundId};
 pub use money::{Currency, Money, MoneyError};
@@ -13,4 +11,3 @@ pub use payment::{
     CaptureMode, Payment, PaymentCommand, PaymentError, PaymentEvent, PaymentMethodType,
     PaymentStatus, ProviderFailureKind,
 };
-pub use published::PublishedEvent;

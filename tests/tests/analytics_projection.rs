@@ -10,9 +10,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use domain::{
     CaptureId, CaptureMode, Currency, MerchantId, Money, PaymentEvent, PaymentId,
-    PaymentMethodType, ProviderFailureKind, PublishedEvent, Reference, RefundId,
+    PaymentMethodType, ProviderFailureKind, Reference, RefundId,
 };
 use e2e::{payment_body, spawn_app};
+use eventstore::PublishedEvent;
 use projections::analytics::{self, AnalyticsProjection, DailyRow};
 use projections::apply::{apply_event, Applied};
 use projections::failures::{self, FailureRow, FailuresProjection};

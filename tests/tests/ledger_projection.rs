@@ -14,11 +14,12 @@ use api::config::ServeRole;
 use chrono::{DateTime, Utc};
 use domain::{
     CaptureId, CaptureMode, Currency, MerchantId, Money, PaymentEvent, PaymentId,
-    PaymentMethodType, ProviderFailureKind, PublishedEvent, Reference, RefundId,
+    PaymentMethodType, ProviderFailureKind, Reference, RefundId,
 };
 use e2e::{payment_body, spawn_app_with_role, TestApp, MERCHANT};
+use eventstore::streams::aggregate_events;
+use eventstore::PublishedEvent;
 use projections::apply::{apply_event, Applied};
-use projections::event_source::aggregate_events;
 use projections::ledger::{self, EntryCursor, LedgerProjection};
 use projections::{Projection, ProjectionError};
 use rust_decimal::{Decimal, RoundingStrategy};
