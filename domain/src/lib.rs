@@ -1,14 +1,12 @@
 //! The pure payment model. Nothing in this crate does I/O: time, ids and provider answers
 //! arrive inside commands, so every decision here is deterministic and testable.
 
-pub mod audit;
 pub mod email;
 pub mod ids;
 pub mod money;
 pub mod payer;
 pub mod payment;
 pub mod provider_name;
-pub mod published;
 pub mod return_url;
 mod text;
 
@@ -25,5 +23,4 @@ pub use payment::{
     PseUserType, PseUserTypeError, RefundReason, RefundReasonError, UnknownMethodType,
 };
 pub use provider_name::{ProviderName, ProviderNameError};
-pub use published::PublishedEvent;
 pub use return_url::{ReturnUrl, ReturnUrlError};

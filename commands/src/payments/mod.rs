@@ -38,8 +38,8 @@ use crate::fees::FeeSchedule;
 use crate::providers::{Customer, PaymentMethodDetails, ProviderError};
 use crate::relay_waker::{LocalRelay, RelayWaker};
 use crate::router::{RoutedProvider, Router};
-use crate::store::{payment_store, PaymentStore};
 use crate::stripes::Stripes;
+use eventstore::repository::{payment_store, PaymentStore};
 
 /// Optimistic-lock conflicts retried before answering `409`.
 const CONFLICT_RETRY_MAX: u32 = 16;
