@@ -133,7 +133,7 @@ impl Settings {
         Settings {
             database_url: var("DATABASE_URL", DEFAULT_DATABASE_URL),
             amqp_url: var("AMQP_URL", DEFAULT_AMQP_URL),
-            amqp_prefix: var("AMQP_PREFIX", domain::published::DEFAULT_AMQP_PREFIX),
+            amqp_prefix: var("AMQP_PREFIX", eventstore::published::DEFAULT_AMQP_PREFIX),
             listen_addr: var("LISTEN_ADDR", "127.0.0.1:8080"),
             role: ServeRole::All,
             db_pool_max: number("DATABASE_POOL_MAX", 16) as u32,

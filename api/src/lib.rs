@@ -1,7 +1,6 @@
 //! The HTTP API and the composition root: wires the write side (`commands`) and the read
-//! side (`projections`), which never import each other.
+//! side (`projections`), which never import each other, and auditing (`audit`).
 
-pub mod audit;
 pub mod auth;
 pub mod check_config;
 pub mod client_ip;
@@ -9,6 +8,7 @@ pub mod config;
 pub mod emulated;
 pub mod problem;
 pub mod providers;
+pub mod read_model;
 pub mod reconciler;
 pub mod routes;
 pub mod startup;

@@ -55,7 +55,7 @@ enum Command {
     /// Audit the event stream: verify the chain (or an export), export it, print its head.
     Audit {
         #[command(subcommand)]
-        command: api::audit::cli::AuditCommand,
+        command: audit::cli::AuditCommand,
     },
     /// Manage API keys.
     Keys {
@@ -95,7 +95,16 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Audit { command } = cli.command {
         // Its own exit statuses: 1 mismatch, 2 could not verify, 3 inconclusive.
-        return api::audit::cli::main(command).await;
+        let settings = Settings::from_env();
+        let code = audit::cli::run(
+            command,
+            &settings.database_url,
+            &api::read_model::Projections,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )
+        .await;
+        return ExitCode::from(code);
     }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

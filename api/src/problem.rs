@@ -3,12 +3,24 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use commands::payments::CommandError;
+use connectors::CallOutcome;
+use domain::PaymentError;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: impl ToString) -> Self {
+        Self {
+            field: field.to_owned(),
+            message: message.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +116,91 @@ impl ResponseError for Problem {
         HttpResponse::build(self.status_code())
             .content_type("application/problem+json")
             .json(self)
+    }
+}
+
+/// A refused or failed command as its problem: one mapping, so every handler agrees.
+impl From<CommandError> for Problem {
+    fn from(error: CommandError) -> Self {
+        match &error {
+            CommandError::Rejected(e) => match e {
+                PaymentError::NotFound | PaymentError::RefundNotFound => {
+                    Problem::not_found("no such payment")
+                }
+                PaymentError::IdempotencyMismatch => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency-key-reused",
+                    "Idempotency-Key reused",
+                    e.to_string(),
+                ),
+                PaymentError::InvalidTransition { .. } => Problem::new(
+                    StatusCode::CONFLICT,
+                    "invalid-state",
+                    "Not allowed in the payment's state",
+                    e.to_string(),
+                ),
+                PaymentError::CurrencyMismatch { .. }
+                | PaymentError::CaptureExceedsAuthorized { .. }
+                | PaymentError::RefundExceedsCaptured { .. }
+                | PaymentError::ProviderAmountMismatch { .. }
+                | PaymentError::Money(_) => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "amount-not-allowed",
+                    "Amount not allowed",
+                    e.to_string(),
+                ),
+            },
+            CommandError::ReferenceTaken => Problem::new(
+                StatusCode::CONFLICT,
+                "reference-taken",
+                "Reference already used",
+                "this merchant already has a payment with this reference",
+            ),
+            CommandError::Conflict => Problem::new(
+                StatusCode::CONFLICT,
+                "concurrent-update",
+                "Concurrent update",
+                "the payment was changed concurrently; retry the request",
+            ),
+            CommandError::NoProvider { .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no-provider",
+                "No provider takes this payment",
+                error.to_string(),
+            ),
+            CommandError::ProvidersUnavailable => Problem::unavailable(error.to_string()),
+            CommandError::Unsupported { .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not-supported-by-provider",
+                "Not supported by the provider",
+                error.to_string(),
+            ),
+            // The provider answered no: a retry would get the same answer.
+            CommandError::Provider(e) if !e.is_retryable() => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "provider-refused",
+                "The payment provider refused the request",
+                e.to_string(),
+            ),
+            // The provider may have acted: the intent stays recorded and is resolved with the
+            // provider; a retry with the same Idempotency-Key answers its outcome.
+            CommandError::Provider(e) if e.outcome() == CallOutcome::Unknown => Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "provider-outcome-unknown",
+                "The payment provider's answer was lost",
+                format!("{e}; the request is recorded and will be resolved with the provider: retry with the same Idempotency-Key"),
+            ),
+            CommandError::Provider(e) => Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "provider-error",
+                "The payment provider did not accept the request",
+                e.to_string(),
+            ),
+            CommandError::Store(detail) => {
+                tracing::error!(%detail, "event store error");
+                Problem::unavailable("the event store is unavailable; retry later")
+            }
+        }
     }
 }
 

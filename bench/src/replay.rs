@@ -69,18 +69,15 @@ pub struct ReplayReport {
 }
 
 async fn count_events(pool: &PgPool) -> Result<i64, String> {
-    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events")
-        .fetch_one(pool)
+    eventstore::feed::count(pool)
         .await
         .map_err(|e| format!("counting events: {e}"))
 }
 
 async fn generate_by_clone(pool: &PgPool, missing: i64, deadline: Instant) -> Result<(), String> {
-    let (source_rows, last_position): (i64, Option<i64>) =
-        sqlx::query_as("SELECT count(*), max(global_position) FROM events")
-            .fetch_one(pool)
-            .await
-            .map_err(|e| format!("reading the store: {e}"))?;
+    let (source_rows, last_position) = eventstore::feed::extent(pool)
+        .await
+        .map_err(|e| format!("reading the store: {e}"))?;
     let Some(last_position) = last_position.filter(|_| source_rows > 0) else {
         return Err("the event store is empty: run `payledger-bench run` first (clone copies real streams), or use --via api".into());
     };
@@ -92,22 +89,9 @@ async fn generate_by_clone(pool: &PgPool, missing: i64, deadline: Instant) -> Re
                 "generation timed out after {copy} of {copies} copies"
             ));
         }
-        sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
-                                 event_version, payload, metadata)
-             SELECT e.aggregate_type, m.new_id, e.sequence, e.event_type, e.event_version,
-                    replace(e.payload::text, e.aggregate_id, m.new_id)::json,
-                    replace(e.metadata::text, e.aggregate_id, m.new_id)::json
-               FROM events e
-               CROSS JOIN LATERAL (SELECT md5(e.aggregate_id || ':' || $1)::uuid::text AS new_id) m
-              WHERE e.global_position <= $2
-              ORDER BY e.global_position",
-        )
-        .bind(format!("bench-clone-{tag}-{copy}"))
-        .bind(last_position)
-        .execute(pool)
-        .await
-        .map_err(|e| format!("cloning streams (copy {copy}): {e}"))?;
+        eventstore::bulk::clone_streams(pool, &format!("bench-clone-{tag}-{copy}"), last_position)
+            .await
+            .map_err(|e| format!("cloning streams (copy {copy}): {e}"))?;
     }
     Ok(())
 }
@@ -215,9 +199,10 @@ async fn check(pool: &PgPool, schema: &str) -> Result<ReplayCheck, String> {
     let (payments, missing, wrong): (i64, i64, i64) = sqlx::query_as(&format!(
         "SELECT count(*),
                 count(*) FILTER (WHERE s.payment_id IS NULL),
-                count(*) FILTER (WHERE s.version <> e.n)
-           FROM (SELECT aggregate_id, max(sequence) AS n FROM public.events GROUP BY aggregate_id) e
-           LEFT JOIN {schema}.payment_status s ON s.payment_id::text = e.aggregate_id"
+                count(*) FILTER (WHERE s.version <> e.last_sequence)
+           FROM ({}) e
+           LEFT JOIN {schema}.payment_status s ON s.payment_id::text = e.aggregate_id",
+        eventstore::feed::LAST_SEQUENCES
     ))
     .fetch_one(pool)
     .await

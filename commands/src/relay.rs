@@ -1,24 +1,24 @@
 //! The outbox relay: publishes every committed event, in one gap-safe total order, to the
 //! RabbitMQ topic exchange, and advances its checkpoint only after the broker confirmed.
 //!
-//! Order is `(transaction_id, global_position)`, read only below the oldest transaction still
-//! running (`pg_snapshot_xmin`): an event inserted by a transaction that commits late has a
-//! transaction id at or above that horizon, so it is read after it commits instead of being
-//! skipped (a plain `global_position > last` cursor would skip it).
+//! Order is `(transaction_id, global_position)`, read gap-safe by `eventstore::feed`; the
+//! checkpoint and the audit chain it extends (`audit::link`) are stored by
+//! `eventstore::checkpoint`.
 //!
 //! Exactly one relay publishes: it holds a session advisory lock on the connection it reads
 //! and checkpoints with, so losing that connection loses leadership and stops its writes.
 
 use std::time::Duration;
 
-use domain::published::events_exchange;
-use domain::PublishedEvent;
+use eventstore::checkpoint::{self, Checkpoint};
+use eventstore::feed::{self, FeedEvent};
+use eventstore::published::events_exchange;
 use futures::future::join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use sqlx::postgres::{PgListener, PgPool};
-use sqlx::{ConnectOptions, Connection as _, PgConnection, Row};
+use sqlx::{ConnectOptions, Connection as _, PgConnection};
 use tokio::sync::watch;
 
 use crate::relay_waker::LocalRelay;
@@ -78,16 +78,6 @@ pub enum RelayError {
     NotConfirmed { message_id: String, reason: String },
     #[error("encoding event {0}: {1}")]
     Encoding(String, serde_json::Error),
-}
-
-/// The relay's position in the feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Checkpoint {
-    transaction_id: i64,
-    global_position: i64,
-    /// The audit chain's head at this point of the feed.
-    audit_position: i64,
-    chain_hash: [u8; 32],
 }
 
 /// Runs until `shutdown` turns true: waits for leadership, publishes, and on any failure
@@ -175,7 +165,7 @@ async fn relay_as_leader(
         )
         .await?;
 
-    let mut checkpoint = load_checkpoint(conn).await?;
+    let mut at = checkpoint::load(&mut *conn).await?;
     let _leading_here = config.local.as_ref().map(LocalRelay::lead);
     let mut quick_polls_left: u32 = 0;
     loop {
@@ -183,24 +173,20 @@ async fn relay_as_leader(
             let _closed = broker.close(200, "shutdown".into()).await;
             return Ok(());
         }
-        let batch = read_batch(conn, checkpoint, config.batch_size_max).await?;
+        let batch = feed::read_committed(&mut *conn, at.feed, config.batch_size_max).await?;
         if let Some(last) = batch.last() {
             publish_batch(&channel, &exchange, &batch).await?;
-            let chain = extend_chain(checkpoint, &batch);
-            let (audit_position, chain_hash) = chain[chain.len() - 1];
+            let links = audit::link::extend(at.chain, batch.iter().map(|row| &row.event));
             let next = Checkpoint {
-                transaction_id: last.transaction_id,
-                global_position: last.event.global_position,
-                audit_position,
-                chain_hash,
+                feed: last.position(),
+                chain: links.last().copied().unwrap_or(at.chain),
             };
             assert!(
-                (next.transaction_id, next.global_position)
-                    > (checkpoint.transaction_id, checkpoint.global_position),
+                next.feed > at.feed,
                 "relay checkpoint must only move forward"
             );
-            store_checkpoint(conn, next, &batch, &chain).await?;
-            checkpoint = next;
+            checkpoint::advance(&mut *conn, next, &batch, &links).await?;
+            at = next;
             if batch.len() as i64 == config.batch_size_max {
                 continue; // more is waiting: do not sleep
             }
@@ -241,151 +227,13 @@ async fn rung(local: Option<&LocalRelay>) {
     }
 }
 
-struct FeedRow {
-    transaction_id: i64,
-    event: PublishedEvent,
-}
-
-async fn load_checkpoint(conn: &mut PgConnection) -> Result<Checkpoint, RelayError> {
-    let row = sqlx::query(
-        "SELECT last_transaction_id::text::bigint AS tx, last_global_position AS pos,
-                last_audit_position, last_chain_hash
-           FROM relay_checkpoint WHERE id = 1",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let hash: Vec<u8> = row.try_get("last_chain_hash")?;
-    Ok(Checkpoint {
-        transaction_id: row.try_get("tx")?,
-        global_position: row.try_get("pos")?,
-        audit_position: row.try_get("last_audit_position")?,
-        chain_hash: hash.try_into().map_err(|_| {
-            sqlx::Error::Decode("relay_checkpoint.last_chain_hash is not 32 bytes".into())
-        })?,
-    })
-}
-
-/// Extends the audit chain over `batch` from `from`: pure, so a batch published again after
-/// a crash gets exactly the same positions and hashes.
-fn extend_chain(from: Checkpoint, batch: &[FeedRow]) -> Vec<(i64, [u8; 32])> {
-    let mut hash = from.chain_hash;
-    batch
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            hash = domain::audit::chain_hash(&hash, &row.event);
-            (from.audit_position + 1 + i as i64, hash)
-        })
-        .collect()
-}
-
-/// Records the batch's audit chain and the new checkpoint with one statement (its own
-/// transaction): either both move or neither does, in one round trip instead of five.
-#[tracing::instrument(level = "debug", skip_all)]
-async fn store_checkpoint(
-    conn: &mut PgConnection,
-    checkpoint: Checkpoint,
-    batch: &[FeedRow],
-    chain: &[(i64, [u8; 32])],
-) -> Result<(), RelayError> {
-    debug_assert_eq!(batch.len(), chain.len());
-    // No wait for the WAL flush (`set_config(.., true)` holds for this statement's own
-    // transaction): if a crash loses this commit, the relay starts again from the
-    // checkpoint before it and republishes the same events (consumers skip what they have),
-    // extending the chain to the same hashes (same events, same order). A flush wait per
-    // batch bought nothing but latency for every other commit in the queue.
-    sqlx::query(
-        "WITH chained AS (
-           INSERT INTO audit_chain (position, global_position, aggregate_id, sequence, chain_hash)
-           SELECT * FROM UNNEST($6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::bytea[]))
-         UPDATE relay_checkpoint
-            SET last_transaction_id = $1::text::xid8, last_global_position = $2,
-                published_total = published_total + $3, last_audit_position = $4,
-                last_chain_hash = $5, updated_at = now()
-           FROM set_config('synchronous_commit', 'off', true)
-          WHERE id = 1",
-    )
-    .bind(checkpoint.transaction_id.to_string())
-    .bind(checkpoint.global_position)
-    .bind(batch.len() as i64)
-    .bind(checkpoint.audit_position)
-    .bind(checkpoint.chain_hash.to_vec())
-    .bind(chain.iter().map(|(p, _)| *p).collect::<Vec<_>>())
-    .bind(
-        batch
-            .iter()
-            .map(|r| r.event.global_position)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        batch
-            .iter()
-            .map(|r| r.event.aggregate_id.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(batch.iter().map(|r| r.event.sequence).collect::<Vec<_>>())
-    .bind(chain.iter().map(|(_, h)| h.to_vec()).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// The next events in commit-safe order: only transactions below the snapshot's xmin, which
-/// have all ended, so nothing can still appear before the last row returned.
-async fn read_batch(
-    conn: &mut PgConnection,
-    after: Checkpoint,
-    limit: i64,
-) -> Result<Vec<FeedRow>, RelayError> {
-    let rows = sqlx::query(
-        "SELECT global_position, transaction_id::text::bigint AS tx, aggregate_type,
-                aggregate_id, sequence, event_type, event_version, payload, metadata,
-                recorded_at
-           FROM events
-          WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY transaction_id, global_position
-          LIMIT $3",
-    )
-    .bind(after.transaction_id.to_string())
-    .bind(after.global_position)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(FeedRow {
-                transaction_id: row.try_get("tx")?,
-                event: published_event_from_row(row)?,
-            })
-        })
-        .collect()
-}
-
-/// Builds the wire form from a row of `events` (shared with readers of the store).
-pub fn published_event_from_row(
-    row: &sqlx::postgres::PgRow,
-) -> Result<PublishedEvent, sqlx::Error> {
-    Ok(PublishedEvent {
-        global_position: row.try_get("global_position")?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: row.try_get("payload")?,
-        metadata: row.try_get("metadata")?,
-        recorded_at: row.try_get("recorded_at")?,
-    })
-}
-
 /// Publishes the whole batch, then waits for every confirm: waiting one by one caps out at a
 /// few hundred messages a second. `mandatory` makes an unroutable event (no queue bound yet)
 /// a failure instead of a silent drop.
 async fn publish_batch(
     channel: &Channel,
     exchange: &str,
-    batch: &[FeedRow],
+    batch: &[FeedEvent],
 ) -> Result<(), RelayError> {
     let mut confirms = Vec::with_capacity(batch.len());
     for row in batch {

@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use domain::PublishedEvent;
+use eventstore::PublishedEvent;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 
-use crate::{event_source, progress, Projection, ProjectionError};
+use crate::{progress, Projection, ProjectionError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -182,7 +182,7 @@ async fn fill_gap<P: Projection + ?Sized>(
     event: &PublishedEvent,
     last: i64,
 ) -> Result<Vec<PublishedEvent>, ProjectionError> {
-    let filled = event_source::aggregate_events(
+    let filled = eventstore::streams::aggregate_events(
         &mut *tx,
         &event.aggregate_type,
         &event.aggregate_id,

@@ -6,7 +6,6 @@ pub mod analytics;
 pub mod apply;
 pub mod consumer;
 mod copy_in;
-pub mod event_source;
 pub mod failures;
 pub mod ledger;
 pub mod progress;
@@ -17,7 +16,8 @@ pub mod topology;
 pub mod version_waiters;
 
 use async_trait::async_trait;
-use domain::{PaymentEvent, PublishedEvent};
+use domain::PaymentEvent;
+use eventstore::PublishedEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
 

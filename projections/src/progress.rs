@@ -1,4 +1,5 @@
-//! How far the relay and each projection have got, for `/health` and read-your-writes.
+//! How far each projection has got, for `/health` and read-your-writes (the relay's own
+//! progress is `eventstore::checkpoint::relay_progress`).
 
 use sqlx::{PgExecutor, PgPool, Row};
 
@@ -10,14 +11,6 @@ pub struct ProjectionLag {
     pub events_behind: i64,
     /// Seconds between the newest published event and the newest applied one.
     pub seconds_behind: f64,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RelayProgress {
-    pub last_global_position: i64,
-    pub published_total: i64,
-    /// Committed events not yet published.
-    pub events_behind: i64,
 }
 
 /// Moves a projection's progress on by a batch: $1 projection, $2 the batch's newest global
@@ -48,51 +41,38 @@ pub async fn record(
     Ok(())
 }
 
-pub async fn relay(pool: &PgPool) -> Result<RelayProgress, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT c.last_global_position, c.published_total,
-                (SELECT count(*) FROM events e
-                  WHERE (e.transaction_id, e.global_position)
-                      > (c.last_transaction_id, c.last_global_position)) AS behind
-           FROM relay_checkpoint c WHERE c.id = 1",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(RelayProgress {
-        last_global_position: row.try_get("last_global_position")?,
-        published_total: row.try_get("published_total")?,
-        events_behind: row.try_get("behind")?,
-    })
-}
-
 /// Lag of each named projection behind what the relay has published.
 pub async fn projections(pool: &PgPool, names: &[&str]) -> Result<Vec<ProjectionLag>, sqlx::Error> {
     let mut lags = Vec::with_capacity(names.len());
     for name in names {
-        let row = sqlx::query(
-            "SELECT COALESCE(p.last_global_position, 0) AS pos,
-                    (SELECT count(*) FROM events e
-                      WHERE e.global_position > COALESCE(p.last_global_position, 0)
-                        AND (e.transaction_id, e.global_position)
-                            <= (c.last_transaction_id, c.last_global_position)) AS behind,
-                    COALESCE(EXTRACT(EPOCH FROM (
-                        -- The newest published event's time: one index probe, where max()
-                        -- over every published event read the whole table.
-                        (SELECT recorded_at FROM events WHERE global_position <= c.last_global_position
-                          ORDER BY global_position DESC LIMIT 1)
-                        - p.last_recorded_at)), 0)::float8 AS seconds
-               FROM relay_checkpoint c
-               LEFT JOIN projection_progress p ON p.projection = $1
-              WHERE c.id = 1",
+        let progress = sqlx::query(
+            "SELECT last_global_position, last_recorded_at FROM projection_progress
+              WHERE projection = $1",
         )
         .bind(name)
-        .fetch_one(pool)
+        .fetch_optional(pool)
         .await?;
+        let (position, recorded_at) = match &progress {
+            Some(row) => (
+                row.try_get::<i64, _>("last_global_position")?,
+                row.try_get::<Option<chrono::DateTime<chrono::Utc>>, _>("last_recorded_at")?,
+            ),
+            None => (0, None),
+        };
+        // Read after the projection's progress: the relay may have moved on meanwhile, so
+        // the lag is never understated.
+        let beyond = eventstore::checkpoint::published_beyond(pool, position).await?;
+        let seconds = match (beyond.newest_recorded_at, recorded_at) {
+            (Some(newest), Some(applied)) => (newest - applied)
+                .num_microseconds()
+                .map_or(0.0, |us| us as f64 / 1e6),
+            _ => 0.0,
+        };
         lags.push(ProjectionLag {
             projection: (*name).to_owned(),
-            last_global_position: row.try_get("pos")?,
-            events_behind: row.try_get("behind")?,
-            seconds_behind: row.try_get::<f64, _>("seconds")?.max(0.0),
+            last_global_position: position,
+            events_behind: beyond.events,
+            seconds_behind: seconds.max(0.0),
         });
     }
     Ok(lags)

@@ -192,10 +192,7 @@ pub async fn replay(
     // in its own short transaction: a snapshot held for the whole replay would keep every
     // dead version of the rows the replay updates over and over (balances, daily counters),
     // and each update would walk an ever longer chain.
-    let horizon: i64 =
-        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            .fetch_one(pool)
-            .await?;
+    let horizon = eventstore::feed::horizon(pool).await?;
     // A scratch copy's offsets depend on the horizon alone (every transaction below it has
     // ended, and events are never deleted), so they are written meanwhile, on a session of
     // their own.
@@ -278,39 +275,24 @@ async fn read_batch(
     horizon: i64,
     limit: i64,
 ) -> Result<Batch, ReplayError> {
-    let rows = sqlx::query(
-        "SELECT global_position, aggregate_id, sequence, payload::text AS payload, recorded_at
-           FROM public.events
-          WHERE global_position > $1 AND transaction_id < $3::text::xid8
-          ORDER BY global_position LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .bind(horizon.to_string())
-    .fetch_all(pool)
-    .await?;
-    let mut batch = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let aggregate_id: String = row.try_get("aggregate_id")?;
-        let sequence: i64 = row.try_get("sequence")?;
-        let global_position: i64 = row.try_get("global_position")?;
+    eventstore::feed::read_below(pool, after, horizon, limit, |stored| {
         let position = Position {
-            aggregate_id: &aggregate_id,
-            sequence,
-            global_position,
+            aggregate_id: stored.aggregate_id,
+            sequence: stored.sequence,
+            global_position: stored.global_position,
         };
-        let payload = serde_json::from_str(row.try_get("payload")?)
-            .map_err(|e| crate::undecodable(&position, &e))?;
-        batch.push(ReplayEvent {
+        let payload =
+            serde_json::from_str(stored.payload).map_err(|e| crate::undecodable(&position, &e))?;
+        Ok(ReplayEvent {
             payment_id: crate::payment_id(&position)?,
-            recorded_at: row.try_get("recorded_at")?,
+            recorded_at: stored.recorded_at,
             payload,
-            aggregate_id,
-            sequence,
-            global_position,
-        });
-    }
-    Ok(batch)
+            aggregate_id: stored.aggregate_id.to_owned(),
+            sequence: stored.sequence,
+            global_position: stored.global_position,
+        })
+    })
+    .await
 }
 
 /// Applies `batch` to one projection and records its progress, in one transaction. Into the
@@ -392,10 +374,9 @@ async fn scratch_offsets(
     sqlx::query(&format!(
         "INSERT INTO {table} (projection, aggregate_id, last_sequence)
          SELECT p.name, e.aggregate_id, e.last_sequence
-           FROM (SELECT aggregate_id, max(sequence) AS last_sequence
-                   FROM public.events WHERE transaction_id < $2::text::xid8
-                  GROUP BY aggregate_id) e
-          CROSS JOIN UNNEST($1::text[]) AS p(name)"
+           FROM ({}) e
+          CROSS JOIN UNNEST($1::text[]) AS p(name)",
+        eventstore::feed::last_sequences_below(2)
     ))
     .bind(projections)
     .bind(horizon.to_string())

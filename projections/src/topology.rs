@@ -1,7 +1,7 @@
 //! RabbitMQ names and declarations of the read side. Each projection has its own durable
 //! queue bound to the events exchange, and its own dead-letter queue.
 
-use domain::published::events_exchange;
+use eventstore::published::events_exchange;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};

@@ -2,18 +2,31 @@
 //! `v` registers here, and the status projector, right after committing a batch, hands the
 //! rows it wrote to the readers whose payment reached their version: they answer with that
 //! row instead of reading it again. Readers in another process than the projector (split
-//! roles) never hear from it and fall back to polling.
+//! roles) never hear from it and fall back to polling. `read_at_least` is the read that
+//! waits: the whole of read-your-writes, for the API to call.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
+use sqlx::PgPool;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::status::PaymentStatusRow;
+use crate::status::{self, PaymentStatusRow};
 
 /// Aggregates with someone waiting, at most: beyond it readers just poll.
 pub const WAITING_AGGREGATES_MAX: usize = 16_384;
+
+/// The longest a read waits for the projection to reach the version asked for; then it
+/// answers what the projection has.
+pub const MIN_VERSION_WAIT: Duration = Duration::from_millis(2_000);
+/// Re-read interval while waiting when the status projector runs in another process
+/// (nothing will wake the reader), and when it runs in this one (a safety net: its wake-up
+/// normally comes first).
+const MIN_VERSION_POLL: Duration = Duration::from_millis(25);
+const MIN_VERSION_POLL_WOKEN: Duration = Duration::from_millis(250);
 
 /// The version a reader waits for, and where to hand it the row.
 type Waiter = (i64, oneshot::Sender<PaymentStatusRow>);
@@ -63,6 +76,53 @@ impl VersionWaiters {
             .or_default()
             .push((version, sender));
         Some(receiver)
+    }
+
+    /// The payment's status row (another merchant's is `None`, as a missing one), waiting up
+    /// to `MIN_VERSION_WAIT` for it to reach `min_version` (read-your-writes after a command
+    /// answered that version). Past the wait it answers the row as it stands, stale or not.
+    pub async fn read_at_least(
+        &self,
+        pool: &PgPool,
+        payment_id: Uuid,
+        merchant: Option<&str>,
+        min_version: i64,
+    ) -> Result<Option<PaymentStatusRow>, sqlx::Error> {
+        let deadline = Instant::now() + MIN_VERSION_WAIT;
+        loop {
+            // Registered before the read: an apply landing between the two still wakes us.
+            let woken = (min_version > 0)
+                .then(|| self.wait_for(payment_id, min_version))
+                .flatten();
+            let row = status::get(pool, payment_id, merchant).await?;
+            let timed_out = Instant::now() >= deadline;
+            match row {
+                Some(row) if row.version >= min_version || timed_out => return Ok(Some(row)),
+                None if min_version == 0 || timed_out => return Ok(None),
+                _ => {}
+            }
+            let poll = match &woken {
+                Some(_) if self.fed_in_process => MIN_VERSION_POLL_WOKEN,
+                _ => MIN_VERSION_POLL,
+            };
+            let sleep = tokio::time::sleep_until((Instant::now() + poll).min(deadline));
+            match woken {
+                Some(woken) => {
+                    tokio::select! {
+                        handed = woken => match handed {
+                            // The projector's row as it committed it: no need to read it again.
+                            Ok(row) if merchant.is_none_or(|m| m == row.merchant_id) => {
+                                debug_assert!(row.version >= min_version);
+                                return Ok(Some(row));
+                            }
+                            _ => {}
+                        },
+                        _ = sleep => {}
+                    }
+                }
+                None => sleep.await,
+            }
+        }
     }
 
     /// `rows` are committed, each as it now stands in `payment_status`: hand each to whoever

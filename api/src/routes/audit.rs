@@ -10,10 +10,10 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::audit::chain::{self, PAGE_ROWS};
 use crate::auth::{Caller, Role};
 use crate::problem::{FieldError, Problem};
 use crate::routes::payment_body::PaymentBody;
+use audit::chain::{self, PAGE_ROWS};
 
 /// The most records one request may ask for with `limit` (without it: to the head).
 pub const LIMIT_MAX: i64 = 10_000_000;
@@ -173,7 +173,7 @@ pub async fn payment_as_of(
     let id: PaymentId = id
         .parse()
         .map_err(|_| Problem::not_found("no such payment"))?;
-    let folded = commands::audit_read::payment_as_of(pool, id, as_of)
+    let folded = audit::as_of::payment_as_of(pool, id, as_of)
         .await
         .map_err(|error| {
             tracing::error!(%error, "as_of read failed");

@@ -1,23 +1,16 @@
 //! The `customer` object of `POST /v1/payments`: the payer's details that some providers ask
 //! for (PayU: name, phone, document, and the IP address, browser and device session the
-//! customer pays from). Every field is optional; each one given is checked here, so what
-//! reaches a provider is well-formed. Personal data: it goes to the provider call only.
+//! customer pays from). Every field is optional; each one given parses into its domain type,
+//! so what reaches a provider is well-formed. Personal data: it goes to the provider call only.
 
 use std::net::IpAddr;
 
 use connectors::{Customer, IpAddress};
+use domain::{DeviceSessionId, DocumentNumber, FullName, Phone, UserAgent};
 use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::problem::FieldError;
-
-const FULL_NAME_CHARS_MAX: usize = 150;
-/// E.164: at most 15 digits; 7 is the shortest national number in the markets served.
-const PHONE_DIGITS_MIN: usize = 7;
-const PHONE_DIGITS_MAX: usize = 15;
-const DOCUMENT_LEN_MAX: usize = 20;
-const USER_AGENT_LEN_MAX: usize = 512;
-const DEVICE_SESSION_ID_LEN_MAX: usize = 255;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,92 +29,52 @@ pub(crate) struct CustomerRequest {
     device_session_id: Option<String>,
 }
 
+/// The field parsed when given; its error (named `customer.<name>`) in `errors` otherwise.
+fn optional<T, E: std::fmt::Display>(
+    errors: &mut Vec<FieldError>,
+    name: &str,
+    value: Option<String>,
+    parse: impl FnOnce(String) -> Result<T, E>,
+) -> Option<T> {
+    value
+        .map(parse)
+        .transpose()
+        .map_err(|e| errors.push(FieldError::new(&format!("customer.{name}"), e)))
+        .ok()
+        .flatten()
+}
+
 impl CustomerRequest {
     /// The customer, or one error per bad field (named `customer.<field>`) in `errors`.
     pub(crate) fn parse(self, errors: &mut Vec<FieldError>) -> Customer {
-        let mut check = |name: &str, value: Option<String>, ok: fn(&str) -> bool, rule: &str| {
-            value.filter(|v| {
-                let good = ok(v);
-                if !good {
-                    errors.push(FieldError {
-                        field: format!("customer.{name}"),
-                        message: rule.to_owned(),
-                    });
-                }
-                good
-            })
-        };
-        let full_name = check(
-            "full_name",
-            self.full_name,
-            full_name_ok,
-            &format!("must be 1 to {FULL_NAME_CHARS_MAX} characters, not blank, without control characters"),
-        );
-        let phone = check(
-            "phone",
-            self.phone,
-            phone_ok,
-            &format!("must be {PHONE_DIGITS_MIN} to {PHONE_DIGITS_MAX} digits, optionally after a leading +"),
-        );
-        let document_number = check(
+        let full_name = optional(errors, "full_name", self.full_name, FullName::try_from);
+        let phone = optional(errors, "phone", self.phone, Phone::try_from);
+        let document_number = optional(
+            errors,
             "document_number",
             self.document_number,
-            document_ok,
-            &format!("must be 1 to {DOCUMENT_LEN_MAX} letters, digits or hyphens"),
+            DocumentNumber::try_from,
         );
-        let ip_address = check(
-            "ip_address",
-            self.ip_address,
-            |v| v.parse::<IpAddr>().is_ok(),
-            "must be an IPv4 or IPv6 address",
-        )
-        .and_then(|v| v.parse::<IpAddr>().ok())
-        .map(|ip| IpAddress(ip).into());
-        let user_agent = check(
-            "user_agent",
-            self.user_agent,
-            |v| printable_ascii(v, USER_AGENT_LEN_MAX, true),
-            &format!("must be 1 to {USER_AGENT_LEN_MAX} printable ASCII characters"),
-        );
-        let device_session_id = check(
+        let ip_address = optional(errors, "ip_address", self.ip_address, |v| {
+            v.parse::<IpAddr>()
+                .map_err(|_| "must be an IPv4 or IPv6 address")
+        });
+        let user_agent = optional(errors, "user_agent", self.user_agent, UserAgent::try_from);
+        let device_session_id = optional(
+            errors,
             "device_session_id",
             self.device_session_id,
-            |v| printable_ascii(v, DEVICE_SESSION_ID_LEN_MAX, false),
-            &format!("must be 1 to {DEVICE_SESSION_ID_LEN_MAX} printable ASCII characters without spaces"),
+            DeviceSessionId::try_from,
         );
         Customer {
-            full_name: full_name.map(SecretString::from),
-            phone: phone.map(SecretString::from),
-            document_number: document_number.map(SecretString::from),
-            ip_address,
-            user_agent: user_agent.map(SecretString::from),
-            device_session_id: device_session_id.map(SecretString::from),
+            full_name: full_name.map(|v| SecretString::from(v.into_string())),
+            phone: phone.map(|v| SecretString::from(v.into_string())),
+            document_number: document_number.map(|v| SecretString::from(v.into_string())),
+            ip_address: ip_address.map(|ip| IpAddress(ip).into()),
+            user_agent: user_agent.map(|v| SecretString::from(v.into_string())),
+            device_session_id: device_session_id.map(|v| SecretString::from(v.into_string())),
         }
     }
-}
-
-fn full_name_ok(v: &str) -> bool {
-    let chars = v.chars().count();
-    chars <= FULL_NAME_CHARS_MAX && !v.trim().is_empty() && !v.chars().any(char::is_control)
-}
-
-fn phone_ok(v: &str) -> bool {
-    let digits = v.strip_prefix('+').unwrap_or(v);
-    (PHONE_DIGITS_MIN..=PHONE_DIGITS_MAX).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn document_ok(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= DOCUMENT_LEN_MAX
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-fn printable_ascii(v: &str, len_max: usize, spaces: bool) -> bool {
-    !v.is_empty()
-        && v.len() <= len_max
-        && v.bytes()
-            .all(|b| b.is_ascii_graphic() || (spaces && b == b' '))
 }
 
 #[cfg(test)]
@@ -186,7 +139,7 @@ mod tests {
             ]
         );
         assert!(customer.is_empty());
-        let long_name = "a".repeat(FULL_NAME_CHARS_MAX + 1);
+        let long_name = "a".repeat(FullName::CHARS_MAX + 1);
         assert_eq!(
             parse(serde_json::json!({ "full_name": long_name, "phone": "+123456" })).1,
             ["customer.full_name", "customer.phone"]

@@ -98,7 +98,9 @@ async fn health(pool: web::Data<PgPool>, broker: web::Data<BrokerProbe>) -> Http
     let (database, dead_letters) = tokio::join!(database_ok(&pool), broker.dead_letters(&names));
     let broker_up = dead_letters.is_some();
     let relay = if database {
-        progress::relay(&pool).await.ok()
+        eventstore::checkpoint::relay_progress(pool.get_ref())
+            .await
+            .ok()
     } else {
         None
     };

@@ -73,10 +73,7 @@ fn fees(captured: Decimal, fee: Decimal, currency: &str) -> Option<FeesBody> {
 }
 
 fn capture_mode_text(mode: Option<CaptureMode>) -> String {
-    match mode {
-        Some(CaptureMode::Manual) => "manual".into(),
-        _ => "automatic".into(),
-    }
+    mode.unwrap_or(CaptureMode::Automatic).as_str().to_owned()
 }
 
 impl PaymentBody {

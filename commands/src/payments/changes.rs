@@ -11,11 +11,11 @@ use chrono::Utc;
 use domain::payment::RefundStatus;
 use domain::{
     CaptureId, IdempotencyKey, MerchantId, Money, PaymentCommand, PaymentId, PaymentStatus,
-    RefundId,
+    RefundId, RefundReason,
 };
 
 use super::{
-    bounded, provider_transaction, refund_status, CommandError, Executed, PaymentService,
+    bounded, provider_transaction, refund_status, CommandError, Executed, Loaded, PaymentService,
     RefundOutcome,
 };
 use crate::router::RoutedProvider;
@@ -29,16 +29,18 @@ impl PaymentService {
 
     /// Captures an authorized payment, all of it unless `amount` says less. A repeat of the
     /// same key answers the same capture, finishing it first if its answer was lost.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(skip(self, loaded), fields(id = %loaded.id))]
     pub async fn capture(
         &self,
-        id: PaymentId,
-        scope: Option<&MerchantId>,
+        loaded: Loaded<'_>,
         key: &IdempotencyKey,
         amount: Option<Money>,
     ) -> Result<Executed, CommandError> {
-        let _serial = self.stripes.lock(id.as_uuid()).await;
-        let current = self.load(id, scope).await?;
+        let Loaded {
+            id,
+            current,
+            _serial,
+        } = loaded;
         let capture_id = CaptureId::derive(id, key);
         if current.payment.capture_id == Some(capture_id) && amount.is_none() {
             return Ok(current);
@@ -217,18 +219,20 @@ impl PaymentService {
     /// Refunds part or all of what was captured. A repeat of the same key returns the first
     /// result; a refund the provider has not answered stays `REQUESTED` (reserved) and is
     /// sent again, with the same refund id, by the next repeat or the resolver.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(skip(self, loaded), fields(id = %loaded.id))]
     pub async fn refund(
         &self,
-        id: PaymentId,
-        scope: Option<&MerchantId>,
+        loaded: Loaded<'_>,
         key: &IdempotencyKey,
         amount: Money,
-        reason: Option<String>,
+        reason: Option<RefundReason>,
     ) -> Result<RefundOutcome, CommandError> {
+        let Loaded {
+            id,
+            current,
+            _serial,
+        } = loaded;
         let refund_id = RefundId::derive(id, key);
-        let _serial = self.stripes.lock(id.as_uuid()).await;
-        let current = self.load(id, scope).await?;
         let routed = self.provider_of(&current.payment)?;
         if !routed.provider.supports_refunds() {
             // Refused before anything is reserved: no retry could ever succeed.
@@ -243,7 +247,7 @@ impl PaymentService {
                 PaymentCommand::RequestRefund {
                     refund_id,
                     amount,
-                    reason,
+                    reason: reason.map(RefundReason::into_string),
                     at: Utc::now(),
                 },
                 "api",
@@ -301,7 +305,7 @@ impl PaymentService {
             }
             Err(error) if error.outcome() == CallOutcome::Refused => {
                 let executed = self
-                    .execute(
+                    .execute_from(
                         id,
                         PaymentCommand::FailRefund {
                             refund_id,
@@ -309,6 +313,7 @@ impl PaymentService {
                             at: Utc::now(),
                         },
                         "api",
+                        Some(requested),
                     )
                     .await?;
                 Ok(RefundOutcome {

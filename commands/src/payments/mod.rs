@@ -37,9 +37,9 @@ use sqlx::PgPool;
 use crate::fees::FeeSchedule;
 use crate::relay_waker::{LocalRelay, RelayWaker};
 use crate::router::{RoutedProvider, Router};
-use crate::store::{payment_store, PaymentStore};
 use crate::stripes::Stripes;
 use connectors::{Customer, PaymentMethodDetails, ProviderError};
+use eventstore::repository::{payment_store, PaymentStore};
 
 /// Optimistic-lock conflicts retried before answering `409`.
 const CONFLICT_RETRY_MAX: u32 = 16;
@@ -150,6 +150,21 @@ impl CreatePayment {
     }
 }
 
+/// A payment loaded for a change, with this node's lock on it held until the change is
+/// made: the caller reads what it needs from it (the currency an amount is in), and the
+/// change decides on it instead of reading the stream again.
+pub struct Loaded<'a> {
+    id: PaymentId,
+    current: Executed,
+    _serial: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Loaded<'_> {
+    pub fn payment(&self) -> &Payment {
+        &self.current.payment
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RefundOutcome {
     pub executed: Executed,
@@ -256,6 +271,23 @@ impl PaymentService {
             payment,
             version: context.current_sequence as i64,
             appended: 0,
+        })
+    }
+
+    /// `load` under this node's lock on the payment, for a change (`capture`, `refund`) to
+    /// decide on.
+    #[tracing::instrument(skip(self))]
+    pub async fn load_for_change(
+        &self,
+        id: PaymentId,
+        scope: Option<&MerchantId>,
+    ) -> Result<Loaded<'_>, CommandError> {
+        let serial = self.stripes.lock(id.as_uuid()).await;
+        let current = self.load(id, scope).await?;
+        Ok(Loaded {
+            id,
+            current,
+            _serial: serial,
         })
     }
 

@@ -3,32 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CaptureId, MerchantId, PaymentId, Reference, RefundId};
 use crate::money::Money;
-use crate::payment::{Compensation, ProviderFailureKind};
-
-/// How the customer pays. Only the type is kept in the ledger; tokens never are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum PaymentMethodType {
-    Card,
-    Nequi,
-    Pse,
-    Efecty,
-    Gcash,
-    Maya,
-}
-
-impl PaymentMethodType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentMethodType::Card => "CARD",
-            PaymentMethodType::Nequi => "NEQUI",
-            PaymentMethodType::Pse => "PSE",
-            PaymentMethodType::Efecty => "EFECTY",
-            PaymentMethodType::Gcash => "GCASH",
-            PaymentMethodType::Maya => "MAYA",
-        }
-    }
-}
+use crate::payment::{Compensation, PaymentMethodType, ProviderFailureKind};
 
 /// What the customer must do before the provider can decide.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +25,32 @@ pub enum CaptureMode {
     Automatic,
     /// The provider only authorizes; the merchant captures later: `PENDING -> AUTHORIZED`.
     Manual,
+}
+
+impl CaptureMode {
+    /// The wire name, as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMode::Automatic => "automatic",
+            CaptureMode::Manual => "manual",
+        }
+    }
+}
+
+/// A capture mode that is neither `automatic` nor `manual`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be `automatic` or `manual`")]
+pub struct CaptureModeError;
+
+impl std::str::FromStr for CaptureMode {
+    type Err = CaptureModeError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [CaptureMode::Automatic, CaptureMode::Manual]
+            .into_iter()
+            .find(|mode| mode.as_str() == text)
+            .ok_or(CaptureModeError)
+    }
 }
 
 /// Everything that can be asked of a payment. Time and provider answers come in the command
@@ -214,5 +215,24 @@ impl PaymentCommand {
             PaymentCommand::CompleteRefund { .. } => "CompleteRefund",
             PaymentCommand::FailRefund { .. } => "FailRefund",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_modes_parse_from_the_names_serde_writes() {
+        for mode in [CaptureMode::Automatic, CaptureMode::Manual] {
+            let wire = serde_json::to_value(mode).unwrap();
+            assert_eq!(wire.as_str(), Some(mode.as_str()));
+            assert_eq!(mode.as_str().parse::<CaptureMode>(), Ok(mode));
+        }
+        assert_eq!("Manual".parse::<CaptureMode>(), Err(CaptureModeError));
+        assert_eq!(
+            CaptureModeError.to_string(),
+            "must be `automatic` or `manual`"
+        );
     }
 }

@@ -4,6 +4,8 @@ mod aggregate;
 mod commands;
 mod error;
 mod events;
+mod method;
+mod refund_reason;
 mod status;
 
 #[cfg(test)]
@@ -12,7 +14,12 @@ mod aggregate_tests;
 mod intent_tests;
 
 pub use aggregate::{OpenAttempt, Orphan, Payment, PendingCapture, RefundState, RefundStatus};
-pub use commands::{CaptureMode, NextAction, PaymentCommand, PaymentMethodType};
+pub use commands::{CaptureMode, CaptureModeError, NextAction, PaymentCommand};
 pub use error::PaymentError;
 pub use events::{Compensation, PaymentEvent, ProviderFailureKind, EVENT_VERSION};
+pub use method::{
+    CardToken, MethodDetail, PaymentMethodType, PrintableTextError, PseUserType, PseUserTypeError,
+    UnknownMethodType,
+};
+pub use refund_reason::{RefundReason, RefundReasonError};
 pub use status::PaymentStatus;

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use domain::{
     CaptureId, CaptureMode, Currency, MerchantId, PaymentEvent, PaymentId, PaymentMethodType,
-    ProviderFailureKind, PublishedEvent, Reference, RefundId,
+    ProviderFailureKind, Reference, RefundId,
 };
 use e2e::{payment_body, spawn_app};
+use eventstore::PublishedEvent;
 use projections::analytics::{self, AnalyticsProjection, DailyRow};
 use projections::failures::{self, FailureRow, FailuresProjection};
 use projections::Projection;

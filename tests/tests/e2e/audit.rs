@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api::audit::chain::{self, ChainRecord, Digest};
-use api::audit::cli;
-use api::audit::{verify_database, Check, Report, VerifyOptions};
 use api::auth::{create_key, Role};
 use api::config::ServeRole;
+use audit::chain::{self, ChainRecord, Digest};
+use audit::cli;
+use audit::{verify_database, Check, Report, VerifyOptions};
 use chrono::{DateTime, SecondsFormat, Utc};
 use e2e::{payment_body, spawn_app, spawn_app_with_role, TestApp};
 use serde_json::{json, Value};
@@ -154,6 +154,7 @@ async fn verify(app: &TestApp, digest: Option<Digest>, projections: bool) -> Rep
             projections,
             ..VerifyOptions::default()
         },
+        &api::read_model::Projections,
     )
     .await
     .unwrap()
@@ -185,7 +186,14 @@ async fn head(app: &TestApp, key: &str) -> Value {
 async fn payledger_audit(app: &TestApp, args: &[&str]) -> (u8, String) {
     let command = cli::parse(args).unwrap();
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = cli::run(command, &app.settings.database_url, &mut out, &mut err).await;
+    let code = cli::run(
+        command,
+        &app.settings.database_url,
+        &api::read_model::Projections,
+        &mut out,
+        &mut err,
+    )
+    .await;
     let out = String::from_utf8(out).unwrap();
     if code == 2 {
         panic!(
@@ -196,7 +204,7 @@ async fn payledger_audit(app: &TestApp, args: &[&str]) -> (u8, String) {
     (code, out)
 }
 
-fn first_failure(report: &Report) -> &api::audit::Finding {
+fn first_failure(report: &Report) -> &audit::Finding {
     report
         .first_failure
         .as_ref()
@@ -237,7 +245,7 @@ async fn a_clean_workload_verifies_and_a_digest_taken_midway_still_holds_later()
     for check in checks {
         assert_eq!(
             check.status,
-            api::audit::report::ProjectionStatus::Match,
+            audit::report::ProjectionStatus::Match,
             "{check:?}"
         );
     }
@@ -314,12 +322,12 @@ async fn the_audit_stream_is_ndjson_in_chain_order_for_auditors_only() {
         .collect();
     assert_eq!(records.len() as i64, events);
     // Recomputable by anyone from the lines alone.
-    let mut previous = domain::audit::GENESIS;
+    let mut previous = audit::link::GENESIS;
     for (i, record) in records.iter().enumerate() {
         assert_eq!(record.position, i as i64 + 1);
         let event = record.event.as_ref().unwrap();
         assert_eq!(event.global_position, record.global_position);
-        previous = domain::audit::chain_hash(&previous, event);
+        previous = audit::link::chain_hash(&previous, event);
         assert_eq!(hex(&previous), record.chain_hash);
     }
     // Postgres renders the lines; they read back as exactly what the verifier reads.
@@ -468,7 +476,7 @@ async fn a_changed_event_payload_is_caught_and_located() {
         .as_ref()
         .unwrap()
         .iter()
-        .all(|p| p.status == api::audit::report::ProjectionStatus::Unbuildable));
+        .all(|p| p.status == audit::report::ProjectionStatus::Unbuildable));
     assert!(report
         .failures_of(Check::Projection)
         .iter()
@@ -619,7 +627,7 @@ async fn a_chain_rewritten_to_match_a_changed_payload_is_caught_only_by_the_earl
         .unwrap();
     statements.clear();
     for record in &tail {
-        previous = domain::audit::chain_hash(&previous, record.event.as_ref().unwrap());
+        previous = audit::link::chain_hash(&previous, record.event.as_ref().unwrap());
         statements.push(format!(
             "UPDATE audit_chain SET chain_hash = '\\x{}' WHERE position = {}",
             hex(&previous),
@@ -833,6 +841,7 @@ async fn an_export_verifies_offline_and_a_tampered_export_does_not() {
         let code = cli::run(
             command,
             "postgres://nobody@127.0.0.1:1/none",
+            &api::read_model::Projections,
             &mut out,
             &mut err,
         )
@@ -885,7 +894,7 @@ async fn an_export_verifies_offline_and_a_tampered_export_does_not() {
     let aggregate = event.aggregate_id.clone();
     altered[target] = serde_json::to_string(&record).unwrap();
     let altered_path = write("altered.ndjson", &altered);
-    let report = api::audit::file::verify_file(&altered_path, None).unwrap();
+    let report = audit::file::verify_file(&altered_path, None).unwrap();
     let first = first_failure(&report);
     assert_eq!(
         (first.check, first.position),
@@ -905,7 +914,7 @@ async fn an_export_verifies_offline_and_a_tampered_export_does_not() {
     let mut shortened = lines.clone();
     let removed: ChainRecord = serde_json::from_str(&shortened.remove(3)).unwrap();
     let shortened_path = write("shortened.ndjson", &shortened);
-    let report = api::audit::file::verify_file(&shortened_path, None).unwrap();
+    let report = audit::file::verify_file(&shortened_path, None).unwrap();
     let first = first_failure(&report);
     assert_eq!(
         (first.check, first.position),
@@ -920,15 +929,15 @@ async fn an_export_verifies_offline_and_a_tampered_export_does_not() {
 
     // The tail cut off: only the digest can tell.
     let cut_path = write("cut.ndjson", &lines[..lines.len() - 2]);
-    let report = api::audit::file::verify_file(&cut_path, None).unwrap();
+    let report = audit::file::verify_file(&cut_path, None).unwrap();
     assert!(report.ok);
-    let report = api::audit::file::verify_file(&cut_path, Some(digest.parse().unwrap())).unwrap();
+    let report = audit::file::verify_file(&cut_path, Some(digest.parse().unwrap())).unwrap();
     assert_eq!(first_failure(&report).check, Check::Digest);
 
     // Garbage instead of a line.
     let mut garbled = lines.clone();
     garbled[1] = "{not json".into();
-    let report = api::audit::file::verify_file(&write("garbled.ndjson", &garbled), None).unwrap();
+    let report = audit::file::verify_file(&write("garbled.ndjson", &garbled), None).unwrap();
     assert_eq!(first_failure(&report).position, Some(2));
     // --from makes no sense for a file.
     let (code, _, err) = offline(args(path_text, &["--from", "2"])).await;
@@ -961,7 +970,7 @@ fn rss_kib() -> u64 {
 
 /// 200,000 events inserted with one SQL statement — 50,000 payments, each initiated, tried at
 /// two providers that failed, then failed: valid payloads built from the domain's own events —
-/// and chained here with `domain::audit::chain_hash` in the relay's order, as the relay would
+/// and chained here with `audit::link::chain_hash` in the relay's order, as the relay would
 /// (the relay would also publish each one to RabbitMQ: minutes of work this test is not about).
 async fn bulk_store(app: &TestApp) {
     let at = Utc::now();
@@ -1022,7 +1031,7 @@ async fn bulk_store(app: &TestApp) {
     .await
     .unwrap();
 
-    let mut previous = domain::audit::GENESIS;
+    let mut previous = audit::link::GENESIS;
     let (mut after, mut position) = (0_i64, 0_i64);
     loop {
         let rows = sqlx::query(
@@ -1040,12 +1049,12 @@ async fn bulk_store(app: &TestApp) {
         let (mut positions, mut globals, mut aggregates, mut sequences, mut hashes) =
             (vec![], vec![], vec![], vec![], vec![]);
         for row in &rows {
-            let event = commands::relay::published_event_from_row(row).unwrap();
+            let event = eventstore::published::from_row(row).unwrap();
             if position == 0 {
                 // What was stored is what the domain reads.
                 serde_json::from_value::<domain::PaymentEvent>(event.payload.clone()).unwrap();
             }
-            previous = domain::audit::chain_hash(&previous, &event);
+            previous = audit::link::chain_hash(&previous, &event);
             position += 1;
             positions.push(position);
             globals.push(event.global_position);
@@ -1240,14 +1249,16 @@ async fn a_lagging_projection_is_inconclusive_and_a_tampered_one_is_a_mismatch()
         projection_wait: Duration::from_millis(300),
         ..VerifyOptions::default()
     };
-    let report = verify_database(&app.pool, &options).await.unwrap();
+    let report = verify_database(&app.pool, &options, &api::read_model::Projections)
+        .await
+        .unwrap();
     assert!(report.ok, "lag is not tampering: {}", report.summary());
     assert!(report.inconclusive);
     assert_eq!(report.exit_code(), 3);
     for check in report.projections.as_ref().unwrap() {
         assert_eq!(
             check.status,
-            api::audit::report::ProjectionStatus::Lagging,
+            audit::report::ProjectionStatus::Lagging,
             "{check:?}"
         );
         assert!(check.aggregates_behind > 0);
@@ -1286,10 +1297,7 @@ async fn a_lagging_projection_is_inconclusive_and_a_tampered_one_is_a_mismatch()
         .iter()
         .find(|c| c.projection == "status")
         .unwrap();
-    assert_eq!(
-        status.status,
-        api::audit::report::ProjectionStatus::Mismatch
-    );
+    assert_eq!(status.status, audit::report::ProjectionStatus::Mismatch);
     assert_eq!(
         (status.tables[0].only_live, status.tables[0].only_rebuilt),
         (1, 1)

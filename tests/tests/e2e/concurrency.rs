@@ -72,9 +72,9 @@ async fn fifty_concurrent_tenth_refunds_refund_exactly_the_captured_amount() {
 /// another writer took refuses the whole append as a conflict (the command then re-reads).
 #[tokio::test]
 async fn an_append_is_all_or_nothing_and_a_taken_sequence_is_a_conflict() {
-    use commands::store::PaymentEvents;
     use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
     use domain::Payment;
+    use eventstore::repository::PaymentEvents;
 
     let app = spawn_app().await;
     let store = PaymentEvents::new(app.pool.clone());

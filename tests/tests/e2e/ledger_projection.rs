@@ -12,9 +12,10 @@ use api::config::ServeRole;
 use chrono::{DateTime, Utc};
 use domain::{
     CaptureId, CaptureMode, Currency, MerchantId, Money, PaymentEvent, PaymentId,
-    PaymentMethodType, ProviderFailureKind, PublishedEvent, Reference, RefundId,
+    PaymentMethodType, ProviderFailureKind, Reference, RefundId,
 };
 use e2e::{payment_body, spawn_app_with_role, support, TestApp, MERCHANT};
+use eventstore::PublishedEvent;
 use projections::apply::{apply_event, Applied};
 use projections::ledger::{self, EntryCursor, LedgerProjection};
 use projections::{Projection, ProjectionError};

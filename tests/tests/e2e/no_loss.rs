@@ -193,14 +193,14 @@ async fn relay_killed_twice_during_1000_payments_loses_and_duplicates_nothing() 
     .await
     .unwrap();
     assert_eq!(chain.len() as i64, expected_events);
-    let mut previous = domain::audit::GENESIS;
+    let mut previous = audit::link::GENESIS;
     for (i, row) in chain.iter().enumerate() {
         assert_eq!(
             row.get::<i64, _>("position"),
             i as i64 + 1,
             "positions are dense"
         );
-        let event = domain::PublishedEvent {
+        let event = eventstore::PublishedEvent {
             global_position: row.get("global_position"),
             aggregate_type: row.get("aggregate_type"),
             aggregate_id: row.get("aggregate_id"),
@@ -211,7 +211,7 @@ async fn relay_killed_twice_during_1000_payments_loses_and_duplicates_nothing() 
             metadata: row.get("metadata"),
             recorded_at: row.get("recorded_at"),
         };
-        previous = domain::audit::chain_hash(&previous, &event);
+        previous = audit::link::chain_hash(&previous, &event);
         assert_eq!(
             row.get::<Vec<u8>, _>("chain_hash"),
             previous.to_vec(),

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use api::config::ServeRole;
 use e2e::{payment_body, spawn_app, spawn_app_with_role, spawn_with_settings};
+use eventstore::streams::aggregate_events;
 use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use projections::apply::{apply_event, Applied};
-use projections::event_source::aggregate_events;
 use projections::status::StatusProjection;
 use serde_json::json;
 

@@ -9,8 +9,9 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use domain::{Currency, Money, PaymentEvent, PublishedEvent};
+use domain::{Currency, Money, PaymentEvent};
 use e2e::TestApp;
+use eventstore::PublishedEvent;
 use projections::apply::{apply_event, Applied};
 use projections::Projection;
 use rust_decimal::Decimal;

@@ -249,7 +249,7 @@ async fn every_event_published_again_shuffled_changes_nothing() {
     let mut bodies: Vec<(String, Vec<u8>)> = rows
         .iter()
         .map(|r| {
-            let event = domain::PublishedEvent {
+            let event = eventstore::PublishedEvent {
                 global_position: r.get("global_position"),
                 aggregate_type: r.get("aggregate_type"),
                 aggregate_id: r.get("aggregate_id"),

@@ -1,23 +1,34 @@
-//! The audit chain as auditors see it: one record per chain position (the chain row and the
-//! event it points at), the head, digests, and keyset pages read from Postgres.
+//! The `audit_chain` table: one row per chain position (`position`, the event's
+//! `global_position`, `aggregate_id` and `sequence` as the relay hashed it, `chain_hash`),
+//! written by the relay with its checkpoint (`checkpoint::advance`), read here joined with
+//! the events the rows name. How a hash is computed is the audit crate's business.
 
-use std::fmt;
-use std::str::FromStr;
-
-use domain::PublishedEvent;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Row};
 
-/// Rows read per query when streaming the chain: the most any reader holds at once.
-pub const PAGE_ROWS: i64 = 1_000;
+use crate::PublishedEvent;
+
+/// A chain position and the hash stored there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainLink {
+    pub position: i64,
+    pub hash: [u8; 32],
+}
+
+/// The chain's last row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastLink {
+    pub link: ChainLink,
+    pub global_position: i64,
+}
 
 /// One line of `GET /v1/audit/events` and of `payledger audit export` (NDJSON).
 ///
 /// `global_position`, `aggregate_id` and `sequence` are what the chain row recorded when the
 /// relay hashed the event; `event` is the event stored at that global position now (`null`
 /// when there is none). A verifier recomputes `chain_hash` from the previous line's hash and
-/// `event` with `domain::audit::chain_hash`.
+/// `event` with `audit::link::chain_hash`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainRecord {
     pub position: i64,
@@ -29,61 +40,6 @@ pub struct ChainRecord {
     pub event: Option<PublishedEvent>,
 }
 
-/// A chain position and its hash, written `<position>:<hex>`: what an auditor notes down
-/// to prove later that nothing up to that position was rewritten.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Digest {
-    pub position: i64,
-    pub hash: [u8; 32],
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.position, hex::encode(self.hash))
-    }
-}
-
-impl FromStr for Digest {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (position, hash) = text
-            .trim()
-            .split_once(':')
-            .ok_or("a digest is <position>:<64 hex digits>")?;
-        let position: i64 = position
-            .parse()
-            .map_err(|_| "the digest's position is not a number")?;
-        if position < 0 {
-            return Err("the digest's position must not be negative".into());
-        }
-        let hash = decode_hash(hash).ok_or("the digest's hash must be 64 hex digits")?;
-        Ok(Digest { position, hash })
-    }
-}
-
-pub fn decode_hash(text: &str) -> Option<[u8; 32]> {
-    let bytes = hex::decode(text).ok()?;
-    bytes.try_into().ok()
-}
-
-/// The chain's last position and hash (`0` and `GENESIS` while it is empty).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Head {
-    pub position: i64,
-    pub chain_hash: [u8; 32],
-    pub global_position: Option<i64>,
-}
-
-impl Head {
-    pub fn digest(&self) -> Digest {
-        Digest {
-            position: self.position,
-            hash: self.chain_hash,
-        }
-    }
-}
-
 fn hash_column(row: &PgRow, column: &str) -> Result<[u8; 32], sqlx::Error> {
     let bytes: Vec<u8> = row.try_get(column)?;
     bytes
@@ -91,25 +47,24 @@ fn hash_column(row: &PgRow, column: &str) -> Result<[u8; 32], sqlx::Error> {
         .map_err(|_| sqlx::Error::Decode(format!("{column} is not 32 bytes").into()))
 }
 
-pub async fn head(executor: impl PgExecutor<'_>) -> Result<Head, sqlx::Error> {
+/// The chain's last row; `None` while the chain is empty.
+pub async fn last(executor: impl PgExecutor<'_>) -> Result<Option<LastLink>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT position, chain_hash, global_position FROM audit_chain
           ORDER BY position DESC LIMIT 1",
     )
     .fetch_optional(executor)
     .await?;
-    match row {
-        None => Ok(Head {
-            position: 0,
-            chain_hash: domain::audit::GENESIS,
-            global_position: None,
-        }),
-        Some(row) => Ok(Head {
-            position: row.try_get("position")?,
-            chain_hash: hash_column(&row, "chain_hash")?,
-            global_position: Some(row.try_get("global_position")?),
-        }),
-    }
+    row.map(|row| {
+        Ok(LastLink {
+            link: ChainLink {
+                position: row.try_get("position")?,
+                hash: hash_column(&row, "chain_hash")?,
+            },
+            global_position: row.try_get("global_position")?,
+        })
+    })
+    .transpose()
 }
 
 /// The stored hash at `position`, if there is a chain row there.
@@ -155,17 +110,7 @@ fn record_from_row(row: &PgRow) -> Result<ChainRecord, sqlx::Error> {
     let event_position: Option<i64> = row.try_get("global_position")?;
     let event = match event_position {
         None => None,
-        Some(global_position) => Some(PublishedEvent {
-            global_position,
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
-            metadata: row.try_get("metadata")?,
-            recorded_at: row.try_get("recorded_at")?,
-        }),
+        Some(_) => Some(crate::published::from_row(row)?),
     };
     Ok(ChainRecord {
         position: row.try_get("position")?,
@@ -238,29 +183,4 @@ pub async fn lines(
         last = Some(row.try_get("position")?);
     }
     Ok((out, rows.len(), last))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digests_round_trip_and_refuse_malformed_text() {
-        let digest = Digest {
-            position: 42,
-            hash: [0xab; 32],
-        };
-        let text = digest.to_string();
-        assert_eq!(text, format!("42:{}", "ab".repeat(32)));
-        assert_eq!(text.parse::<Digest>(), Ok(digest));
-        for bad in [
-            "42",
-            "x:ab",
-            "-1:00",
-            &format!("42:{}", "ab".repeat(31)),
-            &format!("42:{}", "zz".repeat(32)),
-        ] {
-            assert!(bad.parse::<Digest>().is_err(), "{bad} accepted");
-        }
-    }
 }

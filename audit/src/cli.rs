@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,11 +11,11 @@ use clap::{Parser, Subcommand};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use super::chain::{self, Digest};
-use super::database::{verify_database, VerifyOptions};
-use super::file::{export_to_path, verify_file};
-use super::report::{Report, EXIT_ERROR, EXIT_OK};
-use super::AuditError;
+use crate::chain::{self, Digest};
+use crate::database::{verify_database, ReadModel, VerifyOptions};
+use crate::file::{export_to_path, verify_file};
+use crate::report::{Report, EXIT_ERROR, EXIT_OK};
+use crate::AuditError;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum AuditCommand {
@@ -66,19 +65,6 @@ pub fn parse(args: &[&str]) -> Result<AuditCommand, clap::Error> {
     AuditArgs::try_parse_from(argv).map(|a| a.command)
 }
 
-/// The binary's entry point for `payledger audit`.
-pub async fn main(command: AuditCommand) -> ExitCode {
-    let settings = crate::Settings::from_env();
-    let code = run(
-        command,
-        &settings.database_url,
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    )
-    .await;
-    ExitCode::from(code)
-}
-
 async fn connect(database_url: &str) -> Result<PgPool, sqlx::Error> {
     // The scratch rebuild's `IF NOT EXISTS` notices are not news to an auditor.
     let options =
@@ -91,14 +77,16 @@ async fn connect(database_url: &str) -> Result<PgPool, sqlx::Error> {
 }
 
 /// Runs one `payledger audit` command; what the binary prints goes to `out` and `err`.
-/// Returns the exit status.
+/// `read_model` rebuilds the projections a database verification compares. Returns the exit
+/// status.
 pub async fn run(
     command: AuditCommand,
     database_url: &str,
+    read_model: &dyn ReadModel,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    match execute(command, database_url, out, err).await {
+    match execute(command, database_url, read_model, out, err).await {
         Ok(code) => code,
         Err(error) => {
             let _ = writeln!(err, "payledger audit: {error}");
@@ -110,6 +98,7 @@ pub async fn run(
 async fn execute(
     command: AuditCommand,
     database_url: &str,
+    read_model: &dyn ReadModel,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<u8, AuditError> {
@@ -139,7 +128,7 @@ async fn execute(
                         projections: !no_projections,
                         projection_wait: Duration::from_secs(projection_wait_secs),
                     };
-                    let report = verify_database(&pool, &options).await;
+                    let report = verify_database(&pool, &options, read_model).await;
                     pool.close().await;
                     report?
                 }

@@ -17,10 +17,13 @@
 //! ```
 //!
 //! The first event's previous hash is 32 zero bytes.
+//!
+//! This module is the chain's only definition: the relay extends the chain with `extend`, and
+//! every verifier recomputes it with `chain_hash`.
 
+use eventstore::chain::ChainLink;
+use eventstore::PublishedEvent;
 use sha2::{Digest, Sha256};
-
-use crate::PublishedEvent;
 
 pub const CANONICAL_VERSION: &str = "payledger-audit-v1";
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -116,6 +119,26 @@ pub fn chain_hash(previous: &[u8; 32], event: &PublishedEvent) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// The links of `events`, in order, extending the chain from `from` (its head before them):
+/// pure, so a batch published again after a crash gets exactly the same positions and hashes.
+pub fn extend<'e>(
+    from: ChainLink,
+    events: impl IntoIterator<Item = &'e PublishedEvent>,
+) -> Vec<ChainLink> {
+    let mut hash = from.hash;
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            hash = chain_hash(&hash, event);
+            ChainLink {
+                position: from.position + 1 + i as i64,
+                hash,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +203,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(chain_hash(&GENESIS, &reordered), base);
+    }
+
+    #[test]
+    fn extending_numbers_the_links_and_chains_each_hash_on_the_previous() {
+        let start = ChainLink {
+            position: 4,
+            hash: [9; 32],
+        };
+        let mut second = event();
+        second.sequence = 2;
+        let links = extend(start, [&event(), &second]);
+        let first_hash = chain_hash(&[9; 32], &event());
+        assert_eq!(
+            links,
+            vec![
+                ChainLink {
+                    position: 5,
+                    hash: first_hash
+                },
+                ChainLink {
+                    position: 6,
+                    hash: chain_hash(&first_hash, &second)
+                },
+            ]
+        );
+        assert!(extend(start, []).is_empty());
     }
 }

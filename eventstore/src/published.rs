@@ -1,11 +1,12 @@
 //! The one thing the write side and the read side share: the shape of a published event.
 //! The relay builds it from a row of `events`; projections read it from RabbitMQ or, to fill
-//! a gap or to replay, from the same table.
+//! a gap, from the same table. Its JSON is the message body on the wire.
 
 use chrono::{DateTime, Utc};
+use domain::PaymentEvent;
 use serde::{Deserialize, Serialize};
-
-use crate::payment::PaymentEvent;
+use sqlx::postgres::PgRow;
+use sqlx::Row;
 
 /// Default namespace of RabbitMQ names; tests use their own so they never share queues.
 pub const DEFAULT_AMQP_PREFIX: &str = "payledger";
@@ -42,4 +43,23 @@ impl PublishedEvent {
     pub fn payment_event(&self) -> Result<PaymentEvent, serde_json::Error> {
         PaymentEvent::deserialize(&self.payload)
     }
+}
+
+/// The columns `from_row` reads, in a `SELECT` of `events`.
+pub(crate) const EVENT_COLUMNS: &str = "global_position, aggregate_type, aggregate_id, sequence,
+       event_type, event_version, payload, metadata, recorded_at";
+
+/// The wire form of a row of `events` that has (at least) `EVENT_COLUMNS`.
+pub fn from_row(row: &PgRow) -> Result<PublishedEvent, sqlx::Error> {
+    Ok(PublishedEvent {
+        global_position: row.try_get("global_position")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use domain::{Payment, PaymentEvent, PaymentId};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AsOfError {
@@ -31,24 +31,19 @@ pub async fn payment_as_of(
     id: PaymentId,
     as_of: DateTime<Utc>,
 ) -> Result<Option<(Payment, i64)>, AsOfError> {
-    let rows = sqlx::query(
-        "SELECT sequence, payload FROM events
-          WHERE aggregate_type = $1 AND aggregate_id = $2 AND recorded_at <= $3
-          ORDER BY sequence",
+    let rows = eventstore::streams::recorded_by(
+        pool,
+        <Payment as Aggregate>::TYPE,
+        &id.to_string(),
+        as_of,
     )
-    .bind(<Payment as Aggregate>::TYPE)
-    .bind(id.to_string())
-    .bind(as_of)
-    .fetch_all(pool)
     .await?;
     let mut payment = Payment::default();
     let mut version = 0_i64;
-    for row in &rows {
-        let sequence: i64 = row.try_get("sequence")?;
+    for (sequence, payload) in rows {
         if sequence != version + 1 {
             break;
         }
-        let payload: serde_json::Value = row.try_get("payload")?;
         let event: PaymentEvent =
             serde_json::from_value(payload).map_err(|e| AsOfError::Undecodable {
                 aggregate_id: id.to_string(),

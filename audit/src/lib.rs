@@ -1,21 +1,27 @@
 //! Auditing: the event stream in chain order, its verification and its exports.
 //!
-//! - `chain`: the records (`position`, `chain_hash`, the event) and keyset pages of them;
-//! - `verify`: the pure chain walk that recomputes every hash with `domain::audit`;
+//! - `link`: the chain's definition (canonical bytes, the hash of a link, extending the
+//!   chain), used by the relay when it writes the chain and by every verifier;
+//! - `chain`: the records (`position`, `chain_hash`, the event), the head, digests, pages;
+//! - `verify`: the pure chain walk that recomputes every hash with `link`;
 //! - `database`: `payledger audit verify` against Postgres (chain, sequences, completeness,
 //!   projections rebuilt into a scratch schema and diffed with the live ones);
 //! - `file`: `payledger audit export` and the offline verification of an export;
+//! - `report`: what a verification found, as JSON and as a summary;
+//! - `as_of`: a payment folded from its events up to a moment;
 //! - `cli`: the `payledger audit` subcommands.
 
+pub mod as_of;
 pub mod chain;
 pub mod cli;
 pub mod database;
 pub mod file;
+pub mod link;
 pub mod report;
 pub mod verify;
 
 pub use chain::{ChainRecord, Digest, Head};
-pub use database::{verify_database, VerifyOptions};
+pub use database::{verify_database, ReadModel, RebuildError, VerifyOptions};
 pub use report::Report;
 pub use verify::{Check, Finding};
 
@@ -24,7 +30,7 @@ pub enum AuditError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("rebuilding the projections: {0}")]
-    Replay(#[from] projections::replay::ReplayError),
+    Rebuild(Box<dyn std::error::Error + Send + Sync>),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("encoding a record: {0}")]

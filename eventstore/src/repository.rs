@@ -1,6 +1,6 @@
-//! The event store: postgres-es's plain event store (no snapshots: postgres-es 0.5 applies
-//! each new event twice to a stored snapshot, and payment streams are short anyway), with
-//! appends of our own.
+//! The cqrs-es repository the command side appends through: postgres-es's plain event store
+//! (no snapshots: postgres-es 0.5 applies each new event twice to a stored snapshot, and
+//! payment streams are short anyway), with appends of our own.
 //!
 //! postgres-es appends in an explicit transaction, `BEGIN`, one `INSERT` per event, `COMMIT`:
 //! three round trips or more for every command, over a quarter of PostgreSQL's statements under

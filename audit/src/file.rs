@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use sqlx::{Connection, PgPool};
 
-use super::chain::{self, ChainRecord, Digest, Head, PAGE_ROWS};
-use super::report::{ChainSummary, Report, SequenceSummary};
-use super::verify::{ChainVerifier, Check, Finding};
-use super::AuditError;
+use crate::chain::{self, ChainRecord, Digest, Head, PAGE_ROWS};
+use crate::report::{ChainSummary, Report, SequenceSummary};
+use crate::verify::{ChainVerifier, Check, Finding};
+use crate::AuditError;
 
 /// Longest line an export may have (an event is a few KiB; this refuses garbage early).
 pub const LINE_BYTES_MAX: u64 = 16 * 1024 * 1024;
@@ -82,7 +82,7 @@ pub fn verify_export(
     digest: Option<Digest>,
 ) -> Result<Report, AuditError> {
     let started = Instant::now();
-    let mut verifier = ChainVerifier::new(1, domain::audit::GENESIS, digest, true);
+    let mut verifier = ChainVerifier::new(1, crate::link::GENESIS, digest, true);
     let mut input = input;
     let mut line = Vec::new();
     let mut line_number = 0_u64;

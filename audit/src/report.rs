@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::verify::{DigestCheck, Finding};
+use crate::verify::{DigestCheck, Finding};
 
 /// Exit status of `payledger audit verify`.
 pub const EXIT_OK: u8 = 0;
@@ -120,7 +120,7 @@ impl Report {
     }
 
     /// Findings of one check.
-    pub fn failures_of(&self, check: super::verify::Check) -> Vec<&Finding> {
+    pub fn failures_of(&self, check: crate::verify::Check) -> Vec<&Finding> {
         self.failures.iter().filter(|f| f.check == check).collect()
     }
 

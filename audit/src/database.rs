@@ -5,15 +5,16 @@
 
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 
-use super::chain::{self, Digest, PAGE_ROWS};
-use super::report::{
+use crate::chain::{self, Digest, PAGE_ROWS};
+use crate::report::{
     ChainSummary, Completeness, ProjectionCheck, ProjectionStatus, Report, SequenceSummary,
     TableDiff,
 };
-use super::verify::{ChainVerifier, Check, Finding, Findings, FINDINGS_KEPT_MAX};
-use super::AuditError;
+use crate::verify::{ChainVerifier, Check, Finding, Findings, FINDINGS_KEPT_MAX};
+use crate::AuditError;
 
 /// The schema the projections are rebuilt into.
 pub const SCRATCH_SCHEMA: &str = "audit_verify";
@@ -22,6 +23,29 @@ const SAMPLE_ROWS: i64 = 3;
 /// Rebuilds tried when new events keep arriving during the comparison.
 const REBUILD_ATTEMPTS_MAX: u32 = 3;
 const LAG_POLL: Duration = Duration::from_millis(100);
+
+/// What verification needs of the read side: each projection's name and tables, and a
+/// rebuild of all of them from the events into a scratch schema. The composition root
+/// implements it over the projections, so auditing does not depend on the read side.
+#[async_trait]
+pub trait ReadModel: Send + Sync {
+    /// Each projection's name and the tables it alone writes (in `public`).
+    fn projections(&self) -> Vec<(&'static str, &'static [&'static str])>;
+
+    /// Rebuilds every projection from the events into `schema`, and its offsets with them;
+    /// returns the events applied.
+    async fn rebuild(&self, pool: &PgPool, schema: &str) -> Result<u64, RebuildError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// The events themselves cannot be applied (a forged or mangled payload): a finding about
+    /// the store, not a reason to stop verifying.
+    #[error("{0}")]
+    Unbuildable(String),
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
 
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
@@ -45,7 +69,12 @@ impl Default for VerifyOptions {
     }
 }
 
-pub async fn verify_database(pool: &PgPool, options: &VerifyOptions) -> Result<Report, AuditError> {
+/// Verifies the store as `options` say; `read_model` rebuilds the projections to compare.
+pub async fn verify_database(
+    pool: &PgPool,
+    options: &VerifyOptions,
+    read_model: &dyn ReadModel,
+) -> Result<Report, AuditError> {
     let started = Instant::now();
     let from = options.from.unwrap_or(1);
     if from < 1 {
@@ -64,7 +93,7 @@ pub async fn verify_database(pool: &PgPool, options: &VerifyOptions) -> Result<R
         )));
     }
     let previous = if from == 1 {
-        domain::audit::GENESIS
+        crate::link::GENESIS
     } else {
         chain::hash_at(&mut *snapshot, from - 1)
             .await?
@@ -79,7 +108,7 @@ pub async fn verify_database(pool: &PgPool, options: &VerifyOptions) -> Result<R
     if let Some(digest) = options.digest {
         if digest.position < from {
             let stored = if digest.position == 0 {
-                Some(domain::audit::GENESIS)
+                Some(crate::link::GENESIS)
             } else {
                 chain::hash_at(&mut *snapshot, digest.position).await?
             };
@@ -106,7 +135,7 @@ pub async fn verify_database(pool: &PgPool, options: &VerifyOptions) -> Result<R
     drop(conn);
 
     let projections = if options.projections {
-        Some(check_projections(pool, options.projection_wait, &mut findings).await?)
+        Some(check_projections(pool, read_model, options.projection_wait, &mut findings).await?)
     } else {
         None
     };
@@ -143,34 +172,12 @@ async fn check_sequences(
     conn: &mut PgConnection,
     findings: &mut Findings,
 ) -> Result<SequenceSummary, AuditError> {
-    let totals = sqlx::query(
-        "SELECT count(*) AS events,
-                count(DISTINCT (aggregate_type, aggregate_id)) AS aggregates
-           FROM events",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let rows = sqlx::query(
-        "SELECT s.aggregate_id, s.sequence, s.previous, s.global_position, a.position
-           FROM (SELECT aggregate_type, aggregate_id, sequence, global_position,
-                        lag(sequence) OVER (PARTITION BY aggregate_type, aggregate_id
-                                            ORDER BY sequence) AS previous
-                   FROM events) s
-           LEFT JOIN audit_chain a ON a.global_position = s.global_position
-          WHERE s.sequence <> COALESCE(s.previous, 0) + 1
-          ORDER BY a.position NULLS LAST, s.global_position
-          LIMIT $1",
-    )
-    .bind(FINDINGS_KEPT_MAX as i64)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in &rows {
-        let aggregate_id: String = row.try_get("aggregate_id")?;
-        let sequence: i64 = row.try_get("sequence")?;
-        let previous: Option<i64> = row.try_get("previous")?;
-        let global_position: i64 = row.try_get("global_position")?;
-        let position: Option<i64> = row.try_get("position")?;
-        let reason = match previous {
+    let totals = eventstore::integrity::totals(&mut *conn).await?;
+    let breaks =
+        eventstore::integrity::sequence_breaks(&mut *conn, FINDINGS_KEPT_MAX as i64).await?;
+    for at in breaks {
+        let sequence = at.sequence;
+        let reason = match at.previous {
             None => format!(
                 "the aggregate's first event has sequence {sequence}: sequences 1..{} are missing",
                 sequence - 1
@@ -181,14 +188,17 @@ async fn check_sequences(
                 sequence - 1
             ),
         };
-        let mut finding =
-            Finding::new(Check::Sequence, reason).event(global_position, &aggregate_id, sequence);
-        finding.position = position;
+        let mut finding = Finding::new(Check::Sequence, reason).event(
+            at.global_position,
+            &at.aggregate_id,
+            sequence,
+        );
+        finding.position = at.position;
         findings.push(finding);
     }
     Ok(SequenceSummary {
-        aggregates: totals.try_get::<i64, _>("aggregates")? as u64,
-        events: totals.try_get::<i64, _>("events")? as u64,
+        aggregates: totals.aggregates as u64,
+        events: totals.events as u64,
     })
 }
 
@@ -199,53 +209,21 @@ async fn check_completeness(
     head: &chain::Head,
     findings: &mut Findings,
 ) -> Result<Completeness, AuditError> {
-    let row = sqlx::query(
-        "SELECT (SELECT count(*) FROM events) AS events_total,
-                (SELECT count(*) FROM audit_chain) AS chain_rows,
-                (SELECT count(*) FROM events e
-                  WHERE (e.transaction_id, e.global_position)
-                      > (c.last_transaction_id, c.last_global_position)) AS pending,
-                (SELECT count(*) FROM events e
-                  WHERE (e.transaction_id, e.global_position)
-                     <= (c.last_transaction_id, c.last_global_position)
-                    AND NOT EXISTS (SELECT 1 FROM audit_chain a
-                                     WHERE a.global_position = e.global_position)) AS unchained,
-                c.last_audit_position, c.last_chain_hash
-           FROM relay_checkpoint c WHERE c.id = 1",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let unchained: i64 = row.try_get("unchained")?;
-    if unchained > 0 {
-        let rows = sqlx::query(
-            "SELECT e.global_position, e.aggregate_id, e.sequence
-               FROM events e, relay_checkpoint c
-              WHERE c.id = 1
-                AND (e.transaction_id, e.global_position)
-                 <= (c.last_transaction_id, c.last_global_position)
-                AND NOT EXISTS (SELECT 1 FROM audit_chain a
-                                 WHERE a.global_position = e.global_position)
-              ORDER BY e.global_position
-              LIMIT $1",
-        )
-        .bind(FINDINGS_KEPT_MAX as i64)
-        .fetch_all(&mut *conn)
-        .await?;
-        for r in &rows {
-            let global_position: i64 = r.try_get("global_position")?;
-            let aggregate_id: String = r.try_get("aggregate_id")?;
-            let sequence: i64 = r.try_get("sequence")?;
+    let counts = eventstore::integrity::completeness(&mut *conn).await?;
+    if counts.unchained > 0 {
+        let events = eventstore::integrity::unchained(&mut *conn, FINDINGS_KEPT_MAX as i64).await?;
+        for event in events {
             findings.push(
                 Finding::new(
                     Check::Completeness,
                     "the relay has passed this event but it has no chain row: it was inserted behind the relay's back, or its chain row was removed",
                 )
-                .event(global_position, &aggregate_id, sequence),
+                .event(event.global_position, &event.aggregate_id, event.sequence),
             );
         }
     }
-    let relay_position: i64 = row.try_get("last_audit_position")?;
-    let relay_hash: Vec<u8> = row.try_get("last_chain_hash")?;
+    let relay_position = counts.relay_audit_position;
+    let relay_hash = counts.relay_chain_hash;
     if relay_position != head.position || relay_hash != head.chain_hash {
         findings.push(
             Finding::new(
@@ -261,10 +239,10 @@ async fn check_completeness(
         );
     }
     Ok(Completeness {
-        events_total: row.try_get("events_total")?,
-        chain_rows: row.try_get("chain_rows")?,
-        pending: row.try_get("pending")?,
-        unchained,
+        events_total: counts.events_total,
+        chain_rows: counts.chain_rows,
+        pending: counts.pending,
+        unchained: counts.unchained,
         relay_audit_position: relay_position,
         relay_chain_hash: hex::encode(relay_hash),
     })
@@ -290,12 +268,6 @@ async fn offsets_against_rebuild(
     Ok((row.try_get("behind")?, row.try_get("ahead")?))
 }
 
-async fn event_count(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(pool)
-        .await
-}
-
 /// Rebuilds every projection into the scratch schema and diffs each table with the live one
 /// (`EXCEPT ALL` both ways). The live projections may lag the store: the comparison waits
 /// until each has applied exactly what the rebuild did (its offsets equal the rebuild's);
@@ -303,36 +275,29 @@ async fn event_count(pool: &PgPool) -> Result<i64, sqlx::Error> {
 /// over is reported as lagging, not as a mismatch.
 async fn check_projections(
     pool: &PgPool,
+    read_model: &dyn ReadModel,
     wait: Duration,
     findings: &mut Findings,
 ) -> Result<Vec<ProjectionCheck>, AuditError> {
-    let all = projections::all();
-    let refs: Vec<&dyn projections::Projection> = all.iter().map(|p| p.as_ref()).collect();
+    let refs = read_model.projections();
     let deadline = Instant::now() + wait;
     let mut offsets: Vec<(i64, i64)>;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let replayed = projections::replay::replay(
-            pool,
-            &all,
-            SCRATCH_SCHEMA,
-            projections::replay::BATCH_SIZE_DEFAULT,
-        )
-        .await;
-        let report = match replayed {
-            Ok(report) => report,
+        let applied = match read_model.rebuild(pool, SCRATCH_SCHEMA).await {
+            Ok(applied) => applied,
             // The events themselves cannot be applied (a forged or mangled payload): that is
             // a finding, not a reason to stop verifying.
-            Err(projections::replay::ReplayError::Projection(error)) if !error.is_transient() => {
+            Err(RebuildError::Unbuildable(error)) => {
                 findings.push(Finding::new(
                     Check::Projection,
                     format!("the projections cannot be rebuilt from the events: {error}"),
                 ));
                 return Ok(refs
                     .iter()
-                    .map(|p| ProjectionCheck {
-                        projection: p.name().to_owned(),
+                    .map(|(name, _)| ProjectionCheck {
+                        projection: (*name).to_owned(),
                         status: ProjectionStatus::Unbuildable,
                         aggregates_behind: 0,
                         aggregates_ahead: 0,
@@ -340,12 +305,12 @@ async fn check_projections(
                     })
                     .collect());
             }
-            Err(other) => return Err(other.into()),
+            Err(RebuildError::Failed(error)) => return Err(AuditError::Rebuild(error)),
         };
         loop {
             offsets = Vec::with_capacity(refs.len());
-            for projection in &refs {
-                offsets.push(offsets_against_rebuild(pool, projection.name()).await?);
+            for (name, _) in &refs {
+                offsets.push(offsets_against_rebuild(pool, name).await?);
             }
             let behind = offsets.iter().any(|(b, _)| *b > 0);
             let ahead = offsets.iter().any(|(_, a)| *a > 0);
@@ -357,7 +322,7 @@ async fn check_projections(
         let ahead = offsets.iter().any(|(_, a)| *a > 0);
         // Live ahead of the rebuild: new events since it, or events the store lost. Only
         // the first is worth another rebuild.
-        let store_moved = event_count(pool).await? != report.events as i64;
+        let store_moved = eventstore::feed::count(pool).await? != applied as i64;
         if ahead && store_moved && attempt < REBUILD_ATTEMPTS_MAX && Instant::now() < deadline {
             continue;
         }
@@ -365,9 +330,9 @@ async fn check_projections(
     }
 
     let mut checks = Vec::with_capacity(refs.len());
-    for (projection, (behind, ahead)) in refs.iter().zip(offsets) {
+    for ((name, projection_tables), (behind, ahead)) in refs.iter().zip(offsets) {
         let mut tables = Vec::new();
-        for table in projection.tables() {
+        for table in projection_tables.iter() {
             tables.push(diff_table(pool, table).await?);
         }
         let differs = tables.iter().any(|t| t.only_live + t.only_rebuilt > 0);
@@ -385,7 +350,7 @@ async fn check_projections(
                     Check::Projection,
                     format!(
                         "projection {} table {}: {} live rows are not in the rebuild from the events and {} rebuilt rows are not live{}",
-                        projection.name(),
+                        name,
                         table.table,
                         table.only_live,
                         table.only_rebuilt,
@@ -400,13 +365,13 @@ async fn check_projections(
                     Check::Projection,
                     format!(
                         "projection {}: {ahead} aggregates were applied further than the event store now goes: events it applied are gone",
-                        projection.name()
+                        name
                     ),
                 ));
             }
         }
         checks.push(ProjectionCheck {
-            projection: projection.name().to_owned(),
+            projection: (*name).to_owned(),
             status,
             aggregates_behind: behind,
             aggregates_ahead: ahead,

@@ -1,5 +1,5 @@
 //! The pure part of verification: walks chain records in order, recomputes every hash from the
-//! previous one with `domain::audit::chain_hash`, and collects findings. Shared by the database
+//! previous one with `link::chain_hash`, and collects findings. Shared by the database
 //! verifier, the offline verifier of an export, and tests. Holds one record at a time (plus,
 //! when asked, one sequence number per aggregate).
 
@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::chain::{decode_hash, ChainRecord, Digest};
+use crate::chain::{decode_hash, ChainRecord, Digest};
 
 /// Findings kept in a report; the rest are only counted.
 pub const FINDINGS_KEPT_MAX: usize = 1_000;
@@ -380,7 +380,7 @@ impl ChainVerifier {
                         ),
                     ));
                 }
-                let linked = domain::audit::chain_hash(&self.previous, event);
+                let linked = crate::link::chain_hash(&self.previous, event);
                 if stored.is_some_and(|s| s != linked) {
                     self.findings.push(located(
                         Check::Chain,
@@ -389,7 +389,7 @@ impl ChainVerifier {
                 }
                 self.recomputed = match self.recomputed {
                     Some(r) if r == self.previous => Some(linked),
-                    Some(r) => Some(domain::audit::chain_hash(&r, event)),
+                    Some(r) => Some(crate::link::chain_hash(&r, event)),
                     None => None,
                 };
                 if let Some(tracker) = &mut self.sequences {
@@ -433,7 +433,7 @@ impl ChainVerifier {
     pub fn finish(mut self) -> ChainOutcome {
         if let Some(digest) = self.digest {
             let found = if digest.position == 0 {
-                DigestFound::Hash(domain::audit::GENESIS)
+                DigestFound::Hash(crate::link::GENESIS)
             } else {
                 DigestFound::Beyond
             };
@@ -454,7 +454,7 @@ impl ChainVerifier {
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
-    use domain::PublishedEvent;
+    use eventstore::PublishedEvent;
 
     fn event(global_position: i64, aggregate: &str, sequence: i64) -> PublishedEvent {
         PublishedEvent {
@@ -474,12 +474,12 @@ mod tests {
     const B: &str = "7b2f3c2e-8b4d-4e7a-9c10-5d2b7f3e1a91";
 
     fn chain(events: Vec<PublishedEvent>) -> Vec<ChainRecord> {
-        let mut previous = domain::audit::GENESIS;
+        let mut previous = crate::link::GENESIS;
         events
             .into_iter()
             .enumerate()
             .map(|(i, e)| {
-                previous = domain::audit::chain_hash(&previous, &e);
+                previous = crate::link::chain_hash(&previous, &e);
                 ChainRecord {
                     position: i as i64 + 1,
                     chain_hash: hex::encode(previous),
@@ -502,7 +502,7 @@ mod tests {
     }
 
     fn walk(records: &[ChainRecord], digest: Option<Digest>) -> ChainOutcome {
-        let mut verifier = ChainVerifier::new(1, domain::audit::GENESIS, digest, true);
+        let mut verifier = ChainVerifier::new(1, crate::link::GENESIS, digest, true);
         for r in records {
             verifier.check(r);
         }

@@ -1,0 +1,111 @@
+//! `GET /v1/payments`: a page of payments from the status projection, newest first, with
+//! an opaque cursor to the next page.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use projections::status::{self, ListCursor};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::read_problem;
+use crate::auth::Caller;
+use crate::problem::{FieldError, Problem};
+use crate::routes::payment_body::PaymentBody;
+
+/// `?status=needs_review` lists payments flagged for review, whatever their status.
+const NEEDS_REVIEW: &str = "NEEDS_REVIEW";
+pub const PAGE_SIZE_MAX: i64 = 500;
+const PAGE_SIZE_DEFAULT: i64 = 50;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PaymentPage {
+    data: Vec<PaymentBody>,
+    next_cursor: Option<String>,
+}
+
+fn encode_cursor(cursor: ListCursor) -> String {
+    hex::encode(format!(
+        "{}|{}",
+        cursor.created_at.timestamp_micros(),
+        cursor.payment_id
+    ))
+}
+
+fn decode_cursor(text: &str) -> Option<ListCursor> {
+    let raw = String::from_utf8(hex::decode(text).ok()?).ok()?;
+    let (micros, id) = raw.split_once('|')?;
+    Some(ListCursor {
+        created_at: DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?,
+        payment_id: Uuid::parse_str(id).ok()?,
+    })
+}
+
+#[tracing::instrument(skip_all)]
+pub(super) async fn list_payments(
+    caller: Caller,
+    pool: web::Data<PgPool>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, Problem> {
+    let scope = caller.payment_scope()?.map(|m| m.as_str());
+    let mut errors = Vec::new();
+    let limit = query.limit.unwrap_or(PAGE_SIZE_DEFAULT);
+    if !(1..=PAGE_SIZE_MAX).contains(&limit) {
+        errors.push(FieldError::new(
+            "limit",
+            format!("must be 1 to {PAGE_SIZE_MAX}"),
+        ));
+    }
+    let status_filter = match query.status.as_deref() {
+        None => None,
+        // Not a status: payments with an intent an operator must look at.
+        Some(text) if text.eq_ignore_ascii_case(NEEDS_REVIEW) => Some(NEEDS_REVIEW),
+        Some(text) => match domain::PaymentStatus::parse(text) {
+            Some(s) => Some(s.as_str()),
+            None => {
+                errors.push(FieldError::new("status", "unknown status"));
+                None
+            }
+        },
+    };
+    let cursor = match query.cursor.as_deref() {
+        None => None,
+        Some(text) => {
+            let decoded = decode_cursor(text);
+            if decoded.is_none() {
+                errors.push(FieldError::new("cursor", "not a cursor this API returned"));
+            }
+            decoded
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    // One more than asked tells whether another page exists.
+    let mut rows = status::list(&pool, scope, status_filter, cursor, limit + 1)
+        .await
+        .map_err(read_problem)?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = more.then(|| rows.last()).flatten().map(|row| {
+        encode_cursor(ListCursor {
+            created_at: row.created_at,
+            payment_id: row.payment_id,
+        })
+    });
+    Ok(HttpResponse::Ok().json(PaymentPage {
+        data: rows.iter().map(PaymentBody::from_row).collect(),
+        next_cursor,
+    }))
+}

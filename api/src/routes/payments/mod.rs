@@ -1,0 +1,111 @@
+//! `/v1/payments`: commands go to the event stream (answers carry the stream `version`);
+//! reads come from the status projection, optionally waiting for a `min_version`. These
+//! handlers only translate: fields parse into domain types, commands answer or refuse, and
+//! a refusal becomes its problem through `From<CommandError> for Problem`.
+
+mod changes;
+mod create;
+mod list;
+mod payment_method;
+mod reads;
+mod refunds;
+
+use std::fmt::Display;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use commands::payments::Executed;
+use domain::{Currency, IdempotencyKey, Money, PaymentId};
+
+use crate::problem::{json_problem, FieldError, Problem};
+use crate::routes::payment_body::PaymentBody;
+
+pub use list::PAGE_SIZE_MAX;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1/payments")
+            .route("", web::post().to(create::create_payment))
+            .route("", web::get().to(list::list_payments))
+            .route("/{id}", web::get().to(reads::get_payment))
+            .route("/{id}/events", web::get().to(reads::payment_events))
+            .route("/{id}/capture", web::post().to(changes::capture_payment))
+            .route("/{id}/refunds", web::post().to(refunds::refund_payment))
+            .route("/{id}/void", web::post().to(changes::void_payment))
+            .route("/{id}/sync", web::post().to(changes::sync_payment)),
+    );
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<IdempotencyKey, Problem> {
+    let value = req
+        .headers()
+        .get("Idempotency-Key")
+        .ok_or_else(|| Problem::bad_request("the Idempotency-Key header is required"))?
+        .to_str()
+        .map_err(|_| Problem::bad_request("Idempotency-Key must be printable ASCII"))?;
+    IdempotencyKey::parse(value).map_err(|e| {
+        Problem::bad_request(format!(
+            "{e} (at most {} characters)",
+            IdempotencyKey::LEN_MAX
+        ))
+    })
+}
+
+/// A request body: a JSON object of exactly the expected shape. serde would also read a
+/// struct from a JSON array (by position); no request of ours has an array anywhere, so any
+/// array is refused.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    let parsed: T = serde_json::from_slice(body).map_err(|e| json_problem(&e))?;
+    let shape: serde_json::Value = serde_json::from_slice(body).map_err(|e| json_problem(&e))?;
+    if !shape.is_object() || contains_array(&shape) {
+        return Err(Problem::invalid(vec![FieldError::new(
+            "body",
+            "must be a JSON object of the documented fields (no arrays)",
+        )]));
+    }
+    Ok(parsed)
+}
+
+fn contains_array(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Array(_) => true,
+        serde_json::Value::Object(map) => map.values().any(contains_array),
+        _ => false,
+    }
+}
+
+/// A path id that is not a payment id names no payment.
+fn payment_id(path: &str) -> Result<PaymentId, Problem> {
+    path.parse::<PaymentId>()
+        .map_err(|_| Problem::not_found("no such payment"))
+}
+
+/// The parsed field, or its error named after `field` in `errors`: a request's fields are
+/// all parsed, so the caller hears about every bad one at once.
+fn checked<T, E: Display>(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    parsed: Result<T, E>,
+) -> Option<T> {
+    parsed
+        .map_err(|e| errors.push(FieldError::new(field, e)))
+        .ok()
+}
+
+/// An amount in the payment's currency, or the problem naming `amount`.
+fn amount_in(text: &str, currency: Currency) -> Result<Money, Problem> {
+    Money::parse(text, currency).map_err(|e| Problem::invalid(vec![FieldError::new("amount", e)]))
+}
+
+/// The payment a command left, with the stream version a read may wait for.
+fn executed_response(status: StatusCode, executed: &Executed) -> HttpResponse {
+    HttpResponse::build(status).json(PaymentBody::from_stream(
+        &executed.payment,
+        executed.version,
+    ))
+}
+
+fn read_problem(error: sqlx::Error) -> Problem {
+    tracing::error!(%error, "projection read failed");
+    Problem::unavailable("the read model is unavailable; retry later")
+}

@@ -1,0 +1,139 @@
+//! The `payment_method` object of `POST /v1/payments`: its `type` and the fields that type
+//! takes, parsed into what the provider call needs.
+
+use connectors::PaymentMethodDetails;
+use domain::{
+    CardToken, MethodDetail, PaymentMethodType, PrintableTextError, PseUserType, PseUserTypeError,
+};
+use serde::Deserialize;
+
+use super::checked;
+use crate::problem::FieldError;
+
+/// Each method type takes its own fields; a field of another type is refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PaymentMethodRequest {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    phone_number: Option<String>,
+    #[serde(default)]
+    financial_institution_code: Option<String>,
+    #[serde(default)]
+    user_type: Option<u8>,
+    #[serde(default)]
+    user_legal_id_type: Option<String>,
+    #[serde(default)]
+    user_legal_id: Option<String>,
+}
+
+/// A field the method type requires, parsed; a missing one is named as required.
+fn required<T: TryFrom<String, Error = PrintableTextError>>(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: Option<String>,
+) -> Option<T> {
+    match value {
+        Some(value) => checked(errors, field, T::try_from(value)),
+        None => {
+            errors.push(FieldError::new(
+                field,
+                "is required for this payment method type",
+            ));
+            None
+        }
+    }
+}
+
+impl PaymentMethodRequest {
+    /// The method's details, or one error per bad field (named `payment_method.<field>`)
+    /// in `errors`.
+    pub(super) fn parse(self, errors: &mut Vec<FieldError>) -> Option<PaymentMethodDetails> {
+        let kind = checked(
+            errors,
+            "payment_method.type",
+            self.kind.parse::<PaymentMethodType>(),
+        )?;
+        let before = errors.len();
+        let mut refuse_extra = |present: bool, name: &str| {
+            if present {
+                errors.push(FieldError::new(
+                    &format!("payment_method.{name}"),
+                    format!("is not taken by payment method type {}", kind.as_str()),
+                ));
+            }
+        };
+        let card = kind == PaymentMethodType::Card;
+        let nequi = kind == PaymentMethodType::Nequi;
+        let pse = kind == PaymentMethodType::Pse;
+        refuse_extra(!card && self.token.is_some(), "token");
+        refuse_extra(!nequi && self.phone_number.is_some(), "phone_number");
+        refuse_extra(
+            !pse && self.financial_institution_code.is_some(),
+            "financial_institution_code",
+        );
+        refuse_extra(!pse && self.user_type.is_some(), "user_type");
+        refuse_extra(
+            !pse && self.user_legal_id_type.is_some(),
+            "user_legal_id_type",
+        );
+        refuse_extra(!pse && self.user_legal_id.is_some(), "user_legal_id");
+        let details = match kind {
+            PaymentMethodType::Card => {
+                required::<CardToken>(errors, "payment_method.token", self.token).map(|token| {
+                    PaymentMethodDetails::Card {
+                        token: token.into_string().into(),
+                    }
+                })
+            }
+            PaymentMethodType::Nequi => {
+                required::<MethodDetail>(errors, "payment_method.phone_number", self.phone_number)
+                    .map(|phone| PaymentMethodDetails::Nequi {
+                        phone_number: phone.into_string().into(),
+                    })
+            }
+            PaymentMethodType::Pse => {
+                let user_type = checked(
+                    errors,
+                    "payment_method.user_type",
+                    self.user_type
+                        .ok_or(PseUserTypeError)
+                        .and_then(PseUserType::try_from),
+                );
+                let bank = required::<MethodDetail>(
+                    errors,
+                    "payment_method.financial_institution_code",
+                    self.financial_institution_code,
+                );
+                let id_type = required::<MethodDetail>(
+                    errors,
+                    "payment_method.user_legal_id_type",
+                    self.user_legal_id_type,
+                );
+                let id = required::<MethodDetail>(
+                    errors,
+                    "payment_method.user_legal_id",
+                    self.user_legal_id,
+                );
+                match (bank, user_type, id_type, id) {
+                    (Some(bank), Some(user_type), Some(id_type), Some(id)) => {
+                        Some(PaymentMethodDetails::Pse {
+                            financial_institution_code: bank.into_string(),
+                            user_type: user_type.code(),
+                            user_legal_id_type: id_type.into_string(),
+                            user_legal_id: id.into_string().into(),
+                        })
+                    }
+                    _ => None,
+                }
+            }
+            PaymentMethodType::Efecty => Some(PaymentMethodDetails::Efecty),
+            PaymentMethodType::Gcash => Some(PaymentMethodDetails::Gcash),
+            PaymentMethodType::Maya => Some(PaymentMethodDetails::Maya),
+        };
+        details.filter(|_| errors.len() == before)
+    }
+}
