@@ -142,7 +142,7 @@ impl MayaConfig {
             production,
             Some(SECRET_MIN_LEN),
         );
-        match crate::maya::SourceList::parse(&self.webhook_sources) {
+        match crate::maya::sources::SourceList::parse(&self.webhook_sources) {
             Err(problem) => problems.push(format!("MAYA_WEBHOOK_SOURCES {problem}")),
             Ok(list) if list.is_empty() => problems.push(
                 "MAYA_WEBHOOK_SOURCES is empty: every Maya webhook would be refused".to_owned(),

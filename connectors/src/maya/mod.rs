@@ -2,12 +2,14 @@
 //! authenticated by their source address and confirmed by asking Maya.
 
 pub mod client;
+pub mod sources;
 pub mod webhook;
 
 use std::sync::Arc;
 
 pub use client::*;
 use secrecy::ExposeSecret;
+pub use sources::SourceList;
 pub use webhook::*;
 
 use crate::registry::{Connector, ConnectorConfig, Lookup, Parts};

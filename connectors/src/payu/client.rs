@@ -60,7 +60,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::http::sanitize;
-use crate::payu::{request_message, sign, SignatureAlgorithm};
+use crate::payu::signing::{request_message, sign, SignatureAlgorithm};
 use crate::provider::exposed;
 use crate::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,

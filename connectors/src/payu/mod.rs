@@ -2,12 +2,14 @@
 //! signed, form-encoded confirmations.
 
 pub mod client;
+pub mod signing;
 pub mod webhook;
 
 use std::sync::Arc;
 
 pub use client::*;
 use secrecy::ExposeSecret;
+pub use signing::*;
 pub use webhook::*;
 
 use crate::registry::{Connector, ConnectorConfig, Lookup, Parts};
