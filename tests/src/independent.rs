@@ -103,6 +103,75 @@ pub fn sandbox_signature(secret: &[u8], body: &[u8]) -> String {
     hex(&hmac_sha256(secret, body))
 }
 
+/// The audit chain's link after `previous` for one event, from the chain's published
+/// definition (the `audit` crate's `link` module documentation): SHA-256 of the
+/// previous hash and the event's canonical bytes, i.e. `payledger-audit-v1`, then each field
+/// as an 8-byte big-endian length and its UTF-8 bytes.
+pub fn audit_chain_hash(previous: &[u8; 32], event: &eventstore::PublishedEvent) -> [u8; 32] {
+    let mut bytes = b"payledger-audit-v1".to_vec();
+    let recorded_at = event
+        .recorded_at
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    for text in [
+        event.aggregate_type.clone(),
+        event.aggregate_id.clone(),
+        event.sequence.to_string(),
+        event.event_type.clone(),
+        event.event_version.clone(),
+        sorted_json(&event.payload),
+        sorted_json(&event.metadata),
+        recorded_at,
+    ] {
+        bytes.extend_from_slice(&(text.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(text.as_bytes());
+    }
+    let mut message = previous.to_vec();
+    message.extend_from_slice(&bytes);
+    sha256(&message)
+}
+
+/// JSON without whitespace, object keys in byte order, strings escaped as JSON requires.
+fn sorted_json(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", json_string(k), sorted_json(&map[k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(sorted_json).collect();
+            format!("[{}]", items.join(","))
+        }
+        Value::String(text) => json_string(text),
+        other => other.to_string(),
+    }
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
