@@ -282,23 +282,24 @@ async fn unreachable_provider_is_not_sent_and_health_answers<F: ProviderFixture>
     env.stop().await;
 }
 
-/// 8. A wrong key is refused by the provider: the create or the health check (whichever
-///    the provider checks) is `Rejected`, and the key never shows in the error.
+/// 8. A wrong key is refused by the provider: the create always, the health check where it
+///    presents that key; `Rejected` (final), and the key never shows in the error.
 async fn wrong_key_is_rejected<F: ProviderFixture>() {
     let env = Env::<F>::start().await;
     let wrong = env.provider_with(F::KEY_SETTING, F::WRONG_KEY.to_owned());
-    let health = wrong.health().await.err();
     let create = wrong
         .create_transaction(&env.request(CaptureMode::Automatic))
         .await
-        .err();
-    assert!(
-        health.is_some() || create.is_some(),
-        "{}: a wrong {} was accepted by both create and health",
+        .expect_err("a wrong key creates nothing");
+    let health = wrong.health().await;
+    assert_eq!(
+        health.is_err(),
+        F::HEALTH_CHECKS_KEY,
+        "{}: health with a wrong {}: {health:?}",
         F::NAME,
         F::KEY_SETTING
     );
-    for err in health.iter().chain(create.iter()) {
+    for err in std::iter::once(&create).chain(health.as_ref().err()) {
         assert_eq!(
             err.kind,
             ProviderFailureKind::Rejected,

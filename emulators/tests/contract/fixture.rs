@@ -39,6 +39,8 @@ pub trait ProviderFixture: Sized + Send + Sync + 'static {
     /// The setting holding the credential the provider checks, and a wrong value for it.
     const KEY_SETTING: &'static str;
     const WRONG_KEY: &'static str;
+    /// Whether `health()` presents that credential (else only the create finds it wrong).
+    const HEALTH_CHECKS_KEY: bool;
 
     /// What the provider offers (the connector must say the same).
     const MANUAL_CAPTURE: bool;

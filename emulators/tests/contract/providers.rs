@@ -31,6 +31,8 @@ impl ProviderFixture for Sandbox {
     const BASE_URL_SETTING: &'static str = sandbox::ENV_BASE_URL;
     const KEY_SETTING: &'static str = sandbox::ENV_API_KEY;
     const WRONG_KEY: &'static str = "sk_sandbox_not_this_one_0123456789";
+    // The sandbox's `/health` takes no key.
+    const HEALTH_CHECKS_KEY: bool = false;
     const MANUAL_CAPTURE: bool = true;
     const REFUNDS: bool = true;
     const LOOKUP: bool = true;
@@ -97,6 +99,7 @@ impl ProviderFixture for Wompi {
     const BASE_URL_SETTING: &'static str = wompi::ENV_BASE_URL;
     const KEY_SETTING: &'static str = wompi::ENV_PRIVATE_KEY;
     const WRONG_KEY: &'static str = "prv_test_not_this_one_0123456789abcdef";
+    const HEALTH_CHECKS_KEY: bool = true;
     const MANUAL_CAPTURE: bool = false;
     const REFUNDS: bool = false;
     const LOOKUP: bool = true;
@@ -146,6 +149,7 @@ impl ProviderFixture for Payu {
     const BASE_URL_SETTING: &'static str = payu::ENV_BASE_URL;
     const KEY_SETTING: &'static str = payu::ENV_API_KEY;
     const WRONG_KEY: &'static str = "test_payu_api_key_0123456789zzzz";
+    const HEALTH_CHECKS_KEY: bool = true;
     const MANUAL_CAPTURE: bool = true;
     const REFUNDS: bool = true;
     const LOOKUP: bool = true;
@@ -202,6 +206,8 @@ impl ProviderFixture for Maya {
     const BASE_URL_SETTING: &'static str = maya::ENV_BASE_URL;
     const KEY_SETTING: &'static str = maya::ENV_PUBLIC_KEY;
     const WRONG_KEY: &'static str = "pk-unknown-key-0000000000000000000000000000";
+    // Maya's health check presents the secret key; checkouts the public one.
+    const HEALTH_CHECKS_KEY: bool = false;
     const MANUAL_CAPTURE: bool = true;
     const REFUNDS: bool = true;
     const LOOKUP: bool = true;
@@ -261,6 +267,7 @@ impl ProviderFixture for Gcash {
     const BASE_URL_SETTING: &'static str = paymongo::ENV_BASE_URL;
     const KEY_SETTING: &'static str = paymongo::ENV_SECRET_KEY;
     const WRONG_KEY: &'static str = "sk_test_unknown000000000000000000000";
+    const HEALTH_CHECKS_KEY: bool = true;
     const MANUAL_CAPTURE: bool = false;
     const REFUNDS: bool = true;
     const LOOKUP: bool = false;
