@@ -314,57 +314,63 @@ async fn wrong_key_is_rejected<F: ProviderFixture>() {
 
 /// Instantiates every contract test for each `module => Fixture`.
 macro_rules! contract_suite {
-    ($($module:ident => $fixture:ty),* $(,)?) => {$(
-        mod $module {
-            use super::*;
+    ($($module:ident => $fixture:ty),* $(,)?) => {
+        /// The registry names of the connectors the suite runs against.
+        const COVERED: &[&str] = &[$(<$fixture as ProviderFixture>::NAME),*];
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn created_transaction_is_the_one_get_returns() {
-                super::created_transaction_is_the_one_get_returns::<$fixture>().await;
-            }
+        $(
+            mod $module {
+                use super::*;
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn repeated_create_is_the_first_transaction() {
-                super::repeated_create_is_the_first_transaction::<$fixture>().await;
-            }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn created_transaction_is_the_one_get_returns() {
+                    super::created_transaction_is_the_one_get_returns::<$fixture>().await;
+                }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn lookup_finds_the_created_transaction_and_none_for_another() {
-                super::lookup_finds_the_created_transaction_and_none_for_another::<$fixture>()
-                    .await;
-            }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn repeated_create_is_the_first_transaction() {
+                    super::repeated_create_is_the_first_transaction::<$fixture>().await;
+                }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn repeated_refund_refunds_once() {
-                super::repeated_refund_refunds_once::<$fixture>().await;
-            }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn lookup_finds_the_created_transaction_and_none_for_another() {
+                    super::lookup_finds_the_created_transaction_and_none_for_another::<$fixture>()
+                        .await;
+                }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn repeated_capture_captures_once() {
-                super::repeated_capture_captures_once::<$fixture>().await;
-            }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn repeated_refund_refunds_once() {
+                    super::repeated_refund_refunds_once::<$fixture>().await;
+                }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn void_of_an_authorization_ends_voided() {
-                super::void_of_an_authorization_ends_voided::<$fixture>().await;
-            }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn repeated_capture_captures_once() {
+                    super::repeated_capture_captures_once::<$fixture>().await;
+                }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn approved_webhook_verifies_and_a_forged_one_is_refused() {
-                super::approved_webhook_verifies_and_a_forged_one_is_refused::<$fixture>().await;
-            }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn void_of_an_authorization_ends_voided() {
+                    super::void_of_an_authorization_ends_voided::<$fixture>().await;
+                }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn unreachable_provider_is_not_sent_and_health_answers() {
-                super::unreachable_provider_is_not_sent_and_health_answers::<$fixture>().await;
-            }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn approved_webhook_verifies_and_a_forged_one_is_refused() {
+                    super::approved_webhook_verifies_and_a_forged_one_is_refused::<$fixture>()
+                        .await;
+                }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn wrong_key_is_rejected() {
-                super::wrong_key_is_rejected::<$fixture>().await;
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn unreachable_provider_is_not_sent_and_health_answers() {
+                    super::unreachable_provider_is_not_sent_and_health_answers::<$fixture>().await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn wrong_key_is_rejected() {
+                    super::wrong_key_is_rejected::<$fixture>().await;
+                }
             }
-        }
-    )*};
+        )*
+    };
 }
 
 contract_suite! {
@@ -373,4 +379,14 @@ contract_suite! {
     payu => providers::Payu,
     maya => providers::Maya,
     gcash => providers::Gcash,
+}
+
+/// A connector added to the registry runs the contract too: it needs a fixture here.
+#[test]
+fn every_known_connector_runs_the_contract() {
+    let mut known: Vec<&str> = connectors::registry::known().collect();
+    let mut covered = COVERED.to_vec();
+    known.sort_unstable();
+    covered.sort_unstable();
+    assert_eq!(covered, known, "connectors without a contract fixture");
 }
