@@ -100,7 +100,7 @@ pub const HTTP_WORKERS_MAX: usize = 64;
 /// HTTP worker threads: as asked (`value`, clamped to 1..=HTTP_WORKERS_MAX), else one per
 /// core but one. The relay and the projectors run on their own runtime beside the HTTP
 /// workers; on two cores one HTTP worker served 3-14 % more commands a second than two (four
-/// alternated pairs; bench/README.md step 30): fewer threads to wake for the same work.
+/// alternated pairs, 2026-12-04; bench/HISTORY.md): fewer threads to wake for the same work.
 pub fn http_workers(value: Option<&str>, cores: usize) -> usize {
     value
         .and_then(|v| v.trim().parse::<usize>().ok())

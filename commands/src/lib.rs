@@ -1,5 +1,7 @@
-//! The write side: command services, providers and their webhooks, and the outbox relay
-//! that publishes committed events to RabbitMQ. The event store itself is `eventstore`.
+//! The write side: the command service (routing, breakers, fees, resolving open intents),
+//! recording verified provider notifications, the webhook delivery log, and the outbox relay
+//! that publishes committed events to RabbitMQ. Providers are reached through `connectors`;
+//! the event store itself is `eventstore`.
 
 pub mod breaker;
 pub mod fees;

@@ -2,7 +2,7 @@
 //! JPY (scale 0), with ids drawn from small pools so that retries and redeliveries happen.
 //!
 //! Each command goes through both `decide` + `apply` and the cqrs-es `Aggregate::handle` path;
-//! after every step the ledger must balance (DESIGN.md section 3): no money appears or
+//! after every step the ledger must balance (`Payment::check_invariants`): no money appears or
 //! disappears, statuses agree with amounts, end states are final, refused commands change
 //! nothing, and every event survives a JSON round trip.
 

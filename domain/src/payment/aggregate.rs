@@ -190,7 +190,9 @@ impl Payment {
             .get(&orphan_key(provider, provider_transaction_id))
     }
 
-    /// The invariants of DESIGN.md section 3, checked in tests and after every `apply`.
+    /// The money invariants, checked in tests and after every `apply`: no amount is negative,
+    /// authorized <= the payment's amount, captured <= authorized, and refunded + reserved for
+    /// refunds <= captured.
     pub fn check_invariants(&self) -> Result<(), String> {
         let zero = Decimal::ZERO;
         if self.authorized < zero
@@ -246,7 +248,7 @@ impl Payment {
     }
 
     /// `Money::zero` is public (it is the neutral element for totals), so a command can carry
-    /// a zero amount; DESIGN.md section 3 wants positive amounts whatever the caller. A zero
+    /// a zero amount; the aggregate takes only positive amounts, whatever the caller. A zero
     /// payment, capture or refund would also leave the status lying about the money
     /// (APPROVED with nothing captured, PARTIALLY_REFUNDED with nothing refunded).
     /// A fee is in the payment's currency and never more than the amount it is charged on.

@@ -1,5 +1,5 @@
 //! Given/When/Then tests of every transition of the `Payment` aggregate, allowed and refused
-//! (DESIGN.md section 3), in the style of the cqrs-es demo: given past events, when a
+//! (the money invariants of `Payment::check_invariants`), in the style of the cqrs-es demo: given past events, when a
 //! command, then the events it appends or the error it is refused with.
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -1,6 +1,6 @@
 //! Bad input over HTTP: every refusal is a clear 4xx in `application/problem+json`
 //! (`type`, `title`, `status`, `detail`, and `errors[]` for field problems) and appends
-//! nothing to the event store (DESIGN.md section 7).
+//! nothing to the event store.
 
 use api::config::Settings;
 use e2e::independent::{sandbox_signature, SANDBOX_SIGNATURE_HEADER};
