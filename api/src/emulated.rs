@@ -45,6 +45,7 @@ mod present {
     use emulators::sandbox::SandboxConfig;
     use emulators::wompi::WompiSandboxConfig;
     use emulators::EmulatorHandle;
+    use secrecy::SecretString;
 
     use super::{Emulated, Settings, StartupError};
 
@@ -62,6 +63,7 @@ mod present {
         webhook_url: String,
     ) -> Result<Emulated, StartupError> {
         let get = |var: &str| config.setting(var).unwrap_or_default();
+        let secret = |var: &str| SecretString::from(get(var));
         let delay_ms = settings.sandbox.webhook_delay_ms;
         let deliver = settings.sandbox.deliver_webhooks;
         let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -69,9 +71,9 @@ mod present {
         let (handle, base_url_var) = match name {
             sandbox::NAME => {
                 let config = SandboxConfig {
-                    api_key: get(sandbox::ENV_API_KEY),
+                    api_key: secret(sandbox::ENV_API_KEY),
                     webhook_url,
-                    webhook_secret: get(sandbox::ENV_WEBHOOK_SECRET),
+                    webhook_secret: secret(sandbox::ENV_WEBHOOK_SECRET),
                     webhook_delay_ms: delay_ms,
                 };
                 let handle = emulators::sandbox::start(listener, config).await?;
@@ -80,9 +82,9 @@ mod present {
             wompi::NAME => {
                 let config = WompiSandboxConfig {
                     public_key: get(wompi::ENV_PUBLIC_KEY),
-                    private_key: get(wompi::ENV_PRIVATE_KEY),
-                    events_secret: get(wompi::ENV_EVENTS_SECRET),
-                    integrity_secret: get(wompi::ENV_INTEGRITY_SECRET),
+                    private_key: secret(wompi::ENV_PRIVATE_KEY),
+                    events_secret: secret(wompi::ENV_EVENTS_SECRET),
+                    integrity_secret: secret(wompi::ENV_INTEGRITY_SECRET),
                     webhook_url,
                     webhook_delay_ms: delay_ms,
                     deliver_webhooks: deliver,
@@ -97,12 +99,12 @@ mod present {
                     other => return Err(format!("PayU signature algorithm `{other}`").into()),
                 };
                 let config = PayuSandboxConfig {
-                    api_key: get(payu::ENV_API_KEY),
+                    api_key: secret(payu::ENV_API_KEY),
                     api_login: get(payu::ENV_API_LOGIN),
                     merchant_id: get(payu::ENV_MERCHANT_ID),
                     account_id: get(payu::ENV_ACCOUNT_ID),
                     signature_algorithm,
-                    signature_secret: get(payu::ENV_SIGNATURE_SECRET),
+                    signature_secret: secret(payu::ENV_SIGNATURE_SECRET),
                     webhook_url,
                     webhook_delay_ms: delay_ms,
                     deliver_webhooks: deliver,
@@ -114,7 +116,7 @@ mod present {
             maya::NAME => {
                 let config = MayaSandboxConfig {
                     public_key: get(maya::ENV_PUBLIC_KEY),
-                    secret_key: get(maya::ENV_SECRET_KEY),
+                    secret_key: secret(maya::ENV_SECRET_KEY),
                     webhook_url,
                     webhook_delay_ms: delay_ms,
                     deliver_webhooks: deliver,
@@ -128,9 +130,9 @@ mod present {
             }
             paymongo::NAME => {
                 let config = PaymongoSandboxConfig {
-                    secret_key: get(paymongo::ENV_SECRET_KEY),
+                    secret_key: secret(paymongo::ENV_SECRET_KEY),
                     public_key: config.setting(paymongo::ENV_PUBLIC_KEY),
-                    webhook_secret: get(paymongo::ENV_WEBHOOK_SECRET),
+                    webhook_secret: secret(paymongo::ENV_WEBHOOK_SECRET),
                     webhook_url,
                     webhook_delay_ms: delay_ms,
                     deliver_webhooks: deliver,
@@ -173,9 +175,9 @@ mod present {
         webhook_url: String,
     ) -> Result<(), StartupError> {
         let config = SandboxConfig {
-            api_key: settings.sandbox.api_key.clone(),
+            api_key: settings.sandbox.api_key.clone().into(),
             webhook_url,
-            webhook_secret: settings.sandbox.webhook_secret.clone(),
+            webhook_secret: settings.sandbox.webhook_secret.clone().into(),
             webhook_delay_ms: settings.sandbox.webhook_delay_ms,
         };
         let handle = emulators::sandbox::start(TcpListener::bind(listen)?, config).await?;

@@ -19,14 +19,3 @@ pub mod wompi;
 
 pub use outbox::WebhookRetryPolicy;
 pub use server::EmulatorHandle;
-
-/// Printed in place of secrets by the hand-written `Debug` impls of the configurations.
-pub(crate) const REDACTED: Redacted = Redacted;
-
-pub(crate) struct Redacted;
-
-impl std::fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}

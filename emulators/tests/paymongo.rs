@@ -3,7 +3,6 @@
 
 mod support;
 
-use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -66,9 +65,9 @@ fn config(
 /// The emulator of the account `config` talks to, as `api` starts it.
 fn emulated(config: &PaymongoConfig, webhook_url: &str) -> PaymongoSandboxConfig {
     PaymongoSandboxConfig {
-        secret_key: config.secret_key.expose_secret().to_owned(),
+        secret_key: config.secret_key.clone(),
         public_key: config.public_key.clone(),
-        webhook_secret: config.webhook_secret.expose_secret().to_owned(),
+        webhook_secret: config.webhook_secret.clone(),
         webhook_url: webhook_url.to_owned(),
         webhook_delay_ms: 500,
         deliver_webhooks: true,

@@ -137,7 +137,7 @@ impl Receiver {
 fn emulated(config: &PayuConfig, webhook_url: &str) -> PayuSandboxConfig {
     use connectors::payu::SignatureAlgorithm as ClientAlgorithm;
     PayuSandboxConfig {
-        api_key: config.api_key.expose_secret().to_owned(),
+        api_key: config.api_key.clone(),
         api_login: config.api_login.clone(),
         merchant_id: config.merchant_id.clone(),
         account_id: config.account_id.clone(),
@@ -145,7 +145,7 @@ fn emulated(config: &PayuConfig, webhook_url: &str) -> PayuSandboxConfig {
             ClientAlgorithm::Md5 => SignatureAlgorithm::Md5,
             ClientAlgorithm::HmacSha256 => SignatureAlgorithm::HmacSha256,
         },
-        signature_secret: config.signature_secret.expose_secret().to_owned(),
+        signature_secret: config.signature_secret.clone(),
         webhook_url: webhook_url.to_owned(),
         webhook_delay_ms: 200,
         deliver_webhooks: true,

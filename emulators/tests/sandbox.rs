@@ -784,11 +784,11 @@ async fn start_refuses_unusable_configuration() {
     );
     for broken in [
         SandboxConfig {
-            api_key: String::new(),
+            api_key: String::new().into(),
             ..config.clone()
         },
         SandboxConfig {
-            webhook_secret: String::new(),
+            webhook_secret: String::new().into(),
             ..config.clone()
         },
         SandboxConfig {

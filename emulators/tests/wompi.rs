@@ -2,7 +2,6 @@
 //! on 127.0.0.1:0, the real `WompiProvider` client and the real `WompiWebhookVerifier`. No
 //! mocks.
 
-use secrecy::ExposeSecret;
 use std::collections::VecDeque;
 use std::net::TcpListener;
 use std::sync::Mutex as StdMutex;
@@ -30,9 +29,9 @@ use emulators::WebhookRetryPolicy;
 fn emulated(config: &WompiConfig, webhook_url: &str) -> WompiSandboxConfig {
     WompiSandboxConfig {
         public_key: config.public_key.clone(),
-        private_key: config.private_key.expose_secret().to_owned(),
-        events_secret: config.events_secret.expose_secret().to_owned(),
-        integrity_secret: config.integrity_secret.expose_secret().to_owned(),
+        private_key: config.private_key.clone(),
+        events_secret: config.events_secret.clone(),
+        integrity_secret: config.integrity_secret.clone(),
         webhook_url: webhook_url.to_owned(),
         webhook_delay_ms: 500,
         deliver_webhooks: true,

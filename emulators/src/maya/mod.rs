@@ -48,6 +48,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::{Currency, Money};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -55,7 +56,6 @@ pub use crate::kit::EmulatorOptions;
 use crate::kit::{self, basic_key_matches, invalid_input, CreateFault, Faults, Outbox};
 use crate::server;
 pub use crate::server::REQUEST_BODY_MAX_BYTES;
-use crate::REDACTED;
 pub use wire::status;
 
 /// Longest `requestReferenceNumber` Maya takes.
@@ -63,30 +63,18 @@ pub const REFERENCE_LEN_MAX: usize = 36;
 /// Most refunds kept per payment.
 pub const REFUNDS_PER_PAYMENT_MAX: usize = 100;
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MayaSandboxConfig {
     /// Checkouts need `Basic base64("<public_key>:")`.
     pub public_key: String,
     /// The Payments API needs `Basic base64("<secret_key>:")`.
-    pub secret_key: String,
+    pub secret_key: SecretString,
     /// Where webhooks are POSTed (payledger's `/v1/webhooks/maya`).
     pub webhook_url: String,
     /// Delay between a customer action and its webhook's first delivery.
     pub webhook_delay_ms: u64,
     /// `false`: webhooks are "lost" (for sync and reconciler tests).
     pub deliver_webhooks: bool,
-}
-
-impl fmt::Debug for MayaSandboxConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MayaSandboxConfig")
-            .field("public_key", &self.public_key)
-            .field("secret_key", &REDACTED)
-            .field("webhook_url", &self.webhook_url)
-            .field("webhook_delay_ms", &self.webhook_delay_ms)
-            .field("deliver_webhooks", &self.deliver_webhooks)
-            .finish()
-    }
 }
 
 /// A running Maya emulator; its `base_url` is `MAYA_BASE_URL` for the client.
@@ -105,7 +93,7 @@ pub async fn start_with_options(
     config: MayaSandboxConfig,
     options: EmulatorOptions,
 ) -> io::Result<MayaSandboxHandle> {
-    if config.public_key.is_empty() || config.secret_key.is_empty() {
+    if config.public_key.is_empty() || config.secret_key.expose_secret().is_empty() {
         return Err(invalid_input("maya emulator keys must not be empty"));
     }
     let addr = listener.local_addr()?;
@@ -118,7 +106,7 @@ pub async fn start_with_options(
     )?;
     let state = web::Data::new(State {
         public_key: config.public_key,
-        secret_key: config.secret_key,
+        secret_key: config.secret_key.expose_secret().to_owned(),
         base_url: format!("http://{addr}"),
         webhook_url: config.webhook_url,
         store: Mutex::new(Store {

@@ -51,6 +51,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -58,7 +59,6 @@ pub use crate::kit::EmulatorOptions;
 use crate::kit::{self, basic_key_matches, invalid_input, CreateFault, Faults, Outbox};
 use crate::server;
 pub use crate::server::REQUEST_BODY_MAX_BYTES;
-use crate::REDACTED;
 use wire::{signature_header, IDEMPOTENCY_KEY_HEADER, SIGNATURE_HEADER};
 /// PayMongo's smallest payment intent: PHP 20.00.
 pub const INTENT_MIN_CENTAVOS: i64 = 2_000;
@@ -74,34 +74,21 @@ const LISTED_INTENTS_MAX: usize = 100;
 /// The `failed_code` of a payment the customer failed.
 pub const FAILED_CODE: &str = "generic_decline";
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PaymongoSandboxConfig {
     /// Every `/v1` call needs `Basic base64("<secret_key>:")`; `sk_live_` makes the emulator
     /// live mode (signature in `li`), anything else test mode (`te`).
-    pub secret_key: String,
+    pub secret_key: SecretString,
     /// Also accepted for creating payment methods.
     pub public_key: Option<String>,
     /// Signs `Paymongo-Signature`.
-    pub webhook_secret: String,
+    pub webhook_secret: SecretString,
     /// Where events are POSTed (payledger's `/v1/webhooks/gcash`).
     pub webhook_url: String,
     /// Delay between a customer action and its event's first delivery.
     pub webhook_delay_ms: u64,
     /// `false`: events are "lost" (for sync and reconciler tests).
     pub deliver_webhooks: bool,
-}
-
-impl fmt::Debug for PaymongoSandboxConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PaymongoSandboxConfig")
-            .field("secret_key", &REDACTED)
-            .field("public_key", &self.public_key)
-            .field("webhook_secret", &REDACTED)
-            .field("webhook_url", &self.webhook_url)
-            .field("webhook_delay_ms", &self.webhook_delay_ms)
-            .field("deliver_webhooks", &self.deliver_webhooks)
-            .finish()
-    }
 }
 
 /// A running PayMongo emulator; its `base_url` is `PAYMONGO_BASE_URL` for the client.
@@ -119,14 +106,16 @@ pub async fn start_with_options(
     config: PaymongoSandboxConfig,
     options: EmulatorOptions,
 ) -> io::Result<PaymongoSandboxHandle> {
-    if config.secret_key.is_empty() || config.webhook_secret.is_empty() {
+    if config.secret_key.expose_secret().is_empty()
+        || config.webhook_secret.expose_secret().is_empty()
+    {
         return Err(invalid_input(
             "paymongo emulator secret_key and webhook_secret must not be empty",
         ));
     }
     let addr = listener.local_addr()?;
-    let livemode = config.secret_key.starts_with("sk_live_");
-    let secret = config.webhook_secret.clone().into_bytes();
+    let livemode = config.secret_key.expose_secret().starts_with("sk_live_");
+    let secret = config.webhook_secret.expose_secret().as_bytes().to_vec();
     let signer: kit::Signer = Arc::new(move |body: &[u8], now: DateTime<Utc>| {
         vec![(
             SIGNATURE_HEADER,
@@ -141,7 +130,7 @@ pub async fn start_with_options(
         config.deliver_webhooks,
     )?;
     let state = web::Data::new(State {
-        secret_key: config.secret_key,
+        secret_key: config.secret_key.expose_secret().to_owned(),
         public_key: config.public_key.unwrap_or_default(),
         livemode,
         base_url: format!("http://{addr}"),

@@ -65,7 +65,6 @@ mod delivery;
 pub mod signing;
 mod store;
 
-use std::fmt;
 use std::io;
 use std::net::TcpListener;
 use std::str::FromStr;
@@ -76,6 +75,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use domain::{Currency, Money};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -84,7 +84,6 @@ use subtle::ConstantTimeEq;
 use crate::outbox::{self, Outbox, OutboxOptions, WebhookRetryPolicy};
 pub use crate::server::REQUEST_BODY_MAX_BYTES;
 use crate::server::{self, ServerOptions};
-use crate::REDACTED;
 use delivery::{Job, Notifier, Signer};
 pub use signing::SignatureAlgorithm;
 use signing::{hex_signature_matches, request_message, sign};
@@ -120,15 +119,15 @@ const PSE_DOCUMENT_TYPES: &[&str] = &["CC", "CE", "NIT", "TI", "PP", "IDC", "CEL
 const TEXT_LEN_MAX: usize = 255;
 
 /// The emulated account: the same keys as the adapter's configuration.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PayuSandboxConfig {
-    pub api_key: String,
+    pub api_key: SecretString,
     pub api_login: String,
     pub merchant_id: String,
     pub account_id: String,
     pub signature_algorithm: SignatureAlgorithm,
     /// HMAC-SHA256 key (unused with MD5).
-    pub signature_secret: String,
+    pub signature_secret: SecretString,
     /// Where confirmations are POSTed (payledger's `/v1/webhooks/payu`).
     pub webhook_url: String,
     /// How long after a change its confirmation is first sent.
@@ -137,23 +136,6 @@ pub struct PayuSandboxConfig {
     pub deliver_webhooks: bool,
     /// How long an Efecty code stays payable when the request names no earlier expiry.
     pub efecty_expiry: Duration,
-}
-
-impl fmt::Debug for PayuSandboxConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PayuSandboxConfig")
-            .field("api_key", &REDACTED)
-            .field("api_login", &self.api_login)
-            .field("merchant_id", &self.merchant_id)
-            .field("account_id", &self.account_id)
-            .field("signature_algorithm", &self.signature_algorithm)
-            .field("signature_secret", &REDACTED)
-            .field("webhook_url", &self.webhook_url)
-            .field("webhook_delay_ms", &self.webhook_delay_ms)
-            .field("deliver_webhooks", &self.deliver_webhooks)
-            .field("efecty_expiry", &self.efecty_expiry)
-            .finish()
-    }
 }
 
 /// Tuning with production-like defaults; tests shrink delays and bounds.
@@ -208,7 +190,7 @@ pub async fn start_with_options(
     options: PayuSandboxOptions,
 ) -> io::Result<PayuSandboxHandle> {
     let invalid = |msg: &str| io::Error::new(io::ErrorKind::InvalidInput, msg.to_owned());
-    if config.api_key.is_empty() || config.api_login.is_empty() {
+    if config.api_key.expose_secret().is_empty() || config.api_login.is_empty() {
         return Err(invalid("payu sandbox api_key and api_login must be set"));
     }
     if config.merchant_id.is_empty() || config.account_id.is_empty() {
@@ -217,7 +199,7 @@ pub async fn start_with_options(
         ));
     }
     if config.signature_algorithm == SignatureAlgorithm::HmacSha256
-        && config.signature_secret.is_empty()
+        && config.signature_secret.expose_secret().is_empty()
     {
         return Err(invalid("payu sandbox signature_secret is empty"));
     }
@@ -231,9 +213,9 @@ pub async fn start_with_options(
             store: Arc::clone(&store),
             signer: Signer {
                 merchant_id: config.merchant_id.clone(),
-                api_key: config.api_key.clone(),
+                api_key: config.api_key.expose_secret().to_owned(),
                 algorithm: config.signature_algorithm,
-                secret: config.signature_secret.clone().into_bytes(),
+                secret: config.signature_secret.expose_secret().as_bytes().to_vec(),
             },
             deliver: config.deliver_webhooks,
         },
@@ -246,12 +228,12 @@ pub async fn start_with_options(
         },
     )?;
     let state = web::Data::new(AppState {
-        api_key: config.api_key.clone(),
+        api_key: config.api_key.expose_secret().to_owned(),
         api_login: config.api_login.clone(),
         merchant_id: config.merchant_id.clone(),
         account_id: config.account_id.clone(),
         algorithm: config.signature_algorithm,
-        signature_secret: config.signature_secret.clone().into_bytes(),
+        signature_secret: config.signature_secret.expose_secret().as_bytes().to_vec(),
         base_url: format!("http://{addr}"),
         store: Arc::clone(&store),
         queue: queue.clone(),

@@ -36,6 +36,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use chrono::{SecondsFormat, Utc};
 use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodType, RefundId};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
@@ -44,7 +45,6 @@ pub use crate::outbox::WebhookRetryPolicy;
 use crate::outbox::{self, Attempt, Outbox, OutboxOptions};
 pub use crate::server::REQUEST_BODY_MAX_BYTES;
 use crate::server::{self, ServerOptions};
-use crate::REDACTED;
 use ledger::{Created, Decided, Decision, Ledger, LedgerError, NewTransaction, Transaction};
 
 /// Test tokens: the token of a create request decides what the sandbox does.
@@ -80,27 +80,16 @@ enum LostAnswer {
 const REFERENCE_LEN_MAX: usize = 128;
 const TOKEN_LEN_MAX: usize = 256;
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SandboxConfig {
     /// The key clients must present as `Authorization: Bearer <api_key>`.
-    pub api_key: String,
+    pub api_key: SecretString,
     /// Where webhooks are POSTed (payledger's `/v1/webhooks/sandbox`).
     pub webhook_url: String,
     /// HMAC-SHA256 key of `X-Sandbox-Signature`.
-    pub webhook_secret: String,
+    pub webhook_secret: SecretString,
     /// How long after a create its outcome is decided and its webhook first sent.
     pub webhook_delay_ms: u64,
-}
-
-impl fmt::Debug for SandboxConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SandboxConfig")
-            .field("api_key", &REDACTED)
-            .field("webhook_url", &self.webhook_url)
-            .field("webhook_secret", &REDACTED)
-            .field("webhook_delay_ms", &self.webhook_delay_ms)
-            .finish()
-    }
 }
 
 /// Tuning with production-like defaults; tests shrink delays and bounds.
@@ -153,10 +142,10 @@ pub async fn start_with_options(
     options: SandboxOptions,
 ) -> io::Result<SandboxHandle> {
     let invalid = |msg: &str| io::Error::new(io::ErrorKind::InvalidInput, msg.to_owned());
-    if config.api_key.is_empty() {
+    if config.api_key.expose_secret().is_empty() {
         return Err(invalid("sandbox api_key is empty"));
     }
-    if config.webhook_secret.is_empty() {
+    if config.webhook_secret.expose_secret().is_empty() {
         return Err(invalid("sandbox webhook_secret is empty"));
     }
     let webhook_url = outbox::webhook_url("sandbox", &config.webhook_url)?;
@@ -166,7 +155,7 @@ pub async fn start_with_options(
         webhook_url,
         Notifier {
             ledger: Arc::clone(&ledger),
-            secret: config.webhook_secret.into_bytes(),
+            secret: config.webhook_secret.expose_secret().as_bytes().to_vec(),
         },
         &OutboxOptions {
             name: "sandbox",
@@ -177,7 +166,7 @@ pub async fn start_with_options(
         },
     )?;
     let state = web::Data::new(AppState {
-        api_key: config.api_key,
+        api_key: config.api_key.expose_secret().to_owned(),
         ledger,
         queue,
         webhook_delay: Duration::from_millis(config.webhook_delay_ms),

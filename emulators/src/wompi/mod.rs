@@ -54,6 +54,7 @@ use base64::Engine;
 use chrono::{DateTime, Datelike, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -63,7 +64,6 @@ use uuid::Uuid;
 use crate::outbox::{self, Outbox, OutboxOptions, WebhookRetryPolicy};
 pub use crate::server::REQUEST_BODY_MAX_BYTES;
 use crate::server::{self, ServerOptions};
-use crate::REDACTED;
 use delivery::{Notifier, Work};
 use state::{
     rfc3339, CardToken, Method, NewTransaction, Outcome, State, StateError, Transaction,
@@ -85,14 +85,14 @@ const END_USER_POLICY: &str = "END_USER_POLICY";
 const PERSONAL_DATA_AUTH: &str = "PERSONAL_DATA_AUTH";
 
 /// Keys and secrets (the same as the adapter's) and where webhooks go.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct WompiSandboxConfig {
     pub public_key: String,
-    pub private_key: String,
+    pub private_key: SecretString,
     /// Signs webhook checksums.
-    pub events_secret: String,
+    pub events_secret: SecretString,
     /// Checks the integrity `signature` of creates.
-    pub integrity_secret: String,
+    pub integrity_secret: SecretString,
     /// payledger's `/v1/webhooks/wompi`.
     pub webhook_url: String,
     /// How long after a create a card / Nequi transaction is decided (and after any
@@ -100,20 +100,6 @@ pub struct WompiSandboxConfig {
     pub webhook_delay_ms: u64,
     /// `false`: webhooks are "lost" (for sync and reconciler tests).
     pub deliver_webhooks: bool,
-}
-
-impl fmt::Debug for WompiSandboxConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WompiSandboxConfig")
-            .field("public_key", &self.public_key)
-            .field("private_key", &REDACTED)
-            .field("events_secret", &REDACTED)
-            .field("integrity_secret", &REDACTED)
-            .field("webhook_url", &self.webhook_url)
-            .field("webhook_delay_ms", &self.webhook_delay_ms)
-            .field("deliver_webhooks", &self.deliver_webhooks)
-            .finish()
-    }
 }
 
 /// Tuning with production-like defaults; tests shrink delays and bounds.
@@ -172,16 +158,16 @@ pub async fn start_with_options(
 ) -> io::Result<WompiSandboxHandle> {
     let invalid = |msg: &str| io::Error::new(io::ErrorKind::InvalidInput, msg.to_owned());
     for (name, value) in [
-        ("public_key", &config.public_key),
-        ("private_key", &config.private_key),
-        ("events_secret", &config.events_secret),
-        ("integrity_secret", &config.integrity_secret),
+        ("public_key", config.public_key.as_str()),
+        ("private_key", config.private_key.expose_secret()),
+        ("events_secret", config.events_secret.expose_secret()),
+        ("integrity_secret", config.integrity_secret.expose_secret()),
     ] {
         if value.is_empty() {
             return Err(invalid(&format!("wompi sandbox {name} is empty")));
         }
     }
-    if config.public_key == config.private_key {
+    if config.public_key == config.private_key.expose_secret() {
         return Err(invalid("wompi sandbox public and private keys must differ"));
     }
     let webhook_url = outbox::webhook_url("wompi sandbox", &config.webhook_url)?;
@@ -193,7 +179,11 @@ pub async fn start_with_options(
         options.transactions_max,
         options.tokens_max,
     )));
-    let environment = if config.events_secret.starts_with("prod_events_") {
+    let environment = if config
+        .events_secret
+        .expose_secret()
+        .starts_with("prod_events_")
+    {
         "prod"
     } else {
         "test"
@@ -202,7 +192,7 @@ pub async fn start_with_options(
         webhook_url,
         Notifier {
             state: Arc::clone(&state),
-            events_secret: config.events_secret,
+            events_secret: config.events_secret.expose_secret().to_owned(),
             environment,
             deliver: config.deliver_webhooks,
         },
@@ -216,8 +206,8 @@ pub async fn start_with_options(
     )?;
     let app = web::Data::new(AppState {
         public_key: config.public_key,
-        private_key: config.private_key,
-        integrity_secret: config.integrity_secret,
+        private_key: config.private_key.expose_secret().to_owned(),
+        integrity_secret: config.integrity_secret.expose_secret().to_owned(),
         token_key,
         page_base: format!("http://{addr}"),
         state,
