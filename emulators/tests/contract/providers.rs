@@ -44,9 +44,9 @@ impl ProviderFixture for Sandbox {
     ) -> EmulatorHandle {
         use emulators::sandbox::{SandboxConfig, SandboxOptions};
         let config = SandboxConfig {
-            api_key: setting(sandbox::ENV_API_KEY),
+            api_key: setting(sandbox::ENV_API_KEY).into(),
             webhook_url,
-            webhook_secret: setting(sandbox::ENV_WEBHOOK_SECRET),
+            webhook_secret: setting(sandbox::ENV_WEBHOOK_SECRET).into(),
             webhook_delay_ms: WEBHOOK_DELAY_MS,
         };
         let options = SandboxOptions {
@@ -112,9 +112,9 @@ impl ProviderFixture for Wompi {
         use emulators::wompi::{WompiSandboxConfig, WompiSandboxOptions};
         let config = WompiSandboxConfig {
             public_key: setting(wompi::ENV_PUBLIC_KEY),
-            private_key: setting(wompi::ENV_PRIVATE_KEY),
-            events_secret: setting(wompi::ENV_EVENTS_SECRET),
-            integrity_secret: setting(wompi::ENV_INTEGRITY_SECRET),
+            private_key: setting(wompi::ENV_PRIVATE_KEY).into(),
+            events_secret: setting(wompi::ENV_EVENTS_SECRET).into(),
+            integrity_secret: setting(wompi::ENV_INTEGRITY_SECRET).into(),
             webhook_url,
             webhook_delay_ms: WEBHOOK_DELAY_MS,
             deliver_webhooks: true,
@@ -166,12 +166,12 @@ impl ProviderFixture for Payu {
             other => panic!("PayU signature algorithm `{other}`"),
         };
         let config = PayuSandboxConfig {
-            api_key: setting(payu::ENV_API_KEY),
+            api_key: setting(payu::ENV_API_KEY).into(),
             api_login: setting(payu::ENV_API_LOGIN),
             merchant_id: setting(payu::ENV_MERCHANT_ID),
             account_id: setting(payu::ENV_ACCOUNT_ID),
             signature_algorithm,
-            signature_secret: setting(payu::ENV_SIGNATURE_SECRET),
+            signature_secret: setting(payu::ENV_SIGNATURE_SECRET).into(),
             webhook_url,
             webhook_delay_ms: WEBHOOK_DELAY_MS,
             deliver_webhooks: true,
@@ -220,7 +220,7 @@ impl ProviderFixture for Maya {
         use emulators::maya::{EmulatorOptions, MayaSandboxConfig};
         let config = MayaSandboxConfig {
             public_key: setting(maya::ENV_PUBLIC_KEY),
-            secret_key: setting(maya::ENV_SECRET_KEY),
+            secret_key: setting(maya::ENV_SECRET_KEY).into(),
             webhook_url,
             webhook_delay_ms: WEBHOOK_DELAY_MS,
             deliver_webhooks: true,
@@ -280,9 +280,9 @@ impl ProviderFixture for Gcash {
         use emulators::paymongo::{EmulatorOptions, PaymongoSandboxConfig};
         let public_key = Some(setting(paymongo::ENV_PUBLIC_KEY)).filter(|k| !k.is_empty());
         let config = PaymongoSandboxConfig {
-            secret_key: setting(paymongo::ENV_SECRET_KEY),
+            secret_key: setting(paymongo::ENV_SECRET_KEY).into(),
             public_key,
-            webhook_secret: setting(paymongo::ENV_WEBHOOK_SECRET),
+            webhook_secret: setting(paymongo::ENV_WEBHOOK_SECRET).into(),
             webhook_url,
             webhook_delay_ms: WEBHOOK_DELAY_MS,
             deliver_webhooks: true,
