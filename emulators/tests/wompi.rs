@@ -13,6 +13,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use chrono::Utc;
 use domain::{CaptureMode, Currency, Money, PaymentId, ProviderFailureKind, RefundId};
 use serde_json::{json, Value};
+use sha2::Digest;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -746,12 +747,12 @@ async fn the_emulator_checks_keys_tokens_and_signatures_like_wompi() {
             "payment_method": {"type": "CARD", "token": token, "installments": 1},
         })
     };
-    let good_signature = connectors::wompi::integrity_signature(
-        &reference,
-        1000,
-        "COP",
-        connectors::wompi::TEST_INTEGRITY_SECRET,
-    );
+    // Wompi's integrity signature as its documentation defines it (hex SHA-256 of reference,
+    // amount in cents, currency and integrity secret), not as the client computes it.
+    let good_signature = hex::encode(sha2::Sha256::digest(format!(
+        "{reference}1000COP{}",
+        connectors::wompi::TEST_INTEGRITY_SECRET
+    )));
     let post = |key: &'static str, body: Value| {
         h.http
             .post(h.url("/v1/transactions"))
