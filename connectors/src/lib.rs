@@ -9,11 +9,19 @@ mod webhook;
 
 pub mod registry;
 
-pub mod maya;
-pub mod paymongo;
-pub mod payu;
-pub mod sandbox;
-pub mod wompi;
+/// Declares each provider's folder and registers it by its `NAME` and `configure`: adding a
+/// provider is its folder and its name in the list below.
+macro_rules! providers {
+    ($($provider:ident),+ $(,)?) => {
+        $(pub mod $provider;)+
+
+        /// Every provider payledger knows, by name, in the order a demo lists them.
+        const CONNECTORS: &[(&str, registry::Configure)] =
+            &[$(($provider::NAME, $provider::configure)),+];
+    };
+}
+
+providers!(sandbox, wompi, payu, maya, paymongo);
 
 pub use provider::*;
 pub use registry::{Connector, ConnectorConfig, PublicConfig, Registry};

@@ -1,12 +1,11 @@
 //! The providers payledger can talk to, by the name `PROVIDERS` and the events use, and how
 //! each is built from its settings. Adding a provider is one folder and one line in
-//! [`CONNECTORS`].
+//! the `providers!` list of `lib.rs`.
 
 use std::sync::Arc;
 
 use domain::{Money, PaymentId};
 
-use crate::{maya, paymongo, payu, sandbox, wompi};
 use crate::{PaymentProvider, ProviderConfigError, WebhookVerifier};
 
 /// Reads one setting by its variable name (`WOMPI_PRIVATE_KEY`); `None` when unset.
@@ -123,25 +122,17 @@ impl Connector for Parts {
     }
 }
 
-type Configure = fn(Lookup<'_>) -> Box<dyn ConnectorConfig>;
-
-/// Every provider payledger knows, by name.
-const CONNECTORS: &[(&str, Configure)] = &[
-    (sandbox::NAME, sandbox::configure),
-    (wompi::NAME, wompi::configure),
-    (payu::NAME, payu::configure),
-    (maya::NAME, maya::configure),
-    (paymongo::NAME, paymongo::configure),
-];
+/// How a provider's configuration is read from its settings.
+pub(crate) type Configure = fn(Lookup<'_>) -> Box<dyn ConnectorConfig>;
 
 /// The names of every provider payledger knows.
 pub fn known() -> impl Iterator<Item = &'static str> {
-    CONNECTORS.iter().map(|(name, _)| *name)
+    crate::CONNECTORS.iter().map(|(name, _)| *name)
 }
 
 /// Reads the configuration of the provider called `name`; `None` for an unknown name.
 pub fn configure(name: &str, lookup: Lookup<'_>) -> Option<Box<dyn ConnectorConfig>> {
-    CONNECTORS
+    crate::CONNECTORS
         .iter()
         .find(|(known, _)| *known == name)
         .map(|(_, configure)| configure(lookup))
