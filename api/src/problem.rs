@@ -23,6 +23,18 @@ impl FieldError {
     }
 }
 
+/// The parsed field, or its error named after `field` in `errors`: a request's fields are
+/// all parsed, so the caller hears about every bad one at once.
+pub(crate) fn checked<T, E: std::fmt::Display>(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    parsed: Result<T, E>,
+) -> Option<T> {
+    parsed
+        .map_err(|e| errors.push(FieldError::new(field, e)))
+        .ok()
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     #[serde(rename = "type")]

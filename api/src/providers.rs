@@ -46,6 +46,7 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
     for name in &settings.routing.providers {
         let unknown = || format!("unknown provider `{name}` in PROVIDERS");
         let mut config = registry::configure(name, &lookup).ok_or_else(unknown)?;
+        let mut emulator_url = None;
         if settings.sandbox.in_process {
             let webhook_url = format!("{webhook_base}/v1/webhooks/{name}");
             let emulator = emulated::start(name, &*config, settings, webhook_url).await?;
@@ -53,11 +54,13 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
             let pointed = |var: &str| overrides.get(var).cloned().or_else(|| lookup(var));
             config = registry::configure(name, &pointed).ok_or_else(unknown)?;
             emulators.push(emulator.stop);
-            if let Some(known) = registry::known().find(|known| known == name) {
-                emulator_urls.insert(known, emulator.url);
-            }
+            emulator_url = Some(emulator.url);
         }
-        connectors.push(config.connect()?);
+        let connector = config.connect()?;
+        if let Some(url) = emulator_url {
+            emulator_urls.insert(connector.name(), url);
+        }
+        connectors.push(connector);
     }
     if connectors.is_empty() {
         return Err("PROVIDERS names no provider".into());

@@ -29,7 +29,6 @@ use crate::providers;
 use crate::reconciler::{self, ReconcilerConfig};
 use crate::routes;
 use crate::routes::catalog::ProviderCatalog;
-use crate::routes::webhooks::WebhookVerifiers;
 
 /// Request bodies above this are refused with `413`.
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
@@ -160,7 +159,6 @@ impl Application {
                 },
                 local_relay.clone(),
             ));
-            let verifiers = web::Data::new(WebhookVerifiers::from_registry(&built.connectors));
             let proxies = web::Data::new(
                 TrustedProxies::parse(&settings.trusted_proxies)
                     .map_err(|problem| format!("TRUSTED_PROXIES {problem}"))?,
@@ -198,7 +196,6 @@ impl Application {
                     .app_data(version_waiters.clone())
                     .app_data(key_cache.clone())
                     .app_data(broker.clone())
-                    .app_data(verifiers.clone())
                     .app_data(proxies.clone())
                     .app_data(catalog.clone())
                     .app_data(connectors.clone())

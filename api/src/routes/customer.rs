@@ -10,7 +10,7 @@ use domain::{DeviceSessionId, DocumentNumber, FullName, Phone, UserAgent};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::problem::FieldError;
+use crate::problem::{checked, FieldError};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,12 +36,7 @@ fn optional<T, E: std::fmt::Display>(
     value: Option<String>,
     parse: impl FnOnce(String) -> Result<T, E>,
 ) -> Option<T> {
-    value
-        .map(parse)
-        .transpose()
-        .map_err(|e| errors.push(FieldError::new(&format!("customer.{name}"), e)))
-        .ok()
-        .flatten()
+    value.and_then(|v| checked(errors, &format!("customer.{name}"), parse(v)))
 }
 
 impl CustomerRequest {

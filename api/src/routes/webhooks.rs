@@ -3,16 +3,13 @@
 //! appends nothing; a redelivery appends nothing and answers `200`. Every delivery, good or
 //! bad, is written to the append-only `webhook_deliveries` log.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use commands::payments::{CommandError, PaymentService};
 use commands::webhook_deliveries::{self, DeliveryResult};
 use connectors::registry::Registry;
-use connectors::{WebhookRequest, WebhookVerifier};
+use connectors::WebhookRequest;
 use domain::PaymentError;
 use sqlx::PgPool;
 
@@ -22,21 +19,6 @@ use crate::problem::Problem;
 /// Webhook bodies above this are refused (providers send a few KiB).
 pub const WEBHOOK_BODY_BYTES_MAX: usize = webhook_deliveries::PAYLOAD_BYTES_MAX;
 const HEADERS_MAX: usize = 64;
-
-/// The verifier of each configured provider, by name.
-#[derive(Clone, Default)]
-pub struct WebhookVerifiers(pub HashMap<&'static str, Arc<dyn WebhookVerifier>>);
-
-impl WebhookVerifiers {
-    pub fn from_registry(connectors: &Registry) -> Self {
-        Self(
-            connectors
-                .iter()
-                .map(|c| (c.name(), c.verifier()))
-                .collect(),
-        )
-    }
-}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/webhooks/{provider}", web::post().to(webhook));
@@ -50,13 +32,13 @@ fn response(result: DeliveryResult, version: Option<i64>) -> HttpResponse {
 async fn webhook(
     req: HttpRequest,
     path: web::Path<String>,
-    verifiers: web::Data<WebhookVerifiers>,
+    connectors: web::Data<Registry>,
     service: web::Data<PaymentService>,
     pool: web::Data<PgPool>,
     proxies: web::Data<TrustedProxies>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    let Some(verifier) = verifiers.0.get(path.as_str()).cloned() else {
+    let Some(verifier) = connectors.get(path.as_str()).map(|c| c.verifier()) else {
         let name: String = path
             .chars()
             .take(32)

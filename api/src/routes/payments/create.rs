@@ -12,8 +12,9 @@ use domain::{
 use serde::Deserialize;
 
 use super::payment_method::PaymentMethodRequest;
-use super::{checked, executed_response, idempotency_key, parse_body};
+use super::{executed_response, idempotency_key, parse_body};
 use crate::auth::{Caller, Role};
+use crate::problem::checked;
 use crate::problem::{FieldError, Problem};
 use crate::routes::customer::CustomerRequest;
 

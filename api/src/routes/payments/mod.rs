@@ -10,8 +10,6 @@ mod payment_method;
 mod reads;
 mod refunds;
 
-use std::fmt::Display;
-
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use commands::payments::Executed;
@@ -78,18 +76,6 @@ fn contains_array(value: &serde_json::Value) -> bool {
 fn payment_id(path: &str) -> Result<PaymentId, Problem> {
     path.parse::<PaymentId>()
         .map_err(|_| Problem::not_found("no such payment"))
-}
-
-/// The parsed field, or its error named after `field` in `errors`: a request's fields are
-/// all parsed, so the caller hears about every bad one at once.
-fn checked<T, E: Display>(
-    errors: &mut Vec<FieldError>,
-    field: &str,
-    parsed: Result<T, E>,
-) -> Option<T> {
-    parsed
-        .map_err(|e| errors.push(FieldError::new(field, e)))
-        .ok()
 }
 
 /// An amount in the payment's currency, or the problem naming `amount`.

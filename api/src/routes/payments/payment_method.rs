@@ -7,7 +7,7 @@ use domain::{
 };
 use serde::Deserialize;
 
-use super::checked;
+use crate::problem::checked;
 use crate::problem::FieldError;
 
 /// Each method type takes its own fields; a field of another type is refused.

@@ -9,8 +9,9 @@ use domain::{Currency, Money, RefundReason};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{checked, idempotency_key, parse_body, payment_id};
+use super::{idempotency_key, parse_body, payment_id};
 use crate::auth::Caller;
+use crate::problem::checked;
 use crate::problem::Problem;
 use crate::routes::payment_body::{money_text, PaymentBody};
 
