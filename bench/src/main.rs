@@ -2,6 +2,7 @@
 //! itself: `run` talks to the API over HTTP; `replay` also needs the database URL and the
 //! `payledger` binary, which it spawns for `payledger replay`.
 
+mod ack;
 mod http;
 mod replay;
 mod run;
@@ -66,6 +67,9 @@ enum Command {
         /// A name for this run in the report.
         #[arg(long, default_value = "run")]
         label: String,
+        /// Append one JSON line per command try here (what `check` holds the store to).
+        #[arg(long)]
+        ack_log: Option<PathBuf>,
         /// Write the report as JSON here too.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -110,8 +114,8 @@ fn write_json<T: Serialize>(path: &PathBuf, value: &T) -> Result<(), String> {
     std::fs::write(path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-async fn main_result(cli: Cli) -> Result<bool, String> {
-    match cli.command {
+async fn main_result(command: Command) -> Result<bool, String> {
+    match command {
         Command::Run {
             url,
             key,
@@ -125,6 +129,7 @@ async fn main_result(cli: Cli) -> Result<bool, String> {
             drain_timeout,
             request_timeout,
             label,
+            ack_log,
             json,
         } => {
             let report = run::run(run::RunConfig {
@@ -141,6 +146,7 @@ async fn main_result(cli: Cli) -> Result<bool, String> {
                 health_interval: Duration::from_secs(2),
                 verify: !no_verify,
                 lag_sample,
+                ack_log,
             })
             .await?;
             run::print_table(&report);
@@ -186,7 +192,7 @@ async fn main_result(cli: Cli) -> Result<bool, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match main_result(Cli::parse()).await {
+    match main_result(Cli::parse().command).await {
         Ok(true) => ExitCode::SUCCESS,
         // The report is written; a non-zero exit says it holds errors or mismatches.
         Ok(false) => ExitCode::from(2),
