@@ -11,7 +11,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use e2e::{payment_body, spawn_app, TestApp};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
+};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{json, Value};
 use tokio::process::Command;
@@ -211,7 +213,8 @@ impl Drill {
             .unwrap()
     }
 
-    /// Drops what the drill made: the broker's queues of its prefix, its database, its files.
+    /// Drops what the drill made: the broker's queues and exchanges of its prefix, its database,
+    /// its files.
     async fn clean_up(self) {
         let Drill { app, dir, .. } = self;
         let prefix = app.settings.amqp_prefix.clone();
@@ -230,6 +233,11 @@ impl Drill {
                             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                             .await;
                     }
+                }
+                for exchange in [format!("{prefix}.events"), format!("{prefix}.dead-letter")] {
+                    let _ = channel
+                        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                        .await;
                 }
             }
         }
