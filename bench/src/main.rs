@@ -1,9 +1,12 @@
 //! `payledger-bench`: measures a running payledger from the outside. It starts nothing by
 //! itself: `run` talks to the API over HTTP; `replay` also needs the database URL and the
 //! `payledger` binary, which it spawns for `payledger replay`; `check` holds what a run
-//! (under faults) left behind to the invariants nothing may break.
+//! (under faults) left behind to the invariants nothing may break; `chaos` drives `make
+//! cluster` through its load balancer while it kills and restarts the cluster's parts, then
+//! checks.
 
 mod ack;
+mod chaos;
 mod check;
 mod http;
 mod replay;
@@ -113,6 +116,46 @@ enum Command {
         /// Write the report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// Payments through `make cluster`'s load balancer while a schedule kills and restarts its
+    /// parts; then every invariant of `check`. Exit 0 passed, 1 an invariant or a recovery
+    /// failed, 2 could not check.
+    Chaos {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long, env = "PAYLEDGER_CHECKOUT_KEY", hide_env_values = true)]
+        key: String,
+        #[arg(long, default_value = "scripts/cluster.sh")]
+        cluster_script: PathBuf,
+        /// Seconds of load; faults are spread over them (`CHAOS_S`).
+        #[arg(long, env = "CHAOS_S", default_value_t = 180)]
+        duration_s: u64,
+        /// Payments started per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// `full`: every fault; `short`: one of each kind that is quick to bring back.
+        #[arg(long, value_enum, default_value = "full")]
+        schedule: chaos::Schedule,
+        /// The ack log and the check's report go here.
+        #[arg(long, default_value = "chaos/results/last-run")]
+        out_dir: PathBuf,
+        #[arg(long, default_value = "chaos/results/latest.json")]
+        json: PathBuf,
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+        amqp_url: String,
+        #[arg(long, default_value = "payledger")]
+        amqp_prefix: String,
+        #[arg(long, default_value = "target/release/payledger")]
+        payledger: PathBuf,
+        /// No payment may keep an intent open longer than this once the run is over.
+        #[arg(long, default_value_t = 60)]
+        intent_horizon_s: u64,
+        #[arg(long, default_value_t = 300)]
+        drain_timeout_s: u64,
     },
     /// Make sure the store holds N events, then time `payledger replay --projection all`.
     Replay {
@@ -227,7 +270,7 @@ async fn main_result(command: Command) -> Result<bool, String> {
             }
             Ok(report.check.missing_in_rebuilt_status == 0 && report.check.version_mismatches == 0)
         }
-        Command::Check { .. } => Err("check runs from main".into()),
+        Command::Check { .. } | Command::Chaos { .. } => Err("runs from main".into()),
     }
 }
 
@@ -278,11 +321,88 @@ async fn main_check(command: Command) -> u8 {
     report.exit_status
 }
 
+/// `chaos` exits 0 when the run passed, 1 when an invariant or a recovery failed, 2 when it
+/// could not run or check.
+async fn main_chaos(command: Command) -> u8 {
+    let Command::Chaos {
+        url,
+        key,
+        cluster_script,
+        duration_s,
+        rate,
+        concurrency,
+        schedule,
+        out_dir,
+        json,
+        database_url,
+        amqp_url,
+        amqp_prefix,
+        payledger,
+        intent_horizon_s,
+        drain_timeout_s,
+    } = command
+    else {
+        return check::EXIT_UNCHECKED;
+    };
+    let config = chaos::ChaosConfig {
+        url,
+        key,
+        cluster_script,
+        duration: Duration::from_secs(duration_s.clamp(10, 3_600)),
+        rate: rate.clamp(0.1, 10_000.0),
+        concurrency: concurrency.clamp(1, 1_024),
+        faults: schedule.faults().to_vec(),
+        out_dir: out_dir.clone(),
+        check: check::CheckConfig {
+            database_url,
+            amqp_urls: amqp_url
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            amqp_prefix,
+            ack_log: out_dir.join("acks.jsonl"),
+            payledger,
+            intent_horizon: Duration::from_secs(intent_horizon_s),
+            drain_timeout: Duration::from_secs(drain_timeout_s.min(3_600)),
+            step_timeout: Duration::from_secs(600),
+            scratch_schema: "chaos_check".into(),
+            examples_max: 10,
+        },
+    };
+    let report = match chaos::chaos(config).await {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("payledger-bench chaos: {error}");
+            return check::EXIT_UNCHECKED;
+        }
+    };
+    chaos::print_summary(&report);
+    if let Some(parent) = json.parent() {
+        let _created = std::fs::create_dir_all(parent);
+    }
+    if let Err(error) = write_json(&json, &report) {
+        eprintln!("payledger-bench chaos: {error}");
+        return check::EXIT_UNCHECKED;
+    }
+    if report.passed {
+        check::EXIT_PASS
+    } else if report.check.exit_status == check::EXIT_UNCHECKED && report.violations.len() == 1 {
+        check::EXIT_UNCHECKED
+    } else {
+        check::EXIT_VIOLATION
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let command = Cli::parse().command;
     if matches!(command, Command::Check { .. }) {
         return ExitCode::from(main_check(command).await);
+    }
+    if matches!(command, Command::Chaos { .. }) {
+        return ExitCode::from(main_chaos(command).await);
     }
     match main_result(command).await {
         Ok(true) => ExitCode::SUCCESS,
