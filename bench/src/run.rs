@@ -631,7 +631,7 @@ async fn verify(api: &Api, payments: &[Tracked], concurrency: usize) -> Verifica
             .map(|e| e["type"].as_str().unwrap_or("?").to_owned())
             .collect();
         one.webhook = events
-            .get(2)
+            .get(OUTCOME_VERSION as usize - 1)
             .and_then(|e| e["type"].as_str())
             .is_some_and(|t| {
                 matches!(
