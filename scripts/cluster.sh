@@ -140,6 +140,17 @@ pid_alive() {
     [[ -z ${2:-} || $(cat "/proc/$1/comm" 2>/dev/null) == "$2" ]]
 }
 
+# A killed process stays a zombie until init reaps it (about a second here), and PostgreSQL
+# takes a zombie's pid in postmaster.pid for a live server: wait until it is really gone.
+wait_gone() { # pid seconds
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
 
 http_status() { # url -> the HTTP status code, 000 when nothing answers
@@ -394,6 +405,30 @@ pg_replica_start() {
     pg_ctl_start pg-replica
 }
 
+# After a killed postmaster: its pid must be gone (not a zombie) and its backends, which
+# leave on their own once they see it die, must have released the shared memory.
+pg_wait_remains() { # part
+    local data stale i pids d
+    data="$(pg_data "$1")"
+    [[ -f $data/postmaster.pid ]] || return 0
+    stale="$(head -n1 "$data/postmaster.pid" 2>/dev/null || true)"
+    if [[ $stale =~ ^[0-9]+$ ]] && ! wait_gone "$stale" 10; then
+        log "warning: the old postmaster $stale of $1 is still not reaped"
+    fi
+    for ((i = 0; i < 100; i++)); do
+        pids=()
+        for d in /proc/[0-9]*; do
+            [[ $(cat "$d/comm" 2>/dev/null) == postgres && $(readlink "$d/cwd" 2>/dev/null) == "$data" ]] && pids+=("${d#/proc/}")
+        done
+        ((${#pids[@]})) || return 0
+        ((i > 0)) || log "waiting for ${#pids[@]} leftover process(es) of $1 to exit"
+        sleep 0.2
+    done
+    log "SIGKILL leftover processes of $1: ${pids[*]}"
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+    for d in "${pids[@]}"; do wait_gone "$d" 5 || true; done
+}
+
 pg_start() { # part (launch and wait: pg_ctl -w)
     pg_prepare_base
     if pg_pid "$1" >/dev/null; then
@@ -401,6 +436,7 @@ pg_start() { # part (launch and wait: pg_ctl -w)
         log "reusing $1 on 127.0.0.1:${PORT[$1]} (pid $(pg_pid "$1"))"
     else
         if pg_ready "$1"; then die "something else answers on 127.0.0.1:${PORT[$1]}; stop it first"; fi
+        pg_wait_remains "$1"
         case $1 in
         pg-primary) pg_primary_start ;;
         pg-replica) pg_replica_start ;;
@@ -1063,6 +1099,7 @@ part_kill() {
     pid="$(part_pid "$part")" || die "$part is not running"
     log "SIGKILL $part (pid $pid)"
     kill -KILL "$pid"
+    wait_gone "$pid" 10 || log "warning: pid $pid is still not reaped after 10 s"
 }
 
 # ---------------------------------------------------------------------------------------------
