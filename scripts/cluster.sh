@@ -5,6 +5,7 @@
 #
 #   scripts/cluster.sh up                  start (or reuse) every part; print `export ...` lines
 #   scripts/cluster.sh down                stop every part by its pid, then the private epmd
+#   scripts/cluster.sh purge               down, then delete .dev/cluster/ (all data, the key)
 #   scripts/cluster.sh status              one line per part: name, state, pid, address, health
 #   scripts/cluster.sh env                 print the `export ...` lines only
 #   scripts/cluster.sh parts               the part names, one a line
@@ -1216,6 +1217,18 @@ cmd_down() {
     log "down: done"
 }
 
+cmd_purge() {
+    cmd_down
+    [[ -d $CL_DIR ]] || return 0
+    pg_paths
+    if [[ -n $PG_BASE && $PG_BASE != "$CL_DIR"/* && $PG_BASE == /tmp/payledger-cluster-*/pg ]]; then
+        log "deleting $(dirname "$PG_BASE")"
+        rm -rf "$(dirname "$PG_BASE")"
+    fi
+    log "deleting $CL_DIR"
+    rm -rf "$CL_DIR"
+}
+
 cmd_status() {
     local part pid state health rc=0 addr
     for part in "${PARTS[@]}"; do
@@ -1267,7 +1280,7 @@ cmd_rabbitmqctl() {
     cd "$(rmq_dir 1)" && exec env "${RMQ_ENV[@]}" "$RMQ_BIN/rabbitmqctl" "${pre[@]}" "$@"
 }
 
-usage() { sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; }
+usage() { sed -n '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; }
 
 need_arg() { [[ -n ${1:-} ]] || {
     usage
@@ -1279,6 +1292,7 @@ shift || true
 case $cmd in
 up) cmd_up ;;
 down) cmd_down ;;
+purge) cmd_purge ;;
 status) cmd_status ;;
 env) print_env ;;
 parts) printf '%s\n' "${PARTS[@]}" ;;
