@@ -1007,10 +1007,15 @@ lb_stop() {
         rm -f "$LB_PID_FILE"
         return 0
     fi
+    # SIGUSR1: soft stop (stop listening, let requests in flight finish); bounded, since a
+    # kept-alive client connection could hold it open.
     log "stopping lb (haproxy pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
+    kill -USR1 "$pid" 2>/dev/null || true
     while pid_alive "$pid" haproxy && ((i++ < 50)); do sleep 0.2; done
-    if pid_alive "$pid" haproxy; then kill -KILL "$pid" 2>/dev/null || true; fi
+    if pid_alive "$pid" haproxy; then
+        log "haproxy (pid $pid) still alive after 10 s; SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
     rm -f "$LB_PID_FILE" "$LB_SOCK"
 }
 
