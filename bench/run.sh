@@ -11,11 +11,12 @@
 #     without the NOTIFY trigger payledger had on events until migration 0010
 #  7. the main run at that concurrency; then a run paced at half of its payments/s (the
 #     latency and projection-lag targets are judged there)
+#  7b. the main run again on classic queues (every other figure is on quorum queues)
 #  8. payledger stopped; payledger-bench replay (events cloned from the API-made streams)
 #  9. bench/results/latest.json (+ every step's own JSON under bench/results/last-run/)
 #
 # Knobs (environment): BENCH_RAMP ("4 8 16 32 64 128"), BENCH_RAMP_S (12), BENCH_MAIN_S (40),
-# BENCH_HALF_S (30), BENCH_CEILING_S (15), BENCH_REPLAY_EVENTS (40000), BENCH_PORT (18480),
+# BENCH_HALF_S (30), BENCH_CLASSIC_S (as BENCH_MAIN_S; 0 skips it), BENCH_CEILING_S (15), BENCH_REPLAY_EVENTS (40000), BENCH_PORT (18480),
 # BENCH_FORCE=1 (switch PostgreSQL to durable mode even while other clients are connected).
 # Bounded: every step has its own limit; the whole run is killed after BENCH_TIMEOUT_S (1200).
 set -euo pipefail
@@ -28,6 +29,7 @@ RAMP=${BENCH_RAMP:-"4 8 16 32 64 128"}
 RAMP_S=${BENCH_RAMP_S:-12}
 MAIN_S=${BENCH_MAIN_S:-40}
 HALF_S=${BENCH_HALF_S:-30}
+CLASSIC_S=${BENCH_CLASSIC_S:-$MAIN_S}
 CEILING_S=${BENCH_CEILING_S:-15}
 REPLAY_EVENTS=${BENCH_REPLAY_EVENTS:-40000}
 PORT=${BENCH_PORT:-18480}
@@ -126,17 +128,22 @@ export PAYLEDGER_BENCH_KEY=$KEY
 # ---- 4. the server -------------------------------------------------------------------------
 ss -ltn "sport = :$PORT" 2>/dev/null | grep -q ":$PORT" && die "port $PORT is taken (BENCH_PORT=...)"
 URL="http://127.0.0.1:$PORT"
-log "payledger serve --sandbox on $URL (AMQP_PREFIX=$PREFIX, log $OUT/payledger.log)"
 QUEUES_USED=1
-LISTEN_ADDR="127.0.0.1:$PORT" AMQP_PREFIX=$PREFIX RUST_LOG=${BENCH_RUST_LOG:-warn} \
-    "$PAYLEDGER" serve --sandbox >"$OUT/payledger.log" 2>&1 &
-SERVER_PID=$!
-for i in $(seq 1 120); do
-    curl -fsS -m 2 "$URL/health" >/dev/null 2>&1 && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$OUT/payledger.log" >&2; die "payledger exited"; }
-    ((i == 120)) && die "payledger did not become healthy in 60 s"
-    sleep 0.5
-done
+start_server() { # queue type, AMQP prefix
+    log "payledger serve --sandbox on $URL ($1 queues, AMQP_PREFIX=$2, log $OUT/payledger-$1.log)"
+    LISTEN_ADDR="127.0.0.1:$PORT" AMQP_PREFIX=$2 AMQP_QUEUE_TYPE=$1 RUST_LOG=${BENCH_RUST_LOG:-warn} \
+        "$PAYLEDGER" serve --sandbox >"$OUT/payledger-$1.log" 2>&1 &
+    SERVER_PID=$!
+    for i in $(seq 1 120); do
+        curl -fsS -m 2 "$URL/health" >/dev/null 2>&1 && break
+        kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$OUT/payledger-$1.log" >&2; die "payledger exited"; }
+        ((i == 120)) && die "payledger did not become healthy in 60 s"
+        sleep 0.5
+    done
+}
+# Every figure is taken on quorum queues, the default users run; classic is measured once
+# beside it (step 7b) for comparison.
+start_server quorum "$PREFIX"
 
 bench_run() { # label concurrency duration [extra args...]
     local label=$1 c=$2 d=$3
@@ -192,8 +199,17 @@ cpu_sample half "$HALF_S"
 bench_run half "$BEST_C" "$HALF_S" --rate "$HALF_RATE"
 wait "$CPU_PID" || die "bench/cpu.sh failed for run half"
 
-# ---- 8. replay -----------------------------------------------------------------------------
+# ---- 7b. the same run on classic queues -----------------------------------------------------
 stop_server
+if ((CLASSIC_S > 0)); then
+    start_server classic "$PREFIX.classic"
+    bench_run classic "$BEST_C" "$CLASSIC_S"
+    stop_server
+else
+    jq -n '{payments_per_s: null, commands_per_s: null, latency_ms: {}, projection_lag_ms: {p99: null}, relay: {events_per_s: null}}' >"$OUT/classic.json"
+fi
+
+# ---- 8. replay -----------------------------------------------------------------------------
 log "replay: payledger-bench replay --via clone --events $REPLAY_EVENTS (payledger stopped)"
 rc=0
 "$BENCH" replay --database-url "$DATABASE_URL" --events "$REPLAY_EVENTS" --via clone \
@@ -218,7 +234,7 @@ GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 jq -n \
     --slurpfile main "$OUT/main.json" --slurpfile half "$OUT/half.json" \
-    --slurpfile replay "$OUT/replay.json" \
+    --slurpfile replay "$OUT/replay.json" --slurpfile classic "$OUT/classic.json" \
     --slurpfile cpu_main "$OUT/cpu-main.json" --slurpfile cpu_half "$OUT/cpu-half.json" \
     --slurpfile cpu_ceiling "$OUT/cpu-ceiling.json" \
     --argjson ramp "$(jq -s 'sort_by(.concurrency) | [.[] | {concurrency, commands_per_s, payments_per_s, errors_total,
@@ -229,13 +245,14 @@ jq -n \
     --arg rmq "$RMQ_VERSION" --arg erlang "$ERLANG_VERSION" --arg kernel "$(uname -r)" \
     --arg rev "$GIT_REV" --arg at "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --argjson valid "$VALID" \
     --arg durability "fsync=$FSYNC synchronous_commit=$SYNC_COMMIT full_page_writes=$FPW" \
-    '($main[0]) as $m | ($half[0]) as $h | ($replay[0]) as $r |
+    '($main[0]) as $m | ($half[0]) as $h | ($replay[0]) as $r | ($classic[0]) as $cl |
     # Cores a part used, as CPU milliseconds per completed payment at the run'"'"'s rate.
     def cpu($c; $run): $c + {cpu_ms_per_payment: ($c.cores_used | map_values(. * 1000 / $run.payments_per_s * 100 | round / 100))};
     {
       taken_at: $at, git_rev: $rev, valid: $valid, durability: $durability,
       machine: {cores: ($cores | tonumber), cpu: $cpu, memory_gb: ($mem | tonumber), kernel: $kernel,
                 postgresql: $pg, rabbitmq: $rmq, erlang: $erlang},
+      queue_type: "quorum",
       concurrency: $m.concurrency,
       commands_per_s: $m.commands_per_s,
       payments_per_s: $m.payments_per_s,
@@ -255,6 +272,14 @@ jq -n \
       cpu: {main: cpu($cpu_main[0]; $m), half: cpu($cpu_half[0]; $h),
             ceiling: ($cpu_ceiling[0] + {cpu_ms_per_transaction: ($cpu_ceiling[0].cores_used
                 | map_values(. * 1000 / ($ceiling | tonumber) * 1000 | round / 1000))})},
+      queue_types: {
+        quorum: {payments_per_s: $m.payments_per_s, commands_per_s: $m.commands_per_s,
+                 latency_p99_ms: ($m.latency_ms | map_values(.p99)), projection_lag_p99_ms: $m.projection_lag_ms.p99,
+                 relay_events_per_s: $m.relay.events_per_s},
+        classic: {payments_per_s: $cl.payments_per_s, commands_per_s: $cl.commands_per_s,
+                  latency_p99_ms: ($cl.latency_ms | map_values(.p99)), projection_lag_p99_ms: $cl.projection_lag_ms.p99,
+                  relay_events_per_s: $cl.relay.events_per_s}
+      },
       replay_events_per_s: $r.events_per_s,
       replay: {events: $r.events_in_store, via: $r.via, wall_s: $r.wall_s, wall_events_per_s: $r.wall_events_per_s, check: $r.check},
       errors: {main: $m.errors, half: $h.errors},
@@ -273,7 +298,7 @@ jq -n \
     }' >"$RESULT"
 
 log "result: $RESULT"
-jq '{valid, durability, concurrency, commands_per_s, payments_per_s, ceiling_tps, ceiling_ratio,
+jq '{valid, durability, queue_type, concurrency, commands_per_s, payments_per_s, ceiling_tps, ceiling_ratio, queue_types,
      ceiling_with_notify_trigger_tps, latency_ms: (.latency_ms | map_values({p50, p99, max})),
      projection_lag_ms, replay_events_per_s, errors_total, targets}' "$RESULT"
 [[ $VALID == true ]] || exit 1

@@ -36,6 +36,22 @@ pub fn problems(settings: &Settings, environment: Environment) -> Vec<String> {
             problems.push(format!("{var} is empty"));
         }
     }
+    if let Ok(value) = std::env::var("AMQP_QUEUE_TYPE") {
+        if projections::topology::QueueType::parse(&value).is_none() {
+            problems.push("AMQP_QUEUE_TYPE must be quorum or classic".to_owned());
+        }
+    }
+    if broker::nodes(&settings.amqp_url)
+        .iter()
+        .any(|node| !node.starts_with("amqp://") && !node.starts_with("amqps://"))
+    {
+        problems
+            .push("AMQP_URL must list amqp:// or amqps:// URLs, separated by commas".to_owned());
+    }
+    if projections::select(&settings.projection).is_none() {
+        problems
+            .push("--projection must name status, analytics, failures, ledger or all".to_owned());
+    }
     if let Err(problem) = crate::client_ip::TrustedProxies::parse(&settings.trusted_proxies) {
         problems.push(format!("TRUSTED_PROXIES {problem}"));
     }

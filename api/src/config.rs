@@ -3,6 +3,7 @@
 use std::env;
 
 use connectors::sandbox;
+use projections::topology::QueueType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ServeRole {
@@ -51,12 +52,20 @@ pub struct RoutingSettings {
 
 #[derive(Clone)]
 pub struct Settings {
+    /// The primary: commands, the relay and the projectors write here.
     pub database_url: String,
+    /// A streaming replica for readers that can be a moment behind (reports, the audit
+    /// routes, `audit verify`); unset: they read the primary (`DATABASE_READ_URL`).
+    pub database_read_url: Option<String>,
+    /// One node, or every node of a cluster separated by commas.
     pub amqp_url: String,
+    pub amqp_queue_type: QueueType,
     /// Namespace of the RabbitMQ exchange and queues (`payledger` -> `payledger.events`).
     pub amqp_prefix: String,
     pub listen_addr: String,
     pub role: ServeRole,
+    /// The projections a projector process runs (`serve --projection`; all by default).
+    pub projection: String,
     pub db_pool_max: u32,
     /// Threads serving HTTP (`HTTP_WORKERS`, 1..=64).
     pub http_workers: usize,
@@ -74,6 +83,9 @@ impl std::fmt::Debug for Settings {
             .field("listen_addr", &self.listen_addr)
             .field("amqp_prefix", &self.amqp_prefix)
             .field("role", &self.role)
+            .field("projection", &self.projection)
+            .field("amqp_queue_type", &self.amqp_queue_type)
+            .field("read_replica", &self.database_read_url.is_some())
             .field("db_pool_max", &self.db_pool_max)
             .field("http_workers", &self.http_workers)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -112,6 +124,13 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:55432/payl
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:55672/%2f";
 
 impl Settings {
+    /// Where readers that can be a moment behind connect: the replica when there is one.
+    pub fn read_database_url(&self) -> &str {
+        self.database_read_url
+            .as_deref()
+            .unwrap_or(&self.database_url)
+    }
+
     /// A provider connector's setting by variable name: the sandbox's from these settings
     /// (tests set them in code), every other from the environment. A value that is not
     /// UTF-8 reads as empty, so `check-config` reports it.
@@ -132,10 +151,19 @@ impl Settings {
     pub fn from_env() -> Settings {
         Settings {
             database_url: var("DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_read_url: env::var("DATABASE_READ_URL")
+                .ok()
+                .filter(|url| !url.trim().is_empty()),
             amqp_url: var("AMQP_URL", DEFAULT_AMQP_URL),
+            // An unknown value is reported by `check-config`, which `serve` runs first.
+            amqp_queue_type: env::var("AMQP_QUEUE_TYPE")
+                .ok()
+                .and_then(|v| QueueType::parse(&v))
+                .unwrap_or_default(),
             amqp_prefix: var("AMQP_PREFIX", eventstore::published::DEFAULT_AMQP_PREFIX),
             listen_addr: var("LISTEN_ADDR", "127.0.0.1:8080"),
             role: ServeRole::All,
+            projection: "all".to_owned(),
             db_pool_max: number("DATABASE_POOL_MAX", 16) as u32,
             http_workers: http_workers(
                 env::var("HTTP_WORKERS").ok().as_deref(),

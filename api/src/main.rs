@@ -32,6 +32,9 @@ enum Command {
         sandbox: bool,
         #[arg(long, value_enum, default_value = "all")]
         role: ServeRole,
+        /// The projection a projector runs: status | analytics | failures | ledger | all.
+        #[arg(long, default_value = "all")]
+        projection: String,
     },
     /// Apply database migrations.
     Migrate,
@@ -96,9 +99,10 @@ async fn main() -> ExitCode {
     if let Command::Audit { command } = cli.command {
         // Its own exit statuses: 1 mismatch, 2 could not verify, 3 inconclusive.
         let settings = Settings::from_env();
+        // Verifying reads only: a replica serves it when there is one.
         let code = audit::cli::run(
             command,
-            &settings.database_url,
+            settings.read_database_url(),
             &api::read_model::Projections,
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
@@ -118,12 +122,17 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), StartupError> {
     let mut settings = Settings::from_env();
     match cli.command {
-        Command::Serve { sandbox, role } => {
+        Command::Serve {
+            sandbox,
+            role,
+            projection,
+        } => {
             if sandbox {
                 api::emulated::available()?;
             }
             settings.sandbox.in_process = sandbox;
             settings.role = role;
+            settings.projection = projection;
             if sandbox && std::env::var("PROVIDERS").is_err() {
                 // Every provider, each against its emulator: the whole picture for a demo.
                 settings.routing.providers =

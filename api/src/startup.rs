@@ -11,7 +11,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use commands::payments::{PaymentService, ServiceConfig};
-use commands::relay::{self, RelayConfig};
+use commands::relay::{self, Leadership, RelayConfig};
 use commands::relay_waker::LocalRelay;
 use projections::consumer::{self, ConsumerConfig};
 use projections::status::StatusProjection;
@@ -29,6 +29,7 @@ use crate::providers;
 use crate::reconciler::{self, ReconcilerConfig};
 use crate::routes;
 use crate::routes::catalog::ProviderCatalog;
+use crate::routes::health::NodeRole;
 
 /// Request bodies above this are refused with `413`.
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
@@ -56,13 +57,57 @@ pub async fn connect_database(settings: &Settings) -> Result<PgPool, sqlx::Error
         .await
 }
 
+/// The pool of readers that can be a moment behind: the replica's when `DATABASE_READ_URL`
+/// is set, else the primary's. Connected lazily, so a replica that is down does not keep
+/// the node from starting: its readers answer 503 and `/health` says `degraded`.
+pub struct ReadPool {
+    pool: PgPool,
+    replica: bool,
+}
+
+impl ReadPool {
+    pub fn connect(settings: &Settings, primary: &PgPool) -> Result<ReadPool, sqlx::Error> {
+        match &settings.database_read_url {
+            Some(url) => Ok(ReadPool {
+                pool: PgPoolOptions::new()
+                    .max_connections(settings.db_pool_max)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .test_before_acquire(false)
+                    .connect_lazy(url)?,
+                replica: true,
+            }),
+            None => Ok(ReadPool {
+                pool: primary.clone(),
+                replica: false,
+            }),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The replica's pool, when readers have one.
+    pub fn replica(&self) -> Option<&PgPool> {
+        self.replica.then_some(&self.pool)
+    }
+}
+
+impl std::ops::Deref for ReadPool {
+    type Target = PgPool;
+
+    fn deref(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     sqlx::migrate!("../migrations").run(pool).await
 }
 
 pub struct Application {
     port: u16,
-    server: Option<Server>,
+    server: Server,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     emulators: Vec<StopEmulator>,
@@ -84,19 +129,27 @@ impl Application {
         // This process's appends wake its own relay directly while it leads.
         let local_relay = (run_api && run_relay).then(LocalRelay::default);
 
-        let consumer_config =
+        let mut consumer_config =
             ConsumerConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
+        consumer_config.queue_type = settings.amqp_queue_type;
         // Readers waiting for a version are woken by the status projector of this process.
         let version_waiters = web::Data::new(VersionWaiters::new(run_projector));
-        let all_projections = projections::all();
+        let chosen = projections::select(&settings.projection)
+            .ok_or("--projection must name status, analytics, failures, ledger or all")?;
+        let mut node = NodeRole {
+            role: settings.role,
+            projections: Vec::new(),
+            relay: run_relay.then(Leadership::default),
+        };
         if run_relay || run_projector {
-            // Queues first: the relay publishes with `mandatory`, so an event must find them.
-            for projection in &all_projections {
-                consumer::declare_topology(&consumer_config, projection.name()).await?;
+            // Queues before anything is published, when the broker is there; when it is not,
+            // the relay declares them once it is back, before it publishes.
+            if let Err(error) = declare_every_queue(&consumer_config).await {
+                tracing::warn!(%error, "broker unavailable at start; queues are declared later");
             }
         }
         if run_projector {
-            for mut projection in all_projections {
+            for mut projection in chosen {
                 let mut config = consumer_config.clone();
                 if projection.name() == projections::status::NAME {
                     if run_api {
@@ -111,6 +164,8 @@ impl Application {
                     // fewer, larger transactions.
                     config.linger_ms = ANALYTICAL_LINGER_MS;
                 }
+                node.projections
+                    .push((projection.name(), config.applied_here.clone()));
                 tasks.push(tokio::spawn(consumer::run(
                     pool.clone(),
                     projection,
@@ -119,13 +174,16 @@ impl Application {
                 )));
             }
         }
-        if run_relay {
+        let node = web::Data::new(node);
+        if let Some(leadership) = node.relay.clone() {
             let mut config =
                 RelayConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
             config.linger_ms = RELAY_LINGER_MS;
             config.local = local_relay.clone();
-            tasks.push(tokio::spawn(relay::run(
+            config.leadership = leadership;
+            tasks.push(tokio::spawn(declare_then_relay(
                 pool.clone(),
+                consumer_config.clone(),
                 config,
                 shutdown_rx.clone(),
             )));
@@ -133,8 +191,13 @@ impl Application {
 
         let mut emulators = Vec::new();
         let mut emulator_urls = BTreeMap::new();
-        let mut server = None;
-        if run_api {
+        let read_pool = web::Data::new(ReadPool::connect(&settings, &pool)?);
+        let pool_data = web::Data::new(pool.clone());
+        let broker = web::Data::new(crate::routes::health::BrokerProbe::new(
+            settings.amqp_url.clone(),
+            settings.amqp_prefix.clone(),
+        ));
+        let server = if run_api {
             let webhook_host = match listener.local_addr()?.ip() {
                 ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
                 ip => ip.to_string(),
@@ -173,13 +236,8 @@ impl Application {
                 },
                 shutdown_rx.clone(),
             )));
-            let pool_data = web::Data::new(pool.clone());
             let key_cache = web::Data::new(crate::auth::KeyCache::default());
-            let broker = web::Data::new(crate::routes::health::BrokerProbe::new(
-                settings.amqp_url.clone(),
-                settings.amqp_prefix.clone(),
-            ));
-            let http = HttpServer::new(move || {
+            HttpServer::new(move || {
                 App::new()
                     .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
                     .wrap(tracing_actix())
@@ -193,6 +251,8 @@ impl Application {
                     }))
                     .app_data(service.clone())
                     .app_data(pool_data.clone())
+                    .app_data(read_pool.clone())
+                    .app_data(node.clone())
                     .app_data(version_waiters.clone())
                     .app_data(key_cache.clone())
                     .app_data(broker.clone())
@@ -210,9 +270,23 @@ impl Application {
             .workers(settings.http_workers)
             .listen(listener)?
             .shutdown_timeout(5)
-            .run();
-            server = Some(http);
-        }
+            .run()
+        } else {
+            // A relay or projector node answers only its health, for the load balancer or
+            // supervisor that watches it.
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(pool_data.clone())
+                    .app_data(read_pool.clone())
+                    .app_data(broker.clone())
+                    .app_data(node.clone())
+                    .configure(routes::health::configure)
+            })
+            .workers(1)
+            .listen(listener)?
+            .shutdown_timeout(5)
+            .run()
+        };
         Ok(Application {
             port,
             server,
@@ -237,8 +311,8 @@ impl Application {
         &self.emulator_urls
     }
 
-    /// Serves until the server stops (signal) or, without an API, until Ctrl-C; then stops
-    /// the background tasks cleanly.
+    /// Serves until the server stops (SIGINT or SIGTERM); then stops the background tasks
+    /// cleanly.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application {
             server,
@@ -247,10 +321,7 @@ impl Application {
             emulators,
             ..
         } = self;
-        let result = match server {
-            Some(server) => server.await,
-            None => tokio::signal::ctrl_c().await,
-        };
+        let result = server.await;
         let _sent = shutdown.send(true);
         for task in tasks {
             let _joined = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -264,6 +335,36 @@ impl Application {
 
 fn tracing_actix() -> actix_web::middleware::Logger {
     actix_web::middleware::Logger::new("%r %s %Dms").exclude("/health")
+}
+
+async fn declare_every_queue(config: &ConsumerConfig) -> lapin::Result<()> {
+    for projection in projections::all() {
+        consumer::declare_topology(config, projection.name()).await?;
+    }
+    Ok(())
+}
+
+/// Declares every projection's queues (retrying while the broker is away: a relay started
+/// during a broker outage waits for it), then relays. Publishing is `mandatory`, so an event
+/// that found no queue fails its batch and is published again: declaring first only spares
+/// those retries.
+async fn declare_then_relay(
+    pool: PgPool,
+    consumer_config: ConsumerConfig,
+    relay_config: RelayConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while let Err(error) = declare_every_queue(&consumer_config).await {
+        tracing::warn!(%error, "declaring queues failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(relay_config.retry_delay_ms)) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+    relay::run(pool, relay_config, shutdown).await;
 }
 
 /// Errors actix produces itself (unknown route, wrong method, body too large, bad path)

@@ -20,8 +20,8 @@ pub enum CallError {
     Transport(String),
     /// An answer that is not 2xx: status and the problem `type` (or a body snippet).
     Status(u16, String),
-    /// A 2xx whose body is not the JSON we expect.
-    Body(String),
+    /// An answer whose body is not the JSON we expect, with its status.
+    Body(u16, String),
 }
 
 impl CallError {
@@ -29,7 +29,7 @@ impl CallError {
         match self {
             CallError::Transport(what) => format!("transport {what}"),
             CallError::Status(status, problem) => format!("HTTP {status} {problem}"),
-            CallError::Body(what) => format!("bad body: {what}"),
+            CallError::Body(_, what) => format!("bad body: {what}"),
         }
     }
 
@@ -40,7 +40,7 @@ impl CallError {
             CallError::Status(status, problem) => {
                 *status >= 500 || *status == 429 || problem.contains("concurrent-update")
             }
-            CallError::Body(_) => false,
+            CallError::Body(..) => false,
         }
     }
 }
@@ -91,8 +91,8 @@ impl Api {
                 });
             return Err(CallError::Status(status, problem));
         }
-        let json =
-            serde_json::from_slice(&bytes).map_err(|_| CallError::Body("not JSON".into()))?;
+        let json = serde_json::from_slice(&bytes)
+            .map_err(|_| CallError::Body(status, "not JSON".into()))?;
         Ok((status, json))
     }
 
@@ -147,7 +147,7 @@ impl Api {
                     .unwrap_or("?")
                     .to_owned(),
             )),
-            Err(_) => Err(CallError::Body("health is not JSON".into())),
+            Err(_) => Err(CallError::Body(status, "health is not JSON".into())),
         }
     }
 }

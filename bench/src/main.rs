@@ -1,7 +1,13 @@
 //! `payledger-bench`: measures a running payledger from the outside. It starts nothing by
 //! itself: `run` talks to the API over HTTP; `replay` also needs the database URL and the
-//! `payledger` binary, which it spawns for `payledger replay`.
+//! `payledger` binary, which it spawns for `payledger replay`; `check` holds what a run
+//! (under faults) left behind to the invariants nothing may break; `chaos` drives `make
+//! cluster` through its load balancer while it kills and restarts the cluster's parts, then
+//! checks.
 
+mod ack;
+mod chaos;
+mod check;
 mod http;
 mod replay;
 mod run;
@@ -66,9 +72,90 @@ enum Command {
         /// A name for this run in the report.
         #[arg(long, default_value = "run")]
         label: String,
+        /// Append one JSON line per command try here (what `check` holds the store to).
+        #[arg(long)]
+        ack_log: Option<PathBuf>,
         /// Write the report as JSON here too.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// After a run under faults: every acknowledged command is in the event store, every
+    /// projection equals a rebuild, the ledger balances, the audit chain verifies, no dead
+    /// letters, no stale intents. Exit 0 all pass, 1 a violation, 2 could not check.
+    Check {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// One AMQP URL, or several separated by commas (tried in order until one connects).
+        #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+        amqp_url: String,
+        /// The AMQP_PREFIX payledger ran with (its queues are `<prefix>.<projection>`).
+        #[arg(long, default_value = "payledger")]
+        amqp_prefix: String,
+        /// The log `run --ack-log` wrote.
+        #[arg(long)]
+        ack_log: PathBuf,
+        /// The payledger binary to spawn (`replay`, `audit verify`).
+        #[arg(long, default_value = "target/release/payledger")]
+        payledger: PathBuf,
+        /// A payment with an intent still open after this many seconds without an event is
+        /// a violation.
+        #[arg(long, default_value_t = 60)]
+        intent_horizon_s: u64,
+        /// Seconds to wait for the relay and every projection to reach the store's head.
+        #[arg(long, default_value_t = 120)]
+        drain_timeout_s: u64,
+        /// Seconds each check may take at most (a spawned replay or audit included).
+        #[arg(long, default_value_t = 600)]
+        step_timeout_s: u64,
+        /// Scratch schema the projections are rebuilt into (dropped afterwards).
+        #[arg(long, default_value = "chaos_check")]
+        scratch_schema: String,
+        /// Examples kept per check.
+        #[arg(long, default_value_t = 10)]
+        examples: usize,
+        /// Write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Payments through `make cluster`'s load balancer while a schedule kills and restarts its
+    /// parts; then every invariant of `check`. Exit 0 passed, 1 an invariant or a recovery
+    /// failed, 2 could not check.
+    Chaos {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long, env = "PAYLEDGER_CHECKOUT_KEY", hide_env_values = true)]
+        key: String,
+        #[arg(long, default_value = "scripts/cluster.sh")]
+        cluster_script: PathBuf,
+        /// Seconds of load; faults are spread over them (`CHAOS_S`).
+        #[arg(long, env = "CHAOS_S", default_value_t = 180)]
+        duration_s: u64,
+        /// Payments started per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// `full`: every fault; `short`: one of each kind that is quick to bring back.
+        #[arg(long, value_enum, default_value = "full")]
+        schedule: chaos::Schedule,
+        /// The ack log and the check's report go here.
+        #[arg(long, default_value = "chaos/results/last-run")]
+        out_dir: PathBuf,
+        #[arg(long, default_value = "chaos/results/latest.json")]
+        json: PathBuf,
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+        amqp_url: String,
+        #[arg(long, default_value = "payledger")]
+        amqp_prefix: String,
+        #[arg(long, default_value = "target/release/payledger")]
+        payledger: PathBuf,
+        /// No payment may keep an intent open longer than this once the run is over.
+        #[arg(long, default_value_t = 60)]
+        intent_horizon_s: u64,
+        #[arg(long, default_value_t = 300)]
+        drain_timeout_s: u64,
     },
     /// Make sure the store holds N events, then time `payledger replay --projection all`.
     Replay {
@@ -110,8 +197,8 @@ fn write_json<T: Serialize>(path: &PathBuf, value: &T) -> Result<(), String> {
     std::fs::write(path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-async fn main_result(cli: Cli) -> Result<bool, String> {
-    match cli.command {
+async fn main_result(command: Command) -> Result<bool, String> {
+    match command {
         Command::Run {
             url,
             key,
@@ -125,6 +212,7 @@ async fn main_result(cli: Cli) -> Result<bool, String> {
             drain_timeout,
             request_timeout,
             label,
+            ack_log,
             json,
         } => {
             let report = run::run(run::RunConfig {
@@ -141,6 +229,7 @@ async fn main_result(cli: Cli) -> Result<bool, String> {
                 health_interval: Duration::from_secs(2),
                 verify: !no_verify,
                 lag_sample,
+                ack_log,
             })
             .await?;
             run::print_table(&report);
@@ -181,12 +270,141 @@ async fn main_result(cli: Cli) -> Result<bool, String> {
             }
             Ok(report.check.missing_in_rebuilt_status == 0 && report.check.version_mismatches == 0)
         }
+        Command::Check { .. } | Command::Chaos { .. } => Err("runs from main".into()),
+    }
+}
+
+/// `check` owns its exit statuses: 0 every invariant holds, 1 one is violated, 2 something
+/// could not be checked (the report could not be written included).
+async fn main_check(command: Command) -> u8 {
+    let Command::Check {
+        database_url,
+        amqp_url,
+        amqp_prefix,
+        ack_log,
+        payledger,
+        intent_horizon_s,
+        drain_timeout_s,
+        step_timeout_s,
+        scratch_schema,
+        examples,
+        json,
+    } = command
+    else {
+        return check::EXIT_UNCHECKED;
+    };
+    let report = check::check(check::CheckConfig {
+        database_url,
+        amqp_urls: amqp_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        amqp_prefix,
+        ack_log,
+        payledger,
+        intent_horizon: Duration::from_secs(intent_horizon_s),
+        drain_timeout: Duration::from_secs(drain_timeout_s.min(3_600)),
+        step_timeout: Duration::from_secs(step_timeout_s.clamp(1, 3_600)),
+        scratch_schema,
+        examples_max: examples.min(1_000),
+    })
+    .await;
+    check::print_summary(&report);
+    if let Some(path) = json {
+        if let Err(error) = write_json(&path, &report) {
+            eprintln!("payledger-bench check: {error}");
+            return check::EXIT_UNCHECKED;
+        }
+    }
+    report.exit_status
+}
+
+/// `chaos` exits 0 when the run passed, 1 when an invariant or a recovery failed, 2 when it
+/// could not run or check.
+async fn main_chaos(command: Command) -> u8 {
+    let Command::Chaos {
+        url,
+        key,
+        cluster_script,
+        duration_s,
+        rate,
+        concurrency,
+        schedule,
+        out_dir,
+        json,
+        database_url,
+        amqp_url,
+        amqp_prefix,
+        payledger,
+        intent_horizon_s,
+        drain_timeout_s,
+    } = command
+    else {
+        return check::EXIT_UNCHECKED;
+    };
+    let config = chaos::ChaosConfig {
+        url,
+        key,
+        cluster_script,
+        duration: Duration::from_secs(duration_s.clamp(10, 3_600)),
+        rate: rate.clamp(0.1, 10_000.0),
+        concurrency: concurrency.clamp(1, 1_024),
+        faults: schedule.faults().to_vec(),
+        out_dir: out_dir.clone(),
+        check: check::CheckConfig {
+            database_url,
+            amqp_urls: amqp_url
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            amqp_prefix,
+            ack_log: out_dir.join("acks.jsonl"),
+            payledger,
+            intent_horizon: Duration::from_secs(intent_horizon_s),
+            drain_timeout: Duration::from_secs(drain_timeout_s.min(3_600)),
+            step_timeout: Duration::from_secs(600),
+            scratch_schema: "chaos_check".into(),
+            examples_max: 10,
+        },
+    };
+    let report = match chaos::chaos(config).await {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("payledger-bench chaos: {error}");
+            return check::EXIT_UNCHECKED;
+        }
+    };
+    chaos::print_summary(&report);
+    if let Some(parent) = json.parent() {
+        let _created = std::fs::create_dir_all(parent);
+    }
+    if let Err(error) = write_json(&json, &report) {
+        eprintln!("payledger-bench chaos: {error}");
+        return check::EXIT_UNCHECKED;
+    }
+    if report.passed {
+        check::EXIT_PASS
+    } else if report.check.exit_status == check::EXIT_UNCHECKED && report.violations.len() == 1 {
+        check::EXIT_UNCHECKED
+    } else {
+        check::EXIT_VIOLATION
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match main_result(Cli::parse()).await {
+    let command = Cli::parse().command;
+    if matches!(command, Command::Check { .. }) {
+        return ExitCode::from(main_check(command).await);
+    }
+    if matches!(command, Command::Chaos { .. }) {
+        return ExitCode::from(main_chaos(command).await);
+    }
+    match main_result(command).await {
         Ok(true) => ExitCode::SUCCESS,
         // The report is written; a non-zero exit says it holds errors or mismatches.
         Ok(false) => ExitCode::from(2),

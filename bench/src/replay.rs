@@ -135,6 +135,7 @@ async fn generate_by_api(
             health_interval: Duration::from_secs(5),
             verify: false,
             lag_sample: 0.0,
+            ack_log: None,
         })
         .await?;
         if report.errors_total > 0 {

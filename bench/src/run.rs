@@ -14,6 +14,7 @@
 //! read), the drain wait and the verification.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,6 +23,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::ack::{self, AckCommand, AckRecord, AckSender};
 use crate::http::{Api, CallError};
 use crate::stats::{summarize, Summary};
 
@@ -178,6 +180,8 @@ pub struct RunConfig {
     /// unsampled approved/declined payment is not waited on at all (its final status is
     /// checked at the end); manual/refund payments always wait for the webhook's outcome.
     pub lag_sample: f64,
+    /// Append a line per command try here (see `ack`).
+    pub ack_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +212,7 @@ struct Shared {
     started: Instant,
     deadline: Instant,
     recorder: Mutex<Recorder>,
+    ack: Option<AckSender>,
 }
 
 impl Shared {
@@ -217,19 +222,35 @@ impl Shared {
     }
 
     /// A command with bounded retries (same Idempotency-Key). Latency is that of the attempt
-    /// that got the 2xx; every failed attempt is counted under its kind.
+    /// that got the 2xx; every failed attempt is counted under its kind. Every try goes to
+    /// the ack log (when there is one). `None` ends the payment's flow, never the run.
     async fn command(
         &self,
-        kind: &'static str,
+        command: AckCommand,
+        payment_id: Option<&str>,
         path: &str,
         idempotency_key: &str,
         body: &Value,
     ) -> Option<(Value, Instant)> {
+        let kind = command.name();
         for attempt in 1..=COMMAND_TRIES {
             let sent = Instant::now();
-            match self.api.post(path, idempotency_key, body).await {
+            let answer = self.api.post(path, idempotency_key, body).await;
+            let answered = Instant::now();
+            if let Some(ack) = &self.ack {
+                ack.record(AckRecord::of(
+                    command,
+                    payment_id,
+                    Some(idempotency_key),
+                    attempt,
+                    &answer,
+                    answered - self.started,
+                    answered - sent,
+                ))
+                .await;
+            }
+            match answer {
                 Ok((_, json)) => {
-                    let answered = Instant::now();
                     let ms = (answered - sent).as_secs_f64() * 1e3;
                     let mut r = self.recorder.lock().expect("recorder");
                     r.latency.entry(kind).or_default().push(ms);
@@ -337,7 +358,9 @@ impl Shared {
         });
         let f = self.config.lag_sample;
         let sampled = ((n + 1) as f64 * f).floor() > (n as f64 * f).floor();
-        let Some((created, answered)) = self.command("create", "/v1/payments", &key, &body).await
+        let Some((created, answered)) = self
+            .command(AckCommand::Create, None, "/v1/payments", &key, &body)
+            .await
         else {
             return;
         };
@@ -369,7 +392,13 @@ impl Shared {
             Flow::Manual => {
                 let path = format!("/v1/payments/{id}/capture");
                 match self
-                    .command("capture", &path, &format!("{key}-c"), &json!({}))
+                    .command(
+                        AckCommand::Capture,
+                        Some(&id),
+                        &path,
+                        &format!("{key}-c"),
+                        &json!({}),
+                    )
                     .await
                 {
                     Some((json, answered)) => match json["version"].as_i64() {
@@ -391,7 +420,13 @@ impl Shared {
                     "reason": "bench",
                 });
                 match self
-                    .command("refund", &path, &format!("{key}-r"), &body)
+                    .command(
+                        AckCommand::Refund,
+                        Some(&id),
+                        &path,
+                        &format!("{key}-r"),
+                        &body,
+                    )
                     .await
                 {
                     Some((json, answered)) => {
@@ -534,6 +569,16 @@ pub struct RunReport {
     pub errors: BTreeMap<String, u64>,
     pub errors_total: u64,
     pub verification: Option<Verification>,
+    pub ack_log: Option<AckLogReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AckLogReport {
+    pub path: String,
+    /// Lines this run appended (one per command try).
+    pub lines: u64,
+    /// Why lines may be missing from it.
+    pub error: Option<String>,
 }
 
 /// Waits until the relay and every projection have caught up (bounded).
@@ -724,6 +769,13 @@ pub async fn run(config: RunConfig) -> Result<RunReport, String> {
         .await
         .ok_or_else(|| format!("{}/health does not answer with relay progress", config.url))?;
 
+    let (ack, ack_writer) = match &config.ack_log {
+        Some(path) => {
+            let (sender, writer) = ack::open(path).await?;
+            (Some(sender), Some(writer))
+        }
+        None => (None, None),
+    };
     let started = Instant::now();
     let shared = Arc::new(Shared {
         api: api.clone(),
@@ -734,6 +786,7 @@ pub async fn run(config: RunConfig) -> Result<RunReport, String> {
         deadline: started + config.duration,
         recorder: Mutex::new(Recorder::default()),
         config: config.clone(),
+        ack,
     });
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let sampler = {
@@ -759,6 +812,24 @@ pub async fn run(config: RunConfig) -> Result<RunReport, String> {
         s.await.map_err(|e| format!("session panicked: {e}"))?;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let recorder = std::mem::take(&mut *shared.recorder.lock().expect("recorder"));
+    // The last sender goes with `shared`: the writer then drains its queue and syncs the file.
+    drop(shared);
+    let ack_log = match (&config.ack_log, ack_writer) {
+        (Some(path), Some(writer)) => Some(match writer.finish().await {
+            Ok(lines) => AckLogReport {
+                path: path.display().to_string(),
+                lines,
+                error: None,
+            },
+            Err(error) => AckLogReport {
+                path: path.display().to_string(),
+                lines: 0,
+                error: Some(error),
+            },
+        }),
+        _ => None,
+    };
     let _ = stop_tx.send(true);
     let mut samples = sampler.await.map_err(|e| format!("sampler: {e}"))?;
     samples.insert(0, first.clone());
@@ -772,7 +843,6 @@ pub async fn run(config: RunConfig) -> Result<RunReport, String> {
         None
     };
 
-    let recorder = std::mem::take(&mut *shared.recorder.lock().expect("recorder"));
     let verification = if config.verify {
         Some(verify(&api, &recorder.payments, config.concurrency).await)
     } else {
@@ -815,6 +885,10 @@ pub async fn run(config: RunConfig) -> Result<RunReport, String> {
                 v.unexpected_final_status,
             );
         }
+    }
+    if let Some(error) = ack_log.as_ref().and_then(|a| a.error.as_ref()) {
+        // A log that lost lines cannot vouch for the run: count it, keep the rest.
+        errors.insert(format!("ack log: {error}"), 1);
     }
     if config.verify && drain_ms.is_none() {
         errors.insert(
@@ -867,6 +941,7 @@ pub async fn run(config: RunConfig) -> Result<RunReport, String> {
         errors_total: errors.values().sum(),
         errors,
         verification,
+        ack_log,
     })
 }
 
@@ -938,6 +1013,12 @@ pub fn print_table(r: &RunReport) {
         println!("errors: {}", r.errors_total);
         for (kind, n) in &r.errors {
             println!("  {n:>8}  {kind}");
+        }
+    }
+    if let Some(a) = &r.ack_log {
+        match &a.error {
+            None => println!("ack log: {} lines appended to {}", a.lines, a.path),
+            Some(error) => println!("ack log: INCOMPLETE, {error}"),
         }
     }
     if let Some(v) = &r.verification {

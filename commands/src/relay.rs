@@ -8,6 +8,8 @@
 //! Exactly one relay publishes: it holds a session advisory lock on the connection it reads
 //! and checkpoints with, so losing that connection loses leadership and stops its writes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use eventstore::checkpoint::{self, Checkpoint};
@@ -16,7 +18,7 @@ use eventstore::published::events_exchange;
 use futures::future::join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, ExchangeKind};
 use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{ConnectOptions, Connection as _, PgConnection};
 use tokio::sync::watch;
@@ -32,6 +34,31 @@ const QUICK_POLL_MS: u64 = 5;
 const QUICK_POLLS_AFTER_WAKE: u32 = 20;
 /// How the relay's session shows in `pg_stat_activity`.
 pub const RELAY_APPLICATION_NAME: &str = "payledger-relay";
+
+/// Whether this process's relay is the leader at the moment: what `/health` says, so an
+/// operator (or a fault drill) can tell the leader from its stand-by.
+#[derive(Debug, Clone, Default)]
+pub struct Leadership(Arc<AtomicBool>);
+
+impl Leadership {
+    pub fn is_leading(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Leading until the guard is dropped (also when the relay's future is cancelled).
+    fn hold(&self) -> LeadershipGuard {
+        self.0.store(true, Ordering::Relaxed);
+        LeadershipGuard(self.clone())
+    }
+}
+
+struct LeadershipGuard(Leadership);
+
+impl Drop for LeadershipGuard {
+    fn drop(&mut self) {
+        (self.0).0.store(false, Ordering::Relaxed);
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -51,6 +78,7 @@ pub struct RelayConfig {
     pub standby_retry_ms: u64,
     /// Rung by this process's appends while this relay leads (NOTIFY still wakes it too).
     pub local: Option<LocalRelay>,
+    pub leadership: Leadership,
 }
 
 impl RelayConfig {
@@ -62,8 +90,9 @@ impl RelayConfig {
             poll_interval_ms: 250,
             linger_ms: 0,
             retry_delay_ms: 500,
-            standby_retry_ms: 1_000,
+            standby_retry_ms: 500,
             local: None,
+            leadership: Leadership::default(),
         }
     }
 }
@@ -114,6 +143,13 @@ async fn lead(
         .as_ref()
         .clone()
         .application_name(RELAY_APPLICATION_NAME)
+        // A leader whose machine vanishes sends no FIN: without keepalives PostgreSQL would
+        // hold its lock, and keep the stand-by waiting, for the kernel's two hours.
+        .options([
+            ("tcp_keepalives_idle", "5"),
+            ("tcp_keepalives_interval", "2"),
+            ("tcp_keepalives_count", "3"),
+        ])
         .connect()
         .await?;
     loop {
@@ -133,7 +169,9 @@ async fn lead(
         }
     }
     tracing::info!("relay is the leader");
+    let leading = config.leadership.hold();
     let result = relay_as_leader(&mut conn, pool, config, shutdown).await;
+    drop(leading);
     // Closing the session releases the lock.
     let _closed = conn.close().await;
     result
@@ -147,7 +185,7 @@ async fn relay_as_leader(
 ) -> Result<(), RelayError> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(NOTIFY_CHANNEL).await?;
-    let broker = Connection::connect(&config.amqp_url, ConnectionProperties::default()).await?;
+    let broker = broker::connect(&config.amqp_url).await?;
     let channel = broker.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())

@@ -97,16 +97,21 @@ pub struct RelayProgress {
     pub published_total: i64,
     /// Committed events not yet published.
     pub events_behind: i64,
+    /// Age of the oldest committed event not yet published (0 when none waits).
+    pub seconds_behind: f64,
 }
 
 /// How far the relay has got.
 pub async fn relay_progress(executor: impl PgExecutor<'_>) -> Result<RelayProgress, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT c.last_global_position, c.published_total,
-                (SELECT count(*) FROM events e
-                  WHERE (e.transaction_id, e.global_position)
-                      > (c.last_transaction_id, c.last_global_position)) AS behind
-           FROM relay_checkpoint c WHERE c.id = 1",
+        "SELECT c.last_global_position, c.published_total, w.behind,
+                COALESCE(EXTRACT(EPOCH FROM now() - w.oldest)::float8, 0) AS seconds_behind
+           FROM relay_checkpoint c
+           CROSS JOIN LATERAL (
+                SELECT count(*) AS behind, min(e.recorded_at) AS oldest FROM events e
+                 WHERE (e.transaction_id, e.global_position)
+                     > (c.last_transaction_id, c.last_global_position)) w
+          WHERE c.id = 1",
     )
     .fetch_one(executor)
     .await?;
@@ -114,6 +119,7 @@ pub async fn relay_progress(executor: impl PgExecutor<'_>) -> Result<RelayProgre
         last_global_position: row.try_get("last_global_position")?,
         published_total: row.try_get("published_total")?,
         events_behind: row.try_get("behind")?,
+        seconds_behind: row.try_get("seconds_behind")?,
     })
 }
 

@@ -2,6 +2,7 @@
 //! crash is harmless (the offset check skips it); a poison event goes to the dead-letter
 //! queue after a bounded number of tries; a database outage is waited out, not dead-lettered.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties};
+
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -23,6 +24,7 @@ use crate::{topology, Projection, ProjectionError};
 pub struct ConsumerConfig {
     pub amqp_url: String,
     pub amqp_prefix: String,
+    pub queue_type: topology::QueueType,
     /// Unacknowledged messages the broker may push ahead (RabbitMQ's sweet spot: 100-300).
     pub prefetch: u16,
     /// Tries of one event before it is dead-lettered.
@@ -34,6 +36,9 @@ pub struct ConsumerConfig {
     /// a commit and a round of lookups however few events it holds), for that much staleness.
     pub linger_ms: u64,
     pub retry_delay_ms: u64,
+    /// Deliveries this process has applied and acknowledged: of a projection's two
+    /// projectors, the one whose count moves is the queue's single active consumer.
+    pub applied_here: Arc<AtomicU64>,
 }
 
 impl ConsumerConfig {
@@ -41,11 +46,13 @@ impl ConsumerConfig {
         Self {
             amqp_url,
             amqp_prefix,
+            queue_type: topology::QueueType::default(),
             prefetch: 200,
             poison_tries_max: 5,
             batch_size_max: 100,
             linger_ms: 0,
             retry_delay_ms: 200,
+            applied_here: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -61,9 +68,9 @@ enum ConsumerError {
 /// Declares the projection's queues: call before the relay starts, so nothing it publishes
 /// is unroutable.
 pub async fn declare_topology(config: &ConsumerConfig, projection: &str) -> lapin::Result<()> {
-    let broker = Connection::connect(&config.amqp_url, ConnectionProperties::default()).await?;
+    let broker = broker::connect(&config.amqp_url).await?;
     let channel = broker.create_channel().await?;
-    topology::declare(&channel, &config.amqp_prefix, projection).await?;
+    topology::declare(&channel, &config.amqp_prefix, projection, config.queue_type).await?;
     broker.close(200, "declared".into()).await?;
     Ok(())
 }
@@ -99,9 +106,15 @@ async fn consume(
     config: &ConsumerConfig,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConsumerError> {
-    let broker = Connection::connect(&config.amqp_url, ConnectionProperties::default()).await?;
+    let broker = broker::connect(&config.amqp_url).await?;
     let channel = broker.create_channel().await?;
-    topology::declare(&channel, &config.amqp_prefix, projection.name()).await?;
+    topology::declare(
+        &channel,
+        &config.amqp_prefix,
+        projection.name(),
+        config.queue_type,
+    )
+    .await?;
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await?;
@@ -162,6 +175,9 @@ async fn handle_batch(
             match apply_in(session, projection, &events).await {
                 Ok(_) => {
                     last.ack(BasicAckOptions { multiple: true }).await?;
+                    config
+                        .applied_here
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     return Ok(());
                 }
                 Err(error) => {
@@ -202,6 +218,7 @@ async fn handle(
         match apply_in(session, projection, std::slice::from_ref(&event)).await {
             Ok(_) => {
                 delivery.ack(BasicAckOptions::default()).await?;
+                config.applied_here.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
             Err(error) if error.is_transient() && !*shutdown.borrow() => {

@@ -3,7 +3,9 @@
 
 pub mod fault_proxy;
 pub mod independent;
+pub mod process;
 pub mod support;
+pub mod tcp_proxy;
 
 use std::time::{Duration, Instant};
 

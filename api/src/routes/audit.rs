@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use crate::auth::{Caller, Role};
 use crate::problem::{FieldError, Problem};
 use crate::routes::payment_body::PaymentBody;
+use crate::startup::ReadPool;
 use audit::chain::{self, PAGE_ROWS};
 
 /// The most records one request may ask for with `limit` (without it: to the head).
@@ -71,7 +72,7 @@ struct Cursor {
 #[tracing::instrument(skip_all)]
 async fn events(
     caller: Caller,
-    pool: web::Data<PgPool>,
+    pool: web::Data<ReadPool>,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, Problem> {
     require_auditor(&caller)?;
@@ -88,9 +89,9 @@ async fn events(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    let head = chain::head(pool.get_ref()).await.map_err(unavailable)?;
+    let head = chain::head(pool.pool()).await.map_err(unavailable)?;
     let cursor = Cursor {
-        pool: pool.get_ref().clone(),
+        pool: pool.pool().clone(),
         after,
         through: head.position,
         remaining: query.limit.unwrap_or(i64::MAX),
@@ -128,9 +129,9 @@ async fn events(
 /// The chain's latest position and hash: `digest` is what to pass to
 /// `payledger audit verify --digest` later.
 #[tracing::instrument(skip_all)]
-async fn head(caller: Caller, pool: web::Data<PgPool>) -> Result<HttpResponse, Problem> {
+async fn head(caller: Caller, pool: web::Data<ReadPool>) -> Result<HttpResponse, Problem> {
     require_auditor(&caller)?;
-    let head = chain::head(pool.get_ref()).await.map_err(unavailable)?;
+    let head = chain::head(pool.pool()).await.map_err(unavailable)?;
     Ok(HttpResponse::Ok().json(json!({
         "position": head.position,
         "chain_hash": hex::encode(head.chain_hash),

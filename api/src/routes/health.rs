@@ -1,23 +1,63 @@
-//! `GET /health`: the database, the broker, the relay's lag, each projection's lag and its
-//! dead-lettered messages. `503` when a dependency is down. Public: it reveals no payment
-//! data.
+//! Health, for load balancers and operators. Public: it reveals no payment data.
+//!
+//! - `GET /health/live`: the process answers (a load balancer restarts nothing on it; an
+//!   orchestrator would restart a process that stops answering).
+//! - `GET /health/ready`: this process can do its role's work now: an API node needs
+//!   PostgreSQL (commands append to the store and nothing else); a relay or a projector also
+//!   needs the broker. `503` takes a node out of the load balancer's rotation.
+//! - `GET /health`: the full report (database, broker, replica lag, relay and projection
+//!   lags, dead letters, open intents). `200` `ok`, `200` `degraded` when a part this role
+//!   does not need is down, `503` `unavailable` when the role cannot serve.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
+use commands::relay::Leadership;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection};
 use projections::{progress, topology};
-use serde_json::json;
+use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
+
+use crate::config::ServeRole;
+use crate::startup::ReadPool;
 
 const CHECK_TIMEOUT_MS: u64 = 2_000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health));
+    cfg.route("/health", web::get().to(health))
+        .route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(ready));
+}
+
+/// What this process is, for its health answers.
+pub struct NodeRole {
+    pub role: ServeRole,
+    /// The projections this process runs (none for an API or relay node), each with the
+    /// deliveries it has applied here.
+    pub projections: Vec<(&'static str, Arc<AtomicU64>)>,
+    /// Set when this process runs a relay.
+    pub relay: Option<Leadership>,
+}
+
+impl NodeRole {
+    fn needs_broker(&self) -> bool {
+        matches!(self.role, ServeRole::Relay | ServeRole::Projector)
+    }
+
+    fn name(&self) -> &'static str {
+        match self.role {
+            ServeRole::All => "all",
+            ServeRole::Api => "api",
+            ServeRole::Relay => "relay",
+            ServeRole::Projector => "projector",
+        }
+    }
 }
 
 async fn database_ok(pool: &PgPool) -> bool {
@@ -28,10 +68,32 @@ async fn database_ok(pool: &PgPool) -> bool {
     )
 }
 
-/// Reads each projection's dead-letter queue depth over one broker connection and channel
-/// kept between calls: a connection handshake, or four channels opened and closed, per
-/// `/health` cost the broker more than the check itself. Reconnects when the connection has
-/// dropped; opens a new channel when a passive declare of a missing queue closed the last.
+/// The read replica's state: whether it answers and how far its replay is behind the
+/// primary's commits it has received. The lag is 0 when the replica has replayed all it
+/// received (an idle primary sends nothing, so the last replayed commit's age is not lag).
+async fn replica(pool: &PgPool) -> Value {
+    let check = sqlx::query_as::<_, (bool, f64)>(
+        "SELECT pg_is_in_recovery(),
+                CASE WHEN NOT pg_is_in_recovery()
+                       OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                     ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
+                END::float8",
+    )
+    .fetch_one(pool);
+    match tokio::time::timeout(Duration::from_millis(CHECK_TIMEOUT_MS), check).await {
+        Ok(Ok((in_recovery, lag_s))) => json!({
+            "status": "ok",
+            "in_recovery": in_recovery,
+            "replication_lag_seconds": lag_s,
+        }),
+        _ => json!({ "status": "down" }),
+    }
+}
+
+/// One broker connection and channel kept between checks: a connection handshake, or four
+/// channels opened and closed, per `/health` cost the broker more than the check itself.
+/// Reconnects (to any node of `AMQP_URL`) when the connection has dropped; opens a new
+/// channel when a passive declare of a missing queue closed the last.
 pub struct BrokerProbe {
     url: String,
     prefix: String,
@@ -47,6 +109,33 @@ impl BrokerProbe {
         }
     }
 
+    /// A usable channel, reconnecting when needed; `None` when no node answers.
+    async fn channel(&self, link: &mut Option<(Connection, Channel)>) -> Option<Channel> {
+        let usable = link
+            .as_ref()
+            .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
+        if !usable {
+            let connection = match link.take() {
+                Some((connection, _)) if connection.status().connected() => connection,
+                _ => broker::connect(&self.url).await.ok()?,
+            };
+            let channel = connection.create_channel().await.ok()?;
+            *link = Some((connection, channel));
+        }
+        link.as_ref().map(|(_, channel)| channel.clone())
+    }
+
+    /// Whether a broker node answers, within the check timeout.
+    async fn reachable(&self) -> bool {
+        let check = async {
+            let mut link = self.link.lock().await;
+            self.channel(&mut link).await.is_some()
+        };
+        tokio::time::timeout(Duration::from_millis(CHECK_TIMEOUT_MS), check)
+            .await
+            .unwrap_or(false)
+    }
+
     /// Each projection's dead-lettered message count (a passive declare: it never creates
     /// anything). `None` when the broker cannot be reached within the check timeout.
     async fn dead_letters(&self, names: &[&'static str]) -> Option<BTreeMap<&'static str, u32>> {
@@ -54,20 +143,7 @@ impl BrokerProbe {
             let mut link = self.link.lock().await;
             let mut counts = BTreeMap::new();
             for name in names {
-                let usable = link
-                    .as_ref()
-                    .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
-                if !usable {
-                    let connection = match link.take() {
-                        Some((connection, _)) if connection.status().connected() => connection,
-                        _ => Connection::connect(&self.url, ConnectionProperties::default())
-                            .await
-                            .ok()?,
-                    };
-                    let channel = connection.create_channel().await.ok()?;
-                    *link = Some((connection, channel));
-                }
-                let (_, channel) = link.as_ref()?;
+                let channel = self.channel(&mut link).await?;
                 let queue = topology::dead_letter_queue(&self.prefix, name);
                 let declared = channel
                     .queue_declare(
@@ -92,17 +168,59 @@ impl BrokerProbe {
     }
 }
 
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
 #[tracing::instrument(skip_all)]
-async fn health(pool: web::Data<PgPool>, broker: web::Data<BrokerProbe>) -> HttpResponse {
+async fn ready(
+    pool: web::Data<PgPool>,
+    broker: web::Data<BrokerProbe>,
+    node: web::Data<NodeRole>,
+) -> HttpResponse {
+    let database = database_ok(&pool).await;
+    let broker_up = !node.needs_broker() || broker.reachable().await;
+    let body = json!({
+        "role": node.name(),
+        "database": if database { "ok" } else { "down" },
+        "broker": if !node.needs_broker() { "not needed" } else if broker_up { "ok" } else { "down" },
+    });
+    if database && broker_up {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+#[tracing::instrument(skip_all)]
+async fn health(
+    pool: web::Data<PgPool>,
+    read_pool: web::Data<ReadPool>,
+    broker: web::Data<BrokerProbe>,
+    node: web::Data<NodeRole>,
+) -> HttpResponse {
     let names: Vec<&'static str> = projections::all().iter().map(|p| p.name()).collect();
     let (database, dead_letters) = tokio::join!(database_ok(&pool), broker.dead_letters(&names));
     let broker_up = dead_letters.is_some();
+    let replica = match read_pool.replica() {
+        Some(replica_pool) => Some(replica(replica_pool).await),
+        None => None,
+    };
+    let replica_up = replica.as_ref().is_none_or(|r| r["status"] == "ok");
     let relay = if database {
         eventstore::checkpoint::relay_progress(pool.get_ref())
             .await
             .ok()
+            .and_then(|progress| serde_json::to_value(progress).ok())
     } else {
         None
+    };
+    let relay = match (relay, &node.relay) {
+        (Some(mut progress), Some(leadership)) => {
+            progress["leading"] = json!(leadership.is_leading());
+            Some(progress)
+        }
+        (relay, _) => relay,
     };
     let lags = if database {
         progress::projections(&pool, &names)
@@ -135,17 +253,30 @@ async fn health(pool: web::Data<PgPool>, broker: web::Data<BrokerProbe>) -> Http
             })
         })
         .collect();
-    let healthy = database && broker_up;
+    let serves = database && (broker_up || !node.needs_broker());
+    let status = match (serves, broker_up && replica_up) {
+        (false, _) => "unavailable",
+        (true, false) => "degraded",
+        (true, true) => "ok",
+    };
     let body = json!({
-        "status": if healthy { "ok" } else { "unavailable" },
+        "status": status,
+        "role": node.name(),
+        // Of a projection's projectors, the one whose count moves holds its queue.
+        "applied_here": node
+            .projections
+            .iter()
+            .map(|(name, applied)| (*name, applied.load(Ordering::Relaxed)))
+            .collect::<BTreeMap<_, _>>(),
         "database": if database { "ok" } else { "down" },
         "broker": if broker_up { "ok" } else { "down" },
+        "replica": replica,
         "relay": relay,
         "projections": projections,
         // Provider calls without an outcome: resolving, or waiting for an operator.
         "intents": intents,
     });
-    if healthy {
+    if serves {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -8,11 +8,11 @@ use projections::ledger::EntryCursor;
 use projections::{analytics, failures, ledger};
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::PgPool;
 
 use crate::auth::{Caller, Role};
 use crate::problem::{FieldError, Problem};
 use crate::routes::payments::PAGE_SIZE_MAX;
+use crate::startup::ReadPool;
 
 const PAGE_SIZE_DEFAULT: i64 = 100;
 const FILTER_LEN_MAX: usize = 128;
@@ -91,7 +91,7 @@ struct DailyQuery {
 #[tracing::instrument(skip_all)]
 async fn daily(
     caller: Caller,
-    pool: web::Data<PgPool>,
+    pool: web::Data<ReadPool>,
     query: web::Query<DailyQuery>,
 ) -> Result<HttpResponse, Problem> {
     let merchant = report_scope(&caller)?;
@@ -153,7 +153,7 @@ struct FailuresQuery {
 #[tracing::instrument(skip_all)]
 async fn failure_reasons(
     caller: Caller,
-    pool: web::Data<PgPool>,
+    pool: web::Data<ReadPool>,
     query: web::Query<FailuresQuery>,
 ) -> Result<HttpResponse, Problem> {
     let merchant = report_scope(&caller)?;
@@ -196,7 +196,7 @@ struct BalancesQuery {
 #[tracing::instrument(skip_all)]
 async fn balances(
     caller: Caller,
-    pool: web::Data<PgPool>,
+    pool: web::Data<ReadPool>,
     query: web::Query<BalancesQuery>,
 ) -> Result<HttpResponse, Problem> {
     let merchant = report_scope(&caller)?;
@@ -236,7 +236,7 @@ struct EntriesQuery {
 #[tracing::instrument(skip_all)]
 async fn account_entries(
     caller: Caller,
-    pool: web::Data<PgPool>,
+    pool: web::Data<ReadPool>,
     path: web::Path<String>,
     query: web::Query<EntriesQuery>,
 ) -> Result<HttpResponse, Problem> {

@@ -5,43 +5,20 @@
 //! - two processes given the same Idempotency-Key at the same moment reach the provider once.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use api::auth::{create_key, Role};
 use domain::MerchantId;
 use e2e::fault_proxy::{FaultProxy, Loss};
+use e2e::process::{self, free_port, wait_ready};
 use e2e::{fresh_database, payment_body};
 use emulators::sandbox::SandboxHandle;
 use serde_json::Value;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const PAYMENTS: usize = 10;
 const SANDBOX_KEY: &str = "sbx_crash_drill_key";
 const SANDBOX_WEBHOOK_SECRET: &str = "sbx_crash_drill_webhook_secret_0123456789";
-
-/// The binary `make test` builds (`PAYLEDGER_BIN` to test another).
-fn binary() -> PathBuf {
-    let path = std::env::var("PAYLEDGER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/payledger")
-        });
-    assert!(
-        path.exists(),
-        "{} is missing: `make test` builds it (cargo build --release -p api --bin payledger)",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn serve(database_url: &str, amqp_prefix: &str, port: u16, sandbox_url: &str) -> Child {
     serve_as("all", database_url, amqp_prefix, port, sandbox_url)
@@ -54,24 +31,21 @@ fn serve_as(
     port: u16,
     sandbox_url: &str,
 ) -> Child {
-    Command::new(binary())
-        .args(["serve", "--role", role])
-        .env("DATABASE_URL", database_url)
-        .env("AMQP_PREFIX", amqp_prefix)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("PROVIDERS", "sandbox")
-        .env("SANDBOX_BASE_URL", sandbox_url)
-        .env("SANDBOX_API_KEY", SANDBOX_KEY)
-        .env("SANDBOX_WEBHOOK_SECRET", SANDBOX_WEBHOOK_SECRET)
-        .env("PROVIDER_ATTEMPT_TIMEOUT_MS", "3000")
-        .env("RECONCILE_AFTER_MS", "0")
-        .env("RECONCILE_INTERVAL_MS", "200")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start payledger")
+    process::serve(
+        &["--role", role],
+        port,
+        &[
+            ("DATABASE_URL", database_url),
+            ("AMQP_PREFIX", amqp_prefix),
+            ("PROVIDERS", "sandbox"),
+            ("SANDBOX_BASE_URL", sandbox_url),
+            ("SANDBOX_API_KEY", SANDBOX_KEY),
+            ("SANDBOX_WEBHOOK_SECRET", SANDBOX_WEBHOOK_SECRET),
+            ("PROVIDER_ATTEMPT_TIMEOUT_MS", "3000"),
+            ("RECONCILE_AFTER_MS", "0"),
+            ("RECONCILE_INTERVAL_MS", "200"),
+        ],
+    )
 }
 
 /// A standalone sandbox provider, as a deployment would run it beside payledger.
@@ -100,19 +74,6 @@ async fn held_for(http: &reqwest::Client, sandbox: &SandboxHandle, reference: &s
         .json()
         .await
         .unwrap()
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(response) = http.get(format!("{base}/health")).send().await {
-            if response.status().is_success() {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "payledger never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]

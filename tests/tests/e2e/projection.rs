@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use api::config::ServeRole;
-use e2e::{payment_body, spawn_app, spawn_app_with_role, spawn_with_settings};
+use e2e::{payment_body, spawn_app, spawn_app_with_role};
 use eventstore::streams::aggregate_events;
 use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -331,7 +331,7 @@ async fn a_poison_message_is_dead_lettered_and_the_rest_keep_flowing() {
 }
 
 #[tokio::test]
-async fn health_reports_lag_and_answers_503_when_the_broker_is_down() {
+async fn health_reports_relay_and_projection_lag() {
     let app = spawn_app().await;
     let created = app
         .create_payment(
@@ -354,22 +354,6 @@ async fn health_reports_lag_and_answers_503_when_the_broker_is_down() {
     assert_eq!(body["relay"]["published_total"], 4);
     assert_eq!(body["projections"][0]["projection"], "status");
     assert_eq!(body["projections"][0]["events_behind"], 0);
-
-    // The same database, but a broker address where nothing listens.
-    let mut settings = app.settings.clone();
-    settings.role = ServeRole::Api;
-    settings.amqp_url = "amqp://guest:guest@127.0.0.1:9/%2f".into();
-    let broken = spawn_with_settings(settings).await;
-    let health = broken
-        .http
-        .get(format!("{}/health", broken.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 503);
-    let body: serde_json::Value = health.json().await.unwrap();
-    assert_eq!(body["broker"], "down");
-    assert_eq!(body["database"], "ok");
 }
 
 /// A small payment the sandbox approves, captured automatically.
