@@ -6,7 +6,8 @@
 #   scripts/cluster.sh up                  start (or reuse) every part; print `export ...` lines
 #   scripts/cluster.sh down                stop every part by its pid, then the private epmd
 #   scripts/cluster.sh purge               down, then delete .dev/cluster/ (all data, the key)
-#   scripts/cluster.sh status              one line per part: name, state, pid, address, health
+#   scripts/cluster.sh status              one line per part: name, running|stopped, pid, address,
+#                                          ready|live|down (exit 1 unless every part is ready)
 #   scripts/cluster.sh env                 print the `export ...` lines only
 #   scripts/cluster.sh parts               the part names, one a line
 #   scripts/cluster.sh pid PART            its pid (exit 1 when it does not run)
@@ -194,6 +195,51 @@ lock_part() {
     flock -w 300 8 || die "timed out waiting for the lock of $1"
 }
 unlock_part() { exec 8>&-; }
+
+# ---------------------------------------------------------------------------------------------
+# Ports
+
+# The cluster's ports from 56432 up lie in Linux's ephemeral range (32768-60999). A client
+# socket could take one of them as its own local port while its server is down (a client that
+# retries 127.0.0.1:56682 can even connect to itself), and the server's restart then fails
+# with "address already in use" (seen: rabbit-2 after broker-stop). Reserved ports are never
+# handed out as ephemeral ones.
+RESERVED_PORTS=(56432-56433 56672-56709)
+RESERVED_FILE=/proc/sys/net/ipv4/ip_local_reserved_ports
+
+port_reserved() { # port current-list
+    local r lo hi
+    for r in ${2//,/ }; do
+        lo=${r%-*} hi=${r#*-}
+        ((lo <= $1 && $1 <= hi)) && return 0
+    done
+    return 1
+}
+
+reserve_ports() {
+    local cur r lo hi p missing=()
+    cur="$(cat "$RESERVED_FILE" 2>/dev/null)" || {
+        log "warning: cannot read $RESERVED_FILE; the cluster's ports are not reserved"
+        return 0
+    }
+    for r in "${RESERVED_PORTS[@]}"; do
+        lo=${r%-*} hi=${r#*-}
+        for ((p = lo; p <= hi; p++)); do
+            if ! port_reserved "$p" "$cur"; then
+                missing+=("$r")
+                break
+            fi
+        done
+    done
+    ((${#missing[@]})) || return 0
+    local want
+    want="$(IFS=,; echo "${cur:+$cur,}${missing[*]}")"
+    if echo "$want" >"$RESERVED_FILE" 2>/dev/null; then
+        log "reserved ports ${missing[*]} against ephemeral use ($RESERVED_FILE)"
+    else
+        log "warning: could not write $RESERVED_FILE (not root?); a client socket may take one of the cluster's ports while its server is down"
+    fi
+}
 
 # ---------------------------------------------------------------------------------------------
 # Packages
@@ -1064,6 +1110,7 @@ part_ready() {
 part_start() { # part: start and wait until it answers
     local part=$1
     mkdir -p "$PID_DIR" "$LOG_DIR"
+    reserve_ports
     lock_part "$part"
     case "$(part_kind "$part")" in
     pg)
@@ -1111,16 +1158,26 @@ part_kill() {
 # ---------------------------------------------------------------------------------------------
 # Subcommands
 
+# A value made only of characters the shell takes literally is printed as it is (%q would
+# write the commas of AMQP_URL as "\,", right for eval but not for a reader).
+export_line() { # name value
+    if [[ $2 =~ ^[A-Za-z0-9_./:@%,=+-]*$ ]]; then
+        printf 'export %s=%s\n' "$1" "$2"
+    else
+        printf 'export %s=%q\n' "$1" "$2"
+    fi
+}
+
 print_env() {
-    printf 'export PAYLEDGER_URL=%q\n' "http://127.0.0.1:$LB_PORT"
+    export_line PAYLEDGER_URL "http://127.0.0.1:$LB_PORT"
     if [[ -s $CHECKOUT_KEY_FILE ]]; then
-        printf 'export PAYLEDGER_CHECKOUT_KEY=%q\n' "$(<"$CHECKOUT_KEY_FILE")"
+        export_line PAYLEDGER_CHECKOUT_KEY "$(<"$CHECKOUT_KEY_FILE")"
     else
         log "no checkout key yet ($CHECKOUT_KEY_FILE): run up"
     fi
-    printf 'export DATABASE_URL=%q\n' "$DATABASE_URL_PRIMARY"
-    printf 'export DATABASE_READ_URL=%q\n' "$DATABASE_URL_REPLICA"
-    printf 'export AMQP_URL=%q\n' "$AMQP_URLS"
+    export_line DATABASE_URL "$DATABASE_URL_PRIMARY"
+    export_line DATABASE_READ_URL "$DATABASE_URL_REPLICA"
+    export_line AMQP_URL "$AMQP_URLS"
 }
 
 # Reuse the saved key while the API still accepts it (the database may have been recreated).
@@ -1149,6 +1206,7 @@ cmd_up() {
     check_bin
     take_lock
     ensure_packages
+    reserve_ports
     mkdir -p "$PID_DIR" "$LOG_DIR"
 
     # RabbitMQ boots (~15 s) while PostgreSQL starts and the replica is copied.
@@ -1240,8 +1298,15 @@ cmd_status() {
         addr="127.0.0.1:${PORT[$part]}"
         if pid="$(part_pid "$part" 2>/dev/null)"; then
             state=running
-            if part_ready "$part" 2>/dev/null; then health=ready; else
-                health=not-ready
+            # payledger: ready (can do its role's work now), live (answers, but not ready).
+            if [[ $(part_kind "$part") == payledger ]]; then
+                case "$(http_status "http://127.0.0.1:${PORT[$part]}/health/ready")" in
+                200) health=ready ;;
+                503) health=live rc=1 ;;
+                *) health=down rc=1 ;;
+                esac
+            elif part_ready "$part" 2>/dev/null; then health=ready; else
+                health=down
                 rc=1
             fi
         else
@@ -1265,6 +1330,7 @@ cmd_broker_stop() {
 
 cmd_broker_start() {
     take_lock
+    reserve_ports
     local n
     for n in "${RMQ_NODES[@]}"; do
         lock_part "rabbit-$n"
@@ -1285,7 +1351,7 @@ cmd_rabbitmqctl() {
     cd "$(rmq_dir 1)" && exec env "${RMQ_ENV[@]}" "$RMQ_BIN/rabbitmqctl" "${pre[@]}" "$@"
 }
 
-usage() { sed -n '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; }
+usage() { sed -n '2,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; }
 
 need_arg() { [[ -n ${1:-} ]] || {
     usage
