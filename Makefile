@@ -7,6 +7,11 @@
 #   make status     what runs
 #   make down       stop what `make services` started
 #   make bench      durable PostgreSQL, release build, benchmark -> bench/results/latest.json
+#   make cluster    release build, then the whole system as a cluster on this machine (PostgreSQL
+#                   primary + replica, 3 RabbitMQ nodes, 2 API nodes behind HAProxy on :8080,
+#                   relays, projectors, sandbox) under .dev/cluster/; prints the export lines
+#   make cluster-status  each part of the cluster: running or not, pid, address
+#   make cluster-down    stop every part of the cluster by its pid
 #
 # DATABASE_URL / AMQP_URL already set in the environment mean external services: they are used
 # as they are. PAYLEDGER_DURABLE=1 runs PostgreSQL with fsync on (benchmarks).
@@ -16,6 +21,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 SERVICES := scripts/services.sh
+CLUSTER := scripts/cluster.sh
 
 # cargo-nextest when installed, cargo test otherwise. Override: make test TEST_CMD='cargo test -p domain'
 ifneq ($(shell command -v cargo-nextest 2>/dev/null),)
@@ -24,10 +30,10 @@ else
 TEST_CMD := cargo test --workspace
 endif
 
-.PHONY: help services down status env test lint run bench
+.PHONY: help services down status env test lint run bench cluster cluster-down cluster-status
 
 help:
-	@sed -n '3,10s/^# \{0,1\}//p' Makefile
+	@sed -n '3,14s/^# \{0,1\}//p' Makefile
 
 services:
 	$(SERVICES) up
@@ -61,3 +67,16 @@ run:
 # Not part of `make test`: restarts PostgreSQL with fsync on and takes several minutes.
 bench:
 	bench/run.sh
+
+# Only the export lines reach stdout (the build's output and the echoed command go to stderr),
+# so `eval "$(make cluster)"` works.
+cluster:
+	@echo "+ cargo build --release -p api --bin payledger" >&2
+	@cargo build --release -p api --bin payledger >&2
+	@$(CLUSTER) up
+
+cluster-down:
+	$(CLUSTER) down
+
+cluster-status:
+	@$(CLUSTER) status
