@@ -1,7 +1,8 @@
 # Developer and CI entry points. Recipes stay thin: the work is in scripts/.
 #
 #   make services   start (or reuse) PostgreSQL + RabbitMQ under .dev/; prints DATABASE_URL, AMQP_URL
-#   make test       services, the release binary, then the workspace tests (DATABASE_URL, AMQP_URL)
+#   make test       services, the release binary, the workspace tests (DATABASE_URL, AMQP_URL),
+#                   then a one-minute chaos run against a cluster of its own (scripts/chaos.sh)
 #   make lint       cargo fmt --check and clippy -D warnings, with and without the emulators
 #   make run        services, release build, migrate, demo checkout key, serve --sandbox on :8080
 #   make status     what runs
@@ -12,6 +13,8 @@
 #                   relays, projectors, sandbox) under .dev/cluster/; prints the export lines
 #   make cluster-status  each part of the cluster: running or not, pid, address
 #   make cluster-down    stop every part of the cluster by its pid
+#   make chaos      payments through the cluster while its parts are killed and restarted, then
+#                   every invariant -> chaos/results/latest.json (CHAOS_S, default 180 s)
 #
 # DATABASE_URL / AMQP_URL already set in the environment mean external services: they are used
 # as they are. PAYLEDGER_DURABLE=1 runs PostgreSQL with fsync on (benchmarks).
@@ -30,10 +33,10 @@ else
 TEST_CMD := cargo test --workspace
 endif
 
-.PHONY: help services down status env test lint run bench cluster cluster-down cluster-status
+.PHONY: help services down status env test lint run bench cluster cluster-down cluster-status chaos
 
 help:
-	@sed -n '3,14s/^# \{0,1\}//p' Makefile
+	@sed -n '3,19s/^# \{0,1\}//p' Makefile
 
 services:
 	$(SERVICES) up
@@ -54,6 +57,7 @@ test:
 	cargo build --release -p api --bin payledger; \
 	echo "+ DATABASE_URL=$$DATABASE_URL AMQP_URL=$$AMQP_URL $(TEST_CMD)" >&2; \
 	$(TEST_CMD)
+	CHAOS_SCHEDULE=short CHAOS_S=$${CHAOS_S:-60} scripts/chaos.sh
 
 # The second clippy checks the production build, which leaves the emulators out.
 lint:
@@ -80,3 +84,7 @@ cluster-down:
 
 cluster-status:
 	@$(CLUSTER) status
+
+# Not part of `make test` in full (its short schedule is): several minutes, durable PostgreSQL.
+chaos:
+	scripts/chaos.sh

@@ -8,8 +8,9 @@
 #
 # Knobs (environment): CHAOS_S (180: seconds of load, the faults spread over them),
 # CHAOS_RATE (20 payments/s), CHAOS_SCHEDULE (full | short: one fault of each kind that is
-# quick to bring back, what `make test` runs), AMQP_QUEUE_TYPE (quorum | classic; a cluster
-# made with the other type is purged first), CHAOS_KEEP=1 (leave a cluster this run started).
+# quick to bring back, what `make test` runs), AMQP_QUEUE_TYPE (quorum | classic; switching a
+# cluster's type needs `scripts/cluster.sh purge` first), CHAOS_KEEP=1 (leave a cluster this
+# run started running).
 # A cluster that already runs is used as it is and left running. The whole run is bounded by
 # CHAOS_TIMEOUT_S (3600).
 set -euo pipefail

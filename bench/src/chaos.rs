@@ -156,6 +156,8 @@ pub struct FaultReport {
     pub recovered_at_ms: Option<u64>,
     /// From injection until relay and projection lag were both back under one second.
     pub seconds_to_recover: Option<f64>,
+    /// From the end of the restore step (the part started again) until then.
+    pub seconds_after_restore: Option<f64>,
     pub relay_lag_max_s: f64,
     pub projection_lag_max_s: f64,
     /// Client command tries that failed between injection and recovery, by kind.
@@ -199,7 +201,7 @@ pub async fn chaos(config: ChaosConfig) -> Result<ChaosReport, String> {
     let load = tokio::spawn(run::run(RunConfig {
         url: config.url.clone(),
         key: config.key.clone(),
-        payments: u64::MAX,
+        payments: 1_000_000,
         concurrency: config.concurrency,
         duration: config.duration,
         mix: "approved=70,declined=10,manual=10,refund=10".parse::<Mix>()?,
@@ -403,6 +405,8 @@ async fn run_fault(
         recovered_at_ms,
         seconds_to_recover: recovered_at_ms
             .map(|at| at.saturating_sub(injected_at_ms) as f64 / 1000.0),
+        seconds_after_restore: recovered_at_ms
+            .map(|at| at.saturating_sub(restored_at_ms) as f64 / 1000.0),
         relay_lag_max_s,
         projection_lag_max_s,
         client_errors: BTreeMap::new(),
@@ -606,17 +610,20 @@ pub fn print_summary(report: &ChaosReport) {
         report.queue_type
     );
     eprintln!(
-        "{:<18} {:<20} {:>10} {:>10} {:>10}  client errors",
-        "fault", "part", "recover_s", "relay_s", "proj_s"
+        "{:<18} {:<20} {:>10} {:>10} {:>10} {:>10}  client errors",
+        "fault", "part", "recover_s", "restored_s", "relay_s", "proj_s"
     );
     for fault in &report.faults {
         eprintln!(
-            "{:<18} {:<20} {:>10} {:>10.1} {:>10.1}  {:?}",
+            "{:<18} {:<20} {:>10} {:>10} {:>10.1} {:>10.1}  {:?}",
             format!("{:?}", fault.fault),
             fault.part,
             fault
                 .seconds_to_recover
                 .map_or_else(|| "never".to_owned(), |s| format!("{s:.1}")),
+            fault
+                .seconds_after_restore
+                .map_or_else(|| "-".to_owned(), |s| format!("{s:.1}")),
             fault.relay_lag_max_s,
             fault.projection_lag_max_s,
             fault.client_errors

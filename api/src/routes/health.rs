@@ -60,12 +60,27 @@ impl NodeRole {
     }
 }
 
+/// Whether PostgreSQL answers. After a restart of PostgreSQL every idle pooled connection is
+/// dead and fails its next use (then the pool drops it): the check moves on to the next
+/// connection, up to the pool's size, so one probe answers for the server rather than for
+/// one stale socket, and drains the stale ones for the commands that follow.
 async fn database_ok(pool: &PgPool) -> bool {
-    let check = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
-    matches!(
-        tokio::time::timeout(Duration::from_millis(CHECK_TIMEOUT_MS), check).await,
-        Ok(Ok(1))
-    )
+    let check = async {
+        for _ in 0..=pool.options().get_max_connections() {
+            match sqlx::query_scalar::<_, i32>("SELECT 1")
+                .fetch_one(pool)
+                .await
+            {
+                Ok(1) => return true,
+                Ok(_) | Err(sqlx::Error::Database(_)) => return false,
+                Err(_) => {} // a dead connection: it is dropped; try the next
+            }
+        }
+        false
+    };
+    tokio::time::timeout(Duration::from_millis(CHECK_TIMEOUT_MS), check)
+        .await
+        .unwrap_or(false)
 }
 
 /// The read replica's state: whether it answers and how far its replay is behind the
