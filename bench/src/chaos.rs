@@ -30,6 +30,9 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
 /// One `scripts/cluster.sh` step (a whole broker start included).
 const CLUSTER_STEP_TIMEOUT: Duration = Duration::from_secs(240);
 const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
+/// A stand-by that has not taken over by then is reported as a problem.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(30);
+const TAKEOVER_POLL: Duration = Duration::from_millis(20);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Lines on a terminal-less stderr (CI logs), at most this often.
 const PROGRESS_LINE_INTERVAL: Duration = Duration::from_secs(10);
@@ -158,6 +161,9 @@ pub struct FaultReport {
     pub seconds_to_recover: Option<f64>,
     /// From the end of the restore step (the part started again) until then.
     pub seconds_after_restore: Option<f64>,
+    /// For a killed relay leader or active projector: until its stand-by works (the other
+    /// relay says it leads; the other projector's applied count moves).
+    pub takeover_ms: Option<u64>,
     pub relay_lag_max_s: f64,
     pub projection_lag_max_s: f64,
     /// Client command tries that failed between injection and recovery, by kind.
@@ -347,7 +353,21 @@ async fn run_fault(
     if let Err(problem) = cluster(script, &inject).await {
         problems.push(problem);
     }
-    tokio::time::sleep(fault.pause()).await;
+    let takeover_ms = match standby_of(fault, &part) {
+        Some(standby) => {
+            let taken = took_over(http, fault, standby, injected_at_ms).await;
+            if taken.is_none() {
+                problems.push(format!("{standby} did not take over"));
+            }
+            taken
+        }
+        None => None,
+    };
+    if let Some(left) = fault.pause().checked_sub(Duration::from_millis(
+        unix_ms().saturating_sub(injected_at_ms),
+    )) {
+        tokio::time::sleep(left).await;
+    }
     let restore: Option<Vec<&str>> = match fault {
         Fault::RelayLeader | Fault::Projector | Fault::ApiNode | Fault::RabbitNode => {
             Some(vec!["start", &part])
@@ -407,11 +427,53 @@ async fn run_fault(
             .map(|at| at.saturating_sub(injected_at_ms) as f64 / 1000.0),
         seconds_after_restore: recovered_at_ms
             .map(|at| at.saturating_sub(restored_at_ms) as f64 / 1000.0),
+        takeover_ms,
         relay_lag_max_s,
         projection_lag_max_s,
         client_errors: BTreeMap::new(),
         problems,
     }
+}
+
+/// The health address of the stand-by of a killed relay or status projector.
+fn standby_of(fault: Fault, part: &str) -> Option<&'static str> {
+    let pair = match fault {
+        Fault::RelayLeader => RELAY_NODES,
+        Fault::Projector => STATUS_PROJECTORS,
+        _ => return None,
+    };
+    pair.iter()
+        .find(|(name, _)| *name != part)
+        .map(|(_, base)| *base)
+}
+
+/// Polls the stand-by until it works, bounded by `TAKEOVER_TIMEOUT`; ms since `since_ms`.
+async fn took_over(
+    http: &reqwest::Client,
+    fault: Fault,
+    standby: &str,
+    since_ms: u64,
+) -> Option<u64> {
+    let url = format!("{standby}/health");
+    let applied_before = get_json(http, &url).await.map(|h| applied_status(&h));
+    let deadline = Instant::now() + TAKEOVER_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(health) = get_json(http, &url).await {
+            let working = match fault {
+                Fault::RelayLeader => health["relay"]["leading"] == true,
+                _ => applied_before.is_some_and(|before| applied_status(&health) > before),
+            };
+            if working {
+                return Some(unix_ms().saturating_sub(since_ms));
+            }
+        }
+        tokio::time::sleep(TAKEOVER_POLL).await;
+    }
+    None
+}
+
+fn applied_status(health: &Value) -> u64 {
+    health["applied_here"]["status"].as_u64().unwrap_or(0)
 }
 
 fn fallback_part(fault: Fault) -> &'static str {
@@ -610,12 +672,12 @@ pub fn print_summary(report: &ChaosReport) {
         report.queue_type
     );
     eprintln!(
-        "{:<18} {:<20} {:>10} {:>10} {:>10} {:>10}  client errors",
-        "fault", "part", "recover_s", "restored_s", "relay_s", "proj_s"
+        "{:<18} {:<20} {:>10} {:>10} {:>10} {:>10} {:>11}  client errors",
+        "fault", "part", "recover_s", "restored_s", "relay_s", "proj_s", "takeover_ms"
     );
     for fault in &report.faults {
         eprintln!(
-            "{:<18} {:<20} {:>10} {:>10} {:>10.1} {:>10.1}  {:?}",
+            "{:<18} {:<20} {:>10} {:>10} {:>10.1} {:>10.1} {:>11}  {:?}",
             format!("{:?}", fault.fault),
             fault.part,
             fault
@@ -626,6 +688,9 @@ pub fn print_summary(report: &ChaosReport) {
                 .map_or_else(|| "-".to_owned(), |s| format!("{s:.1}")),
             fault.relay_lag_max_s,
             fault.projection_lag_max_s,
+            fault
+                .takeover_ms
+                .map_or_else(|| "-".to_owned(), |ms| ms.to_string()),
             fault.client_errors
         );
     }
