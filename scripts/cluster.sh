@@ -32,6 +32,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+# shellcheck source=lib.sh
+. "$ROOT/scripts/lib.sh"
 CL_DIR="$ROOT/.dev/cluster"
 PID_DIR="$CL_DIR/pids"
 LOG_DIR="$CL_DIR/logs"
@@ -91,9 +93,7 @@ done
 PARTS+=(api-1 api-2 lb)
 PL_PARTS+=(api-1 api-2)
 
-POLICY_RC=/usr/sbin/policy-rc.d
 POLICY_MARKER='# temporary: created by payledger scripts/cluster.sh'
-POLICY_CREATED=0
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() {
@@ -101,17 +101,9 @@ die() {
     exit 1
 }
 
-cleanup() {
-    if ((POLICY_CREATED)) && grep -qxF "$POLICY_MARKER" "$POLICY_RC" 2>/dev/null; then
-        rm -f "$POLICY_RC"
-        log "removed temporary $POLICY_RC"
-    fi
-}
-trap cleanup EXIT
+trap policy_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-is_root() { [[ $(id -u) -eq 0 ]]; }
 
 as_pg() {
     if is_root; then
@@ -119,27 +111,6 @@ as_pg() {
     else
         "$@"
     fi
-}
-
-tail_log() { # file [lines]
-    local file=$1 lines=${2:-40}
-    if [[ -f $file ]]; then
-        log "---- last $lines lines of $file ----"
-        tail -n "$lines" "$file" >&2 || true
-        log "---- end of $file ----"
-    else
-        log "(no log file at $file)"
-    fi
-}
-
-# pid_alive PID [COMM]: exists, is not a zombie, and (COMM given) is that program, so a
-# recycled pid is never taken for ours.
-pid_alive() {
-    [[ $1 =~ ^[0-9]+$ ]] && kill -0 "$1" 2>/dev/null || return 1
-    local stat
-    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-    [[ ${stat##*) } != Z* ]] || return 1
-    [[ -z ${2:-} || $(cat "/proc/$1/comm" 2>/dev/null) == "$2" ]]
 }
 
 # A killed process stays a zombie until init reaps it (about a second here), and PostgreSQL
@@ -244,12 +215,6 @@ reserve_ports() {
 # ---------------------------------------------------------------------------------------------
 # Packages
 
-apt_has_candidate() {
-    local c
-    c="$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}')"
-    [[ -n $c && $c != "(none)" ]]
-}
-
 ensure_packages() {
     local missing=()
     [[ -x $PG_BIN/pg_ctl && -x $PG_BIN/pg_basebackup ]] || missing+=(postgresql)
@@ -258,42 +223,7 @@ ensure_packages() {
     command -v curl >/dev/null || missing+=(curl)
     ((${#missing[@]})) || return 0
 
-    is_root || die "missing packages: ${missing[*]}; install them as root (apt-get install ${missing[*]})"
-    command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
-
-    # Keep the packages' own services (PostgreSQL on 5432, RabbitMQ on 5672, HAProxy) from
-    # starting during the install. A policy-rc.d that is already there is left alone.
-    if [[ -e $POLICY_RC ]]; then
-        if grep -qxF "$POLICY_MARKER" "$POLICY_RC" 2>/dev/null; then
-            POLICY_CREATED=1
-        elif ! grep -q 'exit 101' "$POLICY_RC"; then
-            log "warning: existing $POLICY_RC does not obviously block service starts; leaving it as is"
-        fi
-    elif (set -o noclobber && printf '#!/bin/sh\n%s\nexit 101\n' "$POLICY_MARKER" >"$POLICY_RC") 2>/dev/null; then
-        POLICY_CREATED=1
-        chmod 755 "$POLICY_RC"
-        log "created temporary $POLICY_RC (blocks service starts during install)"
-    fi
-
-    local apt=(apt-get -q -y -o DPkg::Lock::Timeout=300) updated=0 p
-    for p in "${missing[@]}"; do
-        if ! apt_has_candidate "$p"; then
-            log "apt-get update (no install candidate for $p)"
-            DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >&2 3>&- 8>&- 9>&-
-            updated=1
-            break
-        fi
-    done
-    log "installing ${missing[*]} with apt-get"
-    if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "${missing[@]}" >&2 3>&- 8>&- 9>&-; then
-        ((updated)) && die "apt-get install ${missing[*]} failed"
-        log "install failed; retrying after apt-get update (package lists may be stale)"
-        DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >&2 3>&- 8>&- 9>&-
-        DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "${missing[@]}" >&2 3>&- 8>&- 9>&- ||
-            die "apt-get install ${missing[*]} failed"
-    fi
-    cleanup
-    POLICY_CREATED=0
+    install_packages "${missing[@]}"
 }
 
 # ---------------------------------------------------------------------------------------------

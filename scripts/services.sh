@@ -24,6 +24,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+# shellcheck source=lib.sh
+. "$ROOT/scripts/lib.sh"
 DEV_DIR="$ROOT/.dev"
 
 PG_PORT=55432
@@ -48,9 +50,7 @@ RMQ_CRASH_DUMP="$RMQ_DIR/log/erl_crash.dump"   # where the VM writes why it died
 LOCAL_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/payledger"
 LOCAL_AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
 
-POLICY_RC=/usr/sbin/policy-rc.d
 POLICY_MARKER='# temporary: created by payledger scripts/services.sh'
-POLICY_CREATED=0
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() {
@@ -58,18 +58,9 @@ die() {
     exit 1
 }
 
-cleanup() {
-    # Remove the policy-rc.d only if this run created it (and it is still ours).
-    if ((POLICY_CREATED)) && grep -qxF "$POLICY_MARKER" "$POLICY_RC" 2>/dev/null; then
-        rm -f "$POLICY_RC"
-        log "removed temporary $POLICY_RC"
-    fi
-}
-trap cleanup EXIT
+trap policy_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-is_root() { [[ $(id -u) -eq 0 ]]; }
 
 # Run a command as the PostgreSQL user (root: user postgres; otherwise: the caller).
 as_pg() {
@@ -80,27 +71,6 @@ as_pg() {
     else
         "$@"
     fi
-}
-
-tail_log() { # file [lines]
-    local file=$1 lines=${2:-40}
-    if [[ -f $file ]]; then
-        log "---- last $lines lines of $file ----"
-        tail -n "$lines" "$file" >&2 || true
-        log "---- end of $file ----"
-    else
-        log "(no log file at $file)"
-    fi
-}
-
-# pid_alive PID [COMM]: the process exists, is not a zombie (an init that does not reap leaves
-# those behind) and, when COMM is given, is that program (a recycled pid is not ours).
-pid_alive() {
-    [[ $1 =~ ^[0-9]+$ ]] && kill -0 "$1" 2>/dev/null || return 1
-    local stat
-    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-    [[ ${stat##*) } != Z* ]] || return 1
-    [[ -z ${2:-} || $(cat "/proc/$1/comm" 2>/dev/null) == "$2" ]]
 }
 
 # A preset URL pointing at our own local port is not "external": it usually comes from an
@@ -132,56 +102,13 @@ take_lock() {
 # ---------------------------------------------------------------------------------------------
 # Packages
 
-apt_has_candidate() { # pkg
-    local c
-    c="$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}')"
-    [[ -n $c && $c != "(none)" ]]
-}
-
 ensure_packages() { # need_pg need_mq
     local missing=()
     if (($1)) && [[ ! -x $PG_BIN/pg_ctl ]]; then missing+=(postgresql); fi
     if (($2)) && [[ ! -x $RMQ_BIN/rabbitmq-server ]]; then missing+=(rabbitmq-server); fi
     ((${#missing[@]})) || return 0
 
-    is_root || die "missing packages: ${missing[*]}; install them as root (apt-get install ${missing[*]}) or set DATABASE_URL/AMQP_URL"
-    command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
-
-    # Keep the packages' own services (system PostgreSQL on 5432, system RabbitMQ on 5672) from
-    # starting during the install. A policy-rc.d that is already there is left alone.
-    if [[ -e $POLICY_RC ]]; then
-        if grep -qxF "$POLICY_MARKER" "$POLICY_RC" 2>/dev/null; then
-            log "note: $POLICY_RC left behind by an interrupted run; it will be removed afterwards"
-            POLICY_CREATED=1
-        elif ! grep -q 'exit 101' "$POLICY_RC"; then
-            log "warning: existing $POLICY_RC does not obviously block service starts; leaving it as is"
-        fi
-    elif (set -o noclobber && printf '#!/bin/sh\n%s\nexit 101\n' "$POLICY_MARKER" >"$POLICY_RC") 2>/dev/null; then
-        POLICY_CREATED=1
-        chmod 755 "$POLICY_RC"
-        log "created temporary $POLICY_RC (blocks service starts during install)"
-    fi
-
-    local apt=(apt-get -q -y -o DPkg::Lock::Timeout=300)
-    local updated=0 p
-    for p in "${missing[@]}"; do
-        if ! apt_has_candidate "$p"; then
-            log "apt-get update (no install candidate for $p)"
-            DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >&2 3>&- 9>&-
-            updated=1
-            break
-        fi
-    done
-    log "installing ${missing[*]} with apt-get (rabbitmq-server: about 20 s)"
-    if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "${missing[@]}" >&2 3>&- 9>&-; then
-        ((updated)) && die "apt-get install ${missing[*]} failed"
-        log "install failed; retrying after apt-get update (package lists may be stale)"
-        DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >&2 3>&- 9>&-
-        DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "${missing[@]}" >&2 3>&- 9>&- ||
-            die "apt-get install ${missing[*]} failed"
-    fi
-    cleanup
-    POLICY_CREATED=0
+    install_packages "${missing[@]}"
 
     if (($1)) && [[ ! -x $PG_BIN/pg_ctl ]]; then die "no $PG_BIN/pg_ctl after installing postgresql (not version 15?)"; fi
     if (($2)) && [[ ! -x $RMQ_BIN/rabbitmq-server ]]; then die "no $RMQ_BIN/rabbitmq-server after installing rabbitmq-server"; fi

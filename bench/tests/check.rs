@@ -20,21 +20,6 @@ use tokio::process::Command;
 
 const PAYMENTS: u64 = 12;
 
-/// The payledger binary the checker spawns.
-fn payledger() -> PathBuf {
-    let path = std::env::var("PAYLEDGER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/payledger")
-        });
-    assert!(
-        path.exists(),
-        "{} is missing: cargo build --release -p api --bin payledger",
-        path.display()
-    );
-    path
-}
-
 /// A payledger with a finished load on it, and the files of the run.
 struct Drill {
     app: TestApp,
@@ -137,7 +122,7 @@ impl Drill {
         let report = self.dir.join("check.json");
         let _ = std::fs::remove_file(&report);
         let acks = self.acks.display().to_string();
-        let binary = payledger().display().to_string();
+        let binary = e2e::process::binary().display().to_string();
         let defaults = [
             ("--database-url", settings.database_url.as_str()),
             ("--amqp-url", &settings.amqp_url),

@@ -172,3 +172,62 @@ async fn an_api_node_whose_database_is_down_is_not_ready() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Reports, the audit routes and `/health`'s replica section use `DATABASE_READ_URL`: here a
+/// TCP proxy to the test server stands for the replica. While it is cut, readers answer 503,
+/// `/health` says `degraded` with the replica down, and commands go on against the primary.
+#[tokio::test]
+async fn readers_use_the_read_url_and_its_loss_degrades_only_them() {
+    let database = std::env::var("DATABASE_URL").expect("DATABASE_URL names the test server");
+    let replica = TcpProxy::start(upstream_of(&database)).await;
+    let app = spawn_app_configured(ServeRole::All, |settings| {
+        settings.database_read_url = Some(through(&settings.database_url, &replica));
+    })
+    .await;
+    let analyst = api::auth::create_key(&app.pool, api::auth::Role::Analyst, None)
+        .await
+        .expect("analyst key");
+    let payment = app
+        .create_payment(
+            "r-1",
+            &payment_body("9.00", "USD", "r-1", "tok_sandbox_approved", "automatic"),
+        )
+        .await;
+    app.wait_for_status(payment["id"].as_str().expect("id"), "APPROVED")
+        .await;
+    let accepted_before = replica.accepted();
+    assert_eq!(app.get("/v1/analytics/daily", &analyst).await.status(), 200);
+    assert!(
+        replica.accepted() > accepted_before,
+        "the report was read through the read URL"
+    );
+    let (status, health) = get(&app, "/health").await;
+    assert_eq!(status, 200, "{health}");
+    // The test server is a primary: it replays nothing, so it is never behind.
+    assert_eq!(health["replica"]["status"], "ok", "{health}");
+    assert_eq!(health["replica"]["in_recovery"], false, "{health}");
+    assert_eq!(
+        health["replica"]["replication_lag_seconds"], 0.0,
+        "{health}"
+    );
+
+    replica.cut();
+    assert_eq!(app.get("/v1/analytics/daily", &analyst).await.status(), 503);
+    let (status, health) = get(&app, "/health").await;
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (200, Some("degraded")),
+        "{health}"
+    );
+    assert_eq!(health["replica"]["status"], "down", "{health}");
+    assert_eq!(
+        get(&app, "/health/ready").await.0,
+        200,
+        "commands need the primary only"
+    );
+    app.create_payment(
+        "r-2",
+        &payment_body("9.00", "USD", "r-2", "tok_sandbox_approved", "automatic"),
+    )
+    .await;
+}
