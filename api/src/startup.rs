@@ -46,15 +46,17 @@ const STATUS_LINGER_MS: u64 = 3;
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
-pub async fn connect_database(settings: &Settings) -> Result<PgPool, sqlx::Error> {
+fn pool_options(settings: &Settings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.db_pool_max)
         .acquire_timeout(Duration::from_secs(5))
         // No ping round trip before every use: a broken connection fails its query, which
         // is retried or answered 503 like any other database error, and is then discarded.
         .test_before_acquire(false)
-        .connect(&settings.database_url)
-        .await
+}
+
+pub async fn connect_database(settings: &Settings) -> Result<PgPool, sqlx::Error> {
+    pool_options(settings).connect(&settings.database_url).await
 }
 
 /// The pool of readers that can be a moment behind: the replica's when `DATABASE_READ_URL`
@@ -69,11 +71,7 @@ impl ReadPool {
     pub fn connect(settings: &Settings, primary: &PgPool) -> Result<ReadPool, sqlx::Error> {
         match &settings.database_read_url {
             Some(url) => Ok(ReadPool {
-                pool: PgPoolOptions::new()
-                    .max_connections(settings.db_pool_max)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .test_before_acquire(false)
-                    .connect_lazy(url)?,
+                pool: pool_options(settings).connect_lazy(url)?,
                 replica: true,
             }),
             None => Ok(ReadPool {

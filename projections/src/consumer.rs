@@ -11,7 +11,6 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;

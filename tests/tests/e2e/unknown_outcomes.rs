@@ -242,9 +242,17 @@ async fn a_capture_whose_answer_is_lost_is_the_same_capture_on_retry() {
         Some(true),
         "{problem}"
     );
-    // The intent stays open: the capture may have happened.
+    // The intent is in the stream and nothing failed it: the capture may have happened (the
+    // provider's webhook may already have said so, on a busy machine before this read).
     let events = app.event_types(&id).await;
-    assert_eq!(events.last().map(String::as_str), Some("CaptureRequested"));
+    assert!(events.iter().any(|e| e == "CaptureRequested"), "{events:?}");
+    assert!(
+        matches!(
+            events.last().map(String::as_str),
+            Some("CaptureRequested" | "PaymentApproved")
+        ),
+        "{events:?}"
+    );
     // The same capture again: the provider already made it and answers it; 200, not 422.
     let retry = app
         .post(&path, &app.checkout_key, Some("cap-key"), &capture)
