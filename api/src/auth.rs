@@ -22,6 +22,8 @@ pub enum Role {
     Analyst,
     Auditor,
     Admin,
+    /// Sees health, metrics and the dashboard; issues no command, reads no payment.
+    Operator,
 }
 
 impl Role {
@@ -31,13 +33,20 @@ impl Role {
             Role::Analyst => "analyst",
             Role::Auditor => "auditor",
             Role::Admin => "admin",
+            Role::Operator => "operator",
         }
     }
 
     pub fn parse(text: &str) -> Option<Role> {
-        [Role::Checkout, Role::Analyst, Role::Auditor, Role::Admin]
-            .into_iter()
-            .find(|r| r.as_str() == text)
+        [
+            Role::Checkout,
+            Role::Analyst,
+            Role::Auditor,
+            Role::Admin,
+            Role::Operator,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
     }
 }
 
@@ -49,6 +58,16 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Health, metrics and the dashboard: operators and admins.
+    pub fn require_operator(&self) -> Result<(), Problem> {
+        match self.role {
+            Role::Operator | Role::Admin => Ok(()),
+            _ => Err(Problem::forbidden(
+                "this key's role may not see operations data",
+            )),
+        }
+    }
+
     /// The merchant this caller is confined to (`None`: every merchant, for admins).
     /// Roles without access to payments are refused.
     pub fn payment_scope(&self) -> Result<Option<&MerchantId>, Problem> {
@@ -59,7 +78,7 @@ impl Caller {
                 .as_ref()
                 .map(Some)
                 .ok_or_else(|| Problem::forbidden("this key is not bound to a merchant")),
-            Role::Analyst | Role::Auditor => Err(Problem::forbidden(
+            Role::Analyst | Role::Auditor | Role::Operator => Err(Problem::forbidden(
                 "this key's role may not use the payments API",
             )),
         }

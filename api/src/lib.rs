@@ -6,6 +6,7 @@ pub mod check_config;
 pub mod client_ip;
 pub mod config;
 pub mod emulated;
+pub mod metrics;
 pub mod problem;
 pub mod providers;
 pub mod read_model;

@@ -191,7 +191,7 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             command: KeysCommand::Create { role, merchant },
         } => {
             let role = Role::parse(&role)
-                .ok_or("role must be one of checkout, analyst, auditor, admin")?;
+                .ok_or("role must be one of checkout, analyst, auditor, admin, operator")?;
             let merchant = merchant.map(|m| MerchantId::parse(&m)).transpose()?;
             if (role == Role::Checkout) != merchant.is_some() {
                 return Err("a checkout key needs --merchant; other roles take none".into());

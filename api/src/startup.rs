@@ -235,9 +235,14 @@ impl Application {
                 shutdown_rx.clone(),
             )));
             let key_cache = web::Data::new(crate::auth::KeyCache::default());
+            // Before the server starts, so its first requests are counted.
+            let _recorder = crate::metrics::handle();
             HttpServer::new(move || {
                 App::new()
                     .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
+                    .wrap(actix_web::middleware::from_fn(
+                        crate::metrics::record_request,
+                    ))
                     .wrap(tracing_actix())
                     .app_data(web::PayloadConfig::new(BODY_BYTES_MAX))
                     .app_data(web::QueryConfig::default().error_handler(|error, _| {
@@ -258,6 +263,7 @@ impl Application {
                     .app_data(catalog.clone())
                     .app_data(connectors.clone())
                     .configure(routes::health::configure)
+                    .configure(crate::metrics::configure)
                     .configure(routes::payments::configure)
                     .configure(routes::webhooks::configure)
                     .configure(routes::catalog::configure)

@@ -525,6 +525,14 @@ pub async fn open_intent_counts(pool: &PgPool) -> Result<(i64, i64), sqlx::Error
     .await
 }
 
+/// How many payments are in each status (for metrics).
+#[tracing::instrument(skip(pool))]
+pub async fn count_by_status(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT status, count(*) FROM payment_status GROUP BY status ORDER BY status")
+        .fetch_all(pool)
+        .await
+}
+
 /// Where a page ends: the next page starts strictly after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListCursor {

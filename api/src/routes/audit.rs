@@ -28,7 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 fn require_auditor(caller: &Caller) -> Result<(), Problem> {
     match caller.role {
         Role::Auditor | Role::Admin => Ok(()),
-        Role::Checkout | Role::Analyst => Err(Problem::forbidden(
+        Role::Checkout | Role::Analyst | Role::Operator => Err(Problem::forbidden(
             "the audit stream is for auditor (and admin) keys",
         )),
     }
@@ -157,7 +157,7 @@ pub async fn payment_as_of(
                 .as_ref()
                 .ok_or_else(|| Problem::forbidden("this key is not bound to a merchant"))?,
         ),
-        Role::Analyst => {
+        Role::Analyst | Role::Operator => {
             return Err(Problem::forbidden(
                 "this key's role may not use the payments API",
             ))

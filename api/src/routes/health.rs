@@ -153,7 +153,10 @@ impl BrokerProbe {
 
     /// Each projection's dead-lettered message count (a passive declare: it never creates
     /// anything). `None` when the broker cannot be reached within the check timeout.
-    async fn dead_letters(&self, names: &[&'static str]) -> Option<BTreeMap<&'static str, u32>> {
+    pub(crate) async fn dead_letters(
+        &self,
+        names: &[&'static str],
+    ) -> Option<BTreeMap<&'static str, u32>> {
         let check = async {
             let mut link = self.link.lock().await;
             let mut counts = BTreeMap::new();

@@ -30,7 +30,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Whose rows the caller may read: `None` = every merchant.
 fn report_scope(caller: &Caller) -> Result<Option<&str>, Problem> {
     match caller.role {
-        Role::Analyst | Role::Admin => Ok(None),
+        // Operators see the same figures on the dashboard.
+        Role::Analyst | Role::Admin | Role::Operator => Ok(None),
         Role::Checkout => caller
             .merchant
             .as_ref()

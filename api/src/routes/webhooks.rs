@@ -80,6 +80,11 @@ async fn webhook(
     let log = |valid: bool, result: DeliveryResult| {
         let pool = pool.clone();
         let body = body.clone();
+        metrics::counter!(
+            "payledger_webhooks_received_total",
+            "provider" => provider, "verdict" => result.as_str()
+        )
+        .increment(1);
         async move {
             let peer = peer.map(|p| p.to_string());
             if let Err(error) =

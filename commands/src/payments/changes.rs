@@ -143,7 +143,12 @@ impl PaymentService {
         done: PaymentCommand,
         refused: impl FnOnce(String) -> PaymentCommand,
     ) -> Result<Executed, CommandError> {
-        let error = match bounded(routed, self.deadline(), call).await {
+        let operation = if matches!(done, PaymentCommand::Capture { .. }) {
+            "capture"
+        } else {
+            "void"
+        };
+        let error = match bounded(routed, operation, self.deadline(), call).await {
             Ok(()) => return self.execute_from(id, done, "api", Some(current)).await,
             Err(error) => error,
         };
@@ -153,6 +158,7 @@ impl PaymentService {
         }
         let shown = bounded(
             routed,
+            "get_transaction",
             self.deadline(),
             routed.provider.get_transaction(transaction),
         )
@@ -278,6 +284,7 @@ impl PaymentService {
         let routed = self.provider_of(&requested.payment)?;
         let answer = bounded(
             routed,
+            "refund",
             self.deadline(),
             routed.provider.refund(&transaction, refund_id, amount),
         )

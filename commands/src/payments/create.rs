@@ -295,6 +295,7 @@ impl PaymentService {
             let attempt_deadline = deadline.min(Instant::now() + self.config.attempt_timeout);
             match bounded(
                 routed,
+                "create_transaction",
                 attempt_deadline,
                 routed.provider.create_transaction(&call),
             )

@@ -34,11 +34,12 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
+use crate::breaker::BreakerState;
 use crate::fees::FeeSchedule;
 use crate::relay_waker::{LocalRelay, RelayWaker};
 use crate::router::{RoutedProvider, Router};
 use crate::stripes::Stripes;
-use connectors::{Customer, PaymentMethodDetails, ProviderError};
+use connectors::{CallOutcome, Customer, PaymentMethodDetails, ProviderError};
 use eventstore::repository::{payment_store, PaymentStore};
 
 /// Optimistic-lock conflicts retried before answering `409`.
@@ -411,12 +412,16 @@ impl PaymentService {
 
 /// Runs a provider call within what is left of the command's budget, and feeds the outcome
 /// to the provider's breaker (a refusal is an answer, not an outage).
+/// Each call is counted by provider, operation (the provider method) and outcome (`ok`,
+/// `refused`, `not_sent`, `unknown`), timed, and the breaker's state exported.
 async fn bounded<T>(
     routed: &RoutedProvider,
+    operation: &'static str,
     deadline: Instant,
     call: impl Future<Output = Result<T, ProviderError>>,
 ) -> Result<T, ProviderError> {
-    let remaining = deadline.saturating_duration_since(Instant::now());
+    let started = Instant::now();
+    let remaining = deadline.saturating_duration_since(started);
     let result = match tokio::time::timeout(remaining, call).await {
         Ok(result) => result,
         Err(_) => Err(ProviderError::timeout(
@@ -428,6 +433,32 @@ async fn bounded<T>(
         Err(e) => !e.is_retryable(),
     };
     routed.breaker.record(healthy, Instant::now());
+    let provider = routed.provider.name();
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(error) => match error.outcome() {
+            CallOutcome::Refused => "refused",
+            CallOutcome::NotSent => "not_sent",
+            CallOutcome::Unknown => "unknown",
+        },
+    };
+    metrics::counter!(
+        "payledger_provider_calls_total",
+        "provider" => provider, "operation" => operation, "outcome" => outcome
+    )
+    .increment(1);
+    metrics::histogram!(
+        "payledger_provider_call_duration_seconds",
+        "provider" => provider, "operation" => operation
+    )
+    .record(started.elapsed().as_secs_f64());
+    metrics::gauge!("payledger_provider_breaker_open", "provider" => provider).set(
+        if routed.breaker.state() == BreakerState::Open {
+            1.0
+        } else {
+            0.0
+        },
+    );
     result
 }
 
@@ -435,6 +466,7 @@ async fn bounded<T>(
 /// exponential backoff and jitter, within the deadline and `tries_max`.
 async fn retry_idempotent<T, F, Fut>(
     routed: &RoutedProvider,
+    operation: &'static str,
     deadline: Instant,
     tries_max: u32,
     mut call: F,
@@ -446,7 +478,7 @@ where
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
-        match bounded(routed, deadline, call()).await {
+        match bounded(routed, operation, deadline, call()).await {
             Err(e) if e.is_retryable() && attempt < tries_max => {
                 let base_ms = 50u64.saturating_mul(1 << attempt.min(6));
                 let jitter_ms = rand::thread_rng().gen_range(0..=base_ms / 2);

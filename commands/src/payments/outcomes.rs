@@ -54,14 +54,19 @@ impl PaymentService {
                 )))
             })?;
             let deadline = Instant::now() + self.config.provider_budget;
-            let transaction =
-                retry_idempotent(routed, deadline, self.config.idempotent_tries_max, || {
+            let transaction = retry_idempotent(
+                routed,
+                "get_transaction",
+                deadline,
+                self.config.idempotent_tries_max,
+                || {
                     routed
                         .provider
                         .get_transaction(&notification.provider_transaction_id)
-                })
-                .await
-                .map_err(CommandError::Provider)?;
+                },
+            )
+            .await
+            .map_err(CommandError::Provider)?;
             if transaction.payment_id != id {
                 return Err(PaymentError::InvalidTransition {
                     action: "confirm another payment's transaction for",
@@ -199,12 +204,15 @@ impl PaymentService {
         }
         let routed = self.provider_of(&current.payment)?;
         let deadline = Instant::now() + self.config.provider_budget;
-        let transaction =
-            retry_idempotent(routed, deadline, self.config.idempotent_tries_max, || {
-                routed.provider.get_transaction(&transaction_id)
-            })
-            .await
-            .map_err(CommandError::Provider)?;
+        let transaction = retry_idempotent(
+            routed,
+            "get_transaction",
+            deadline,
+            self.config.idempotent_tries_max,
+            || routed.provider.get_transaction(&transaction_id),
+        )
+        .await
+        .map_err(CommandError::Provider)?;
         let Some(outcome) = outcome_of(&transaction) else {
             return Ok(current);
         };

@@ -43,9 +43,13 @@ impl PaymentService {
             .map(|r| r.as_str().to_owned())
             .unwrap_or_default();
         let deadline = Instant::now() + self.config.provider_budget;
-        let found = retry_idempotent(routed, deadline, self.config.idempotent_tries_max, || {
-            routed.provider.find_transaction(id, &reference)
-        })
+        let found = retry_idempotent(
+            routed,
+            "find_transaction",
+            deadline,
+            self.config.idempotent_tries_max,
+            || routed.provider.find_transaction(id, &reference),
+        )
         .await;
         match found {
             Ok(Some(transaction)) => {
@@ -229,23 +233,31 @@ impl PaymentService {
             };
             let deadline = Instant::now() + self.config.provider_budget;
             let answer = match orphan.compensation {
-                Some(Compensation::Void) => {
-                    retry_idempotent(routed, deadline, self.config.idempotent_tries_max, || {
-                        routed.provider.void(&orphan.provider_transaction_id)
-                    })
-                    .await
-                    .map(|()| orphan.provider_transaction_id.clone())
-                }
+                Some(Compensation::Void) => retry_idempotent(
+                    routed,
+                    "void",
+                    deadline,
+                    self.config.idempotent_tries_max,
+                    || routed.provider.void(&orphan.provider_transaction_id),
+                )
+                .await
+                .map(|()| orphan.provider_transaction_id.clone()),
                 Some(Compensation::Refund) => {
                     let refund_id =
                         RefundId::derive_for_orphan(id, &orphan.provider_transaction_id);
-                    retry_idempotent(routed, deadline, self.config.idempotent_tries_max, || {
-                        routed.provider.refund(
-                            &orphan.provider_transaction_id,
-                            refund_id,
-                            orphan.amount,
-                        )
-                    })
+                    retry_idempotent(
+                        routed,
+                        "refund",
+                        deadline,
+                        self.config.idempotent_tries_max,
+                        || {
+                            routed.provider.refund(
+                                &orphan.provider_transaction_id,
+                                refund_id,
+                                orphan.amount,
+                            )
+                        },
+                    )
                     .await
                     .map(|refund| refund.id)
                 }

@@ -18,6 +18,7 @@ mod idempotency;
 mod ledger_projection;
 mod lifecycle;
 mod lost_answers;
+mod metrics;
 mod no_loss;
 mod projection;
 mod projection_kit;
