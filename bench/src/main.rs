@@ -85,7 +85,7 @@ enum Command {
     Check {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
-        /// One AMQP URL, or several separated by commas (tried in order until one connects).
+        /// One AMQP URL, or several separated by commas (a cluster: any node that answers).
         #[arg(long, env = "AMQP_URL", hide_env_values = true)]
         amqp_url: String,
         /// The AMQP_PREFIX payledger ran with (its queues are `<prefix>.<projection>`).
@@ -295,12 +295,7 @@ async fn main_check(command: Command) -> u8 {
     };
     let report = check::check(check::CheckConfig {
         database_url,
-        amqp_urls: amqp_url
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        amqp_url,
         amqp_prefix,
         ack_log,
         payledger,
@@ -355,12 +350,7 @@ async fn main_chaos(command: Command) -> u8 {
         out_dir: out_dir.clone(),
         check: check::CheckConfig {
             database_url,
-            amqp_urls: amqp_url
-                .split(',')
-                .map(str::trim)
-                .filter(|u| !u.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            amqp_url,
             amqp_prefix,
             ack_log: out_dir.join("acks.jsonl"),
             payledger,

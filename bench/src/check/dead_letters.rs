@@ -5,41 +5,21 @@ use std::collections::BTreeMap;
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties};
 
 use super::{Finding, Status, AMQP_TIMEOUT};
 
-/// The first of `urls` that connects.
-async fn connect_any(urls: &[String]) -> Result<Connection, String> {
-    let mut errors = Vec::new();
-    for url in urls {
-        match tokio::time::timeout(
-            AMQP_TIMEOUT,
-            Connection::connect(url, ConnectionProperties::default()),
-        )
-        .await
-        {
-            Ok(Ok(connection)) => return Ok(connection),
-            Ok(Err(error)) => errors.push(error.to_string()),
-            Err(_) => errors.push(format!("no connection within {} s", AMQP_TIMEOUT.as_secs())),
-        }
-    }
-    Err(format!(
-        "no broker of {} reachable: {}",
-        urls.len(),
-        errors.join("; ")
-    ))
-}
-
+/// `amqp_url`: one node or every node of a cluster, separated by commas (`broker::connect`).
 pub(super) async fn no_dead_letters(
-    urls: &[String],
+    amqp_url: &str,
     prefix: &str,
     names: &[&str],
 ) -> Result<Finding, String> {
-    if urls.is_empty() {
+    if broker::nodes(amqp_url).is_empty() {
         return Err("no --amqp-url".into());
     }
-    let connection = connect_any(urls).await?;
+    let connection = broker::connect(amqp_url)
+        .await
+        .map_err(|e| format!("no broker of {amqp_url:?} reachable: {e}"))?;
     let mut counts = BTreeMap::new();
     let mut missing = Vec::new();
     for name in names {

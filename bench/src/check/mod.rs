@@ -47,8 +47,8 @@ const AMQP_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct CheckConfig {
     pub database_url: String,
-    /// Tried in order until one connects (a cluster's nodes).
-    pub amqp_urls: Vec<String>,
+    /// One AMQP URL, or a cluster's nodes separated by commas.
+    pub amqp_url: String,
     pub amqp_prefix: String,
     pub ack_log: PathBuf,
     pub payledger: PathBuf,
@@ -297,7 +297,7 @@ pub async fn check(config: CheckConfig) -> CheckReport {
         step(
             "no_dead_letters",
             timeout,
-            dead_letters::no_dead_letters(&config.amqp_urls, &config.amqp_prefix, &names),
+            dead_letters::no_dead_letters(&config.amqp_url, &config.amqp_prefix, &names),
         )
         .await,
     );
@@ -373,7 +373,7 @@ mod tests {
     fn the_exit_status_is_the_worst_outcome() {
         let config = CheckConfig {
             database_url: String::new(),
-            amqp_urls: Vec::new(),
+            amqp_url: String::new(),
             amqp_prefix: "p".into(),
             ack_log: PathBuf::from("a"),
             payledger: PathBuf::from("b"),
