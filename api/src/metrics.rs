@@ -95,7 +95,10 @@ async fn scrape(
 /// Reads the ledger's state into gauges (and counters the store already keeps).
 async fn record_state(pool: &PgPool, broker: &BrokerProbe) {
     metrics::gauge!("payledger_db_pool_connections", "state" => "open").set(pool.size());
-    metrics::gauge!("payledger_db_pool_connections", "state" => "idle").set(pool.num_idle() as f64);
+    let idle = pool.num_idle() as u32;
+    metrics::gauge!("payledger_db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("payledger_db_pool_connections", "state" => "in_use")
+        .set(pool.size().saturating_sub(idle));
     metrics::gauge!("payledger_db_pool_connections_max").set(pool.options().get_max_connections());
     let names: Vec<&'static str> = projections::all().iter().map(|p| p.name()).collect();
     let database_up = match eventstore::checkpoint::relay_progress(pool).await {
@@ -118,9 +121,17 @@ async fn record_state(pool: &PgPool, broker: &BrokerProbe) {
                 let projection = lag.projection.clone();
                 metrics::gauge!("payledger_projection_lag_events", "projection" => projection.clone())
                     .set(lag.events_behind as f64);
-                metrics::gauge!("payledger_projection_lag_seconds", "projection" => projection)
+                metrics::gauge!("payledger_projection_lag_seconds", "projection" => projection.clone())
                     .set(lag.seconds_behind);
+                metrics::counter!("payledger_projection_applied_events_total", "projection" => projection)
+                    .absolute(u64::try_from(lag.applied_total).unwrap_or(0));
             }
+        }
+        if let Ok((needs_review, outcome_unknown)) =
+            projections::status::open_intent_counts(pool).await
+        {
+            metrics::gauge!("payledger_payments_needing_review").set(needs_review as f64);
+            metrics::gauge!("payledger_provider_outcomes_unknown").set(outcome_unknown as f64);
         }
         if let Ok(counts) = projections::status::count_by_status(pool).await {
             for (status, count) in counts {

@@ -20,7 +20,8 @@ const BUNDLED_FEES: &str = include_str!("../../config/fees.json");
 pub struct Providers {
     pub connectors: Arc<Registry>,
     pub router: Arc<Router>,
-    pub emulators: Vec<StopEmulator>,
+    /// Each in-process emulator's stop, by provider.
+    pub emulators: BTreeMap<&'static str, StopEmulator>,
     /// Base URL of each in-process emulator, by provider (tests drive customer actions there).
     pub emulator_urls: BTreeMap<&'static str, String>,
 }
@@ -40,7 +41,7 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
         emulated::available()?;
     }
     let mut connectors = Registry::default();
-    let mut emulators: Vec<StopEmulator> = Vec::new();
+    let mut emulators = BTreeMap::new();
     let mut emulator_urls = BTreeMap::new();
     let lookup = |var: &str| settings.connector_setting(var);
     for name in &settings.routing.providers {
@@ -53,12 +54,12 @@ pub async fn build(settings: &Settings, webhook_base: &str) -> Result<Providers,
             let overrides = emulator.overrides;
             let pointed = |var: &str| overrides.get(var).cloned().or_else(|| lookup(var));
             config = registry::configure(name, &pointed).ok_or_else(unknown)?;
-            emulators.push(emulator.stop);
-            emulator_url = Some(emulator.url);
+            emulator_url = Some((emulator.url, emulator.stop));
         }
         let connector = config.connect()?;
-        if let Some(url) = emulator_url {
+        if let Some((url, stop)) = emulator_url {
             emulator_urls.insert(connector.name(), url);
+            emulators.insert(connector.name(), stop);
         }
         connectors.push(connector);
     }

@@ -108,7 +108,7 @@ pub struct Application {
     server: Server,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    emulators: Vec<StopEmulator>,
+    emulators: BTreeMap<&'static str, StopEmulator>,
     emulator_urls: BTreeMap<&'static str, String>,
     pool: PgPool,
 }
@@ -187,7 +187,7 @@ impl Application {
             )));
         }
 
-        let mut emulators = Vec::new();
+        let mut emulators = BTreeMap::new();
         let mut emulator_urls = BTreeMap::new();
         let read_pool = web::Data::new(ReadPool::connect(&settings, &pool)?);
         let pool_data = web::Data::new(pool.clone());
@@ -243,7 +243,7 @@ impl Application {
                     .wrap(actix_web::middleware::from_fn(
                         crate::metrics::record_request,
                     ))
-                    .wrap(tracing_actix())
+                    .wrap(actix_web::middleware::from_fn(crate::request_id::assign))
                     .app_data(web::PayloadConfig::new(BODY_BYTES_MAX))
                     .app_data(web::QueryConfig::default().error_handler(|error, _| {
                         Problem::invalid(vec![crate::problem::FieldError {
@@ -263,7 +263,9 @@ impl Application {
                     .app_data(catalog.clone())
                     .app_data(connectors.clone())
                     .configure(routes::health::configure)
+                    .configure(routes::operator_health::configure)
                     .configure(crate::metrics::configure)
+                    .configure(crate::dashboard::configure)
                     .configure(routes::payments::configure)
                     .configure(routes::webhooks::configure)
                     .configure(routes::catalog::configure)
@@ -315,6 +317,12 @@ impl Application {
         &self.emulator_urls
     }
 
+    /// Takes the in-process emulators out of this application's shutdown, each with the
+    /// function that stops it: for drills that stop one provider while the ledger runs.
+    pub fn take_emulators(&mut self) -> BTreeMap<&'static str, StopEmulator> {
+        std::mem::take(&mut self.emulators)
+    }
+
     /// Serves until the server stops (SIGINT or SIGTERM); then stops the background tasks
     /// cleanly.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
@@ -330,15 +338,11 @@ impl Application {
         for task in tasks {
             let _joined = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        for stop in emulators {
+        for stop in emulators.into_values() {
             stop().await;
         }
         result
     }
-}
-
-fn tracing_actix() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%r %s %Dms").exclude("/health")
 }
 
 async fn declare_every_queue(config: &ConsumerConfig) -> lapin::Result<()> {

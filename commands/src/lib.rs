@@ -4,10 +4,12 @@
 //! the event store itself is `eventstore`.
 
 pub mod breaker;
+pub mod call_stats;
 pub mod fees;
 pub mod payments;
 pub mod relay;
 pub mod relay_waker;
+pub mod request_context;
 pub mod router;
 mod stripes;
 pub mod webhook_deliveries;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use domain::{CaptureMode, Currency, PaymentMethodType};
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState};
+use crate::call_stats::{CallStats, CallSummary};
 use connectors::PaymentProvider;
 
 pub struct RoutedProvider {
@@ -15,6 +16,7 @@ pub struct RoutedProvider {
     /// Lower goes first.
     pub priority: u32,
     pub breaker: Breaker,
+    pub calls: CallStats,
 }
 
 pub struct Router {
@@ -28,6 +30,7 @@ pub struct RouteStatus {
     pub priority: u32,
     pub breaker: BreakerState,
     pub recent_success_rate: Option<f64>,
+    pub calls: CallSummary,
 }
 
 fn takes(
@@ -50,6 +53,7 @@ impl Router {
                 provider,
                 priority: i as u32,
                 breaker: Breaker::new(breaker),
+                calls: CallStats::default(),
             })
             .collect();
         Router { providers }
@@ -106,6 +110,7 @@ impl Router {
                 priority: p.priority,
                 breaker: p.breaker.state(),
                 recent_success_rate: p.breaker.success_rate(),
+                calls: p.calls.summary(),
             })
             .collect()
     }

@@ -491,3 +491,47 @@ pub async fn daily(
         })
         .collect()
 }
+
+/// One provider's payments on one UTC day, all merchants, methods and currencies together.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProviderDay {
+    pub provider: String,
+    pub initiated_count: i64,
+    pub approved_count: i64,
+    pub declined_count: i64,
+    pub failed_count: i64,
+    pub expired_count: i64,
+    /// approved / (approved + declined + failed + expired); `None` when nothing was decided.
+    pub success_rate: Option<Decimal>,
+}
+
+/// Each provider's totals on `day` (operators' health view), by provider name.
+#[tracing::instrument(skip(pool))]
+pub async fn provider_day(pool: &PgPool, day: NaiveDate) -> Result<Vec<ProviderDay>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT provider, sum(initiated_count)::bigint AS initiated_count,
+                sum(approved_count)::bigint AS approved_count,
+                sum(declined_count)::bigint AS declined_count,
+                sum(failed_count)::bigint AS failed_count,
+                sum(expired_count)::bigint AS expired_count,
+                round(sum(approved_count)::numeric / NULLIF(sum(decided_count), 0), 6) AS success_rate
+           FROM analytics_daily WHERE day = $1
+          GROUP BY provider ORDER BY provider",
+    )
+    .bind(day)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ProviderDay {
+                provider: row.try_get("provider")?,
+                initiated_count: row.try_get("initiated_count")?,
+                approved_count: row.try_get("approved_count")?,
+                declined_count: row.try_get("declined_count")?,
+                failed_count: row.try_get("failed_count")?,
+                expired_count: row.try_get("expired_count")?,
+                success_rate: row.try_get("success_rate")?,
+            })
+        })
+        .collect()
+}

@@ -12,6 +12,7 @@ pub mod progress;
 pub mod replay;
 pub mod session;
 pub mod status;
+pub mod summary;
 pub mod topology;
 pub mod version_waiters;
 

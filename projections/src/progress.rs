@@ -11,6 +11,8 @@ pub struct ProjectionLag {
     pub events_behind: i64,
     /// Seconds between the newest published event and the newest applied one.
     pub seconds_behind: f64,
+    /// Events applied since the projection was last rebuilt (a replay starts it again).
+    pub applied_total: i64,
 }
 
 /// Moves a projection's progress on by a batch: $1 projection, $2 the batch's newest global
@@ -46,18 +48,19 @@ pub async fn projections(pool: &PgPool, names: &[&str]) -> Result<Vec<Projection
     let mut lags = Vec::with_capacity(names.len());
     for name in names {
         let progress = sqlx::query(
-            "SELECT last_global_position, last_recorded_at FROM projection_progress
+            "SELECT last_global_position, last_recorded_at, applied_total FROM projection_progress
               WHERE projection = $1",
         )
         .bind(name)
         .fetch_optional(pool)
         .await?;
-        let (position, recorded_at) = match &progress {
+        let (position, recorded_at, applied_total) = match &progress {
             Some(row) => (
                 row.try_get::<i64, _>("last_global_position")?,
                 row.try_get::<Option<chrono::DateTime<chrono::Utc>>, _>("last_recorded_at")?,
+                row.try_get::<i64, _>("applied_total")?,
             ),
-            None => (0, None),
+            None => (0, None, 0),
         };
         // Read after the projection's progress: the relay may have moved on meanwhile, so
         // the lag is never understated.
@@ -73,6 +76,7 @@ pub async fn projections(pool: &PgPool, names: &[&str]) -> Result<Vec<Projection
             last_global_position: position,
             events_behind: beyond.events,
             seconds_behind: seconds.max(0.0),
+            applied_total,
         });
     }
     Ok(lags)

@@ -85,6 +85,9 @@ pub struct TestApp {
     pub settings: Settings,
     /// Base URL of each in-process provider emulator, by provider name.
     pub emulators: std::collections::BTreeMap<String, String>,
+    /// How to stop each in-process emulator, until `stop_emulator` takes it.
+    emulator_stops:
+        std::sync::Mutex<std::collections::BTreeMap<&'static str, api::emulated::StopEmulator>>,
     shutdown: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -124,9 +127,10 @@ pub async fn spawn_app_configured(
 }
 
 pub async fn spawn_with_settings(settings: Settings) -> TestApp {
-    let app = Application::build(settings.clone())
+    let mut app = Application::build(settings.clone())
         .await
         .expect("application starts");
+    let emulator_stops = std::sync::Mutex::new(app.take_emulators());
     let address = format!("http://127.0.0.1:{}", app.port());
     let pool = app.pool().clone();
     let emulators = app
@@ -153,7 +157,22 @@ pub async fn spawn_with_settings(settings: Settings) -> TestApp {
         admin_key,
         settings,
         emulators,
+        emulator_stops,
         shutdown: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Stops `provider`'s in-process emulator while the ledger keeps running: its port then
+    /// refuses connections, as a provider that is down.
+    pub async fn stop_emulator(&self, provider: &str) {
+        let stop = self
+            .emulator_stops
+            .lock()
+            .expect("emulator stops")
+            .remove(provider)
+            .unwrap_or_else(|| panic!("no running emulator for {provider}"));
+        stop().await;
     }
 }
 

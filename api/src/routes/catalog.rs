@@ -10,6 +10,7 @@ use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use commands::breaker::BreakerState;
 use commands::payments::PaymentService;
+use commands::router::RouteStatus;
 use connectors::registry::Registry;
 use connectors::{PaymentProvider, ProviderError, PseBank};
 use domain::{Currency, Money, ProviderFailureKind};
@@ -20,7 +21,7 @@ use tokio::sync::Mutex;
 use crate::problem::{FieldError, Problem};
 
 /// How long a provider's health answer is trusted.
-const HEALTH_TTL: Duration = Duration::from_secs(30);
+const HEALTH_TTL: Duration = Duration::from_secs(10);
 /// How long one health call may take before the provider counts as unreachable.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -196,35 +197,66 @@ async fn public_config(
     HttpResponse::Ok().json(json!({ "providers": providers }))
 }
 
+/// One provider as the health checks see it: its cached health answer, configuration and
+/// breaker, and this process's recent calls to it.
+pub(crate) struct ProviderCheck {
+    pub route: RouteStatus,
+    pub reachable: bool,
+    pub credentials_accepted: bool,
+    pub problems: Vec<String>,
+    pub detail: Option<String>,
+}
+
+impl ProviderCheck {
+    pub fn ok(&self) -> bool {
+        self.reachable && self.credentials_accepted && self.problems.is_empty()
+    }
+}
+
+impl ProviderCatalog {
+    pub(crate) async fn checks(&self, service: &PaymentService) -> Vec<ProviderCheck> {
+        let mut checks = Vec::new();
+        for (routed, route) in service.router().all().zip(service.router().status()) {
+            let provider = &routed.provider;
+            let answer = self.health(provider).await;
+            checks.push(ProviderCheck {
+                route,
+                reachable: !matches!(&answer, Err(e) if e.kind != ProviderFailureKind::Rejected),
+                credentials_accepted: answer.is_ok(),
+                problems: self
+                    .connectors
+                    .get(provider.name())
+                    .map(|c| c.problems(false))
+                    .unwrap_or_default(),
+                detail: answer.err().map(|e| e.to_string()),
+            });
+        }
+        checks
+    }
+}
+
 #[tracing::instrument(skip_all)]
 async fn provider_health(
     service: web::Data<PaymentService>,
     catalog: web::Data<ProviderCatalog>,
 ) -> HttpResponse {
-    let mut all_ok = true;
-    let mut providers = Vec::new();
-    for (routed, route) in service.router().all().zip(service.router().status()) {
-        let provider = &routed.provider;
-        let answer = catalog.health(provider).await;
-        let reachable = !matches!(&answer, Err(e) if e.kind != ProviderFailureKind::Rejected);
-        let credentials_accepted = answer.is_ok();
-        let problems = catalog
-            .connectors
-            .get(provider.name())
-            .map(|c| c.problems(false))
-            .unwrap_or_default();
-        all_ok &= reachable && credentials_accepted && problems.is_empty();
-        providers.push(json!({
-            "provider": provider.name(),
-            "reachable": reachable,
-            "credentials_accepted": credentials_accepted,
-            "configuration_complete": problems.is_empty(),
-            "configuration_problems": problems,
-            "breaker": route.breaker,
-            "recent_success_rate": route.recent_success_rate,
-            "detail": answer.err().map(|e| e.to_string()),
-        }));
-    }
+    let checks = catalog.checks(&service).await;
+    let all_ok = checks.iter().all(ProviderCheck::ok);
+    let providers: Vec<_> = checks
+        .into_iter()
+        .map(|check| {
+            json!({
+                "provider": check.route.provider,
+                "reachable": check.reachable,
+                "credentials_accepted": check.credentials_accepted,
+                "configuration_complete": check.problems.is_empty(),
+                "configuration_problems": check.problems,
+                "breaker": check.route.breaker,
+                "recent_success_rate": check.route.recent_success_rate,
+                "detail": check.detail,
+            })
+        })
+        .collect();
     let body = json!({ "status": if all_ok { "ok" } else { "degraded" }, "providers": providers });
     if all_ok {
         HttpResponse::Ok().json(body)

@@ -64,7 +64,7 @@ impl NodeRole {
 /// dead and fails its next use (then the pool drops it): the check moves on to the next
 /// connection, up to the pool's size, so one probe answers for the server rather than for
 /// one stale socket, and drains the stale ones for the commands that follow.
-async fn database_ok(pool: &PgPool) -> bool {
+pub(crate) async fn database_ok(pool: &PgPool) -> bool {
     let check = async {
         for _ in 0..=pool.options().get_max_connections() {
             match sqlx::query_scalar::<_, i32>("SELECT 1")
@@ -86,7 +86,7 @@ async fn database_ok(pool: &PgPool) -> bool {
 /// The read replica's state: whether it answers and how far its replay is behind the
 /// primary's commits it has received. The lag is 0 when the replica has replayed all it
 /// received (an idle primary sends nothing, so the last replayed commit's age is not lag).
-async fn replica(pool: &PgPool) -> Value {
+pub(crate) async fn replica(pool: &PgPool) -> Value {
     let check = sqlx::query_as::<_, (bool, f64)>(
         "SELECT pg_is_in_recovery(),
                 CASE WHEN NOT pg_is_in_recovery()

@@ -19,6 +19,7 @@ const FILTER_LEN_MAX: usize = 128;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/analytics/daily", web::get().to(daily))
+        .route("/v1/analytics/summary", web::get().to(summary))
         .route("/v1/analytics/failures", web::get().to(failure_reasons))
         .route("/v1/ledger/balances", web::get().to(balances))
         .route(
@@ -140,6 +141,39 @@ async fn daily(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "data": data })))
+}
+
+/// Days a summary may cover, today included.
+const SUMMARY_DAYS_MAX: i64 = 92;
+const SUMMARY_DAYS_DEFAULT: i64 = 14;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SummaryQuery {
+    days: Option<i64>,
+}
+
+/// What the dashboard draws: the last `days` UTC days, today included.
+#[tracing::instrument(skip_all)]
+async fn summary(
+    caller: Caller,
+    pool: web::Data<ReadPool>,
+    query: web::Query<SummaryQuery>,
+) -> Result<HttpResponse, Problem> {
+    let merchant = report_scope(&caller)?;
+    let days = query.days.unwrap_or(SUMMARY_DAYS_DEFAULT);
+    if !(1..=SUMMARY_DAYS_MAX).contains(&days) {
+        return Err(Problem::invalid(vec![invalid(
+            "days",
+            format!("must be 1 to {SUMMARY_DAYS_MAX}"),
+        )]));
+    }
+    let to = Utc::now().date_naive();
+    let from = to - chrono::Days::new((days - 1) as u64);
+    let summary = projections::summary::summary(&pool, merchant, from, to)
+        .await
+        .map_err(read_problem)?;
+    Ok(HttpResponse::Ok().json(summary))
 }
 
 #[derive(Debug, Deserialize)]

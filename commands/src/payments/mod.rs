@@ -13,6 +13,7 @@
 
 mod changes;
 mod create;
+mod measure;
 mod outcomes;
 mod resolve;
 
@@ -34,7 +35,6 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
-use crate::breaker::BreakerState;
 use crate::fees::FeeSchedule;
 use crate::relay_waker::{LocalRelay, RelayWaker};
 use crate::router::{RoutedProvider, Router};
@@ -314,6 +314,19 @@ impl PaymentService {
         id: PaymentId,
         command: PaymentCommand,
         source: &'static str,
+        known: Option<Executed>,
+    ) -> Result<Executed, CommandError> {
+        let name = command.name();
+        let result = self.decide_and_append(id, command, source, known).await;
+        measure::command(name, source, &result);
+        result
+    }
+
+    async fn decide_and_append(
+        &self,
+        id: PaymentId,
+        command: PaymentCommand,
+        source: &'static str,
         mut known: Option<Executed>,
     ) -> Result<Executed, CommandError> {
         let aggregate_id = id.to_string();
@@ -350,11 +363,12 @@ impl PaymentService {
                 cqrs_es::Aggregate::apply(&mut after, event.clone());
             }
             let appended = events.len();
-            let metadata = HashMap::from([("source".to_owned(), source.to_owned())]);
-            match self.store.commit(events, context, metadata).await {
+            let status_before = context.aggregate.status;
+            match self.store.commit(events, context, metadata(source)).await {
                 Ok(committed) => {
                     debug_assert_eq!(committed.len(), appended);
                     self.relay_waker.wake();
+                    measure::decision(status_before, &after);
                     return Ok(Executed {
                         payment: after,
                         version: base_version + appended as i64,
@@ -410,6 +424,16 @@ impl PaymentService {
     }
 }
 
+/// What every appended event carries besides its payload: who appended it and, inside a
+/// request, the request's id.
+fn metadata(source: &'static str) -> HashMap<String, String> {
+    let mut metadata = HashMap::from([("source".to_owned(), source.to_owned())]);
+    if let Some(request_id) = crate::request_context::request_id() {
+        metadata.insert("request_id".to_owned(), request_id);
+    }
+    metadata
+}
+
 /// Runs a provider call within what is left of the command's budget, and feeds the outcome
 /// to the provider's breaker (a refusal is an answer, not an outage).
 /// Each call is counted by provider, operation (the provider method) and outcome (`ok`,
@@ -433,7 +457,6 @@ async fn bounded<T>(
         Err(e) => !e.is_retryable(),
     };
     routed.breaker.record(healthy, Instant::now());
-    let provider = routed.provider.name();
     let outcome = match &result {
         Ok(_) => "ok",
         Err(error) => match error.outcome() {
@@ -442,23 +465,7 @@ async fn bounded<T>(
             CallOutcome::Unknown => "unknown",
         },
     };
-    metrics::counter!(
-        "payledger_provider_calls_total",
-        "provider" => provider, "operation" => operation, "outcome" => outcome
-    )
-    .increment(1);
-    metrics::histogram!(
-        "payledger_provider_call_duration_seconds",
-        "provider" => provider, "operation" => operation
-    )
-    .record(started.elapsed().as_secs_f64());
-    metrics::gauge!("payledger_provider_breaker_open", "provider" => provider).set(
-        if routed.breaker.state() == BreakerState::Open {
-            1.0
-        } else {
-            0.0
-        },
-    );
+    measure::provider_call(routed, operation, outcome, started.elapsed());
     result
 }
 

@@ -3,101 +3,12 @@
 //! is a process of its own (the release binary): a process has one metrics recorder, and
 //! the counts asserted must be this server's alone.
 
-use std::time::{Duration, Instant};
-
 use api::auth::{create_key, Role};
-use e2e::process::{free_port, serve, wait_ready};
-use e2e::{fresh_database, payment_body, spawn_app};
+use e2e::process::Served;
+use e2e::{payment_body, spawn_app};
 use prometheus_parse::{Scrape, Value};
-use serde_json::Value as Json;
-use sqlx::PgPool;
-use tokio::process::Child;
 
-struct Server {
-    base: String,
-    pool: PgPool,
-    http: reqwest::Client,
-    _process: Child,
-}
-
-impl Server {
-    async fn start() -> Server {
-        let database = std::env::var("DATABASE_URL").expect("DATABASE_URL names the test server");
-        let (url, name) = fresh_database(&database).await;
-        let port = free_port();
-        let prefix = format!("test.{name}");
-        let process = serve(
-            &["--sandbox"],
-            port,
-            &[
-                ("DATABASE_URL", url.as_str()),
-                ("AMQP_PREFIX", prefix.as_str()),
-                ("PROVIDERS", "sandbox"),
-            ],
-        );
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("http client");
-        wait_ready(&http, &base).await;
-        let pool = PgPool::connect(&url).await.expect("the server's database");
-        Server {
-            base,
-            pool,
-            http,
-            _process: process,
-        }
-    }
-
-    async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
-        let request = self.http.get(format!("{}{path}", self.base));
-        let request = match key {
-            Some(key) => request.bearer_auth(key),
-            None => request,
-        };
-        request.send().await.expect("answers")
-    }
-
-    /// Creates an automatically captured sandbox payment and waits until it is approved.
-    async fn approved_payment(&self, key: &str, reference: &str) {
-        let created: Json = self
-            .http
-            .post(format!("{}/v1/payments", self.base))
-            .bearer_auth(key)
-            .header("Idempotency-Key", reference)
-            .json(&payment_body(
-                "15.00",
-                "USD",
-                reference,
-                "tok_sandbox_approved",
-                "automatic",
-            ))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("json");
-        let id = created["id"].as_str().expect("created").to_owned();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let payment: Json = self
-                .get(&format!("/v1/payments/{id}"), Some(key))
-                .await
-                .json()
-                .await
-                .expect("json");
-            if payment["status"] == "APPROVED" {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{payment}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-async fn scrape(server: &Server, key: &str) -> Scrape {
+async fn scrape(server: &Served, key: &str) -> Scrape {
     let response = server.get("/metrics", Some(key)).await;
     assert_eq!(response.status(), 200);
     let content_type = response
@@ -126,7 +37,7 @@ fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> 
 
 #[tokio::test]
 async fn operators_scrape_request_counts_lags_and_payments_by_status() {
-    let server = Server::start().await;
+    let server = Served::start(None).await;
     let operator = create_key(&server.pool, Role::Operator, None)
         .await
         .expect("operator key");
@@ -135,8 +46,14 @@ async fn operators_scrape_request_counts_lags_and_payments_by_status() {
         .await
         .expect("checkout key");
     for i in 0..3 {
-        server.approved_payment(&checkout, &format!("m-{i}")).await;
+        let reference = format!("m-{i}");
+        server
+            .payment(&checkout, &reference, "tok_sandbox_approved", "APPROVED")
+            .await;
     }
+    server
+        .payment(&checkout, "m-declined", "tok_sandbox_declined", "DECLINED")
+        .await;
 
     let scrape = scrape(&server, &operator).await;
     let created = value(
@@ -148,7 +65,7 @@ async fn operators_scrape_request_counts_lags_and_payments_by_status() {
             ("status", "201"),
         ],
     );
-    assert_eq!(created, Some(3.0), "three creates answered 201");
+    assert_eq!(created, Some(4.0), "four creates answered 201");
     assert!(
         scrape
             .samples
@@ -161,6 +78,33 @@ async fn operators_scrape_request_counts_lags_and_payments_by_status() {
         value(&scrape, "payledger_payments", &[("status", "APPROVED")]),
         Some(3.0)
     );
+    assert_eq!(
+        value(
+            &scrape,
+            "payledger_commands_total",
+            &[
+                ("command", "Initiate"),
+                ("source", "api"),
+                ("outcome", "appended")
+            ],
+        ),
+        Some(4.0)
+    );
+    for (outcome, count) in [("approved", 3.0), ("declined", 1.0)] {
+        assert_eq!(
+            value(
+                &scrape,
+                "payledger_payments_decided_total",
+                &[
+                    ("provider", "sandbox"),
+                    ("method", "CARD"),
+                    ("outcome", outcome)
+                ],
+            ),
+            Some(count),
+            "{outcome}"
+        );
+    }
 
     assert_eq!(
         value(
@@ -172,7 +116,7 @@ async fn operators_scrape_request_counts_lags_and_payments_by_status() {
                 ("outcome", "ok")
             ],
         ),
-        Some(3.0)
+        Some(4.0)
     );
     assert_eq!(
         value(
@@ -188,14 +132,20 @@ async fn operators_scrape_request_counts_lags_and_payments_by_status() {
             "payledger_webhooks_received_total",
             &[("provider", "sandbox"), ("verdict", "recorded")],
         ),
-        Some(3.0),
-        "each approval arrived by a verified webhook"
+        Some(4.0),
+        "each answer arrived by a verified webhook"
     );
     assert_eq!(value(&scrape, "payledger_relay_lag_events", &[]), Some(0.0));
+    let published = value(&scrape, "payledger_relay_published_events_total", &[]);
+    assert_eq!(published, Some(16.0), "four events a payment");
     assert_eq!(
-        value(&scrape, "payledger_relay_published_events_total", &[]),
-        Some(12.0),
-        "four events a payment"
+        value(
+            &scrape,
+            "payledger_projection_applied_events_total",
+            &[("projection", "status")]
+        ),
+        published,
+        "the status projection applied every published event"
     );
     assert_eq!(
         value(
