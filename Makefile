@@ -1,7 +1,8 @@
 # Developer and CI entry points. Recipes stay thin: the work is in scripts/.
 #
 #   make services   start (or reuse) PostgreSQL + RabbitMQ under .dev/; prints DATABASE_URL, AMQP_URL
-#   make test       services, the release binary, the workspace tests (DATABASE_URL, AMQP_URL),
+#   make test       the test tools (headless Chromium, promtool), the alert rules' tests,
+#                   services, the release binary, the workspace tests (DATABASE_URL, AMQP_URL),
 #                   then a one-minute chaos run against a cluster of its own (scripts/chaos.sh)
 #   make lint       cargo fmt --check and clippy -D warnings, with and without the emulators
 #   make run        services, release build, migrate, demo checkout key, serve --sandbox on :8080
@@ -36,7 +37,7 @@ endif
 .PHONY: help services down status env test lint run bench cluster cluster-down cluster-status chaos
 
 help:
-	@sed -n '3,19s/^# \{0,1\}//p' Makefile
+	@sed -n '3,20s/^# \{0,1\}//p' Makefile
 
 services:
 	$(SERVICES) up
@@ -53,6 +54,8 @@ env:
 # The assignment (not `eval "$(...)"` directly) makes a failing `up` stop the recipe.
 # The release binary is built first: the crash drill kills and restarts it as a process.
 test:
+	scripts/test-tools.sh
+	scripts/check-alerts.sh
 	@env_lines="$$($(SERVICES) up)"; eval "$$env_lines"; \
 	cargo build --release -p api --bin payledger; \
 	echo "+ DATABASE_URL=$$DATABASE_URL AMQP_URL=$$AMQP_URL $(TEST_CMD)" >&2; \

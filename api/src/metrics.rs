@@ -1,7 +1,7 @@
 //! Prometheus metrics: `GET /metrics` in the text exposition format, for `operator` and
 //! `admin` keys. Counters and histograms are recorded where things happen (HTTP requests
-//! here, by a middleware); the state of the ledger (relay and projection lag, dead letters,
-//! the database pool, payments by status) is read when scraped, so it is never stale and
+//! here, by a middleware); the state of the ledger (breakers, relay and projection lag, dead
+//! letters, the database pool, payments by status) is read when scraped, so it is never stale and
 //! costs nothing between scrapes.
 //!
 //! Names follow Prometheus conventions: `payledger_` prefix, base units last (`_seconds`),
@@ -13,6 +13,8 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{web, HttpResponse};
+use commands::breaker::BreakerState;
+use commands::payments::PaymentService;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
 
@@ -82,9 +84,15 @@ async fn scrape(
     caller: Caller,
     pool: web::Data<PgPool>,
     broker: web::Data<BrokerProbe>,
+    service: web::Data<PaymentService>,
 ) -> Result<HttpResponse, Problem> {
     caller.require_operator()?;
     let handle = handle().ok_or_else(|| Problem::unavailable("metrics are not recorded"))?;
+    for route in service.router().status() {
+        let open = route.breaker == BreakerState::Open;
+        metrics::gauge!("payledger_provider_breaker_open", "provider" => route.provider)
+            .set(if open { 1.0 } else { 0.0 });
+    }
     record_state(&pool, &broker).await;
     handle.run_upkeep();
     Ok(HttpResponse::Ok()

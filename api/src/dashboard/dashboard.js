@@ -100,11 +100,12 @@ function meter(rate) {
   return bar;
 }
 
-function card(title, status, rows, extra) {
+function card(title, status, rows, extra, detail) {
   const list = el("dl");
   for (const [name, value] of rows) list.append(el("dt", {}, name), el("dd", {}, value));
   return el("article", { class: "card", "data-card": title, "data-status-of": status },
-    el("h3", {}, el("span", {}, title), badge(status)), extra || null, list);
+    el("h3", {}, el("span", {}, title), badge(status)), extra || null, list,
+    detail ? el("p", { class: "detail" }, detail) : null);
 }
 
 // ---- services and providers ---------------------------------------------------------------
@@ -171,8 +172,7 @@ function renderProviders(payments) {
       ["Breaker", p.breaker],
       ["Approved today", `${today.approved_count ?? "—"} of ${decided}`],
       ["Success today", percent(today.success_rate)],
-      ...(p.detail ? [["Health check", p.detail]] : []),
-    ], meter(calls.success_rate ?? today.success_rate ?? null));
+    ], meter(calls.success_rate ?? today.success_rate ?? null), p.detail);
   });
   byId("providers").replaceChildren(...(cards.length ? cards : [el("p", { class: "empty" }, "No provider configured.")]));
 }

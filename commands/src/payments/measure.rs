@@ -9,7 +9,6 @@ use chrono::Utc;
 use domain::{Payment, PaymentStatus};
 
 use super::{CommandError, Executed};
-use crate::breaker::BreakerState;
 use crate::router::RoutedProvider;
 
 pub(super) fn command(
@@ -52,13 +51,17 @@ pub(super) fn decision(before: PaymentStatus, after: &Payment) {
     )
     .increment(1);
     if outcome == "declined" && after.failure_reason.as_deref().is_some_and(names_fraud) {
-        metrics::counter!("payledger_payments_declined_for_fraud_total", "provider" => provider.clone())
+        let provider = provider.clone();
+        metrics::counter!("payledger_payments_declined_for_fraud_total", "provider" => provider)
             .increment(1);
     }
     if let Some(created_at) = after.created_at {
         let seconds = (Utc::now() - created_at).num_milliseconds().max(0) as f64 / 1000.0;
-        metrics::histogram!("payledger_payment_decision_seconds", "provider" => provider, "outcome" => outcome)
-            .record(seconds);
+        metrics::histogram!(
+            "payledger_payment_decision_seconds",
+            "provider" => provider, "outcome" => outcome
+        )
+        .record(seconds);
     }
 }
 
@@ -87,12 +90,6 @@ pub(super) fn provider_call(
         "provider" => provider, "operation" => operation
     )
     .record(elapsed.as_secs_f64());
-    let open = routed.breaker.state() == BreakerState::Open;
-    metrics::gauge!("payledger_provider_breaker_open", "provider" => provider).set(if open {
-        1.0
-    } else {
-        0.0
-    });
 }
 
 #[cfg(test)]

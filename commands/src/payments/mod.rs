@@ -437,7 +437,7 @@ fn metadata(source: &'static str) -> HashMap<String, String> {
 /// Runs a provider call within what is left of the command's budget, and feeds the outcome
 /// to the provider's breaker (a refusal is an answer, not an outage).
 /// Each call is counted by provider, operation (the provider method) and outcome (`ok`,
-/// `refused`, `not_sent`, `unknown`), timed, and the breaker's state exported.
+/// `refused`, `not_sent`, `unknown`), and timed.
 async fn bounded<T>(
     routed: &RoutedProvider,
     operation: &'static str,

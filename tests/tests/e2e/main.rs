@@ -12,6 +12,7 @@ mod audit;
 mod bad_input;
 mod concurrency;
 mod crash_recovery;
+mod dashboard;
 mod fault_schedules;
 mod health;
 mod idempotency;
