@@ -13,7 +13,6 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{web, HttpResponse};
-use commands::breaker::BreakerState;
 use commands::payments::PaymentService;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
@@ -88,8 +87,10 @@ async fn scrape(
 ) -> Result<HttpResponse, Problem> {
     caller.require_operator()?;
     let handle = handle().ok_or_else(|| Problem::unavailable("metrics are not recorded"))?;
+    // Open while it keeps payments from the provider: a breaker past its cool-down lets the
+    // next call through, even if no call has come since to move it on.
     for route in service.router().status() {
-        let open = route.breaker == BreakerState::Open;
+        let open = !route.breaker_passes;
         metrics::gauge!("payledger_provider_breaker_open", "provider" => route.provider)
             .set(if open { 1.0 } else { 0.0 });
     }

@@ -29,6 +29,8 @@ pub struct RouteStatus {
     pub provider: &'static str,
     pub priority: u32,
     pub breaker: BreakerState,
+    /// Whether the breaker lets a call through now (closed, or open past its cool-down).
+    pub breaker_passes: bool,
     pub recent_success_rate: Option<f64>,
     pub calls: CallSummary,
 }
@@ -103,12 +105,14 @@ impl Router {
     }
 
     pub fn status(&self) -> Vec<RouteStatus> {
+        let now = Instant::now();
         self.providers
             .iter()
             .map(|p| RouteStatus {
                 provider: p.provider.name(),
                 priority: p.priority,
                 breaker: p.breaker.state(),
+                breaker_passes: p.breaker.available(now),
                 recent_success_rate: p.breaker.success_rate(),
                 calls: p.calls.summary(),
             })

@@ -107,7 +107,7 @@ fn provider_verdict(check: &ProviderCheck) -> Verdict {
         && calls
             .success_rate
             .is_some_and(|rate| rate < CALL_SUCCESS_RATE_MIN);
-    if !check.reachable || check.route.breaker == BreakerState::Open {
+    if !check.reachable || !check.route.breaker_passes {
         Verdict::Unhealthy
     } else if !check.ok() || check.route.breaker == BreakerState::HalfOpen || failing_calls {
         Verdict::Degraded

@@ -161,3 +161,45 @@ async fn the_payments_part_turns_degraded_then_unhealthy_as_providers_stop() {
     let (status, _) = read(&app, "/health/payments", &app.checkout_key).await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn a_provider_whose_calls_fail_opens_its_breaker_and_is_reported_unhealthy() {
+    let app = spawn_app_configured(ServeRole::All, |s| {
+        s.routing.providers = vec!["sandbox".into()];
+        s.routing.breaker_failures_to_open = 2;
+        s.routing.breaker_cool_down_ms = 60_000;
+    })
+    .await;
+    let operator = operator_key(&app).await;
+    for reference in ["b-1", "b-2"] {
+        // The sandbox answers 503 "nothing was processed": the payment ends FAILED.
+        let created = app
+            .create_payment(
+                reference,
+                &payment_body("10.00", "USD", reference, "tok_sandbox_error", "automatic"),
+            )
+            .await;
+        assert_eq!(created["status"], "FAILED", "{created}");
+    }
+
+    let (status, body) = read(&app, "/health/payments", &operator).await;
+    assert_eq!(
+        status, 503,
+        "the only provider takes no payment now: {body}"
+    );
+    let sandbox = provider(&body, "sandbox");
+    assert_eq!(sandbox["status"], "unhealthy", "{body}");
+    assert_eq!(sandbox["breaker"], "open", "{body}");
+    assert_eq!(
+        sandbox["reachable"], true,
+        "its health check still answers: {body}"
+    );
+    assert_eq!(sandbox["calls"]["calls"], 2, "{body}");
+    assert_eq!(sandbox["calls"]["success_rate"], 0.0, "{body}");
+    assert_eq!(
+        sandbox["calls"]["last_failure_outcome"], "not_sent",
+        "{body}"
+    );
+    assert!(sandbox["calls"]["last_failure_at"].is_string(), "{body}");
+    assert!(sandbox["calls"]["last_success_at"].is_null(), "{body}");
+}
