@@ -493,7 +493,7 @@ pub async fn daily(
 }
 
 /// One provider's payments on one UTC day, all merchants, methods and currencies together.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct ProviderDay {
     pub provider: String,
     pub initiated_count: i64,
@@ -508,7 +508,7 @@ pub struct ProviderDay {
 /// Each provider's totals on `day` (operators' health view), by provider name.
 #[tracing::instrument(skip(pool))]
 pub async fn provider_day(pool: &PgPool, day: NaiveDate) -> Result<Vec<ProviderDay>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT provider, sum(initiated_count)::bigint AS initiated_count,
                 sum(approved_count)::bigint AS approved_count,
                 sum(declined_count)::bigint AS declined_count,
@@ -520,18 +520,5 @@ pub async fn provider_day(pool: &PgPool, day: NaiveDate) -> Result<Vec<ProviderD
     )
     .bind(day)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(ProviderDay {
-                provider: row.try_get("provider")?,
-                initiated_count: row.try_get("initiated_count")?,
-                approved_count: row.try_get("approved_count")?,
-                declined_count: row.try_get("declined_count")?,
-                failed_count: row.try_get("failed_count")?,
-                expired_count: row.try_get("expired_count")?,
-                success_rate: row.try_get("success_rate")?,
-            })
-        })
-        .collect()
+    .await
 }

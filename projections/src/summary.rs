@@ -5,14 +5,14 @@
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 /// Failure reasons returned, most frequent first.
 pub const REASONS_MAX: i64 = 10;
 /// Rows of each list: days x currencies, or providers x methods, stay far below it.
 const ROWS_MAX: i64 = 1_000;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Day {
     pub day: NaiveDate,
     pub initiated_count: i64,
@@ -24,7 +24,7 @@ pub struct Day {
 }
 
 /// Money per day and currency, in major units.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Volume {
     pub day: NaiveDate,
     pub currency: String,
@@ -33,7 +33,7 @@ pub struct Volume {
     pub fee_amount: Decimal,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Success {
     pub provider: String,
     pub payment_method_type: String,
@@ -43,7 +43,7 @@ pub struct Success {
     pub success_rate: Option<Decimal>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Reason {
     pub reason: String,
     pub count: i64,
@@ -69,105 +69,57 @@ pub async fn summary(
     to: NaiveDate,
 ) -> Result<Summary, sqlx::Error> {
     const SCOPE: &str = "($1::text IS NULL OR merchant_id = $1) AND day BETWEEN $2 AND $3";
-    let days = sqlx::query(&format!(
-        "SELECT day, sum(initiated_count)::bigint AS initiated_count,
-                sum(approved_count)::bigint AS approved_count,
-                sum(declined_count)::bigint AS declined_count,
-                sum(failed_count)::bigint AS failed_count,
-                sum(expired_count)::bigint AS expired_count,
-                sum(refunded_count)::bigint AS refunded_count
-           FROM analytics_daily WHERE {SCOPE}
-          GROUP BY day ORDER BY day LIMIT $4"
-    ))
-    .bind(merchant)
-    .bind(from)
-    .bind(to)
-    .bind(ROWS_MAX)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(Day {
-            day: row.try_get("day")?,
-            initiated_count: row.try_get("initiated_count")?,
-            approved_count: row.try_get("approved_count")?,
-            declined_count: row.try_get("declined_count")?,
-            failed_count: row.try_get("failed_count")?,
-            expired_count: row.try_get("expired_count")?,
-            refunded_count: row.try_get("refunded_count")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let volume = sqlx::query(&format!(
-        "SELECT day, currency, sum(approved_amount) AS approved_amount,
-                sum(refunded_amount) AS refunded_amount, sum(fee_amount) AS fee_amount
-           FROM analytics_daily WHERE {SCOPE}
-          GROUP BY day, currency ORDER BY day, currency LIMIT $4"
-    ))
-    .bind(merchant)
-    .bind(from)
-    .bind(to)
-    .bind(ROWS_MAX)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(Volume {
-            day: row.try_get("day")?,
-            currency: row.try_get("currency")?,
-            approved_amount: row.try_get("approved_amount")?,
-            refunded_amount: row.try_get("refunded_amount")?,
-            fee_amount: row.try_get("fee_amount")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let success = sqlx::query(&format!(
-        "SELECT provider, payment_method_type, sum(approved_count)::bigint AS approved_count,
-                sum(decided_count)::bigint AS decided_count,
-                round(sum(approved_count)::numeric / NULLIF(sum(decided_count), 0), 6)
-                    AS success_rate
-           FROM analytics_daily WHERE {SCOPE}
-          GROUP BY provider, payment_method_type
-          ORDER BY provider, payment_method_type LIMIT $4"
-    ))
-    .bind(merchant)
-    .bind(from)
-    .bind(to)
-    .bind(ROWS_MAX)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(Success {
-            provider: row.try_get("provider")?,
-            payment_method_type: row.try_get("payment_method_type")?,
-            approved_count: row.try_get("approved_count")?,
-            decided_count: row.try_get("decided_count")?,
-            success_rate: row.try_get("success_rate")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let failure_reasons = sqlx::query(
+    let days = rows(
+        pool,
+        &format!(
+            "SELECT day, sum(initiated_count)::bigint AS initiated_count,
+                    sum(approved_count)::bigint AS approved_count,
+                    sum(declined_count)::bigint AS declined_count,
+                    sum(failed_count)::bigint AS failed_count,
+                    sum(expired_count)::bigint AS expired_count,
+                    sum(refunded_count)::bigint AS refunded_count
+               FROM analytics_daily WHERE {SCOPE}
+              GROUP BY day ORDER BY day LIMIT $4"
+        ),
+        (merchant, from, to, ROWS_MAX),
+    )
+    .await?;
+    let volume = rows(
+        pool,
+        &format!(
+            "SELECT day, currency, sum(approved_amount) AS approved_amount,
+                    sum(refunded_amount) AS refunded_amount, sum(fee_amount) AS fee_amount
+               FROM analytics_daily WHERE {SCOPE}
+              GROUP BY day, currency ORDER BY day, currency LIMIT $4"
+        ),
+        (merchant, from, to, ROWS_MAX),
+    )
+    .await?;
+    let success = rows(
+        pool,
+        &format!(
+            "SELECT provider, payment_method_type,
+                    sum(approved_count)::bigint AS approved_count,
+                    sum(decided_count)::bigint AS decided_count,
+                    round(sum(approved_count)::numeric / NULLIF(sum(decided_count), 0), 6)
+                        AS success_rate
+               FROM analytics_daily WHERE {SCOPE}
+              GROUP BY provider, payment_method_type
+              ORDER BY provider, payment_method_type LIMIT $4"
+        ),
+        (merchant, from, to, ROWS_MAX),
+    )
+    .await?;
+    let failure_reasons = rows(
+        pool,
         "SELECT reason, sum(count)::bigint AS count FROM payment_failures
           WHERE ($1::text IS NULL OR merchant_id = $1)
             AND last_seen >= $2::date::timestamp AT TIME ZONE 'UTC'
             AND last_seen < ($3::date + 1)::timestamp AT TIME ZONE 'UTC'
           GROUP BY reason ORDER BY count DESC, reason LIMIT $4",
+        (merchant, from, to, REASONS_MAX),
     )
-    .bind(merchant)
-    .bind(from)
-    .bind(to)
-    .bind(REASONS_MAX)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(Reason {
-            reason: row.try_get("reason")?,
-            count: row.try_get("count")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    .await?;
     Ok(Summary {
         from,
         to,
@@ -176,4 +128,23 @@ pub async fn summary(
         success,
         failure_reasons,
     })
+}
+
+/// One query of the summary: $1 merchant (or NULL), $2 and $3 the first and last day, $4 the
+/// row limit.
+async fn rows<T>(
+    pool: &PgPool,
+    sql: &str,
+    (merchant, from, to, limit): (Option<&str>, NaiveDate, NaiveDate, i64),
+) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    sqlx::query_as(sql)
+        .bind(merchant)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
 }

@@ -88,6 +88,17 @@ async fn rendered(client: &Client) {
     }
 }
 
+async fn click(client: &Client, locator: Locator<'_>) {
+    let element = client.find(locator).await.expect("element");
+    element.click().await.expect("click");
+}
+
+async fn sign_in(client: &Client, key: &str) {
+    let field = client.find(Locator::Id("key")).await.expect("key field");
+    field.send_keys(key).await.expect("type");
+    click(client, Locator::Css("#sign-in button[type=submit]")).await;
+}
+
 async fn badge(client: &Client) -> String {
     client
         .find(Locator::Id("badge"))
@@ -173,15 +184,7 @@ async fn operators_see_health_and_analytics_and_a_stopped_provider_degrades_the_
     );
 
     // A key that may not see it is refused on the page.
-    let key_field = client.find(Locator::Id("key")).await.expect("key field");
-    key_field.send_keys(&app.checkout_key).await.expect("type");
-    client
-        .find(Locator::Css("#sign-in button[type=submit]"))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("click");
+    sign_in(&client, &app.checkout_key).await;
     let refused = client
         .wait()
         .at_most(Duration::from_secs(10))
@@ -190,15 +193,7 @@ async fn operators_see_health_and_analytics_and_a_stopped_provider_degrades_the_
         .expect("a refusal");
     assert!(refused.text().await.expect("text").contains("operator"));
 
-    let key_field = client.find(Locator::Id("key")).await.expect("key field");
-    key_field.send_keys(&operator).await.expect("type");
-    client
-        .find(Locator::Css("#sign-in button[type=submit]"))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("click");
+    sign_in(&client, &operator).await;
     rendered(&client).await;
     let form = client.find(Locator::Id("sign-in")).await.expect("form");
     assert!(
@@ -253,13 +248,7 @@ async fn operators_see_health_and_analytics_and_a_stopped_provider_degrades_the_
     app.stop_emulator("wompi").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        client
-            .find(Locator::Id("refresh"))
-            .await
-            .expect("refresh")
-            .click()
-            .await
-            .expect("click");
+        click(&client, Locator::Id("refresh")).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         rendered(&client).await;
         if badge(&client).await == "DEGRADED" {

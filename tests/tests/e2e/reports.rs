@@ -353,3 +353,99 @@ async fn queues_empty(app: &TestApp) -> bool {
     let _ = broker.close(200, "done".into()).await;
     empty
 }
+
+#[tokio::test]
+async fn the_summary_adds_up_the_days_the_dashboard_draws() {
+    let app = spawn_app().await;
+    small_workload(&app).await;
+    let other = app.key_for("merchant-b").await;
+    let response = app
+        .post(
+            "/v1/payments",
+            &other,
+            Some("b-1"),
+            &payment_body("100.00", "USD", "b-1", "tok_sandbox_approved", "automatic"),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app
+        .get(&format!("/v1/payments/{id}"), &other)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["status"]
+        != "APPROVED"
+    {
+        assert!(Instant::now() < deadline, "b-1 never approved");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    caught_up(&app).await;
+    let analyst = create_key(&app.pool, Role::Analyst, None).await.unwrap();
+
+    let summary: Value = app
+        .get("/v1/analytics/summary?days=1", &analyst)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let today = chrono::Utc::now().date_naive().to_string();
+    assert_eq!(summary["from"], today);
+    assert_eq!(summary["to"], today);
+    let day = &summary["days"][0];
+    assert_eq!(day["day"], today);
+    assert_eq!(day["initiated_count"], 4, "{summary}");
+    assert_eq!(day["approved_count"], 3, "{summary}");
+    assert_eq!(day["declined_count"], 1, "{summary}");
+    assert_eq!(day["refunded_count"], 2, "{summary}");
+    let decimal = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap()
+    };
+    let volume = &summary["volume"][0];
+    assert_eq!(volume["currency"], "USD");
+    assert_eq!(decimal(&volume["approved_amount"]), "500".parse().unwrap());
+    assert_eq!(decimal(&volume["refunded_amount"]), "100".parse().unwrap());
+    // 2.90 % + 0.30 on each approval (config/fees.json): 6.10 + 6.10 + 3.20.
+    assert_eq!(decimal(&volume["fee_amount"]), "15.40".parse().unwrap());
+    assert_eq!(
+        summary["success"],
+        json!([{"provider": "sandbox", "payment_method_type": "CARD", "approved_count": 3,
+                "decided_count": 4, "success_rate": "0.750000"}])
+    );
+    assert_eq!(
+        summary["failure_reasons"],
+        json!([{"reason": "card_declined", "count": 1}])
+    );
+
+    // A checkout key sees its own merchant's figures only.
+    let own: Value = app
+        .get("/v1/analytics/summary?days=1", &app.checkout_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(own["days"][0]["approved_count"], 2, "{own}");
+
+    for bad in ["days=0", "days=93", "days=x", "other=1"] {
+        let response = app
+            .get(&format!("/v1/analytics/summary?{bad}"), &analyst)
+            .await;
+        assert!(
+            response.status().is_client_error(),
+            "{bad}: {}",
+            response.status()
+        );
+    }
+    let auditor = create_key(&app.pool, Role::Auditor, None).await.unwrap();
+    assert_eq!(
+        app.get("/v1/analytics/summary", &auditor).await.status(),
+        403
+    );
+}
