@@ -4,7 +4,7 @@
 #  1. PostgreSQL (fsync, synchronous_commit, full_page_writes ON) and RabbitMQ via
 #     scripts/services.sh with PAYLEDGER_DURABLE=1
 #  2. cargo build --release -p api -p bench
-#  3. a fresh database (payledger_bench), migrations, a checkout key
+#  3. a fresh database (payledger_bench), migrations, a checkout key and an operator key
 #  4. payledger serve --sandbox on its own port and AMQP_PREFIX, in the background
 #  5. a short ramp of concurrency levels -> the sustained maximum (client commands/s)
 #  6. bench/ceiling.sh (pgbench, bare SQL of one command) at that concurrency, with and
@@ -124,6 +124,10 @@ export DATABASE_URL="${ADMIN_URL%/*}/$BENCH_DB"
 KEY=$("$PAYLEDGER" keys create --role checkout --merchant "$MERCHANT")
 [[ -n $KEY ]] || die "no checkout key"
 export PAYLEDGER_BENCH_KEY=$KEY
+# Relay and projection lag come from /health, which shows its figures to operators.
+PAYLEDGER_OPERATOR_KEY=$("$PAYLEDGER" keys create --role operator)
+[[ -n $PAYLEDGER_OPERATOR_KEY ]] || die "no operator key"
+export PAYLEDGER_OPERATOR_KEY
 
 # ---- 4. the server -------------------------------------------------------------------------
 ss -ltn "sport = :$PORT" 2>/dev/null | grep -q ":$PORT" && die "port $PORT is taken (BENCH_PORT=...)"
@@ -131,6 +135,8 @@ URL="http://127.0.0.1:$PORT"
 QUEUES_USED=1
 start_server() { # queue type, AMQP prefix
     log "payledger serve --sandbox on $URL ($1 queues, AMQP_PREFIX=$2, log $OUT/payledger-$1.log)"
+    # One key drives the whole load: limits far above it keep the limiter working, not refusing.
+    RATE_LIMIT_COMMANDS=1000000 RATE_LIMIT_READS=1000000 RATE_LIMIT_ADDRESS=1000000 \
     LISTEN_ADDR="127.0.0.1:$PORT" AMQP_PREFIX=$2 AMQP_QUEUE_TYPE=$1 RUST_LOG=${BENCH_RUST_LOG:-warn} \
         "$PAYLEDGER" serve --sandbox >"$OUT/payledger-$1.log" 2>&1 &
     SERVER_PID=$!

@@ -70,6 +70,7 @@ DATABASE_URL_PRIMARY="postgres://postgres@127.0.0.1:56432/payledger"
 DATABASE_URL_REPLICA="postgres://postgres@127.0.0.1:56433/payledger"
 AMQP_URLS="amqp://guest:guest@127.0.0.1:56672/%2f,amqp://guest:guest@127.0.0.1:56682/%2f,amqp://guest:guest@127.0.0.1:56692/%2f"
 CHECKOUT_KEY_FILE="$CL_DIR/checkout-key"
+OPERATOR_KEY_FILE="$CL_DIR/operator-key"
 CHECKOUT_MERCHANT=cluster-merchant
 
 declare -A PORT=(
@@ -783,6 +784,9 @@ pl_command() {
         "RECONCILE_AFTER_MS=10000"
         "RECONCILE_INTERVAL_MS=5000"
         "LISTEN_ADDR=127.0.0.1:${PORT[$part]}"
+        # `make chaos` drives the whole load with one key: ten times a merchant's default.
+        "RATE_LIMIT_COMMANDS=${RATE_LIMIT_COMMANDS:-1000}"
+        "RATE_LIMIT_READS=${RATE_LIMIT_READS:-1000}"
     )
     case $part in
     sandbox) PL_ARGS=(sandbox --listen "127.0.0.1:$SANDBOX_PORT" --webhook-url "http://127.0.0.1:$LB_PORT/v1/webhooks/sandbox") ;;
@@ -1100,34 +1104,38 @@ export_line() { # name value
 
 print_env() {
     export_line PAYLEDGER_URL "http://127.0.0.1:$LB_PORT"
-    if [[ -s $CHECKOUT_KEY_FILE ]]; then
+    if [[ -s $CHECKOUT_KEY_FILE && -s $OPERATOR_KEY_FILE ]]; then
         export_line PAYLEDGER_CHECKOUT_KEY "$(<"$CHECKOUT_KEY_FILE")"
+        export_line PAYLEDGER_OPERATOR_KEY "$(<"$OPERATOR_KEY_FILE")"
     else
-        log "no checkout key yet ($CHECKOUT_KEY_FILE): run up"
+        log "no keys yet ($CHECKOUT_KEY_FILE, $OPERATOR_KEY_FILE): run up"
     fi
     export_line DATABASE_URL "$DATABASE_URL_PRIMARY"
     export_line DATABASE_READ_URL "$DATABASE_URL_REPLICA"
     export_line AMQP_URL "$AMQP_URLS"
 }
 
-# Reuse the saved key while the API still accepts it (the database may have been recreated).
-ensure_checkout_key() {
-    if [[ -s $CHECKOUT_KEY_FILE ]]; then
+# ensure_key ROLE FILE PROBE [MERCHANT]: reuse the saved key while the API still accepts it on
+# PROBE (the database may have been recreated), else create one.
+ensure_key() {
+    local role=$1 file=$2 probe=$3 merchant=${4:-}
+    if [[ -s $file ]]; then
         local code
-        code="$(curl -s -o /dev/null -m 10 -w '%{http_code}' -H "Authorization: Bearer $(<"$CHECKOUT_KEY_FILE")" \
-            "http://127.0.0.1:$LB_PORT/v1/payments?limit=1" 2>/dev/null || true)"
+        code="$(curl -s -o /dev/null -m 10 -w '%{http_code}' -H "Authorization: Bearer $(<"$file")" \
+            "http://127.0.0.1:$LB_PORT$probe" 2>/dev/null || true)"
         if [[ $code != 401 && $code != 000 ]]; then
-            log "reusing the checkout key in $CHECKOUT_KEY_FILE (GET /v1/payments: $code)"
+            log "reusing the $role key in $file (GET $probe: $code)"
             return 0
         fi
-        log "the saved checkout key is refused ($code); creating a new one"
+        log "the saved $role key is refused ($code); creating a new one"
     fi
-    local key
-    key="$(DATABASE_URL=$DATABASE_URL_PRIMARY timeout 60 "$BIN" keys create --role checkout --merchant "$CHECKOUT_MERCHANT" </dev/null 3>&- 8>&- 9>&-)" ||
-        die "payledger keys create failed"
+    local key args=(keys create --role "$role")
+    [[ -n $merchant ]] && args+=(--merchant "$merchant")
+    key="$(DATABASE_URL=$DATABASE_URL_PRIMARY timeout 60 "$BIN" "${args[@]}" </dev/null 3>&- 8>&- 9>&-)" ||
+        die "payledger keys create --role $role failed"
     [[ -n $key ]] || die "payledger keys create printed no key"
-    (umask 077 && printf '%s\n' "$key" >"$CHECKOUT_KEY_FILE")
-    log "checkout key for $CHECKOUT_MERCHANT saved in $CHECKOUT_KEY_FILE"
+    (umask 077 && printf '%s\n' "$key" >"$file")
+    log "$role key saved in $file"
 }
 
 cmd_up() {
@@ -1174,7 +1182,8 @@ cmd_up() {
     done
     for part in sandbox "${PL_PARTS[@]}"; do pl_wait "$part"; done
     lb_wait_apis
-    ensure_checkout_key
+    ensure_key checkout "$CHECKOUT_KEY_FILE" "/v1/payments?limit=1" "$CHECKOUT_MERCHANT"
+    ensure_key operator "$OPERATOR_KEY_FILE" /metrics
     log "cluster up in $((SECONDS - t0)) s; scripts/cluster.sh status shows every part"
     print_env >&3
 }

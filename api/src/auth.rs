@@ -53,6 +53,8 @@ impl Role {
 /// Who is calling, established from the API key.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The key's id (never the key): what per-caller bounds count by.
+    pub key_id: uuid::Uuid,
     pub role: Role,
     pub merchant: Option<MerchantId>,
 }
@@ -119,13 +121,37 @@ const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Keys cached at most; the cache is emptied when full (bounded memory, simple).
 const KEY_CACHE_ENTRIES_MAX: usize = 10_000;
 
-/// Known keys by hash, so a request does not cost a database round trip for its key.
+/// How long a key the database did not know is refused without asking it again: a flood of
+/// made-up keys costs one query per distinct key and this long, not one per request.
+const UNKNOWN_KEY_TTL: Duration = Duration::from_secs(10);
+
+/// Known keys by hash, so a request does not cost a database round trip for its key; and
+/// unknown ones, so a guessed key does not either.
 #[derive(Default)]
 pub struct KeyCache {
     entries: Mutex<HashMap<Vec<u8>, (Instant, Caller)>>,
+    unknown: Mutex<HashMap<Vec<u8>, Instant>>,
 }
 
 impl KeyCache {
+    fn known_unknown(&self, hash: &[u8]) -> bool {
+        let unknown = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+        unknown
+            .get(hash)
+            .is_some_and(|at| at.elapsed() < UNKNOWN_KEY_TTL)
+    }
+
+    fn put_unknown(&self, hash: Vec<u8>) {
+        let mut unknown = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+        if unknown.len() >= KEY_CACHE_ENTRIES_MAX {
+            unknown.retain(|_, at| at.elapsed() < UNKNOWN_KEY_TTL);
+            if unknown.len() >= KEY_CACHE_ENTRIES_MAX {
+                unknown.clear();
+            }
+        }
+        unknown.insert(hash, Instant::now());
+    }
+
     fn get(&self, hash: &[u8]) -> Option<Caller> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
@@ -159,8 +185,12 @@ async fn authenticate(
     if let Some(caller) = cache.and_then(|c| c.get(&hash)) {
         return Ok(caller);
     }
+    let unknown = || Problem::unauthorized("unknown or revoked API key");
+    if cache.is_some_and(|c| c.known_unknown(&hash)) {
+        return Err(unknown());
+    }
     let row = sqlx::query(
-        "SELECT role, merchant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        "SELECT id, role, merchant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
     )
     .bind(&hash)
     .fetch_optional(pool)
@@ -168,8 +198,13 @@ async fn authenticate(
     .map_err(|error| {
         tracing::error!(%error, "api key lookup failed");
         Problem::unavailable("cannot check the API key right now")
-    })?
-    .ok_or_else(|| Problem::unauthorized("unknown or revoked API key"))?;
+    })?;
+    let Some(row) = row else {
+        if let Some(cache) = cache {
+            cache.put_unknown(hash);
+        }
+        return Err(unknown());
+    };
     let role: String = row
         .try_get("role")
         .map_err(|_| Problem::unauthorized("bad key"))?;
@@ -177,6 +212,9 @@ async fn authenticate(
         .try_get("merchant_id")
         .map_err(|_| Problem::unauthorized("bad key"))?;
     let caller = Caller {
+        key_id: row
+            .try_get("id")
+            .map_err(|_| Problem::unauthorized("bad key"))?,
         role: Role::parse(&role).ok_or_else(|| Problem::unauthorized("bad key"))?,
         merchant: merchant.and_then(|m| MerchantId::parse(&m).ok()),
     };

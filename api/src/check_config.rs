@@ -36,6 +36,11 @@ pub fn problems(settings: &Settings, environment: Environment) -> Vec<String> {
             problems.push(format!("{var} is empty"));
         }
     }
+    if let Err(problem) =
+        crate::rate_limit::RateLimitSettings::from_lookup(|name| std::env::var(name).ok())
+    {
+        problems.push(problem);
+    }
     if let Ok(value) = std::env::var("AMQP_QUEUE_TYPE") {
         if projections::topology::QueueType::parse(&value).is_none() {
             problems.push("AMQP_QUEUE_TYPE must be quorum or classic".to_owned());

@@ -10,6 +10,7 @@ pub mod emulated;
 pub mod metrics;
 pub mod problem;
 pub mod providers;
+pub mod rate_limit;
 pub mod read_model;
 pub mod reconciler;
 pub mod request_id;

@@ -26,6 +26,7 @@ use crate::config::{ServeRole, Settings};
 use crate::emulated::StopEmulator;
 use crate::problem::Problem;
 use crate::providers;
+use crate::rate_limit::RateLimits;
 use crate::reconciler::{self, ReconcilerConfig};
 use crate::routes;
 use crate::routes::catalog::ProviderCatalog;
@@ -235,11 +236,19 @@ impl Application {
                 shutdown_rx.clone(),
             )));
             let key_cache = web::Data::new(crate::auth::KeyCache::default());
+            let read_waits = web::Data::new(routes::payments::ReadWaits::default());
+            let rate_limits = web::Data::new(RateLimits::new(&settings.rate_limits));
+            tasks.push(tokio::spawn(forget_idle_buckets(
+                rate_limits.clone(),
+                shutdown_rx.clone(),
+            )));
             // Before the server starts, so its first requests are counted.
             let _recorder = crate::metrics::handle();
             HttpServer::new(move || {
                 App::new()
                     .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
+                    // Inside the metrics and the request id: a refusal is counted and named.
+                    .wrap(actix_web::middleware::from_fn(crate::rate_limit::enforce))
                     .wrap(actix_web::middleware::from_fn(
                         crate::metrics::record_request,
                     ))
@@ -258,6 +267,8 @@ impl Application {
                     .app_data(node.clone())
                     .app_data(version_waiters.clone())
                     .app_data(key_cache.clone())
+                    .app_data(read_waits.clone())
+                    .app_data(rate_limits.clone())
                     .app_data(broker.clone())
                     .app_data(proxies.clone())
                     .app_data(catalog.clone())
@@ -342,6 +353,16 @@ impl Application {
             stop().await;
         }
         result
+    }
+}
+
+/// Forgets the rate limiters' idle buckets now and then, so they hold only recent callers.
+async fn forget_idle_buckets(limits: web::Data<RateLimits>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(crate::rate_limit::HOUSEKEEPING_INTERVAL) => limits.housekeeping(),
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -125,6 +125,8 @@ impl Schedule {
 pub struct ChaosConfig {
     pub url: String,
     pub key: String,
+    /// An operator key: the cluster's `/health` figures (leadership aside) are for operators.
+    pub operator_key: String,
     pub cluster_script: PathBuf,
     pub duration: Duration,
     /// Payments started per second.
@@ -197,8 +199,17 @@ pub async fn chaos(config: ChaosConfig) -> Result<ChaosReport, String> {
     let _removed = std::fs::remove_file(&ack_log);
     let started = Instant::now();
     let started_at_ms = unix_ms();
+    let mut operator = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", config.operator_key);
+    operator.insert(
+        reqwest::header::AUTHORIZATION,
+        bearer
+            .parse()
+            .map_err(|_| "the operator key is not a header value".to_owned())?,
+    );
     let http = reqwest::Client::builder()
         .timeout(HEALTH_TIMEOUT)
+        .default_headers(operator)
         .build()
         .map_err(|e| format!("http client: {e}"))?;
 
@@ -207,6 +218,7 @@ pub async fn chaos(config: ChaosConfig) -> Result<ChaosReport, String> {
     let load = tokio::spawn(run::run(RunConfig {
         url: config.url.clone(),
         key: config.key.clone(),
+        operator_key: Some(config.operator_key.clone()),
         payments: 1_000_000,
         concurrency: config.concurrency,
         duration: config.duration,

@@ -11,6 +11,8 @@ pub struct Api {
     client: Client,
     base: String,
     key: String,
+    /// For `/health`'s figures (relay and projection lag), which only operators see.
+    operator_key: Option<String>,
 }
 
 /// What went wrong with one call, as a short label to count by.
@@ -58,7 +60,13 @@ fn transport_kind(error: &reqwest::Error) -> String {
 }
 
 impl Api {
-    pub fn new(base: &str, key: &str, pool: usize, timeout: Duration) -> reqwest::Result<Api> {
+    pub fn new(
+        base: &str,
+        key: &str,
+        operator_key: Option<&str>,
+        pool: usize,
+        timeout: Duration,
+    ) -> reqwest::Result<Api> {
         let client = Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
@@ -72,6 +80,7 @@ impl Api {
             client,
             base: base.trim_end_matches('/').to_owned(),
             key: key.to_owned(),
+            operator_key: operator_key.map(str::to_owned),
         })
     }
 
@@ -125,11 +134,14 @@ impl Api {
         Self::finish(response).await
     }
 
-    /// `GET /health` (public; it answers 503 with a body when a dependency is down).
+    /// `GET /health` with the operator key (it answers 503 with a body when a dependency is
+    /// down; without the key it holds no figures).
     pub async fn health(&self) -> Result<Value, CallError> {
-        let response = self
-            .client
-            .get(format!("{}/health", self.base))
+        let mut request = self.client.get(format!("{}/health", self.base));
+        if let Some(key) = &self.operator_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| CallError::Transport(transport_kind(&e)))?;

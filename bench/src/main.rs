@@ -40,6 +40,10 @@ enum Command {
         /// A checkout API key (`payledger keys create --role checkout --merchant M`).
         #[arg(long, env = "PAYLEDGER_BENCH_KEY", hide_env_values = true)]
         key: String,
+        /// An operator key (`payledger keys create --role operator`): relay and projection
+        /// lag are read from `/health`, which shows them to operators only.
+        #[arg(long, env = "PAYLEDGER_OPERATOR_KEY", hide_env_values = true)]
+        operator_key: Option<String>,
         /// Payments to start at most.
         #[arg(long, default_value_t = 1_000)]
         payments: u64,
@@ -125,6 +129,9 @@ enum Command {
         url: String,
         #[arg(long, env = "PAYLEDGER_CHECKOUT_KEY", hide_env_values = true)]
         key: String,
+        /// An operator key (`make cluster` prints it): `/health`'s figures.
+        #[arg(long, env = "PAYLEDGER_OPERATOR_KEY", hide_env_values = true)]
+        operator_key: String,
         #[arg(long, default_value = "scripts/cluster.sh")]
         cluster_script: PathBuf,
         /// Seconds of load; faults are spread over them (`CHAOS_S`).
@@ -179,6 +186,9 @@ enum Command {
         url: Option<String>,
         #[arg(long, env = "PAYLEDGER_BENCH_KEY", hide_env_values = true)]
         key: Option<String>,
+        /// For --via api: an operator key, for `/health`'s relay progress.
+        #[arg(long, env = "PAYLEDGER_OPERATOR_KEY", hide_env_values = true)]
+        operator_key: Option<String>,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
         /// Seconds allowed for generating events.
@@ -202,6 +212,7 @@ async fn main_result(command: Command) -> Result<bool, String> {
         Command::Run {
             url,
             key,
+            operator_key,
             payments,
             concurrency,
             duration,
@@ -218,6 +229,7 @@ async fn main_result(command: Command) -> Result<bool, String> {
             let report = run::run(run::RunConfig {
                 url,
                 key,
+                operator_key,
                 payments,
                 concurrency,
                 duration: Duration::from_secs(duration),
@@ -246,6 +258,7 @@ async fn main_result(command: Command) -> Result<bool, String> {
             into,
             url,
             key,
+            operator_key,
             concurrency,
             generate_timeout,
             replay_timeout,
@@ -259,6 +272,7 @@ async fn main_result(command: Command) -> Result<bool, String> {
                 into,
                 url,
                 key,
+                operator_key,
                 concurrency: concurrency.clamp(1, 1_024),
                 generate_timeout: Duration::from_secs(generate_timeout.min(3_600)),
                 replay_timeout: Duration::from_secs(replay_timeout.min(3_600)),
@@ -322,6 +336,7 @@ async fn main_chaos(command: Command) -> u8 {
     let Command::Chaos {
         url,
         key,
+        operator_key,
         cluster_script,
         duration_s,
         rate,
@@ -342,6 +357,7 @@ async fn main_chaos(command: Command) -> u8 {
     let config = chaos::ChaosConfig {
         url,
         key,
+        operator_key,
         cluster_script,
         duration: Duration::from_secs(duration_s.clamp(10, 3_600)),
         rate: rate.clamp(0.1, 10_000.0),

@@ -38,6 +38,7 @@ pub struct ReplayConfig {
     pub into: String,
     pub url: Option<String>,
     pub key: Option<String>,
+    pub operator_key: Option<String>,
     pub concurrency: usize,
     pub generate_timeout: Duration,
     pub replay_timeout: Duration,
@@ -122,6 +123,7 @@ async fn generate_by_api(
         let report = run::run(RunConfig {
             url: url.clone(),
             key: key.clone(),
+            operator_key: config.operator_key.clone(),
             payments: payments.min(1_000_000),
             concurrency: config.concurrency,
             duration: left,

@@ -167,6 +167,8 @@ impl Mix {
 pub struct RunConfig {
     pub url: String,
     pub key: String,
+    /// An operator key, for the relay and projection figures of `/health`.
+    pub operator_key: Option<String>,
     pub payments: u64,
     pub concurrency: usize,
     pub duration: Duration,
@@ -767,15 +769,20 @@ pub async fn run(config: RunConfig) -> Result<RunReport, String> {
     let api = Api::new(
         &config.url,
         &config.key,
+        config.operator_key.as_deref(),
         config.concurrency + 4,
         config.request_timeout,
     )
     .map_err(|e| format!("http client: {e}"))?;
     let loadavg_at_start = loadavg();
     let t0 = Instant::now();
-    let first = sample_health(&api, t0)
-        .await
-        .ok_or_else(|| format!("{}/health does not answer with relay progress", config.url))?;
+    let first = sample_health(&api, t0).await.ok_or_else(|| {
+        format!(
+            "{}/health does not answer with relay progress (it shows it to an operator \
+                 key: --operator-key or PAYLEDGER_OPERATOR_KEY)",
+            config.url
+        )
+    })?;
 
     let (ack, ack_writer) = match &config.ack_log {
         Some(path) => {

@@ -79,6 +79,7 @@ impl Drill {
         let run_json = dir.join("run.json");
         let output = Command::new(env!("CARGO_BIN_EXE_payledger-bench"))
             .args(["run", "--url", &app.address, "--key", &app.checkout_key])
+            .args(["--operator-key", &app.admin_key])
             .args(["--payments", &PAYMENTS.to_string(), "--concurrency", "3"])
             .args(["--duration", "60", "--drain-timeout", "30"])
             .args(["--mix", "approved=1,declined=1,manual=1,refund=1"])

@@ -71,16 +71,18 @@ impl VersionWaiters {
             }
         }
         let (sender, receiver) = oneshot::channel();
-        waiting
-            .entry(payment_id)
-            .or_default()
-            .push((version, sender));
+        let senders = waiting.entry(payment_id).or_default();
+        // Readers of this payment that gave up: their place is taken back at once, so one
+        // payment's list holds only readers still waiting.
+        senders.retain(|(_, sender)| !sender.is_closed());
+        senders.push((version, sender));
         Some(receiver)
     }
 
     /// The payment's status row (another merchant's is `None`, as a missing one), waiting up
     /// to `MIN_VERSION_WAIT` for it to reach `min_version` (read-your-writes after a command
     /// answered that version). Past the wait it answers the row as it stands, stale or not.
+    /// The caller bounds how many wait, and asks only for versions the stream has.
     pub async fn read_at_least(
         &self,
         pool: &PgPool,
@@ -89,11 +91,12 @@ impl VersionWaiters {
         min_version: i64,
     ) -> Result<Option<PaymentStatusRow>, sqlx::Error> {
         let deadline = Instant::now() + MIN_VERSION_WAIT;
+        // Registered once, before the first read: an apply landing between the two still
+        // wakes us.
+        let mut woken = (min_version > 0)
+            .then(|| self.wait_for(payment_id, min_version))
+            .flatten();
         loop {
-            // Registered before the read: an apply landing between the two still wakes us.
-            let woken = (min_version > 0)
-                .then(|| self.wait_for(payment_id, min_version))
-                .flatten();
             let row = status::get(pool, payment_id, merchant).await?;
             let timed_out = Instant::now() >= deadline;
             match row {
@@ -106,16 +109,17 @@ impl VersionWaiters {
                 _ => MIN_VERSION_POLL,
             };
             let sleep = tokio::time::sleep_until((Instant::now() + poll).min(deadline));
-            match woken {
-                Some(woken) => {
+            match woken.as_mut() {
+                Some(receiver) => {
                     tokio::select! {
-                        handed = woken => match handed {
+                        handed = receiver => match handed {
                             // The projector's row as it committed it: no need to read it again.
                             Ok(row) if merchant.is_none_or(|m| m == row.merchant_id) => {
                                 debug_assert!(row.version >= min_version);
                                 return Ok(Some(row));
                             }
-                            _ => {}
+                            // Handed and spent (or dropped): poll from here on.
+                            _ => woken = None,
                         },
                         _ = sleep => {}
                     }

@@ -25,6 +25,9 @@ fn base_settings() -> Settings {
     settings.sandbox.in_process = true;
     settings.sandbox.webhook_delay_ms = 5;
     settings.db_pool_max = 12;
+    // Tests drive one key from one address far past a merchant's limits; the limits have
+    // tests of their own.
+    settings.rate_limits = api::rate_limit::RateLimitSettings::off();
     settings
 }
 

@@ -39,6 +39,14 @@ fn serve_command(args: &[&str], port: u16, env: &[(&str, &str)]) -> Command {
         .args(args)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
+        .envs(
+            [
+                "RATE_LIMIT_COMMANDS",
+                "RATE_LIMIT_READS",
+                "RATE_LIMIT_ADDRESS",
+            ]
+            .map(|n| (n, "off")),
+        )
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

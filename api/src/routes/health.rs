@@ -1,12 +1,13 @@
-//! Health, for load balancers and operators. Public: it reveals no payment data.
+//! Health, for load balancers and operators. Public: it reveals no payment data, and to a
+//! caller without an operator or admin key no figure either.
 //!
 //! - `GET /health/live`: the process answers (a load balancer restarts nothing on it; an
 //!   orchestrator would restart a process that stops answering).
 //! - `GET /health/ready`: this process can do its role's work now: an API node needs
 //!   PostgreSQL (commands append to the store and nothing else); a relay or a projector also
 //!   needs the broker. `503` takes a node out of the load balancer's rotation.
-//! - `GET /health`: the full report (database, broker, replica lag, relay and projection
-//!   lags, dead letters, open intents). `200` `ok`, `200` `degraded` when a part this role
+//! - `GET /health`: whether each part answers, for anyone; with an operator or admin key the
+//!   full report (replica lag, relay and projection lags, dead letters, open intents). `200` `ok`, `200` `degraded` when a part this role
 //!   does not need is down, `503` `unavailable` when the role cannot serve.
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 
+use crate::auth::Caller;
 use crate::config::ServeRole;
 use crate::startup::ReadPool;
 
@@ -212,6 +214,7 @@ async fn ready(
 
 #[tracing::instrument(skip_all)]
 async fn health(
+    caller: Option<Caller>,
     pool: web::Data<PgPool>,
     read_pool: web::Data<ReadPool>,
     broker: web::Data<BrokerProbe>,
@@ -225,6 +228,31 @@ async fn health(
         None => None,
     };
     let replica_up = replica.as_ref().is_none_or(|r| r["status"] == "ok");
+    let serves = database && (broker_up || !node.needs_broker());
+    let status = match (serves, broker_up && replica_up) {
+        (false, _) => "unavailable",
+        (true, false) => "degraded",
+        (true, true) => "ok",
+    };
+    let respond = |body: Value| {
+        if serves {
+            HttpResponse::Ok().json(body)
+        } else {
+            HttpResponse::ServiceUnavailable().json(body)
+        }
+    };
+    if caller.is_none_or(|c| c.require_operator().is_err()) {
+        // Anyone may ask whether the node serves; the figures are for operators, and they
+        // cost queries an anonymous flood must not be able to multiply.
+        return respond(json!({
+            "status": status,
+            "role": node.name(),
+            "database": if database { "ok" } else { "down" },
+            "broker": if broker_up { "ok" } else { "down" },
+            "replica": replica.as_ref().map(|r| json!({ "status": r["status"] })),
+            "relay": node.relay.as_ref().map(|l| json!({ "leading": l.is_leading() })),
+        }));
+    }
     let relay = if database {
         eventstore::checkpoint::relay_progress(pool.get_ref())
             .await
@@ -271,12 +299,6 @@ async fn health(
             })
         })
         .collect();
-    let serves = database && (broker_up || !node.needs_broker());
-    let status = match (serves, broker_up && replica_up) {
-        (false, _) => "unavailable",
-        (true, false) => "degraded",
-        (true, true) => "ok",
-    };
     let body = json!({
         "status": status,
         "role": node.name(),
@@ -294,9 +316,5 @@ async fn health(
         // Provider calls without an outcome: resolving, or waiting for an operator.
         "intents": intents,
     });
-    if serves {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    respond(body)
 }

@@ -1279,3 +1279,150 @@ async fn problems_never_echo_the_payment_token() {
         leaks.join("\n")
     );
 }
+
+#[tokio::test]
+async fn a_body_not_declared_json_is_415_and_changes_nothing() {
+    let app = spawn_app().await;
+    let body = bytes(&usd("1.00"));
+    let before = app.event_count().await;
+    let url = format!("{}/v1/payments", app.address);
+    for (case, content_type) in [
+        ("text/plain", Some("text/plain")),
+        ("form", Some("application/x-www-form-urlencoded")),
+        ("no content type", None),
+        ("not a media type", Some("json")),
+    ] {
+        let mut request = app
+            .http
+            .post(&url)
+            .bearer_auth(&app.checkout_key)
+            .header(
+                "Idempotency-Key",
+                format!("ct-{}", case.replace([' ', '/'], "-")),
+            )
+            .body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header(CONTENT_TYPE, content_type);
+        }
+        let response = request.send().await.unwrap();
+        let problem = problem(response, 415, case).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("application/json"),
+            "{case}: {problem}"
+        );
+    }
+    assert_eq!(app.event_count().await, before, "nothing appended");
+
+    // JSON with a charset, or a +json type, is JSON.
+    for (n, content_type) in [
+        "application/json; charset=utf-8",
+        "application/problem+json",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let response = app
+            .http
+            .post(&url)
+            .bearer_auth(&app.checkout_key)
+            .header("Idempotency-Key", format!("ct-ok-{n}"))
+            .header(CONTENT_TYPE, content_type)
+            .body(bytes(&json!({
+                "amount": "1.00", "currency": "USD", "reference": format!("ct-ok-{n}"),
+                "payment_method": {"type": "CARD", "token": "tok_sandbox_approved"},
+            })))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{content_type}");
+    }
+}
+
+/// `min_version` waits only for a version the caller's own payment has: a huge one, another
+/// merchant's payment or a missing one answer at once (a wait lasts up to two seconds).
+#[tokio::test]
+async fn min_version_never_waits_for_what_does_not_exist() {
+    let app = spawn_app().await;
+    let created = app
+        .create_payment(
+            "mv-1",
+            &payment_body("5.00", "USD", "mv-1", "tok_sandbox_approved", "automatic"),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    let version = approved["version"].as_i64().unwrap();
+    let quickly = std::time::Duration::from_millis(1_500);
+
+    let started = std::time::Instant::now();
+    let huge = app
+        .get(
+            &format!("/v1/payments/{id}?min_version=9223372036854775807"),
+            &app.checkout_key,
+        )
+        .await;
+    assert_eq!(huge.status(), 200);
+    assert_eq!(huge.json::<Value>().await.unwrap()["version"], version);
+    assert!(
+        started.elapsed() < quickly,
+        "waited {:?}",
+        started.elapsed()
+    );
+
+    let other = app.key_for("merchant-z").await;
+    for (case, path, key) in [
+        (
+            "another merchant's",
+            format!("/v1/payments/{id}?min_version=99"),
+            &other,
+        ),
+        (
+            "missing",
+            format!("/v1/payments/{}?min_version=99", Uuid::new_v4()),
+            &app.checkout_key,
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let response = app.get(&path, key).await;
+        problem(response, 404, case).await;
+        assert!(
+            started.elapsed() < quickly,
+            "{case}: waited {:?}",
+            started.elapsed()
+        );
+    }
+    let negative = app
+        .get(
+            &format!("/v1/payments/{id}?min_version=-1"),
+            &app.checkout_key,
+        )
+        .await;
+    problem(negative, 422, "negative min_version").await;
+
+    // Many at once, none waits once the projection holds every event of the stream: the
+    // bounds on waiting reads are never reached.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events: Value = app
+            .get(&format!("/v1/payments/{id}/events"), &app.checkout_key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let stream_version = events["data"].as_array().unwrap().len();
+        let read = app.read_at_least(&id, stream_version as i64).await;
+        if read["version"] == stream_version {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{read}");
+    }
+    let path = format!("/v1/payments/{id}?min_version=1000000");
+    let reads = (0..200).map(|_| app.get(&path, &app.checkout_key));
+    for response in futures::future::join_all(reads).await {
+        let status = response.status();
+        assert_eq!(status, 200, "{}", response.text().await.unwrap());
+    }
+}

@@ -6,13 +6,15 @@ use std::time::{Duration, Instant};
 
 use api::config::ServeRole;
 use e2e::tcp_proxy::{through, upstream_of, TcpProxy};
-use e2e::{payment_body, spawn_app_configured, spawn_with_settings, TestApp};
+use e2e::{payment_body, spawn_app, spawn_app_configured, spawn_with_settings, TestApp};
 use serde_json::Value;
 
+/// With the app's admin key: `/health` answers its figures to operators and admins only.
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
     let response = app
         .http
         .get(format!("{}{path}", app.address))
+        .bearer_auth(&app.admin_key)
         .send()
         .await
         .expect("health answers");
@@ -230,4 +232,43 @@ async fn readers_use_the_read_url_and_its_loss_degrades_only_them() {
         &payment_body("9.00", "USD", "r-2", "tok_sandbox_approved", "automatic"),
     )
     .await;
+}
+
+#[tokio::test]
+async fn without_an_operator_key_health_says_only_whether_each_part_answers() {
+    let app = spawn_app().await;
+    for (case, key) in [
+        ("anonymous", None),
+        ("checkout key", Some(app.checkout_key.as_str())),
+    ] {
+        let mut request = app.http.get(format!("{}/health", app.address));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("health answers");
+        assert_eq!(response.status(), 200, "{case}");
+        let health: Value = response.json().await.expect("json");
+        let mut fields: Vec<&str> = health
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            ["broker", "database", "relay", "replica", "role", "status"],
+            "{case}: {health}"
+        );
+        assert_eq!(health["status"], "ok", "{case}");
+        assert!(health["relay"]["leading"].is_boolean(), "{case}: {health}");
+        assert_eq!(
+            health["relay"].as_object().map(|r| r.len()),
+            Some(1),
+            "{case}: {health}"
+        );
+    }
+    let (_, full) = get(&app, "/health").await;
+    assert!(full["projections"].is_array(), "{full}");
+    assert!(full["intents"].is_object(), "{full}");
 }

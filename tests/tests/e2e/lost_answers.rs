@@ -280,6 +280,7 @@ async fn assert_health(app: &TestApp, unknown: u64) {
     let (status, health) = json_of(
         app.http
             .get(format!("{}/health", app.address))
+            .bearer_auth(&app.admin_key)
             .send()
             .await
             .expect("health"),

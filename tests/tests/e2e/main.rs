@@ -25,6 +25,7 @@ mod operator_health;
 mod projection;
 mod projection_kit;
 mod providers;
+mod rate_limits;
 mod relay_wakeup;
 mod replay;
 mod reports;

@@ -285,6 +285,7 @@ async fn a_poison_message_is_dead_lettered_and_the_rest_keep_flowing() {
         let health: serde_json::Value = app
             .http
             .get(format!("{}/health", app.address))
+            .bearer_auth(&app.admin_key)
             .send()
             .await
             .unwrap()
@@ -344,6 +345,7 @@ async fn health_reports_relay_and_projection_lag() {
     let health = app
         .http
         .get(format!("{}/health", app.address))
+        .bearer_auth(&app.admin_key)
         .send()
         .await
         .unwrap();

@@ -301,6 +301,7 @@ async fn every_event_published_again_shuffled_changes_nothing() {
         let health: Value = app
             .http
             .get(format!("{}/health", app.address))
+            .bearer_auth(&app.admin_key)
             .send()
             .await
             .unwrap()

@@ -46,6 +46,7 @@ async fn start(app: &TestApp, args: &[&str]) -> Node {
 async fn health(app: &TestApp, node: &Node) -> Value {
     app.http
         .get(format!("{}/health", node.base))
+        .bearer_auth(&app.admin_key)
         .send()
         .await
         .expect("health answers")

@@ -510,6 +510,7 @@ async fn an_attempt_nobody_can_resolve_is_flagged_for_review_listed_and_counted(
     let health: Value = app
         .http
         .get(format!("{}/health", app.address))
+        .bearer_auth(&app.admin_key)
         .send()
         .await
         .unwrap()

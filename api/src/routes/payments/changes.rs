@@ -32,7 +32,7 @@ pub(super) async fn capture_payment(
     let request: CaptureRequest = if body.is_empty() {
         CaptureRequest::default()
     } else {
-        parse_body(&body)?
+        parse_body(&req, &body)?
     };
     // Loaded once: the amount is read in its currency, and the capture decides on it.
     let loaded = service.load_for_change(id, scope).await?;
@@ -62,6 +62,7 @@ struct VoidRequest {}
 
 #[tracing::instrument(skip_all)]
 pub(super) async fn void_payment(
+    req: HttpRequest,
     caller: Caller,
     service: web::Data<PaymentService>,
     path: web::Path<String>,
@@ -70,7 +71,7 @@ pub(super) async fn void_payment(
     let scope = caller.payment_scope()?;
     let id = payment_id(&path)?;
     if !body.is_empty() {
-        let _empty: VoidRequest = parse_body(&body)?;
+        let _empty: VoidRequest = parse_body(&req, &body)?;
     }
     let executed = service.void(id, scope).await?;
     Ok(executed_response(StatusCode::OK, &executed))

@@ -116,7 +116,7 @@ pub(super) async fn create_payment(
         .as_ref()
         .ok_or_else(|| Problem::forbidden("this key is not bound to a merchant"))?;
     let key = idempotency_key(&req)?;
-    let request: CreatePaymentRequest = parse_body(&body)?;
+    let request: CreatePaymentRequest = parse_body(&req, &body)?;
     let command = request.parse(merchant, key)?;
     let (executed, created) = service.create(command).await?;
     let status = if created {

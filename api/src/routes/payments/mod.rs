@@ -7,6 +7,7 @@ mod changes;
 mod create;
 mod list;
 mod payment_method;
+mod read_waits;
 mod reads;
 mod refunds;
 
@@ -19,6 +20,7 @@ use crate::problem::{json_problem, FieldError, Problem};
 use crate::routes::payment_body::PaymentBody;
 
 pub use list::PAGE_SIZE_MAX;
+pub use read_waits::ReadWaits;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -49,10 +51,30 @@ fn idempotency_key(req: &HttpRequest) -> Result<IdempotencyKey, Problem> {
     })
 }
 
-/// A request body: a JSON object of exactly the expected shape. serde would also read a
-/// struct from a JSON array (by position); no request of ours has an array anywhere, so any
-/// array is refused.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+/// A request body: declared `application/json` (else `415`, whatever it holds), a JSON
+/// object of exactly the expected shape. serde would also read a struct from a JSON array (by
+/// position); no request of ours has an array anywhere, so any array is refused.
+fn parse_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<T, Problem> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<actix_web::mime::Mime>().ok());
+    let json = declared.is_some_and(|m| {
+        m.type_() == actix_web::mime::APPLICATION
+            && (m.subtype() == actix_web::mime::JSON || m.suffix() == Some(actix_web::mime::JSON))
+    });
+    if !json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "request bodies are JSON: send `Content-Type: application/json`",
+        ));
+    }
     let parsed: T = serde_json::from_slice(body).map_err(|e| json_problem(&e))?;
     let shape: serde_json::Value = serde_json::from_slice(body).map_err(|e| json_problem(&e))?;
     if !shape.is_object() || contains_array(&shape) {

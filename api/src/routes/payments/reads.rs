@@ -3,13 +3,14 @@
 
 use actix_web::{web, HttpResponse};
 use commands::payments::PaymentService;
+use projections::status;
 use projections::version_waiters::VersionWaiters;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use super::{payment_id, read_problem};
+use super::{payment_id, read_problem, ReadWaits};
 use crate::auth::Caller;
-use crate::problem::Problem;
+use crate::problem::{FieldError, Problem};
 use crate::routes::payment_body::PaymentBody;
 
 #[derive(Debug, Deserialize)]
@@ -23,12 +24,15 @@ pub(super) struct GetQuery {
 }
 
 /// Reads the status projection; with `min_version`, waits a bounded time for the projection
-/// to catch up with a command this client just made (read-your-writes).
+/// to catch up with a command this client made (read-your-writes). Only for a payment the
+/// caller may see, only up to the version its stream has, and only within `ReadWaits`.
 #[tracing::instrument(skip_all)]
 pub(super) async fn get_payment(
     caller: Caller,
     pool: web::Data<PgPool>,
+    service: web::Data<PaymentService>,
     waiters: web::Data<VersionWaiters>,
+    waits: web::Data<ReadWaits>,
     path: web::Path<String>,
     query: web::Query<GetQuery>,
 ) -> Result<HttpResponse, Problem> {
@@ -38,13 +42,39 @@ pub(super) async fn get_payment(
         }
         return crate::routes::audit::payment_as_of(&caller, &pool, &path, as_of).await;
     }
-    let scope = caller.payment_scope()?.map(|m| m.as_str());
-    let id = payment_id(&path)?.as_uuid();
-    let row = waiters
-        .read_at_least(&pool, id, scope, query.min_version.unwrap_or(0))
+    let scope = caller.payment_scope()?;
+    let id = payment_id(&path)?;
+    let min_version = query.min_version.unwrap_or(0);
+    if min_version < 0 {
+        return Err(Problem::invalid(vec![FieldError::new(
+            "min_version",
+            "must be a stream version (0 or more)",
+        )]));
+    }
+    let merchant = scope.map(|m| m.as_str());
+    let current = status::get(&pool, id.as_uuid(), merchant)
         .await
-        .map_err(read_problem)?
-        .ok_or_else(|| Problem::not_found("no such payment"))?;
+        .map_err(read_problem)?;
+    let row = match current {
+        Some(row) if row.version >= min_version => Some(row),
+        None if min_version == 0 => None,
+        current => {
+            // Behind, or not projected yet: wait only for a version this caller's payment
+            // has (another merchant's or a missing payment is 404 at once).
+            let wanted = min_version.min(service.load(id, scope).await?.version);
+            match current {
+                Some(row) if row.version >= wanted => Some(row),
+                _ => {
+                    let _permit = waits.into_inner().acquire(caller.key_id)?;
+                    waiters
+                        .read_at_least(&pool, id.as_uuid(), merchant, wanted)
+                        .await
+                        .map_err(read_problem)?
+                }
+            }
+        }
+    };
+    let row = row.ok_or_else(|| Problem::not_found("no such payment"))?;
     Ok(HttpResponse::Ok().json(PaymentBody::from_row(&row)))
 }
 

@@ -64,7 +64,7 @@ pub(super) async fn refund_payment(
     let scope = caller.payment_scope()?;
     let id = payment_id(&path)?;
     let key = idempotency_key(&req)?;
-    let request: RefundRequest = parse_body(&body)?;
+    let request: RefundRequest = parse_body(&req, &body)?;
     // Loaded once: the amount is read in its currency, and the refund decides on it.
     let loaded = service.load_for_change(id, scope).await?;
     let currency = loaded
