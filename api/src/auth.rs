@@ -9,11 +9,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_web::{web, FromRequest, HttpRequest};
+use chrono::{DateTime, Utc};
 use domain::MerchantId;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
+use uuid::Uuid;
 
+use crate::keys;
 use crate::problem::Problem;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +56,7 @@ impl Role {
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The key's id (never the key): what per-caller bounds count by.
-    pub key_id: uuid::Uuid,
+    pub key_id: Uuid,
     pub role: Role,
     pub merchant: Option<MerchantId>,
 }
@@ -91,58 +93,96 @@ pub fn hash_key(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
 }
 
-/// Creates a key and stores its hash; the key itself exists only in the return value.
+/// Creates a key for the test environment, with no expiry; the key exists only in the
+/// return value (see `keys` for the whole life of a key).
 pub async fn create_key(
     pool: &PgPool,
     role: Role,
     merchant: Option<&MerchantId>,
 ) -> Result<String, sqlx::Error> {
-    let mut secret = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut secret);
-    let key = format!("pl_{}_{}", role.as_str(), hex::encode(secret));
-    let prefix: String = key.chars().take(16).collect();
-    sqlx::query(
-        "INSERT INTO api_keys (id, key_hash, key_prefix, role, merchant_id)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(uuid::Uuid::new_v4())
-    .bind(hash_key(&key))
-    .bind(prefix)
-    .bind(role.as_str())
-    .bind(merchant.map(MerchantId::as_str))
-    .execute(pool)
-    .await?;
-    Ok(key)
+    let new = keys::NewKey {
+        role,
+        merchant: merchant.cloned(),
+        environment: keys::KeyEnvironment::Test,
+        expires_in: None,
+    };
+    Ok(keys::create(pool, &new).await?.key)
 }
 
-/// How long a key that was found stays trusted without asking the database again: a revoked
-/// key stops working within this time.
+/// How long a key that was found stays trusted without asking the database again. A change to
+/// a key is announced (`keys::CHANGES_CHANNEL`) and forgets it at once; this bounds how long
+/// a missed announcement (the listening connection lost) could keep a revoked key alive.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Keys cached at most; the cache is emptied when full (bounded memory, simple).
 const KEY_CACHE_ENTRIES_MAX: usize = 10_000;
-
 /// How long a key the database did not know is refused without asking it again: a flood of
 /// made-up keys costs one query per distinct key and this long, not one per request.
 const UNKNOWN_KEY_TTL: Duration = Duration::from_secs(10);
+/// `last_used_at` is written at most this often per key.
+const LAST_USED_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Known keys by hash, so a request does not cost a database round trip for its key; and
-/// unknown ones, so a guessed key does not either.
+/// A known key: who it is, and until when.
+#[derive(Clone)]
+struct Known {
+    at: Instant,
+    caller: Caller,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// Known keys by hash, so a request does not cost a database round trip for its key; unknown
+/// ones, so a guessed key does not either; and when each key's use was last written.
 #[derive(Default)]
 pub struct KeyCache {
-    entries: Mutex<HashMap<Vec<u8>, (Instant, Caller)>>,
+    /// Test keys are refused (`PAYLEDGER_ENV=production`).
+    production: bool,
+    entries: Mutex<HashMap<Vec<u8>, Known>>,
     unknown: Mutex<HashMap<Vec<u8>, Instant>>,
+    used: Mutex<HashMap<Uuid, Instant>>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Caches only: a panic elsewhere leaves them usable.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl KeyCache {
+    pub fn new(production: bool) -> Self {
+        Self {
+            production,
+            ..Self::default()
+        }
+    }
+
+    /// Whether test keys are refused here.
+    pub fn production(&self) -> bool {
+        self.production
+    }
+
+    fn get(&self, hash: &[u8]) -> Option<Caller> {
+        let entries = locked(&self.entries);
+        entries
+            .get(hash)
+            .filter(|known| known.at.elapsed() < KEY_CACHE_TTL)
+            .filter(|known| known.expires_at.is_none_or(|at| at > Utc::now()))
+            .map(|known| known.caller.clone())
+    }
+
+    fn put(&self, hash: Vec<u8>, known: Known) {
+        let mut entries = locked(&self.entries);
+        if entries.len() >= KEY_CACHE_ENTRIES_MAX {
+            entries.clear();
+        }
+        entries.insert(hash, known);
+    }
+
     fn known_unknown(&self, hash: &[u8]) -> bool {
-        let unknown = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
-        unknown
+        locked(&self.unknown)
             .get(hash)
             .is_some_and(|at| at.elapsed() < UNKNOWN_KEY_TTL)
     }
 
     fn put_unknown(&self, hash: Vec<u8>) {
-        let mut unknown = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+        let mut unknown = locked(&self.unknown);
         if unknown.len() >= KEY_CACHE_ENTRIES_MAX {
             unknown.retain(|_, at| at.elapsed() < UNKNOWN_KEY_TTL);
             if unknown.len() >= KEY_CACHE_ENTRIES_MAX {
@@ -152,21 +192,48 @@ impl KeyCache {
         unknown.insert(hash, Instant::now());
     }
 
-    fn get(&self, hash: &[u8]) -> Option<Caller> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(hash)
-            .filter(|(at, _)| at.elapsed() < KEY_CACHE_TTL)
-            .map(|(_, caller)| caller.clone())
+    /// Forgets a key that changed (revoked, expiry moved...): its next use asks the database.
+    pub fn forget(&self, key_id: Uuid) {
+        locked(&self.entries).retain(|_, known| known.caller.key_id != key_id);
     }
 
-    fn put(&self, hash: Vec<u8>, caller: Caller) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= KEY_CACHE_ENTRIES_MAX {
-            entries.clear();
-        }
-        entries.insert(hash, (Instant::now(), caller));
+    /// Forgets every key (announcements may have been missed).
+    pub fn forget_all(&self) {
+        locked(&self.entries).clear();
     }
+
+    /// Whether this use of the key should be written as its `last_used_at` now.
+    fn use_is_due(&self, key_id: Uuid) -> bool {
+        let mut used = locked(&self.used);
+        if used
+            .get(&key_id)
+            .is_some_and(|at| at.elapsed() < LAST_USED_INTERVAL)
+        {
+            return false;
+        }
+        if used.len() >= KEY_CACHE_ENTRIES_MAX {
+            used.retain(|_, at| at.elapsed() < LAST_USED_INTERVAL);
+        }
+        used.insert(key_id, Instant::now());
+        true
+    }
+}
+
+/// Writes a key's `last_used_at` off the request's path (at most once a minute per key).
+fn record_use(pool: &PgPool, cache: Option<&KeyCache>, key_id: Uuid) {
+    if !cache.is_some_and(|c| c.use_is_due(key_id)) {
+        return;
+    }
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        let written = sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = $1")
+            .bind(key_id)
+            .execute(&pool)
+            .await;
+        if let Err(error) = written {
+            tracing::warn!(%error, "api key last use not recorded");
+        }
+    });
 }
 
 #[tracing::instrument(skip_all)]
@@ -183,14 +250,17 @@ async fn authenticate(
         .ok_or_else(|| Problem::unauthorized("expected `Authorization: Bearer <api key>`"))?;
     let hash = hash_key(key);
     if let Some(caller) = cache.and_then(|c| c.get(&hash)) {
+        record_use(pool, cache, caller.key_id);
         return Ok(caller);
     }
-    let unknown = || Problem::unauthorized("unknown or revoked API key");
+    let unknown = || Problem::unauthorized("unknown, expired or revoked API key");
     if cache.is_some_and(|c| c.known_unknown(&hash)) {
         return Err(unknown());
     }
     let row = sqlx::query(
-        "SELECT id, role, merchant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        "SELECT id, role, merchant_id, environment, expires_at FROM api_keys
+          WHERE key_hash = $1 AND revoked_at IS NULL
+            AND (expires_at IS NULL OR expires_at > now())",
     )
     .bind(&hash)
     .fetch_optional(pool)
@@ -205,21 +275,26 @@ async fn authenticate(
         }
         return Err(unknown());
     };
-    let role: String = row
-        .try_get("role")
-        .map_err(|_| Problem::unauthorized("bad key"))?;
-    let merchant: Option<String> = row
-        .try_get("merchant_id")
-        .map_err(|_| Problem::unauthorized("bad key"))?;
+    let bad = |_| Problem::unauthorized("bad key");
+    let role: String = row.try_get("role").map_err(bad)?;
+    let merchant: Option<String> = row.try_get("merchant_id").map_err(bad)?;
+    let environment: String = row.try_get("environment").map_err(bad)?;
+    if cache.is_some_and(|c| c.production) && environment != keys::KeyEnvironment::Live.as_str() {
+        return Err(Problem::unauthorized("a test key is refused in production"));
+    }
     let caller = Caller {
-        key_id: row
-            .try_get("id")
-            .map_err(|_| Problem::unauthorized("bad key"))?,
+        key_id: row.try_get("id").map_err(bad)?,
         role: Role::parse(&role).ok_or_else(|| Problem::unauthorized("bad key"))?,
         merchant: merchant.and_then(|m| MerchantId::parse(&m).ok()),
     };
+    record_use(pool, cache, caller.key_id);
     if let Some(cache) = cache {
-        cache.put(hash, caller.clone());
+        let known = Known {
+            at: Instant::now(),
+            caller: caller.clone(),
+            expires_at: row.try_get("expires_at").map_err(bad)?,
+        };
+        cache.put(hash, known);
     }
     Ok(caller)
 }

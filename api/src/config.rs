@@ -72,6 +72,8 @@ pub struct Settings {
     /// Load balancers whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`: IPs and
     /// CIDR ranges; empty: none, the TCP peer is the client).
     pub trusted_proxies: String,
+    /// `PAYLEDGER_ENV=production`: test keys and test credentials are refused.
+    pub production: bool,
     /// Per key and per client address, by route class (`RATE_LIMIT_*`).
     pub rate_limits: crate::rate_limit::RateLimitSettings,
     pub sandbox: SandboxSettings,
@@ -91,6 +93,7 @@ impl std::fmt::Debug for Settings {
             .field("db_pool_max", &self.db_pool_max)
             .field("http_workers", &self.http_workers)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("production", &self.production)
             .field("rate_limits", &self.rate_limits)
             .field("sandbox_in_process", &self.sandbox.in_process)
             .field("routing", &self.routing)
@@ -173,6 +176,7 @@ impl Settings {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
             trusted_proxies: var("TRUSTED_PROXIES", ""),
+            production: env::var("PAYLEDGER_ENV").is_ok_and(|e| e == "production"),
             // A value that does not parse is reported by `check-config`, which `serve` runs
             // first; the defaults stand in for it meanwhile.
             rate_limits: crate::rate_limit::RateLimitSettings::from_lookup(|n| env::var(n).ok())

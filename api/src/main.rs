@@ -2,9 +2,10 @@
 
 use std::process::ExitCode;
 
-use api::auth::{create_key, Role};
+use api::auth::Role;
 use api::check_config::{self, Environment};
 use api::config::{ServeRole, Settings};
+use api::keys::{self, KeyEnvironment, NewKey};
 use api::startup::{connect_database, migrate, Application, StartupError};
 use clap::{Parser, Subcommand};
 use domain::MerchantId;
@@ -89,6 +90,23 @@ enum KeysCommand {
         /// The merchant a checkout key is bound to.
         #[arg(long)]
         merchant: Option<String>,
+        /// `live` or `test` (default: live when PAYLEDGER_ENV=production, else test).
+        #[arg(long)]
+        environment: Option<String>,
+        /// The key stops working after this long (`90d`, `24h`, `30m`).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// Every key, newest first, as JSON lines (never the key nor its hash).
+    List,
+    /// Revoke a key by id: every node refuses it within a second.
+    Revoke { id: uuid::Uuid },
+    /// A new key with the same grants, printed alone on stdout; the old one keeps working for
+    /// `--overlap` while clients move over, then expires.
+    Rotate {
+        id: uuid::Uuid,
+        #[arg(long, default_value = "24h")]
+        overlap: String,
     },
 }
 
@@ -187,19 +205,10 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             migrate(&pool).await?;
             eprintln!("migrations applied");
         }
-        Command::Keys {
-            command: KeysCommand::Create { role, merchant },
-        } => {
-            let role = Role::parse(&role)
-                .ok_or("role must be one of checkout, analyst, auditor, admin, operator")?;
-            let merchant = merchant.map(|m| MerchantId::parse(&m)).transpose()?;
-            if (role == Role::Checkout) != merchant.is_some() {
-                return Err("a checkout key needs --merchant; other roles take none".into());
-            }
+        Command::Keys { command } => {
             let pool = connect_database(&settings).await?;
             migrate(&pool).await?;
-            let key = create_key(&pool, role, merchant.as_ref()).await?;
-            println!("{key}");
+            manage_keys(&pool, command, settings.production).await?;
         }
         // Dispatched in `main`, which owns its exit statuses.
         Command::Audit { .. } => return Err("payledger audit runs from main".into()),
@@ -207,6 +216,63 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             listen,
             webhook_url,
         } => api::emulated::serve_sandbox(&settings, &listen, webhook_url).await?,
+    }
+    Ok(())
+}
+
+async fn manage_keys(
+    pool: &sqlx::PgPool,
+    command: KeysCommand,
+    production: bool,
+) -> Result<(), StartupError> {
+    match command {
+        KeysCommand::Create {
+            role,
+            merchant,
+            environment,
+            expires_in,
+        } => {
+            let new = NewKey {
+                role: Role::parse(&role)
+                    .ok_or("role must be one of checkout, analyst, auditor, admin, operator")?,
+                merchant: merchant.map(|m| MerchantId::parse(&m)).transpose()?,
+                environment: match environment {
+                    Some(text) => {
+                        KeyEnvironment::parse(&text).ok_or("environment is live or test")?
+                    }
+                    None => KeyEnvironment::of_deployment(production),
+                },
+                expires_in: expires_in.map(|d| keys::parse_duration(&d)).transpose()?,
+            };
+            new.check()?;
+            println!("{}", keys::create(pool, &new).await?.key);
+        }
+        KeysCommand::List => {
+            for record in keys::list(pool, keys::LIST_MAX).await? {
+                println!("{}", serde_json::to_string(&record)?);
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let record = keys::revoke(pool, id).await?.ok_or("no key has that id")?;
+            eprintln!("revoked {} ({})", record.id, record.prefix);
+        }
+        KeysCommand::Rotate { id, overlap } => {
+            let overlap = keys::parse_duration(&overlap)?;
+            let (created, old) = keys::rotate(pool, id, overlap).await.map_err(|e| match e {
+                keys::RotateError::NotFound => "no key has that id".to_owned(),
+                keys::RotateError::NotActive => "that key is revoked or expired".to_owned(),
+                keys::RotateError::Database(error) => error.to_string(),
+            })?;
+            eprintln!(
+                "new key {} ({}); {} expires at {}",
+                created.record.id,
+                created.record.prefix,
+                old.prefix,
+                old.expires_at
+                    .map_or_else(|| "never".to_owned(), |at| at.to_rfc3339())
+            );
+            println!("{}", created.key);
+        }
     }
     Ok(())
 }

@@ -235,7 +235,12 @@ impl Application {
                 },
                 shutdown_rx.clone(),
             )));
-            let key_cache = web::Data::new(crate::auth::KeyCache::default());
+            let key_cache = web::Data::new(crate::auth::KeyCache::new(settings.production));
+            tasks.push(tokio::spawn(crate::keys::watch_changes(
+                settings.database_url.clone(),
+                key_cache.clone().into_inner(),
+                shutdown_rx.clone(),
+            )));
             let read_waits = web::Data::new(routes::payments::ReadWaits::default());
             let rate_limits = web::Data::new(RateLimits::new(&settings.rate_limits));
             tasks.push(tokio::spawn(forget_idle_buckets(
@@ -283,6 +288,7 @@ impl Application {
                     .configure(routes::checkout::configure)
                     .configure(routes::reports::configure)
                     .configure(routes::audit::configure)
+                    .configure(routes::keys::configure)
             })
             .workers(settings.http_workers)
             .listen(listener)?

@@ -3,6 +3,7 @@ pub mod catalog;
 pub mod checkout;
 mod customer;
 pub mod health;
+pub mod keys;
 pub mod operator_health;
 pub mod payment_body;
 pub mod payments;

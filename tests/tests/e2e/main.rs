@@ -16,6 +16,7 @@ mod dashboard;
 mod fault_schedules;
 mod health;
 mod idempotency;
+mod keys;
 mod ledger_projection;
 mod lifecycle;
 mod lost_answers;

@@ -54,7 +54,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<IdempotencyKey, Problem> {
 /// A request body: declared `application/json` (else `415`, whatever it holds), a JSON
 /// object of exactly the expected shape. serde would also read a struct from a JSON array (by
 /// position); no request of ours has an array anywhere, so any array is refused.
-fn parse_body<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<T, Problem> {
