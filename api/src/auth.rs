@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use crate::jwt::JwtVerifier;
 use crate::keys;
 use crate::problem::Problem;
 
@@ -240,14 +241,28 @@ fn record_use(pool: &PgPool, cache: Option<&KeyCache>, key_id: Uuid) {
 async fn authenticate(
     pool: &PgPool,
     cache: Option<&KeyCache>,
+    jwt: Option<&JwtVerifier>,
     header: Option<String>,
 ) -> Result<Caller, Problem> {
     let header = header.ok_or_else(|| Problem::unauthorized("missing Authorization header"))?;
-    let key = header
+    let credential = header
         .strip_prefix("Bearer ")
         .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 256)
-        .ok_or_else(|| Problem::unauthorized("expected `Authorization: Bearer <api key>`"))?;
+        .filter(|k| !k.is_empty() && k.len() <= crate::jwt::TOKEN_BYTES_MAX)
+        .ok_or_else(|| {
+            Problem::unauthorized("expected `Authorization: Bearer <api key or token>`")
+        })?;
+    if crate::jwt::looks_like_jwt(credential) {
+        return match jwt {
+            Some(verifier) => verifier.verify(credential).await,
+            None => Err(Problem::unauthorized(
+                "tokens are not accepted here; use an API key",
+            )),
+        };
+    }
+    let key = Some(credential)
+        .filter(|k| k.len() <= 256)
+        .ok_or_else(|| Problem::unauthorized("unknown, expired or revoked API key"))?;
     let hash = hash_key(key);
     if let Some(caller) = cache.and_then(|c| c.get(&hash)) {
         record_use(pool, cache, caller.key_id);
@@ -306,6 +321,7 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
         let pool = req.app_data::<web::Data<PgPool>>().cloned();
         let cache = req.app_data::<web::Data<KeyCache>>().cloned();
+        let jwt = req.app_data::<web::Data<JwtVerifier>>().cloned();
         let header = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
@@ -313,7 +329,14 @@ impl FromRequest for Caller {
             .map(str::to_owned);
         Box::pin(async move {
             let pool = pool.ok_or_else(|| Problem::unavailable("no database configured"))?;
-            authenticate(pool.get_ref(), cache.as_ref().map(|c| c.get_ref()), header).await
+            let cache = cache.as_ref().map(|c| c.get_ref());
+            authenticate(
+                pool.get_ref(),
+                cache,
+                jwt.as_ref().map(|j| j.get_ref()),
+                header,
+            )
+            .await
         })
     }
 }

@@ -41,6 +41,9 @@ pub fn problems(settings: &Settings, environment: Environment) -> Vec<String> {
     {
         problems.push(problem);
     }
+    if let Err(problem) = crate::jwt::JwtSettings::from_lookup(|name| std::env::var(name).ok()) {
+        problems.push(problem);
+    }
     if let Ok(value) = std::env::var("AMQP_QUEUE_TYPE") {
         if projections::topology::QueueType::parse(&value).is_none() {
             problems.push("AMQP_QUEUE_TYPE must be quorum or classic".to_owned());

@@ -74,6 +74,8 @@ pub struct Settings {
     pub trusted_proxies: String,
     /// `PAYLEDGER_ENV=production`: test keys and test credentials are refused.
     pub production: bool,
+    /// Tokens from an auth service beside API keys (`JWT_*`); `None`: API keys only.
+    pub jwt: Option<crate::jwt::JwtSettings>,
     /// Per key and per client address, by route class (`RATE_LIMIT_*`).
     pub rate_limits: crate::rate_limit::RateLimitSettings,
     pub sandbox: SandboxSettings,
@@ -95,6 +97,7 @@ impl std::fmt::Debug for Settings {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("production", &self.production)
             .field("rate_limits", &self.rate_limits)
+            .field("jwt", &self.jwt)
             .field("sandbox_in_process", &self.sandbox.in_process)
             .field("routing", &self.routing)
             .finish_non_exhaustive()
@@ -176,6 +179,9 @@ impl Settings {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
             trusted_proxies: var("TRUSTED_PROXIES", ""),
+            jwt: crate::jwt::JwtSettings::from_lookup(|n| env::var(n).ok())
+                .ok()
+                .flatten(),
             production: env::var("PAYLEDGER_ENV").is_ok_and(|e| e == "production"),
             // A value that does not parse is reported by `check-config`, which `serve` runs
             // first; the defaults stand in for it meanwhile.

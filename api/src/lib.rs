@@ -7,6 +7,7 @@ pub mod client_ip;
 pub mod config;
 pub mod dashboard;
 pub mod emulated;
+pub mod jwt;
 pub mod keys;
 pub mod metrics;
 pub mod problem;

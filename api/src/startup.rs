@@ -242,6 +242,10 @@ impl Application {
                 shutdown_rx.clone(),
             )));
             let read_waits = web::Data::new(routes::payments::ReadWaits::default());
+            let jwt = match settings.jwt.clone() {
+                Some(jwt) => Some(web::Data::new(crate::jwt::JwtVerifier::new(jwt)?)),
+                None => None,
+            };
             let rate_limits = web::Data::new(RateLimits::new(&settings.rate_limits));
             tasks.push(tokio::spawn(forget_idle_buckets(
                 rate_limits.clone(),
@@ -274,6 +278,11 @@ impl Application {
                     .app_data(key_cache.clone())
                     .app_data(read_waits.clone())
                     .app_data(rate_limits.clone())
+                    .configure(|cfg| {
+                        if let Some(jwt) = jwt.clone() {
+                            cfg.app_data(jwt);
+                        }
+                    })
                     .app_data(broker.clone())
                     .app_data(proxies.clone())
                     .app_data(catalog.clone())

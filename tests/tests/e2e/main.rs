@@ -16,6 +16,7 @@ mod dashboard;
 mod fault_schedules;
 mod health;
 mod idempotency;
+mod jwt;
 mod keys;
 mod ledger_projection;
 mod lifecycle;
