@@ -26,8 +26,12 @@ impl TrustedProxies {
     /// address family would let any client name its own address, so it is refused.
     pub fn parse(text: &str) -> Result<Self, String> {
         let list = SourceList::parse(text)?;
-        if list.accepts_everyone() {
-            return Err("contains a catch-all range: every client could choose its address".into());
+        if list.too_broad() {
+            return Err(
+                "covers too much of the internet (a catch-all range, or one split in parts): \
+                 every client could choose its address"
+                    .into(),
+            );
         }
         Ok(TrustedProxies(list))
     }
@@ -138,6 +142,8 @@ mod tests {
     fn catch_all_and_malformed_lists_are_refused() {
         assert!(TrustedProxies::parse("0.0.0.0/0").is_err());
         assert!(TrustedProxies::parse("10.0.0.1, ::/0").is_err());
+        assert!(TrustedProxies::parse("0.0.0.0/1,128.0.0.0/1").is_err());
+        assert!(TrustedProxies::parse("10.0.0.0/8, 172.16.0.0/12").is_ok());
         assert!(TrustedProxies::parse("10.0.0.300").is_err());
         assert!(TrustedProxies::parse("").is_ok());
     }

@@ -147,8 +147,8 @@ impl MayaConfig {
             Ok(list) if list.is_empty() => problems.push(
                 "MAYA_WEBHOOK_SOURCES is empty: every Maya webhook would be refused".to_owned(),
             ),
-            Ok(list) if list.accepts_everyone() => problems.push(
-                "MAYA_WEBHOOK_SOURCES contains a catch-all range: Maya webhooks are unsigned, so \
+            Ok(list) if list.too_broad() => problems.push(
+                "MAYA_WEBHOOK_SOURCES covers too much of the internet (a catch-all range, or one split in parts): Maya webhooks are unsigned, so \
                  anyone could send one"
                     .to_owned(),
             ),

@@ -79,11 +79,25 @@ impl SourceList {
         self.ranges.len()
     }
 
-    /// Whether a range covers a whole address family (`0.0.0.0/0`, `::/0`).
-    pub fn accepts_everyone(&self) -> bool {
-        self.ranges.iter().any(|r| match r {
-            IpRange::V4 { prefix, .. } | IpRange::V6 { prefix, .. } => *prefix == 0,
-        })
+    /// IPv4 addresses the list may cover at most: two /8 (private networks such as
+    /// 10.0.0.0/8 fit; a third of the internet does not).
+    pub const V4_ADDRESSES_MAX: u64 = 2 << 24;
+    /// IPv6 addresses at most: two /7 (fc00::/7 and more fit; half the space does not).
+    pub const V6_ADDRESSES_MAX: u128 = 2 << 121;
+
+    /// Whether the ranges together cover too much of an address family to name a few hosts:
+    /// `0.0.0.0/0`, and as well `0.0.0.0/1,128.0.0.0/1` or any other split of it.
+    pub fn too_broad(&self) -> bool {
+        let (mut v4, mut v6) = (0u64, 0u128);
+        for range in &self.ranges {
+            match *range {
+                IpRange::V4 { prefix, .. } => v4 = v4.saturating_add(1u64 << (32 - prefix)),
+                IpRange::V6 { prefix, .. } => {
+                    v6 = v6.saturating_add(1u128.checked_shl(128 - u32::from(prefix)).unwrap_or(u128::MAX))
+                }
+            }
+        }
+        v4 > Self::V4_ADDRESSES_MAX || v6 > Self::V6_ADDRESSES_MAX
     }
 
     /// Whether every entry is a loopback address or range (this machine only).

@@ -214,7 +214,7 @@ mod tests {
             "IPv4-mapped peer matches the IPv4 range"
         );
         assert!(!has("127.0.0.1"));
-        assert!(!list.accepts_everyone());
+        assert!(!list.too_broad());
         assert!(!list.only_loopback());
         assert!(SourceList::parse("127.0.0.1, ::1, 127.0.0.0/8")
             .unwrap()
@@ -229,7 +229,18 @@ mod tests {
         assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
 
         let hosts = SourceList::parse("1.2.3.4/32,::/0").unwrap();
-        assert!(hosts.accepts_everyone());
+        assert!(hosts.too_broad());
+        for split in [
+            "0.0.0.0/1,128.0.0.0/1",
+            "0.0.0.0/2,64.0.0.0/2,128.0.0.0/2,192.0.0.0/2",
+            "::/1,8000::/1",
+            "10.0.0.0/8,11.0.0.0/8,12.0.0.0/8",
+        ] {
+            assert!(SourceList::parse(split).unwrap().too_broad(), "{split}");
+        }
+        for narrow in ["10.0.0.0/8,192.168.0.0/16", "fc00::/7", "203.0.113.0/24,2001:db8::/32"] {
+            assert!(!SourceList::parse(narrow).unwrap().too_broad(), "{narrow}");
+        }
         assert!(SourceList::parse("0.0.0.0/0")
             .unwrap()
             .contains("8.8.8.8".parse().unwrap()));

@@ -53,6 +53,12 @@ pub const ENV_PRIVATE_KEY: &str = "WOMPI_PRIVATE_KEY";
 pub const ENV_EVENTS_SECRET: &str = "WOMPI_EVENTS_SECRET";
 pub const ENV_INTEGRITY_SECRET: &str = "WOMPI_INTEGRITY_SECRET";
 pub const ENV_BASE_URL: &str = "WOMPI_BASE_URL";
+pub const ENV_EVENT_AGE_MAX_S: &str = "WOMPI_EVENT_AGE_MAX_S";
+/// Ten minutes: Wompi's first deliveries come within seconds; its redeliveries hours later
+/// are refused, and the outcome is asked of Wompi instead.
+pub const DEFAULT_EVENT_AGE_MAX_S: u64 = 600;
+/// The longest `WOMPI_EVENT_AGE_MAX_S` may be set to: one hour (60 s at least).
+pub const EVENT_AGE_MAX_S_LIMIT: u64 = 3_600;
 
 /// Test defaults used when a variable is unset (fine for tests and `serve --sandbox`;
 /// `check-config --env production` refuses them).
@@ -143,6 +149,10 @@ pub struct WompiConfig {
     pub integrity_secret: SecretString,
     /// Whole-request timeout (connect, send, read the body), in milliseconds.
     pub timeout_ms: u64,
+    /// How old a webhook event may be (`WOMPI_EVENT_AGE_MAX_S`, default ten minutes): a
+    /// captured event replayed later is refused; an outcome whose events all came late is
+    /// learnt by asking Wompi (sync and the reconciler).
+    pub event_age_max_s: u64,
     /// Variables that were unset when read by [`WompiConfig::from_env`] (their test default
     /// stands in). Production refuses them.
     pub unset_vars: Vec<&'static str>,
@@ -158,6 +168,7 @@ impl WompiConfig {
             events_secret: TEST_EVENTS_SECRET.into(),
             integrity_secret: TEST_INTEGRITY_SECRET.into(),
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            event_age_max_s: DEFAULT_EVENT_AGE_MAX_S,
             unset_vars: Vec::new(),
         }
     }
@@ -192,6 +203,9 @@ impl WompiConfig {
             integrity_secret: read(ENV_INTEGRITY_SECRET)
                 .map_or(defaults.integrity_secret, Into::into),
             timeout_ms: defaults.timeout_ms,
+            event_age_max_s: lookup(ENV_EVENT_AGE_MAX_S)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or(defaults.event_age_max_s, |s| s.clamp(60, EVENT_AGE_MAX_S_LIMIT)),
             unset_vars: Vec::new(),
         };
         config.unset_vars = unset;
@@ -1204,6 +1218,7 @@ mod tests {
             events_secret: "prod_events_OcHnIzeBl5socpwByQ4hA52Em3USQ93Z".into(),
             integrity_secret: "prod_integrity_Z5mMke9x0k8gpErbDqwrJXMqsI6SFli6".into(),
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            event_age_max_s: DEFAULT_EVENT_AGE_MAX_S,
             unset_vars: Vec::new(),
         }
     }

@@ -17,8 +17,9 @@
 //!
 //! * Event id: Wompi sends none, so it is `<transaction.id>:<transaction.status>`, the same on
 //!   every redelivery of that transition.
-//! * `timestamp` must be within [`DEFAULT_TIMESTAMP_TOLERANCE`] (Wompi redelivers up to 24 h
-//!   after the first try) and at most [`FUTURE_SKEW`] ahead.
+//! * `timestamp` must be within `WOMPI_EVENT_AGE_MAX_S` (ten minutes by default: a captured
+//!   event replayed later is refused; Wompi's redeliveries hours later are too, and the
+//!   outcome is asked of Wompi by sync and the reconciler) and at most [`FUTURE_SKEW`] ahead.
 //! * Outcomes: `APPROVED` -> `Approved{amount}`, `DECLINED` -> `Declined{status_message or
 //!   "declined"}`, `ERROR` -> `Failed{status_message or "error"}`, `PENDING` -> `Pending`,
 //!   `VOIDED` -> `Ok(None)` (not an outcome payledger appends). Other event types ->
@@ -60,8 +61,9 @@ pub const DEFAULT_PROPERTIES: [&str; 3] = [
 ];
 /// Largest webhook body parsed.
 pub const BODY_MAX_BYTES: usize = 64 * 1024;
-/// How old a `timestamp` may be: Wompi's last retry comes 24 h after the first try.
-pub const DEFAULT_TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(26 * 60 * 60);
+/// How old a `timestamp` may be unless configured (`WompiConfig::event_age_max_s`).
+pub const DEFAULT_TIMESTAMP_TOLERANCE: Duration =
+    Duration::from_secs(super::client::DEFAULT_EVENT_AGE_MAX_S);
 /// How far ahead of our clock a `timestamp` may be.
 pub const FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
 
@@ -117,6 +119,7 @@ impl WompiWebhookVerifier {
 
     pub fn from_config(config: &WompiConfig) -> Self {
         Self::new(config.events_secret.expose_secret())
+            .with_timestamp_tolerance(Duration::from_secs(config.event_age_max_s))
     }
 
     /// How old an event's `timestamp` may be.
@@ -746,12 +749,16 @@ mod tests {
     fn stale_and_future_timestamps_are_refused() {
         let verifier = WompiWebhookVerifier::new(SECRET);
         let body = approved_body();
-        let day = 24 * 60 * 60;
-        assert!(verify_at(&verifier, &body, None, TS + day).is_ok());
-        assert_eq!(
-            verify_at(&verifier, &body, None, TS + 2 * day),
-            Err(WebhookError::StaleTimestamp)
-        );
+        // Ten minutes by default: a replay an hour later, or a redelivery a day later, is
+        // refused (the outcome is asked of Wompi instead).
+        assert!(verify_at(&verifier, &body, None, TS + 599).is_ok());
+        for late in [601, 3_600, 24 * 60 * 60] {
+            assert_eq!(
+                verify_at(&verifier, &body, None, TS + late),
+                Err(WebhookError::StaleTimestamp),
+                "{late} s late"
+            );
+        }
         assert_eq!(
             verify_at(&verifier, &body, None, TS - 600),
             Err(WebhookError::StaleTimestamp)

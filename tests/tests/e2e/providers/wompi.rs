@@ -665,8 +665,8 @@ async fn wompi_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed(
     let events_before = app.event_count().await;
     let now = Utc::now().timestamp();
 
-    // Older than payledger's tolerance for Wompi (26 h: Wompi retries for 24 h).
-    let (stale, stale_sum) = resigned(&event, now - 27 * 3600, &secret);
+    // Older than payledger's ten minutes for a Wompi event: a replay, or a late redelivery.
+    let (stale, stale_sum) = resigned(&event, now - 11 * 60, &secret);
     problem(
         post_webhook(&app, stale.clone(), Some(&stale_sum)).await,
         401,
