@@ -27,12 +27,19 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// When a provider last answered a health check, and what.
 type HealthAnswer = (Instant, Result<(), ProviderError>);
+/// How long a provider's list of PSE banks is served without asking it again (the list is
+/// public: anyone may ask, and each ask would be a call with the merchant's credentials).
+const BANKS_TTL: Duration = Duration::from_secs(600);
+/// How long a failed bank-list call is remembered before the provider is asked again.
+const BANKS_FAILURE_TTL: Duration = Duration::from_secs(30);
 
 /// What `/v1/config` and `/health/providers` show about each provider: its public settings
 /// and configuration problems (names of settings, never values), and its cached health.
 pub struct ProviderCatalog {
     connectors: Arc<Registry>,
     health: Mutex<BTreeMap<&'static str, HealthAnswer>>,
+    /// Each provider's PSE banks (`None`: its last call failed), and when they were asked.
+    banks: Mutex<BTreeMap<&'static str, (Instant, Option<Vec<PseBank>>)>>,
 }
 
 impl ProviderCatalog {
@@ -40,7 +47,30 @@ impl ProviderCatalog {
         Self {
             connectors,
             health: Mutex::new(BTreeMap::new()),
+            banks: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The provider's PSE banks, from the cache while fresh. One call at a time: readers
+    /// that arrive while it runs wait for its answer instead of calling too.
+    async fn pse_banks(&self, provider: &Arc<dyn PaymentProvider>) -> Option<Vec<PseBank>> {
+        let mut banks = self.banks.lock().await;
+        if let Some((at, answer)) = banks.get(provider.name()) {
+            let ttl = if answer.is_some() {
+                BANKS_TTL
+            } else {
+                BANKS_FAILURE_TTL
+            };
+            if at.elapsed() < ttl {
+                return answer.clone();
+            }
+        }
+        let answer = match tokio::time::timeout(HEALTH_TIMEOUT, provider.pse_banks()).await {
+            Ok(Ok(list)) => Some(list),
+            _ => None,
+        };
+        banks.insert(provider.name(), (Instant::now(), answer.clone()));
+        answer
     }
 
     /// The provider's health, from the cache while fresh.
@@ -154,17 +184,20 @@ struct BankList {
 }
 
 #[tracing::instrument(skip_all)]
-async fn pse_banks(service: web::Data<PaymentService>) -> HttpResponse {
+async fn pse_banks(
+    service: web::Data<PaymentService>,
+    catalog: web::Data<ProviderCatalog>,
+) -> HttpResponse {
     let mut lists = Vec::new();
     for routed in service.router().all() {
         let provider = &routed.provider;
         if !provider.supports(domain::PaymentMethodType::Pse, Currency::COP) {
             continue;
         }
-        let answer = tokio::time::timeout(HEALTH_TIMEOUT, provider.pse_banks()).await;
+        let answer = catalog.pse_banks(provider).await;
         let (available, banks) = match answer {
-            Ok(Ok(banks)) => (true, banks),
-            _ => (false, Vec::new()),
+            Some(banks) => (true, banks),
+            None => (false, Vec::new()),
         };
         lists.push(BankList {
             provider: provider.name(),

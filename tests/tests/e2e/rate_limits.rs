@@ -183,3 +183,50 @@ async fn webhooks_are_limited_per_provider_and_address() {
         "another provider's bucket"
     );
 }
+
+/// `GET /v1/pse/banks` is public and each provider's list costs a call with the merchant's
+/// credentials: it is asked once and served from the cache after.
+#[tokio::test]
+async fn the_public_bank_list_asks_each_provider_once() {
+    let proxy = e2e::fault_proxy::FaultProxy::start().await;
+    let gateway = proxy.url();
+    let app = spawn_app_configured(ServeRole::All, |s| {
+        s.routing.providers = vec!["wompi".into(), "payu".into()];
+        s.sandbox.emulator_gateway = Some(gateway);
+        s.rate_limits = RateLimitSettings::off();
+    })
+    .await;
+    proxy.route_to(&app.emulators);
+    let asks = |provider: &str| {
+        proxy
+            .relayed()
+            .iter()
+            .filter(|r| r.provider == provider)
+            .count()
+    };
+    let banks = || async {
+        let response = app
+            .http
+            .get(format!("{}/v1/pse/banks", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    };
+    let first = banks().await;
+    let all = futures::future::join_all((0..20).map(|_| banks())).await;
+    assert!(
+        all.iter().all(|answer| *answer == first),
+        "the same list each time"
+    );
+    for list in first["providers"].as_array().unwrap() {
+        assert_eq!(list["available"], true, "{list}");
+    }
+    assert_eq!(
+        (asks("wompi"), asks("payu")),
+        (1, 1),
+        "{:?}",
+        proxy.relayed()
+    );
+}
