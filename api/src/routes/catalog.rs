@@ -27,6 +27,8 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// When a provider last answered a health check, and what.
 type HealthAnswer = (Instant, Result<(), ProviderError>);
+/// When a provider's PSE banks were last asked for, and its list (`None`: the call failed).
+type BanksAnswer = (Instant, Option<Vec<PseBank>>);
 /// How long a provider's list of PSE banks is served without asking it again (the list is
 /// public: anyone may ask, and each ask would be a call with the merchant's credentials).
 const BANKS_TTL: Duration = Duration::from_secs(600);
@@ -39,7 +41,7 @@ pub struct ProviderCatalog {
     connectors: Arc<Registry>,
     health: Mutex<BTreeMap<&'static str, HealthAnswer>>,
     /// Each provider's PSE banks (`None`: its last call failed), and when they were asked.
-    banks: Mutex<BTreeMap<&'static str, (Instant, Option<Vec<PseBank>>)>>,
+    banks: Mutex<BTreeMap<&'static str, BanksAnswer>>,
 }
 
 impl ProviderCatalog {
