@@ -44,6 +44,16 @@ pub fn problems(settings: &Settings, environment: Environment) -> Vec<String> {
     if let Err(problem) = crate::jwt::JwtSettings::from_lookup(|name| std::env::var(name).ok()) {
         problems.push(problem);
     }
+    if let Err(problem) =
+        commands::payments::FingerprintKey::new(settings.fingerprint_secret.as_bytes())
+    {
+        problems.push(format!("FINGERPRINT_SECRET {problem}"));
+    }
+    if production && settings.fingerprint_secret == commands::payments::TEST_FINGERPRINT_SECRET {
+        problems.push(
+            "FINGERPRINT_SECRET is the test secret: set a random one of 32 bytes or more".into(),
+        );
+    }
     if let Ok(value) = std::env::var("AMQP_QUEUE_TYPE") {
         if projections::topology::QueueType::parse(&value).is_none() {
             problems.push("AMQP_QUEUE_TYPE must be quorum or classic".to_owned());

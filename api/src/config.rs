@@ -72,6 +72,9 @@ pub struct Settings {
     /// Load balancers whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`: IPs and
     /// CIDR ranges; empty: none, the TCP peer is the client).
     pub trusted_proxies: String,
+    /// What create fingerprints are keyed with (`FINGERPRINT_SECRET`, 32 bytes at least;
+    /// unset: a test secret that production refuses).
+    pub fingerprint_secret: String,
     /// `PAYLEDGER_ENV=production`: test keys and test credentials are refused.
     pub production: bool,
     /// Tokens from an auth service beside API keys (`JWT_*`); `None`: API keys only.
@@ -182,6 +185,10 @@ impl Settings {
             jwt: crate::jwt::JwtSettings::from_lookup(|n| env::var(n).ok())
                 .ok()
                 .flatten(),
+            fingerprint_secret: var(
+                "FINGERPRINT_SECRET",
+                commands::payments::TEST_FINGERPRINT_SECRET,
+            ),
             production: env::var("PAYLEDGER_ENV").is_ok_and(|e| e == "production"),
             // A value that does not parse is reported by `check-config`, which `serve` runs
             // first; the defaults stand in for it meanwhile.

@@ -217,6 +217,10 @@ impl Application {
                     attempt_timeout: Duration::from_millis(
                         settings.routing.provider_attempt_timeout_ms,
                     ),
+                    fingerprint_key: commands::payments::FingerprintKey::new(
+                        settings.fingerprint_secret.as_bytes(),
+                    )
+                    .map_err(|problem| format!("FINGERPRINT_SECRET {problem}"))?,
                     ..ServiceConfig::default()
                 },
                 local_relay.clone(),

@@ -41,11 +41,13 @@ impl PaymentService {
     #[tracing::instrument(skip(self, request), fields(merchant = %request.merchant_id))]
     pub async fn create(&self, request: CreatePayment) -> Result<(Executed, bool), CommandError> {
         let id = PaymentId::derive(&request.merchant_id, &request.idempotency_key);
-        let fingerprint = request.fingerprint();
+        let canonical = request.canonical();
+        let key = &self.config.fingerprint_key;
+        let fingerprint = key.fingerprint(&canonical);
         let _serial = self.stripes.lock(id.as_uuid()).await;
         match self.load(id, None).await {
             Ok(existing) => {
-                if existing.payment.request_fingerprint != fingerprint {
+                if !key.matches(&existing.payment.request_fingerprint, &canonical) {
                     return Err(PaymentError::IdempotencyMismatch.into());
                 }
                 return Ok((self.resume(id, &request, existing).await?, false));

@@ -13,10 +13,12 @@
 
 mod changes;
 mod create;
+mod fingerprint;
 mod measure;
 mod outcomes;
 mod resolve;
 
+pub use fingerprint::{FingerprintKey, TEST_SECRET as TEST_FINGERPRINT_SECRET};
 pub use outcomes::outcome_of;
 
 use std::collections::HashMap;
@@ -124,9 +126,9 @@ impl std::fmt::Debug for CreatePayment {
 }
 
 impl CreatePayment {
-    /// Digest of everything the request asked for: the same key with another body is refused.
-    /// Tokens and personal ids enter only as their digest.
-    pub fn fingerprint(&self) -> String {
+    /// Everything the request asked for, as text its fingerprint is taken of: the same key
+    /// with another body is refused. Tokens and personal ids enter only as their digest.
+    pub fn canonical(&self) -> String {
         let method_digest = hex::encode(Sha256::digest(self.payment_method.canonical().as_bytes()));
         let mut canonical = format!(
             "v1\n{}\n{}\n{}\n{}\n{}\n{:?}\n{}\n{:?}\n{:?}\n{:?}",
@@ -147,7 +149,7 @@ impl CreatePayment {
             let customer_digest = hex::encode(Sha256::digest(self.customer.canonical()));
             canonical.push_str(&format!("\n{customer_digest}"));
         }
-        hex::encode(Sha256::digest(canonical.as_bytes()))
+        canonical
     }
 }
 
@@ -175,7 +177,7 @@ pub struct RefundOutcome {
     pub failure: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// The most one command may spend waiting on providers, fallbacks included.
     pub provider_budget: Duration,
@@ -186,6 +188,8 @@ pub struct ServiceConfig {
     /// Where redirect flows (PSE, wallets) send the customer back when the request names no
     /// `return_url`.
     pub default_return_url: &'static str,
+    /// What create fingerprints are keyed with.
+    pub fingerprint_key: FingerprintKey,
 }
 
 impl Default for ServiceConfig {
@@ -195,6 +199,7 @@ impl Default for ServiceConfig {
             attempt_timeout: Duration::from_secs(5),
             idempotent_tries_max: 3,
             default_return_url: "https://checkout.payledger.invalid/return",
+            fingerprint_key: FingerprintKey::test_default(),
         }
     }
 }
@@ -545,15 +550,16 @@ mod tests {
     fn a_request_without_customer_keeps_the_fingerprint_it_had_before_customers() {
         // Taken from the code before `customer` existed: stored idempotency records hold
         // this value, and a retry across the upgrade must still match them.
-        assert_eq!(
-            request(Customer::default()).fingerprint(),
-            "5936b6a5a3086f4d91cbc7622c23ee55aa4fa5347108800142ede69c0e533e70"
-        );
+        let key = FingerprintKey::test_default();
+        assert!(key.matches(
+            "5936b6a5a3086f4d91cbc7622c23ee55aa4fa5347108800142ede69c0e533e70",
+            &request(Customer::default()).canonical()
+        ));
     }
 
     #[test]
     fn every_customer_field_changes_the_fingerprint() {
-        let bare = request(Customer::default()).fingerprint();
+        let bare = request(Customer::default()).canonical();
         let variants = [
             Customer {
                 full_name: Some("Ana".into()),
@@ -582,7 +588,7 @@ mod tests {
         ];
         let mut seen = std::collections::HashSet::from([bare]);
         for customer in variants {
-            let fingerprint = request(customer.clone()).fingerprint();
+            let fingerprint = request(customer.clone()).canonical();
             assert!(seen.insert(fingerprint), "{customer:?} did not change it");
         }
     }

@@ -742,3 +742,46 @@ async fn a_refund_sent_twice_at_once_refunds_once() {
     assert_eq!(view["status"], "REFUNDED");
     assert_eq!(view["refunded_amount"], "9000");
 }
+
+/// The fingerprint `PaymentInitiated` carries is keyed with a server secret: whoever reads the
+/// stream cannot recompute it from guessed request fields, and two servers with different
+/// secrets store different fingerprints for the same request.
+#[tokio::test]
+async fn the_stored_fingerprint_is_keyed_with_the_server_secret() {
+    let body = payment_body("4.00", "USD", "fp-1", "tok_sandbox_approved", "automatic");
+    let mut stored = Vec::new();
+    for secret in [
+        None,
+        Some("another server secret, thirty-two bytes or more"),
+    ] {
+        let mut settings = Settings::from_env();
+        let (url, name) = fresh_database(&settings.database_url).await;
+        settings.database_url = url;
+        settings.amqp_prefix = format!("test.{name}");
+        settings.listen_addr = "127.0.0.1:0".into();
+        settings.sandbox.in_process = true;
+        settings.rate_limits = api::rate_limit::RateLimitSettings::off();
+        if let Some(secret) = secret {
+            settings.fingerprint_secret = secret.into();
+        }
+        let app = spawn_with_settings(settings).await;
+        let created = app.create_payment("fp-1", &body).await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        let fingerprint: String = sqlx::query_scalar(
+            "SELECT payload->'PaymentInitiated'->>'request_fingerprint' FROM events
+              WHERE aggregate_id = $1 AND event_type = 'PaymentInitiated'",
+        )
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        assert!(fingerprint.starts_with("hmac-sha256:"), "{fingerprint}");
+        // The same request again is recognised by it.
+        let again = app
+            .post("/v1/payments", &app.checkout_key, Some("fp-1"), &body)
+            .await;
+        assert_eq!(again.status(), 200, "the same create again");
+        stored.push(fingerprint);
+    }
+    assert_ne!(stored[0], stored[1], "the secret is part of it");
+}
