@@ -36,6 +36,11 @@ pub enum ReplayError {
         "schema name must be 1-63 of [a-z0-9_], starting with a letter or `_`, and not `public`"
     )]
     BadSchema,
+    #[error(
+        "schema {0} exists and was not made by replay: its tables are not dropped (name a new \
+         schema, or one an earlier replay made)"
+    )]
+    ForeignSchema(String),
     #[error(transparent)]
     Projection(#[from] ProjectionError),
     #[error("database: {0}")]
@@ -54,6 +59,37 @@ pub fn valid_schema(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// What marks a schema replay made (its comment): only such a schema's tables are dropped.
+const SCRATCH_MARK: &str = "payledger replay scratch schema: its tables are dropped and rebuilt";
+
+/// Creates `schema` and marks it as replay's, or accepts it when an earlier replay marked it;
+/// any other existing schema is refused, whatever its name.
+async fn claim_scratch_schema(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+) -> Result<(), ReplayError> {
+    let existing: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1",
+    )
+    .bind(schema)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match existing {
+        Some(Some(mark)) if mark == SCRATCH_MARK => Ok(()),
+        Some(_) => Err(ReplayError::ForeignSchema(schema.to_owned())),
+        None => {
+            // `schema` passed `valid_schema`: only [a-z0-9_] reaches the statement.
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(&format!("COMMENT ON SCHEMA {schema} IS '{SCRATCH_MARK}'"))
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+    }
+}
+
 /// Empties what the projections own, in `schema` (creating copies of the live tables there
 /// when it is not `public`). Returns the statements that create the copies' secondary
 /// indexes, which are left out until the rows are in: one sort per index at the end costs
@@ -62,7 +98,7 @@ async fn prepare(
     conn: &mut sqlx::PgConnection,
     projections: &[Arc<dyn Projection>],
     schema: &str,
-) -> Result<Vec<String>, sqlx::Error> {
+) -> Result<Vec<String>, ReplayError> {
     let mut tables: Vec<&str> = projections
         .iter()
         .flat_map(|p| p.tables().iter().copied())
@@ -84,9 +120,7 @@ async fn prepare(
         return Ok(Vec::new());
     }
     tables.extend(SHARED_TABLES);
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-        .execute(&mut *conn)
-        .await?;
+    claim_scratch_schema(conn, schema).await?;
     for table in &tables {
         sqlx::query(&format!("DROP TABLE IF EXISTS {schema}.{table}"))
             .execute(&mut *conn)

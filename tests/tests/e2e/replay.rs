@@ -166,6 +166,31 @@ async fn replay_into_a_scratch_schema_equals_the_live_projections_row_for_row() 
             .await
             .is_err()
     );
+    // A schema replay did not make keeps its tables, whatever its name.
+    sqlx::query("CREATE SCHEMA reporting")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE reporting.payment_status (kept text)")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let refused = projections::replay::replay(&app.pool, &all, "reporting", 10).await;
+    assert!(
+        matches!(
+            refused,
+            Err(projections::replay::ReplayError::ForeignSchema(_))
+        ),
+        "{refused:?}"
+    );
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.columns
+          WHERE table_schema = 'reporting' AND table_name = 'payment_status' AND column_name = 'kept'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(kept, 1, "the foreign table is untouched");
 }
 
 #[tokio::test]
