@@ -72,6 +72,8 @@ pub struct Settings {
     /// Load balancers whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`: IPs and
     /// CIDR ranges; empty: none, the TCP peer is the client).
     pub trusted_proxies: String,
+    /// The tables' owner, for migrations (`DATABASE_OWNER_URL`); unset: `database_url`.
+    pub database_owner_url: Option<String>,
     /// What create fingerprints are keyed with (`FINGERPRINT_SECRET`, 32 bytes at least;
     /// unset: a test secret that production refuses).
     pub fingerprint_secret: String,
@@ -185,6 +187,9 @@ impl Settings {
             jwt: crate::jwt::JwtSettings::from_lookup(|n| env::var(n).ok())
                 .ok()
                 .flatten(),
+            database_owner_url: env::var("DATABASE_OWNER_URL")
+                .ok()
+                .filter(|url| !url.trim().is_empty()),
             fingerprint_secret: var(
                 "FINGERPRINT_SECRET",
                 commands::payments::TEST_FINGERPRINT_SECRET,

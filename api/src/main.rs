@@ -195,19 +195,19 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
                 return Err("--batch-size must be 1 to 100000".into());
             }
             let pool = connect_database(&settings).await?;
-            migrate(&pool).await?;
+            migrate(&settings, &pool).await?;
             let schema = into.as_deref().unwrap_or("public");
             let report = projections::replay::replay(&pool, &chosen, schema, batch_size).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::Migrate => {
             let pool = connect_database(&settings).await?;
-            migrate(&pool).await?;
+            migrate(&settings, &pool).await?;
             eprintln!("migrations applied");
         }
         Command::Keys { command } => {
             let pool = connect_database(&settings).await?;
-            migrate(&pool).await?;
+            migrate(&settings, &pool).await?;
             manage_keys(&pool, command, settings.production).await?;
         }
         // Dispatched in `main`, which owns its exit statuses.

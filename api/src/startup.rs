@@ -100,8 +100,25 @@ impl std::ops::Deref for ReadPool {
     }
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::migrate!("../migrations").run(pool).await
+/// Applies the migrations: as the owner of the tables when `DATABASE_OWNER_URL` is set (the
+/// service's own role may not create or alter them), else over `pool`.
+pub async fn migrate(
+    settings: &Settings,
+    pool: &PgPool,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    let migrator = sqlx::migrate!("../migrations");
+    match &settings.database_owner_url {
+        Some(url) => {
+            use sqlx::Connection;
+            let mut owner = sqlx::PgConnection::connect(url).await?;
+            migrator.run(&mut owner).await?;
+            owner
+                .close()
+                .await
+                .map_err(sqlx::migrate::MigrateError::from)
+        }
+        None => migrator.run(pool).await,
+    }
 }
 
 pub struct Application {
@@ -117,7 +134,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         let pool = connect_database(&settings).await?;
-        migrate(&pool).await?;
+        migrate(&settings, &pool).await?;
         let listener = TcpListener::bind(&settings.listen_addr)?;
         let port = listener.local_addr()?.port();
         let (shutdown, shutdown_rx) = watch::channel(false);

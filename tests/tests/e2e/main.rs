@@ -13,6 +13,7 @@ mod bad_input;
 mod concurrency;
 mod crash_recovery;
 mod dashboard;
+mod database_role;
 mod fault_schedules;
 mod health;
 mod idempotency;

@@ -37,7 +37,7 @@ pub async fn fresh_pool() -> PgPool {
         .connect(&url)
         .await
         .unwrap();
-    api::startup::migrate(&pool).await.unwrap();
+    api::startup::migrate(&settings, &pool).await.unwrap();
     pool
 }
 
