@@ -2,9 +2,11 @@
 //! a reused key with another request is refused, references are unique per merchant, and a
 //! redelivered provider webhook appends nothing.
 
-use api::config::Settings;
+use api::config::{ServeRole, Settings};
 use e2e::independent::{sandbox_signature, SANDBOX_SIGNATURE_HEADER};
-use e2e::{fresh_database, payment_body, spawn_app, spawn_with_settings, TestApp};
+use e2e::{
+    fresh_database, payment_body, spawn_app, spawn_app_configured, spawn_with_settings, TestApp,
+};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
 
@@ -754,17 +756,12 @@ async fn the_stored_fingerprint_is_keyed_with_the_server_secret() {
         None,
         Some("another server secret, thirty-two bytes or more"),
     ] {
-        let mut settings = Settings::from_env();
-        let (url, name) = fresh_database(&settings.database_url).await;
-        settings.database_url = url;
-        settings.amqp_prefix = format!("test.{name}");
-        settings.listen_addr = "127.0.0.1:0".into();
-        settings.sandbox.in_process = true;
-        settings.rate_limits = api::rate_limit::RateLimitSettings::off();
-        if let Some(secret) = secret {
-            settings.fingerprint_secret = secret.into();
-        }
-        let app = spawn_with_settings(settings).await;
+        let app = spawn_app_configured(ServeRole::All, |s| {
+            if let Some(secret) = secret {
+                s.fingerprint_secret = secret.into();
+            }
+        })
+        .await;
         let created = app.create_payment("fp-1", &body).await;
         let id = created["id"].as_str().unwrap().to_owned();
         let fingerprint: String = sqlx::query_scalar(
