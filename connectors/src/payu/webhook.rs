@@ -33,6 +33,11 @@
 //! `state_pol`: 4 approved (authorized when `transaction_type=AUTHORIZATION`), 6 declined
 //! (`ABANDONED_TRANSACTION`, a PSE payer who walked away, is reported as failed), 5 expired,
 //! 7/10/12/14/15/18 pending, 104 error.
+//!
+//! `sign` does not cover `transaction_id`, `reference_pol` or `transaction_type`: a genuine
+//! confirmation replayed with those changed would still verify. Every confirmation is
+//! therefore marked `confirm_with_provider`: what is appended comes from PayU's own record of
+//! the order (`ORDER_DETAIL`), which must name this payment, never from the body alone.
 
 use std::str::FromStr;
 
@@ -217,7 +222,8 @@ impl PayuWebhookVerifier {
             payment_id,
             provider_transaction_id: format!("{order_id}:{transaction_id}"),
             outcome,
-            confirm_with_provider: false,
+            // The ids and the transaction type are not signed: ask PayU.
+            confirm_with_provider: true,
         })
     }
 }
@@ -556,7 +562,7 @@ mod tests {
             assert_eq!(n.event_id, format!("{TX}:4"));
             assert_eq!(n.payment_id.to_string(), PAYMENT);
             assert_eq!(n.provider_transaction_id, format!("1400449959:{TX}"));
-            assert!(!n.confirm_with_provider);
+            assert!(n.confirm_with_provider, "unsigned ids: confirmed with PayU");
             assert_eq!(
                 n.outcome,
                 NotificationOutcome::Approved {

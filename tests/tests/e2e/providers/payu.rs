@@ -609,6 +609,46 @@ async fn payu_duplicate_confirmation_answers_200_and_appends_nothing() {
     assert_eq!(app.event_types(&id).await, trail);
 }
 
+/// `sign` leaves `transaction_id` and `reference_pol` out: a genuine confirmation replayed
+/// with another order's ids still verifies. What is appended comes from PayU's record of the
+/// named order, which belongs to another payment: nothing is appended.
+#[tokio::test]
+async fn payu_confirmation_replayed_with_another_orders_ids_appends_nothing() {
+    let app = start(COLOMBIA).await;
+    let approved = approved_efecty(&app, "p-ids-a").await;
+    let (pending, _) = pending_efecty(&app, "p-ids-b", "90000.00").await;
+    let other = id_of(&pending);
+    let other_reference = app.wait_for_status(&other, "PENDING").await["provider_reference"]
+        .as_str()
+        .expect("the pending order's reference")
+        .to_owned();
+    let (other_order, other_transaction) =
+        other_reference.split_once(':').expect("order:transaction");
+    let original = delivery_for(&app, &approved, "recorded").await;
+    let pairs = form_pairs(&original);
+    let replayed = with_field(
+        &with_field(&pairs, "reference_pol", other_order),
+        "transaction_id",
+        other_transaction,
+    );
+    let events_before = app.event_count().await;
+    let (trail_a, trail_b) = (
+        app.event_types(&approved).await,
+        app.event_types(&other).await,
+    );
+
+    let response = post_confirmation(&app, encode_form(&replayed)).await;
+    let (status, body) = json_of(response).await;
+    assert_ne!(body["result"], "recorded", "{status}: {body}");
+    assert_eq!(app.event_count().await, events_before, "{status}: {body}");
+    assert_eq!(app.event_types(&approved).await, trail_a);
+    assert_eq!(app.event_types(&other).await, trail_b);
+    assert_eq!(
+        app.wait_for_status(&other, "PENDING").await["status"],
+        "PENDING"
+    );
+}
+
 #[tokio::test]
 async fn payu_tampered_amount_with_the_old_sign_is_401_logged_and_appends_nothing() {
     let app = start(COLOMBIA).await;
