@@ -61,6 +61,15 @@ enum Command {
         #[command(subcommand)]
         command: audit::cli::AuditCommand,
     },
+    /// Erase webhook bodies past `--erase-after` (they hold personal data; digest and size
+    /// stay) and delete log rows past `--delete-after`. Run it daily, as the tables' owner or
+    /// a member of `payledger_retention`; prints what it did as JSON.
+    Retention {
+        #[arg(long, env = "WEBHOOK_BODY_RETENTION", default_value = "30d")]
+        erase_after: String,
+        #[arg(long, env = "WEBHOOK_LOG_RETENTION", default_value = "180d")]
+        delete_after: String,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -204,6 +213,31 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             let pool = connect_database(&settings).await?;
             migrate(&settings, &pool).await?;
             eprintln!("migrations applied");
+        }
+        Command::Retention {
+            erase_after,
+            delete_after,
+        } => {
+            let erase_after = keys::parse_duration(&erase_after)?;
+            let delete_after = keys::parse_duration(&delete_after)?;
+            use commands::webhook_deliveries::{DELETE_AFTER_MIN, ERASE_AFTER_MIN};
+            if erase_after < ERASE_AFTER_MIN || delete_after < DELETE_AFTER_MIN {
+                return Err("bodies are kept a day at least, rows a week at least".into());
+            }
+            let pool = connect_database(&settings).await?;
+            let report = commands::webhook_deliveries::apply_retention(
+                &pool,
+                erase_after,
+                delete_after,
+                |so_far| {
+                    eprintln!(
+                        "retention: {} bodies erased, {} rows deleted so far",
+                        so_far.bodies_erased, so_far.rows_deleted
+                    )
+                },
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&report)?);
         }
         Command::Keys { command } => {
             let pool = connect_database(&settings).await?;

@@ -36,3 +36,4 @@ mod request_id;
 mod routing;
 mod standby;
 mod unknown_outcomes;
+mod webhook_retention;

@@ -145,6 +145,36 @@ pub async fn deliveries_with_peer(
     .expect("read webhook_deliveries")
 }
 
+/// `provider`'s webhook deliveries as logged, oldest first, each with the SHA-256 of the whole
+/// body it received (what identifies a body the log kept only the start of):
+/// (signature_valid, result, peer, digest).
+pub async fn delivery_digests(
+    app: &TestApp,
+    provider: &str,
+) -> Vec<(bool, String, Option<String>, Vec<u8>)> {
+    sqlx::query_as(
+        "SELECT signature_valid, result, peer, payload_sha256 FROM webhook_deliveries
+          WHERE provider = $1 ORDER BY id",
+    )
+    .bind(provider)
+    .fetch_all(&app.pool)
+    .await
+    .expect("read webhook_deliveries")
+}
+
+/// The digest the log identifies `body` by, computed here independently.
+pub fn digest_of(body: &[u8]) -> Vec<u8> {
+    e2e::independent::sha256(body).to_vec()
+}
+
+/// What the webhook log keeps of a body that did not verify: its first bytes.
+pub fn kept_of_unverified(body: &[u8]) -> Vec<u8> {
+    body[..body
+        .len()
+        .min(commands::webhook_deliveries::UNVERIFIED_PREFIX_BYTES)]
+        .to_vec()
+}
+
 /// `provider`'s webhook deliveries as logged, oldest first: (signature_valid, result, payload).
 pub async fn deliveries(app: &TestApp, provider: &str) -> Vec<(bool, String, Vec<u8>)> {
     deliveries_with_peer(app, provider)
