@@ -135,8 +135,10 @@ URL="http://127.0.0.1:$PORT"
 QUEUES_USED=1
 start_server() { # queue type, AMQP prefix
     log "payledger serve --sandbox on $URL ($1 queues, AMQP_PREFIX=$2, log $OUT/payledger-$1.log)"
-    # One key drives the whole load: limits far above it keep the limiter working, not refusing.
+    # One key (and one sandbox sending every webhook) drives the whole load: limits far above
+    # it keep the limiter working, not refusing.
     RATE_LIMIT_COMMANDS=1000000 RATE_LIMIT_READS=1000000 RATE_LIMIT_ADDRESS=1000000 \
+    RATE_LIMIT_WEBHOOKS=1000000 \
     LISTEN_ADDR="127.0.0.1:$PORT" AMQP_PREFIX=$2 AMQP_QUEUE_TYPE=$1 RUST_LOG=${BENCH_RUST_LOG:-warn} \
         "$PAYLEDGER" serve --sandbox >"$OUT/payledger-$1.log" 2>&1 &
     SERVER_PID=$!
