@@ -618,7 +618,9 @@ async fn payu_confirmation_replayed_with_another_orders_ids_appends_nothing() {
     let approved = approved_efecty(&app, "p-ids-a").await;
     let (pending, _) = pending_efecty(&app, "p-ids-b", "90000.00").await;
     let other = id_of(&pending);
-    let other_reference = app.wait_for_status(&other, "PENDING").await["provider_reference"]
+    // Read once the projection holds what the create answered (the order it made).
+    let version = pending["version"].as_i64().expect("a version");
+    let other_reference = app.read_at_least(&other, version).await["provider_reference"]
         .as_str()
         .expect("the pending order's reference")
         .to_owned();
