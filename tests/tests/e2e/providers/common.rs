@@ -129,20 +129,30 @@ pub async fn set_fault(app: &TestApp, provider: &str, fault: &str) {
     );
 }
 
+/// `provider`'s webhook deliveries as logged, oldest first, with `column` (a fixed name):
+/// (signature_valid, result, peer, column).
+async fn logged(
+    app: &TestApp,
+    provider: &str,
+    column: &'static str,
+) -> Vec<(bool, String, Option<String>, Vec<u8>)> {
+    sqlx::query_as(&format!(
+        "SELECT signature_valid, result, peer, {column} FROM webhook_deliveries
+          WHERE provider = $1 ORDER BY id"
+    ))
+    .bind(provider)
+    .fetch_all(&app.pool)
+    .await
+    .expect("read webhook_deliveries")
+}
+
 /// `provider`'s webhook deliveries as logged, oldest first:
 /// (signature_valid, result, peer, payload).
 pub async fn deliveries_with_peer(
     app: &TestApp,
     provider: &str,
 ) -> Vec<(bool, String, Option<String>, Vec<u8>)> {
-    sqlx::query_as(
-        "SELECT signature_valid, result, peer, payload FROM webhook_deliveries
-          WHERE provider = $1 ORDER BY id",
-    )
-    .bind(provider)
-    .fetch_all(&app.pool)
-    .await
-    .expect("read webhook_deliveries")
+    logged(app, provider, "payload").await
 }
 
 /// `provider`'s webhook deliveries as logged, oldest first, each with the SHA-256 of the whole
@@ -152,14 +162,7 @@ pub async fn delivery_digests(
     app: &TestApp,
     provider: &str,
 ) -> Vec<(bool, String, Option<String>, Vec<u8>)> {
-    sqlx::query_as(
-        "SELECT signature_valid, result, peer, payload_sha256 FROM webhook_deliveries
-          WHERE provider = $1 ORDER BY id",
-    )
-    .bind(provider)
-    .fetch_all(&app.pool)
-    .await
-    .expect("read webhook_deliveries")
+    logged(app, provider, "payload_sha256").await
 }
 
 /// The digest the log identifies `body` by, computed here independently.
