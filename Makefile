@@ -1,7 +1,7 @@
 # Developer and CI entry points. Recipes stay thin: the work is in scripts/.
 #
 #   make services   start (or reuse) PostgreSQL + RabbitMQ under .dev/; prints DATABASE_URL, AMQP_URL
-#   make test       the test tools (headless Chromium, promtool), the alert rules' tests,
+#   make test       the test tools (headless Chromium, promtool, schemathesis), the alert rules' tests,
 #                   services, the release binary, the workspace tests (DATABASE_URL, AMQP_URL),
 #                   then a one-minute chaos run against a cluster of its own (scripts/chaos.sh)
 #   make lint       cargo fmt --check and clippy -D warnings, with and without the emulators

@@ -30,6 +30,14 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Checkout,
+        Role::Analyst,
+        Role::Auditor,
+        Role::Admin,
+        Role::Operator,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Checkout => "checkout",
@@ -41,15 +49,7 @@ impl Role {
     }
 
     pub fn parse(text: &str) -> Option<Role> {
-        [
-            Role::Checkout,
-            Role::Analyst,
-            Role::Auditor,
-            Role::Admin,
-            Role::Operator,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == text)
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
     }
 }
 

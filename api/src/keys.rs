@@ -79,13 +79,15 @@ impl NewKey {
 }
 
 /// A key as operators see it: never the key, never its hash.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct KeyRecord {
     pub id: Uuid,
     /// The key's first characters, to tell keys apart.
     pub prefix: String,
+    #[schema(schema_with = role_name)]
     pub role: String,
     pub merchant_id: Option<String>,
+    #[schema(schema_with = environment_name)]
     pub environment: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -94,9 +96,20 @@ pub struct KeyRecord {
     pub rotated_from: Option<Uuid>,
 }
 
+pub(crate) fn role_name() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::openapi::one_of_texts(Role::ALL.map(Role::as_str))
+}
+
+pub(crate) fn environment_name() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::openapi::one_of_texts(
+        [KeyEnvironment::Live, KeyEnvironment::Test].map(KeyEnvironment::as_str),
+    )
+}
+
 /// A key just made: the key itself exists only here.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
+    /// The key: shown once, never stored (only its hash is).
     pub key: String,
     #[serde(flatten)]
     pub record: KeyRecord,

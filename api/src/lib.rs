@@ -10,6 +10,7 @@ pub mod emulated;
 pub mod jwt;
 pub mod keys;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod providers;
 pub mod rate_limit;

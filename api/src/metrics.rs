@@ -52,6 +52,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(scrape));
 }
 
+/// `GET /metrics`, for the contract (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(scrape))]
+pub struct Api;
+
 /// Counts every request by route pattern (never the raw path: ids would explode the label
 /// set), method and status, with its latency.
 pub async fn record_request(
@@ -78,6 +83,14 @@ pub async fn record_request(
     Ok(response)
 }
 
+/// Prometheus metrics of this node, in the text exposition format (operator and admin keys).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "getMetrics",
+    tag = "health",
+    responses((status = 200, description = "The metrics.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")),
+)]
 #[tracing::instrument(skip_all)]
 async fn scrape(
     caller: Caller,

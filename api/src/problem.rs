@@ -8,7 +8,8 @@ use connectors::CallOutcome;
 use domain::PaymentError;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// One field's problem: `field` names it as sent (`payment_method.token`, `amount`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -35,7 +36,15 @@ pub(crate) fn checked<T, E: std::fmt::Display>(
         .ok()
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An RFC 9457 problem: `type` identifies it, `detail` says what to do.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "https://payledger.dev/problems/invalid-request",
+    "title": "The request is not valid",
+    "status": 422,
+    "detail": "amount: must be a decimal string such as 10.50",
+    "errors": [{"field": "amount", "message": "must be a decimal string such as 10.50"}]
+}))]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,

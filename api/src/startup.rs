@@ -274,6 +274,7 @@ impl Application {
             )));
             // Before the server starts, so its first requests are counted.
             let _recorder = crate::metrics::handle();
+            let contract = crate::openapi::document();
             HttpServer::new(move || {
                 App::new()
                     .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
@@ -319,6 +320,7 @@ impl Application {
                     .configure(routes::reports::configure)
                     .configure(routes::audit::configure)
                     .configure(routes::keys::configure)
+                    .configure(|cfg| crate::openapi::configure(cfg, &contract))
             })
             .workers(settings.http_workers)
             .listen(listener)?

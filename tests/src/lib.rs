@@ -1,6 +1,7 @@
 //! Test harness: each test gets its own database and its own RabbitMQ names, and a real
 //! payledger (HTTP server, in-process sandbox provider, relay, status projector) on port 0.
 
+pub mod browser;
 pub mod fault_proxy;
 pub mod independent;
 pub mod process;

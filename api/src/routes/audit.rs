@@ -7,7 +7,6 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::PaymentId;
 use serde::Deserialize;
-use serde_json::json;
 use sqlx::PgPool;
 
 use crate::auth::{Caller, Role};
@@ -24,6 +23,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/audit/events", web::get().to(events))
         .route("/v1/audit/head", web::get().to(head));
 }
+
+/// The operations below, for the contract (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(events, head))]
+pub struct Api;
 
 fn require_auditor(caller: &Caller) -> Result<(), Problem> {
     match caller.role {
@@ -46,12 +50,17 @@ fn invalid(field: &str, message: impl ToString) -> FieldError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
+    /// Records after this chain position (0: from the start).
     #[serde(default)]
+    #[param(minimum = 0)]
     after: Option<i64>,
+    /// At most this many records (without it: to the head as it was when asked).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 10_000_000)]
     limit: Option<i64>,
 }
 
@@ -69,6 +78,19 @@ struct Cursor {
 /// any length holds one page in memory. The head is in `X-Audit-Head` (`<position>:<hash>`):
 /// the last line of an unlimited stream carries that position and hash, so a client can tell
 /// a complete stream from a cut one.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/events",
+    operation_id = "streamAuditEvents",
+    tag = "audit",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "One chain record per line (NDJSON): position, event, hash of the previous record and its own.",
+            body = String, content_type = "application/x-ndjson",
+            headers(("X-Audit-Head" = String, description = "The head when asked: `<position>:<chain hash>`."))),
+        (status = 503, description = "The event store is unavailable.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 async fn events(
     caller: Caller,
@@ -126,18 +148,39 @@ async fn events(
         .streaming(body))
 }
 
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct ChainHead {
+    position: i64,
+    /// Hex SHA-256 of the chain up to `position`.
+    chain_hash: String,
+    /// The head event's place in the store's total order (`null` on an empty chain).
+    global_position: Option<i64>,
+    /// `<position>:<chain_hash>`: what `payledger audit verify --digest` checks later.
+    digest: String,
+}
+
 /// The chain's latest position and hash: `digest` is what to pass to
 /// `payledger audit verify --digest` later.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/head",
+    operation_id = "getAuditHead",
+    tag = "audit",
+    responses(
+        (status = 200, description = "The chain's head.", body = ChainHead),
+        (status = 503, description = "The event store is unavailable.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 async fn head(caller: Caller, pool: web::Data<ReadPool>) -> Result<HttpResponse, Problem> {
     require_auditor(&caller)?;
     let head = chain::head(pool.pool()).await.map_err(unavailable)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "position": head.position,
-        "chain_hash": hex::encode(head.chain_hash),
-        "global_position": head.global_position,
-        "digest": head.digest().to_string(),
-    })))
+    Ok(HttpResponse::Ok().json(ChainHead {
+        position: head.position,
+        chain_hash: hex::encode(head.chain_hash),
+        global_position: head.global_position,
+        digest: head.digest().to_string(),
+    }))
 }
 
 /// `GET /v1/payments/{id}?as_of=<RFC 3339>`: the payment rebuilt from its events recorded up

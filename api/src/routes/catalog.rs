@@ -15,7 +15,6 @@ use connectors::registry::Registry;
 use connectors::{PaymentProvider, ProviderError, PseBank};
 use domain::{Currency, Money, ProviderFailureKind};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::Mutex;
 
 use crate::problem::{FieldError, Problem};
@@ -102,27 +101,65 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health/providers", web::get().to(provider_health));
 }
 
-#[derive(Debug, Deserialize)]
+/// The operations below, for the contract (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(payment_methods, pse_banks, public_config, provider_health))]
+pub struct Api;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct MethodsQuery {
+    #[param(schema_with = crate::openapi::currency_code)]
     currency: String,
+    /// With an amount, each method's fee for it is quoted.
     #[serde(default)]
+    #[param(schema_with = crate::openapi::money_text)]
     amount: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct MethodOffer {
     #[serde(rename = "type")]
+    #[schema(schema_with = crate::openapi::payment_method_type)]
     kind: &'static str,
+    /// The provider's fee for `amount`, when one was given and the schedule has it.
     fee: Option<FeeQuote>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct FeeQuote {
+    #[schema(schema_with = crate::openapi::money_text)]
     amount: String,
+    #[schema(schema_with = crate::openapi::currency_code)]
     currency: &'static str,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ProviderOffer {
+    provider: &'static str,
+    /// Healthy and its breaker not open: the router would try it now.
+    available: bool,
+    methods: Vec<MethodOffer>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct MethodCatalog {
+    #[schema(schema_with = crate::openapi::currency_code)]
+    currency: &'static str,
+    providers: Vec<ProviderOffer>,
+}
+
+/// The methods each configured provider takes in a currency, with fees for an amount.
+#[utoipa::path(
+    get,
+    path = "/v1/payment-methods",
+    operation_id = "listPaymentMethods",
+    tag = "catalog",
+    security(()),
+    params(MethodsQuery),
+    responses((status = 200, description = "Providers that take the currency, and their methods.", body = MethodCatalog)),
+)]
 #[tracing::instrument(skip_all)]
 async fn payment_methods(
     service: web::Data<PaymentService>,
@@ -169,22 +206,47 @@ async fn payment_methods(
         }
         let healthy = catalog.health(provider).await.is_ok();
         let available = healthy && routed.breaker.state() != BreakerState::Open;
-        providers.push(json!({
-            "provider": provider.name(),
-            "available": available,
-            "methods": methods,
-        }));
+        providers.push(ProviderOffer {
+            provider: provider.name(),
+            available,
+            methods,
+        });
     }
-    Ok(HttpResponse::Ok().json(json!({ "currency": currency.code(), "providers": providers })))
+    Ok(HttpResponse::Ok().json(MethodCatalog {
+        currency: currency.code(),
+        providers,
+    }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Bank {
+    /// `financial_institution_code` of a PSE payment.
+    code: String,
+    name: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct BankList {
     provider: &'static str,
+    /// Whether the provider answered (its list is cached for ten minutes).
     available: bool,
-    banks: Vec<PseBank>,
+    banks: Vec<Bank>,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct BankLists {
+    providers: Vec<BankList>,
+}
+
+/// The banks PSE payments can go through, per provider that offers PSE.
+#[utoipa::path(
+    get,
+    path = "/v1/pse/banks",
+    operation_id = "listPseBanks",
+    tag = "catalog",
+    security(()),
+    responses((status = 200, description = "Each PSE provider's banks.", body = BankLists)),
+)]
 #[tracing::instrument(skip_all)]
 async fn pse_banks(
     service: web::Data<PaymentService>,
@@ -204,13 +266,48 @@ async fn pse_banks(
         lists.push(BankList {
             provider: provider.name(),
             available,
-            banks,
+            banks: banks
+                .into_iter()
+                .map(|PseBank { code, name }| Bank { code, name })
+                .collect(),
         });
     }
-    HttpResponse::Ok().json(json!({ "providers": lists }))
+    HttpResponse::Ok().json(BankLists { providers: lists })
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct PublicProvider {
+    provider: &'static str,
+    /// The provider's public key (Wompi's widget), never a secret.
+    public_key: Option<String>,
+    #[schema(schema_with = method_types)]
+    methods: Vec<&'static str>,
+    #[schema(schema_with = currency_codes)]
+    currencies: Vec<&'static str>,
+}
+
+fn method_types() -> utoipa::openapi::schema::ArrayBuilder {
+    utoipa::openapi::schema::ArrayBuilder::new().items(crate::openapi::payment_method_type())
+}
+
+fn currency_codes() -> utoipa::openapi::schema::ArrayBuilder {
+    utoipa::openapi::schema::ArrayBuilder::new().items(crate::openapi::currency_code())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct PublicConfig {
+    providers: Vec<PublicProvider>,
 }
 
 /// Public keys and accepted methods only.
+#[utoipa::path(
+    get,
+    path = "/v1/config",
+    operation_id = "getPublicConfig",
+    tag = "catalog",
+    security(()),
+    responses((status = 200, description = "Each provider's public settings.", body = PublicConfig)),
+)]
 #[tracing::instrument(skip_all)]
 async fn public_config(
     service: web::Data<PaymentService>,
@@ -221,15 +318,22 @@ async fn public_config(
         .all()
         .map(|routed| {
             let provider = &routed.provider;
-            json!({
-                "provider": provider.name(),
-                "public_key": catalog.connectors.get(provider.name()).and_then(|c| c.public_config().public_key),
-                "methods": provider.payment_methods().iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-                "currencies": provider.currencies().iter().map(|c| c.code()).collect::<Vec<_>>(),
-            })
+            PublicProvider {
+                provider: provider.name(),
+                public_key: catalog
+                    .connectors
+                    .get(provider.name())
+                    .and_then(|c| c.public_config().public_key),
+                methods: provider
+                    .payment_methods()
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect(),
+                currencies: provider.currencies().iter().map(|c| c.code()).collect(),
+            }
         })
         .collect();
-    HttpResponse::Ok().json(json!({ "providers": providers }))
+    HttpResponse::Ok().json(PublicConfig { providers })
 }
 
 /// One provider as the health checks see it: its cached health answer, configuration and
@@ -270,6 +374,56 @@ impl ProviderCatalog {
     }
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ProviderHealth {
+    provider: &'static str,
+    reachable: bool,
+    credentials_accepted: bool,
+    configuration_complete: bool,
+    /// The names of settings that are missing or wrong, never their values.
+    configuration_problems: Vec<String>,
+    #[schema(schema_with = breaker_state)]
+    breaker: BreakerState,
+    /// This node's recent calls to it that were answered, 0 to 1.
+    recent_success_rate: Option<f64>,
+    detail: Option<String>,
+}
+
+fn breaker_state() -> utoipa::openapi::schema::ObjectBuilder {
+    // The names the breaker's own serialization writes.
+    let names = [
+        BreakerState::Closed,
+        BreakerState::Open,
+        BreakerState::HalfOpen,
+    ]
+    .map(|state| serde_json::to_value(state).map(|v| v.as_str().map(str::to_owned)));
+    crate::openapi::one_of_texts(names.iter().flatten().flatten().map(String::as_str))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ProvidersHealth {
+    /// `ok`, or `degraded` when any provider is not.
+    #[schema(schema_with = ok_or_degraded)]
+    status: &'static str,
+    providers: Vec<ProviderHealth>,
+}
+
+fn ok_or_degraded() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::openapi::one_of_texts(["ok", "degraded"])
+}
+
+/// Each provider's health check, configuration and breaker.
+#[utoipa::path(
+    get,
+    path = "/health/providers",
+    operation_id = "getProvidersHealth",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "Every provider is reachable, accepts its credentials and is fully configured.", body = ProvidersHealth),
+        (status = 503, description = "At least one provider is not.", body = ProvidersHealth),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 async fn provider_health(
     service: web::Data<PaymentService>,
@@ -279,20 +433,21 @@ async fn provider_health(
     let all_ok = checks.iter().all(ProviderCheck::ok);
     let providers: Vec<_> = checks
         .into_iter()
-        .map(|check| {
-            json!({
-                "provider": check.route.provider,
-                "reachable": check.reachable,
-                "credentials_accepted": check.credentials_accepted,
-                "configuration_complete": check.problems.is_empty(),
-                "configuration_problems": check.problems,
-                "breaker": check.route.breaker,
-                "recent_success_rate": check.route.recent_success_rate,
-                "detail": check.detail,
-            })
+        .map(|check| ProviderHealth {
+            provider: check.route.provider,
+            reachable: check.reachable,
+            credentials_accepted: check.credentials_accepted,
+            configuration_complete: check.problems.is_empty(),
+            configuration_problems: check.problems,
+            breaker: check.route.breaker,
+            recent_success_rate: check.route.recent_success_rate,
+            detail: check.detail,
         })
         .collect();
-    let body = json!({ "status": if all_ok { "ok" } else { "degraded" }, "providers": providers });
+    let body = ProvidersHealth {
+        status: if all_ok { "ok" } else { "degraded" },
+        providers,
+    };
     if all_ok {
         HttpResponse::Ok().json(body)
     } else {

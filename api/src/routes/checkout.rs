@@ -16,6 +16,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// The operations below, for the contract (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(wompi_widget))]
+pub struct Api;
+
+/// What Wompi's widget is opened with (the connector's `WompiWidget`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // the contract's description of the connector's answer
+struct WompiWidget {
+    /// Wompi's public key (`pub_test_…` / `pub_prod_…`).
+    public_key: String,
+    /// The payment's id, as Wompi's `reference`.
+    reference: String,
+    amount_in_cents: i64,
+    currency: String,
+    /// Wompi's `signature:integrity` for these fields.
+    signature_integrity: String,
+}
+
+/// What a front end needs to open Wompi's widget for a `PENDING` payment Wompi holds.
+#[utoipa::path(
+    get,
+    path = "/v1/checkout/wompi/{payment_id}",
+    operation_id = "getWompiWidget",
+    tag = "catalog",
+    params(("payment_id" = Uuid, Path, description = "The payment's id")),
+    responses(
+        (status = 200, description = "The widget's settings.", body = WompiWidget),
+        (status = 404, description = "No such payment for this key, or Wompi is not configured.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The payment is not with Wompi, or not `PENDING`.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 async fn wompi_widget(
     caller: Caller,

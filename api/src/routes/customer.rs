@@ -12,20 +12,27 @@ use serde::Deserialize;
 
 use crate::problem::{checked, FieldError};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CustomerRequest {
     #[serde(default)]
+    #[schema(max_length = 150)]
     full_name: Option<String>,
+    /// International format, e.g. `+573001234567`.
     #[serde(default)]
     phone: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 20)]
     document_number: Option<String>,
+    /// The address the customer pays from (IPv4 or IPv6).
     #[serde(default)]
     ip_address: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 512)]
     user_agent: Option<String>,
+    /// PayU's device fingerprint session.
     #[serde(default)]
+    #[schema(max_length = 255)]
     device_session_id: Option<String>,
 }
 

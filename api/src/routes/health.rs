@@ -37,6 +37,82 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health/ready", web::get().to(ready));
 }
 
+/// The operations below, for the contract (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, live, ready))]
+pub struct Api;
+
+fn up_or_down(up: bool) -> &'static str {
+    if up {
+        "ok"
+    } else {
+        "down"
+    }
+}
+
+fn role_name() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::openapi::one_of_texts(["all", "api", "relay", "projector"])
+}
+
+fn part_state() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::openapi::one_of_texts(["ok", "down", "not needed"])
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Liveness {
+    #[schema(schema_with = ok_only)]
+    status: &'static str,
+}
+
+fn ok_only() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::openapi::one_of_texts(["ok"])
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Readiness {
+    #[schema(schema_with = role_name)]
+    role: &'static str,
+    #[schema(schema_with = part_state)]
+    database: &'static str,
+    #[schema(schema_with = part_state)]
+    broker: &'static str,
+}
+
+/// What `/health` answers: whether each part answers for anyone; the figures (lags, dead
+/// letters, open intents) only for operator and admin keys.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct HealthReport {
+    #[schema(schema_with = health_status)]
+    status: &'static str,
+    #[schema(schema_with = role_name)]
+    role: &'static str,
+    /// Of a projection's projectors, the one whose count moves holds its queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    applied_here: Option<BTreeMap<&'static str, u64>>,
+    #[schema(schema_with = part_state)]
+    database: &'static str,
+    #[schema(schema_with = part_state)]
+    broker: &'static str,
+    /// The read replica, when readers have one: `status`, and for operators its lag.
+    #[schema(value_type = Option<Object>)]
+    replica: Option<Value>,
+    /// Whether this node's relay leads, and for operators its progress.
+    #[schema(value_type = Option<Object>)]
+    relay: Option<Value>,
+    /// Each projection's lag and dead letters (operators).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    projections: Option<Vec<Value>>,
+    /// Provider calls without an outcome: resolving, or waiting for an operator (operators).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    intents: Option<Value>,
+}
+
+fn health_status() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::openapi::one_of_texts(["ok", "degraded", "unavailable"])
+}
+
 /// What this process is, for its health answers.
 pub struct NodeRole {
     pub role: ServeRole,
@@ -188,10 +264,31 @@ impl BrokerProbe {
     }
 }
 
+/// The process answers.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    operation_id = "getLiveness",
+    tag = "health",
+    security(()),
+    responses((status = 200, description = "The process answers.", body = Liveness)),
+)]
 async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
+/// Whether this process can do its role's work now (load balancers take it out on `503`).
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    operation_id = "getReadiness",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "A part this role needs is down.", body = Readiness),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 async fn ready(
     pool: web::Data<PgPool>,
@@ -200,11 +297,15 @@ async fn ready(
 ) -> HttpResponse {
     let database = database_ok(&pool).await;
     let broker_up = !node.needs_broker() || broker.reachable().await;
-    let body = json!({
-        "role": node.name(),
-        "database": if database { "ok" } else { "down" },
-        "broker": if !node.needs_broker() { "not needed" } else if broker_up { "ok" } else { "down" },
-    });
+    let body = Readiness {
+        role: node.name(),
+        database: up_or_down(database),
+        broker: if node.needs_broker() {
+            up_or_down(broker_up)
+        } else {
+            "not needed"
+        },
+    };
     if database && broker_up {
         HttpResponse::Ok().json(body)
     } else {
@@ -212,6 +313,18 @@ async fn ready(
     }
 }
 
+/// Whether each part answers; the full report for operator and admin keys.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "getHealth",
+    tag = "health",
+    security((), ("api_key" = []), ("jwt" = [])),
+    responses(
+        (status = 200, description = "The node serves its role (`ok`, or `degraded` when a part it does not need is down).", body = HealthReport),
+        (status = 503, description = "The node cannot serve its role.", body = HealthReport),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 async fn health(
     caller: Option<Caller>,
@@ -234,7 +347,7 @@ async fn health(
         (true, false) => "degraded",
         (true, true) => "ok",
     };
-    let respond = |body: Value| {
+    let respond = |body: HealthReport| {
         if serves {
             HttpResponse::Ok().json(body)
         } else {
@@ -244,14 +357,20 @@ async fn health(
     if caller.is_none_or(|c| c.require_operator().is_err()) {
         // Anyone may ask whether the node serves; the figures are for operators, and they
         // cost queries an anonymous flood must not be able to multiply.
-        return respond(json!({
-            "status": status,
-            "role": node.name(),
-            "database": if database { "ok" } else { "down" },
-            "broker": if broker_up { "ok" } else { "down" },
-            "replica": replica.as_ref().map(|r| json!({ "status": r["status"] })),
-            "relay": node.relay.as_ref().map(|l| json!({ "leading": l.is_leading() })),
-        }));
+        return respond(HealthReport {
+            status,
+            role: node.name(),
+            applied_here: None,
+            database: up_or_down(database),
+            broker: up_or_down(broker_up),
+            replica: replica.as_ref().map(|r| json!({ "status": r["status"] })),
+            relay: node
+                .relay
+                .as_ref()
+                .map(|l| json!({ "leading": l.is_leading() })),
+            projections: None,
+            intents: None,
+        });
     }
     let relay = if database {
         eventstore::checkpoint::relay_progress(pool.get_ref())
@@ -299,22 +418,20 @@ async fn health(
             })
         })
         .collect();
-    let body = json!({
-        "status": status,
-        "role": node.name(),
-        // Of a projection's projectors, the one whose count moves holds its queue.
-        "applied_here": node
-            .projections
-            .iter()
-            .map(|(name, applied)| (*name, applied.load(Ordering::Relaxed)))
-            .collect::<BTreeMap<_, _>>(),
-        "database": if database { "ok" } else { "down" },
-        "broker": if broker_up { "ok" } else { "down" },
-        "replica": replica,
-        "relay": relay,
-        "projections": projections,
-        // Provider calls without an outcome: resolving, or waiting for an operator.
-        "intents": intents,
-    });
-    respond(body)
+    respond(HealthReport {
+        status,
+        role: node.name(),
+        applied_here: Some(
+            node.projections
+                .iter()
+                .map(|(name, applied)| (*name, applied.load(Ordering::Relaxed)))
+                .collect(),
+        ),
+        database: up_or_down(database),
+        broker: up_or_down(broker_up),
+        replica,
+        relay,
+        projections: Some(projections),
+        intents: Some(intents.unwrap_or(Value::Null)),
+    })
 }

@@ -5,13 +5,12 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::MerchantId;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::auth::{Caller, KeyCache, Role};
-use crate::keys::{self, KeyEnvironment, NewKey, RotateError};
+use crate::keys::{self, CreatedKey, KeyEnvironment, KeyRecord, NewKey, RotateError};
 use crate::problem::{FieldError, Problem};
 use crate::routes::payments::parse_body;
 
@@ -24,6 +23,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/api-keys/{id}/revoke", web::post().to(revoke))
         .route("/v1/api-keys/{id}/rotate", web::post().to(rotate));
 }
+
+/// The operations below, for the contract (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, create, revoke, rotate))]
+pub struct Api;
 
 fn require_admin(caller: &Caller) -> Result<(), Problem> {
     if caller.role == Role::Admin {
@@ -42,12 +46,29 @@ fn database_problem(error: sqlx::Error) -> Problem {
     Problem::unavailable("keys cannot be changed right now; retry")
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// At most this many keys, newest first (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct KeyList {
+    data: Vec<KeyRecord>,
+}
+
+/// Every key, newest first: never the key, only its prefix.
+#[utoipa::path(
+    get,
+    path = "/v1/api-keys",
+    operation_id = "listApiKeys",
+    tag = "keys",
+    params(ListQuery),
+    responses((status = 200, description = "The keys.", body = KeyList)),
+)]
 #[tracing::instrument(skip_all)]
 async fn list(
     caller: Caller,
@@ -63,18 +84,41 @@ async fn list(
         )]));
     }
     let data = keys::list(&pool, limit).await.map_err(database_problem)?;
-    Ok(HttpResponse::Ok().json(json!({ "data": data })))
+    Ok(HttpResponse::Ok().json(KeyList { data }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "checkout", "merchant_id": "m-shop-1", "expires_in_s": 7776000}))]
 struct CreateRequest {
+    #[schema(schema_with = keys::role_name)]
     role: String,
+    /// The merchant a checkout key acts for (required for checkout keys).
+    #[schema(max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     merchant_id: Option<String>,
+    /// `live` or `test`; the deployment's kind when absent.
+    #[schema(schema_with = keys::environment_name)]
     environment: Option<String>,
+    /// The key stops working this many seconds from now.
     expires_in_s: Option<u64>,
 }
 
+/// Makes a key: the answer is the only place the key itself ever appears.
+#[utoipa::path(
+    post,
+    path = "/v1/api-keys",
+    operation_id = "createApiKey",
+    tag = "keys",
+    request_body = CreateRequest,
+    responses(
+        (status = 201, description = "The key, shown once.", body = CreatedKey,
+            links(
+                ("RevokeApiKey" = (operation_id = "revokeApiKey", parameters(("id" = "$response.body#/id")))),
+                ("RotateApiKey" = (operation_id = "rotateApiKey", parameters(("id" = "$response.body#/id")))),
+            )),
+        (status = 503, description = "Keys cannot be changed right now.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 async fn create(
     req: HttpRequest,
@@ -130,6 +174,18 @@ async fn create(
     Ok(HttpResponse::Created().json(created))
 }
 
+/// Revokes a key: every node refuses it within a second.
+#[utoipa::path(
+    post,
+    path = "/v1/api-keys/{id}/revoke",
+    operation_id = "revokeApiKey",
+    tag = "keys",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "Revoked (again, if it already was).", body = KeyRecord),
+        (status = 404, description = "No such key.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 async fn revoke(
     caller: Caller,
@@ -146,12 +202,34 @@ async fn revoke(
     Ok(HttpResponse::Ok().json(record))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateRequest {
+    /// How long the old key keeps working beside the new one (default a day).
     overlap_s: Option<u64>,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Rotation {
+    key: CreatedKey,
+    /// The old key, now expiring at the end of the overlap.
+    previous: KeyRecord,
+}
+
+/// A new key for the same role and merchant; the old one keeps working for the overlap.
+#[utoipa::path(
+    post,
+    path = "/v1/api-keys/{id}/rotate",
+    operation_id = "rotateApiKey",
+    tag = "keys",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    request_body(content = Option<RotateRequest>, description = "Optional: an empty body overlaps a day."),
+    responses(
+        (status = 201, description = "The new key, shown once, and the old one.", body = Rotation),
+        (status = 404, description = "No such key.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The key is revoked or expired.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 async fn rotate(
     req: HttpRequest,
@@ -182,5 +260,8 @@ async fn rotate(
                 RotateError::Database(error) => database_problem(error),
             })?;
     tracing::info!(key = %created.record.id, from = %previous.id, "api key rotated");
-    Ok(HttpResponse::Created().json(json!({ "key": created, "previous": previous })))
+    Ok(HttpResponse::Created().json(Rotation {
+        key: created,
+        previous,
+    }))
 }

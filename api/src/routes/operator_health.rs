@@ -15,6 +15,7 @@ use chrono::Utc;
 use commands::breaker::BreakerState;
 use commands::payments::PaymentService;
 use projections::analytics;
+use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -38,7 +39,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health/payments", web::get().to(payments));
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The operations below, for the contract (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(database, payments))]
+pub struct Api;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 enum Verdict {
     Healthy,
     Degraded,
@@ -46,16 +53,7 @@ enum Verdict {
 }
 
 impl Verdict {
-    fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Healthy => "healthy",
-            Verdict::Degraded => "degraded",
-            Verdict::Unhealthy => "unhealthy",
-        }
-    }
-
-    fn respond(self, mut body: Value) -> HttpResponse {
-        body["status"] = json!(self.as_str());
+    fn respond(self, body: impl Serialize) -> HttpResponse {
         match self {
             Verdict::Unhealthy => HttpResponse::ServiceUnavailable().json(body),
             _ => HttpResponse::Ok().json(body),
@@ -63,6 +61,49 @@ impl Verdict {
     }
 }
 
+/// The pool as sqlx counts it. It does not count callers waiting for a connection; a
+/// saturated pool (`in_use` = `max`) is the sign that some do.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct PoolFigures {
+    open: u32,
+    in_use: u32,
+    idle: u32,
+    max: u32,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct DatabaseHealth {
+    status: Verdict,
+    /// How long `SELECT 1` took; `null` when the database did not answer.
+    query_ms: Option<f64>,
+    pool: PoolFigures,
+    /// The read replica, when readers have one: whether it answers, and its lag.
+    #[schema(value_type = Option<Object>)]
+    replica: Option<Value>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct PaymentsHealth {
+    status: Verdict,
+    /// The UTC day of `today` figures.
+    day: chrono::NaiveDate,
+    /// Per provider: its verdict, health check, breaker, this node's recent calls and
+    /// today's payments through it.
+    #[schema(value_type = Vec<Object>)]
+    providers: Vec<Value>,
+}
+
+/// PostgreSQL, the pool and the replica (operator and admin keys).
+#[utoipa::path(
+    get,
+    path = "/health/database",
+    operation_id = "getDatabaseHealth",
+    tag = "health",
+    responses(
+        (status = 200, description = "`healthy` or `degraded` (slow, saturated, or the replica behind).", body = DatabaseHealth),
+        (status = 503, description = "`unhealthy`: PostgreSQL does not answer.", body = DatabaseHealth),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 async fn database(
     caller: Caller,
@@ -92,13 +133,17 @@ async fn database(
     } else {
         Verdict::Healthy
     };
-    Ok(verdict.respond(json!({
-        "query_ms": answers.then_some(query_ms),
-        // sqlx does not count the callers waiting for a connection; a saturated pool
-        // (in_use = max) is the sign that some do.
-        "pool": { "open": open, "in_use": in_use, "idle": idle, "max": max },
-        "replica": replica,
-    })))
+    Ok(verdict.respond(DatabaseHealth {
+        status: verdict,
+        query_ms: answers.then_some(query_ms),
+        pool: PoolFigures {
+            open,
+            in_use,
+            idle,
+            max,
+        },
+        replica,
+    }))
 }
 
 fn provider_verdict(check: &ProviderCheck) -> Verdict {
@@ -116,6 +161,18 @@ fn provider_verdict(check: &ProviderCheck) -> Verdict {
     }
 }
 
+/// Each provider's health, breaker, recent calls and today's payments (operator and admin
+/// keys); `unhealthy` when no provider can take a payment.
+#[utoipa::path(
+    get,
+    path = "/health/payments",
+    operation_id = "getPaymentsHealth",
+    tag = "health",
+    responses(
+        (status = 200, description = "`healthy`, or `degraded` when some provider is not.", body = PaymentsHealth),
+        (status = 503, description = "`unhealthy`: no provider can take a payment.", body = PaymentsHealth),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 async fn payments(
     caller: Caller,
@@ -159,7 +216,7 @@ async fn payments(
             });
             json!({
                 "provider": name,
-                "status": verdict.as_str(),
+                "status": verdict,
                 "reachable": check.reachable,
                 "credentials_accepted": check.credentials_accepted,
                 "configuration_complete": check.problems.is_empty(),
@@ -170,5 +227,9 @@ async fn payments(
             })
         })
         .collect();
-    Ok(overall.respond(json!({ "day": today, "providers": providers })))
+    Ok(overall.respond(PaymentsHealth {
+        status: overall,
+        day: today,
+        providers,
+    }))
 }

@@ -8,39 +8,57 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+use crate::openapi::{
+    capture_mode, currency_code, money_text as money, payment_method_type, payment_status,
+};
+
+/// Only the method's type: tokens, phones and legal ids are never kept.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct PaymentMethodBody {
     #[serde(rename = "type")]
+    #[schema(schema_with = payment_method_type)]
     pub kind: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FeesBody {
+    #[schema(schema_with = money)]
     pub amount: String,
+    #[schema(schema_with = currency_code)]
     pub currency: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A payment: money as decimal strings at the currency's scale; `version` is its stream's,
+/// for `GET /v1/payments/{id}?min_version=` (read-your-writes).
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct PaymentBody {
     pub id: Uuid,
     pub merchant_id: String,
     pub reference: String,
+    #[schema(schema_with = payment_status)]
     pub status: String,
+    #[schema(schema_with = money)]
     pub amount: String,
+    #[schema(schema_with = currency_code)]
     pub currency: String,
+    #[schema(schema_with = money)]
     pub authorized_amount: String,
+    #[schema(schema_with = money)]
     pub captured_amount: String,
+    #[schema(schema_with = money)]
     pub refunded_amount: String,
     pub provider: String,
     /// The provider's id of its transaction, once a provider took the payment.
     pub provider_reference: Option<String>,
     pub payment_method: PaymentMethodBody,
+    #[schema(schema_with = capture_mode)]
     pub capture_mode: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
     /// The provider's fee, fixed at approval.
     pub fees: Option<FeesBody>,
     /// What the customer must do (redirect, cash code) while the provider waits for them.
+    #[schema(value_type = Option<Object>)]
     pub next_action: Option<serde_json::Value>,
     /// `in_flight` while the provider is being asked to take the payment, `unknown` when its
     /// answer was lost: the payment stays with that provider until it says.

@@ -24,10 +24,59 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/webhooks/{provider}", web::post().to(webhook));
 }
 
-fn response(result: DeliveryResult, version: Option<i64>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "result": result.as_str(), "version": version }))
+/// The operations below, for the contract (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(webhook))]
+pub struct Api;
+
+/// What the ledger made of a delivery.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Receipt {
+    /// `recorded` (appended), `duplicate` (a redelivery: nothing appended) or `ignored`
+    /// (nothing to record, e.g. a stale or unrelated event).
+    #[schema(schema_with = receipt_result)]
+    result: &'static str,
+    /// The payment's stream version after it, when a payment was concerned.
+    version: Option<i64>,
 }
 
+fn receipt_result() -> utoipa::openapi::schema::ObjectBuilder {
+    let results = [
+        DeliveryResult::Recorded,
+        DeliveryResult::Duplicate,
+        DeliveryResult::Ignored,
+    ];
+    crate::openapi::one_of_texts(results.map(DeliveryResult::as_str))
+}
+
+fn response(result: DeliveryResult, version: Option<i64>) -> HttpResponse {
+    HttpResponse::Ok().json(Receipt {
+        result: result.as_str(),
+        version,
+    })
+}
+
+/// A provider's notification, verified by its own scheme over the raw body (Wompi's
+/// checksum, PayU's `sign`, Maya's source addresses and a query back, PayMongo's and the
+/// sandbox's HMAC signatures). Providers call this; it takes no API key.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{provider}",
+    operation_id = "receiveWebhook",
+    tag = "webhooks",
+    security(()),
+    params(("provider" = String, Path, description = "The provider's name: `wompi`, `payu`, `maya`, `paymongo`, `sandbox`")),
+    request_body(description = "The provider's own notification, as it sends it (JSON or a form).", content(("application/json"), ("application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Accepted: recorded, a duplicate, or nothing to record.", body = Receipt),
+        (status = 401, description = "The signature (or source) does not authenticate the delivery; nothing is appended.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such provider here, or no such payment.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The payment changed concurrently: redeliver.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than any provider sends.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Authentic but not understood, or contradicting the payment.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Cannot be recorded now: redeliver later.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(provider))]
 async fn webhook(
     req: HttpRequest,

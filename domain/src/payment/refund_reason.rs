@@ -4,13 +4,17 @@ use std::fmt;
 
 use crate::text::parsed_text;
 
-/// At most 256 characters (any script); may be empty.
+/// At most 256 characters (any script, no control characters: the event store's text holds no
+/// NUL, and a reason is one line); may be empty.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RefundReason(String);
 
-/// The reason is longer than a refund keeps.
+/// The reason is longer than a refund keeps, or holds a control character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("at most {} characters", RefundReason::CHARS_MAX)]
+#[error(
+    "at most {} characters, none of them a control character",
+    RefundReason::CHARS_MAX
+)]
 pub struct RefundReasonError;
 
 impl RefundReason {
@@ -18,7 +22,7 @@ impl RefundReason {
 }
 
 parsed_text!(RefundReason, RefundReasonError, |text| {
-    (text.chars().count() <= RefundReason::CHARS_MAX)
+    (text.chars().count() <= RefundReason::CHARS_MAX && !text.chars().any(char::is_control))
         .then_some(())
         .ok_or(RefundReasonError)
 });
@@ -43,8 +47,13 @@ mod tests {
             RefundReason::parse(&format!("{longest}a")),
             Err(RefundReasonError)
         );
-        assert_eq!(RefundReasonError.to_string(), "at most 256 characters");
+        assert!(RefundReasonError
+            .to_string()
+            .starts_with("at most 256 characters"));
         assert!(RefundReason::parse("").is_ok());
+        for control in ["a\u{0}b", "line\nbreak", "\u{7f}"] {
+            assert_eq!(RefundReason::parse(control), Err(RefundReasonError));
+        }
     }
 
     proptest! {

@@ -21,6 +21,19 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
+    /// Every status a payment is seen in (`NEW` is only an empty stream's).
+    pub const VISIBLE: [PaymentStatus; 9] = [
+        PaymentStatus::Pending,
+        PaymentStatus::Authorized,
+        PaymentStatus::Approved,
+        PaymentStatus::PartiallyRefunded,
+        PaymentStatus::Refunded,
+        PaymentStatus::Declined,
+        PaymentStatus::Failed,
+        PaymentStatus::Voided,
+        PaymentStatus::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PaymentStatus::New => "NEW",
@@ -37,19 +50,9 @@ impl PaymentStatus {
     }
 
     pub fn parse(text: &str) -> Option<PaymentStatus> {
-        [
-            PaymentStatus::Pending,
-            PaymentStatus::Authorized,
-            PaymentStatus::Approved,
-            PaymentStatus::PartiallyRefunded,
-            PaymentStatus::Refunded,
-            PaymentStatus::Declined,
-            PaymentStatus::Failed,
-            PaymentStatus::Voided,
-            PaymentStatus::Expired,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        PaymentStatus::VISIBLE
+            .into_iter()
+            .find(|s| s.as_str() == text)
     }
 
     /// No command can move the payment on from here.

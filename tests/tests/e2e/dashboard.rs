@@ -1,76 +1,19 @@
 //! The operators' dashboard in a real browser: headless Chromium driven through chromedriver
 //! (WebDriver) against a running ledger with payments in it. Skipped, saying so, only when no
-//! browser is installed; `make test` installs one (scripts/browser.sh).
+//! browser is installed; `make test` installs one (scripts/test-tools.sh).
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use api::auth::{create_key, Role};
 use api::config::ServeRole;
-use e2e::process::free_port;
+use e2e::browser::{browser, chromedriver, installed, script};
 use e2e::{payment_body, spawn_app_configured, TestApp};
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{json, Value};
-use tokio::process::{Child, Command};
+use fantoccini::{Client, Locator};
+use serde_json::Value;
 
 /// The first complete render of a page reload, key already given: the issue's bound.
 const FIRST_RENDER_MS_MAX: f64 = 1_000.0;
-
-fn installed(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|path| path.is_file())
-}
-
-/// chromedriver on a port of its own, once it accepts connections.
-async fn chromedriver(path: &Path) -> (Child, u16) {
-    let port = free_port();
-    let child = Command::new(path)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start chromedriver");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "chromedriver never listened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (child, port)
-}
-
-async fn browser(chromium: &Path, driver_port: u16) -> Client {
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert("browserName".into(), json!("chrome"));
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            // As root in a container Chromium needs --no-sandbox.
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1280,2200"],
-        }),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{driver_port}"))
-        .await
-        .expect("a browser session")
-}
-
-async fn script(client: &Client, source: &str) -> Value {
-    client
-        .execute(source, Vec::new())
-        .await
-        .expect("script runs")
-}
 
 /// Waits until the page has rendered with data (or shows its error state).
 async fn rendered(client: &Client) {
@@ -154,7 +97,7 @@ async fn operators_see_health_and_analytics_and_a_stopped_provider_degrades_the_
     let (Some(chromium), Some(driver)) = (installed("chromium"), installed("chromedriver")) else {
         eprintln!(
             "SKIPPED: no chromium/chromedriver on PATH; `make test` installs them \
-             (scripts/browser.sh: Debian's chromium and chromium-driver)"
+             (scripts/test-tools.sh: Debian's chromium and chromium-driver)"
         );
         return;
     };

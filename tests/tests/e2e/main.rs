@@ -11,6 +11,7 @@ mod analytics_projection;
 mod audit;
 mod bad_input;
 mod concurrency;
+mod contract;
 mod crash_recovery;
 mod dashboard;
 mod database_role;

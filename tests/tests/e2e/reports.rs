@@ -195,6 +195,15 @@ async fn reports_are_scoped_by_role() {
         .status(),
         422
     );
+    // PostgreSQL text holds no NUL: a filter with one is the caller's mistake, not an outage.
+    for path in [
+        "/v1/analytics/daily?method=CA%00RD",
+        "/v1/ledger/balances?currency=%00",
+        "/v1/analytics/failures?provider=sand%01box",
+        "/v1/ledger/accounts/a%00b/entries",
+    ] {
+        assert_eq!(app.get(path, &analyst).await.status(), 422, "{path}");
+    }
 }
 
 #[tokio::test]

@@ -17,20 +17,39 @@ use crate::auth::{Caller, Role};
 use crate::problem::checked;
 use crate::problem::{FieldError, Problem};
 use crate::routes::customer::CustomerRequest;
+use crate::routes::payment_body::PaymentBody;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreatePaymentRequest {
+#[schema(example = json!({
+    "amount": "125000.00",
+    "currency": "COP",
+    "reference": "order-1042",
+    "payment_method": {"type": "CARD", "token": "tok_sandbox_approved"},
+    "capture": "automatic",
+    "customer_email": "ana@example.com"
+}))]
+pub(super) struct CreatePaymentRequest {
+    #[schema(schema_with = crate::openapi::money_text)]
     amount: String,
+    #[schema(schema_with = crate::openapi::currency_code)]
     currency: String,
+    /// The merchant's own order reference, unique per merchant.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[\\x20-\\x7e]+$")]
     reference: String,
+    #[schema(schema_with = super::payment_method::schema)]
     payment_method: PaymentMethodRequest,
+    /// `automatic` (the default) or `manual`: authorize now, capture later.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::capture_mode)]
     capture: Option<String>,
-    /// The merchant's preferred provider; the router falls back to others.
+    /// The merchant's preferred provider; the router falls back to another only when this
+    /// one is known not to have taken the payment.
     #[serde(default)]
+    #[schema(schema_with = provider_name)]
     provider: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 254)]
     customer_email: Option<String>,
     /// The payer's details, for providers that ask for them.
     #[serde(default)]
@@ -38,6 +57,10 @@ struct CreatePaymentRequest {
     /// Where a redirect flow (PSE, wallets) sends the customer back.
     #[serde(default)]
     return_url: Option<String>,
+}
+
+fn provider_name() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::openapi::one_of_texts(registry::known())
 }
 
 impl CreatePaymentRequest {
@@ -99,6 +122,35 @@ impl CreatePaymentRequest {
     }
 }
 
+/// Creates a payment and offers it to a provider. Approved, declined or pending (a redirect
+/// or cash code in `next_action`), the answer is the payment; a retry with the same
+/// `Idempotency-Key` answers the same payment with `200`.
+#[utoipa::path(
+    post,
+    path = "/v1/payments",
+    operation_id = "createPayment",
+    tag = "payments",
+    params(("Idempotency-Key" = String, Header, description = super::IDEMPOTENCY_KEY, min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
+    request_body = CreatePaymentRequest,
+    responses(
+        (status = 201, description = "Created: the payment as the provider left it.", body = PaymentBody,
+            links(
+                ("GetPayment" = (operation_id = "getPayment", parameters(("id" = "$response.body#/id")))),
+                ("ListPaymentEvents" = (operation_id = "listPaymentEvents", parameters(("id" = "$response.body#/id")))),
+                ("CapturePayment" = (operation_id = "capturePayment", parameters(("id" = "$response.body#/id")))),
+                ("RefundPayment" = (operation_id = "refundPayment", parameters(("id" = "$response.body#/id")))),
+                ("VoidPayment" = (operation_id = "voidPayment", parameters(("id" = "$response.body#/id")))),
+                ("SyncPayment" = (operation_id = "syncPayment", parameters(("id" = "$response.body#/id")))),
+            )),
+        (status = 200, description = "A retry with the same `Idempotency-Key`: the payment it created.", body = PaymentBody),
+        (status = 400, description = "No `Idempotency-Key`, or one that is not printable ASCII.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The merchant already has a payment with this reference.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not valid, no provider takes the payment, the provider refused it, or the key was used for another body.", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider failed without taking the payment.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No provider is available, or the event store is down.", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The provider's answer was lost: the payment is recorded and resolved with the provider; retry with the same key.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub(super) async fn create_payment(
     req: HttpRequest,

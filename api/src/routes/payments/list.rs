@@ -18,20 +18,35 @@ const NEEDS_REVIEW: &str = "NEEDS_REVIEW";
 pub const PAGE_SIZE_MAX: i64 = 500;
 const PAGE_SIZE_DEFAULT: i64 = 50;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// Only payments in this status; `NEEDS_REVIEW`: those with an intent an operator must
+    /// look at, whatever their status.
     #[serde(default)]
+    #[param(schema_with = status_filter)]
     status: Option<String>,
+    /// Payments per page (1 to 500, default 50).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     #[serde(default)]
+    #[param(max_length = 256)]
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct PaymentPage {
+fn status_filter() -> utoipa::openapi::schema::ObjectBuilder {
+    let statuses = domain::PaymentStatus::VISIBLE.map(domain::PaymentStatus::as_str);
+    crate::openapi::one_of_texts(statuses.into_iter().chain([NEEDS_REVIEW]))
+}
+
+/// A page of payments, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct PaymentPage {
     data: Vec<PaymentBody>,
+    /// Where the next page starts; `null` on the last page.
     next_cursor: Option<String>,
 }
 
@@ -52,6 +67,15 @@ fn decode_cursor(text: &str) -> Option<ListCursor> {
     })
 }
 
+/// The caller's payments, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/payments",
+    operation_id = "listPayments",
+    tag = "payments",
+    params(ListQuery),
+    responses((status = 200, description = "A page of the caller's payments.", body = PaymentPage)),
+)]
 #[tracing::instrument(skip_all)]
 pub(super) async fn list_payments(
     caller: Caller,

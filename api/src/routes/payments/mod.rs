@@ -22,6 +22,24 @@ use crate::routes::payment_body::PaymentBody;
 pub use list::PAGE_SIZE_MAX;
 pub use read_waits::ReadWaits;
 
+/// The operations below, for the contract (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create::create_payment,
+    list::list_payments,
+    reads::get_payment,
+    reads::payment_events,
+    changes::capture_payment,
+    refunds::refund_payment,
+    changes::void_payment,
+    changes::sync_payment,
+))]
+pub struct Api;
+
+/// The `Idempotency-Key` header, as the contract describes it.
+const IDEMPOTENCY_KEY: &str = "The caller's key for this command (printable ASCII, at most 255 characters). \
+A retry with the same key answers the first outcome and moves no money twice; the same key with a different body is `422`.";
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1/payments")

@@ -6,7 +6,9 @@ use domain::{
     CardToken, MethodDetail, PaymentMethodType, PrintableTextError, PseUserType, PseUserTypeError,
 };
 use serde::Deserialize;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
 
+use crate::openapi::one_of_texts;
 use crate::problem::checked;
 use crate::problem::FieldError;
 
@@ -28,6 +30,60 @@ pub(super) struct PaymentMethodRequest {
     user_legal_id_type: Option<String>,
     #[serde(default)]
     user_legal_id: Option<String>,
+}
+
+/// The contract's shape of `payment_method`: one object per `type`, each with exactly the
+/// fields `parse` takes for it.
+pub(super) fn schema() -> OneOfBuilder {
+    let text = |len_max: usize| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(len_max))
+    };
+    let detail = || text(MethodDetail::LEN_MAX);
+    let variants = PaymentMethodType::ALL.map(|kind| {
+        let object = ObjectBuilder::new()
+            .property("type", one_of_texts([kind.as_str()]))
+            .required("type")
+            .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)));
+        match kind {
+            PaymentMethodType::Card => object
+                .property(
+                    "token",
+                    text(CardToken::LEN_MAX).description(Some(
+                        "The provider's card token (the sandbox: `tok_sandbox_approved`, `tok_sandbox_declined`)",
+                    )),
+                )
+                .required("token"),
+            PaymentMethodType::Nequi => object
+                .property("phone_number", detail().description(Some("The Nequi account's phone")))
+                .required("phone_number"),
+            PaymentMethodType::Pse => object
+                .property(
+                    "financial_institution_code",
+                    detail().description(Some("The bank's code from `GET /v1/pse/banks`")),
+                )
+                .property(
+                    "user_type",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .enum_values(Some([0, 1]))
+                        .description(Some("0: a person, 1: a company")),
+                )
+                .property("user_legal_id_type", detail().examples(["CC"]))
+                .property("user_legal_id", detail())
+                .required("financial_institution_code")
+                .required("user_type")
+                .required("user_legal_id_type")
+                .required("user_legal_id"),
+            PaymentMethodType::Efecty | PaymentMethodType::Gcash | PaymentMethodType::Maya => object,
+        }
+        .build()
+    });
+    variants
+        .into_iter()
+        .fold(OneOfBuilder::new(), |one_of, variant| one_of.item(variant))
 }
 
 /// A field the method type requires, parsed; a missing one is named as required.

@@ -10,22 +10,47 @@ use sqlx::PgPool;
 
 use super::{payment_id, read_problem, ReadWaits};
 use crate::auth::Caller;
+
 use crate::problem::{FieldError, Problem};
 use crate::routes::payment_body::PaymentBody;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct GetQuery {
+    /// Wait (a bounded time) until the read model holds at least this stream `version`: the
+    /// `version` a command answered. Only up to the version the payment's stream has.
     #[serde(default)]
+    #[param(minimum = 0)]
     min_version: Option<i64>,
     /// RFC 3339: the payment folded from its events recorded by then (auditors too).
     #[serde(default)]
+    #[param(format = DateTime)]
     as_of: Option<String>,
 }
 
 /// Reads the status projection; with `min_version`, waits a bounded time for the projection
 /// to catch up with a command this client made (read-your-writes). Only for a payment the
 /// caller may see, only up to the version its stream has, and only within `ReadWaits`.
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{id}",
+    operation_id = "getPayment",
+    tag = "payments",
+    params(("id" = Uuid, Path, description = "The payment's id"), GetQuery),
+    responses(
+        (status = 200, description = "The payment.", body = PaymentBody,
+            links(
+                ("CapturePayment" = (operation_id = "capturePayment", parameters(("id" = "$response.body#/id")))),
+                ("RefundPayment" = (operation_id = "refundPayment", parameters(("id" = "$response.body#/id")))),
+                ("VoidPayment" = (operation_id = "voidPayment", parameters(("id" = "$response.body#/id")))),
+            )),
+        (status = 400, description = "`as_of` and `min_version` together.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such payment for this key.", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many reads of this key are already waiting for a version.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The read model is unavailable, or too many reads on this node are waiting.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub(super) async fn get_payment(
     caller: Caller,
@@ -78,15 +103,36 @@ pub(super) async fn get_payment(
     Ok(HttpResponse::Ok().json(PaymentBody::from_row(&row)))
 }
 
-#[derive(Debug, Serialize)]
-struct EventBody {
+/// One event of a payment's stream.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct EventBody {
+    /// Its place in the payment's stream, from 1.
     sequence: i64,
+    /// The event's name, e.g. `PaymentInitiated`, `PaymentApproved`.
     #[serde(rename = "type")]
     kind: &'static str,
+    /// The event as stored: its fields depend on `type`.
+    #[schema(value_type = Object)]
     data: domain::PaymentEvent,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct EventList {
+    data: Vec<EventBody>,
+}
+
 /// The payment's events from the event store, in stream order.
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{id}/events",
+    operation_id = "listPaymentEvents",
+    tag = "payments",
+    params(("id" = Uuid, Path, description = "The payment's id")),
+    responses(
+        (status = 200, description = "The payment's events, in stream order.", body = EventList),
+        (status = 404, description = "No such payment for this key.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub(super) async fn payment_events(
     caller: Caller,
@@ -104,5 +150,5 @@ pub(super) async fn payment_events(
             data: event,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": body })))
+    Ok(HttpResponse::Ok().json(EventList { data: body }))
 }

@@ -15,11 +15,15 @@ use crate::problem::checked;
 use crate::problem::Problem;
 use crate::routes::payment_body::{money_text, PaymentBody};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RefundRequest {
+#[schema(example = json!({"amount": "25000.00", "reason": "customer returned one item"}))]
+pub(super) struct RefundRequest {
+    /// Part or all of what was captured and not yet refunded.
+    #[schema(schema_with = crate::openapi::money_text)]
     amount: String,
     #[serde(default)]
+    #[schema(max_length = 256)]
     reason: Option<String>,
 }
 
@@ -39,12 +43,17 @@ impl RefundRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct RefundBody {
+/// A refund and the payment it left.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct RefundBody {
     id: Uuid,
     payment_id: Uuid,
+    #[schema(schema_with = crate::openapi::money_text)]
     amount: String,
+    #[schema(schema_with = crate::openapi::currency_code)]
     currency: String,
+    /// `SUCCEEDED`, or `PENDING` while the provider has not answered.
+    #[schema(schema_with = refund_status)]
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
@@ -53,6 +62,34 @@ struct RefundBody {
     payment: PaymentBody,
 }
 
+fn refund_status() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::openapi::one_of_texts(["SUCCEEDED", "PENDING"])
+}
+
+/// Refunds part or all of what was captured, at most once per `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/v1/payments/{id}/refunds",
+    operation_id = "refundPayment",
+    tag = "payments",
+    params(
+        ("id" = Uuid, Path, description = "The payment's id"),
+        ("Idempotency-Key" = String, Header, description = super::IDEMPOTENCY_KEY, min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
+    ),
+    request_body = RefundRequest,
+    responses(
+        (status = 201, description = "Refunded.", body = RefundBody,
+            links(("GetPayment" = (operation_id = "getPayment", parameters(("id" = "$response.body#/payment_id")))))),
+        (status = 200, description = "A retry with the same key: the refund it made.", body = RefundBody),
+        (status = 202, description = "Asked of the provider, which answers later (`PENDING`).", body = RefundBody),
+        (status = 400, description = "No `Idempotency-Key`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such payment for this key.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not allowed in the payment's state, or changed concurrently.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The amount is not valid or exceeds what is left to refund, or the provider refused.", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider failed without refunding.", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The provider's answer was lost: the refund is resolved with it; retry with the same key.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub(super) async fn refund_payment(
     req: HttpRequest,
