@@ -65,7 +65,7 @@ fn response(result: DeliveryResult, version: Option<i64>) -> HttpResponse {
     operation_id = "receiveWebhook",
     tag = "webhooks",
     security(()),
-    params(("provider" = String, Path, description = "The provider's name: `wompi`, `payu`, `maya`, `paymongo`, `sandbox`")),
+    params(("provider" = String, Path, description = "The provider's name: `sandbox`, `wompi`, `payu`, `maya` or `gcash` (GCash through PayMongo)")),
     request_body(description = "The provider's own notification, as it sends it (JSON or a form).", content(("application/json"), ("application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "Accepted: recorded, a duplicate, or nothing to record.", body = Receipt),
