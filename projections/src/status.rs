@@ -540,12 +540,26 @@ pub struct ListCursor {
     pub payment_id: Uuid,
 }
 
+/// What a listing is narrowed to; every field is optional and they combine with AND.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListFilter<'a> {
+    /// Only this merchant's payments (a merchant-scoped key always sets it).
+    pub merchant: Option<&'a str>,
+    /// A status, or `NEEDS_REVIEW` for payments with an intent an operator must look at.
+    pub status: Option<&'a str>,
+    /// The merchant's own order reference, exactly.
+    pub reference: Option<&'a str>,
+    /// Created at or after.
+    pub created_gte: Option<DateTime<Utc>>,
+    /// Created strictly before.
+    pub created_lt: Option<DateTime<Utc>>,
+}
+
 /// Newest first, keyset-paginated so a page costs the same however deep it is.
 #[tracing::instrument(skip(pool))]
 pub async fn list(
     pool: &PgPool,
-    merchant: Option<&str>,
-    status: Option<&str>,
+    filter: ListFilter<'_>,
     after: Option<ListCursor>,
     limit: i64,
 ) -> Result<Vec<PaymentStatusRow>, sqlx::Error> {
@@ -555,16 +569,56 @@ pub async fn list(
             AND ($2::text IS NULL OR status = $2
                  OR ($2 = 'NEEDS_REVIEW' AND needs_review IS NOT NULL))
             AND ($3::timestamptz IS NULL OR (created_at, payment_id) < ($3, $4))
+            AND ($6::text IS NULL OR reference = $6)
+            AND ($7::timestamptz IS NULL OR created_at >= $7)
+            AND ($8::timestamptz IS NULL OR created_at < $8)
           ORDER BY created_at DESC, payment_id DESC
           LIMIT $5"
     );
     let rows = sqlx::query(&sql)
-        .bind(merchant)
-        .bind(status)
+        .bind(filter.merchant)
+        .bind(filter.status)
         .bind(after.map(|c| c.created_at))
         .bind(after.map(|c| c.payment_id))
         .bind(limit)
+        .bind(filter.reference)
+        .bind(filter.created_gte)
+        .bind(filter.created_lt)
         .fetch_all(pool)
         .await?;
     rows.iter().map(from_row).collect()
+}
+
+/// The small view of one payment a poller needs: where it is and how far its stream went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSummary {
+    pub payment_id: Uuid,
+    pub status: String,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One payment's status, version and last change, if `merchant` (when given) owns it.
+pub async fn summary(
+    pool: &PgPool,
+    payment_id: Uuid,
+    merchant: Option<&str>,
+) -> Result<Option<StatusSummary>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT payment_id, status, version, updated_at FROM payment_status
+          WHERE payment_id = $1 AND ($2::text IS NULL OR merchant_id = $2)",
+    )
+    .bind(payment_id)
+    .bind(merchant)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| {
+        Ok(StatusSummary {
+            payment_id: row.try_get("payment_id")?,
+            status: row.try_get("status")?,
+            version: row.try_get("version")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    })
+    .transpose()
 }

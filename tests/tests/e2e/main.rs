@@ -35,6 +35,7 @@ mod replay;
 mod reports;
 mod request_id;
 mod routing;
+mod search;
 mod standby;
 mod unknown_outcomes;
 mod webhook_retention;

@@ -3,7 +3,7 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use projections::status::{self, ListCursor};
+use projections::status::{self, ListCursor, ListFilter};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -35,6 +35,18 @@ pub(super) struct ListQuery {
     #[serde(default)]
     #[param(max_length = 256)]
     cursor: Option<String>,
+    /// Only payments with this order reference, exactly as it was given at creation.
+    #[serde(default)]
+    #[param(max_length = 255)]
+    reference: Option<String>,
+    /// RFC 3339: only payments created at or after this moment.
+    #[serde(default)]
+    #[param(format = DateTime)]
+    created_gte: Option<String>,
+    /// RFC 3339: only payments created before this moment.
+    #[serde(default)]
+    #[param(format = DateTime)]
+    created_lt: Option<String>,
 }
 
 fn status_filter() -> utoipa::openapi::schema::ObjectBuilder {
@@ -67,7 +79,27 @@ fn decode_cursor(text: &str) -> Option<ListCursor> {
     })
 }
 
-/// The caller's payments, newest first, a page at a time.
+/// An RFC 3339 moment of a filter, or its error pushed.
+fn moment(
+    name: &'static str,
+    text: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<DateTime<Utc>> {
+    let text = text?;
+    match DateTime::parse_from_rfc3339(text) {
+        Ok(at) => Some(at.with_timezone(&Utc)),
+        Err(_) => {
+            errors.push(FieldError::new(
+                name,
+                "must be an RFC 3339 date-time, e.g. 2026-12-01T00:00:00Z",
+            ));
+            None
+        }
+    }
+}
+
+/// The caller's payments, newest first, a page at a time; narrowed by status, reference and
+/// creation time.
 #[utoipa::path(
     get,
     path = "/v1/payments",
@@ -113,11 +145,30 @@ pub(super) async fn list_payments(
             decoded
         }
     };
+    let reference = match query.reference.as_deref() {
+        None => None,
+        Some(text) => match domain::Reference::parse(text) {
+            Ok(_) => Some(text),
+            Err(e) => {
+                errors.push(FieldError::new("reference", e));
+                None
+            }
+        },
+    };
+    let created_gte = moment("created_gte", query.created_gte.as_deref(), &mut errors);
+    let created_lt = moment("created_lt", query.created_lt.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
+    let filter = ListFilter {
+        merchant: scope,
+        status: status_filter,
+        reference,
+        created_gte,
+        created_lt,
+    };
     // One more than asked tells whether another page exists.
-    let mut rows = status::list(&pool, scope, status_filter, cursor, limit + 1)
+    let mut rows = status::list(&pool, filter, cursor, limit + 1)
         .await
         .map_err(read_problem)?;
     let more = rows.len() as i64 > limit;

@@ -28,6 +28,7 @@ pub use read_waits::ReadWaits;
     create::create_payment,
     list::list_payments,
     reads::get_payment,
+    reads::payment_status,
     reads::payment_events,
     changes::capture_payment,
     refunds::refund_payment,
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("", web::post().to(create::create_payment))
             .route("", web::get().to(list::list_payments))
             .route("/{id}", web::get().to(reads::get_payment))
+            .route("/{id}/status", web::get().to(reads::payment_status))
             .route("/{id}/events", web::get().to(reads::payment_events))
             .route("/{id}/capture", web::post().to(changes::capture_payment))
             .route("/{id}/refunds", web::post().to(refunds::refund_payment))

@@ -103,6 +103,50 @@ pub(super) async fn get_payment(
     Ok(HttpResponse::Ok().json(PaymentBody::from_row(&row)))
 }
 
+/// Where a payment is, and nothing else: what a poller needs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct StatusBody {
+    id: uuid::Uuid,
+    #[schema(schema_with = crate::openapi::payment_status)]
+    status: String,
+    /// The payment's stream version the read model holds.
+    version: i64,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A payment's status, version and last change, from the status projection.
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{id}/status",
+    operation_id = "getPaymentStatus",
+    tag = "payments",
+    params(("id" = Uuid, Path, description = "The payment's id")),
+    responses(
+        (status = 200, description = "The payment's status.", body = StatusBody),
+        (status = 404, description = "No such payment for this key.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The read model is unavailable.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[tracing::instrument(skip_all)]
+pub(super) async fn payment_status(
+    caller: Caller,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let scope = caller.payment_scope()?;
+    let id = payment_id(&path)?;
+    let summary = status::summary(&pool, id.as_uuid(), scope.map(|m| m.as_str()))
+        .await
+        .map_err(read_problem)?
+        .ok_or_else(|| Problem::not_found("no such payment"))?;
+    Ok(HttpResponse::Ok().json(StatusBody {
+        id: summary.payment_id,
+        status: summary.status,
+        version: summary.version,
+        updated_at: summary.updated_at,
+    }))
+}
+
 /// One event of a payment's stream.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct EventBody {
