@@ -143,6 +143,36 @@ uuid_newtype!(
     AttemptId
 );
 
+uuid_newtype!(
+    /// One of a merchant's customers: one aggregate, one event stream.
+    CustomerId
+);
+
+uuid_newtype!(
+    /// One payment method saved for a customer at a provider.
+    SavedMethodId
+);
+
+impl CustomerId {
+    /// A merchant's reference names one customer, so creating it again finds the same one.
+    pub fn derive(merchant: &MerchantId, reference: &Reference) -> CustomerId {
+        let name = format!(
+            "customer\u{0}{}\u{0}{}",
+            merchant.as_str(),
+            reference.as_str()
+        );
+        CustomerId(Uuid::new_v5(&PAYLEDGER_NAMESPACE, name.as_bytes()))
+    }
+}
+
+impl SavedMethodId {
+    /// A retried save (same customer, same `Idempotency-Key`) names the same method.
+    pub fn derive(customer: CustomerId, key: &IdempotencyKey) -> SavedMethodId {
+        let name = format!("saved-method\u{0}{customer}\u{0}{}", key.as_str());
+        SavedMethodId(Uuid::new_v5(&PAYLEDGER_NAMESPACE, name.as_bytes()))
+    }
+}
+
 impl PaymentId {
     /// The same (merchant, key) always names the same payment, so a retry cannot create a
     /// second one.

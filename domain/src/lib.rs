@@ -1,6 +1,8 @@
 //! The pure payment model. Nothing in this crate does I/O: time, ids and provider answers
 //! arrive inside commands, so every decision here is deterministic and testable.
 
+pub mod card_number;
+pub mod customer;
 pub mod email;
 pub mod ids;
 pub mod money;
@@ -10,8 +12,12 @@ pub mod provider_name;
 pub mod return_url;
 mod text;
 
+pub use customer::{Customer, CustomerCommand, CustomerError, CustomerEvent, MethodDisplay};
 pub use email::{Email, EmailError};
-pub use ids::{AttemptId, CaptureId, IdempotencyKey, MerchantId, PaymentId, Reference, RefundId};
+pub use ids::{
+    AttemptId, CaptureId, CustomerId, IdempotencyKey, MerchantId, PaymentId, Reference, RefundId,
+    SavedMethodId,
+};
 pub use money::{Currency, Money, MoneyError};
 pub use payer::{
     DeviceSessionId, DeviceSessionIdError, DocumentNumber, DocumentNumberError, FullName,
