@@ -60,7 +60,7 @@ fn luhn(digits: &[u8]) -> bool {
         .enumerate()
         .map(|(position, &d)| {
             let d = u32::from(d);
-            if position % 2 == 1 {
+            if !position.is_multiple_of(2) {
                 let doubled = d * 2;
                 if doubled > 9 {
                     doubled - 9
@@ -72,7 +72,7 @@ fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]
