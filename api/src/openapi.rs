@@ -46,6 +46,7 @@ pub fn document() -> Document {
     let mut doc = Root::openapi();
     for part in [
         routes::payments::Api::openapi(),
+        routes::customers::Api::openapi(),
         routes::catalog::Api::openapi(),
         routes::checkout::Api::openapi(),
         routes::webhooks::Api::openapi(),
@@ -450,11 +451,17 @@ mod tests {
     }
 
     #[test]
-    fn commands_that_move_money_require_an_idempotency_key() {
+    fn commands_that_move_money_or_save_a_method_require_an_idempotency_key() {
         let doc = contract();
         for (name, operation) in operations(&doc) {
             let id = operation["operationId"].as_str().unwrap_or_default();
-            let moves_money = ["createPayment", "capturePayment", "refundPayment"].contains(&id);
+            let moves_money = [
+                "createPayment",
+                "capturePayment",
+                "refundPayment",
+                "saveCustomerPaymentMethod",
+            ]
+            .contains(&id);
             let header = operation["parameters"]
                 .as_array()
                 .into_iter()
@@ -499,7 +506,7 @@ mod tests {
     }
 
     #[test]
-    fn the_payment_method_schema_has_one_shape_per_method_type() {
+    fn the_payment_method_schema_has_one_shape_per_method_type_and_one_for_a_saved_method() {
         let doc = contract();
         let variants = doc["components"]["schemas"]["CreatePaymentRequest"]["properties"]
             ["payment_method"]["oneOf"]
@@ -513,8 +520,11 @@ mod tests {
         let expected: Vec<&str> = domain::PaymentMethodType::ALL
             .iter()
             .map(|m| m.as_str())
+            .chain(["SAVED"])
             .collect();
         assert_eq!(types, expected);
+        let saved = variants.last().expect("the saved shape");
+        assert_eq!(saved["required"], serde_json::json!(["type", "id"]));
         let card = &variants[0];
         assert_eq!(card["required"], serde_json::json!(["type", "token"]));
         assert_eq!(card["additionalProperties"], false);

@@ -242,6 +242,12 @@ impl Application {
                 },
                 local_relay.clone(),
             ));
+            let customers = web::Data::new(commands::customers::CustomerService::new(
+                pool.clone(),
+                service.shared_router(),
+                service.relay_waker(),
+                Duration::from_millis(settings.routing.provider_budget_ms),
+            ));
             let proxies = web::Data::new(
                 TrustedProxies::parse(&settings.trusted_proxies)
                     .map_err(|problem| format!("TRUSTED_PROXIES {problem}"))?,
@@ -293,6 +299,7 @@ impl Application {
                         .into()
                     }))
                     .app_data(service.clone())
+                    .app_data(customers.clone())
                     .app_data(pool_data.clone())
                     .app_data(read_pool.clone())
                     .app_data(node.clone())
@@ -314,6 +321,7 @@ impl Application {
                     .configure(crate::metrics::configure)
                     .configure(crate::dashboard::configure)
                     .configure(routes::payments::configure)
+                    .configure(routes::customers::configure)
                     .configure(routes::webhooks::configure)
                     .configure(routes::catalog::configure)
                     .configure(routes::checkout::configure)
@@ -406,7 +414,7 @@ async fn forget_idle_buckets(limits: web::Data<RateLimits>, mut shutdown: watch:
 
 async fn declare_every_queue(config: &ConsumerConfig) -> lapin::Result<()> {
     for projection in projections::all() {
-        consumer::declare_topology(config, projection.name()).await?;
+        consumer::declare_topology(config, projection.as_ref()).await?;
     }
     Ok(())
 }

@@ -205,7 +205,7 @@ async fn check(pool: &PgPool, schema: &str) -> Result<ReplayCheck, String> {
                 count(*) FILTER (WHERE s.version <> e.last_sequence)
            FROM ({}) e
            LEFT JOIN {schema}.payment_status s ON s.payment_id::text = e.aggregate_id",
-        eventstore::feed::LAST_SEQUENCES
+        eventstore::feed::LAST_PAYMENT_SEQUENCES
     ))
     .fetch_one(pool)
     .await

@@ -5,6 +5,7 @@
 
 pub mod breaker;
 pub mod call_stats;
+pub mod customers;
 pub mod fees;
 pub mod payments;
 pub mod relay;

@@ -8,8 +8,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use domain::{
-    CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodType, ProviderFailureKind,
-    RefundId,
+    CaptureId, CaptureMode, Currency, CustomerId, MethodDisplay, Money, PaymentId,
+    PaymentMethodType, ProviderFailureKind, RefundId, SavedMethodId,
 };
 use secrecy::zeroize::Zeroize;
 use secrecy::{CloneableSecret, ExposeSecret, SecretBox, SecretString};
@@ -115,6 +115,54 @@ pub trait PaymentProvider: Send + Sync {
     ) -> Result<ProviderRefund, ProviderError>;
 
     async fn health(&self) -> Result<(), ProviderError>;
+
+    /// The method types this provider can keep for a customer and charge later (empty: it
+    /// keeps none).
+    fn saved_method_types(&self) -> &'static [PaymentMethodType] {
+        &[]
+    }
+
+    /// Saves a method at the provider for later charges. A repeat with the same
+    /// `payment_method_id` answers the first source instead of saving a second.
+    async fn save_method(&self, _request: &SaveMethod) -> Result<SavedSource, ProviderError> {
+        Err(ProviderError::rejected(format!(
+            "{} keeps no saved payment methods",
+            self.name()
+        )))
+    }
+
+    /// Detaches a saved source: the provider charges it no more. Detaching a source that is
+    /// already detached succeeds.
+    async fn remove_method(&self, _source_id: &str) -> Result<(), ProviderError> {
+        Err(ProviderError::rejected(format!(
+            "{} keeps no saved payment methods",
+            self.name()
+        )))
+    }
+}
+
+/// A method to keep at a provider for a customer's later payments.
+#[derive(Debug, Clone)]
+pub struct SaveMethod {
+    /// Our id of the saved method: the provider's idempotency key or reference for the save.
+    pub payment_method_id: SavedMethodId,
+    pub customer_id: CustomerId,
+    /// Personal data: for the providers that want the customer's email with a source.
+    pub customer_email: Option<SecretString>,
+    /// What is saved: a card token from the provider's own tokenization, or a wallet.
+    pub method: PaymentMethodDetails,
+    /// The customer's acceptance of the provider's terms, where it asks for one (Wompi).
+    pub acceptance_token: Option<SecretString>,
+}
+
+/// What a provider keeps for a saved method: the source to charge, and what the customer may
+/// be shown of it.
+#[derive(Debug, Clone)]
+pub struct SavedSource {
+    /// The provider's id of the source. Together with the merchant's credentials it buys a
+    /// charge, so it is a secret kept in the vault, never in an event or a log.
+    pub source_id: SecretString,
+    pub display: MethodDisplay,
 }
 
 /// Every payment method payledger knows.
@@ -151,6 +199,12 @@ pub enum PaymentMethodDetails {
     Efecty,
     Gcash,
     Maya,
+    /// A method saved earlier at this provider (see [`PaymentProvider::save_method`]).
+    Saved {
+        method: PaymentMethodType,
+        payment_method_id: SavedMethodId,
+        source_id: SecretString,
+    },
 }
 
 impl PaymentMethodDetails {
@@ -162,6 +216,15 @@ impl PaymentMethodDetails {
             PaymentMethodDetails::Efecty => PaymentMethodType::Efecty,
             PaymentMethodDetails::Gcash => PaymentMethodType::Gcash,
             PaymentMethodDetails::Maya => PaymentMethodType::Maya,
+            PaymentMethodDetails::Saved { method, .. } => *method,
+        }
+    }
+
+    /// The provider's source id, when the method is a saved one.
+    pub fn saved_source(&self) -> Option<&str> {
+        match self {
+            PaymentMethodDetails::Saved { source_id, .. } => Some(source_id.expose_secret()),
+            _ => None,
         }
     }
 
@@ -192,6 +255,9 @@ impl PaymentMethodDetails {
             PaymentMethodDetails::Efecty => "EFECTY".into(),
             PaymentMethodDetails::Gcash => "GCASH".into(),
             PaymentMethodDetails::Maya => "MAYA".into(),
+            PaymentMethodDetails::Saved {
+                payment_method_id, ..
+            } => format!("SAVED|{payment_method_id}"),
         }
     }
 }

@@ -132,24 +132,28 @@ pub struct PublishedBeyond {
     pub newest_recorded_at: Option<DateTime<Utc>>,
 }
 
-/// The published events after `global_position`, and the newest one's time.
+/// The published events of `aggregate_type` after `global_position`, and the newest one's
+/// time.
 pub async fn published_beyond(
     executor: impl PgExecutor<'_>,
+    aggregate_type: &str,
     global_position: i64,
 ) -> Result<PublishedBeyond, sqlx::Error> {
     let row = sqlx::query(
         "SELECT (SELECT count(*) FROM events e
-                  WHERE e.global_position > $1
+                  WHERE e.global_position > $1 AND e.aggregate_type = $2
                     AND (e.transaction_id, e.global_position)
                         <= (c.last_transaction_id, c.last_global_position)) AS behind,
                 -- The newest published event's time: one index probe, where max() over
                 -- every published event read the whole table.
-                (SELECT recorded_at FROM events WHERE global_position <= c.last_global_position
+                (SELECT recorded_at FROM events
+                  WHERE global_position <= c.last_global_position AND aggregate_type = $2
                   ORDER BY global_position DESC LIMIT 1) AS newest
            FROM relay_checkpoint c
           WHERE c.id = 1",
     )
     .bind(global_position)
+    .bind(aggregate_type)
     .fetch_one(executor)
     .await?;
     Ok(PublishedBeyond {

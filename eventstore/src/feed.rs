@@ -77,7 +77,9 @@ pub async fn horizon(executor: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> 
 #[derive(Debug, Clone, Copy)]
 pub struct RawEvent<'r> {
     pub global_position: i64,
+    pub aggregate_type: &'r str,
     pub aggregate_id: &'r str,
+    pub event_type: &'r str,
     pub sequence: i64,
     pub payload: &'r str,
     pub recorded_at: DateTime<Utc>,
@@ -96,7 +98,8 @@ where
     E: From<sqlx::Error>,
 {
     let rows = sqlx::query(
-        "SELECT global_position, aggregate_id, sequence, payload::text AS payload, recorded_at
+        "SELECT global_position, aggregate_type, aggregate_id, event_type, sequence,
+                payload::text AS payload, recorded_at
            FROM public.events
           WHERE global_position > $1 AND transaction_id < $3::text::xid8
           ORDER BY global_position LIMIT $2",
@@ -110,7 +113,9 @@ where
     for row in &rows {
         out.push(decode(RawEvent {
             global_position: row.try_get("global_position")?,
+            aggregate_type: row.try_get("aggregate_type")?,
             aggregate_id: row.try_get("aggregate_id")?,
+            event_type: row.try_get("event_type")?,
             sequence: row.try_get("sequence")?,
             payload: row.try_get("payload")?,
             recorded_at: row.try_get("recorded_at")?,
@@ -119,21 +124,21 @@ where
     Ok(out)
 }
 
-/// `(aggregate_id, last_sequence)` of every aggregate with an event of a transaction below
-/// the horizon bound (as text) in parameter `$horizon_param`: a subquery for set-based
-/// statements that join it with tables of their own, instead of bringing every aggregate to
-/// the client.
+/// `(aggregate_type, aggregate_id, last_sequence)` of every aggregate with an event of a
+/// transaction below the horizon bound (as text) in parameter `$horizon_param`: a subquery
+/// for set-based statements that join it with tables of their own, instead of bringing every
+/// aggregate to the client.
 pub fn last_sequences_below(horizon_param: u32) -> String {
     format!(
-        "SELECT aggregate_id, max(sequence) AS last_sequence
+        "SELECT aggregate_type, aggregate_id, max(sequence) AS last_sequence
            FROM public.events WHERE transaction_id < ${horizon_param}::text::xid8
-          GROUP BY aggregate_id"
+          GROUP BY aggregate_type, aggregate_id"
     )
 }
 
-/// `(aggregate_id, last_sequence)` of every aggregate in the store, as a subquery.
-pub const LAST_SEQUENCES: &str =
-    "SELECT aggregate_id, max(sequence) AS last_sequence FROM public.events GROUP BY aggregate_id";
+/// `(aggregate_id, last_sequence)` of every payment in the store, as a subquery.
+pub const LAST_PAYMENT_SEQUENCES: &str = "SELECT aggregate_id, max(sequence) AS last_sequence
+       FROM public.events WHERE aggregate_type = 'Payment' GROUP BY aggregate_id";
 
 /// Events in the store.
 pub async fn count(executor: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {

@@ -16,6 +16,15 @@ pub fn events_exchange(prefix: &str) -> String {
     format!("{prefix}.events")
 }
 
+/// The aggregate types in the store, as `events.aggregate_type` names them.
+pub const PAYMENT: &str = "Payment";
+pub const CUSTOMER: &str = "Customer";
+
+/// The first word of the routing keys of an aggregate type's events (`payment`).
+pub fn routing_prefix(aggregate_type: &str) -> String {
+    aggregate_type.to_ascii_lowercase()
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishedEvent {
     pub global_position: i64,
@@ -30,9 +39,14 @@ pub struct PublishedEvent {
 }
 
 impl PublishedEvent {
-    /// `payment.<event_type>`: lets a consumer bind to just the events it needs.
+    /// `<aggregate>.<event_type>` (`payment.PaymentApproved`, `customer.CustomerCreated`):
+    /// lets a consumer bind to just the events it needs.
     pub fn routing_key(&self) -> String {
-        format!("payment.{}", self.event_type)
+        format!(
+            "{}.{}",
+            routing_prefix(&self.aggregate_type),
+            self.event_type
+        )
     }
 
     /// `<aggregate_id>/<sequence>`: the same for every redelivery of this event.

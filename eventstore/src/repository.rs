@@ -12,7 +12,7 @@ use cqrs_es::persist::{
     SerializedSnapshot,
 };
 use cqrs_es::Aggregate;
-use domain::Payment;
+use domain::{Customer, Payment};
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -20,6 +20,13 @@ use sqlx::PgPool;
 pub type PaymentStore = PersistedEventStore<PaymentEvents, Payment>;
 
 pub fn payment_store(pool: PgPool) -> PaymentStore {
+    PersistedEventStore::new_event_store(PaymentEvents::new(pool))
+}
+
+/// Customers' streams live in the same `events` table, under aggregate type `Customer`.
+pub type CustomerStore = PersistedEventStore<PaymentEvents, Customer>;
+
+pub fn customer_store(pool: PgPool) -> CustomerStore {
     PersistedEventStore::new_event_store(PaymentEvents::new(pool))
 }
 

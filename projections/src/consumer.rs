@@ -66,10 +66,20 @@ enum ConsumerError {
 
 /// Declares the projection's queues: call before the relay starts, so nothing it publishes
 /// is unroutable.
-pub async fn declare_topology(config: &ConsumerConfig, projection: &str) -> lapin::Result<()> {
+pub async fn declare_topology(
+    config: &ConsumerConfig,
+    projection: &dyn Projection,
+) -> lapin::Result<()> {
     let broker = broker::connect(&config.amqp_url).await?;
     let channel = broker.create_channel().await?;
-    topology::declare(&channel, &config.amqp_prefix, projection, config.queue_type).await?;
+    topology::declare(
+        &channel,
+        &config.amqp_prefix,
+        projection.name(),
+        &projection.binding_key(),
+        config.queue_type,
+    )
+    .await?;
     broker.close(200, "declared".into()).await?;
     Ok(())
 }
@@ -111,6 +121,7 @@ async fn consume(
         &channel,
         &config.amqp_prefix,
         projection.name(),
+        &projection.binding_key(),
         config.queue_type,
     )
     .await?;

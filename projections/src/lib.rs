@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod apply;
 pub mod consumer;
 mod copy_in;
+pub mod customers;
 pub mod failures;
 pub mod ledger;
 pub mod progress;
@@ -57,6 +58,19 @@ pub trait Projection: Send + Sync + 'static {
     /// The tables this projection alone writes (created by migrations in `public`); a replay
     /// `--into <schema>` creates copies of them there and rebuilds into those.
     fn tables(&self) -> &'static [&'static str];
+
+    /// The aggregate type whose events this projection folds (`events.aggregate_type`).
+    fn aggregate_type(&self) -> &'static str {
+        eventstore::published::PAYMENT
+    }
+
+    /// What its queue is bound to on the events exchange: every event of its aggregate type.
+    fn binding_key(&self) -> String {
+        format!(
+            "{}.#",
+            eventstore::published::routing_prefix(self.aggregate_type())
+        )
+    }
 
     /// Applies `events`, each exactly once (the caller has skipped redeliveries and filled
     /// gaps): every aggregate's events are in sequence order; different aggregates' events
@@ -156,6 +170,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(analytics::AnalyticsProjection),
         std::sync::Arc::new(failures::FailuresProjection),
         std::sync::Arc::new(ledger::LedgerProjection),
+        std::sync::Arc::new(customers::CustomersProjection),
     ]
 }
 

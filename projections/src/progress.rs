@@ -64,7 +64,12 @@ pub async fn projections(pool: &PgPool, names: &[&str]) -> Result<Vec<Projection
         };
         // Read after the projection's progress: the relay may have moved on meanwhile, so
         // the lag is never understated.
-        let beyond = eventstore::checkpoint::published_beyond(pool, position).await?;
+        // A projection is behind only by events of the aggregate type it folds.
+        let aggregate_type = crate::select(name)
+            .and_then(|chosen| chosen.first().map(|p| p.aggregate_type()))
+            .unwrap_or(eventstore::published::PAYMENT);
+        let beyond =
+            eventstore::checkpoint::published_beyond(pool, aggregate_type, position).await?;
         let seconds = match (beyond.newest_recorded_at, recorded_at) {
             (Some(newest), Some(applied)) => (newest - applied)
                 .num_microseconds()

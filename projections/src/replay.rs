@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use domain::PaymentEvent;
+use eventstore::PublishedEvent;
 use sqlx::{ConnectOptions, Connection, PgPool, Row};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -163,7 +164,14 @@ struct ReplayEvent {
     sequence: i64,
     global_position: i64,
     recorded_at: DateTime<Utc>,
-    payload: PaymentEvent,
+    payload: Replayed,
+}
+
+/// A payment event decoded once for every payment projection; any other aggregate's event as
+/// published, for the projection of its type.
+enum Replayed {
+    Payment(PaymentEvent),
+    Other(PublishedEvent),
 }
 
 impl ReplayEvent {
@@ -232,11 +240,12 @@ pub async fn replay(
     // their own.
     let offsets = (schema != "public").then(|| {
         let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
+        let types: Vec<&'static str> = projections.iter().map(|p| p.aggregate_type()).collect();
         let options = pool.connect_options().as_ref().clone();
         let schema = schema.to_owned();
         tokio::spawn(async move {
             let mut conn = options.connect().await?;
-            scratch_offsets(&mut conn, &names, &schema, horizon).await?;
+            scratch_offsets(&mut conn, &names, &types, &schema, horizon).await?;
             Ok::<_, ReplayError>(())
         })
     });
@@ -315,8 +324,22 @@ async fn read_batch(
             sequence: stored.sequence,
             global_position: stored.global_position,
         };
-        let payload =
-            serde_json::from_str(stored.payload).map_err(|e| crate::undecodable(&position, &e))?;
+        let undecodable = |e: serde_json::Error| crate::undecodable(&position, &e);
+        let payload = if stored.aggregate_type == eventstore::published::PAYMENT {
+            Replayed::Payment(serde_json::from_str(stored.payload).map_err(undecodable)?)
+        } else {
+            Replayed::Other(PublishedEvent {
+                global_position: stored.global_position,
+                aggregate_type: stored.aggregate_type.to_owned(),
+                aggregate_id: stored.aggregate_id.to_owned(),
+                sequence: stored.sequence,
+                event_type: stored.event_type.to_owned(),
+                event_version: String::new(),
+                payload: serde_json::from_str(stored.payload).map_err(undecodable)?,
+                metadata: serde_json::Value::Null,
+                recorded_at: stored.recorded_at,
+            })
+        };
         Ok(ReplayEvent {
             payment_id: crate::payment_id(&position)?,
             recorded_at: stored.recorded_at,
@@ -344,14 +367,39 @@ async fn apply_batch(
     sqlx::query(&format!("SET LOCAL search_path TO {schema}, public"))
         .execute(&mut *tx)
         .await?;
-    let decoded: Vec<Decoded<'_>> = batch
+    // Each projection folds its own aggregate type's events, and records only theirs.
+    let batch: Vec<&ReplayEvent> = batch
         .iter()
-        .map(|event| (event.payment_id, event.position(), &event.payload))
+        .filter(|event| match &event.payload {
+            Replayed::Payment(_) => projection.aggregate_type() == eventstore::published::PAYMENT,
+            Replayed::Other(other) => other.aggregate_type == projection.aggregate_type(),
+        })
         .collect();
-    projection.apply_decoded(&mut tx, &decoded).await?;
+    if batch.is_empty() {
+        return Ok(());
+    }
+    if projection.aggregate_type() == eventstore::published::PAYMENT {
+        let decoded: Vec<Decoded<'_>> = batch
+            .iter()
+            .filter_map(|event| match &event.payload {
+                Replayed::Payment(payload) => Some((event.payment_id, event.position(), payload)),
+                Replayed::Other(_) => None,
+            })
+            .collect();
+        projection.apply_decoded(&mut tx, &decoded).await?;
+    } else {
+        let published: Vec<PublishedEvent> = batch
+            .iter()
+            .filter_map(|event| match &event.payload {
+                Replayed::Other(other) => Some(other.clone()),
+                Replayed::Payment(_) => None,
+            })
+            .collect();
+        projection.apply(&mut tx, &published).await?;
+    }
     if schema == "public" {
         let mut last_sequence: HashMap<&str, i64> = HashMap::new();
-        for event in batch {
+        for event in &batch {
             last_sequence.insert(event.aggregate_id.as_str(), event.sequence);
         }
         let (ids, sequences): (Vec<&str>, Vec<i64>) = last_sequence.into_iter().unzip();
@@ -388,6 +436,7 @@ async fn apply_batch(
 async fn scratch_offsets(
     conn: &mut sqlx::PgConnection,
     projections: &[&'static str],
+    aggregate_types: &[&'static str],
     schema: &str,
     horizon: i64,
 ) -> Result<(), sqlx::Error> {
@@ -409,11 +458,13 @@ async fn scratch_offsets(
         "INSERT INTO {table} (projection, aggregate_id, last_sequence)
          SELECT p.name, e.aggregate_id, e.last_sequence
            FROM ({}) e
-          CROSS JOIN UNNEST($1::text[]) AS p(name)",
+           JOIN UNNEST($1::text[], $3::text[]) AS p(name, aggregate_type)
+             ON p.aggregate_type = e.aggregate_type",
         eventstore::feed::last_sequences_below(2)
     ))
     .bind(projections)
     .bind(horizon.to_string())
+    .bind(aggregate_types)
     .execute(&mut *conn)
     .await?;
     for key in &keys {

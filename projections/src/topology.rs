@@ -65,6 +65,7 @@ pub async fn declare(
     channel: &Channel,
     prefix: &str,
     projection: &str,
+    binding_key: &str,
     queue_type: QueueType,
 ) -> lapin::Result<()> {
     let exchange = events_exchange(prefix);
@@ -128,7 +129,7 @@ pub async fn declare(
         .queue_bind(
             queue.as_str().into(),
             exchange.as_str().into(),
-            "payment.#".into(),
+            binding_key.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )

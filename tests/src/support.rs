@@ -168,3 +168,31 @@ pub async fn sandbox_transactions(app: &TestApp, reference: &str) -> Vec<Value> 
     assert_eq!(status, 200, "{body}");
     body["data"].as_array().expect("a list").clone()
 }
+
+/// Waits (at most 15 s) until every projection has applied every stored event of the
+/// aggregate type it folds.
+pub async fn projections_caught_up(app: &TestApp) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    for projection in projections::all() {
+        loop {
+            let (applied, stored): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COALESCE(max(applied_total), 0) FROM projection_progress WHERE projection = $1),
+                        (SELECT count(*) FROM events WHERE aggregate_type = $2)",
+            )
+            .bind(projection.name())
+            .bind(projection.aggregate_type())
+            .fetch_one(&app.pool)
+            .await
+            .expect("read the progress");
+            if applied == stored {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} applied {applied} of {stored}",
+                projection.name()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -36,6 +36,39 @@ pub(crate) struct CustomerRequest {
     device_session_id: Option<String>,
 }
 
+/// `customer` of a payment: a customer's id (`/v1/customers`), whose saved default method
+/// pays when the request names no method, or the payer's details.
+#[derive(Debug)]
+pub(crate) enum CustomerField {
+    Id(String),
+    Details(CustomerRequest),
+}
+
+impl<'de> Deserialize<'de> for CustomerField {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(id) => Ok(CustomerField::Id(id)),
+            other => CustomerRequest::deserialize(other)
+                .map(CustomerField::Details)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The contract's shape of `customer`: a customer id, or the payer's details.
+pub(crate) fn customer_field_schema() -> utoipa::openapi::schema::OneOfBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    use utoipa::openapi::{KnownFormat, SchemaFormat};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                .description(Some("A customer's id: pays with their default saved method when no payment_method is given")),
+        )
+        .item(<CustomerRequest as utoipa::PartialSchema>::schema())
+}
+
 /// The field parsed when given; its error (named `customer.<name>`) in `errors` otherwise.
 fn optional<T, E: std::fmt::Display>(
     errors: &mut Vec<FieldError>,

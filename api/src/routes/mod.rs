@@ -2,6 +2,7 @@ pub mod audit;
 pub mod catalog;
 pub mod checkout;
 mod customer;
+pub mod customers;
 pub mod health;
 pub mod keys;
 pub mod operator_health;

@@ -220,14 +220,22 @@ impl PaymentService {
             .unwrap_or_else(|_| chrono::Duration::seconds(60))
     }
 
+    /// The providers to offer the payment to, in order: the merchant's preference (or the
+    /// customer's saved method's provider), then the available ones by priority. A saved
+    /// method's source exists only at its provider: no other is offered it.
     fn candidates(&self, request: &CreatePayment) -> Vec<&RoutedProvider> {
-        self.router.candidates(
+        let mut candidates = self.router.candidates(
             request.provider_preference.as_deref(),
             request.payment_method.kind(),
             request.amount.currency(),
             request.capture_mode,
             Instant::now(),
-        )
+        );
+        if request.payment_method.saved_source().is_some() {
+            candidates
+                .retain(|p| Some(p.provider.name()) == request.provider_preference.as_deref());
+        }
+        candidates
     }
 
     /// Offers the payment to each candidate provider in turn until one takes it, within the

@@ -237,6 +237,16 @@ impl PaymentService {
         &self.router
     }
 
+    /// The routing, shared with the other services that call providers.
+    pub fn shared_router(&self) -> Arc<Router> {
+        Arc::clone(&self.router)
+    }
+
+    /// The relay's wake-up, shared with the other services that append.
+    pub fn relay_waker(&self) -> RelayWaker {
+        self.relay_waker.clone()
+    }
+
     pub fn fees(&self) -> &FeeSchedule {
         &self.fees
     }
@@ -431,7 +441,7 @@ impl PaymentService {
 
 /// What every appended event carries besides its payload: who appended it and, inside a
 /// request, the request's id.
-fn metadata(source: &'static str) -> HashMap<String, String> {
+pub(crate) fn metadata(source: &'static str) -> HashMap<String, String> {
     let mut metadata = HashMap::from([("source".to_owned(), source.to_owned())]);
     if let Some(request_id) = crate::request_context::request_id() {
         metadata.insert("request_id".to_owned(), request_id);
@@ -443,7 +453,7 @@ fn metadata(source: &'static str) -> HashMap<String, String> {
 /// to the provider's breaker (a refusal is an answer, not an outage).
 /// Each call is counted by provider, operation (the provider method) and outcome (`ok`,
 /// `refused`, `not_sent`, `unknown`), and timed.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     routed: &RoutedProvider,
     operation: &'static str,
     deadline: Instant,

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::{
-    CaptureId, CaptureMode, Currency, Money, MoneyError, PaymentId, PaymentMethodType, RefundId,
+    CaptureId, CaptureMode, Currency, CustomerId, MethodDisplay, Money, MoneyError, PaymentId,
+    PaymentMethodType, RefundId, SavedMethodId,
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode, Url};
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::http::sanitize;
 use crate::{
     CreateTransaction, PaymentProvider, ProviderConfigError, ProviderError, ProviderRefund,
-    ProviderTransaction, ProviderTransactionStatus,
+    ProviderTransaction, ProviderTransactionStatus, SaveMethod, SavedSource,
 };
 
 /// Largest response body read from the sandbox; anything bigger is a provider fault.
@@ -215,7 +216,8 @@ impl PaymentProvider for SandboxProvider {
             currency: request.amount.currency().code(),
             method: request.method.kind(),
             // The sandbox decides by card test token; other methods have none to send.
-            token: request.method.card_token().unwrap_or(""),
+            token: request.method.card_token(),
+            payment_source_id: request.method.saved_source(),
             capture: request.capture_mode,
         };
         let url = self.url(&["v1", "transactions"])?;
@@ -330,6 +332,77 @@ impl PaymentProvider for SandboxProvider {
         self.call::<()>(Method::GET, url, None).await?;
         Ok(())
     }
+
+    fn saved_method_types(&self) -> &'static [PaymentMethodType] {
+        &[PaymentMethodType::Card]
+    }
+
+    async fn save_method(&self, request: &SaveMethod) -> Result<SavedSource, ProviderError> {
+        let token = request
+            .method
+            .card_token()
+            .ok_or_else(|| ProviderError::rejected("the sandbox saves cards only"))?;
+        let body = SourceBody {
+            id: request.payment_method_id,
+            customer_id: request.customer_id,
+            method: request.method.kind(),
+            token,
+        };
+        let url = self.url(&["v1", "payment_sources"])?;
+        let (_, raw) = self.call(Method::POST, url, Some(&body)).await?;
+        let source: SourceAnswer = self.decode(&raw)?;
+        if !valid_provider_id(&source.id) || source.status != "AVAILABLE" {
+            return Err(ProviderError::server_error(
+                "sandbox answered with an invalid payment source",
+            ));
+        }
+        let display = MethodDisplay {
+            brand: source.brand,
+            last_four: source.last_four,
+            exp_month: source.exp_month,
+            exp_year: source.exp_year,
+            phone_masked: None,
+        }
+        .checked()
+        .map_err(|e| ProviderError::server_error(format!("sandbox answered a source whose {e}")))?;
+        Ok(SavedSource {
+            source_id: source.id.into(),
+            display,
+        })
+    }
+
+    async fn remove_method(&self, source_id: &str) -> Result<(), ProviderError> {
+        if !valid_provider_id(source_id) {
+            return Err(ProviderError::rejected("invalid payment source id"));
+        }
+        let url = self.url(&["v1", "payment_sources", source_id])?;
+        self.call::<()>(Method::DELETE, url, None).await?;
+        Ok(())
+    }
+}
+
+/// `POST /v1/payment_sources`: keep a card for later charges.
+#[derive(Serialize)]
+struct SourceBody<'a> {
+    /// Our saved method id: a repeat with it answers the first source.
+    id: SavedMethodId,
+    customer_id: CustomerId,
+    method: PaymentMethodType,
+    token: &'a str,
+}
+
+#[derive(Deserialize)]
+struct SourceAnswer {
+    id: String,
+    status: String,
+    #[serde(default)]
+    brand: Option<String>,
+    #[serde(default)]
+    last_four: Option<String>,
+    #[serde(default)]
+    exp_month: Option<u8>,
+    #[serde(default)]
+    exp_year: Option<u16>,
 }
 
 #[derive(Serialize)]
@@ -339,7 +412,10 @@ struct CreateBody<'a> {
     amount: String,
     currency: &'static str,
     method: PaymentMethodType,
-    token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_source_id: Option<&'a str>,
     capture: CaptureMode,
 }
 

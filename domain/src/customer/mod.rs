@@ -11,6 +11,6 @@ mod events;
 #[cfg(test)]
 mod aggregate_tests;
 
-pub use aggregate::{Customer, CustomerCommand, CustomerError, SavedMethod};
+pub use aggregate::{Customer, CustomerCommand, CustomerError, SavedMethod, SAVED_METHODS_MAX};
 pub use display::{MethodDisplay, MethodDisplayError};
 pub use events::CustomerEvent;

@@ -17,9 +17,12 @@
 //! | `POST /v1/transactions/{id}/capture` | `200` once `AUTHORIZED` and amount <= authorized; same `capture_id` -> same `200`; `409 invalid_state`, `422` amount |
 //! | `POST /v1/transactions/{id}/void` | `200` when `AUTHORIZED` or already `VOIDED`; else `409` |
 //! | `POST /v1/transactions/{id}/refunds` | `201` when `APPROVED` and amount <= captured - refunded; same `refund_id` -> `200` same refund; else `409`/`422` |
+//! | `POST /v1/payment_sources` | `201` a card test token kept as a source (`sbx_src_...`) with brand, last four and expiry; the same `id` again -> `200` the same source; `422 invalid_token` |
+//! | `DELETE /v1/payment_sources/{id}` | `200` detached (again: `200`); `404` unknown. A create naming a detached source is `422 source_detached` |
 //! | `GET /health` | `200` |
 
 mod ledger;
+mod sources;
 pub mod wire;
 
 use std::borrow::Cow;
@@ -46,6 +49,7 @@ use crate::outbox::{self, Attempt, Outbox, OutboxOptions};
 pub use crate::server::REQUEST_BODY_MAX_BYTES;
 use crate::server::{self, ServerOptions};
 use ledger::{Created, Decided, Decision, Ledger, LedgerError, NewTransaction, Transaction};
+use sources::{SourceError, Sources};
 
 /// Test tokens: the token of a create request decides what the sandbox does.
 pub mod tokens {
@@ -168,6 +172,7 @@ pub async fn start_with_options(
     let state = web::Data::new(AppState {
         api_key: config.api_key.expose_secret().to_owned(),
         ledger,
+        sources: Mutex::new(Sources::default()),
         queue,
         webhook_delay: Duration::from_millis(config.webhook_delay_ms),
         timeout_token_delay: options.timeout_token_delay,
@@ -192,6 +197,11 @@ pub async fn start_with_options(
                         .route("/{id}/capture", web::post().to(capture))
                         .route("/{id}/void", web::post().to(void))
                         .route("/{id}/refunds", web::post().to(refund)),
+                )
+                .service(
+                    web::scope("/v1/payment_sources")
+                        .route("", web::post().to(save_source))
+                        .route("/{id}", web::delete().to(detach_source)),
                 );
             cfg.default_service(web::to(not_found));
         },
@@ -202,6 +212,7 @@ pub async fn start_with_options(
 struct AppState {
     api_key: String,
     ledger: Arc<Mutex<Ledger>>,
+    sources: Mutex<Sources>,
     queue: Outbox<Job>,
     webhook_delay: Duration,
     timeout_token_delay: Duration,
@@ -212,6 +223,10 @@ impl AppState {
         // Nothing panics while holding the lock; should it ever, the data is still
         // consistent per operation, so keep serving.
         self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sources(&self) -> MutexGuard<'_, Sources> {
+        self.sources.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -352,7 +367,11 @@ struct CreateRequest {
     amount: String,
     currency: String,
     method: PaymentMethodType,
-    token: String,
+    #[serde(default)]
+    token: Option<String>,
+    /// A saved source instead of a token.
+    #[serde(default)]
+    payment_source_id: Option<String>,
     capture: CaptureMode,
 }
 
@@ -433,10 +452,25 @@ async fn create_transaction(
         ));
     }
     let invalid_token = || ApiError::unprocessable("invalid_token", "unknown payment token");
-    if request.token.len() > TOKEN_LEN_MAX {
+    let token = match (request.token, request.payment_source_id) {
+        (Some(token), None) => token,
+        (None, Some(source)) => state.sources().token(&source).map_err(|e| match e {
+            SourceError::Detached => {
+                ApiError::unprocessable("source_detached", "the payment source was detached")
+            }
+            _ => ApiError::unprocessable("invalid_payment_source", "unknown payment source"),
+        })?,
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "exactly one of token and payment_source_id",
+            ))
+        }
+    };
+    if token.len() > TOKEN_LEN_MAX {
         return Err(invalid_token());
     }
-    let (decision, lost) = match request.token.as_str() {
+    let (decision, lost) = match token.as_str() {
         tokens::APPROVED => (Decision::Approve, LostAnswer::None),
         tokens::DECLINED => (Decision::Decline, LostAnswer::None),
         tokens::APPROVED_TIMEOUT => (Decision::Approve, LostAnswer::Held),
@@ -520,6 +554,76 @@ async fn create_transaction(
         )),
         LostAnswer::None | LostAnswer::NoWebhook => Ok(HttpResponse::build(status).json(view(&tx))),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceRequest {
+    id: Uuid,
+    #[allow(dead_code)] // part of the wire shape; the sandbox keys sources by `id` alone
+    customer_id: Uuid,
+    method: PaymentMethodType,
+    token: String,
+}
+
+async fn save_source(
+    _: Authenticated,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let request: SourceRequest = parse_body(&body)?;
+    let last_four = match request.token.as_str() {
+        tokens::DECLINED => "0002",
+        token if token.starts_with("tok_sandbox_") && token.len() <= TOKEN_LEN_MAX => "4242",
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_token",
+                "unknown payment token",
+            ))
+        }
+    };
+    if request.method != PaymentMethodType::Card {
+        return Err(ApiError::unprocessable(
+            "invalid_method",
+            "the sandbox saves cards only",
+        ));
+    }
+    let (source, new) = state
+        .sources()
+        .save(request.id, &request.token)
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "provider_unavailable",
+                "the sandbox keeps no more sources",
+            )
+        })?;
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(HttpResponse::build(status).json(serde_json::json!({
+        "id": source.id,
+        "status": "AVAILABLE",
+        "type": "CARD",
+        "brand": "VISA",
+        "last_four": last_four,
+        "exp_month": 12,
+        "exp_year": 2030,
+    })))
+}
+
+async fn detach_source(
+    _: Authenticated,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .sources()
+        .detach(&path)
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such payment source"))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"id": path.as_str(), "status": "DETACHED"})))
 }
 
 #[derive(Deserialize)]

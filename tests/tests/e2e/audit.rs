@@ -91,7 +91,9 @@ async fn capture_payment(app: &TestApp, id: &str, amount: &str) -> Value {
 /// Waits until the store is quiet, the relay has chained every event and every live
 /// projection has applied every event.
 async fn settle(app: &TestApp) {
-    let names: Vec<&str> = projections::all().iter().map(|p| p.name()).collect();
+    let all = projections::all();
+    let names: Vec<&str> = all.iter().map(|p| p.name()).collect();
+    let types: Vec<&str> = all.iter().map(|p| p.aggregate_type()).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut previous = -1;
     loop {
@@ -99,14 +101,16 @@ async fn settle(app: &TestApp) {
             "SELECT (SELECT count(*) FROM events) AS events,
                     (SELECT count(*) FROM audit_chain) AS chained,
                     (SELECT count(*)
-                       FROM (SELECT aggregate_id, max(sequence) AS last FROM events
-                              GROUP BY aggregate_id) e
-                      CROSS JOIN UNNEST($1::text[]) AS p(name)
+                       FROM (SELECT aggregate_type, aggregate_id, max(sequence) AS last
+                               FROM events GROUP BY aggregate_type, aggregate_id) e
+                       JOIN UNNEST($1::text[], $2::text[]) AS p(name, aggregate_type)
+                         ON p.aggregate_type = e.aggregate_type
                        LEFT JOIN projection_offsets o
                               ON o.projection = p.name AND o.aggregate_id = e.aggregate_id
                       WHERE COALESCE(o.last_sequence, 0) < e.last) AS behind",
         )
         .bind(&names)
+        .bind(&types)
         .fetch_one(&app.pool)
         .await
         .unwrap();
@@ -1201,7 +1205,7 @@ async fn a_lagging_projection_is_inconclusive_and_a_tampered_one_is_a_mismatch()
     let consumer_config =
         ConsumerConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
     for projection in projections::all() {
-        consumer::declare_topology(&consumer_config, projection.name())
+        consumer::declare_topology(&consumer_config, projection.as_ref())
             .await
             .unwrap();
     }
@@ -1256,6 +1260,15 @@ async fn a_lagging_projection_is_inconclusive_and_a_tampered_one_is_a_mismatch()
     assert!(report.inconclusive);
     assert_eq!(report.exit_code(), 3);
     for check in report.projections.as_ref().unwrap() {
+        // No customer has an event: the customers projection has nothing to lag behind.
+        if check.projection == projections::customers::NAME {
+            assert_eq!(
+                check.status,
+                audit::report::ProjectionStatus::Match,
+                "{check:?}"
+            );
+            continue;
+        }
         assert_eq!(
             check.status,
             audit::report::ProjectionStatus::Lagging,

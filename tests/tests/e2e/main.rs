@@ -13,6 +13,7 @@ mod bad_input;
 mod concurrency;
 mod contract;
 mod crash_recovery;
+mod customers;
 mod dashboard;
 mod database_role;
 mod fault_schedules;

@@ -27,9 +27,12 @@ async fn relay_killed_twice_during_1000_payments_loses_and_duplicates_nothing() 
     let (_stop, stop_rx) = watch::channel(false);
     let consumer_config =
         ConsumerConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
-    consumer::declare_topology(&consumer_config, projections::status::NAME)
-        .await
-        .unwrap();
+    consumer::declare_topology(
+        &consumer_config,
+        &projections::status::StatusProjection::default(),
+    )
+    .await
+    .unwrap();
     tokio::spawn(consumer::run(
         app.pool.clone(),
         Arc::new(StatusProjection::default()),

@@ -24,9 +24,12 @@ async fn an_in_process_relay_publishes_on_its_bell_long_before_its_poll() {
     let settings = &app.settings;
     let consumer_config =
         ConsumerConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
-    consumer::declare_topology(&consumer_config, projections::status::NAME)
-        .await
-        .unwrap();
+    consumer::declare_topology(
+        &consumer_config,
+        &projections::status::StatusProjection::default(),
+    )
+    .await
+    .unwrap();
     let local = LocalRelay::default();
     let mut config = RelayConfig::new(settings.amqp_url.clone(), settings.amqp_prefix.clone());
     config.poll_interval_ms = 600_000;

@@ -60,22 +60,7 @@ async fn small_workload(app: &TestApp) {
 
 /// Waits until every projection has applied every stored event.
 async fn caught_up(app: &TestApp) {
-    let events = app.event_count().await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT applied_total FROM projection_progress")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
-        if applied.len() == projections::all().len() && applied.iter().all(|a| *a == events) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "projections applied {applied:?} of {events}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    e2e::support::projections_caught_up(app).await;
 }
 
 async fn snapshot(app: &TestApp) -> BTreeMap<&'static str, Vec<String>> {

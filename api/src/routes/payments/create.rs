@@ -3,20 +3,21 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use commands::customers::{CustomerCommandError, CustomerService};
 use commands::payments::{CreatePayment, PaymentService};
 use connectors::registry;
 use domain::{
-    CaptureMode, Currency, Email, IdempotencyKey, MerchantId, Money, ProviderName, Reference,
-    ReturnUrl,
+    CaptureMode, Currency, CustomerError, CustomerId, Email, IdempotencyKey, MerchantId, Money,
+    ProviderName, Reference, ReturnUrl, SavedMethodId,
 };
 use serde::Deserialize;
 
-use super::payment_method::PaymentMethodRequest;
+use super::payment_method::{Chosen, PaymentMethodRequest};
 use super::{executed_response, idempotency_key, parse_body};
 use crate::auth::{Caller, Role};
 use crate::problem::checked;
 use crate::problem::{FieldError, Problem};
-use crate::routes::customer::CustomerRequest;
+use crate::routes::customer::CustomerField;
 use crate::routes::payment_body::PaymentBody;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -37,8 +38,10 @@ pub(super) struct CreatePaymentRequest {
     /// The merchant's own order reference, unique per merchant.
     #[schema(min_length = 1, max_length = 128, pattern = "^[\\x20-\\x7e]+$")]
     reference: String,
+    /// How the customer pays; left out, the default saved method of `customer` pays.
+    #[serde(default)]
     #[schema(schema_with = super::payment_method::schema)]
-    payment_method: PaymentMethodRequest,
+    payment_method: Option<PaymentMethodRequest>,
     /// `automatic` (the default) or `manual`: authorize now, capture later.
     #[serde(default)]
     #[schema(schema_with = crate::openapi::capture_mode)]
@@ -51,9 +54,11 @@ pub(super) struct CreatePaymentRequest {
     #[serde(default)]
     #[schema(max_length = 254)]
     customer_email: Option<String>,
-    /// The payer's details, for providers that ask for them.
+    /// A customer's id (their saved default method pays when `payment_method` is left out),
+    /// or the payer's details, for providers that ask for them.
     #[serde(default)]
-    customer: Option<CustomerRequest>,
+    #[schema(schema_with = crate::routes::customer::customer_field_schema)]
+    customer: Option<CustomerField>,
     /// Where a redirect flow (PSE, wallets) sends the customer back.
     #[serde(default)]
     return_url: Option<String>,
@@ -63,16 +68,63 @@ fn provider_name() -> utoipa::openapi::schema::ObjectBuilder {
     crate::openapi::one_of_texts(registry::known())
 }
 
+/// A payment with a saved method, before the method is looked up.
+struct OneClick {
+    customer: Option<CustomerId>,
+    method: Option<SavedMethodId>,
+}
+
 impl CreatePaymentRequest {
     /// Parse, don't validate: every field is parsed, then either all are good or the caller
-    /// hears about each bad one.
-    fn parse(self, merchant: &MerchantId, key: IdempotencyKey) -> Result<CreatePayment, Problem> {
+    /// hears about each bad one. A saved method is looked up by the caller: the details
+    /// carry a placeholder until then.
+    fn parse(
+        self,
+        merchant: &MerchantId,
+        key: IdempotencyKey,
+    ) -> Result<(CreatePayment, Option<OneClick>), Problem> {
         let mut errors = Vec::new();
         let currency = checked(&mut errors, "currency", self.currency.parse::<Currency>());
         let amount =
             currency.and_then(|c| checked(&mut errors, "amount", Money::parse(&self.amount, c)));
         let reference = checked(&mut errors, "reference", Reference::parse(&self.reference));
-        let method = self.payment_method.parse(&mut errors);
+        let (customer_id, customer) = match self.customer {
+            None => (None, None),
+            Some(CustomerField::Details(details)) => (None, Some(details)),
+            Some(CustomerField::Id(id)) => match id.parse::<CustomerId>() {
+                Ok(id) => (Some(id), None),
+                Err(_) => {
+                    errors.push(FieldError::new(
+                        "customer",
+                        "must be a customer's id or the payer's details",
+                    ));
+                    (None, None)
+                }
+            },
+        };
+        let chosen = match self.payment_method {
+            Some(method) => method.parse(&mut errors),
+            // Only a customer's default pays without a method.
+            None if customer_id.is_some() => Some(Chosen::Saved(None)),
+            None => {
+                errors.push(FieldError::new(
+                    "payment_method",
+                    "is required unless `customer` names a customer with a default method",
+                ));
+                None
+            }
+        };
+        let (method, one_click) = match chosen {
+            Some(Chosen::Details(details)) => (Some(details), None),
+            Some(Chosen::Saved(method)) => (
+                Some(connectors::PaymentMethodDetails::Efecty),
+                Some(OneClick {
+                    customer: customer_id,
+                    method,
+                }),
+            ),
+            None => (None, None),
+        };
         let capture_mode = checked(
             &mut errors,
             "capture",
@@ -96,7 +148,7 @@ impl CreatePaymentRequest {
         let customer_email = self
             .customer_email
             .and_then(|email| checked(&mut errors, "customer_email", Email::try_from(email)));
-        let customer = self.customer.unwrap_or_default().parse(&mut errors);
+        let customer = customer.unwrap_or_default().parse(&mut errors);
         let return_url = self
             .return_url
             .and_then(|url| checked(&mut errors, "return_url", ReturnUrl::try_from(url)));
@@ -104,18 +156,21 @@ impl CreatePaymentRequest {
             (Some(amount), Some(reference), Some(payment_method), Some(capture_mode))
                 if errors.is_empty() =>
             {
-                Ok(CreatePayment {
-                    merchant_id: merchant.clone(),
-                    idempotency_key: key,
-                    reference,
-                    amount,
-                    payment_method,
-                    capture_mode,
-                    customer_email: customer_email.map(Email::into_string),
-                    customer,
-                    provider_preference: provider.map(|p| p.into_string()),
-                    return_url: return_url.map(ReturnUrl::into_string),
-                })
+                Ok((
+                    CreatePayment {
+                        merchant_id: merchant.clone(),
+                        idempotency_key: key,
+                        reference,
+                        amount,
+                        payment_method,
+                        capture_mode,
+                        customer_email: customer_email.map(Email::into_string),
+                        customer,
+                        provider_preference: provider.map(|p| p.into_string()),
+                        return_url: return_url.map(ReturnUrl::into_string),
+                    },
+                    one_click,
+                ))
             }
             _ => Err(Problem::invalid(errors)),
         }
@@ -156,6 +211,7 @@ pub(super) async fn create_payment(
     req: HttpRequest,
     caller: Caller,
     service: web::Data<PaymentService>,
+    customers: web::Data<CustomerService>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
     if caller.role != Role::Checkout {
@@ -169,7 +225,38 @@ pub(super) async fn create_payment(
         .ok_or_else(|| Problem::forbidden("this key is not bound to a merchant"))?;
     let key = idempotency_key(&req)?;
     let request: CreatePaymentRequest = parse_body(&req, &body)?;
-    let command = request.parse(merchant, key)?;
+    let (mut command, one_click) = request.parse(merchant, key)?;
+    if let Some(one_click) = one_click {
+        // The saved method's provider is the only one that can charge its source.
+        let charge = customers
+            .charge_of(merchant, one_click.customer, one_click.method)
+            .await
+            .map_err(|error| match error {
+                CustomerCommandError::Rejected(refusal) => {
+                    let field = if one_click.method.is_some() {
+                        "payment_method.id"
+                    } else {
+                        "customer"
+                    };
+                    let message = match refusal {
+                        CustomerError::NotFound => "names no customer of this merchant".to_owned(),
+                        CustomerError::NoSuchMethod if one_click.method.is_none() => {
+                            "the customer has no default payment method".to_owned()
+                        }
+                        other => other.to_string(),
+                    };
+                    Problem::invalid(vec![FieldError::new(field, message)])
+                }
+                other => other.into(),
+            })?;
+        command.provider_preference = Some(charge.provider);
+        command.customer_email = command.customer_email.or(charge.email);
+        command.payment_method = connectors::PaymentMethodDetails::Saved {
+            method: charge.method_type,
+            payment_method_id: charge.payment_method_id,
+            source_id: charge.source_id,
+        };
+    }
     let (executed, created) = service.create(command).await?;
     let status = if created {
         StatusCode::CREATED

@@ -56,7 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn idempotency_key(req: &HttpRequest) -> Result<IdempotencyKey, Problem> {
+pub(crate) fn idempotency_key(req: &HttpRequest) -> Result<IdempotencyKey, Problem> {
     let value = req
         .headers()
         .get("Idempotency-Key")
@@ -87,6 +87,16 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
         m.type_() == actix_web::mime::APPLICATION
             && (m.subtype() == actix_web::mime::JSON || m.suffix() == Some(actix_web::mime::JSON))
     });
+    // Before anything reads the body further: a card number is never parsed, echoed or kept.
+    if let Some(field) = card_number_in(body) {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "card-number-refused",
+            "Card numbers are not accepted",
+            "a raw card number is never accepted: tokenize the card with the provider and send its token",
+        )
+        .with_errors(vec![FieldError::new(&field, "holds a card number")]));
+    }
     if !json {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -104,6 +114,50 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
         )]));
     }
     Ok(parsed)
+}
+
+/// Where in `body` a raw card number is, as a field path (`payment_method.token`; `body` when
+/// it is not JSON), if anywhere.
+fn card_number_in(body: &[u8]) -> Option<String> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => card_number_at(&value, String::new()),
+        Err(_) => domain::card_number::contains_card_number(&String::from_utf8_lossy(body))
+            .then(|| "body".to_owned()),
+    }
+}
+
+fn card_number_at(value: &serde_json::Value, path: String) -> Option<String> {
+    let here = || {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.clone()
+        }
+    };
+    match value {
+        serde_json::Value::String(text) => {
+            domain::card_number::contains_card_number(text).then(here)
+        }
+        serde_json::Value::Number(number) => {
+            domain::card_number::contains_card_number(&number.to_string()).then(here)
+        }
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| card_number_at(item, format!("{}[{i}]", here()))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if domain::card_number::contains_card_number(key) {
+                return Some(here());
+            }
+            let path = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            card_number_at(item, path)
+        }),
+        serde_json::Value::Bool(_) | serde_json::Value::Null => None,
+    }
 }
 
 fn contains_array(value: &serde_json::Value) -> bool {

@@ -30,6 +30,19 @@ pub(super) struct PaymentMethodRequest {
     user_legal_id_type: Option<String>,
     #[serde(default)]
     user_legal_id: Option<String>,
+    /// A saved method's id, for `SAVED`.
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// `type` of a method saved for a customer (`/v1/customers/{id}/payment-methods`).
+pub(super) const SAVED: &str = "SAVED";
+
+/// What the request chose to pay with.
+pub(super) enum Chosen {
+    Details(PaymentMethodDetails),
+    /// A saved method, by id; `None`: the customer's default.
+    Saved(Option<domain::SavedMethodId>),
 }
 
 /// The contract's shape of `payment_method`: one object per `type`, each with exactly the
@@ -81,8 +94,28 @@ pub(super) fn schema() -> OneOfBuilder {
         }
         .build()
     });
+    let saved = ObjectBuilder::new()
+        .property("type", one_of_texts([SAVED]))
+        .required("type")
+        .property(
+            "id",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Uuid,
+                )))
+                .description(Some(
+                    "A method saved for a customer: its provider charges its source",
+                )),
+        )
+        .required("id")
+        .additional_properties(Some(
+            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+        ))
+        .build();
     variants
         .into_iter()
+        .chain([saved])
         .fold(OneOfBuilder::new(), |one_of, variant| one_of.item(variant))
 }
 
@@ -107,7 +140,42 @@ fn required<T: TryFrom<String, Error = PrintableTextError>>(
 impl PaymentMethodRequest {
     /// The method's details, or one error per bad field (named `payment_method.<field>`)
     /// in `errors`.
-    pub(super) fn parse(self, errors: &mut Vec<FieldError>) -> Option<PaymentMethodDetails> {
+    pub(super) fn parse(self, errors: &mut Vec<FieldError>) -> Option<Chosen> {
+        if self.kind == SAVED {
+            let others = self.token.is_some()
+                || self.phone_number.is_some()
+                || self.financial_institution_code.is_some()
+                || self.user_type.is_some()
+                || self.user_legal_id_type.is_some()
+                || self.user_legal_id.is_some();
+            if others {
+                errors.push(FieldError::new(
+                    "payment_method",
+                    "a SAVED method takes only its id",
+                ));
+            }
+            let id = match self.id.as_deref().map(str::parse::<domain::SavedMethodId>) {
+                Some(Ok(id)) => Some(id),
+                Some(Err(_)) | None => {
+                    errors.push(FieldError::new(
+                        "payment_method.id",
+                        "must be the id of a saved payment method",
+                    ));
+                    None
+                }
+            };
+            return id.filter(|_| !others).map(|id| Chosen::Saved(Some(id)));
+        }
+        if self.id.is_some() {
+            errors.push(FieldError::new(
+                "payment_method.id",
+                "is taken only by a SAVED method",
+            ));
+        }
+        self.parse_details(errors).map(Chosen::Details)
+    }
+
+    fn parse_details(self, errors: &mut Vec<FieldError>) -> Option<PaymentMethodDetails> {
         let kind = checked(
             errors,
             "payment_method.type",
