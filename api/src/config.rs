@@ -85,6 +85,21 @@ pub struct Settings {
     pub rate_limits: crate::rate_limit::RateLimitSettings,
     pub sandbox: SandboxSettings,
     pub routing: RoutingSettings,
+    pub merchant_webhooks: MerchantWebhookSettings,
+}
+
+/// How merchant webhooks are retried (`MERCHANT_WEBHOOK_*`).
+#[derive(Debug, Clone)]
+pub struct MerchantWebhookSettings {
+    /// The wait after a first failed delivery; it doubles per failure.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// How long a delivery and an endpoint may keep failing before being given up and
+    /// disabled (default three days).
+    pub horizon_s: u64,
+    pub timeout_ms: u64,
+    /// Loopback, private and link-local targets, and plain http: allowed outside production.
+    pub allow_private_targets: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -209,6 +224,13 @@ impl Settings {
                 deliver_webhooks: env::var("SANDBOX_DELIVER_WEBHOOKS")
                     .map_or(true, |v| v != "false"),
                 emulator_gateway: env::var("SANDBOX_EMULATOR_GATEWAY").ok(),
+            },
+            merchant_webhooks: MerchantWebhookSettings {
+                backoff_base_ms: number("MERCHANT_WEBHOOK_BACKOFF_BASE_MS", 10_000),
+                backoff_max_ms: number("MERCHANT_WEBHOOK_BACKOFF_MAX_MS", 3_600_000),
+                horizon_s: number("MERCHANT_WEBHOOK_HORIZON_S", 3 * 24 * 3_600),
+                timeout_ms: number("MERCHANT_WEBHOOK_TIMEOUT_MS", 10_000),
+                allow_private_targets: !env::var("PAYLEDGER_ENV").is_ok_and(|e| e == "production"),
             },
             routing: RoutingSettings {
                 providers: env::var("PROVIDERS")

@@ -50,6 +50,7 @@ pub fn document() -> Document {
         routes::catalog::Api::openapi(),
         routes::checkout::Api::openapi(),
         routes::webhooks::Api::openapi(),
+        routes::webhook_endpoints::Api::openapi(),
         routes::reports::Api::openapi(),
         routes::audit::Api::openapi(),
         routes::keys::Api::openapi(),

@@ -190,6 +190,27 @@ impl Application {
                 )));
             }
         }
+        if run_projector {
+            // Merchant webhooks: the dispatcher records deliveries from its own queue, the
+            // sender posts them (one sender leads across the cluster).
+            let dispatcher: Arc<dyn projections::Projection> =
+                Arc::new(notifier::dispatch::Dispatcher);
+            let mut config = consumer_config.clone();
+            config.linger_ms = ANALYTICAL_LINGER_MS;
+            node.projections
+                .push((dispatcher.name(), config.applied_here.clone()));
+            tasks.push(tokio::spawn(consumer::run(
+                pool.clone(),
+                dispatcher,
+                config,
+                shutdown_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(notifier::sender::run(
+                pool.clone(),
+                sender_config(&settings),
+                shutdown_rx.clone(),
+            )));
+        }
         let node = web::Data::new(node);
         if let Some(leadership) = node.relay.clone() {
             let mut config =
@@ -242,6 +263,9 @@ impl Application {
                 },
                 local_relay.clone(),
             ));
+            let target_policy = web::Data::new(notifier::target::TargetPolicy {
+                allow_private: settings.merchant_webhooks.allow_private_targets,
+            });
             let customers = web::Data::new(commands::customers::CustomerService::new(
                 pool.clone(),
                 service.shared_router(),
@@ -300,6 +324,7 @@ impl Application {
                     }))
                     .app_data(service.clone())
                     .app_data(customers.clone())
+                    .app_data(target_policy.clone())
                     .app_data(pool_data.clone())
                     .app_data(read_pool.clone())
                     .app_data(node.clone())
@@ -323,6 +348,7 @@ impl Application {
                     .configure(routes::payments::configure)
                     .configure(routes::customers::configure)
                     .configure(routes::webhooks::configure)
+                    .configure(routes::webhook_endpoints::configure)
                     .configure(routes::catalog::configure)
                     .configure(routes::checkout::configure)
                     .configure(routes::reports::configure)
@@ -416,7 +442,23 @@ async fn declare_every_queue(config: &ConsumerConfig) -> lapin::Result<()> {
     for projection in projections::all() {
         consumer::declare_topology(config, projection.as_ref()).await?;
     }
+    consumer::declare_topology(config, &notifier::dispatch::Dispatcher).await?;
     Ok(())
+}
+
+/// The merchant webhook sender's settings.
+fn sender_config(settings: &Settings) -> notifier::sender::SenderConfig {
+    let hooks = &settings.merchant_webhooks;
+    notifier::sender::SenderConfig {
+        policy: notifier::target::TargetPolicy {
+            allow_private: hooks.allow_private_targets,
+        },
+        backoff_base: Duration::from_millis(hooks.backoff_base_ms.max(1)),
+        backoff_max: Duration::from_millis(hooks.backoff_max_ms.max(hooks.backoff_base_ms)),
+        horizon: Duration::from_secs(hooks.horizon_s),
+        timeout: Duration::from_millis(hooks.timeout_ms.clamp(100, 60_000)),
+        ..notifier::sender::SenderConfig::default()
+    }
 }
 
 /// Declares every projection's queues (retrying while the broker is away: a relay started

@@ -9,4 +9,5 @@ pub mod operator_health;
 pub mod payment_body;
 pub mod payments;
 pub mod reports;
+pub mod webhook_endpoints;
 pub mod webhooks;

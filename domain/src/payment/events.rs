@@ -218,6 +218,31 @@ pub enum PaymentEvent {
 }
 
 impl PaymentEvent {
+    /// Every event's name, as `name` gives it (merchants subscribe to them by name).
+    pub const NAMES: [&'static str; 21] = [
+        "PaymentInitiated",
+        "ProviderTransactionCreated",
+        "ProviderAttemptFailed",
+        "PaymentAuthorized",
+        "PaymentApproved",
+        "PaymentDeclined",
+        "PaymentFailed",
+        "PaymentExpired",
+        "PaymentVoided",
+        "RefundRequested",
+        "PaymentRefunded",
+        "RefundFailed",
+        "ProviderAttemptStarted",
+        "ProviderOutcomeUnknown",
+        "CaptureRequested",
+        "CaptureFailed",
+        "VoidRequested",
+        "VoidFailed",
+        "ProviderTransactionOrphaned",
+        "OrphanCompensated",
+        "PaymentNeedsReview",
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
             PaymentEvent::PaymentInitiated { .. } => "PaymentInitiated",

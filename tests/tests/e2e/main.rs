@@ -24,6 +24,7 @@ mod keys;
 mod ledger_projection;
 mod lifecycle;
 mod lost_answers;
+mod merchant_webhooks;
 mod metrics;
 mod no_loss;
 mod operator_health;

@@ -159,10 +159,14 @@ async fn replay_into_a_scratch_schema_equals_the_live_projections_row_for_row() 
             );
         }
     }
+    // Only the read models' offsets: the merchant webhook dispatcher keeps its own there too.
+    let names: Vec<&str> = all.iter().map(|p| p.name()).collect();
     let offsets_differ: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT projection, aggregate_id, last_sequence FROM public.projection_offsets
+                                WHERE projection = ANY($1)
                                EXCEPT SELECT projection, aggregate_id, last_sequence FROM scratch.projection_offsets) d",
     )
+    .bind(&names)
     .fetch_one(&app.pool)
     .await
     .unwrap();

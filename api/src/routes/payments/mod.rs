@@ -71,12 +71,28 @@ pub(crate) fn idempotency_key(req: &HttpRequest) -> Result<IdempotencyKey, Probl
     })
 }
 
-/// A request body: declared `application/json` (else `415`, whatever it holds), a JSON
-/// object of exactly the expected shape. serde would also read a struct from a JSON array (by
-/// position); no request of ours has an array anywhere, so any array is refused.
+/// A request body: free of card numbers (else `422`), declared `application/json` (else
+/// `415`, whatever it holds), a JSON object of exactly the expected shape. serde would also
+/// read a struct from a JSON array (by position); requests that take no list refuse any array.
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     body: &[u8],
+) -> Result<T, Problem> {
+    parse_json_body(req, body, false)
+}
+
+/// `parse_body` for a request with a list among its fields: arrays are left to serde.
+pub(crate) fn parse_body_with_lists<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<T, Problem> {
+    parse_json_body(req, body, true)
+}
+
+fn parse_json_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+    lists: bool,
 ) -> Result<T, Problem> {
     let declared = req
         .headers()
@@ -107,7 +123,7 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     }
     let parsed: T = serde_json::from_slice(body).map_err(|e| json_problem(&e))?;
     let shape: serde_json::Value = serde_json::from_slice(body).map_err(|e| json_problem(&e))?;
-    if !shape.is_object() || contains_array(&shape) {
+    if !shape.is_object() || (!lists && contains_array(&shape)) {
         return Err(Problem::invalid(vec![FieldError::new(
             "body",
             "must be a JSON object of the documented fields (no arrays)",
