@@ -1,6 +1,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod checkout;
+mod cursor;
 mod customer;
 pub mod customers;
 pub mod health;

@@ -331,23 +331,6 @@ pub(crate) struct DeliveryPage {
     next_cursor: Option<String>,
 }
 
-fn encode_cursor(cursor: LogCursor) -> String {
-    hex::encode(format!(
-        "{}|{}",
-        cursor.created_at.timestamp_micros(),
-        cursor.id
-    ))
-}
-
-fn decode_cursor(text: &str) -> Option<LogCursor> {
-    let raw = String::from_utf8(hex::decode(text).ok()?).ok()?;
-    let (micros, id) = raw.split_once('|')?;
-    Some(LogCursor {
-        created_at: DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?,
-        id: Uuid::parse_str(id).ok()?,
-    })
-}
-
 /// The endpoint's deliveries, newest first, a page at a time.
 #[utoipa::path(
     get,
@@ -369,23 +352,14 @@ pub(crate) async fn list_deliveries(
 ) -> Result<HttpResponse, Problem> {
     let endpoint = visible(&pool, &caller, &path).await?;
     let mut errors = Vec::new();
-    let limit = query.limit.unwrap_or(PAGE_SIZE_DEFAULT);
-    if !(1..=PAGE_SIZE_MAX).contains(&limit) {
-        errors.push(FieldError::new(
-            "limit",
-            format!("must be 1 to {PAGE_SIZE_MAX}"),
-        ));
-    }
-    let cursor = match query.cursor.as_deref() {
-        None => None,
-        Some(text) => {
-            let decoded = decode_cursor(text);
-            if decoded.is_none() {
-                errors.push(FieldError::new("cursor", "not a cursor this API returned"));
-            }
-            decoded
-        }
-    };
+    let (limit, cursor) = crate::routes::cursor::page_query(
+        query.limit,
+        query.cursor.as_deref(),
+        PAGE_SIZE_DEFAULT,
+        PAGE_SIZE_MAX,
+        &mut errors,
+    );
+    let cursor = cursor.map(|(created_at, id)| LogCursor { created_at, id });
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
@@ -394,12 +368,10 @@ pub(crate) async fn list_deliveries(
         .map_err(read_problem)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = more.then(|| rows.last()).flatten().map(|d| {
-        encode_cursor(LogCursor {
-            created_at: d.created_at,
-            id: d.id,
-        })
-    });
+    let next_cursor = more
+        .then(|| rows.last())
+        .flatten()
+        .map(|d| crate::routes::cursor::encode(d.created_at, d.id));
     Ok(HttpResponse::Ok().json(DeliveryPage {
         data: rows.into_iter().map(DeliveryBody::from).collect(),
         next_cursor,

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use projections::status::{self, ListCursor, ListFilter};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use super::read_problem;
 use crate::auth::Caller;
@@ -62,23 +61,6 @@ pub(super) struct PaymentPage {
     next_cursor: Option<String>,
 }
 
-fn encode_cursor(cursor: ListCursor) -> String {
-    hex::encode(format!(
-        "{}|{}",
-        cursor.created_at.timestamp_micros(),
-        cursor.payment_id
-    ))
-}
-
-fn decode_cursor(text: &str) -> Option<ListCursor> {
-    let raw = String::from_utf8(hex::decode(text).ok()?).ok()?;
-    let (micros, id) = raw.split_once('|')?;
-    Some(ListCursor {
-        created_at: DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?,
-        payment_id: Uuid::parse_str(id).ok()?,
-    })
-}
-
 /// An RFC 3339 moment of a filter, or its error pushed.
 fn moment(
     name: &'static str,
@@ -116,13 +98,17 @@ pub(super) async fn list_payments(
 ) -> Result<HttpResponse, Problem> {
     let scope = caller.payment_scope()?.map(|m| m.as_str());
     let mut errors = Vec::new();
-    let limit = query.limit.unwrap_or(PAGE_SIZE_DEFAULT);
-    if !(1..=PAGE_SIZE_MAX).contains(&limit) {
-        errors.push(FieldError::new(
-            "limit",
-            format!("must be 1 to {PAGE_SIZE_MAX}"),
-        ));
-    }
+    let (limit, cursor) = crate::routes::cursor::page_query(
+        query.limit,
+        query.cursor.as_deref(),
+        PAGE_SIZE_DEFAULT,
+        PAGE_SIZE_MAX,
+        &mut errors,
+    );
+    let cursor = cursor.map(|(created_at, payment_id)| ListCursor {
+        created_at,
+        payment_id,
+    });
     let status_filter = match query.status.as_deref() {
         None => None,
         // Not a status: payments with an intent an operator must look at.
@@ -134,16 +120,6 @@ pub(super) async fn list_payments(
                 None
             }
         },
-    };
-    let cursor = match query.cursor.as_deref() {
-        None => None,
-        Some(text) => {
-            let decoded = decode_cursor(text);
-            if decoded.is_none() {
-                errors.push(FieldError::new("cursor", "not a cursor this API returned"));
-            }
-            decoded
-        }
     };
     let reference = match query.reference.as_deref() {
         None => None,
@@ -173,12 +149,10 @@ pub(super) async fn list_payments(
         .map_err(read_problem)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = more.then(|| rows.last()).flatten().map(|row| {
-        encode_cursor(ListCursor {
-            created_at: row.created_at,
-            payment_id: row.payment_id,
-        })
-    });
+    let next_cursor = more
+        .then(|| rows.last())
+        .flatten()
+        .map(|row| crate::routes::cursor::encode(row.created_at, row.payment_id));
     Ok(HttpResponse::Ok().json(PaymentPage {
         data: rows.iter().map(PaymentBody::from_row).collect(),
         next_cursor,
