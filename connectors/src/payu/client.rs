@@ -6,7 +6,8 @@
 //!
 //! * `{base}/payments-api/4.0/service.cgi`: `SUBMIT_TRANSACTION` (types
 //!   `AUTHORIZATION_AND_CAPTURE`, `AUTHORIZATION`, `CAPTURE`, `VOID`, `REFUND`),
-//!   `GET_BANKS_LIST` (PSE banks), `PING` (health, authenticated);
+//!   `GET_BANKS_LIST` (PSE banks), `PING` (health, authenticated), `GET_TOKENS` and
+//!   `REMOVE_TOKEN` (saved cards: [`crate::payu::tokens`]);
 //! * `{base}/reports-api/4.0/service.cgi`: `ORDER_DETAIL` (status of an order and all its
 //!   transactions; also read before every refund) and `ORDER_DETAIL_BY_REFERENCE_CODE`
 //!   (`find_transaction`: the payment by our id, when a create's answer was lost).
@@ -61,11 +62,12 @@ use serde_json::value::RawValue;
 
 use crate::http::sanitize;
 use crate::payu::signing::{request_message, sign, SignatureAlgorithm};
+use crate::payu::tokens::TokenSource;
 use crate::provider::exposed;
 use crate::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderConfigError, ProviderError, ProviderRefund, ProviderTransaction,
-    ProviderTransactionStatus, PseBank,
+    ProviderTransactionStatus, PseBank, SaveMethod, SavedSource,
 };
 
 pub const ENV_API_KEY: &str = "PAYU_API_KEY";
@@ -122,7 +124,7 @@ pub const TIMEOUT_MS_DEFAULT: u64 = 10_000;
 pub const UNKNOWN_PAYER_IP: &str = "0.0.0.0";
 /// Card franchise sent as `paymentMethod` when the token does not name one.
 pub const DEFAULT_CARD_FRANCHISE: &str = "VISA";
-const CARD_FRANCHISES: &[&str] = &["VISA", "MASTERCARD", "AMEX", "DINERS", "CODENSA"];
+pub(crate) const CARD_FRANCHISES: &[&str] = &["VISA", "MASTERCARD", "AMEX", "DINERS", "CODENSA"];
 const PSE_DOCUMENT_TYPES: &[&str] = &["CC", "CE", "NIT", "TI", "PP", "IDC", "CEL", "RC", "DE"];
 
 /// Everything the PayU adapter (and its verifier) need, as read from the
@@ -398,7 +400,7 @@ impl PayuProvider {
         })
     }
 
-    fn merchant(&self) -> Merchant<'_> {
+    pub(crate) fn merchant(&self) -> Merchant<'_> {
         Merchant {
             api_key: self.api_key.expose_secret(),
             api_login: &self.api_login,
@@ -552,6 +554,22 @@ impl PayuProvider {
         }
     }
 
+    /// One command to the payments API (`service.cgi`), as [`PayuProvider::call`].
+    pub(crate) async fn payments_call<T: Serialize>(
+        &self,
+        body: &T,
+    ) -> Result<Vec<u8>, ProviderError> {
+        self.call(self.payments_url.clone(), body).await
+    }
+
+    /// A `SUCCESS` answer's body as `T`.
+    pub(crate) fn decode_answer<T: for<'de> Deserialize<'de>>(
+        &self,
+        body: &[u8],
+    ) -> Result<T, ProviderError> {
+        self.decode(body)
+    }
+
     async fn read_body(&self, response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
         crate::http::read_body("PayU", response, RESPONSE_BODY_MAX_BYTES, |e| {
             self.transport_error(e)
@@ -673,16 +691,21 @@ impl PayuProvider {
         match &request.method {
             PaymentMethodDetails::Card { token } => {
                 let (franchise, token) = card_token(token.expose_secret())?;
-                if request.amount.currency() == Currency::COP
-                    && !request.amount.amount().fract().is_zero()
-                {
-                    return Err(ProviderError::rejected(
-                        "PayU takes card amounts in COP without cents",
-                    ));
-                }
-                body.payment_method = Some(franchise);
-                body.credit_card_token_id = Some(token);
-                body.extra_parameters.installments_number = Some(1);
+                charge_card(&mut body, &request.amount, franchise, token)?;
+            }
+            // A saved card is the card flow with the token PayU keeps for the customer.
+            PaymentMethodDetails::Saved {
+                method: PaymentMethodType::Card,
+                source_id,
+                ..
+            } => {
+                let source = TokenSource::parse(source_id.expose_secret())?;
+                charge_card(
+                    &mut body,
+                    &request.amount,
+                    source.franchise,
+                    source.token_id,
+                )?;
             }
             PaymentMethodDetails::Efecty => {
                 body.payment_method = Some("EFECTY");
@@ -927,6 +950,19 @@ impl PaymentProvider for PayuProvider {
         self.call(self.payments_url.clone(), &body).await?;
         Ok(())
     }
+
+    fn saved_method_types(&self) -> &'static [PaymentMethodType] {
+        &[PaymentMethodType::Card]
+    }
+
+    /// Checks the checkout's PayU card token (see [`crate::payu::tokens`]).
+    async fn save_method(&self, request: &SaveMethod) -> Result<SavedSource, ProviderError> {
+        self.save_token(request).await
+    }
+
+    async fn remove_method(&self, source_id: &str) -> Result<(), ProviderError> {
+        self.remove_token(source_id).await
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -935,7 +971,7 @@ impl PaymentProvider for PayuProvider {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Merchant<'a> {
+pub(crate) struct Merchant<'a> {
     api_key: &'a str,
     api_login: &'a str,
 }
@@ -1382,7 +1418,7 @@ pub fn amount_text(amount: &Money) -> String {
 
 /// `FRANCHISE:token` names the card franchise PayU needs as `paymentMethod`; a bare token is
 /// sent as [`DEFAULT_CARD_FRANCHISE`].
-fn card_token(token: &str) -> Result<(&str, &str), ProviderError> {
+pub(crate) fn card_token(token: &str) -> Result<(&str, &str), ProviderError> {
     let (franchise, token) = match token.split_once(':') {
         Some((franchise, rest)) if CARD_FRANCHISES.contains(&franchise) => (franchise, rest),
         _ => (DEFAULT_CARD_FRANCHISE, token),
@@ -1397,6 +1433,24 @@ fn card_token(token: &str) -> Result<(&str, &str), ProviderError> {
     } else {
         Err(ProviderError::rejected("invalid PayU card token"))
     }
+}
+
+/// A card payment: PayU's `creditCardTokenId` with its franchise as `paymentMethod`.
+fn charge_card<'a>(
+    body: &mut TransactionBody<'a>,
+    amount: &Money,
+    franchise: &'a str,
+    token: &'a str,
+) -> Result<(), ProviderError> {
+    if amount.currency() == Currency::COP && !amount.amount().fract().is_zero() {
+        return Err(ProviderError::rejected(
+            "PayU takes card amounts in COP without cents",
+        ));
+    }
+    body.payment_method = Some(franchise);
+    body.credit_card_token_id = Some(token);
+    body.extra_parameters.installments_number = Some(1);
+    Ok(())
 }
 
 fn description(reference: &str) -> String {
@@ -2051,5 +2105,46 @@ mod tests {
             test_defaults::SIGNATURE_SECRET
         ));
         assert_eq!(text, "x <redacted> y <redacted>");
+    }
+
+    #[test]
+    fn a_saved_card_is_charged_as_the_card_flow_with_its_token_and_franchise() {
+        let card = |method: PaymentMethodDetails| CreateTransaction {
+            method,
+            customer_email: None,
+            return_url: None,
+            ..pse_request(Customer::default())
+        };
+        let saved = sent(&card(PaymentMethodDetails::Saved {
+            method: PaymentMethodType::Card,
+            payment_method_id: domain::SavedMethodId::from_uuid(uuid::Uuid::nil()),
+            source_id: "MASTERCARD:46b7f03e-1b3b@0191f7a0-0000-7000-8000-00000000c0de".into(),
+        }));
+        let direct = sent(&card(PaymentMethodDetails::Card {
+            token: "MASTERCARD:46b7f03e-1b3b".into(),
+        }));
+        assert_eq!(saved, direct);
+        assert_eq!(saved["creditCardTokenId"], "46b7f03e-1b3b");
+        assert_eq!(saved["paymentMethod"], "MASTERCARD");
+        assert_eq!(saved["extraParameters"]["INSTALLMENTS_NUMBER"], 1);
+        // The payer id travels in no charge.
+        assert!(!saved.to_string().contains("0191f7a0"), "{saved}");
+
+        let provider = PayuProvider::new(PayuConfig::default()).unwrap();
+        for (method, source) in [
+            (PaymentMethodType::Card, "46b7f03e-1b3b"),
+            (PaymentMethodType::Nequi, "VISA:46b7f03e@payer"),
+        ] {
+            let request = card(PaymentMethodDetails::Saved {
+                method,
+                payment_method_id: domain::SavedMethodId::from_uuid(uuid::Uuid::nil()),
+                source_id: source.into(),
+            });
+            let refused = provider
+                .payment_body(&request, "ref", "120000", "sig".into())
+                .err()
+                .unwrap();
+            assert_eq!(refused.outcome(), CallOutcome::Refused, "{source}");
+        }
     }
 }

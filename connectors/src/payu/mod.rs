@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod signing;
+pub mod tokens;
 pub mod webhook;
 
 use std::sync::Arc;

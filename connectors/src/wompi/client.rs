@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::{
-    CaptureId, CaptureMode, Currency, Money, MoneyError, PaymentId, PaymentMethodType, RefundId,
+    CaptureId, CaptureMode, Currency, MethodDisplay, Money, MoneyError, PaymentId,
+    PaymentMethodType, RefundId, SavedMethodId,
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode, Url};
@@ -42,10 +43,15 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::sources::{
+    card_display, source_number, source_secret, Memo, NequiStatus, NequiTokenBody, NequiTokenData,
+    SourceBody, SourceData, SourceMemo,
+};
 use crate::http::sanitize;
 use crate::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
     ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus, PseBank,
+    SaveMethod, SavedSource,
 };
 
 pub const ENV_PUBLIC_KEY: &str = "WOMPI_PUBLIC_KEY";
@@ -89,6 +95,11 @@ pub const PSE_BANKS_MAX: usize = 500;
 pub const ACCEPTANCE_TOKENS_TTL: Duration = Duration::from_secs(10 * 60);
 /// PSE's `payment_description` limit (Wompi's sandbox page says 30 characters).
 pub const PSE_DESCRIPTION_LEN_MAX: usize = 30;
+/// How long a save waits for the customer to accept a Nequi subscription in their app (or
+/// for a new source to become `AVAILABLE`): within the command's 15 s provider budget.
+pub const SOURCE_WAIT_MAX: Duration = Duration::from_secs(10);
+/// How often Wompi is asked meanwhile.
+pub const SOURCE_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 const TRANSACTION_ID_LEN_MAX: usize = 64;
 const TOKEN_LEN_MAX: usize = 4096;
@@ -205,7 +216,9 @@ impl WompiConfig {
             timeout_ms: defaults.timeout_ms,
             event_age_max_s: lookup(ENV_EVENT_AGE_MAX_S)
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .map_or(defaults.event_age_max_s, |s| s.clamp(60, EVENT_AGE_MAX_S_LIMIT)),
+                .map_or(defaults.event_age_max_s, |s| {
+                    s.clamp(60, EVENT_AGE_MAX_S_LIMIT)
+                }),
             unset_vars: Vec::new(),
         };
         config.unset_vars = unset;
@@ -366,6 +379,8 @@ pub struct WompiProvider {
     timeout_ms: u64,
     acceptance: Mutex<Option<AcceptanceTokens>>,
     pse_banks: Mutex<Option<CachedBanks>>,
+    /// Saves made on this node, so a retry answers the first source (bounded).
+    sources: Mutex<SourceMemo>,
 }
 
 /// A 2xx-or-not answer, before it is judged.
@@ -429,6 +444,7 @@ impl WompiProvider {
             timeout_ms: config.timeout_ms,
             acceptance: Mutex::new(None),
             pse_banks: Mutex::new(None),
+            sources: Mutex::new(SourceMemo::default()),
         })
     }
 
@@ -614,6 +630,242 @@ impl WompiProvider {
         *self.acceptance_cache() = None;
     }
 
+    fn memo(&self) -> MutexGuard<'_, SourceMemo> {
+        // Nothing panics while holding the lock; each operation leaves the memo consistent.
+        self.sources.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The token to make a source of: a card token as given, or a Nequi token the customer
+    /// approved in their app.
+    async fn source_token(
+        &self,
+        request: &SaveMethod,
+    ) -> Result<(&'static str, String), ProviderError> {
+        match &request.method {
+            PaymentMethodDetails::Card { token } => {
+                let token = token.expose_secret();
+                if !valid_card_token(token) {
+                    return Err(ProviderError::rejected(
+                        "the card token is not a Wompi token",
+                    ));
+                }
+                Ok(("CARD", token.to_owned()))
+            }
+            PaymentMethodDetails::Nequi { phone_number } => {
+                let phone = phone_number.expose_secret();
+                if !valid_nequi_phone(phone) {
+                    return Err(ProviderError::rejected(
+                        "a Nequi phone number has 10 digits",
+                    ));
+                }
+                let token = self
+                    .approved_nequi_token(request.payment_method_id, phone)
+                    .await?;
+                Ok(("NEQUI", token))
+            }
+            other => Err(ProviderError::rejected(format!(
+                "wompi saves cards and Nequi accounts, not {}",
+                other.kind().as_str()
+            ))),
+        }
+    }
+
+    /// A Nequi token for `phone`, once the customer accepted it. A retry of the same save
+    /// waits on the token first asked for: a new one would notify the customer again.
+    async fn approved_nequi_token(
+        &self,
+        method: SavedMethodId,
+        phone: &str,
+    ) -> Result<String, ProviderError> {
+        let remembered = match self.memo().get(method) {
+            Some(Memo::NequiToken(id)) => Some(id),
+            _ => None,
+        };
+        let mut token = match remembered {
+            Some(id) => self.nequi_token(&id).await?,
+            None => {
+                let url = self.url(&["tokens", "nequi"])?;
+                let body = NequiTokenBody {
+                    phone_number: phone,
+                };
+                let raw = self
+                    .call(Method::POST, url, Key::Public, Some(&body))
+                    .await?;
+                let token = self.checked_nequi_token(&raw)?;
+                self.memo().put(method, Memo::NequiToken(token.0.clone()));
+                token
+            }
+        };
+        let deadline = Instant::now() + SOURCE_WAIT_MAX;
+        loop {
+            match token.1 {
+                NequiStatus::Approved => return Ok(token.0),
+                NequiStatus::Declined => {
+                    self.memo().forget(method);
+                    return Err(ProviderError::rejected(
+                        "the customer declined the Nequi subscription",
+                    ));
+                }
+                NequiStatus::Pending if Instant::now() + SOURCE_POLL_INTERVAL > deadline => {
+                    // Wompi keeps the token PENDING until the customer acts; the memo lets a
+                    // retry of this save wait on it again.
+                    return Err(ProviderError::rejected(
+                        "the Nequi subscription is still PENDING: the customer has not accepted \
+                         it in the Nequi app yet; retry the save with the same Idempotency-Key",
+                    ));
+                }
+                NequiStatus::Pending => tokio::time::sleep(SOURCE_POLL_INTERVAL).await,
+            }
+            token = self.nequi_token(&token.0).await?;
+        }
+    }
+
+    /// `GET /tokens/nequi/{id}`.
+    async fn nequi_token(&self, id: &str) -> Result<(String, NequiStatus), ProviderError> {
+        let url = self.url(&["tokens", "nequi", id])?;
+        let raw = self.call::<()>(Method::GET, url, Key::Public, None).await?;
+        let token = self.checked_nequi_token(&raw)?;
+        if token.0 != id {
+            return Err(ProviderError::server_error(
+                "wompi answered another Nequi token",
+            ));
+        }
+        Ok(token)
+    }
+
+    fn checked_nequi_token(&self, raw: &[u8]) -> Result<(String, NequiStatus), ProviderError> {
+        let data: Envelope<NequiTokenData> = self.decode(raw)?;
+        let status = data.data.status();
+        match status {
+            Some(status) if data.data.valid_id() => Ok((data.data.id, status)),
+            _ => Err(ProviderError::server_error(
+                "wompi answered an invalid Nequi token",
+            )),
+        }
+    }
+
+    /// `POST /payment_sources` with the customer's acceptance (or the presigned one, refreshed
+    /// once if Wompi refuses it).
+    async fn create_source(
+        &self,
+        kind: &'static str,
+        token: &str,
+        customer_email: &str,
+        acceptance: Option<&str>,
+    ) -> Result<SourceData, ProviderError> {
+        let url = self.url(&["payment_sources"])?;
+        for attempt in 0..2 {
+            let (presigned, accept_personal_auth) = self.acceptance_tokens(attempt > 0).await?;
+            let body = SourceBody {
+                kind,
+                token,
+                customer_email,
+                acceptance_token: acceptance.unwrap_or(&presigned),
+                accept_personal_auth: accept_personal_auth.as_deref(),
+            };
+            let answer = self
+                .send(Method::POST, url.clone(), Key::Private, Some(&body))
+                .await?;
+            if answer.status.is_success() {
+                let data: Envelope<SourceData> = self.decode(&answer.body)?;
+                return Ok(data.data);
+            }
+            let fields = error_fields(&answer.body);
+            let presigned_refused = fields.contains("accept_personal_auth")
+                || (acceptance.is_none() && fields.contains("acceptance_token"));
+            if answer.status == StatusCode::UNPROCESSABLE_ENTITY
+                && presigned_refused
+                && attempt == 0
+            {
+                self.forget_acceptance_tokens();
+                continue;
+            }
+            return Err(self.status_error(&answer));
+        }
+        Err(ProviderError::rejected(
+            "wompi refused fresh acceptance tokens",
+        ))
+    }
+
+    /// `GET /payment_sources/{id}`.
+    async fn source(&self, id: i64) -> Result<SourceData, ProviderError> {
+        let url = self.url(&["payment_sources", &id.to_string()])?;
+        let raw = self
+            .call::<()>(Method::GET, url, Key::Private, None)
+            .await?;
+        let data: Envelope<SourceData> = self.decode(&raw)?;
+        if data.data.id != id {
+            return Err(ProviderError::server_error(
+                "wompi answered another payment source",
+            ));
+        }
+        Ok(data.data)
+    }
+
+    /// Waits (bounded) until Wompi shows a new source `AVAILABLE`.
+    async fn wait_available(&self, id: i64) -> Result<(), ProviderError> {
+        let deadline = Instant::now() + SOURCE_WAIT_MAX;
+        loop {
+            match self.source(id).await?.status.as_str() {
+                "AVAILABLE" => return Ok(()),
+                "PENDING" if Instant::now() + SOURCE_POLL_INTERVAL <= deadline => {
+                    tokio::time::sleep(SOURCE_POLL_INTERVAL).await
+                }
+                "PENDING" => {
+                    return Err(ProviderError::rejected(
+                        "the wompi payment source is still PENDING; retry the save with the same \
+                         Idempotency-Key",
+                    ))
+                }
+                _ => {
+                    return Err(ProviderError::rejected(
+                        "wompi made the payment source unusable",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The source of a save this node made before, once it is available.
+    async fn remembered_source(
+        &self,
+        method: SavedMethodId,
+    ) -> Result<Option<SavedSource>, ProviderError> {
+        let Some(Memo::Source {
+            id,
+            display,
+            available,
+        }) = self.memo().get(method)
+        else {
+            return Ok(None);
+        };
+        if !available {
+            self.wait_available(id).await?;
+            self.remember_source(method, id, display.clone(), true);
+        }
+        Ok(Some(SavedSource {
+            source_id: source_secret(id),
+            display,
+        }))
+    }
+
+    fn remember_source(
+        &self,
+        method: SavedMethodId,
+        id: i64,
+        display: MethodDisplay,
+        available: bool,
+    ) {
+        self.memo().put(
+            method,
+            Memo::Source {
+                id,
+                display,
+                available,
+            },
+        );
+    }
+
     /// The transaction Wompi holds for `payment_id` (our id is Wompi's `reference`), if any.
     async fn transaction_by_reference(
         &self,
@@ -719,7 +971,7 @@ impl PaymentProvider for WompiProvider {
         if request.amount.currency() != Currency::COP {
             return Err(ProviderError::rejected("wompi takes COP only"));
         }
-        let payment_method = payment_method_body(request)?;
+        let (payment_method, payment_source_id) = method_fields(request)?;
         let redirect_url = match request.return_url.as_deref() {
             Some(url) if valid_url(url) => Some(url),
             Some(_) => {
@@ -757,6 +1009,7 @@ impl PaymentProvider for WompiProvider {
                 reference: &reference,
                 signature: &signature,
                 payment_method: payment_method.clone(),
+                payment_source_id,
                 redirect_url,
             };
             let answer = self
@@ -886,6 +1139,132 @@ impl PaymentProvider for WompiProvider {
         let _: Envelope<Vec<serde_json::Value>> = self.decode(&raw)?;
         Ok(())
     }
+
+    fn saved_method_types(&self) -> &'static [PaymentMethodType] {
+        &[PaymentMethodType::Card, PaymentMethodType::Nequi]
+    }
+
+    /// A card token or an approved Nequi token made a payment source. Wompi neither dedupes
+    /// saves nor searches sources, so only this node's memo answers a retry with the first
+    /// source (see `sources`).
+    async fn save_method(&self, request: &SaveMethod) -> Result<SavedSource, ProviderError> {
+        if let Some(saved) = self.remembered_source(request.payment_method_id).await? {
+            return Ok(saved);
+        }
+        // Wompi ties every source to the customer's email; there is no placeholder for it.
+        let email = match request.customer_email.as_ref().map(|e| e.expose_secret()) {
+            Some(email) if valid_email(email) => email,
+            Some(_) => return Err(ProviderError::rejected("customer_email is not valid")),
+            None => {
+                return Err(ProviderError::rejected(
+                    "wompi keeps payment sources only for a customer with an email",
+                ))
+            }
+        };
+        let acceptance = request.acceptance_token.as_ref().map(|t| t.expose_secret());
+        if acceptance.is_some_and(|t| !valid_acceptance_token(t)) {
+            return Err(ProviderError::rejected("the acceptance_token is not valid"));
+        }
+        let (kind, token) = self.source_token(request).await?;
+        let source = self.create_source(kind, &token, email, acceptance).await?;
+        if source.id <= 0 {
+            return Err(ProviderError::server_error(
+                "wompi answered an invalid payment source id",
+            ));
+        }
+        let display = match &request.method {
+            PaymentMethodDetails::Nequi { phone_number } => MethodDisplay {
+                phone_masked: Some(MethodDisplay::mask_phone(phone_number.expose_secret())),
+                ..MethodDisplay::default()
+            },
+            _ => card_display(source.public_data),
+        }
+        .checked()
+        .map_err(|e| ProviderError::server_error(format!("wompi answered a source whose {e}")))?;
+        let method = request.payment_method_id;
+        let available = source.status == "AVAILABLE";
+        self.remember_source(method, source.id, display.clone(), available);
+        if !available {
+            self.wait_available(source.id).await?;
+            self.remember_source(method, source.id, display.clone(), true);
+        }
+        Ok(SavedSource {
+            source_id: source_secret(source.id),
+            display,
+        })
+    }
+
+    /// `PUT /payment_sources/{id}/void`. Done only once Wompi shows the source `VOIDED`, so a
+    /// repeat (Wompi refuses voiding twice) succeeds and nothing else is taken for a void.
+    async fn remove_method(&self, source_id: &str) -> Result<(), ProviderError> {
+        let id = source_number(source_id)
+            .ok_or_else(|| ProviderError::rejected("invalid wompi payment source id"))?;
+        let url = self.url(&["payment_sources", &id.to_string(), "void"])?;
+        let answer = self
+            .send::<()>(Method::PUT, url, Key::Private, None)
+            .await?;
+        let voided = if answer.status.is_success() {
+            let data: Envelope<SourceData> = self.decode(&answer.body)?;
+            data.data.id == id && data.data.status == "VOIDED"
+        } else if answer.status.is_client_error() && answer.status != StatusCode::UNAUTHORIZED {
+            // Refused: fine if it is voided already (a retry), else say why.
+            match self.source(id).await {
+                Ok(source) if source.status == "VOIDED" => true,
+                _ => return Err(self.status_error(&answer)),
+            }
+        } else {
+            return Err(self.status_error(&answer));
+        };
+        if !voided {
+            return Err(ProviderError::server_error(
+                "wompi answered the void with a source that is not VOIDED",
+            ));
+        }
+        self.memo().forget_source(id);
+        Ok(())
+    }
+}
+
+/// The `payment_method` and `payment_source_id` of a create. A saved card is charged in one
+/// installment (Wompi asks for `payment_method.installments` with a card source); a saved
+/// Nequi account needs no `payment_method`.
+fn method_fields(
+    request: &CreateTransaction,
+) -> Result<(Option<MethodField<'_>>, Option<i64>), ProviderError> {
+    let PaymentMethodDetails::Saved {
+        method, source_id, ..
+    } = &request.method
+    else {
+        return Ok((
+            Some(MethodField::Direct(payment_method_body(request)?)),
+            None,
+        ));
+    };
+    let id = source_number(source_id.expose_secret())
+        .ok_or_else(|| ProviderError::rejected("invalid wompi payment source id"))?;
+    match method {
+        PaymentMethodType::Card => Ok((
+            Some(MethodField::Installments { installments: 1 }),
+            Some(id),
+        )),
+        PaymentMethodType::Nequi => Ok((None, Some(id))),
+        other => Err(ProviderError::rejected(format!(
+            "wompi keeps no saved {} sources",
+            other.as_str()
+        ))),
+    }
+}
+
+fn valid_card_token(token: &str) -> bool {
+    !token.is_empty() && token.len() <= 256 && token.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn valid_nequi_phone(phone: &str) -> bool {
+    phone.len() == 10 && phone.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn valid_acceptance_token(token: &str) -> bool {
+    !token.is_empty() && token.len() <= TOKEN_LEN_MAX && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn payment_method_body(
@@ -895,10 +1274,7 @@ fn payment_method_body(
     match &request.method {
         PaymentMethodDetails::Card { token } => {
             let token = token.expose_secret();
-            let ok = !token.is_empty()
-                && token.len() <= 256
-                && token.bytes().all(|b| b.is_ascii_graphic());
-            if !ok {
+            if !valid_card_token(token) {
                 return Err(rejected("the card token is not a Wompi token"));
             }
             Ok(PaymentMethodBody::Card {
@@ -908,7 +1284,7 @@ fn payment_method_body(
         }
         PaymentMethodDetails::Nequi { phone_number } => {
             let phone_number = phone_number.expose_secret();
-            if phone_number.len() != 10 || !phone_number.bytes().all(|b| b.is_ascii_digit()) {
+            if !valid_nequi_phone(phone_number) {
                 return Err(rejected("a Nequi phone number has 10 digits"));
             }
             Ok(PaymentMethodBody::Nequi { phone_number })
@@ -1010,9 +1386,21 @@ struct CreateBody<'a> {
     customer_email: &'a str,
     reference: &'a str,
     signature: &'a str,
-    payment_method: PaymentMethodBody<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_method: Option<MethodField<'a>>,
+    /// A saved source to charge instead of a method (an integer in Wompi's API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_source_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     redirect_url: Option<&'a str>,
+}
+
+/// A create's `payment_method`: a whole method, or only the installments of a saved card.
+#[derive(Clone, Serialize)]
+#[serde(untagged)]
+enum MethodField<'a> {
+    Direct(PaymentMethodBody<'a>),
+    Installments { installments: u32 },
 }
 
 #[derive(Clone, Serialize)]
@@ -1564,6 +1952,96 @@ mod tests {
             let err = payment_method_body(&request(bad)).err().unwrap();
             assert_eq!(err.kind, ProviderFailureKind::Rejected);
         }
+    }
+
+    #[test]
+    fn saved_sources_are_charged_by_their_integer_id() {
+        let request = |method, source: &str| CreateTransaction {
+            payment_id: PaymentId::from_uuid(Uuid::nil()),
+            reference: "order-1".into(),
+            amount: cop("10"),
+            method: PaymentMethodDetails::Saved {
+                method,
+                payment_method_id: SavedMethodId::from_uuid(Uuid::nil()),
+                source_id: source.into(),
+            },
+            capture_mode: CaptureMode::Automatic,
+            customer_email: None,
+            customer: Default::default(),
+            return_url: None,
+        };
+        let body = |request: &CreateTransaction| {
+            let (payment_method, payment_source_id) = method_fields(request).unwrap();
+            serde_json::json!({
+                "payment_method": serde_json::to_value(payment_method).unwrap(),
+                "payment_source_id": payment_source_id,
+            })
+        };
+        assert_eq!(
+            body(&request(PaymentMethodType::Card, "3891")),
+            serde_json::json!({"payment_method": {"installments": 1}, "payment_source_id": 3891})
+        );
+        assert_eq!(
+            body(&request(PaymentMethodType::Nequi, "12")),
+            serde_json::json!({"payment_method": null, "payment_source_id": 12})
+        );
+        for (method, source) in [
+            (PaymentMethodType::Card, "src_1"),
+            (PaymentMethodType::Card, "0"),
+            (PaymentMethodType::Pse, "12"),
+        ] {
+            let err = method_fields(&request(method, source)).err().unwrap();
+            assert_eq!(err.kind, ProviderFailureKind::Rejected, "{source}");
+            assert!(!err.detail.contains(source) || source == "12", "{err}");
+        }
+        let direct_card = CreateTransaction {
+            method: PaymentMethodDetails::Card {
+                token: "tok_test_1".into(),
+            },
+            ..request(PaymentMethodType::Card, "1")
+        };
+        let (direct, none) = method_fields(&direct_card).unwrap();
+        assert_eq!(none, None);
+        assert_eq!(
+            serde_json::to_value(direct).unwrap(),
+            serde_json::json!({"type": "CARD", "token": "tok_test_1", "installments": 1})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_save_without_an_email_or_of_another_method_is_refused_before_any_call() {
+        // Port 1: nothing listens, so any call would fail as a connection error instead.
+        let provider = WompiProvider::new(config("http://127.0.0.1:1/v1")).unwrap();
+        let save = |email: Option<&str>, method| SaveMethod {
+            payment_method_id: SavedMethodId::from_uuid(Uuid::nil()),
+            customer_id: domain::CustomerId::from_uuid(Uuid::nil()),
+            customer_email: email.map(SecretString::from),
+            method,
+            acceptance_token: None,
+        };
+        let card = || PaymentMethodDetails::Card {
+            token: "tok_test_1".into(),
+        };
+        for request in [
+            save(None, card()),
+            save(Some("not an email"), card()),
+            save(Some("ana@example.co"), PaymentMethodDetails::Efecty),
+            save(
+                Some("ana@example.co"),
+                PaymentMethodDetails::Nequi {
+                    phone_number: "123".into(),
+                },
+            ),
+        ] {
+            let err = provider.save_method(&request).await.unwrap_err();
+            assert_eq!(err.kind, ProviderFailureKind::Rejected, "{err}");
+        }
+        assert_eq!(
+            provider.saved_method_types(),
+            &[PaymentMethodType::Card, PaymentMethodType::Nequi]
+        );
+        let err = provider.remove_method("not-a-number").await.unwrap_err();
+        assert_eq!(err.kind, ProviderFailureKind::Rejected);
     }
 
     #[test]

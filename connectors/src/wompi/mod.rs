@@ -2,6 +2,7 @@
 //! the checkout widget's integrity signature.
 
 pub mod client;
+mod sources;
 pub mod webhook;
 
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 //!
 //! | route | commands |
 //! |---|---|
-//! | `POST /payments-api/4.0/service.cgi` | `PING`; `GET_BANKS_LIST`; `GET_PAYMENT_METHODS`; `SUBMIT_TRANSACTION` with `type` `AUTHORIZATION_AND_CAPTURE` / `AUTHORIZATION` (cards only) / `CAPTURE` / `VOID` / `REFUND` (`order.id` + `parentTransactionId`; a refund needs a `reason`) |
+//! | `POST /payments-api/4.0/service.cgi` | `PING`; `GET_BANKS_LIST`; `GET_PAYMENT_METHODS`; `SUBMIT_TRANSACTION` with `type` `AUTHORIZATION_AND_CAPTURE` / `AUTHORIZATION` (cards only) / `CAPTURE` / `VOID` / `REFUND` (`order.id` + `parentTransactionId`; a refund needs a `reason`); card tokens: `CREATE_TOKEN`, `GET_TOKENS`, `REMOVE_TOKEN` (see [`vault`]) |
 //! | `POST /reports-api/4.0/service.cgi` | `PING`; `ORDER_DETAIL` (`details.orderId`); `ORDER_DETAIL_BY_REFERENCE_CODE` (`details.referenceCode`); `TRANSACTION_RESPONSE_DETAIL` (`details.transactionId`) |
 //!
 //! Outcomes, by the test data of a create:
@@ -20,8 +20,9 @@
 //!   (`APPROVED`/`REJECTED`/`PENDING`), which a token payment does not carry, so the emulator
 //!   decides by token: `tok_payu_approved` -> `APPROVED`, `tok_payu_declined` -> `DECLINED`
 //!   (`ENTITY_DECLINED`), `tok_payu_error` -> `ERROR` (`INTERNAL_PAYMENT_PROVIDER_ERROR`),
-//!   `tok_payu_pending` -> `PENDING` (in review), approved when its confirmation is due. Any
-//!   other token -> `code: ERROR`. Like PayU, cards are decided in the create's answer and
+//!   `tok_payu_pending` -> `PENDING` (in review), approved when its confirmation is due. A
+//!   token made by `CREATE_TOKEN` is decided by its cardholder name and must be charged with
+//!   its own franchise (see [`vault`]). Any other token, a removed one included -> `code: ERROR`. Like PayU, cards are decided in the create's answer and
 //!   also confirmed (`webhook_delay_ms` later). COP card amounts take no cents.
 //! * `EFECTY`: `PENDING` with a unique 10-digit payment code (`extraParameters.REFERENCE`)
 //!   and `EXPIRATION_DATE` (epoch ms; `transaction.expirationDate` if earlier, else
@@ -59,11 +60,13 @@
 //! no confirmation of that order is ever sent. Faults of refunds: `none`; `approved_503`
 //! (the refund is made, the answer is `503`).
 //!
-//! State lives in memory, bounded (`orders_max`), and is lost when the server stops.
+//! State lives in memory, bounded (`orders_max`, `tokens_max`), and is lost when the server
+//! stops.
 
 mod delivery;
 pub mod signing;
 mod store;
+mod vault;
 
 use std::io;
 use std::net::TcpListener;
@@ -91,6 +94,7 @@ use store::{
     CardOutcome, Created, Method, NewMethod, NewPayment, Order, Settlement, Store, StoreError,
     Transaction, TxState, TxType,
 };
+use vault::{CreditCardTokenIn, RemoveTokenIn, TokenInformationIn, Vault};
 
 /// Card test tokens: the `creditCardTokenId` of a create decides the outcome.
 pub mod tokens {
@@ -148,6 +152,8 @@ pub struct PayuSandboxOptions {
     pub webhook_concurrency: usize,
     /// Orders kept; a create beyond it answers `503`.
     pub orders_max: usize,
+    /// Card tokens kept (`CREATE_TOKEN`); a token beyond it answers `503`.
+    pub tokens_max: usize,
     /// How long the `timeout` fault holds a create's answer.
     pub timeout_fault_delay: Duration,
     /// How often lapsed Efecty codes are looked for.
@@ -164,6 +170,7 @@ impl Default for PayuSandboxOptions {
             webhook_timeout: Duration::from_secs(5),
             webhook_concurrency: 32,
             orders_max: 1_000_000,
+            tokens_max: 100_000,
             timeout_fault_delay: Duration::from_secs(30),
             expiry_sweep_interval: Duration::from_secs(1),
             workers: 2,
@@ -240,6 +247,7 @@ pub async fn start_with_options(
         webhook_delay: Duration::from_millis(config.webhook_delay_ms),
         efecty_expiry: config.efecty_expiry,
         fault: Mutex::new(CreateFault::None),
+        vault: Mutex::new(Vault::new(options.tokens_max)),
         refund_fault: Mutex::new(RefundFault::None),
         timeout_fault_delay: options.timeout_fault_delay,
     });
@@ -314,6 +322,7 @@ struct AppState {
     webhook_delay: Duration,
     efecty_expiry: Duration,
     fault: Mutex<CreateFault>,
+    vault: Mutex<Vault>,
     refund_fault: Mutex<RefundFault>,
     timeout_fault_delay: Duration,
 }
@@ -322,6 +331,11 @@ impl AppState {
     fn store(&self) -> MutexGuard<'_, Store> {
         // Nothing panics while holding the lock; each operation leaves the store consistent.
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn vault(&self) -> MutexGuard<'_, Vault> {
+        // As the store's: nothing panics while holding it.
+        self.vault.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn authenticated(&self, merchant: Option<&MerchantIn>) -> bool {
@@ -386,6 +400,12 @@ struct RequestIn {
     details: Option<DetailsIn>,
     #[serde(default)]
     bank_list_information: Option<BankListIn>,
+    #[serde(default)]
+    credit_card_token: Option<CreditCardTokenIn>,
+    #[serde(default)]
+    credit_card_token_information: Option<TokenInformationIn>,
+    #[serde(default)]
+    remove_credit_card_token: Option<RemoveTokenIn>,
 }
 
 #[derive(Deserialize)]
@@ -803,6 +823,9 @@ async fn payments_api(
                 _ => refused("Invalid transaction type"),
             }
         }
+        "CREATE_TOKEN" => vault::create_token(&mut state.vault(), request.credit_card_token),
+        "GET_TOKENS" => vault::get_tokens(&state.vault(), request.credit_card_token_information),
+        "REMOVE_TOKEN" => vault::remove_token(&mut state.vault(), request.remove_credit_card_token),
         _ => refused("Invalid command"),
     }
 }
@@ -913,6 +936,30 @@ fn parse_expiration(text: &str) -> Option<DateTime<Utc>> {
     .map(|n| n.and_utc())
 }
 
+/// What a card charge does: a test token's outcome, or that of a token made by
+/// `CREATE_TOKEN` with the same franchise. A removed token is unknown.
+fn card_outcome(
+    state: &AppState,
+    token: Option<&str>,
+    franchise: &str,
+) -> Result<CardOutcome, &'static str> {
+    match token {
+        Some(tokens::APPROVED) => return Ok(CardOutcome::Approve),
+        Some(tokens::DECLINED) => return Ok(CardOutcome::Decline),
+        Some(tokens::ERROR) => return Ok(CardOutcome::Error),
+        Some(tokens::PENDING) => return Ok(CardOutcome::PendingThenApprove),
+        _ => {}
+    }
+    let vault = state.vault();
+    let saved = token
+        .and_then(|t| vault.get(t))
+        .ok_or("Invalid creditCardTokenId")?;
+    if saved.franchise != franchise {
+        return Err("paymentMethod does not match the franchise of the creditCardTokenId");
+    }
+    Ok(saved.outcome())
+}
+
 async fn create(state: &AppState, tx: TransactionIn) -> HttpResponse {
     let fault = *state.fault.lock().unwrap_or_else(PoisonError::into_inner);
     match fault {
@@ -988,12 +1035,10 @@ async fn create(state: &AppState, tx: TransactionIn) -> HttpResponse {
     let now = Utc::now();
     let payment_method = tx.payment_method.as_deref().unwrap_or_default();
     let method = if CARD_FRANCHISES.contains(&payment_method) {
-        let outcome = match tx.credit_card_token_id.as_deref() {
-            Some(tokens::APPROVED) => CardOutcome::Approve,
-            Some(tokens::DECLINED) => CardOutcome::Decline,
-            Some(tokens::ERROR) => CardOutcome::Error,
-            Some(tokens::PENDING) => CardOutcome::PendingThenApprove,
-            _ => return refused("Invalid creditCardTokenId"),
+        let outcome = match card_outcome(state, tx.credit_card_token_id.as_deref(), payment_method)
+        {
+            Ok(outcome) => outcome,
+            Err(message) => return refused(message),
         };
         if !amount.amount().fract().is_zero() {
             return refused("TX_VALUE cannot include decimals for cards in COP");

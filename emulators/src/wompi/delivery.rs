@@ -118,7 +118,7 @@ fn signed_event(
                 status_message: tx.status_message,
                 shipping_address: None,
                 payment_link_id: None,
-                payment_source_id: None,
+                payment_source_id: tx.payment_source_id,
             },
         },
         environment,

@@ -15,6 +15,8 @@
 //! | `GET /v1/transactions?reference=` | private | `200 {"data":[...]}` |
 //! | `POST /v1/transactions/{id}/void` | private | `201` an `APPROVED` card transaction becomes `VOIDED` (and a webhook says so); `422` anything else |
 //! | `GET /v1/pse/financial_institutions` | public or private | `200` banks `"1"` (approves) and `"2"` (declines) |
+//! | `POST /v1/tokens/nequi`, `GET /v1/tokens/nequi/{id}` | public | Nequi subscriptions (see `sources`) |
+//! | `POST /v1/payment_sources`, `GET /v1/payment_sources/{id}`, `PUT /v1/payment_sources/{id}/void` | private | saved sources (see `sources`); a create with `payment_source_id` charges one, decided by its card or phone, and a voided or unknown one is `422` on `payment_source_id` |
 //!
 //! Outcomes follow Wompi's sandbox test data: card 4242 4242 4242 4242 -> `APPROVED`,
 //! 4111 1111 1111 1111 -> `DECLINED`, any other card -> `ERROR`; Nequi 3991111111 ->
@@ -36,6 +38,7 @@
 //! | `POST /_sandbox/faults` `{"create":"none"\|"server_error"\|"timeout"\|"approved_timeout"\|"approved_503"\|"approved_silent"}` | until changed, `POST /v1/transactions` answers `500`, or holds its answer `fault_timeout_delay` (30 s) then `504`; the `approved_*` faults create the transaction first, then hold the answer, answer `503`, or answer normally and never send its webhook |
 
 mod delivery;
+mod sources;
 mod state;
 pub mod wire;
 
@@ -216,6 +219,7 @@ pub async fn start_with_options(
         fault: Mutex::new(Fault::None),
         fault_timeout_delay: options.fault_timeout_delay,
         acceptance_token_ttl: options.acceptance_token_ttl,
+        sources: Mutex::new(sources::Sources::default()),
     });
 
     server::start(
@@ -236,7 +240,18 @@ pub async fn start_with_options(
                         .route("/transactions", web::get().to(search_transactions))
                         .route("/transactions/{id}", web::get().to(get_transaction))
                         .route("/transactions/{id}/void", web::post().to(void_transaction))
-                        .route("/pse/financial_institutions", web::get().to(pse_banks)),
+                        .route("/pse/financial_institutions", web::get().to(pse_banks))
+                        .route("/tokens/nequi", web::post().to(sources::create_nequi_token))
+                        .route(
+                            "/tokens/nequi/{id}",
+                            web::get().to(sources::get_nequi_token),
+                        )
+                        .route("/payment_sources", web::post().to(sources::create_source))
+                        .route("/payment_sources/{id}", web::get().to(sources::get_source))
+                        .route(
+                            "/payment_sources/{id}/void",
+                            web::put().to(sources::void_source),
+                        ),
                 )
                 .service(
                     web::scope("/_sandbox")
@@ -281,12 +296,18 @@ struct AppState {
     fault: Mutex<Fault>,
     fault_timeout_delay: Duration,
     acceptance_token_ttl: Duration,
+    sources: Mutex<sources::Sources>,
 }
 
 impl AppState {
     fn state(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding the lock; the data stays consistent per operation.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sources(&self) -> MutexGuard<'_, sources::Sources> {
+        // As `state`: never held across a panic or an await.
+        self.sources.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn fault(&self) -> Fault {
@@ -612,7 +633,7 @@ fn view(tx: &Transaction) -> Value {
         "redirect_url": tx.redirect_url,
         "shipping_address": null,
         "payment_link_id": null,
-        "payment_source_id": null,
+        "payment_source_id": tx.payment_source_id,
         "merchant": merchant,
     })
 }
@@ -752,6 +773,8 @@ async fn tokenize_card(
             outcome: Outcome::of_card(&number),
             brand,
             last_four: last_four.clone(),
+            exp_month: card.exp_month.clone().unwrap_or_default(),
+            exp_year: card.exp_year.clone().unwrap_or_default(),
         },
     );
     Ok(HttpResponse::Created().json(json!({
@@ -792,6 +815,9 @@ struct CreateRequest {
     payment_method: Option<Value>,
     #[serde(default)]
     redirect_url: Option<String>,
+    /// A saved source to charge instead of a whole `payment_method`.
+    #[serde(default)]
+    payment_source_id: Option<Value>,
 }
 
 fn valid_email(text: &str) -> bool {
@@ -814,12 +840,15 @@ fn validate_create(
     now: DateTime<Utc>,
 ) -> Result<NewTransaction, ApiError> {
     let mut errors = Errors::default();
+    // A source carries the acceptance given when it was saved; sent again, it must be valid.
+    let with_source = request.payment_source_id.is_some();
     match request.acceptance_token.as_deref() {
         Some(token) if app.presigned_valid(token, END_USER_POLICY, now) => {}
         Some(_) => errors.add(
             "acceptance_token",
             "El token de aceptación es inválido o expiró",
         ),
+        None if with_source => {}
         None => errors.add("acceptance_token", "is required"),
     }
     match request.accept_personal_auth.as_deref() {
@@ -828,6 +857,7 @@ fn validate_create(
             "accept_personal_auth",
             "El token de aceptación es inválido o expiró",
         ),
+        None if with_source => {}
         None => errors.add("accept_personal_auth", "is required"),
     }
     let amount = request
@@ -867,11 +897,14 @@ fn validate_create(
             errors.add("redirect_url", "must be an http(s) URL");
         }
     }
-    let method = match request.payment_method {
-        Some(Value::Object(object)) => payment_method(app, &object, &mut errors),
-        _ => {
+    let (method, payment_source_id) = match (request.payment_source_id, request.payment_method) {
+        (Some(source), payment_method) => {
+            sourced_method(app, &source, payment_method.as_ref(), &mut errors)
+        }
+        (None, Some(Value::Object(object))) => (payment_method(app, &object, &mut errors), None),
+        (None, _) => {
             errors.add("payment_method", "is required");
-            None
+            (None, None)
         }
     };
     errors.check()?;
@@ -884,11 +917,61 @@ fn validate_create(
                 customer_email,
                 redirect_url,
                 method,
+                payment_source_id,
             })
         }
         // Every `None` above added an error, so `check` returned already.
         _ => Err(ApiError::validation("body", "is incomplete")),
     }
+}
+
+/// The method a charge of a saved source makes: the source's card (with the create's
+/// `payment_method.installments`, which Wompi asks for with a card source) or Nequi account.
+fn sourced_method(
+    app: &AppState,
+    source: &Value,
+    payment_method: Option<&Value>,
+    errors: &mut Errors,
+) -> (Option<Method>, Option<i64>) {
+    let Some(id) = source.as_i64() else {
+        errors.add("payment_source_id", "must be an integer");
+        return (None, None);
+    };
+    let source = match app.sources().chargeable(id) {
+        Ok(source) => source,
+        Err(_) => {
+            errors.add(
+                "payment_source_id",
+                "La fuente de pago no existe o no está disponible",
+            );
+            return (None, None);
+        }
+    };
+    let method = match source.instrument {
+        sources::Instrument::Card { token, card } => {
+            let installments = payment_method
+                .and_then(|m| m.get("installments"))
+                .and_then(Value::as_u64)
+                .filter(|n| (1..=36).contains(n))
+                .and_then(|n| u32::try_from(n).ok());
+            let Some(installments) = installments else {
+                errors.add("payment_method", "installments must be 1 to 36");
+                return (None, None);
+            };
+            Method::Card {
+                token,
+                installments,
+                brand: card.brand,
+                last_four: card.last_four,
+                outcome: card.outcome,
+            }
+        }
+        sources::Instrument::Nequi { phone_number } => Method::Nequi {
+            outcome: Outcome::of_nequi(&phone_number),
+            phone_number,
+        },
+    };
+    (Some(method), Some(id))
 }
 
 fn payment_method(

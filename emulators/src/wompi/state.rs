@@ -79,6 +79,9 @@ pub(crate) struct CardToken {
     pub outcome: Outcome,
     pub brand: &'static str,
     pub last_four: String,
+    /// Two digits each, as tokenized (`"08"`, `"29"`): what a card source shows.
+    pub exp_month: String,
+    pub exp_year: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +128,8 @@ pub(crate) struct Transaction {
     pub customer_email: String,
     pub redirect_url: Option<String>,
     pub method: Method,
+    /// The saved source charged, when the create named one.
+    pub payment_source_id: Option<i64>,
     pub status: Status,
     pub status_message: Option<&'static str>,
     /// PSE: the bank page the customer must visit.
@@ -140,6 +145,7 @@ pub(crate) struct NewTransaction {
     pub customer_email: String,
     pub redirect_url: Option<String>,
     pub method: Method,
+    pub payment_source_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +228,7 @@ impl State {
             customer_email: new.customer_email,
             redirect_url: new.redirect_url,
             method: new.method,
+            payment_source_id: new.payment_source_id,
             status: Status::Pending,
             status_message: None,
             async_payment_url,
@@ -340,6 +347,7 @@ mod tests {
             customer_email: "a@b.co".into(),
             redirect_url: None,
             method,
+            payment_source_id: None,
         }
     }
 
@@ -493,6 +501,8 @@ mod tests {
             outcome: Outcome::Approve,
             brand: "VISA",
             last_four: "4242".into(),
+            exp_month: "12".into(),
+            exp_year: "35".into(),
         };
         state.add_token("t1".into(), token());
         state.add_token("t2".into(), token());

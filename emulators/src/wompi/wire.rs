@@ -74,7 +74,7 @@ pub(crate) struct EventTransaction<'a> {
     pub status_message: Option<&'static str>,
     pub shipping_address: Option<()>,
     pub payment_link_id: Option<()>,
-    pub payment_source_id: Option<()>,
+    pub payment_source_id: Option<i64>,
 }
 
 #[derive(Serialize)]

@@ -5,4 +5,6 @@ mod common;
 mod gcash;
 mod maya;
 mod payu;
+mod payu_saved;
 mod wompi;
+mod wompi_saved;
