@@ -2,6 +2,7 @@
 //! payledger (HTTP server, in-process sandbox provider, relay, status projector) on port 0.
 
 pub mod browser;
+pub mod customers;
 pub mod fault_proxy;
 pub mod independent;
 pub mod process;

@@ -2,68 +2,33 @@
 //! sandbox over HTTP: save, list, default, pay in one click, remove (and the provider no
 //! longer charges the source), and a raw card number refused wherever it is sent.
 
-use std::time::{Duration, Instant};
-
+use e2e::customers::{self, methods_when, remove_method, set_default};
 use e2e::{spawn_app, TestApp};
 use serde_json::{json, Value};
 
 async fn create_customer(app: &TestApp, reference: &str) -> String {
-    let response = app
-        .post(
-            "/v1/customers",
-            &app.checkout_key,
-            None,
-            &json!({"reference": reference, "email": "ana@example.com"}),
-        )
-        .await;
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["reference"], reference);
-    assert_eq!(body["email"], "ana@example.com");
-    body["id"].as_str().unwrap().to_owned()
+    customers::create_customer(app, reference, Some("ana@example.com")).await
 }
 
 async fn save_card(app: &TestApp, customer: &str, key: &str, token: &str) -> Value {
-    let response = app
-        .post(
-            &format!("/v1/customers/{customer}/payment-methods"),
-            &app.checkout_key,
-            Some(key),
-            &json!({"type": "CARD", "token": token, "provider": "sandbox"}),
-        )
-        .await;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
+    let card = json!({"type": "CARD", "token": token, "provider": "sandbox"});
+    let (status, body) = customers::save_method(app, customer, key, &card).await;
     assert_eq!(status, 201, "{body}");
     body
-}
-
-/// The customer's saved methods once the read model shows `count` of them.
-async fn methods_when(app: &TestApp, customer: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let response = app
-            .get(
-                &format!("/v1/customers/{customer}/payment-methods"),
-                &app.checkout_key,
-            )
-            .await;
-        if response.status() == 200 {
-            let body: Value = response.json().await.unwrap();
-            let data = body["data"].as_array().unwrap().clone();
-            if data.len() == count {
-                return data;
-            }
-        }
-        assert!(Instant::now() < deadline, "never listed {count} methods");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
 async fn a_saved_card_is_listed_masked_made_default_paid_in_one_click_and_removed() {
     let app = spawn_app().await;
     let customer = create_customer(&app, "cust-1").await;
+    let shown: Value = app
+        .get(&format!("/v1/customers/{customer}"), &app.checkout_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["reference"], "cust-1");
+    assert_eq!(shown["email"], "ana@example.com");
     // The same reference and email again is the same customer.
     let again = app
         .post(
@@ -138,18 +103,7 @@ async fn a_saved_card_is_listed_masked_made_default_paid_in_one_click_and_remove
         .await;
 
     // Make the declining card the default; a payment naming the first card still uses it.
-    let put = app
-        .http
-        .put(format!(
-            "{}/v1/customers/{customer}/default-payment-method",
-            app.address
-        ))
-        .bearer_auth(&app.checkout_key)
-        .json(&json!({"payment_method_id": second_id}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 200);
+    assert_eq!(set_default(&app, &customer, &second_id).await, 200);
     let default: Value = app
         .get(
             &format!("/v1/customers/{customer}/default-payment-method"),
@@ -179,17 +133,7 @@ async fn a_saved_card_is_listed_masked_made_default_paid_in_one_click_and_remove
         .await;
 
     // Removed: detached at the provider, gone from the list, and no longer chargeable.
-    let removed = app
-        .http
-        .delete(format!(
-            "{}/v1/customers/{customer}/payment-methods/{first_id}",
-            app.address
-        ))
-        .bearer_auth(&app.checkout_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(removed.status(), 204);
+    assert_eq!(remove_method(&app, &customer, &first_id).await, 204);
     let listed = methods_when(&app, &customer, 1).await;
     assert_eq!(listed[0]["id"], second_id.as_str());
     let refused = app
@@ -207,14 +151,11 @@ async fn a_saved_card_is_listed_masked_made_default_paid_in_one_click_and_remove
         problem["errors"][0]["field"], "payment_method.id",
         "{problem}"
     );
-    let source: Option<String> = sqlx::query_scalar(
-        "SELECT source_id FROM saved_method_sources WHERE payment_method_id = $1::uuid",
-    )
-    .bind(&first_id)
-    .fetch_optional(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(source, None, "the vault forgot the source");
+    assert_eq!(
+        customers::source_of(&app, &first_id).await,
+        None,
+        "the vault forgot the source"
+    );
 }
 
 #[tokio::test]
@@ -223,24 +164,10 @@ async fn the_provider_no_longer_charges_a_removed_source() {
     let customer = create_customer(&app, "cust-2").await;
     let saved = save_card(&app, &customer, "save-1", "tok_sandbox_approved").await;
     let method = saved["id"].as_str().unwrap();
-    let source: String = sqlx::query_scalar(
-        "SELECT source_id FROM saved_method_sources WHERE payment_method_id = $1::uuid",
-    )
-    .bind(method)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    let removed = app
-        .http
-        .delete(format!(
-            "{}/v1/customers/{customer}/payment-methods/{method}",
-            app.address
-        ))
-        .bearer_auth(&app.checkout_key)
-        .send()
+    let source = customers::source_of(&app, method)
         .await
-        .unwrap();
-    assert_eq!(removed.status(), 204);
+        .expect("a kept source");
+    assert_eq!(remove_method(&app, &customer, method).await, 204);
     // Asked directly, as a stale copy of the source would be used: the sandbox refuses it.
     let charge = app
         .http

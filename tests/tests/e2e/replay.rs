@@ -1,6 +1,7 @@
 //! `payledger replay`: rebuilding every projection from the event store alone, into a
 //! scratch schema, gives exactly the live tables, row for row.
 
+use e2e::customers::{create_customer, remove_method, save_method, set_default};
 use e2e::{payment_body, spawn_app, TestApp};
 use serde_json::json;
 
@@ -66,58 +67,18 @@ async fn workload(app: &TestApp) -> i64 {
 
 /// Two customers with saved cards, a default changed and a card removed.
 async fn customers(app: &TestApp) {
+    let card = json!({"type": "CARD", "token": "tok_sandbox_approved", "provider": "sandbox"});
     for reference in ["rc-1", "rc-2"] {
-        let customer: serde_json::Value = app
-            .post(
-                "/v1/customers",
-                &app.checkout_key,
-                None,
-                &json!({"reference": reference}),
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
-        let id = customer["id"].as_str().unwrap();
+        let id = create_customer(app, reference, None).await;
         let mut saved = Vec::new();
         for key in ["s-1", "s-2"] {
-            let method: serde_json::Value = app
-                .post(
-                    &format!("/v1/customers/{id}/payment-methods"),
-                    &app.checkout_key,
-                    Some(key),
-                    &json!({"type": "CARD", "token": "tok_sandbox_approved", "provider": "sandbox"}),
-                )
-                .await
-                .json()
-                .await
-                .unwrap();
+            let (status, method) = save_method(app, &id, key, &card).await;
+            assert_eq!(status, 201, "{method}");
             saved.push(method["id"].as_str().unwrap().to_owned());
         }
-        let put = app
-            .http
-            .put(format!(
-                "{}/v1/customers/{id}/default-payment-method",
-                app.address
-            ))
-            .bearer_auth(&app.checkout_key)
-            .json(&json!({"payment_method_id": saved[1]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(put.status(), 200);
+        assert_eq!(set_default(app, &id, &saved[1]).await, 200);
         if reference == "rc-2" {
-            let removed = app
-                .http
-                .delete(format!(
-                    "{}/v1/customers/{id}/payment-methods/{}",
-                    app.address, saved[0]
-                ))
-                .bearer_auth(&app.checkout_key)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(removed.status(), 204);
+            assert_eq!(remove_method(app, &id, &saved[0]).await, 204);
         }
     }
 }

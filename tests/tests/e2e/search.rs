@@ -108,6 +108,19 @@ async fn payments_are_found_by_reference_and_creation_time_within_the_merchant()
         )
         .await;
     assert_eq!(theirs.status(), 201);
+    // Read back once projected, so the admin's search below can find it.
+    let theirs: Value = theirs.json().await.unwrap();
+    let projected = app
+        .get(
+            &format!(
+                "/v1/payments/{}?min_version={}",
+                theirs["id"].as_str().unwrap(),
+                theirs["version"]
+            ),
+            &other,
+        )
+        .await;
+    assert_eq!(projected.status(), 200);
 
     let by_reference = page(&app, "reference=order-b", &app.checkout_key).await;
     assert_eq!(ids(&by_reference), [created[1].0.clone()]);

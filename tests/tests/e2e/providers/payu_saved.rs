@@ -4,10 +4,9 @@
 //! lists it masked, pays with it in one click in COP, each payment settled by PayU's signed
 //! confirmation, and removes it (`REMOVE_TOKEN`), after which PayU no longer charges it.
 
-use std::time::{Duration, Instant};
-
 use connectors::payu::{PayuConfig, PayuProvider};
 use connectors::{CallOutcome, PaymentProvider};
+use e2e::customers::{create_customer, methods_when, remove_method, save_method, set_default};
 use e2e::independent::{hex, hmac_sha256};
 use e2e::support::{id_of, json_of};
 use e2e::TestApp;
@@ -114,72 +113,17 @@ async fn charge_directly(app: &TestApp, reference: &str, token: &str, franchise:
     .await
 }
 
-async fn create_customer(app: &TestApp, reference: &str) -> String {
-    let response = app
-        .post(
-            "/v1/customers",
-            &app.checkout_key,
-            None,
-            &json!({"reference": reference, "email": "ana@example.com"}),
-        )
-        .await;
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().expect("customer id").to_owned()
-}
-
-async fn save(app: &TestApp, customer: &str, key: &str, token: &str) -> reqwest::Response {
-    app.post(
-        &format!("/v1/customers/{customer}/payment-methods"),
-        &app.checkout_key,
-        Some(key),
-        &json!({"type": "CARD", "token": token, "provider": "payu"}),
-    )
-    .await
+async fn save(app: &TestApp, customer: &str, key: &str, token: &str) -> (u16, Value) {
+    let method = json!({"type": "CARD", "token": token, "provider": "payu"});
+    save_method(app, customer, key, &method).await
 }
 
 async fn saved(app: &TestApp, customer: &str, key: &str, token: &str) -> Value {
-    let (status, body) = json_of(save(app, customer, key, token).await).await;
+    let (status, body) = save(app, customer, key, token).await;
     assert_eq!(status, 201, "{body}");
     let bare = token.rsplit(':').next().unwrap_or(token);
     assert!(!body.to_string().contains(bare), "the token leaked: {body}");
     body
-}
-
-/// The customer's saved methods once the read model lists `count` of them.
-async fn methods_when(app: &TestApp, customer: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let response = app
-            .get(
-                &format!("/v1/customers/{customer}/payment-methods"),
-                &app.checkout_key,
-            )
-            .await;
-        let (status, body) = json_of(response).await;
-        if status == 200 {
-            let data = body["data"].as_array().expect("methods").clone();
-            if data.len() == count {
-                return data;
-            }
-        }
-        assert!(Instant::now() < deadline, "never listed {count} methods");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn remove(app: &TestApp, customer: &str, method: &str) -> u16 {
-    app.http
-        .delete(format!(
-            "{}/v1/customers/{customer}/payment-methods/{method}",
-            app.address
-        ))
-        .bearer_auth(&app.checkout_key)
-        .send()
-        .await
-        .expect("delete sent")
-        .status()
-        .as_u16()
 }
 
 /// A payment made in one click (with `how`), left PENDING by PayU's review and APPROVED by
@@ -238,7 +182,7 @@ async fn payu_order(app: &TestApp, order_id: u64) -> Value {
 #[tokio::test]
 async fn a_payu_card_token_is_saved_masked_made_default_and_paid_in_one_click() {
     let app = start(COLOMBIA).await;
-    let customer = create_customer(&app, "payu-cust-1").await;
+    let customer = create_customer(&app, "payu-cust-1", Some("ana@example.com")).await;
     // Cards "in review" (PayU's sandbox name PENDING): their outcome comes by confirmation.
     let visa = tokenize(&app, &customer, "PENDING", VISA_NUMBER, "VISA").await;
     let mastercard = tokenize(&app, &customer, "PENDING", MASTERCARD_NUMBER, "MASTERCARD").await;
@@ -278,18 +222,7 @@ async fn a_payu_card_token_is_saved_masked_made_default_and_paid_in_one_click() 
     brands.sort_unstable();
     assert_eq!(brands, ["MASTERCARD", "VISA"]);
 
-    let put = app
-        .http
-        .put(format!(
-            "{}/v1/customers/{customer}/default-payment-method",
-            app.address
-        ))
-        .bearer_auth(&app.checkout_key)
-        .json(&json!({"payment_method_id": mastercard_id}))
-        .send()
-        .await
-        .expect("put sent");
-    assert_eq!(put.status(), 200);
+    assert_eq!(set_default(&app, &customer, &mastercard_id).await, 200);
 
     // Only the customer: their default, the Mastercard, is what PayU charges.
     let by_default =
@@ -329,7 +262,7 @@ async fn a_payu_card_token_is_saved_masked_made_default_and_paid_in_one_click() 
 #[tokio::test]
 async fn a_removed_payu_card_is_detached_at_payu_and_no_longer_charged() {
     let app = start(COLOMBIA).await;
-    let customer = create_customer(&app, "payu-cust-2").await;
+    let customer = create_customer(&app, "payu-cust-2", Some("ana@example.com")).await;
     let token = tokenize(&app, &customer, "APPROVED", VISA_NUMBER, "VISA").await;
     let method = saved(&app, &customer, "save-1", &token).await;
     let method = method["id"].as_str().expect("method id").to_owned();
@@ -341,7 +274,7 @@ async fn a_removed_payu_card_is_detached_at_payu_and_no_longer_charged() {
         "{before}"
     );
 
-    assert_eq!(remove(&app, &customer, &method).await, 204);
+    assert_eq!(remove_method(&app, &customer, &method).await, 204);
     methods_when(&app, &customer, 0).await;
     assert!(
         tokens_held(&app, &token).await.is_empty(),
@@ -367,7 +300,7 @@ async fn a_removed_payu_card_is_detached_at_payu_and_no_longer_charged() {
 #[tokio::test]
 async fn removing_a_payu_token_payu_no_longer_holds_succeeds() {
     let app = start(COLOMBIA).await;
-    let customer = create_customer(&app, "payu-cust-3").await;
+    let customer = create_customer(&app, "payu-cust-3", Some("ana@example.com")).await;
     let token = tokenize(&app, &customer, "APPROVED", VISA_NUMBER, "VISA").await;
     let provider = PayuProvider::new(PayuConfig {
         base_url: emulator_root(&app, "payu"),
@@ -400,13 +333,13 @@ async fn removing_a_payu_token_payu_no_longer_holds_succeeds() {
 #[tokio::test]
 async fn a_payu_token_made_for_another_payer_or_unknown_is_not_saved() {
     let app = start(COLOMBIA).await;
-    let customer = create_customer(&app, "payu-cust-4").await;
+    let customer = create_customer(&app, "payu-cust-4", Some("ana@example.com")).await;
     let theirs = tokenize(&app, "another-payer", "APPROVED", VISA_NUMBER, "VISA").await;
     for (key, token) in [
         ("k-theirs", theirs.as_str()),
         ("k-unknown", "8d3c5a2e-0000-4000-8000-000000000000"),
     ] {
-        let (status, body) = json_of(save(&app, &customer, key, token).await).await;
+        let (status, body) = save(&app, &customer, key, token).await;
         assert_eq!(status, 422, "{body}");
         assert_eq!(
             body["type"].as_str().and_then(|t| t.rsplit('/').next()),

@@ -3,9 +3,10 @@
 //! one-click payments decided by the source and reported by Wompi's signed webhook, and a
 //! removed method's source voided at Wompi so it charges no more.
 
-use std::time::{Duration, Instant};
-
 use connectors::wompi::WompiConfig;
+use e2e::customers::{
+    self, create_customer, methods_when, remove_method, save_method, set_default,
+};
 use e2e::independent::{hex, sha256};
 use e2e::support::{id_of, json_of, reference_of};
 use e2e::TestApp;
@@ -18,19 +19,6 @@ const APPROVED_CARD: &str = "4242424242424242";
 const DECLINED_CARD: &str = "4111111111111111";
 const APPROVED_NEQUI: &str = "3991111111";
 const DECLINED_NEQUI: &str = "3992222222";
-
-async fn create_customer(app: &TestApp, reference: &str, email: Option<&str>) -> String {
-    let mut body = json!({ "reference": reference });
-    if let Some(email) = email {
-        body["email"] = json!(email);
-    }
-    let response = app
-        .post("/v1/customers", &app.checkout_key, None, &body)
-        .await;
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().expect("customer id").to_owned()
-}
 
 /// A card token from the emulator's tokenization, with the public key, as a checkout gets it
 /// (the card number goes to Wompi only, never to payledger).
@@ -51,21 +39,8 @@ async fn card_token(app: &TestApp, number: &str) -> String {
     body["data"]["id"].as_str().expect("token").to_owned()
 }
 
-/// `POST /v1/customers/{id}/payment-methods`: (status, body).
-async fn save(app: &TestApp, customer: &str, key: &str, method: Value) -> (u16, Value) {
-    let response = app
-        .post(
-            &format!("/v1/customers/{customer}/payment-methods"),
-            &app.checkout_key,
-            Some(key),
-            &method,
-        )
-        .await;
-    json_of(response).await
-}
-
 async fn save_ok(app: &TestApp, customer: &str, key: &str, method: Value) -> Value {
-    let (status, body) = save(app, customer, key, method).await;
+    let (status, body) = save_method(app, customer, key, &method).await;
     assert_eq!(status, 201, "{body}");
     body
 }
@@ -80,35 +55,9 @@ fn nequi(phone: &str) -> Value {
 
 /// The source id the vault keeps for a saved method (what Wompi charges).
 async fn source_of(app: &TestApp, method: &str) -> String {
-    sqlx::query_scalar(
-        "SELECT source_id FROM saved_method_sources WHERE payment_method_id = $1::uuid",
-    )
-    .bind(method)
-    .fetch_one(&app.pool)
-    .await
-    .expect("the vault keeps the source")
-}
-
-/// The customer's saved methods once the read model lists `count`.
-async fn methods_when(app: &TestApp, customer: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let response = app
-            .get(
-                &format!("/v1/customers/{customer}/payment-methods"),
-                &app.checkout_key,
-            )
-            .await;
-        let (status, body) = json_of(response).await;
-        if status == 200 && body["data"].as_array().is_some_and(|d| d.len() == count) {
-            return body["data"].as_array().cloned().unwrap_or_default();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never listed {count} methods: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    customers::source_of(app, method)
+        .await
+        .expect("the vault keeps the source")
 }
 
 /// Pays `body`, waits for `status`, and checks Wompi charged `source` and reported the
@@ -235,18 +184,7 @@ async fn wompi_card_and_nequi_sources_are_saved_masked_and_paid_in_one_click() {
     paid_from_source(&app, "w-pay-1", body, &card_source, "APPROVED").await;
 
     // The Nequi account as the default, then the card named explicitly.
-    let put = app
-        .http
-        .put(format!(
-            "{}/v1/customers/{customer}/default-payment-method",
-            app.address
-        ))
-        .bearer_auth(&app.checkout_key)
-        .json(&json!({"payment_method_id": nequi_id}))
-        .send()
-        .await
-        .expect("set default");
-    assert_eq!(put.status(), 200);
+    assert_eq!(set_default(&app, &customer, &nequi_id).await, 200);
     let body = one_click("w-order-2", &customer);
     paid_from_source(&app, "w-pay-2", body, &nequi_source, "APPROVED").await;
     let body = saved_method("w-order-3", &card_id);
@@ -266,7 +204,8 @@ async fn a_saved_card_is_decided_by_its_card_and_a_declined_nequi_subscription_s
     paid_from_source(&app, "w-pay-d", body, &source, "DECLINED").await;
 
     // The customer declines the subscription in the Nequi app: refused, nothing saved.
-    let (status, problem) = save(&app, &customer, "w-save-nq-ko", nequi(DECLINED_NEQUI)).await;
+    let (status, problem) =
+        save_method(&app, &customer, "w-save-nq-ko", &nequi(DECLINED_NEQUI)).await;
     assert!((400..500).contains(&status), "{status} {problem}");
     assert!(!problem.to_string().contains(DECLINED_NEQUI), "{problem}");
     assert_eq!(
@@ -281,7 +220,7 @@ async fn wompi_refuses_to_save_for_a_customer_without_an_email() {
     let customer = create_customer(&app, "w-cust-3", None).await;
     let token = card_token(&app, APPROVED_CARD).await;
     let before = app.event_count().await;
-    let (status, problem) = save(&app, &customer, "w-save-no-email", card(&token)).await;
+    let (status, problem) = save_method(&app, &customer, "w-save-no-email", &card(&token)).await;
     assert!((400..500).contains(&status), "{status} {problem}");
     assert!(problem.to_string().contains("email"), "{problem}");
     assert_eq!(app.event_count().await, before, "nothing appended");
@@ -298,17 +237,7 @@ async fn wompi_no_longer_charges_a_removed_source() {
     let gone_id = gone["id"].as_str().expect("id").to_owned();
     let source = source_of(&app, &gone_id).await;
 
-    let removed = app
-        .http
-        .delete(format!(
-            "{}/v1/customers/{customer}/payment-methods/{gone_id}",
-            app.address
-        ))
-        .bearer_auth(&app.checkout_key)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(removed.status(), 204);
+    assert_eq!(remove_method(&app, &customer, &gone_id).await, 204);
     let listed = methods_when(&app, &customer, 1).await;
     assert_eq!(listed[0]["id"], kept["id"]);
 
