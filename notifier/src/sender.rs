@@ -249,6 +249,13 @@ async fn record(
         Err(error) => Some(error.clone()),
     };
     let mut tx = pool.begin().await?;
+    let outcome = match (&outcome, delivered) {
+        (_, true) => "succeeded",
+        (Ok(_), false) => "refused",
+        (Err(_), false) => "unreachable",
+    };
+    metrics::counter!("payledger_merchant_webhook_attempts_total", "outcome" => outcome)
+        .increment(1);
     if delivered {
         sqlx::query(
             "UPDATE merchant_webhook_deliveries
@@ -291,6 +298,9 @@ async fn record(
     .bind(next)
     .execute(&mut *tx)
     .await?;
+    if given_up {
+        metrics::counter!("payledger_merchant_webhook_deliveries_given_up_total").increment(1);
+    }
     // Failing since the oldest delivery that has not gone through was due: a delivery given
     // up after the horizon always disables its endpoint with it.
     let failing_since: Option<DateTime<Utc>> = sqlx::query_scalar(
@@ -316,6 +326,7 @@ async fn record(
         .execute(&mut *tx)
         .await?;
         tracing::warn!(endpoint_id = %delivery.endpoint_id, "merchant webhook endpoint disabled");
+        metrics::counter!("payledger_merchant_webhook_endpoints_disabled_total").increment(1);
     }
     tx.commit().await
 }

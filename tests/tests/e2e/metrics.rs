@@ -215,3 +215,55 @@ async fn an_operator_key_issues_no_command_and_reads_no_payment() {
     );
     assert_eq!(app.event_count().await, 0, "nothing appended");
 }
+
+#[tokio::test]
+async fn failed_merchant_webhook_deliveries_are_counted_for_operators() {
+    let server = Served::start(None).await;
+    let operator = create_key(&server.pool, Role::Operator, None)
+        .await
+        .expect("operator key");
+    let merchant = domain::MerchantId::parse(e2e::MERCHANT).expect("merchant");
+    let checkout = create_key(&server.pool, Role::Checkout, Some(&merchant))
+        .await
+        .expect("checkout key");
+    // An endpoint where nothing listens: every POST to it goes unanswered.
+    let closed = e2e::process::free_port();
+    let registered = server
+        .http
+        .post(format!("{}/v1/webhook-endpoints", server.base))
+        .bearer_auth(&checkout)
+        .json(&serde_json::json!({"url": format!("http://127.0.0.1:{closed}/hooks"), "events": ["PaymentApproved"]}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(registered.status(), 201);
+    server
+        .payment(&checkout, "mw-1", "tok_sandbox_approved", "APPROVED")
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let scrape = scrape(&server, &operator).await;
+        let unreachable = value(
+            &scrape,
+            "payledger_merchant_webhook_attempts_total",
+            &[("outcome", "unreachable")],
+        );
+        if unreachable.is_some_and(|v| v >= 1.0) {
+            assert_eq!(
+                value(
+                    &scrape,
+                    "payledger_merchant_webhook_attempts_total",
+                    &[("outcome", "succeeded")]
+                ),
+                None,
+                "nothing was delivered"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed attempt was never counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
