@@ -68,6 +68,15 @@ impl OrderService {
         self.state.lock().unwrap().received.clone()
     }
 
+    /// Waits until at least `count` deliveries have arrived (at most `within`).
+    async fn wait_received(&self, count: usize, within: Duration, what: &str) {
+        let deadline = Instant::now() + within;
+        while self.received().len() < count {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn set_failures(&self, failures: usize) {
         self.state.lock().unwrap().failures_left = failures;
     }
@@ -148,6 +157,20 @@ async fn register(app: &TestApp, url: &str, events: Option<&[&str]>) -> (String,
         .to_owned();
     assert!(secret.starts_with("whsec_"));
     (created["id"].as_str().unwrap().to_owned(), secret)
+}
+
+/// `POST .../deliveries/{delivery}/resend`: its status.
+async fn resend(app: &TestApp, endpoint: &str, delivery: &Value) -> u16 {
+    let id = delivery["id"].as_str().expect("delivery id");
+    app.post(
+        &format!("/v1/webhook-endpoints/{endpoint}/deliveries/{id}/resend"),
+        &app.checkout_key,
+        None,
+        &json!({}),
+    )
+    .await
+    .status()
+    .as_u16()
 }
 
 /// The event ids of these payments' streams, as `<payment>/<sequence>`.
@@ -285,23 +308,10 @@ async fn an_order_service_that_fails_at_first_gets_every_event_signed_once_per_i
 
     // Resent on request: the same event id, signed again.
     let first = &log[log.len() - 1];
-    let resent = app
-        .post(
-            &format!(
-                "/v1/webhook-endpoints/{endpoint}/deliveries/{}/resend",
-                first["id"].as_str().unwrap()
-            ),
-            &app.checkout_key,
-            None,
-            &json!({}),
-        )
+    assert_eq!(resend(&app, &endpoint, first).await, 202);
+    service
+        .wait_received(received.len() + 1, Duration::from_secs(10), "never resent")
         .await;
-    assert_eq!(resent.status(), 202);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while service.received().len() < received.len() + 1 {
-        assert!(Instant::now() < deadline, "never resent");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let again = service.received().last().cloned().unwrap();
     assert_eq!(again.event_id, first["event_id"].as_str().unwrap());
     verify(&secret, &again);
@@ -351,11 +361,9 @@ async fn only_the_events_asked_for_are_sent_and_another_merchant_sees_no_endpoin
         )
         .await;
     assert_eq!(theirs.status(), 201);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while service.received().is_empty() {
-        assert!(Instant::now() < deadline, "nothing delivered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    service
+        .wait_received(1, Duration::from_secs(10), "nothing delivered")
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let received = service.received();
     assert_eq!(received.len(), 1, "{received:?}");
@@ -475,18 +483,7 @@ async fn an_endpoint_failing_past_the_horizon_is_disabled_and_a_resend_revives_i
     let delivery = &page["data"][0];
     assert_eq!(delivery["last_status_code"], 500);
     service.set_failures(0);
-    let resent = app
-        .post(
-            &format!(
-                "/v1/webhook-endpoints/{endpoint}/deliveries/{}/resend",
-                delivery["id"].as_str().unwrap()
-            ),
-            &app.checkout_key,
-            None,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(resent.status(), 202);
+    assert_eq!(resend(&app, &endpoint, delivery).await, 202);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if service.state.lock().unwrap().answered_ok == 1 {
@@ -541,11 +538,9 @@ async fn a_dispatcher_killed_mid_delivery_loses_nothing_and_keeps_each_payments_
     for i in 0..PAYMENTS {
         payments.push(pay(&app, &format!("kill-{i}"), "tok_sandbox_approved").await);
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while service.received().len() < 6 {
-        assert!(Instant::now() < deadline, "deliveries never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    service
+        .wait_received(6, Duration::from_secs(20), "deliveries never started")
+        .await;
     e2e::process::kill_hard(&mut projector).await;
     let before_restart = service.received().len();
     let _projector = start_node(&app, "projector").await;
@@ -627,11 +622,9 @@ async fn the_guides_python_and_node_verifiers_accept_a_real_delivery_and_nothing
     let service = OrderService::start(0, 0).await;
     let (_, secret) = register(&app, &service.url, Some(&["PaymentInitiated"])).await;
     pay(&app, "doc-1", "tok_sandbox_approved").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while service.received().is_empty() {
-        assert!(Instant::now() < deadline, "nothing delivered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    service
+        .wait_received(1, Duration::from_secs(10), "nothing delivered")
+        .await;
     let delivery = service.received().remove(0);
     let mut altered = delivery.body.clone();
     let at = altered.len() - 2;

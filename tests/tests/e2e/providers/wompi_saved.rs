@@ -92,6 +92,33 @@ async fn paid_from_source(app: &TestApp, key: &str, body: Value, source: &str, s
     .await;
 }
 
+/// A charge of `source` sent straight to the emulator with the merchant's keys, as a stale
+/// copy of the source would be used: (status, body).
+async fn charge_source_directly(app: &TestApp, reference: &str, source: &str) -> (u16, Value) {
+    let config = WompiConfig::from_env();
+    let signature = hex(&sha256(
+        format!(
+            "{reference}5200000COP{}",
+            config.integrity_secret.expose_secret()
+        )
+        .as_bytes(),
+    ));
+    let charge = app
+        .http
+        .post(format!("{}/transactions", app.emulators["wompi"]))
+        .bearer_auth(config.private_key.expose_secret())
+        .json(&json!({
+            "amount_in_cents": 5_200_000, "currency": "COP", "reference": reference,
+            "customer_email": "cam@example.com", "signature": signature,
+            "payment_source_id": source.parse::<i64>().expect("integer source id"),
+            "payment_method": {"installments": 1},
+        }))
+        .send()
+        .await
+        .expect("charge");
+    json_of(charge).await
+}
+
 fn one_click(reference: &str, customer: &str) -> Value {
     json!({"amount": "52000.00", "currency": "COP", "reference": reference, "customer": customer})
 }
@@ -255,28 +282,7 @@ async fn wompi_no_longer_charges_a_removed_source() {
     )
     .await;
     assert_eq!(at_wompi["data"]["status"], "VOIDED", "{at_wompi}");
-    let reference = "stale-charge-1";
-    let signature = hex(&sha256(
-        format!(
-            "{reference}5200000COP{}",
-            config.integrity_secret.expose_secret()
-        )
-        .as_bytes(),
-    ));
-    let charge = app
-        .http
-        .post(format!("{}/transactions", app.emulators["wompi"]))
-        .bearer_auth(&private_key)
-        .json(&json!({
-            "amount_in_cents": 5_200_000, "currency": "COP", "reference": reference,
-            "customer_email": "cam@example.com", "signature": signature,
-            "payment_source_id": source.parse::<i64>().expect("integer source id"),
-            "payment_method": {"installments": 1},
-        }))
-        .send()
-        .await
-        .expect("charge");
-    let (status, body) = json_of(charge).await;
+    let (status, body) = charge_source_directly(&app, "stale-charge-1", &source).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["type"], "INPUT_VALIDATION_ERROR", "{body}");
     assert!(
@@ -286,27 +292,6 @@ async fn wompi_no_longer_charges_a_removed_source() {
 
     // The same charge of the kept source goes through: the refusal is the void's doing.
     let kept_source = source_of(&app, kept["id"].as_str().expect("id")).await;
-    let reference = "fresh-charge-1";
-    let signature = hex(&sha256(
-        format!(
-            "{reference}5200000COP{}",
-            config.integrity_secret.expose_secret()
-        )
-        .as_bytes(),
-    ));
-    let charge = app
-        .http
-        .post(format!("{}/transactions", app.emulators["wompi"]))
-        .bearer_auth(&private_key)
-        .json(&json!({
-            "amount_in_cents": 5_200_000, "currency": "COP", "reference": reference,
-            "customer_email": "cam@example.com", "signature": signature,
-            "payment_source_id": kept_source.parse::<i64>().expect("integer source id"),
-            "payment_method": {"installments": 1},
-        }))
-        .send()
-        .await
-        .expect("charge");
-    let (status, body) = json_of(charge).await;
+    let (status, body) = charge_source_directly(&app, "fresh-charge-1", &kept_source).await;
     assert_eq!(status, 201, "{body}");
 }
