@@ -40,7 +40,7 @@ impl Projection for CustomersProjection {
         for event in events {
             let position = Position::of(event);
             let customer_id = crate::payment_id(&position)?;
-            let decoded = serde_json::from_value::<CustomerEvent>(event.payload.clone())
+            let decoded = <CustomerEvent as serde::Deserialize>::deserialize(&event.payload)
                 .map_err(|e| crate::undecodable(&position, &e))?;
             apply_one(conn, customer_id, event.sequence, &decoded)
                 .await
