@@ -35,14 +35,24 @@ pub struct RouteStatus {
     pub calls: CallSummary,
 }
 
-fn takes(
-    routed: &RoutedProvider,
-    method: PaymentMethodType,
-    currency: Currency,
-    capture: CaptureMode,
-) -> bool {
-    routed.provider.supports(method, currency)
-        && (capture == CaptureMode::Automatic || routed.provider.supports_manual_capture())
+/// What a payment asks of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    pub method: PaymentMethodType,
+    pub currency: Currency,
+    pub capture: CaptureMode,
+    /// The method is one the provider keeps for the customer (a provider may charge a saved
+    /// card without taking cards at checkout).
+    pub saved: bool,
+}
+
+fn takes(routed: &RoutedProvider, need: Need) -> bool {
+    let method = if need.saved {
+        routed.provider.supports_saved(need.method, need.currency)
+    } else {
+        routed.provider.supports(need.method, need.currency)
+    };
+    method && (need.capture == CaptureMode::Automatic || routed.provider.supports_manual_capture())
 }
 
 impl Router {
@@ -75,33 +85,20 @@ impl Router {
     pub fn candidates(
         &self,
         preference: Option<&str>,
-        method: PaymentMethodType,
-        currency: Currency,
-        capture: CaptureMode,
+        need: Need,
         now: Instant,
     ) -> Vec<&RoutedProvider> {
-        let mut able: Vec<&RoutedProvider> = self
-            .providers
-            .iter()
-            .filter(|p| takes(p, method, currency, capture))
-            .collect();
+        let mut able: Vec<&RoutedProvider> =
+            self.providers.iter().filter(|p| takes(p, need)).collect();
         able.sort_by_key(|p| (Some(p.provider.name()) != preference, p.priority));
         able.into_iter()
             .filter(|p| p.breaker.available(now))
             .collect()
     }
 
-    /// Whether any provider takes `method` in `currency` with `capture` at all (breakers
-    /// aside).
-    pub fn any_supports(
-        &self,
-        method: PaymentMethodType,
-        currency: Currency,
-        capture: CaptureMode,
-    ) -> bool {
-        self.providers
-            .iter()
-            .any(|p| takes(p, method, currency, capture))
+    /// Whether any provider takes what `need` says at all (breakers aside).
+    pub fn any_supports(&self, need: Need) -> bool {
+        self.providers.iter().any(|p| takes(p, need))
     }
 
     pub fn status(&self) -> Vec<RouteStatus> {

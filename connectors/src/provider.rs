@@ -139,6 +139,28 @@ pub trait PaymentProvider: Send + Sync {
             self.name()
         )))
     }
+
+    /// Whether a saved source can be charged yet. Only providers that answer a save with a
+    /// verification step ([`SavedSource::verification_url`]) are ever asked.
+    async fn source_state(&self, _source_id: &str) -> Result<SourceState, ProviderError> {
+        Ok(SourceState::Chargeable)
+    }
+
+    /// Whether the provider can charge a method of this type it keeps, in this currency.
+    fn supports_saved(&self, method: PaymentMethodType, currency: Currency) -> bool {
+        self.saved_method_types().contains(&method)
+            && (self.currencies().is_empty() || self.currencies().contains(&currency))
+    }
+}
+
+/// Where a saved source stands at its provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceState {
+    Chargeable,
+    /// The customer has not finished the provider's verification (3-D Secure) yet.
+    AwaitingVerification,
+    /// The verification failed or expired: the source will never be charged.
+    VerificationFailed,
 }
 
 /// A method to keep at a provider for a customer's later payments.
@@ -153,6 +175,8 @@ pub struct SaveMethod {
     pub method: PaymentMethodDetails,
     /// The customer's acceptance of the provider's terms, where it asks for one (Wompi).
     pub acceptance_token: Option<SecretString>,
+    /// Where the provider sends the customer back after a verification step, if it has one.
+    pub return_url: Option<String>,
 }
 
 /// What a provider keeps for a saved method: the source to charge, and what the customer may
@@ -163,6 +187,9 @@ pub struct SavedSource {
     /// charge, so it is a secret kept in the vault, never in an event or a log.
     pub source_id: SecretString,
     pub display: MethodDisplay,
+    /// Where the customer must go to verify the source (3-D Secure) before it can be
+    /// charged; `None`: chargeable now.
+    pub verification_url: Option<String>,
 }
 
 /// Every payment method payledger knows.

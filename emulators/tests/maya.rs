@@ -21,7 +21,6 @@ use connectors::{
     NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest, WebhookVerifier,
 };
 use emulators::maya::*;
-use emulators::WebhookRetryPolicy;
 use support::{Delivery, Receiver};
 
 const PUBLIC_KEY: &str = "pk-emulator-test-0123456789abcdef";
@@ -29,21 +28,6 @@ const SECRET_KEY: &str = "sk-emulator-test-0123456789abcdefghijkl";
 
 fn php(amount: &str) -> Money {
     Money::parse(amount, Currency::PHP).unwrap()
-}
-
-fn fast_options() -> EmulatorOptions {
-    EmulatorOptions {
-        webhook_retry: WebhookRetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(40),
-        },
-        webhook_timeout: Duration::from_secs(2),
-        fault_timeout: Duration::from_millis(700),
-        workers: 1,
-        shutdown_timeout_secs: 1,
-        ..EmulatorOptions::default()
-    }
 }
 
 struct Harness {
@@ -65,7 +49,7 @@ impl Harness {
                 webhook_delay_ms: 10,
                 deliver_webhooks: deliver,
             },
-            fast_options(),
+            support::fast_kit_options(),
         )
         .await
         .unwrap();

@@ -4,7 +4,6 @@
 mod support;
 
 use std::net::TcpListener;
-use std::time::Duration;
 
 use chrono::Utc;
 use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, ProviderFailureKind, RefundId};
@@ -20,7 +19,6 @@ use connectors::{
     NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest, WebhookVerifier,
 };
 use emulators::paymongo::*;
-use emulators::WebhookRetryPolicy;
 use support::{Delivery, Receiver};
 
 const TEST_KEY: &str = "sk_test_emulator0123456789abcdefghij";
@@ -29,21 +27,6 @@ const WEBHOOK_SECRET: &str = "whsk_emulator_test_0123456789abcdefghij";
 
 fn php(amount: &str) -> Money {
     Money::parse(amount, Currency::PHP).unwrap()
-}
-
-fn fast_options() -> EmulatorOptions {
-    EmulatorOptions {
-        webhook_retry: WebhookRetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(40),
-        },
-        webhook_timeout: Duration::from_secs(2),
-        fault_timeout: Duration::from_millis(700),
-        workers: 1,
-        shutdown_timeout_secs: 1,
-        ..EmulatorOptions::default()
-    }
 }
 
 fn config(
@@ -92,7 +75,7 @@ impl Harness {
         let paymongo = start_with_options(
             TcpListener::bind("127.0.0.1:0").unwrap(),
             emulated,
-            fast_options(),
+            support::fast_kit_options(),
         )
         .await
         .unwrap();

@@ -124,12 +124,14 @@ async fn apply_one(
             provider,
             method_type,
             display,
+            awaiting_verification,
             at,
         } => {
             sqlx::query(
                 "INSERT INTO customer_payment_methods (payment_method_id, customer_id, merchant_id,
-                     provider, method_type, brand, last_four, exp_month, exp_year, phone_masked, saved_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     provider, method_type, brand, last_four, exp_month, exp_year, phone_masked,
+                     saved_at, status)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(payment_method_id.as_uuid())
             .bind(customer_id)
@@ -142,10 +144,25 @@ async fn apply_one(
             .bind(display.exp_year.map(|y| y as i16))
             .bind(&display.phone_masked)
             .bind(at)
+            .bind(method_status(*awaiting_verification))
             .execute(&mut *conn)
             .await?;
         }
-        CustomerEvent::PaymentMethodRemoved {
+        CustomerEvent::PaymentMethodVerified {
+            payment_method_id, ..
+        } => {
+            sqlx::query(
+                "UPDATE customer_payment_methods SET status = $2 WHERE payment_method_id = $1",
+            )
+            .bind(payment_method_id.as_uuid())
+            .bind(method_status(false))
+            .execute(&mut *conn)
+            .await?;
+        }
+        CustomerEvent::PaymentMethodVerificationFailed {
+            payment_method_id, ..
+        }
+        | CustomerEvent::PaymentMethodRemoved {
             payment_method_id, ..
         } => {
             sqlx::query("DELETE FROM customer_payment_methods WHERE payment_method_id = $1")
@@ -176,6 +193,15 @@ async fn apply_one(
     Ok(())
 }
 
+/// A saved method's `status` column: `ACTIVE` (chargeable) or `AWAITING_VERIFICATION`.
+fn method_status(awaiting_verification: bool) -> &'static str {
+    if awaiting_verification {
+        "AWAITING_VERIFICATION"
+    } else {
+        "ACTIVE"
+    }
+}
+
 /// A customer as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CustomerRow {
@@ -201,6 +227,8 @@ pub struct MethodRow {
     pub exp_year: Option<i16>,
     pub phone_masked: Option<String>,
     pub saved_at: DateTime<Utc>,
+    /// `ACTIVE`, or `AWAITING_VERIFICATION` until the customer has verified it at the provider.
+    pub status: String,
 }
 
 /// One customer, if `merchant` (when given) owns it.
@@ -240,7 +268,7 @@ pub const METHODS_LIST_MAX: i64 = 100;
 pub async fn methods(pool: &PgPool, customer_id: Uuid) -> Result<Vec<MethodRow>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT payment_method_id, customer_id, provider, method_type, brand, last_four,
-                exp_month, exp_year, phone_masked, saved_at
+                exp_month, exp_year, phone_masked, saved_at, status
            FROM customer_payment_methods WHERE customer_id = $1
           ORDER BY saved_at, payment_method_id LIMIT $2",
     )
@@ -261,6 +289,7 @@ pub async fn methods(pool: &PgPool, customer_id: Uuid) -> Result<Vec<MethodRow>,
                 exp_year: row.try_get("exp_year")?,
                 phone_masked: row.try_get("phone_masked")?,
                 saved_at: row.try_get("saved_at")?,
+                status: row.try_get("status")?,
             })
         })
         .collect()

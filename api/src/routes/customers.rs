@@ -5,11 +5,13 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use commands::customers::{CustomerCommandError, CustomerService, CustomerState, SaveRequest};
+use commands::customers::{
+    CustomerCommandError, CustomerService, CustomerState, MethodOutcome, SaveRequest,
+};
 use connectors::PaymentMethodDetails;
 use domain::{
     CardToken, CustomerError, CustomerId, Email, MerchantId, MethodDetail, PaymentMethodType,
-    ProviderName, Reference, SavedMethodId,
+    ProviderName, Reference, ReturnUrl, SavedMethodId,
 };
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -27,6 +29,7 @@ use crate::routes::payments::{idempotency_key, parse_body};
     get_customer,
     save_method,
     list_methods,
+    sync_method,
     remove_method,
     get_default,
     set_default,
@@ -43,6 +46,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(
                 "/{id}/payment-methods/{method_id}",
                 web::delete().to(remove_method),
+            )
+            .route(
+                "/{id}/payment-methods/{method_id}/sync",
+                web::post().to(sync_method),
             )
             .route("/{id}/default-payment-method", web::get().to(get_default))
             .route("/{id}/default-payment-method", web::put().to(set_default)),
@@ -73,6 +80,12 @@ impl From<CustomerCommandError> for Problem {
                     StatusCode::CONFLICT,
                     "too-many-methods",
                     "Too many saved payment methods",
+                    e.to_string(),
+                ),
+                CustomerError::AwaitingVerification => Problem::new(
+                    StatusCode::CONFLICT,
+                    "payment-method-awaiting-verification",
+                    "Payment method not verified yet",
                     e.to_string(),
                 ),
             },
@@ -271,6 +284,9 @@ pub(crate) struct SaveMethodRequest {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 512)]
     acceptance_token: Option<String>,
+    /// Where a provider that verifies saved cards (Maya's 3-D Secure) sends the customer back.
+    #[serde(default)]
+    return_url: Option<String>,
 }
 
 fn saved_types() -> utoipa::openapi::schema::ObjectBuilder {
@@ -297,6 +313,10 @@ impl SaveMethodRequest {
                 format!("must be one of {}", names.join(", ")),
             ));
         }
+        let return_url = self
+            .return_url
+            .and_then(|url| checked(&mut errors, "return_url", ReturnUrl::try_from(url)))
+            .map(ReturnUrl::into_string);
         let acceptance_token = self.acceptance_token.and_then(|token| {
             checked(&mut errors, "acceptance_token", CardToken::try_from(token))
                 .map(|token| SecretString::from(token.into_string()))
@@ -347,6 +367,7 @@ impl SaveMethodRequest {
                 provider: provider.into_string(),
                 method,
                 acceptance_token,
+                return_url,
             }),
             _ => Err(Problem::invalid(errors)),
         }
@@ -369,6 +390,57 @@ pub(crate) struct MethodBody {
     phone_masked: Option<String>,
     is_default: bool,
     saved_at: DateTime<Utc>,
+    /// `ACTIVE` (one-click payments charge it), `AWAITING_VERIFICATION` (the customer must
+    /// first complete the provider's verification at `next_action`), or, answered once by a
+    /// sync, `VERIFICATION_FAILED` (detached and removed).
+    #[schema(schema_with = method_statuses)]
+    status: &'static str,
+    /// While `AWAITING_VERIFICATION`: `{"type": "redirect", "url": ...}`, the provider's
+    /// verification page.
+    #[schema(value_type = Option<Object>)]
+    next_action: Option<serde_json::Value>,
+}
+
+fn method_statuses() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::openapi::one_of_texts(["ACTIVE", "AWAITING_VERIFICATION", "VERIFICATION_FAILED"])
+}
+
+fn method_body(outcome: &MethodOutcome) -> Result<MethodBody, Problem> {
+    let customer = &outcome.state.customer;
+    let method = customer
+        .methods
+        .get(&outcome.method_id)
+        .ok_or(CustomerCommandError::Rejected(CustomerError::NoSuchMethod))?;
+    let status = match (method.removed, method.awaiting_verification) {
+        // Only a sync answers a removed method: the one whose verification just failed.
+        (true, _) => "VERIFICATION_FAILED",
+        (false, true) => "AWAITING_VERIFICATION",
+        (false, false) => "ACTIVE",
+    };
+    let next_action = outcome
+        .verification_url
+        .clone()
+        .map(|url| serde_json::to_value(domain::payment::NextAction::Redirect { url }))
+        .transpose()
+        .map_err(|e| {
+            tracing::error!(error = %e, "next action not serializable");
+            Problem::unavailable("retry later")
+        })?;
+    Ok(MethodBody {
+        id: outcome.method_id.as_uuid(),
+        customer_id: customer.id.map(|id| id.as_uuid()).unwrap_or_default(),
+        kind: method.method_type.as_str().to_owned(),
+        provider: method.provider.clone(),
+        brand: method.display.brand.clone(),
+        last_four: method.display.last_four.clone(),
+        exp_month: method.display.exp_month.map(i16::from),
+        exp_year: method.display.exp_year.map(|y| y as i16),
+        phone_masked: method.display.phone_masked.clone(),
+        is_default: customer.default_method == Some(outcome.method_id),
+        saved_at: method.saved_at,
+        status,
+        next_action,
+    })
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -410,24 +482,39 @@ pub(crate) async fn save_method(
     let key = idempotency_key(&req)?;
     let request: SaveMethodRequest = parse_body(&req, &body)?;
     let request = request.parse(key)?;
-    let (state, method_id) = service.save_method(id, Some(merchant), request).await?;
-    let method = state
-        .customer
-        .active_method(method_id)
-        .map_err(CustomerCommandError::from)?;
-    Ok(HttpResponse::Created().json(MethodBody {
-        id: method_id.as_uuid(),
-        customer_id: id.as_uuid(),
-        kind: method.method_type.as_str().to_owned(),
-        provider: method.provider.clone(),
-        brand: method.display.brand.clone(),
-        last_four: method.display.last_four.clone(),
-        exp_month: method.display.exp_month.map(i16::from),
-        exp_year: method.display.exp_year.map(|y| y as i16),
-        phone_masked: method.display.phone_masked.clone(),
-        is_default: state.customer.default_method == Some(method_id),
-        saved_at: method.saved_at,
-    }))
+    let outcome = service.save_method(id, Some(merchant), request).await?;
+    Ok(HttpResponse::Created().json(method_body(&outcome)?))
+}
+
+/// Asks the provider whether the customer has verified a method that awaits it, and records
+/// the answer. A method that awaits nothing is answered as it is.
+#[utoipa::path(
+    post,
+    path = "/v1/customers/{id}/payment-methods/{method_id}/sync",
+    operation_id = "syncCustomerPaymentMethod",
+    tag = "customers",
+    params(
+        ("id" = Uuid, Path, description = "The customer's id"),
+        ("method_id" = Uuid, Path, description = "The saved method's id"),
+    ),
+    responses(
+        (status = 200, description = "The method as its provider now has it.", body = MethodBody),
+        (status = 404, description = "No such customer or method for this key.", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider did not answer: retry.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[tracing::instrument(skip_all)]
+pub(crate) async fn sync_method(
+    caller: Caller,
+    service: web::Data<CustomerService>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let merchant = merchant_of(&caller)?;
+    let (id, method) = path.into_inner();
+    let outcome = service
+        .sync_method(customer_id(&id)?, Some(merchant), method_id(&method)?)
+        .await?;
+    Ok(HttpResponse::Ok().json(method_body(&outcome)?))
 }
 
 /// The customer's saved methods, oldest first, from the read model.
@@ -471,6 +558,14 @@ pub(crate) async fn list_methods(
             exp_year: row.exp_year,
             phone_masked: row.phone_masked,
             saved_at: row.saved_at,
+            status: if row.status == "AWAITING_VERIFICATION" {
+                "AWAITING_VERIFICATION"
+            } else {
+                "ACTIVE"
+            },
+            // The page's address is kept in the vault, not the read model: a save or a sync
+            // answers it.
+            next_action: None,
         })
         .collect();
     Ok(HttpResponse::Ok().json(MethodList { data }))

@@ -15,14 +15,14 @@ use domain::{
     Customer, CustomerCommand, CustomerError, CustomerId, Email, IdempotencyKey, MerchantId,
     PaymentMethodType, Reference, SavedMethodId,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 
 use crate::payments::bounded;
 use crate::relay_waker::RelayWaker;
-use crate::router::Router;
+use crate::router::{RoutedProvider, Router};
 use crate::stripes::Stripes;
-use connectors::{PaymentMethodDetails, ProviderError, SaveMethod};
+use connectors::{PaymentMethodDetails, ProviderError, SaveMethod, SourceState};
 use eventstore::repository::{customer_store, CustomerStore};
 
 const CONFLICT_RETRY_MAX: u32 = 8;
@@ -83,6 +83,17 @@ pub struct SaveRequest {
     /// What to save: a card token of the provider's own tokenization, or a wallet.
     pub method: PaymentMethodDetails,
     pub acceptance_token: Option<SecretString>,
+    /// Where a provider that verifies saved cards sends the customer back.
+    pub return_url: Option<String>,
+}
+
+/// A saved method after a save or a sync.
+#[derive(Debug, Clone)]
+pub struct MethodOutcome {
+    pub state: CustomerState,
+    pub method_id: SavedMethodId,
+    /// Where the customer must verify the method before the provider charges it.
+    pub verification_url: Option<String>,
 }
 
 /// What a one-click payment charges: a saved method's provider and source.
@@ -188,7 +199,7 @@ impl CustomerService {
         id: CustomerId,
         scope: Option<&MerchantId>,
         request: SaveRequest,
-    ) -> Result<(CustomerState, SavedMethodId), CustomerCommandError> {
+    ) -> Result<MethodOutcome, CustomerCommandError> {
         let _serial = self.stripes.lock(id.as_uuid()).await;
         let current = self.load(id, scope).await?;
         let method_id = SavedMethodId::derive(id, &request.idempotency_key);
@@ -197,12 +208,9 @@ impl CustomerService {
             if saved.provider != request.provider || saved.method_type != kind {
                 return Err(CustomerError::MethodMismatch.into());
             }
-            return Ok((current, method_id));
+            return self.outcome(current, method_id).await;
         }
-        let routed = self
-            .router
-            .get(&request.provider)
-            .ok_or_else(|| CustomerCommandError::UnknownProvider(request.provider.clone()))?;
+        let routed = self.routed(&request.provider)?;
         if !routed.provider.saved_method_types().contains(&kind) {
             return Err(CustomerCommandError::Unsupported {
                 provider: request.provider,
@@ -219,6 +227,7 @@ impl CustomerService {
             customer_email: self.email(id).await?.map(SecretString::from),
             method: request.method,
             acceptance_token: request.acceptance_token,
+            return_url: request.return_url,
         };
         let deadline = Instant::now() + self.provider_budget;
         let source = bounded(
@@ -235,7 +244,7 @@ impl CustomerService {
             method_id,
             id,
             routed.provider.name(),
-            &source.source_id,
+            &source,
             now,
         )
         .await?;
@@ -244,10 +253,108 @@ impl CustomerService {
             provider: routed.provider.name().to_owned(),
             method_type: kind,
             display: source.display,
+            awaiting_verification: source.verification_url.is_some(),
             at: now,
         };
         let (state, _) = self.execute(id, command).await?;
-        Ok((state, method_id))
+        self.outcome(state, method_id).await
+    }
+
+    /// Asks the provider whether the customer has verified a method that awaited it, and
+    /// records the answer: a verified method can be charged from now on; a failed one is
+    /// detached and removed. A method that awaits nothing is answered as it is.
+    #[tracing::instrument(skip(self))]
+    pub async fn sync_method(
+        &self,
+        id: CustomerId,
+        scope: Option<&MerchantId>,
+        method_id: SavedMethodId,
+    ) -> Result<MethodOutcome, CustomerCommandError> {
+        let _serial = self.stripes.lock(id.as_uuid()).await;
+        let current = self.load(id, scope).await?;
+        let method = current.customer.active_method(method_id)?.clone();
+        if !method.awaiting_verification {
+            return self.outcome(current, method_id).await;
+        }
+        let source = vault::source(&self.pool, method_id, id)
+            .await?
+            .ok_or(CustomerError::MethodRemoved)?;
+        let routed = self.routed(&method.provider)?;
+        let deadline = Instant::now() + self.provider_budget;
+        let source_state = bounded(
+            routed,
+            "source_state",
+            deadline,
+            routed.provider.source_state(source.expose_secret()),
+        )
+        .await
+        .map_err(CustomerCommandError::Provider)?;
+        let verified = match source_state {
+            SourceState::AwaitingVerification => return self.outcome(current, method_id).await,
+            SourceState::Chargeable => true,
+            SourceState::VerificationFailed => {
+                self.detach(routed, &source).await?;
+                false
+            }
+        };
+        let command = CustomerCommand::ConcludeVerification {
+            payment_method_id: method_id,
+            verified,
+            at: Utc::now(),
+        };
+        let (state, _) = self.execute(id, command).await?;
+        if verified {
+            vault::verified(&self.pool, method_id).await?;
+        } else {
+            vault::forget_source(&self.pool, method_id).await?;
+        }
+        self.outcome(state, method_id).await
+    }
+
+    /// The method as `state` has it, with its verification page while it awaits one.
+    async fn outcome(
+        &self,
+        state: CustomerState,
+        method_id: SavedMethodId,
+    ) -> Result<MethodOutcome, CustomerCommandError> {
+        let awaiting = state
+            .customer
+            .methods
+            .get(&method_id)
+            .is_some_and(|m| m.awaiting_verification && !m.removed);
+        let verification_url = if awaiting {
+            vault::verification_url(&self.pool, method_id).await?
+        } else {
+            None
+        };
+        Ok(MethodOutcome {
+            state,
+            method_id,
+            verification_url,
+        })
+    }
+
+    fn routed(&self, provider: &str) -> Result<&RoutedProvider, CustomerCommandError> {
+        self.router
+            .get(provider)
+            .ok_or_else(|| CustomerCommandError::UnknownProvider(provider.to_owned()))
+    }
+
+    /// Detaches a source at its provider, within the provider budget.
+    async fn detach(
+        &self,
+        routed: &RoutedProvider,
+        source: &SecretString,
+    ) -> Result<(), CustomerCommandError> {
+        let deadline = Instant::now() + self.provider_budget;
+        bounded(
+            routed,
+            "remove_method",
+            deadline,
+            routed.provider.remove_method(source.expose_secret()),
+        )
+        .await
+        .map_err(CustomerCommandError::Provider)
     }
 
     /// Detaches the method at its provider, then records its removal and forgets its source.
@@ -266,21 +373,7 @@ impl CustomerService {
         };
         // No source kept: an earlier removal detached it and forgot it before its event.
         if let Some(source) = vault::source(&self.pool, method_id, id).await? {
-            let routed = self
-                .router
-                .get(&method.provider)
-                .ok_or_else(|| CustomerCommandError::UnknownProvider(method.provider.clone()))?;
-            let deadline = Instant::now() + self.provider_budget;
-            bounded(
-                routed,
-                "remove_method",
-                deadline,
-                routed
-                    .provider
-                    .remove_method(secrecy::ExposeSecret::expose_secret(&source)),
-            )
-            .await
-            .map_err(CustomerCommandError::Provider)?;
+            self.detach(self.routed(&method.provider)?, &source).await?;
         }
         let command = CustomerCommand::RemoveMethod {
             payment_method_id: method_id,
@@ -323,11 +416,22 @@ impl CustomerService {
                 .ok_or(CustomerError::NoSuchMethod)?,
             (None, None) => return Err(CustomerError::NoSuchMethod.into()),
         };
-        let state = self.load(id, Some(merchant)).await?;
+        let mut state = self.load(id, Some(merchant)).await?;
         let method_id = method_id
             .or(state.customer.default_method)
             .ok_or(CustomerError::NoSuchMethod)?;
+        if state
+            .customer
+            .active_method(method_id)?
+            .awaiting_verification
+        {
+            // The customer may have verified it since: the provider knows, not the stream.
+            state = self.sync_method(id, Some(merchant), method_id).await?.state;
+        }
         let method = state.customer.active_method(method_id)?;
+        if method.awaiting_verification {
+            return Err(CustomerError::AwaitingVerification.into());
+        }
         let source_id = vault::source(&self.pool, method_id, id)
             .await?
             .ok_or(CustomerError::MethodRemoved)?;

@@ -2,6 +2,7 @@
 //! saved method's source id at its provider.
 
 use chrono::{DateTime, Utc};
+use connectors::SavedSource;
 use domain::{CustomerId, MerchantId, SavedMethodId};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{PgPool, Row};
@@ -37,24 +38,52 @@ pub async fn email(pool: &PgPool, customer: CustomerId) -> Result<Option<String>
     Ok(email.flatten())
 }
 
-/// Keeps the provider's source of a saved method; a retried save keeps the first.
+/// Keeps the provider's source of a saved method, with where the customer verifies it when
+/// the provider asks for that; a retried save keeps the first.
 pub async fn keep_source(
     pool: &PgPool,
     method: SavedMethodId,
     customer: CustomerId,
     provider: &str,
-    source_id: &SecretString,
+    source: &SavedSource,
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO saved_method_sources (payment_method_id, customer_id, provider, source_id, saved_at)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payment_method_id) DO NOTHING",
+        "INSERT INTO saved_method_sources
+             (payment_method_id, customer_id, provider, source_id, saved_at, verification_url)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (payment_method_id) DO NOTHING",
     )
     .bind(method.as_uuid())
     .bind(customer.as_uuid())
     .bind(provider)
-    .bind(source_id.expose_secret())
+    .bind(source.source_id.expose_secret())
     .bind(at)
+    .bind(source.verification_url.as_deref())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Where the customer verifies a saved method, while the provider waits for that.
+pub async fn verification_url(
+    pool: &PgPool,
+    method: SavedMethodId,
+) -> Result<Option<String>, sqlx::Error> {
+    let url: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT verification_url FROM saved_method_sources WHERE payment_method_id = $1",
+    )
+    .bind(method.as_uuid())
+    .fetch_optional(pool)
+    .await?;
+    Ok(url.flatten())
+}
+
+/// Forgets the verification page of a method the provider now charges.
+pub async fn verified(pool: &PgPool, method: SavedMethodId) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE saved_method_sources SET verification_url = NULL WHERE payment_method_id = $1",
+    )
+    .bind(method.as_uuid())
     .execute(pool)
     .await?;
     Ok(())

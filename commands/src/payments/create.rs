@@ -13,7 +13,7 @@ use domain::{
 use super::outcomes::outcome_of;
 use super::resolve::Lookup;
 use super::{bounded, CommandError, CreatePayment, Executed, PaymentService};
-use crate::router::RoutedProvider;
+use crate::router::{Need, RoutedProvider};
 use connectors::{CallOutcome, CreateTransaction, ProviderError, ProviderTransaction};
 
 /// How often a repeat polls the stream while another process's attempt is in flight.
@@ -55,15 +55,11 @@ impl PaymentService {
             Err(CommandError::Rejected(PaymentError::NotFound)) => {}
             Err(other) => return Err(other),
         }
-        let method = request.payment_method.kind();
-        let currency = request.amount.currency();
-        if !self
-            .router
-            .any_supports(method, currency, request.capture_mode)
-        {
+        let need = need_of(&request);
+        if !self.router.any_supports(need) {
             return Err(CommandError::NoProvider {
-                method: method.as_str(),
-                currency: currency.code(),
+                method: need.method.as_str(),
+                currency: need.currency.code(),
                 capture: request.capture_mode,
             });
         }
@@ -89,7 +85,7 @@ impl PaymentService {
                     merchant_id: request.merchant_id.clone(),
                     reference: request.reference.clone(),
                     amount: request.amount,
-                    payment_method: method,
+                    payment_method: need.method,
                     capture_mode: request.capture_mode,
                     provider: first.to_owned(),
                     request_fingerprint: fingerprint,
@@ -226,9 +222,7 @@ impl PaymentService {
     fn candidates(&self, request: &CreatePayment) -> Vec<&RoutedProvider> {
         let mut candidates = self.router.candidates(
             request.provider_preference.as_deref(),
-            request.payment_method.kind(),
-            request.amount.currency(),
-            request.capture_mode,
+            need_of(request),
             Instant::now(),
         );
         if request.payment_method.saved_source().is_some() {
@@ -468,5 +462,14 @@ impl PaymentService {
         } else {
             Err(CommandError::ReferenceTaken)
         }
+    }
+}
+
+fn need_of(request: &CreatePayment) -> Need {
+    Need {
+        method: request.payment_method.kind(),
+        currency: request.amount.currency(),
+        capture: request.capture_mode,
+        saved: request.payment_method.saved_source().is_some(),
     }
 }

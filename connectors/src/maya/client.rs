@@ -22,6 +22,10 @@
 //!   (`PENDING_TOKEN` until the customer acts), so a create whose answer was lost is found by
 //!   our reference ([`PaymentProvider::find_transaction`]); only Maya's own "no such payment"
 //!   (`404` `PY0009`) proves it holds none and lets a create be sent again.
+//! * Saved cards are Maya Vault's cards of a customer (`crate::maya::vault`): saved with
+//!   `POST /payments/v1/customers` then `POST .../customers/{id}/cards`, charged in one click
+//!   with `POST .../customers/{id}/cards/{cardTokenId}/payments` (our payment id as the
+//!   reference, so a lost answer is found like a checkout's), removed with `DELETE`.
 //!
 //! Failures map like every adapter: no answer in time -> `Timeout`, no connection ->
 //! `Connection`, 5xx -> `ServerError`, 4xx -> `Rejected` with Maya's error code as detail.
@@ -44,7 +48,8 @@ use serde_json::value::RawValue;
 use crate::http::sanitize;
 use crate::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
-    ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus,
+    ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus, SaveMethod,
+    SavedSource, SourceState,
 };
 
 /// Largest response body read from Maya; anything bigger is a provider fault.
@@ -237,7 +242,7 @@ pub struct MayaProvider {
     http: reqwest::Client,
     base_url: Url,
     public_auth: HeaderValue,
-    secret_auth: HeaderValue,
+    pub(super) secret_auth: HeaderValue,
     public_key: String,
     secret_key: SecretString,
     timeout_ms: u64,
@@ -295,8 +300,17 @@ impl MayaProvider {
     }
 
     fn url(&self, segments: &[&str]) -> Result<Url, ProviderError> {
+        self.url_checked(segments, valid_id)
+    }
+
+    /// `base_url` with `segments` appended, each first checked by `valid`.
+    pub(super) fn url_checked(
+        &self,
+        segments: &[&str],
+        valid: impl Fn(&str) -> bool,
+    ) -> Result<Url, ProviderError> {
         for segment in segments {
-            if !valid_id(segment) {
+            if !valid(segment) {
                 return Err(ProviderError::rejected("invalid Maya id"));
             }
         }
@@ -309,7 +323,7 @@ impl MayaProvider {
     }
 
     /// Sends one request; transport failures become errors, every HTTP status is returned.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         url: Url,
@@ -330,7 +344,10 @@ impl MayaProvider {
     }
 
     /// The body of a 2xx answer, or the error the status maps to.
-    fn success(&self, (status, body): (StatusCode, Vec<u8>)) -> Result<Vec<u8>, ProviderError> {
+    pub(super) fn success(
+        &self,
+        (status, body): (StatusCode, Vec<u8>),
+    ) -> Result<Vec<u8>, ProviderError> {
         if status.is_success() {
             return Ok(body);
         }
@@ -346,7 +363,7 @@ impl MayaProvider {
         })
     }
 
-    async fn call<B: Serialize>(
+    pub(super) async fn call<B: Serialize>(
         &self,
         method: Method,
         url: Url,
@@ -383,7 +400,10 @@ impl MayaProvider {
         )
     }
 
-    fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
+    pub(super) fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        body: &[u8],
+    ) -> Result<T, ProviderError> {
         serde_json::from_slice(body).map_err(|e| {
             ProviderError::server_error(format!(
                 "malformed maya response (line {} column {})",
@@ -460,7 +480,7 @@ impl MayaProvider {
             .collect())
     }
 
-    async fn transaction_of(
+    pub(super) async fn transaction_of(
         &self,
         payment: wire::Payment,
     ) -> Result<ProviderTransaction, ProviderError> {
@@ -580,6 +600,12 @@ fn bad_answer(problem: String) -> ProviderError {
     ProviderError::server_error(format!("maya answered {problem}"))
 }
 
+/// An address Maya sends the customer to: an http(s) URL of bounded length.
+pub(crate) fn valid_redirect_url(url: &str) -> bool {
+    url.len() <= REDIRECT_URL_LEN_MAX
+        && Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+}
+
 fn parse_base_url(text: &str) -> Result<Url, &'static str> {
     let url = Url::parse(text).map_err(|_| "base_url is not a URL")?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -596,9 +622,15 @@ fn parse_base_url(text: &str) -> Result<Url, &'static str> {
     Ok(url)
 }
 
-fn valid_id(id: &str) -> bool {
+/// A Maya id fit for a URL path segment: letters, digits, `_` and `-`, at most `ID_LEN_MAX`.
+pub(crate) fn valid_id(id: &str) -> bool {
+    valid_id_of_len(id, ID_LEN_MAX)
+}
+
+/// [`valid_id`]'s characters, at most `max` of them.
+pub(crate) fn valid_id_of_len(id: &str, max: usize) -> bool {
     !id.is_empty()
-        && id.len() <= ID_LEN_MAX
+        && id.len() <= max
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -735,6 +767,9 @@ pub(crate) mod wire {
         pub authorization_type: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub error_code: Option<String>,
+        /// Where the customer passes 3-D Secure, when Maya wants it for a vaulted card's payment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub verification_url: Option<String>,
         #[serde(default)]
         pub created_at: Option<String>,
         #[serde(default)]
@@ -874,7 +909,7 @@ pub(crate) mod wire {
     }
 }
 
-fn php_total(amount: Money) -> Result<wire::TotalAmount, ProviderError> {
+pub(super) fn php_total(amount: Money) -> Result<wire::TotalAmount, ProviderError> {
     Ok(wire::TotalAmount {
         amount: wire::Amount::number(amount.amount())
             .ok_or_else(|| ProviderError::rejected("cannot write the amount"))?,
@@ -882,7 +917,7 @@ fn php_total(amount: Money) -> Result<wire::TotalAmount, ProviderError> {
     })
 }
 
-fn require_php(amount: Money) -> Result<(), ProviderError> {
+pub(super) fn require_php(amount: Money) -> Result<(), ProviderError> {
     if amount.currency() == Currency::PHP {
         Ok(())
     } else {
@@ -890,29 +925,12 @@ fn require_php(amount: Money) -> Result<(), ProviderError> {
     }
 }
 
-#[async_trait]
-impl PaymentProvider for MayaProvider {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn payment_methods(&self) -> &'static [PaymentMethodType] {
-        &[PaymentMethodType::Maya]
-    }
-
-    fn currencies(&self) -> &'static [Currency] {
-        &[Currency::PHP]
-    }
-
-    async fn create_transaction(
+impl MayaProvider {
+    /// A Maya Checkout for the customer to pay on Maya's page.
+    async fn create_checkout(
         &self,
         request: &CreateTransaction,
     ) -> Result<ProviderTransaction, ProviderError> {
-        if !matches!(request.method, PaymentMethodDetails::Maya) {
-            return Err(ProviderError::rejected(
-                "maya takes only the MAYA payment method",
-            ));
-        }
         require_php(request.amount)?;
         let total = php_total(request.amount)?;
         let body = wire::CheckoutRequest {
@@ -946,10 +964,7 @@ impl PaymentProvider for MayaProvider {
                 "maya answered an invalid checkout id",
             ));
         }
-        let redirect_ok = answer.redirect_url.len() <= REDIRECT_URL_LEN_MAX
-            && Url::parse(&answer.redirect_url)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-        if !redirect_ok {
+        if !valid_redirect_url(&answer.redirect_url) {
             return Err(ProviderError::server_error(
                 "maya answered an invalid redirect URL",
             ));
@@ -967,6 +982,38 @@ impl PaymentProvider for MayaProvider {
             }),
         })
     }
+}
+
+#[async_trait]
+impl PaymentProvider for MayaProvider {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn payment_methods(&self) -> &'static [PaymentMethodType] {
+        &[PaymentMethodType::Maya]
+    }
+
+    fn currencies(&self) -> &'static [Currency] {
+        &[Currency::PHP]
+    }
+
+    async fn create_transaction(
+        &self,
+        request: &CreateTransaction,
+    ) -> Result<ProviderTransaction, ProviderError> {
+        match &request.method {
+            PaymentMethodDetails::Maya => self.create_checkout(request).await,
+            PaymentMethodDetails::Saved {
+                method: PaymentMethodType::Card,
+                source_id,
+                ..
+            } => self.charge_card(request, source_id.expose_secret()).await,
+            _ => Err(ProviderError::rejected(
+                "maya takes only the MAYA payment method and saved cards",
+            )),
+        }
+    }
 
     async fn get_transaction(
         &self,
@@ -980,9 +1027,10 @@ impl PaymentProvider for MayaProvider {
         true
     }
 
-    /// Our payment id is the checkout's `requestReferenceNumber`, and the checkout id is the
-    /// Maya payment's id: the same transaction `create_transaction` names, without its
-    /// redirect (only the create's answer carries the page's address).
+    /// Our payment id is the `requestReferenceNumber` of the checkout (or of a saved card's
+    /// payment), and the checkout id is the Maya payment's id: the same transaction
+    /// `create_transaction` names, without its redirect (only the create's answer carries the
+    /// page's address).
     async fn find_transaction(
         &self,
         payment_id: PaymentId,
@@ -1127,6 +1175,24 @@ impl PaymentProvider for MayaProvider {
             .await?;
         Ok(())
     }
+
+    fn saved_method_types(&self) -> &'static [PaymentMethodType] {
+        &[PaymentMethodType::Card]
+    }
+
+    /// A Maya customer of its own, with the card of the checkout's payment token linked to it
+    /// (see `crate::maya::vault`).
+    async fn save_method(&self, request: &SaveMethod) -> Result<SavedSource, ProviderError> {
+        self.save_card(request).await
+    }
+
+    async fn remove_method(&self, source_id: &str) -> Result<(), ProviderError> {
+        self.remove_card(source_id).await
+    }
+
+    async fn source_state(&self, source_id: &str) -> Result<SourceState, ProviderError> {
+        self.card_state(source_id).await
+    }
 }
 
 /// Maya's error code and message, printable and bounded; or a note that the body was not
@@ -1267,6 +1333,56 @@ mod tests {
         assert!(MayaProvider::new(c.clone()).is_err());
         c.secret_key = "".into();
         assert!(MayaProvider::new(c).is_err());
+    }
+
+    #[tokio::test]
+    async fn refuses_other_methods_and_odd_saved_sources_without_a_call() {
+        // Nothing listens on port 1: a call would fail as a connection error, not a refusal.
+        let provider = MayaProvider::new(config("http://127.0.0.1:1")).unwrap();
+        assert_eq!(provider.payment_methods(), &[PaymentMethodType::Maya]);
+        assert_eq!(provider.saved_method_types(), &[PaymentMethodType::Card]);
+        assert!(provider.supports_saved(PaymentMethodType::Card, Currency::PHP));
+        assert!(!provider.supports_saved(PaymentMethodType::Card, Currency::COP));
+        let request = |method| CreateTransaction {
+            payment_id: PaymentId::from_uuid(Uuid::new_v4()),
+            reference: "order-1".into(),
+            amount: Money::parse("10.00", Currency::PHP).unwrap(),
+            method,
+            capture_mode: CaptureMode::Automatic,
+            customer_email: None,
+            customer: Default::default(),
+            return_url: None,
+        };
+        let saved = |method, source: &str| PaymentMethodDetails::Saved {
+            method,
+            payment_method_id: domain::SavedMethodId::from_uuid(Uuid::new_v4()),
+            source_id: source.into(),
+        };
+        for method in [
+            PaymentMethodDetails::Card {
+                token: "tok".into(),
+            },
+            PaymentMethodDetails::Gcash,
+            saved(PaymentMethodType::Gcash, "cus-1/card-1"),
+            saved(PaymentMethodType::Card, "card-1"),
+            saved(PaymentMethodType::Card, "cus-1/../card-1"),
+        ] {
+            let refused = provider
+                .create_transaction(&request(method))
+                .await
+                .unwrap_err();
+            assert_eq!(refused.kind, ProviderFailureKind::Rejected, "{refused}");
+        }
+        for odd in ["", "cus-1", "cus 1/card-1", "cus-1/card-1/payments"] {
+            assert_eq!(
+                provider.source_state(odd).await.unwrap_err().kind,
+                ProviderFailureKind::Rejected
+            );
+            assert_eq!(
+                provider.remove_method(odd).await.unwrap_err().kind,
+                ProviderFailureKind::Rejected
+            );
+        }
     }
 
     #[test]

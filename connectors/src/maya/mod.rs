@@ -1,8 +1,10 @@
-//! Maya (Philippines): wallet and card payments through Maya Checkout, with webhooks
-//! authenticated by their source address and confirmed by asking Maya.
+//! Maya (Philippines): wallet and card payments through Maya Checkout, cards saved in Maya
+//! Vault and charged in one click, with webhooks authenticated by their source address and
+//! confirmed by asking Maya.
 
 pub mod client;
 pub mod sources;
+pub mod vault;
 pub mod webhook;
 
 use std::sync::Arc;

@@ -96,6 +96,7 @@ impl PayuProvider {
         Ok(SavedSource {
             source_id: source.source_id().into(),
             display,
+            verification_url: None,
         })
     }
 

@@ -368,6 +368,7 @@ impl PaymentProvider for SandboxProvider {
         Ok(SavedSource {
             source_id: source.id.into(),
             display,
+            verification_url: None,
         })
     }
 

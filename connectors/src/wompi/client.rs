@@ -846,6 +846,7 @@ impl WompiProvider {
         Ok(Some(SavedSource {
             source_id: source_secret(id),
             display,
+            verification_url: None,
         }))
     }
 
@@ -1191,6 +1192,7 @@ impl PaymentProvider for WompiProvider {
         Ok(SavedSource {
             source_id: source_secret(source.id),
             display,
+            verification_url: None,
         })
     }
 
@@ -2018,6 +2020,7 @@ mod tests {
             customer_email: email.map(SecretString::from),
             method,
             acceptance_token: None,
+            return_url: None,
         };
         let card = || PaymentMethodDetails::Card {
             token: "tok_test_1".into(),

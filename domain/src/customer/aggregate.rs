@@ -26,6 +26,15 @@ pub enum CustomerCommand {
         provider: String,
         method_type: PaymentMethodType,
         display: MethodDisplay,
+        /// The provider asked for the customer's verification before it charges the method.
+        awaiting_verification: bool,
+        at: DateTime<Utc>,
+    },
+    /// Records the outcome of a method's verification, as the provider tells it (a failed
+    /// one has been detached there before).
+    ConcludeVerification {
+        payment_method_id: SavedMethodId,
+        verified: bool,
         at: DateTime<Utc>,
     },
     /// Records that the provider has detached a method (the call happened before).
@@ -53,6 +62,8 @@ pub enum CustomerError {
     MethodMismatch,
     #[error("a customer keeps at most {SAVED_METHODS_MAX} saved payment methods")]
     TooManyMethods,
+    #[error("the payment method awaits the customer's verification at its provider")]
+    AwaitingVerification,
 }
 
 /// One saved method as the customer's stream tells it.
@@ -63,6 +74,9 @@ pub struct SavedMethod {
     pub display: MethodDisplay,
     pub saved_at: DateTime<Utc>,
     pub removed: bool,
+    /// Saved, but the provider charges it only after the customer's verification.
+    #[serde(default)]
+    pub awaiting_verification: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -125,6 +139,7 @@ impl Customer {
                 provider,
                 method_type,
                 display,
+                awaiting_verification,
                 at,
             } => {
                 if let Some(saved) = self.methods.get(&payment_method_id) {
@@ -143,6 +158,7 @@ impl Customer {
                     provider,
                     method_type,
                     display,
+                    awaiting_verification,
                     at,
                 }];
                 // The first method a customer has becomes their default.
@@ -154,6 +170,24 @@ impl Customer {
                 }
                 Ok(events)
             }
+            CustomerCommand::ConcludeVerification {
+                payment_method_id,
+                verified,
+                at,
+            } => match self.active_method(payment_method_id) {
+                // Concluded before (a failed verification removes the method).
+                Err(CustomerError::MethodRemoved) => Ok(Vec::new()),
+                Err(error) => Err(error),
+                Ok(method) if !method.awaiting_verification => Ok(Vec::new()),
+                Ok(_) if verified => Ok(vec![CustomerEvent::PaymentMethodVerified {
+                    payment_method_id,
+                    at,
+                }]),
+                Ok(_) => Ok(vec![CustomerEvent::PaymentMethodVerificationFailed {
+                    payment_method_id,
+                    at,
+                }]),
+            },
             CustomerCommand::RemoveMethod {
                 payment_method_id,
                 at,
@@ -220,6 +254,7 @@ impl Aggregate for Customer {
                 provider,
                 method_type,
                 display,
+                awaiting_verification,
                 at,
             } => {
                 self.methods.insert(
@@ -230,10 +265,21 @@ impl Aggregate for Customer {
                         display,
                         saved_at: at,
                         removed: false,
+                        awaiting_verification,
                     },
                 );
             }
-            CustomerEvent::PaymentMethodRemoved {
+            CustomerEvent::PaymentMethodVerified {
+                payment_method_id, ..
+            } => {
+                if let Some(method) = self.methods.get_mut(&payment_method_id) {
+                    method.awaiting_verification = false;
+                }
+            }
+            CustomerEvent::PaymentMethodVerificationFailed {
+                payment_method_id, ..
+            }
+            | CustomerEvent::PaymentMethodRemoved {
                 payment_method_id, ..
             } => {
                 if let Some(method) = self.methods.get_mut(&payment_method_id) {

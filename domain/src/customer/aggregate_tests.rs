@@ -47,6 +47,27 @@ fn saved(n: u128) -> CustomerEvent {
         provider: "sandbox".into(),
         method_type: PaymentMethodType::Card,
         display: card(),
+        awaiting_verification: false,
+        at: at(),
+    }
+}
+
+/// A card the provider charges only once the customer has verified it.
+fn saved_unverified(n: u128) -> CustomerEvent {
+    CustomerEvent::PaymentMethodSaved {
+        payment_method_id: method(n),
+        provider: "maya".into(),
+        method_type: PaymentMethodType::Card,
+        display: card(),
+        awaiting_verification: true,
+        at: at(),
+    }
+}
+
+fn conclude(n: u128, verified: bool) -> CustomerCommand {
+    CustomerCommand::ConcludeVerification {
+        payment_method_id: method(n),
+        verified,
         at: at(),
     }
 }
@@ -64,6 +85,7 @@ fn save(n: u128) -> CustomerCommand {
         provider: "sandbox".into(),
         method_type: PaymentMethodType::Card,
         display: card(),
+        awaiting_verification: false,
         at: at(),
     }
 }
@@ -119,6 +141,7 @@ fn a_retried_save_is_a_no_op_and_a_different_method_under_its_id_is_refused() {
             provider: "wompi".into(),
             method_type: PaymentMethodType::Nequi,
             display: MethodDisplay::default(),
+            awaiting_verification: false,
             at: at(),
         })
         .then_expect_error(CustomerError::MethodMismatch);
@@ -220,4 +243,92 @@ fn events_serialize_with_their_name_and_no_source_id() {
         serde_json::from_value::<CustomerEvent>(json).unwrap(),
         saved(1)
     );
+}
+
+#[test]
+fn a_method_awaiting_verification_is_saved_as_such_and_still_becomes_the_default() {
+    given(vec![created()])
+        .when(CustomerCommand::SaveMethod {
+            payment_method_id: method(1),
+            provider: "maya".into(),
+            method_type: PaymentMethodType::Card,
+            display: card(),
+            awaiting_verification: true,
+            at: at(),
+        })
+        .then_expect_events(vec![saved_unverified(1), default_set(1)]);
+}
+
+#[test]
+fn a_verification_is_concluded_once_whichever_way_it_went() {
+    let history = vec![created(), saved_unverified(1), default_set(1)];
+    let verified = CustomerEvent::PaymentMethodVerified {
+        payment_method_id: method(1),
+        at: at(),
+    };
+    let failed = CustomerEvent::PaymentMethodVerificationFailed {
+        payment_method_id: method(1),
+        at: at(),
+    };
+    given(history.clone())
+        .when(conclude(1, true))
+        .then_expect_events(vec![verified.clone()]);
+    given(history.clone())
+        .when(conclude(1, false))
+        .then_expect_events(vec![failed.clone()]);
+    // Whatever the provider says later, the first conclusion stands.
+    let mut after = history.clone();
+    after.push(verified);
+    given(after.clone())
+        .when(conclude(1, false))
+        .then_expect_events(vec![]);
+    let mut after_failure = history;
+    after_failure.push(failed);
+    given(after_failure)
+        .when(conclude(1, true))
+        .then_expect_events(vec![]);
+    // A method saved chargeable has nothing to conclude.
+    given(vec![created(), saved(2), default_set(2)])
+        .when(conclude(2, true))
+        .then_expect_events(vec![]);
+    given(vec![created()])
+        .when(conclude(3, true))
+        .then_expect_error(CustomerError::NoSuchMethod);
+}
+
+#[test]
+fn a_failed_verification_removes_the_method_and_the_default_with_it() {
+    let mut customer = Customer::default();
+    for event in [
+        created(),
+        saved_unverified(1),
+        default_set(1),
+        CustomerEvent::PaymentMethodVerificationFailed {
+            payment_method_id: method(1),
+            at: at(),
+        },
+    ] {
+        cqrs_es::Aggregate::apply(&mut customer, event);
+    }
+    assert_eq!(
+        customer.active_method(method(1)),
+        Err(CustomerError::MethodRemoved)
+    );
+    assert_eq!(customer.default_method, None);
+    assert_eq!(customer.active_methods().count(), 0);
+}
+
+#[test]
+fn events_saved_before_verification_existed_read_as_chargeable() {
+    let stored = serde_json::json!({"PaymentMethodSaved": {
+        "payment_method_id": method(1),
+        "provider": "sandbox",
+        "method_type": "CARD",
+        "display": {"brand": "VISA", "last_four": "4242", "exp_month": 12, "exp_year": 2030},
+        "at": at(),
+    }});
+    let event: CustomerEvent = serde_json::from_value(stored.clone()).unwrap();
+    assert_eq!(event, saved(1));
+    // And a chargeable method is still written in that shape.
+    assert_eq!(serde_json::to_value(saved(1)).unwrap(), stored);
 }

@@ -25,6 +25,21 @@ pub enum CustomerEvent {
         provider: String,
         method_type: PaymentMethodType,
         display: MethodDisplay,
+        /// The provider charges it only once the customer has verified it (3-D Secure at
+        /// Maya). Absent, as in every event before verifying providers: chargeable at once.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        awaiting_verification: bool,
+        at: DateTime<Utc>,
+    },
+    /// The provider says the customer verified the method: it can be charged from now on.
+    PaymentMethodVerified {
+        payment_method_id: SavedMethodId,
+        at: DateTime<Utc>,
+    },
+    /// The provider says the verification failed or expired: the method is detached and can
+    /// never be charged, as if removed.
+    PaymentMethodVerificationFailed {
+        payment_method_id: SavedMethodId,
         at: DateTime<Utc>,
     },
     /// Detached at the provider: the source can no longer be charged. Removing the default
@@ -44,6 +59,10 @@ impl CustomerEvent {
         match self {
             CustomerEvent::CustomerCreated { .. } => "CustomerCreated",
             CustomerEvent::PaymentMethodSaved { .. } => "PaymentMethodSaved",
+            CustomerEvent::PaymentMethodVerified { .. } => "PaymentMethodVerified",
+            CustomerEvent::PaymentMethodVerificationFailed { .. } => {
+                "PaymentMethodVerificationFailed"
+            }
             CustomerEvent::PaymentMethodRemoved { .. } => "PaymentMethodRemoved",
             CustomerEvent::DefaultPaymentMethodSet { .. } => "DefaultPaymentMethodSet",
         }
@@ -53,6 +72,8 @@ impl CustomerEvent {
         match self {
             CustomerEvent::CustomerCreated { at, .. }
             | CustomerEvent::PaymentMethodSaved { at, .. }
+            | CustomerEvent::PaymentMethodVerified { at, .. }
+            | CustomerEvent::PaymentMethodVerificationFailed { at, .. }
             | CustomerEvent::PaymentMethodRemoved { at, .. }
             | CustomerEvent::DefaultPaymentMethodSet { at, .. } => *at,
         }

@@ -1,14 +1,22 @@
-//! Maya API emulation: Maya Checkout plus the Payments API, on its own socket, so the real
-//! `MayaProvider` and `MayaWebhookVerifier` of `commands` run against it unchanged.
+//! Maya API emulation: Maya Checkout, Maya Vault (saved cards, see `vault`) and the Payments
+//! API, on its own socket, so the real `MayaProvider` and `MayaWebhookVerifier` of `commands`
+//! run against it unchanged.
 //!
-//! * `Authorization: Basic base64("<key>:")`: the **public** key for creating checkouts, the
-//!   **secret** key for everything under `/payments` (else `401`, Maya's `K003`).
+//! * `Authorization: Basic base64("<key>:")`: the **public** key for creating checkouts and
+//!   payment tokens, the **secret** key for everything else under `/payments` (else `401`,
+//!   Maya's `K003`).
 //! * Like Maya's sandbox, the outcome is decided by the customer on the checkout page: here,
 //!   by the customer actions below. A create answers a pending checkout; the outcome arrives
 //!   later as an (unsigned) webhook carrying the payment object, POSTed to `webhook_url` from
 //!   this process (so from 127.0.0.1 in tests), at least once with bounded retries through a
 //!   bounded queue. `deliver_webhooks: false` loses them on purpose.
-//! * State lives in memory, bounded (`EmulatorOptions::records_max`), lost on stop.
+//! * A vaulted card is linked `PREVERIFICATION` and charged only once the customer verified it
+//!   on the page its `verificationUrl` names; its payments are ordinary payments, decided at
+//!   once. Test cards: [`TEST_CARD_VISA`] and [`TEST_CARD_MASTERCARD`] (Maya's sandbox cards)
+//!   are approved, [`TEST_CARD_DECLINED`] is declined when charged, and the verification of
+//!   [`TEST_CARD_VERIFICATION_FAILS`] fails; any other valid number is approved.
+//! * State lives in memory, bounded (`EmulatorOptions::records_max` payments, and as many
+//!   payment tokens, customers and cards), lost on stop.
 //!
 //! | route | answer |
 //! |---|---|
@@ -20,6 +28,13 @@
 //! | `POST /payments/v1/payments/{id}/refunds` | `PAYMENT_SUCCESS`/`REFUNDED` payments (captures included), up to what is left -> `REFUNDED` |
 //! | `GET /payments/v1/payments/{id}/refunds` | the refunds of a payment |
 //! | `GET /payments/v1/webhooks` | the registered webhooks (the health call) |
+//! | `POST /payments/v1/payment-tokens` (public key) `{"card":{"number","expMonth","expYear","cvc"}}` | `200 {"paymentTokenId","state":"AVAILABLE","createdAt","updatedAt","issuer"}`; `400` `2553` for a number that fails Luhn or is of another brand than Visa/Mastercard/JCB/Amex, a bad month, year or CVC; `400` `PY0002` for an expired card |
+//! | `POST /payments/v1/customers` `{"firstName"?,"lastName"?,"contact":{"email"}?,"metadata"?}` | `200` the customer with its `id` (a UUID) |
+//! | `GET`, `DELETE /payments/v1/customers/{id}` | the customer; `DELETE` removes its cards too; `404` `PY0023` |
+//! | `POST /payments/v1/customers/{id}/cards` `{"paymentTokenId","isDefault"?,"redirectUrl"?,"requestReferenceNumber"?}` | `200 {"cardTokenId","cardType","maskedPan","state":"PREVERIFICATION","default","verificationUrl","createdAt","updatedAt"}`; `400` `PY0008` unknown token, `PY0007` token already linked; `404` `PY0023` |
+//! | `GET /payments/v1/customers/{id}/cards` | the customer's cards (no `verificationUrl`) |
+//! | `GET`, `DELETE /payments/v1/customers/{id}/cards/{cardTokenId}` | the card (with its `state`); `DELETE` removes it; `404` `PY0026` for a card the customer does not hold (or no longer) |
+//! | `POST /payments/v1/customers/{id}/cards/{cardTokenId}/payments` `{"totalAmount":{"amount","currency"},"requestReferenceNumber","redirectUrl"?,"authorizationType"?,"metadata"?}` | a payment, decided at once: `PAYMENT_SUCCESS`, `AUTHORIZED` with an `authorizationType`, `PAYMENT_FAILED` (`errorCode` `PY0119`) for the declined test card; webhook of that name; `400` `2553` for a card not `VERIFIED` or a bad body; `404` for a removed card; the create fault |
 //!
 //! Customer actions and test controls (no auth):
 //!
@@ -30,11 +45,16 @@
 //! | `POST /_sandbox/checkouts/{id}/fail` | `PAYMENT_FAILED` + webhook |
 //! | `POST /_sandbox/checkouts/{id}/expire` | `PAYMENT_EXPIRED` + webhook |
 //! | `POST /_sandbox/checkouts/{id}/cancel` | `PAYMENT_CANCELLED` + webhook |
-//! | `POST /_sandbox/faults` | `{"create":"none"\|"server_error"\|"timeout"\|"approved_timeout"\|"approved_503"\|"silent"}`, until changed: the checkout create answers `500`, or holds its answer `fault_timeout` (30 s) then `504`, with no checkout made; the lost-answer faults make the checkout (the customer can still pay it) and then hold the answer and `504`, or answer `503`; `silent` answers normally but no webhook is ever sent for that checkout |
+//! | `GET /_sandbox/vault/cards/{id}` | the 3-D Secure page a card's `verificationUrl` points at (buttons for the two actions below); `id` is the card's verification id (what the URL names) or its `cardTokenId` |
+//! | `POST /_sandbox/vault/cards/{id}/verify` | the customer passes 3-D Secure: `VERIFIED` (`VERIFICATION_FAILED` for the test card whose verification fails) |
+//! | `POST /_sandbox/vault/cards/{id}/fail` | the customer fails 3-D Secure: `VERIFICATION_FAILED` |
+//! | `POST /_sandbox/faults` | `{"create":"none"\|"server_error"\|"timeout"\|"approved_timeout"\|"approved_503"\|"silent"}`, until changed: the checkout create (and a vaulted card's payment) answers `500`, or holds its answer `fault_timeout` (30 s) then `504`, with nothing made; the lost-answer faults make the checkout (the customer can still pay it) or the payment and then hold the answer and `504`, or answer `503`; `silent` answers normally but no webhook is ever sent for what it made |
 //!
-//! Every action answers the payment as it now is; `409` if the checkout is no longer
-//! pending, `503` if the webhook queue is full.
+//! Every checkout action answers the payment as it now is; `409` if the checkout is no longer
+//! pending, `503` if the webhook queue is full. A card action answers the card; `409` if it
+//! is no longer `PREVERIFICATION`, `404` for an unknown card.
 
+mod vault;
 mod wire;
 
 use std::collections::HashMap;
@@ -56,6 +76,10 @@ pub use crate::kit::EmulatorOptions;
 use crate::kit::{self, basic_key_matches, invalid_input, CreateFault, Faults, Outbox};
 use crate::server;
 pub use crate::server::REQUEST_BODY_MAX_BYTES;
+pub use vault::{
+    card_state, CARD_NOT_FOUND, TEST_CARD_DECLINED, TEST_CARD_MASTERCARD,
+    TEST_CARD_VERIFICATION_FAILS, TEST_CARD_VISA,
+};
 pub use wire::status;
 
 /// Longest `requestReferenceNumber` Maya takes.
@@ -113,6 +137,7 @@ pub async fn start_with_options(
             payments: HashMap::new(),
             by_reference: HashMap::new(),
             capacity: options.records_max.max(1),
+            vault: vault::Vault::new(options.records_max.max(1)),
         }),
         outbox,
         webhook_delay: Duration::from_millis(config.webhook_delay_ms),
@@ -131,6 +156,36 @@ pub async fn start_with_options(
                 .service(
                     web::scope("/payments/v1")
                         .route("/webhooks", web::get().to(list_webhooks))
+                        .route(
+                            "/payment-tokens",
+                            web::post().to(vault::create_payment_token),
+                        )
+                        .route("/customers", web::post().to(vault::create_customer))
+                        .route("/customers/{customer}", web::get().to(vault::get_customer))
+                        .route(
+                            "/customers/{customer}",
+                            web::delete().to(vault::delete_customer),
+                        )
+                        .route(
+                            "/customers/{customer}/cards",
+                            web::post().to(vault::link_card),
+                        )
+                        .route(
+                            "/customers/{customer}/cards",
+                            web::get().to(vault::list_cards),
+                        )
+                        .route(
+                            "/customers/{customer}/cards/{card}",
+                            web::get().to(vault::get_card),
+                        )
+                        .route(
+                            "/customers/{customer}/cards/{card}",
+                            web::delete().to(vault::delete_card),
+                        )
+                        .route(
+                            "/customers/{customer}/cards/{card}/payments",
+                            web::post().to(vault::pay_with_card),
+                        )
                         .route("/payment-rrns/{rrn}", web::get().to(payments_by_reference))
                         .route("/payments/{id}", web::get().to(get_payment))
                         .route("/payments/{id}/capture", web::post().to(capture))
@@ -143,6 +198,14 @@ pub async fn start_with_options(
                 .route(
                     "/_sandbox/checkouts/{id}/{action}",
                     web::post().to(customer_action),
+                )
+                .route(
+                    "/_sandbox/vault/cards/{card}",
+                    web::get().to(vault::verification_page),
+                )
+                .route(
+                    "/_sandbox/vault/cards/{card}/{action}",
+                    web::post().to(vault::verification_action),
                 );
             cfg.default_service(web::to(|| async {
                 error(StatusCode::NOT_FOUND, "404", "Resource not found").error_response()
@@ -181,6 +244,9 @@ struct Store {
     payments: HashMap<String, Payment>,
     by_reference: HashMap<String, Vec<String>>,
     capacity: usize,
+    /// Maya Vault's payment tokens, customers and cards; under the same lock as the payments,
+    /// so a card's payment checks the card and records the payment at once.
+    vault: vault::Vault,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +256,10 @@ struct Payment {
     amount: Money,
     status: &'static str,
     authorization_type: Option<String>,
+    /// Maya's error code of a failed payment (a declined vaulted card).
+    error_code: Option<&'static str>,
+    /// The vaulted card that paid, if one did.
+    fund_source: Option<wire::FundSource>,
     /// Made under the `silent` fault: no webhook is ever sent for it (or its capture).
     silent: bool,
     /// Authorizations: what their capture payments took so far.
@@ -238,6 +308,8 @@ impl Payment {
             can_refund: matches!(s, status::PAYMENT_SUCCESS | status::REFUNDED) && !fully_refunded,
             can_capture: matches!(s, status::AUTHORIZED | status::CAPTURED),
             authorization_type: self.authorization_type.clone(),
+            error_code: self.error_code.map(str::to_owned),
+            fund_source: self.fund_source.clone(),
             created_at: timestamp(self.created_at),
             updated_at: timestamp(self.updated_at),
         }
@@ -392,6 +464,20 @@ async fn create_checkout(
     if !basic_key_matches(&req, &[&state.public_key]) {
         return Err(unauthorized());
     }
+    under_create_fault(&state, &faults, "checkout", |silent| {
+        create_checkout_inner(&state, &body, silent)
+    })
+    .await
+}
+
+/// Runs a create (`make`, told whether it is `silent`) under the `create` fault: refused or
+/// held before anything is made, or made and then its answer lost.
+async fn under_create_fault(
+    state: &State,
+    faults: &Faults,
+    what: &str,
+    make: impl FnOnce(bool) -> Answer,
+) -> Answer {
     let fault = faults.create();
     match fault {
         CreateFault::None
@@ -414,21 +500,21 @@ async fn create_checkout(
             ));
         }
     }
-    let answer = create_checkout_inner(&state, &body, fault == CreateFault::Silent)?;
-    // The checkout exists from here on: these faults lose only the answer.
+    let answer = make(fault == CreateFault::Silent)?;
+    // The checkout (or payment) exists from here on: these faults lose only the answer.
     match fault {
         CreateFault::ApprovedTimeout => {
             tokio::time::sleep(state.fault_timeout).await;
             Err(error(
                 StatusCode::GATEWAY_TIMEOUT,
                 "PY0000",
-                "Simulated timeout after the checkout was created.",
+                &format!("Simulated timeout after the {what} was created."),
             ))
         }
         CreateFault::Approved503 => Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "PY0000",
-            "Simulated unavailability after the checkout was created.",
+            &format!("Simulated unavailability after the {what} was created."),
         )),
         _ => Ok(answer),
     }
@@ -437,27 +523,11 @@ async fn create_checkout(
 fn create_checkout_inner(state: &State, body: &[u8], silent: bool) -> Answer {
     let request: wire::CheckoutRequest = parse(body)?;
     let amount = php(&request.total_amount, "totalAmount")?;
-    let reference = request.request_reference_number;
-    if reference.is_empty()
-        || reference.len() > REFERENCE_LEN_MAX
-        || !reference.chars().all(|c| c.is_ascii_graphic())
-    {
-        return Err(invalid_parameter(
-            "requestReferenceNumber",
-            "must be 1-36 printable characters",
-        ));
-    }
+    let reference = checked_reference(request.request_reference_number)?;
     if request.items.is_empty() {
         return Err(invalid_parameter("items", "must not be empty"));
     }
-    if let Some(kind) = &request.authorization_type {
-        if !matches!(kind.as_str(), "NORMAL" | "FINAL" | "PREAUTHORIZATION") {
-            return Err(invalid_parameter(
-                "authorizationType",
-                "must be NORMAL, FINAL or PREAUTHORIZATION",
-            ));
-        }
-    }
+    checked_authorization_type(request.authorization_type.as_deref())?;
     let now = Utc::now();
     let payment = Payment {
         id: Uuid::new_v4().to_string(),
@@ -465,6 +535,8 @@ fn create_checkout_inner(state: &State, body: &[u8], silent: bool) -> Answer {
         amount,
         status: status::PENDING_TOKEN,
         authorization_type: request.authorization_type,
+        error_code: None,
+        fund_source: None,
         silent,
         captured: Money::zero(amount.currency()),
         refunds: Vec::new(),
@@ -477,6 +549,30 @@ fn create_checkout_inner(state: &State, body: &[u8], silent: bool) -> Answer {
         redirect_url: format!("{}/_sandbox/checkouts/{id}", state.base_url),
         checkout_id: id,
     }))
+}
+
+/// A `requestReferenceNumber` as Maya takes it: 1-36 printable characters.
+fn checked_reference(reference: String) -> Result<String, ApiError> {
+    if reference.is_empty()
+        || reference.len() > REFERENCE_LEN_MAX
+        || !reference.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Err(invalid_parameter(
+            "requestReferenceNumber",
+            "must be 1-36 printable characters",
+        ));
+    }
+    Ok(reference)
+}
+
+fn checked_authorization_type(kind: Option<&str>) -> Result<(), ApiError> {
+    match kind {
+        None | Some("NORMAL" | "FINAL" | "PREAUTHORIZATION") => Ok(()),
+        Some(_) => Err(invalid_parameter(
+            "authorizationType",
+            "must be NORMAL, FINAL or PREAUTHORIZATION",
+        )),
+    }
 }
 
 async fn get_payment(req: HttpRequest, state: web::Data<State>, id: web::Path<String>) -> Answer {
@@ -560,12 +656,15 @@ async fn capture(
         };
         auth.updated_at = now;
         let silent = auth.silent;
+        let fund_source = auth.fund_source.clone();
         let capture = Payment {
             id: Uuid::new_v4().to_string(),
             reference,
             amount,
             status: status::PAYMENT_SUCCESS,
             authorization_type: None,
+            error_code: None,
+            fund_source,
             silent,
             captured: Money::zero(amount.currency()),
             refunds: Vec::new(),

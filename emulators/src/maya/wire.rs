@@ -101,8 +101,28 @@ pub(crate) struct Payment {
     pub can_capture: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_type: Option<String>,
+    /// Why a payment failed, when Maya names it (a declined vaulted card).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// What paid: the vaulted card, for a payment of one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fund_source: Option<FundSource>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// `fundSource` of a payment made with a vaulted card: the card and its last four digits.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FundSource {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+    pub details: FundSourceDetails,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FundSourceDetails {
+    pub last4: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,4 +212,117 @@ pub(crate) struct RefundRequest {
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct VoidRequest {
     pub reason: String,
+}
+
+/// `POST /payments/v1/payment-tokens`: the card as the customer's browser sends it. No
+/// `Debug`: it is a whole card.
+#[derive(Deserialize)]
+pub(crate) struct PaymentTokenRequest {
+    pub card: CardIn,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CardIn {
+    pub number: String,
+    pub exp_month: String,
+    pub exp_year: String,
+    pub cvc: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PaymentToken {
+    pub payment_token_id: String,
+    pub state: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub issuer: String,
+}
+
+/// `POST /payments/v1/customers`: every field optional here; what is given is answered back.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CustomerRequest {
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub middle_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub contact: Option<Contact>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Contact {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Customer {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub middle_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Contact>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `POST /payments/v1/customers/{customerId}/cards`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CardRequest {
+    pub payment_token_id: String,
+    #[serde(default)]
+    pub is_default: Option<bool>,
+    #[serde(default)]
+    #[allow(dead_code)] // read for its shape: a malformed one is refused
+    pub redirect_url: Option<RedirectUrl>,
+    #[serde(default)]
+    pub request_reference_number: Option<String>,
+}
+
+/// A card of a customer. `verificationUrl` only in the answer that linked it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Card {
+    pub card_token_id: String,
+    pub card_type: String,
+    pub masked_pan: String,
+    pub state: String,
+    pub default: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_url: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `POST /payments/v1/customers/{customerId}/cards/{cardTokenId}/payments`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CardPaymentRequest {
+    pub total_amount: TotalAmount,
+    pub request_reference_number: String,
+    #[serde(default)]
+    #[allow(dead_code)] // read for its shape: a malformed one is refused
+    pub redirect_url: Option<RedirectUrl>,
+    #[serde(default)]
+    pub authorization_type: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)] // read for its shape: a malformed one is refused
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }

@@ -91,3 +91,21 @@ impl Receiver {
         self.server.stop(false).await;
     }
 }
+
+/// Options of the emulators built on the shared kit (Maya, PayMongo) that keep tests fast:
+/// quick webhook retries and a short fault hold.
+#[allow(dead_code)] // the other emulators' tests have options of their own
+pub fn fast_kit_options() -> emulators::maya::EmulatorOptions {
+    emulators::maya::EmulatorOptions {
+        webhook_retry: emulators::WebhookRetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+        },
+        webhook_timeout: Duration::from_secs(2),
+        fault_timeout: Duration::from_millis(700),
+        workers: 1,
+        shutdown_timeout_secs: 1,
+        ..emulators::maya::EmulatorOptions::default()
+    }
+}

@@ -4,6 +4,7 @@
 mod common;
 mod gcash;
 mod maya;
+mod maya_saved;
 mod payu;
 mod payu_saved;
 mod wompi;
