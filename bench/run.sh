@@ -17,7 +17,10 @@
 #
 # Knobs (environment): BENCH_RAMP ("4 8 16 32 64 128"), BENCH_RAMP_S (12), BENCH_MAIN_S (40),
 # BENCH_HALF_S (30), BENCH_CLASSIC_S (as BENCH_MAIN_S; 0 skips it), BENCH_CEILING_S (15), BENCH_REPLAY_EVENTS (40000), BENCH_PORT (18480),
-# BENCH_FORCE=1 (switch PostgreSQL to durable mode even while other clients are connected).
+# BENCH_FORCE=1 (switch PostgreSQL to durable mode even while other clients are connected),
+# BENCH_MIX (the flows, `approved=70,declined=10,manual=10,refund=10`; `processed=100` is a
+# realistic day decided by the sandbox's processor under SANDBOX_SUCCESS_RATE, SANDBOX_SEED
+# and SANDBOX_PROCESSING_DELAY_MS, which the server inherits).
 # Bounded: every step has its own limit; the whole run is killed after BENCH_TIMEOUT_S (1200).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -70,11 +70,13 @@ mod present {
         let mut overrides = BTreeMap::new();
         let (handle, base_url_var) = match name {
             sandbox::NAME => {
+                let processor = sandbox_processor()?;
                 let config = SandboxConfig {
                     api_key: secret(sandbox::ENV_API_KEY),
                     webhook_url,
                     webhook_secret: secret(sandbox::ENV_WEBHOOK_SECRET),
                     webhook_delay_ms: delay_ms,
+                    processor,
                 };
                 let handle = emulators::sandbox::start(listener, config).await?;
                 (handle, sandbox::ENV_BASE_URL)
@@ -168,17 +170,26 @@ mod present {
         format!("{}/{provider}{path}", gateway.trim_end_matches('/'))
     }
 
+    /// How the sandbox processes payments by card BIN (`SANDBOX_SUCCESS_RATE`, `SANDBOX_SEED`,
+    /// `SANDBOX_PROCESSING_DELAY_MS`).
+    fn sandbox_processor() -> Result<emulators::sandbox::Processor, StartupError> {
+        emulators::sandbox::Processor::from_lookup(|name| std::env::var(name).ok())
+            .map_err(StartupError::from)
+    }
+
     /// `payledger sandbox`: the sandbox provider alone on `listen` until Ctrl-C.
     pub async fn serve_sandbox(
         settings: &Settings,
         listen: &str,
         webhook_url: String,
     ) -> Result<(), StartupError> {
+        let processor = sandbox_processor()?;
         let config = SandboxConfig {
             api_key: settings.sandbox.api_key.clone().into(),
             webhook_url,
             webhook_secret: settings.sandbox.webhook_secret.clone().into(),
             webhook_delay_ms: settings.sandbox.webhook_delay_ms,
+            processor,
         };
         let handle = emulators::sandbox::start(TcpListener::bind(listen)?, config).await?;
         eprintln!("sandbox provider listening on {}", handle.addr());

@@ -53,8 +53,14 @@ enum Command {
         /// Seconds after which no new payment starts (those in flight finish).
         #[arg(long, default_value_t = 60)]
         duration: u64,
-        /// Share of each flow.
-        #[arg(long, default_value = "approved=70,declined=10,manual=10,refund=10")]
+        /// Share of each flow; `processed=100` is a realistic day, every outcome left to the
+        /// sandbox's processor (`SANDBOX_SUCCESS_RATE`, `SANDBOX_SEED`,
+        /// `SANDBOX_PROCESSING_DELAY_MS`).
+        #[arg(
+            long,
+            env = "BENCH_MIX",
+            default_value = "approved=70,declined=10,manual=10,refund=10"
+        )]
         mix: run::Mix,
         /// Start at most this many payments per second (default: as fast as the sessions go).
         #[arg(long)]

@@ -49,12 +49,18 @@ pub enum Flow {
     Manual,
     /// Automatic capture, approved by webhook, then a partial refund.
     Refund,
+    /// Automatic capture of a card by its BIN (credit, and every third one debit): the
+    /// sandbox's processor approves or declines it with its success rate
+    /// (`SANDBOX_SUCCESS_RATE`), as on a real day.
+    Processed,
 }
 
 impl Flow {
-    fn token(self) -> &'static str {
+    fn token(self, n: u64) -> &'static str {
         match self {
             Flow::Declined => "tok_sandbox_declined",
+            Flow::Processed if n.is_multiple_of(3) => "tok_bin_400005",
+            Flow::Processed => "tok_bin_424242",
             _ => "tok_sandbox_approved",
         }
     }
@@ -64,20 +70,22 @@ impl Flow {
             _ => "automatic",
         }
     }
-    /// What the status projection shows once the webhook's outcome is applied.
-    fn outcome(self) -> &'static str {
+    /// What the status projection may show once the webhook's outcome is applied.
+    fn outcomes(self) -> &'static [&'static str] {
         match self {
-            Flow::Approved | Flow::Refund => "APPROVED",
-            Flow::Declined => "DECLINED",
-            Flow::Manual => "AUTHORIZED",
+            Flow::Approved | Flow::Refund => &["APPROVED"],
+            Flow::Declined => &["DECLINED"],
+            Flow::Manual => &["AUTHORIZED"],
+            Flow::Processed => &["APPROVED", "DECLINED"],
         }
     }
-    /// The status at the end of the flow.
-    fn final_status(self) -> &'static str {
+    /// The statuses the flow may end in.
+    fn final_statuses(self) -> &'static [&'static str] {
         match self {
-            Flow::Approved | Flow::Manual => "APPROVED",
-            Flow::Declined => "DECLINED",
-            Flow::Refund => "PARTIALLY_REFUNDED",
+            Flow::Approved | Flow::Manual => &["APPROVED"],
+            Flow::Declined => &["DECLINED"],
+            Flow::Refund => &["PARTIALLY_REFUNDED"],
+            Flow::Processed => &["APPROVED", "DECLINED"],
         }
     }
 }
@@ -90,6 +98,8 @@ pub struct Mix {
     pub declined: u32,
     pub manual: u32,
     pub refund: u32,
+    #[serde(default)]
+    pub processed: u32,
 }
 
 impl std::str::FromStr for Mix {
@@ -100,6 +110,7 @@ impl std::str::FromStr for Mix {
             declined: 0,
             manual: 0,
             refund: 0,
+            processed: 0,
         };
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, weight) = part
@@ -117,9 +128,10 @@ impl std::str::FromStr for Mix {
                 "declined" => mix.declined = weight,
                 "manual" => mix.manual = weight,
                 "refund" => mix.refund = weight,
+                "processed" => mix.processed = weight,
                 other => {
                     return Err(format!(
-                        "unknown flow `{other}` (approved, declined, manual, refund)"
+                        "unknown flow `{other}` (approved, declined, manual, refund, processed)"
                     ))
                 }
             }
@@ -132,12 +144,13 @@ impl std::str::FromStr for Mix {
 }
 
 impl Mix {
-    fn weights(&self) -> [(Flow, u32); 4] {
+    fn weights(&self) -> [(Flow, u32); 5] {
         [
             (Flow::Approved, self.approved),
             (Flow::Declined, self.declined),
             (Flow::Manual, self.manual),
             (Flow::Refund, self.refund),
+            (Flow::Processed, self.processed),
         ]
     }
 
@@ -145,7 +158,7 @@ impl Mix {
     pub fn schedule(&self) -> Vec<Flow> {
         let weights = self.weights();
         let total: i64 = weights.iter().map(|(_, w)| i64::from(*w)).sum();
-        let mut current = [0i64; 4];
+        let mut current = [0i64; 5];
         (0..total)
             .map(|_| {
                 for (c, (_, w)) in current.iter_mut().zip(weights.iter()) {
@@ -155,7 +168,7 @@ impl Mix {
                     .iter()
                     .enumerate()
                     .max_by_key(|(i, c)| (**c, -(*i as i64)))
-                    .expect("four flows");
+                    .expect("five flows");
                 current[best] -= total;
                 weights[best].0
             })
@@ -344,16 +357,16 @@ impl Shared {
             return false;
         };
         let status = row["status"].as_str().unwrap_or("?");
-        if status != flow.outcome() {
+        if !flow.outcomes().contains(&status) {
             self.error(format!(
                 "outcome: status {status} where {} was expected",
-                flow.outcome()
+                flow.outcomes().join(" or ")
             ));
             return false;
         }
         let mut r = self.recorder.lock().expect("recorder");
         r.outcome.push(created.elapsed().as_secs_f64() * 1e3);
-        if flow == Flow::Declined {
+        if status == "DECLINED" {
             r.declines += 1;
         }
         true
@@ -368,7 +381,7 @@ impl Shared {
             "amount": amount,
             "currency": "USD",
             "reference": key,
-            "payment_method": {"type": "CARD", "token": flow.token()},
+            "payment_method": {"type": "CARD", "token": flow.token(n)},
             "capture": flow.capture(),
         });
         let f = self.config.lag_sample;
@@ -403,7 +416,7 @@ impl Shared {
             return;
         }
         let done = match flow {
-            Flow::Approved | Flow::Declined => true,
+            Flow::Approved | Flow::Declined | Flow::Processed => true,
             Flow::Manual => {
                 let path = format!("/v1/payments/{id}/capture");
                 match self
@@ -668,7 +681,7 @@ async fn verify(api: &Api, payments: &[Tracked], concurrency: usize) -> Verifica
             Ok((_, row)) => {
                 let version = row["version"].as_i64().unwrap_or(-1);
                 let status = row["status"].as_str().unwrap_or("?");
-                one.declined = t.flow == Flow::Declined && status == "DECLINED";
+                one.declined = status == "DECLINED";
                 if version != n {
                     one.problem = Some((
                         true,
@@ -677,13 +690,13 @@ async fn verify(api: &Api, payments: &[Tracked], concurrency: usize) -> Verifica
                             t.id
                         ),
                     ));
-                } else if status != t.flow.final_status() {
+                } else if !t.flow.final_statuses().contains(&status) {
                     one.problem = Some((
                         false,
                         format!(
                             "{}: final status {status}, expected {}",
                             t.id,
-                            t.flow.final_status()
+                            t.flow.final_statuses().join(" or ")
                         ),
                     ));
                 }
@@ -962,7 +975,7 @@ pub async fn run(config: RunConfig) -> Result<RunReport, String> {
 
 pub fn print_table(r: &RunReport) {
     println!(
-        "== payledger-bench run `{}`: {} sessions{}, {:.1} s, lag read after {:.0}% of payments' commands, mix approved={} declined={} manual={} refund={}",
+        "== payledger-bench run `{}`: {} sessions{}, {:.1} s, lag read after {:.0}% of payments' commands, mix approved={} declined={} manual={} refund={} processed={}",
         r.label,
         r.concurrency,
         r.rate_limit_payments_per_s
@@ -973,7 +986,8 @@ pub fn print_table(r: &RunReport) {
         r.mix.approved,
         r.mix.declined,
         r.mix.manual,
-        r.mix.refund
+        r.mix.refund,
+        r.mix.processed
     );
     println!(
         "payments: {} started, {} completed, {:.1}/s | client commands: {} ({:.1}/s) | webhook commands: {} | events appended: {}",
@@ -1065,6 +1079,16 @@ mod tests {
         assert_eq!(count(Flow::Refund), 10);
         // interleaved: the first ten hold each flow at least once
         assert!(s[..10].contains(&Flow::Declined) && s[..10].contains(&Flow::Refund));
+    }
+
+    #[test]
+    fn a_processed_day_charges_credit_and_debit_bins_and_takes_either_outcome() {
+        let mix: Mix = "processed=100".parse().unwrap();
+        assert!(mix.schedule().iter().all(|f| *f == Flow::Processed));
+        let tokens: Vec<&str> = (0..6).map(|n| Flow::Processed.token(n)).collect();
+        assert_eq!(tokens.iter().filter(|t| **t == "tok_bin_400005").count(), 2);
+        assert_eq!(tokens.iter().filter(|t| **t == "tok_bin_424242").count(), 4);
+        assert_eq!(Flow::Processed.final_statuses(), ["APPROVED", "DECLINED"]);
     }
 
     #[test]

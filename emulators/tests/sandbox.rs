@@ -133,6 +133,14 @@ struct Harness {
 
 impl Harness {
     async fn start(script: &[u16], options: SandboxOptions) -> Harness {
+        Harness::start_processing(script, options, Processor::default()).await
+    }
+
+    async fn start_processing(
+        script: &[u16],
+        options: SandboxOptions,
+        processor: Processor,
+    ) -> Harness {
         let receiver = Receiver::start(script).await;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let sandbox = start_with_options(
@@ -142,6 +150,7 @@ impl Harness {
                 webhook_url: receiver.url.clone(),
                 webhook_secret: WEBHOOK_SECRET.into(),
                 webhook_delay_ms: 20,
+                processor,
             },
             options,
         )
@@ -467,6 +476,7 @@ async fn unreachable_webhook_receiver_is_retried() {
             webhook_url: format!("http://127.0.0.1:{port}/hook"),
             webhook_secret: WEBHOOK_SECRET.into(),
             webhook_delay_ms: 0,
+            processor: Default::default(),
         },
         options,
     )
@@ -776,6 +786,7 @@ async fn start_refuses_unusable_configuration() {
         webhook_url: "http://127.0.0.1:9/hook".into(),
         webhook_secret: WEBHOOK_SECRET.into(),
         webhook_delay_ms: 0,
+        processor: Default::default(),
     };
     let printed = format!("{config:?}");
     assert!(
@@ -837,4 +848,149 @@ async fn concurrent_refunds_never_exceed_the_capture() {
     assert_eq!(after.refunded_amount, cop("98.00"));
     h.sandbox.stop().await;
     h.receiver.server.stop(false).await;
+}
+
+/// The decision a webhook reports: `APPROVED`/`AUTHORIZED`, or the decline's reason.
+fn decision_of(delivery: &Delivery) -> String {
+    match verified(delivery).outcome {
+        Outcome::Approved { .. } => "APPROVED".into(),
+        Outcome::Authorized { .. } => "AUTHORIZED".into(),
+        Outcome::Declined { reason } => reason,
+        other => format!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcome_tokens_decline_with_their_reason() {
+    let mut h = Harness::start(&[], fast_options()).await;
+    for (token, reason) in [
+        (tokens::INSUFFICIENT_FUNDS, "insufficient_funds"),
+        (tokens::EXPIRED_CARD, "expired_card"),
+        (tokens::STOLEN_CARD, "stolen_card"),
+        (tokens::NETWORK_ERROR, "network_error"),
+    ] {
+        let tx = h
+            .provider
+            .create_transaction(&request(token, CaptureMode::Automatic, "5000.00"))
+            .await
+            .unwrap();
+        assert_eq!(tx.status, ProviderTransactionStatus::Pending);
+        assert_eq!(decision_of(&h.receiver.next().await), reason, "{token}");
+    }
+    h.receiver.assert_quiet().await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_bins_behave_as_credit_or_debit_with_gateway_like_ids() {
+    let always = Processor::default().with_success_rate_bp(10_000);
+    let mut h = Harness::start_processing(&[], fast_options(), always).await;
+    let credit = "tok_bin_424242";
+    let debit = "tok_bin_400005";
+
+    let held = h
+        .provider
+        .create_transaction(&request(credit, CaptureMode::Manual, "700.00"))
+        .await
+        .unwrap();
+    let id = held.id.strip_prefix("sbx_tx_").expect("prefix");
+    assert_eq!(id.len(), 20, "{}", held.id);
+    assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{}", held.id);
+    assert_eq!(decision_of(&h.receiver.next().await), "AUTHORIZED");
+
+    // A debit card takes no authorization hold: refused before anything is processed.
+    let refused = h
+        .provider
+        .create_transaction(&request(debit, CaptureMode::Manual, "700.00"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ProviderFailureKind::Rejected, "{refused:?}");
+    assert!(
+        refused.to_string().contains("capture_not_supported"),
+        "{refused}"
+    );
+    h.receiver.assert_quiet().await;
+
+    h.provider
+        .create_transaction(&request(debit, CaptureMode::Automatic, "700.00"))
+        .await
+        .unwrap();
+    assert_eq!(decision_of(&h.receiver.next().await), "APPROVED");
+
+    let unknown = h
+        .provider
+        .create_transaction(&request("tok_bin_411111", CaptureMode::Automatic, "700.00"))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.kind, ProviderFailureKind::Rejected);
+    h.stop().await;
+}
+
+/// A seeded 95 % processor approves 95 % +- 2 % of 2,000 payments, each one's outcome
+/// arriving by its signed webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_95_percent_processor_approves_95_percent_of_2000_payments() {
+    const PAYMENTS: usize = 2_000;
+    let processor = Processor::from_lookup(|name| match name {
+        "SANDBOX_SUCCESS_RATE" => Some("0.95".into()),
+        "SANDBOX_SEED" => Some("2026".into()),
+        _ => None,
+    })
+    .unwrap();
+    let options = SandboxOptions {
+        webhook_concurrency: 64,
+        ..fast_options()
+    };
+    let mut h = Harness::start_processing(&[], options, processor).await;
+    for n in 0..PAYMENTS {
+        let mut create = request("tok_bin_555555", CaptureMode::Automatic, "100.00");
+        create.payment_id = PaymentId::from_uuid(Uuid::from_u128(n as u128 + 1));
+        h.provider.create_transaction(&create).await.unwrap();
+    }
+    let mut decisions = std::collections::HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while decisions.len() < PAYMENTS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} decided",
+            decisions.len()
+        );
+        let delivery = h.receiver.next().await;
+        let notification = verified(&delivery);
+        decisions.insert(notification.payment_id, decision_of(&delivery));
+    }
+    let approved = decisions.values().filter(|d| *d == "APPROVED").count();
+    let share_bp = approved * 10_000 / PAYMENTS;
+    assert!(
+        (9_300..=9_700).contains(&share_bp),
+        "{approved} of {PAYMENTS} approved"
+    );
+    let reasons: std::collections::HashSet<&String> =
+        decisions.values().filter(|d| *d != "APPROVED").collect();
+    assert!(
+        reasons.len() > 1,
+        "declines carry realistic reasons: {reasons:?}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_processing_delay_holds_each_outcome_back() {
+    let processor = Processor::from_lookup(|name| {
+        (name == "SANDBOX_PROCESSING_DELAY_MS").then(|| "600-700".to_owned())
+    })
+    .unwrap();
+    let mut h = Harness::start_processing(&[], fast_options(), processor).await;
+    let started = std::time::Instant::now();
+    h.provider
+        .create_transaction(&request(tokens::APPROVED, CaptureMode::Automatic, "900.00"))
+        .await
+        .unwrap();
+    assert_eq!(decision_of(&h.receiver.next().await), "APPROVED");
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "decided after {:?}",
+        started.elapsed()
+    );
+    h.stop().await;
 }

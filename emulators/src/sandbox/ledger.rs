@@ -9,14 +9,16 @@ use uuid::Uuid;
 
 /// Most refunds kept per transaction.
 pub(crate) const REFUNDS_PER_TRANSACTION_MAX: usize = 1_000;
-/// Reason sent with every sandbox decline.
+/// Reason of a decline `tok_sandbox_declined` asks for.
 pub(crate) const DECLINE_REASON: &str = "card_declined";
 
-/// What the test token asked for; decided when the webhook is due.
+/// What the token (or the processor, for a card BIN token) decided; applied when the
+/// webhook is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {
     Approve,
-    Decline,
+    /// Declined, with the reason its webhook reports.
+    Decline(&'static str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +145,19 @@ pub(crate) struct Ledger {
     capacity: usize,
 }
 
+/// A gateway-like transaction id: a prefix and 20 base-62 characters (`sbx_tx_4fK...`), the
+/// random bits of a v4 UUID.
+fn transaction_id() -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut n = Uuid::new_v4().as_u128();
+    let mut id = String::from("sbx_tx_");
+    for _ in 0..20 {
+        id.push(char::from(ALPHABET[(n % 62) as usize]));
+        n /= 62;
+    }
+    id
+}
+
 impl Ledger {
     pub(crate) fn new(capacity: usize) -> Self {
         Ledger {
@@ -186,7 +201,7 @@ impl Ledger {
         }
         let currency = new.amount.currency();
         let transaction = Transaction {
-            id: format!("sbx_tx_{}", Uuid::new_v4()),
+            id: transaction_id(),
             payment_id: new.payment_id,
             reference: new.reference,
             amount: new.amount,
@@ -241,9 +256,9 @@ impl Ledger {
                 tx.captured = tx.amount;
             }
             (Decision::Approve, CaptureMode::Manual) => tx.status = Status::Authorized,
-            (Decision::Decline, _) => {
+            (Decision::Decline(reason), _) => {
                 tx.status = Status::Declined;
-                tx.reason = Some(DECLINE_REASON);
+                tx.reason = Some(reason);
             }
         }
         Some(Decided {
@@ -424,7 +439,10 @@ mod tests {
             new_tx(Decision::Approve, CaptureMode::Automatic),
         );
         let manual = created(&mut ledger, new_tx(Decision::Approve, CaptureMode::Manual));
-        let declined = created(&mut ledger, new_tx(Decision::Decline, CaptureMode::Manual));
+        let declined = created(
+            &mut ledger,
+            new_tx(Decision::Decline(DECLINE_REASON), CaptureMode::Manual),
+        );
         assert_eq!(ledger.decide(&auto.id).unwrap().status, Status::Approved);
         assert_eq!(ledger.get(&auto.id).unwrap().captured, cop("100.00"));
         assert_eq!(

@@ -4,14 +4,16 @@
 //!
 //! * `Authorization: Bearer <api_key>` on every `/v1` route (else `401`); `/health` is public.
 //! * JSON in and out, money as decimal strings, bodies at most 64 KiB.
-//! * The test token decides the outcome (see [`tokens`]); the answer to a create is `PENDING`
-//!   and the outcome arrives later as a signed webhook (`X-Sandbox-Signature`), delivered at
-//!   least once with bounded exponential backoff through a bounded queue.
+//! * The test token decides the outcome (see [`tokens`]), or, for a card BIN token, the
+//!   [`processor`] (a seeded success rate, credit and debit cards, a processing delay); the
+//!   answer to a create is `PENDING` and the outcome arrives later as a signed webhook
+//!   (`X-Sandbox-Signature`), delivered at least once with bounded exponential backoff through
+//!   a bounded queue.
 //! * State lives in memory and is bounded; it is lost when the server stops.
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /v1/transactions` | `201` new / `200` same `payment_id` again; `422 invalid_token`; `503 provider_unavailable` (documented: nothing was processed) for `tok_sandbox_error`, a full webhook queue or a full store; `504` after a delay for `tok_sandbox_timeout`; the `tok_sandbox_approved_*` tokens take the charge and then lose the answer (held, `503 internal_error`, or no webhook) |
+//! | `POST /v1/transactions` | `201` new / `200` same `payment_id` again; `422 invalid_token`; `422 capture_not_supported` for a debit BIN with manual capture; `503 provider_unavailable` (documented: nothing was processed) for `tok_sandbox_error`, a full webhook queue or a full store; `504` after a delay for `tok_sandbox_timeout`; the `tok_sandbox_approved_*` tokens take the charge and then lose the answer (held, `503 internal_error`, or no webhook) |
 //! | `GET /v1/transactions?reference=` | `200 {"data": [...]}`: every transaction created with that reference (at most 100) |
 //! | `GET /v1/transactions/{id}` | `200` status, amount, captured_amount, refunded_amount |
 //! | `POST /v1/transactions/{id}/capture` | `200` once `AUTHORIZED` and amount <= authorized; same `capture_id` -> same `200`; `409 invalid_state`, `422` amount |
@@ -22,6 +24,7 @@
 //! | `GET /health` | `200` |
 
 mod ledger;
+pub mod processor;
 mod sources;
 pub mod wire;
 
@@ -48,7 +51,11 @@ pub use crate::outbox::WebhookRetryPolicy;
 use crate::outbox::{self, Attempt, Outbox, OutboxOptions};
 pub use crate::server::REQUEST_BODY_MAX_BYTES;
 use crate::server::{self, ServerOptions};
-use ledger::{Created, Decided, Decision, Ledger, LedgerError, NewTransaction, Transaction};
+use ledger::{
+    Created, Decided, Decision, Ledger, LedgerError, NewTransaction, Transaction, DECLINE_REASON,
+};
+pub use processor::Processor;
+use processor::{Funding, Verdict};
 use sources::{SourceError, Sources};
 
 /// Test tokens: the token of a create request decides what the sandbox does.
@@ -70,6 +77,18 @@ pub mod tokens {
     pub const APPROVED_503: &str = "tok_sandbox_approved_503";
     /// The charge is taken and approved and the answer is normal, but no webhook is ever sent.
     pub const APPROVED_SILENT: &str = "tok_sandbox_approved_silent";
+    /// Declined by webhook with reason `insufficient_funds`.
+    pub const INSUFFICIENT_FUNDS: &str = "tok_sandbox_insufficient_funds";
+    /// Declined by webhook with reason `expired_card`.
+    pub const EXPIRED_CARD: &str = "tok_sandbox_expired_card";
+    /// Declined by webhook with reason `stolen_card` (a fraud decline).
+    pub const STOLEN_CARD: &str = "tok_sandbox_stolen_card";
+    /// The processor could not reach the card network: declined by webhook with reason
+    /// `network_error` (nothing was charged; the customer may try again).
+    pub const NETWORK_ERROR: &str = "tok_sandbox_network_error";
+    /// A card by its BIN, `tok_bin_<6 digits>` ([`super::processor::BINS`]): the processor
+    /// decides it with its success rate, and takes no authorization hold on a debit card.
+    pub use super::processor::BIN_TOKEN_PREFIX as BIN_PREFIX;
 }
 
 /// How the answer to a create is lost after the charge was taken.
@@ -92,8 +111,11 @@ pub struct SandboxConfig {
     pub webhook_url: String,
     /// HMAC-SHA256 key of `X-Sandbox-Signature`.
     pub webhook_secret: SecretString,
-    /// How long after a create its outcome is decided and its webhook first sent.
+    /// How long after a create its outcome is decided and its webhook first sent, unless the
+    /// processor has a processing delay of its own.
     pub webhook_delay_ms: u64,
+    /// How payments by card BIN are decided, and how long processing takes.
+    pub processor: Processor,
 }
 
 /// Tuning with production-like defaults; tests shrink delays and bounds.
@@ -176,6 +198,7 @@ pub async fn start_with_options(
         queue,
         webhook_delay: Duration::from_millis(config.webhook_delay_ms),
         timeout_token_delay: options.timeout_token_delay,
+        processor: config.processor,
     });
 
     server::start(
@@ -216,6 +239,7 @@ struct AppState {
     queue: Outbox<Job>,
     webhook_delay: Duration,
     timeout_token_delay: Duration,
+    processor: Processor,
 }
 
 impl AppState {
@@ -472,7 +496,25 @@ async fn create_transaction(
     }
     let (decision, lost) = match token.as_str() {
         tokens::APPROVED => (Decision::Approve, LostAnswer::None),
-        tokens::DECLINED => (Decision::Decline, LostAnswer::None),
+        tokens::DECLINED => (Decision::Decline(DECLINE_REASON), LostAnswer::None),
+        tokens::INSUFFICIENT_FUNDS => (Decision::Decline("insufficient_funds"), LostAnswer::None),
+        tokens::EXPIRED_CARD => (Decision::Decline("expired_card"), LostAnswer::None),
+        tokens::STOLEN_CARD => (Decision::Decline("stolen_card"), LostAnswer::None),
+        tokens::NETWORK_ERROR => (Decision::Decline("network_error"), LostAnswer::None),
+        bin_token if processor::bin_of(bin_token).is_some() => {
+            let funding = processor::bin_of(bin_token).map_or(Funding::Credit, |bin| bin.funding);
+            if !Processor::takes_capture(funding, request.capture) {
+                return Err(ApiError::unprocessable(
+                    "capture_not_supported",
+                    "a debit card is charged at once: no authorization hold",
+                ));
+            }
+            let decision = match state.processor.verdict(request.payment_id, funding) {
+                Verdict::Approve => Decision::Approve,
+                Verdict::Decline(reason) => Decision::Decline(reason),
+            };
+            (decision, LostAnswer::None)
+        }
         tokens::APPROVED_TIMEOUT => (Decision::Approve, LostAnswer::Held),
         tokens::APPROVED_503 => (Decision::Approve, LostAnswer::ServerError),
         tokens::APPROVED_SILENT => (Decision::Approve, LostAnswer::NoWebhook),
@@ -518,7 +560,10 @@ async fn create_transaction(
                         transaction_id: tx.id.clone(),
                         send: lost != LostAnswer::NoWebhook,
                     },
-                    state.webhook_delay,
+                    state
+                        .processor
+                        .delay(tx.payment_id)
+                        .unwrap_or(state.webhook_delay),
                 ),
                 None => false,
             };
@@ -572,15 +617,20 @@ async fn save_source(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let request: SourceRequest = parse_body(&body)?;
-    let last_four = match request.token.as_str() {
-        tokens::DECLINED => "0002",
-        token if token.starts_with("tok_sandbox_") && token.len() <= TOKEN_LEN_MAX => "4242",
-        _ => {
-            return Err(ApiError::unprocessable(
-                "invalid_token",
-                "unknown payment token",
-            ))
+    let (brand, last_four) = match request.token.as_str() {
+        tokens::DECLINED => ("VISA", "0002"),
+        token if token.starts_with("tok_sandbox_") && token.len() <= TOKEN_LEN_MAX => {
+            ("VISA", "4242")
         }
+        token => match processor::bin_of(token) {
+            Some(bin) => (bin.brand, bin.last_four),
+            None => {
+                return Err(ApiError::unprocessable(
+                    "invalid_token",
+                    "unknown payment token",
+                ))
+            }
+        },
     };
     if request.method != PaymentMethodType::Card {
         return Err(ApiError::unprocessable(
@@ -607,7 +657,7 @@ async fn save_source(
         "id": source.id,
         "status": "AVAILABLE",
         "type": "CARD",
-        "brand": "VISA",
+        "brand": brand,
         "last_four": last_four,
         "exp_month": 12,
         "exp_year": 2030,

@@ -48,6 +48,7 @@ impl ProviderFixture for Sandbox {
             webhook_url,
             webhook_secret: setting(sandbox::ENV_WEBHOOK_SECRET).into(),
             webhook_delay_ms: WEBHOOK_DELAY_MS,
+            processor: Default::default(),
         };
         let options = SandboxOptions {
             workers: 1,

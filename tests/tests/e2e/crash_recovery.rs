@@ -57,6 +57,7 @@ async fn start_sandbox(webhook_url: String, webhook_delay_ms: u64) -> SandboxHan
             webhook_url,
             webhook_secret: SANDBOX_WEBHOOK_SECRET.into(),
             webhook_delay_ms,
+            processor: Default::default(),
         },
     )
     .await

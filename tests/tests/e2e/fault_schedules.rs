@@ -174,6 +174,7 @@ async fn for_every_payment_charges_at_the_provider_equal_charges_in_the_ledger()
             webhook_url: format!("{}/app/v1/webhooks/sandbox", proxy.url()),
             webhook_secret: SANDBOX_WEBHOOK_SECRET.into(),
             webhook_delay_ms: 5,
+            processor: Default::default(),
         },
         emulators::sandbox::SandboxOptions {
             webhook_retry: emulators::WebhookRetryPolicy {
