@@ -5,7 +5,8 @@
 #   bench/cpu.sh DELAY_S WINDOW_S OUT.json
 #
 # Sleeps DELAY_S, then counts CPU time (user + system, from /proc) over WINDOW_S for:
-#   payledger        the server (HTTP, commands, sandbox provider, relay, projectors)
+#   payledger        the server (HTTP, commands, relay, projectors)
+#   emulators        the provider emulators in their own process (`pl-emulators`)
 #   postgresql       every PostgreSQL process (backends, WAL writer, autovacuum, ...)
 #   rabbitmq         the Erlang VM and its helpers
 #   load_generator   payledger-bench (or pgbench, for the ceiling)
@@ -16,7 +17,7 @@
 # during the window still count for PostgreSQL. Bounded: one /proc pass per snapshot.
 set -euo pipefail
 
-(($# == 3)) || { sed -n '2,16s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+(($# == 3)) || { sed -n '2,17s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 DELAY_S=$1
 WINDOW_S=$2
 OUT=$3
@@ -38,6 +39,7 @@ snapshot() {
             if (n < 15) next
             ticks = f[12] + f[13] + f[14] + f[15]   # utime stime cutime cstime
             if (name == "payledger") part = "payledger"
+            else if (name == "pl-emulators") part = "emulators"
             else if (name == "postgres") part = "postgresql"
             else if (name == "beam.smp" || name == "epmd" || name == "erl_child_setup" || name == "inet_gethost") part = "rabbitmq"
             else if (name == "payledger-bench" || name == "pgbench") part = "load_generator"
@@ -60,10 +62,10 @@ awk -v hz="$HZ" -v window="$WINDOW_S" -v cores="$CORES" '
     { delta[$1] = $2 - before[$1] }
     END {
         named = 0
-        split("payledger postgresql rabbitmq load_generator", parts, " ")
-        for (i = 1; i <= 4; i++) { d = delta[parts[i]] + 0; if (d < 0) d = 0; used[parts[i]] = d; named += d }
+        split("payledger emulators postgresql rabbitmq load_generator", parts, " ")
+        for (i = 1; i <= 5; i++) { d = delta[parts[i]] + 0; if (d < 0) d = 0; used[parts[i]] = d; named += d }
         other = delta["busy"] - named; if (other < 0) other = 0
         printf "{\"window_s\": %d, \"cores\": %d, \"busy_pct\": %.1f, \"cores_used\": {", window, cores, 100 * delta["busy"] / delta["all"]
-        for (i = 1; i <= 4; i++) printf "\"%s\": %.3f, ", parts[i], used[parts[i]] / hz / window
+        for (i = 1; i <= 5; i++) printf "\"%s\": %.3f, ", parts[i], used[parts[i]] / hz / window
         printf "\"other\": %.3f}}\n", other / hz / window
     }' <(echo "$before") <(echo "$after") >"$OUT"
