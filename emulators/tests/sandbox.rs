@@ -856,7 +856,6 @@ fn decision_of(delivery: &Delivery) -> String {
         Outcome::Approved { .. } => "APPROVED".into(),
         Outcome::Authorized { .. } => "AUTHORIZED".into(),
         Outcome::Declined { reason } => reason,
-        other => format!("{other:?}"),
     }
 }
 
