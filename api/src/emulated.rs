@@ -38,7 +38,8 @@ mod present {
     use std::net::TcpListener;
 
     use connectors::registry::ConnectorConfig;
-    use connectors::{maya, paymongo, payu, sandbox, wompi};
+    use connectors::{ebanx, maya, paymongo, payu, sandbox, wompi};
+    use emulators::ebanx::EbanxSandboxConfig;
     use emulators::maya::MayaSandboxConfig;
     use emulators::paymongo::PaymongoSandboxConfig;
     use emulators::payu::{PayuSandboxConfig, SignatureAlgorithm};
@@ -141,6 +142,16 @@ mod present {
                 };
                 let handle = emulators::paymongo::start(listener, config).await?;
                 (handle, paymongo::ENV_BASE_URL)
+            }
+            ebanx::NAME => {
+                let config = EbanxSandboxConfig {
+                    integration_key: secret(ebanx::ENV_INTEGRATION_KEY),
+                    webhook_url,
+                    webhook_delay_ms: delay_ms,
+                    deliver_webhooks: deliver,
+                };
+                let handle = emulators::ebanx::start(listener, config).await?;
+                (handle, ebanx::ENV_BASE_URL)
             }
             other => return Err(format!("no emulator for provider `{other}`").into()),
         };

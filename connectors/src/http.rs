@@ -1,9 +1,31 @@
 //! What every provider's HTTP client does the same way: read a bounded body, and turn a
 //! transport failure into a `ProviderError` whose detail never carries a secret.
 
+use std::time::Duration;
+
 use domain::ProviderFailureKind;
 
 use crate::ProviderError;
+
+/// The longest timeout an adapter may be configured with.
+pub const TIMEOUT_MS_MAX: u64 = 120_000;
+
+/// The client an adapter calls its provider with: `timeout_ms` bounds the whole request and
+/// the connect; redirects are never followed (a provider answers, it does not send us on).
+pub(crate) fn provider_client(timeout_ms: u64) -> Result<reqwest::Client, &'static str> {
+    if timeout_ms == 0 || timeout_ms > TIMEOUT_MS_MAX {
+        return Err("timeout_ms must be between 1 and 120000");
+    }
+    let timeout = Duration::from_millis(timeout_ms);
+    reqwest::Client::builder()
+        .pool_idle_timeout(crate::POOL_IDLE_TIMEOUT)
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("payledger/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|_| "cannot build the HTTP client")
+}
 
 /// Reads at most `max_bytes` of `response`; more is the provider's error, not ours to buffer.
 pub(crate) async fn read_body(

@@ -21,7 +21,7 @@ macro_rules! providers {
     };
 }
 
-providers!(sandbox, wompi, payu, maya, paymongo);
+providers!(sandbox, wompi, payu, maya, paymongo, ebanx);
 
 pub use provider::*;
 pub use registry::{Connector, ConnectorConfig, PublicConfig, Registry};

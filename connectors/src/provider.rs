@@ -200,6 +200,9 @@ pub const ALL_PAYMENT_METHODS: &[PaymentMethodType] = &[
     PaymentMethodType::Efecty,
     PaymentMethodType::Gcash,
     PaymentMethodType::Maya,
+    PaymentMethodType::BancolombiaTransfer,
+    PaymentMethodType::BancolombiaQr,
+    PaymentMethodType::Daviplata,
 ];
 
 /// What a provider needs to start a transaction.
@@ -226,6 +229,23 @@ pub enum PaymentMethodDetails {
     Efecty,
     Gcash,
     Maya,
+    /// Bancolombia's transfer button: the customer authorizes the debit at Bancolombia's page.
+    BancolombiaTransfer {
+        /// 0: natural person, 1: company (the same codes as PSE's).
+        user_type: u8,
+        /// What the customer's bank shows them (may name the customer, so a secret).
+        payment_description: SecretString,
+    },
+    /// A QR code the customer scans with the Bancolombia app.
+    BancolombiaQr {
+        payment_description: Option<SecretString>,
+    },
+    /// A Daviplata wallet, confirmed with a one-time code sent to the customer's phone.
+    Daviplata {
+        user_legal_id_type: String,
+        user_legal_id: SecretString,
+        payment_description: Option<SecretString>,
+    },
     /// A method saved earlier at this provider (see [`PaymentProvider::save_method`]).
     Saved {
         method: PaymentMethodType,
@@ -243,6 +263,11 @@ impl PaymentMethodDetails {
             PaymentMethodDetails::Efecty => PaymentMethodType::Efecty,
             PaymentMethodDetails::Gcash => PaymentMethodType::Gcash,
             PaymentMethodDetails::Maya => PaymentMethodType::Maya,
+            PaymentMethodDetails::BancolombiaTransfer { .. } => {
+                PaymentMethodType::BancolombiaTransfer
+            }
+            PaymentMethodDetails::BancolombiaQr { .. } => PaymentMethodType::BancolombiaQr,
+            PaymentMethodDetails::Daviplata { .. } => PaymentMethodType::Daviplata,
             PaymentMethodDetails::Saved { method, .. } => *method,
         }
     }
@@ -282,6 +307,27 @@ impl PaymentMethodDetails {
             PaymentMethodDetails::Efecty => "EFECTY".into(),
             PaymentMethodDetails::Gcash => "GCASH".into(),
             PaymentMethodDetails::Maya => "MAYA".into(),
+            // `{:?}` of the optional texts: quoted, so no two choices read the same.
+            PaymentMethodDetails::BancolombiaTransfer {
+                user_type,
+                payment_description,
+            } => format!(
+                "BANCOLOMBIA_TRANSFER|{user_type}|{:?}",
+                payment_description.expose_secret()
+            ),
+            PaymentMethodDetails::BancolombiaQr {
+                payment_description,
+            } => format!("BANCOLOMBIA_QR|{:?}", exposed(payment_description)),
+            PaymentMethodDetails::Daviplata {
+                user_legal_id_type,
+                user_legal_id,
+                payment_description,
+            } => format!(
+                "DAVIPLATA|{:?}|{:?}|{:?}",
+                user_legal_id_type,
+                user_legal_id.expose_secret(),
+                exposed(payment_description)
+            ),
             PaymentMethodDetails::Saved {
                 payment_method_id, ..
             } => format!("SAVED|{payment_method_id}"),
@@ -621,6 +667,50 @@ mod tests {
         };
         assert_eq!(card.canonical(), "CARD|tok_1");
         assert_eq!(card.card_token(), Some("tok_1"));
+    }
+
+    #[test]
+    fn wompi_rails_have_their_kind_a_distinct_canonical_text_and_a_redacted_debug() {
+        let transfer = PaymentMethodDetails::BancolombiaTransfer {
+            user_type: 0,
+            payment_description: "Pedido 42 de Ana".into(),
+        };
+        assert_eq!(transfer.kind(), PaymentMethodType::BancolombiaTransfer);
+        assert_eq!(
+            transfer.canonical(),
+            r#"BANCOLOMBIA_TRANSFER|0|"Pedido 42 de Ana""#
+        );
+        let qr = |description: Option<&str>| PaymentMethodDetails::BancolombiaQr {
+            payment_description: description.map(SecretString::from),
+        };
+        assert_eq!(qr(None).kind(), PaymentMethodType::BancolombiaQr);
+        assert_eq!(qr(None).canonical(), "BANCOLOMBIA_QR|None");
+        assert_eq!(qr(Some("x")).canonical(), r#"BANCOLOMBIA_QR|Some("x")"#);
+        let daviplata = PaymentMethodDetails::Daviplata {
+            user_legal_id_type: "CC".into(),
+            user_legal_id: "1134568019".into(),
+            payment_description: None,
+        };
+        assert_eq!(daviplata.kind(), PaymentMethodType::Daviplata);
+        assert_eq!(daviplata.canonical(), r#"DAVIPLATA|"CC"|"1134568019"|None"#);
+        // An id that ends like another's description does not read the same.
+        let shifted = PaymentMethodDetails::Daviplata {
+            user_legal_id_type: "CC".into(),
+            user_legal_id: "1".into(),
+            payment_description: Some("2".into()),
+        };
+        let other = PaymentMethodDetails::Daviplata {
+            user_legal_id_type: "CC".into(),
+            user_legal_id: "1|2".into(),
+            payment_description: None,
+        };
+        assert_ne!(shifted.canonical(), other.canonical());
+        let printed = format!("{transfer:?} {daviplata:?} {:?}", qr(Some("Ana Pérez")));
+        for private in ["Pedido", "1134568019", "Ana"] {
+            assert!(!printed.contains(private), "{printed}");
+        }
+        assert!(ALL_PAYMENT_METHODS.contains(&PaymentMethodType::Daviplata));
+        assert_eq!(ALL_PAYMENT_METHODS.len(), PaymentMethodType::ALL.len());
     }
 
     #[test]

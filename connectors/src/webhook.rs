@@ -31,6 +31,10 @@ pub enum WebhookError {
     /// A transaction status that is not an outcome (e.g. still pending).
     #[error("unsupported transaction status `{0}`")]
     UnsupportedStatus(String),
+    /// The provider could not be asked what the delivery stands for (it names transactions
+    /// only): nothing is appended, and the provider should deliver it again later.
+    #[error("the provider could not be asked about the webhook: {0}")]
+    ProviderUnavailable(String),
 }
 
 pub use crate::http::excerpt;
@@ -112,9 +116,15 @@ impl WebhookError {
                 | WebhookError::UnknownSource
         )
     }
+
+    /// Not the delivery's fault: answer `503` so the provider delivers it again.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, WebhookError::ProviderUnavailable(_))
+    }
 }
 
 /// One provider's webhook authentication and parsing.
+#[async_trait::async_trait]
 pub trait WebhookVerifier: Send + Sync {
     fn provider(&self) -> &'static str;
 
@@ -125,4 +135,16 @@ pub trait WebhookVerifier: Send + Sync {
         &self,
         request: &WebhookRequest<'_>,
     ) -> Result<Option<ProviderNotification>, WebhookError>;
+
+    /// Every notification a delivery stands for, as the webhook endpoint records them: by
+    /// default what [`WebhookVerifier::verify`] makes of it. A provider whose deliveries only
+    /// name transactions (EBANX posts bare payment hashes, unsigned) asks the provider about
+    /// each here, so only the provider's own answers become notifications.
+    async fn notifications(
+        &self,
+        request: &WebhookRequest<'_>,
+    ) -> Result<Vec<ProviderNotification>, WebhookError> {
+        self.verify(request)
+            .map(|found| found.into_iter().collect())
+    }
 }

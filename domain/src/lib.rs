@@ -24,9 +24,10 @@ pub use payer::{
     FullNameError, Phone, PhoneError, UserAgent, UserAgentError,
 };
 pub use payment::{
-    CaptureMode, CaptureModeError, CardToken, MethodDetail, Payment, PaymentCommand, PaymentError,
-    PaymentEvent, PaymentMethodType, PaymentStatus, PrintableTextError, ProviderFailureKind,
-    PseUserType, PseUserTypeError, RefundReason, RefundReasonError, UnknownMethodType,
+    CaptureMode, CaptureModeError, CardToken, MethodDetail, Payment, PaymentCommand,
+    PaymentDescription, PaymentDescriptionError, PaymentError, PaymentEvent, PaymentMethodType,
+    PaymentStatus, PrintableTextError, ProviderFailureKind, PseUserType, PseUserTypeError,
+    RefundReason, RefundReasonError, UnknownMethodType,
 };
 pub use provider_name::{ProviderName, ProviderNameError};
 pub use return_url::{ReturnUrl, ReturnUrlError};

@@ -12,8 +12,7 @@ use uuid::Uuid;
 use connectors::paymongo::PaymongoWebhookVerifier;
 use connectors::paymongo::{PaymongoConfig, PaymongoProvider};
 use connectors::{
-    CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
-    ProviderTransactionStatus,
+    CallOutcome, NextAction, PaymentMethodDetails, PaymentProvider, ProviderTransactionStatus,
 };
 use connectors::{
     NotificationOutcome, ProviderNotification, WebhookError, WebhookRequest, WebhookVerifier,
@@ -142,18 +141,7 @@ fn verify_with(
         })
 }
 
-fn request(amount: &str) -> CreateTransaction {
-    CreateTransaction {
-        payment_id: PaymentId::from_uuid(Uuid::new_v4()),
-        reference: format!("order-{}", Uuid::new_v4().simple()),
-        amount: php(amount),
-        method: PaymentMethodDetails::Gcash,
-        capture_mode: CaptureMode::Automatic,
-        customer_email: Some("juan@example.com".into()),
-        customer: Default::default(),
-        return_url: Some("https://shop.example/return".into()),
-    }
-}
+use support::gcash_request as request;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorized_gcash_payment_arrives_as_a_signed_payment_paid() {

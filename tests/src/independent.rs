@@ -94,6 +94,44 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// Lower-case hex of the SHA-256 of `text`.
+pub fn sha256_hex(text: &str) -> String {
+    hex(&sha256(text.as_bytes()))
+}
+
+/// Wompi's event checksum, from Wompi's documentation: SHA-256 of the values of the
+/// properties `signature.properties` lists under `data`, in order, then `timestamp`, then the
+/// events secret.
+pub fn wompi_checksum(event: &serde_json::Value, secret: &str) -> String {
+    let mut input = String::new();
+    for property in event["signature"]["properties"]
+        .as_array()
+        .expect("properties")
+    {
+        let mut value = &event["data"];
+        for segment in property.as_str().expect("property").split('.') {
+            value = &value[segment];
+        }
+        match value {
+            serde_json::Value::String(s) => input.push_str(s),
+            serde_json::Value::Number(n) => input.push_str(&n.to_string()),
+            other => panic!("unsigned property type {other}"),
+        }
+    }
+    input.push_str(&event["timestamp"].as_i64().expect("timestamp").to_string());
+    input.push_str(secret);
+    sha256_hex(&input)
+}
+
+/// A Wompi `event` at `timestamp`, its checksum computed here with `secret`: (body, checksum).
+pub fn wompi_signed(event: &serde_json::Value, timestamp: i64, secret: &str) -> (Vec<u8>, String) {
+    let mut event = event.clone();
+    event["timestamp"] = serde_json::json!(timestamp);
+    let sum = wompi_checksum(&event, secret);
+    event["signature"]["checksum"] = serde_json::json!(sum);
+    (serde_json::to_vec(&event).expect("json"), sum)
+}
+
 /// The header the sandbox provider signs its webhooks in.
 pub const SANDBOX_SIGNATURE_HEADER: &str = "X-Sandbox-Signature";
 

@@ -6,11 +6,67 @@ use domain::{CaptureMode, Currency, Payment};
 use projections::status::{self, PaymentStatusRow};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+use utoipa::openapi::{KnownFormat, SchemaFormat};
 use uuid::Uuid;
 
 use crate::openapi::{
-    capture_mode, currency_code, money_text as money, payment_method_type, payment_status,
+    capture_mode, currency_code, money_text as money, one_of_texts, payment_method_type,
+    payment_status,
 };
+
+/// `next_action`: one shape per kind of step, told apart by `type`, or `null`. The shapes are
+/// stored in events, so each only ever gains optional members.
+pub fn next_action_schema() -> OneOfBuilder {
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    let time = || text().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
+    let shape = |kind: &str, description: &str| {
+        ObjectBuilder::new()
+            .property("type", one_of_texts([kind]))
+            .required("type")
+            .description(Some(description))
+    };
+    OneOfBuilder::new()
+        .item(
+            shape(
+                "redirect",
+                "Send the customer to `url` (a bank's page, a wallet, 3-D Secure)",
+            )
+            .property("url", text())
+            .required("url"),
+        )
+        .item(
+            shape(
+                "cash_code",
+                "The customer pays `code` in cash before `expires_at`",
+            )
+            .property("code", text())
+            .property("expires_at", time())
+            .required("code")
+            .required("expires_at"),
+        )
+        .item(
+            shape(
+                "qr_code",
+                "Show `image` (a `data:image/svg+xml;base64,` URL): the customer scans it with \
+                 their bank's app",
+            )
+            .property("image", text())
+            .property("expires_at", time())
+            .required("image"),
+        )
+        .item(
+            shape(
+                "otp",
+                "The wallet sent a code to the customer's phone: they type it on the page at \
+                 `url`",
+            )
+            .property("url", text())
+            .property("expires_at", time())
+            .required("url"),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+}
 
 /// Only the method's type: tokens, phones and legal ids are never kept.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -57,8 +113,9 @@ pub struct PaymentBody {
     pub failure_reason: Option<String>,
     /// The provider's fee, fixed at approval.
     pub fees: Option<FeesBody>,
-    /// What the customer must do (redirect, cash code) while the provider waits for them.
-    #[schema(value_type = Option<Object>)]
+    /// What the customer must do (redirect, cash code, QR code, one-time code) while the
+    /// provider waits for them.
+    #[schema(schema_with = next_action_schema)]
     pub next_action: Option<serde_json::Value>,
     /// `in_flight` while the provider is being asked to take the payment, `unknown` when its
     /// answer was lost: the payment stays with that provider until it says.
@@ -180,5 +237,56 @@ impl PaymentBody {
             updated_at: Some(row.updated_at),
             version: row.version,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::payment::NextAction;
+    use serde_json::Value;
+
+    use super::*;
+
+    #[test]
+    fn every_next_action_has_a_shape_in_the_contract_with_its_required_members() {
+        let schema = serde_json::to_value(next_action_schema().build()).unwrap();
+        let shapes = schema["oneOf"].as_array().unwrap();
+        let at = "2026-03-01T15:30:00Z".parse::<DateTime<Utc>>().unwrap();
+        for action in [
+            NextAction::Redirect {
+                url: "https://bank.example/1".into(),
+            },
+            NextAction::CashCode {
+                code: "123".into(),
+                expires_at: at,
+            },
+            NextAction::QrCode {
+                image: "data:image/svg+xml;base64,PHN2Zy8+".into(),
+                expires_at: None,
+            },
+            NextAction::Otp {
+                url: "https://wallet.example/otp".into(),
+                expires_at: Some(at),
+            },
+        ] {
+            let wire = serde_json::to_value(&action).unwrap();
+            let matching: Vec<&Value> = shapes
+                .iter()
+                .filter(|s| s["properties"]["type"]["enum"][0] == wire["type"])
+                .collect();
+            assert_eq!(matching.len(), 1, "{wire}");
+            for member in matching[0]["required"].as_array().unwrap() {
+                let member = member.as_str().unwrap();
+                assert!(wire[member].is_string(), "{member} of {wire}");
+            }
+            for (member, value) in wire.as_object().unwrap() {
+                assert!(
+                    matching[0]["properties"].get(member).is_some(),
+                    "{member} of {wire} is in the contract"
+                );
+                assert!(value.is_string());
+            }
+        }
+        assert!(shapes.iter().any(|s| s["type"] == "null"));
     }
 }

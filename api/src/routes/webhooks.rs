@@ -9,7 +9,7 @@ use chrono::Utc;
 use commands::payments::{CommandError, PaymentService};
 use commands::webhook_deliveries::{self, DeliveryResult};
 use connectors::registry::Registry;
-use connectors::WebhookRequest;
+use connectors::{ProviderNotification, WebhookRequest};
 use domain::PaymentError;
 use sqlx::PgPool;
 
@@ -58,14 +58,15 @@ fn response(result: DeliveryResult, version: Option<i64>) -> HttpResponse {
 
 /// A provider's notification, verified by its own scheme over the raw body (Wompi's
 /// checksum, PayU's `sign`, Maya's source addresses and a query back, PayMongo's and the
-/// sandbox's HMAC signatures). Providers call this; it takes no API key.
+/// sandbox's HMAC signatures, EBANX's payment hashes each queried back). Providers call this;
+/// it takes no API key.
 #[utoipa::path(
     post,
     path = "/v1/webhooks/{provider}",
     operation_id = "receiveWebhook",
     tag = "webhooks",
     security(()),
-    params(("provider" = String, Path, description = "The provider's name: `sandbox`, `wompi`, `payu`, `maya` or `gcash` (GCash through PayMongo)")),
+    params(("provider" = String, Path, description = "The provider's name: `sandbox`, `wompi`, `payu`, `maya`, `gcash` (GCash through PayMongo) or `ebanx` (GCash through EBANX)")),
     request_body(description = "The provider's own notification, as it sends it (JSON or a form).", content(("application/json"), ("application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "Accepted: recorded, a duplicate, or nothing to record.", body = Receipt),
@@ -74,7 +75,7 @@ fn response(result: DeliveryResult, version: Option<i64>) -> HttpResponse {
         (status = 409, description = "The payment changed concurrently: redeliver.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than any provider sends.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Authentic but not understood, or contradicting the payment.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Cannot be recorded now: redeliver later.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Cannot be recorded (or confirmed with the provider) now: redeliver later.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[tracing::instrument(skip_all, fields(provider))]
@@ -143,16 +144,19 @@ async fn webhook(
             }
         }
     };
-    let notification = match verifier.verify(&request) {
-        Ok(Some(notification)) => notification,
-        Ok(None) => {
-            log(true, DeliveryResult::Ignored).await;
-            return Ok(response(DeliveryResult::Ignored, None));
-        }
+    let notifications = match verifier.notifications(&request).await {
+        Ok(notifications) => notifications,
         Err(error) if error.is_authentication() => {
             tracing::warn!(%error, "webhook refused");
             log(false, DeliveryResult::Refused).await;
             return Err(Problem::unauthorized(error.to_string()));
+        }
+        Err(error) if error.is_unavailable() => {
+            tracing::warn!(%error, "webhook not confirmed with its provider");
+            log(true, DeliveryResult::Failed).await;
+            return Err(Problem::unavailable(
+                "cannot confirm the webhook with its provider now; redeliver later",
+            ));
         }
         Err(error) => {
             log(true, DeliveryResult::Refused).await;
@@ -164,8 +168,45 @@ async fn webhook(
             ));
         }
     };
-    let result = service.record_notification(notification).await;
-    let (outcome, answer) = match result {
+    if notifications.is_empty() {
+        log(true, DeliveryResult::Ignored).await;
+        return Ok(response(DeliveryResult::Ignored, None));
+    }
+    // A delivery that names several payments (EBANX) answers for the one that matters most:
+    // a failure (so the provider redelivers; what was recorded is then a duplicate), else a
+    // refusal, else what was recorded.
+    let mut verdict: Option<(DeliveryResult, Result<HttpResponse, Problem>)> = None;
+    for notification in notifications {
+        let next = record(&service, notification).await;
+        verdict = match verdict {
+            Some(kept) if weight(kept.0) >= weight(next.0) => Some(kept),
+            _ => Some(next),
+        };
+    }
+    let Some((outcome, answer)) = verdict else {
+        return Ok(response(DeliveryResult::Ignored, None));
+    };
+    log(true, outcome).await;
+    answer
+}
+
+/// How much a notification's result weighs in the answer to its delivery.
+fn weight(result: DeliveryResult) -> u8 {
+    match result {
+        DeliveryResult::Ignored => 0,
+        DeliveryResult::Duplicate => 1,
+        DeliveryResult::Recorded => 2,
+        DeliveryResult::Refused => 3,
+        DeliveryResult::Failed => 4,
+    }
+}
+
+/// Records one verified notification: what the log says of it, and the answer.
+async fn record(
+    service: &PaymentService,
+    notification: ProviderNotification,
+) -> (DeliveryResult, Result<HttpResponse, Problem>) {
+    match service.record_notification(notification).await {
         Ok(executed) => {
             let result = if executed.appended > 0 {
                 DeliveryResult::Recorded
@@ -213,7 +254,5 @@ async fn webhook(
                 )),
             )
         }
-    };
-    log(true, outcome).await;
-    answer
+    }
 }

@@ -31,7 +31,6 @@
 //! `Connection`, 5xx -> `ServerError`, 4xx -> `Rejected` with Maya's error code as detail.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -57,7 +56,7 @@ pub const RESPONSE_BODY_MAX_BYTES: usize = 256 * 1024;
 /// Default whole-request timeout.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// Longest per-request timeout accepted.
-pub const TIMEOUT_MS_MAX: u64 = 120_000;
+pub use crate::http::TIMEOUT_MS_MAX;
 /// Shortest secret key accepted by `problems()`.
 pub const SECRET_MIN_LEN: usize = 32;
 /// Maya's sandbox and production API hosts.
@@ -276,18 +275,7 @@ impl MayaProvider {
             .ok_or_else(|| invalid("public_key must be printable ASCII without `:`"))?;
         let secret_auth = basic_auth(config.secret_key.expose_secret())
             .ok_or_else(|| invalid("secret_key must be printable ASCII without `:`"))?;
-        if config.timeout_ms == 0 || config.timeout_ms > TIMEOUT_MS_MAX {
-            return Err(invalid("timeout_ms must be between 1 and 120000"));
-        }
-        let timeout = Duration::from_millis(config.timeout_ms);
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(crate::POOL_IDLE_TIMEOUT)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("payledger/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|_| invalid("cannot build the HTTP client"))?;
+        let http = crate::http::provider_client(config.timeout_ms).map_err(invalid)?;
         Ok(MayaProvider {
             http,
             base_url,

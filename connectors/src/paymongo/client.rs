@@ -27,7 +27,6 @@
 //! payment waits for the `payment.paid` event (it names our payment id) or the resolver.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodType, RefundId};
@@ -48,7 +47,7 @@ use crate::{
 /// Largest response body read from PayMongo.
 pub const RESPONSE_BODY_MAX_BYTES: usize = 256 * 1024;
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
-pub const TIMEOUT_MS_MAX: u64 = 120_000;
+pub use crate::http::TIMEOUT_MS_MAX;
 /// Webhook timestamps older (or further in the future) than this are refused.
 pub const DEFAULT_WEBHOOK_TOLERANCE_SECS: u64 = 300;
 pub const WEBHOOK_TOLERANCE_SECS_MAX: u64 = 3_600;
@@ -243,18 +242,7 @@ impl PaymongoProvider {
         }
         let auth = basic_auth(config.secret_key.expose_secret())
             .ok_or_else(|| invalid("secret_key must be printable ASCII without `:`"))?;
-        if config.timeout_ms == 0 || config.timeout_ms > TIMEOUT_MS_MAX {
-            return Err(invalid("timeout_ms must be between 1 and 120000"));
-        }
-        let timeout = Duration::from_millis(config.timeout_ms);
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(crate::POOL_IDLE_TIMEOUT)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("payledger/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|_| invalid("cannot build the HTTP client"))?;
+        let http = crate::http::provider_client(config.timeout_ms).map_err(invalid)?;
         Ok(PaymongoProvider {
             http,
             base_url,

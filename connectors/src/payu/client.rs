@@ -49,7 +49,6 @@
 //! * `test` is always `false`; the environment is chosen by `PAYU_BASE_URL`.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -116,7 +115,7 @@ pub const SECRET_LEN_MIN: usize = 32;
 /// Largest response body read from PayU.
 pub const RESPONSE_BODY_MAX_BYTES: usize = 512 * 1024;
 /// Longest per-request timeout accepted.
-pub const TIMEOUT_MS_MAX: u64 = 120_000;
+pub use crate::http::TIMEOUT_MS_MAX;
 /// Default per-request timeout.
 pub const TIMEOUT_MS_DEFAULT: u64 = 10_000;
 
@@ -373,18 +372,7 @@ impl PayuProvider {
                 return Err(invalid("PAYU_NOTIFY_URL is not an http(s) URL"));
             }
         }
-        if config.timeout_ms == 0 || config.timeout_ms > TIMEOUT_MS_MAX {
-            return Err(invalid("timeout_ms must be between 1 and 120000"));
-        }
-        let timeout = Duration::from_millis(config.timeout_ms);
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(crate::POOL_IDLE_TIMEOUT)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("payledger/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|_| invalid("cannot build the HTTP client"))?;
+        let http = crate::http::provider_client(config.timeout_ms).map_err(invalid)?;
         Ok(PayuProvider {
             http,
             payments_url,

@@ -27,7 +27,7 @@ use crate::{
 /// Largest response body read from the sandbox; anything bigger is a provider fault.
 pub const RESPONSE_BODY_MAX_BYTES: usize = 256 * 1024;
 /// Longest per-request timeout accepted in the configuration.
-pub const TIMEOUT_MS_MAX: u64 = 120_000;
+pub use crate::http::TIMEOUT_MS_MAX;
 /// How long creates are trusted to be deduplicated by payment id (the sandbox forgets
 /// nothing while it runs; a year bounds the arithmetic).
 const IDEMPOTENCY_WINDOW_SECS: u64 = 365 * 24 * 3_600;
@@ -84,18 +84,7 @@ impl SandboxProvider {
             HeaderValue::from_str(&format!("Bearer {}", config.api_key.expose_secret()))
                 .map_err(|_| invalid("api_key contains characters not allowed in a header"))?;
         authorization.set_sensitive(true);
-        if config.timeout_ms == 0 || config.timeout_ms > TIMEOUT_MS_MAX {
-            return Err(invalid("timeout_ms must be between 1 and 120000"));
-        }
-        let timeout = Duration::from_millis(config.timeout_ms);
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(crate::POOL_IDLE_TIMEOUT)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("payledger/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|_| invalid("cannot build the HTTP client"))?;
+        let http = crate::http::provider_client(config.timeout_ms).map_err(invalid)?;
         Ok(SandboxProvider {
             http,
             base_url,

@@ -2,7 +2,8 @@
 //! `https://production.wompi.co/v1`; the bundled emulator is `emulators::wompi`).
 //!
 //! * Money is COP in `amount_in_cents` (an integer: `129000.00` COP -> `12900000`).
-//! * Methods: `CARD` (a token from Wompi's own `POST /tokens/cards`), `NEQUI`, `PSE`.
+//! * Methods: `CARD` (a token from Wompi's own `POST /tokens/cards`), `NEQUI`, `PSE`,
+//!   `BANCOLOMBIA_TRANSFER`, `BANCOLOMBIA_QR` and `DAVIPLATA` (see "Rails" below).
 //! * Keys: the public key (`Authorization: Bearer pub_...`) reads the merchant
 //!   (`GET /merchants/{public_key}`, which carries the acceptance tokens) and the PSE banks
 //!   (`GET /pse/financial_institutions`); the private key (`Bearer prv_...`) creates, reads,
@@ -18,6 +19,18 @@
 //!   and no public refund API (refunds go through Wompi's dashboard): `capture` and `refund`
 //!   answer `Rejected`. `void` (`POST /transactions/{id}/void`) releases an approved card
 //!   payment on the day it was made.
+//! * Rails that wait for the customer (`BANCOLOMBIA_TRANSFER` `{"user_type":"PERSON",
+//!   "payment_description"}`, `BANCOLOMBIA_QR` `{"payment_description"}`, `DAVIPLATA`
+//!   `{"user_legal_id_type","user_legal_id","payment_description"}`) are created with an
+//!   `expiration_time` [`RAIL_PAYMENT_WINDOW`] ahead, which then enters the integrity
+//!   signature ([`integrity_signature_until`]). Wompi publishes what the customer needs in
+//!   `payment_method.extra` only on a later `GET /transactions/{id}`, so the create polls
+//!   (every [`STEP_POLL_INTERVAL`], at most [`STEP_WAIT_MAX`]) until it is there:
+//!   `async_payment_url` -> [`NextAction::Redirect`] (Bancolombia's page), `qr_image` (a base64
+//!   SVG) -> [`NextAction::QrCode`], `url` (Daviplata's page for the code sent by SMS) ->
+//!   [`NextAction::Otp`]. Wompi has no `EXPIRED` status: a rail transaction that ends
+//!   `DECLINED` or `ERROR` with `finalized_at` at or after its `expiration_time` is
+//!   [`ProviderTransactionStatus::Expired`].
 //! * Creates are made idempotent by the reference: Wompi refuses a reference it has seen
 //!   (`422`, field `reference`), and the adapter then returns the transaction it already holds
 //!   for that payment (`GET /transactions?reference=`), so a retried create never pays twice.
@@ -32,6 +45,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
 use domain::{
     CaptureId, CaptureMode, Currency, MethodDisplay, Money, MoneyError, PaymentId,
     PaymentMethodType, RefundId, SavedMethodId,
@@ -85,7 +99,7 @@ pub const PLACEHOLDER_CUSTOMER_EMAIL: &str = "customer@payledger.invalid";
 /// Largest response body read from Wompi; anything bigger is a provider fault.
 pub const RESPONSE_BODY_MAX_BYTES: usize = 256 * 1024;
 /// Longest per-request timeout accepted in the configuration.
-pub const TIMEOUT_MS_MAX: u64 = 120_000;
+pub use crate::http::TIMEOUT_MS_MAX;
 /// How long the PSE bank list is kept before it is asked again.
 pub const PSE_BANKS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Most PSE banks kept from one answer.
@@ -95,6 +109,20 @@ pub const PSE_BANKS_MAX: usize = 500;
 pub const ACCEPTANCE_TOKENS_TTL: Duration = Duration::from_secs(10 * 60);
 /// PSE's `payment_description` limit (Wompi's sandbox page says 30 characters).
 pub const PSE_DESCRIPTION_LEN_MAX: usize = 30;
+/// A Bancolombia transfer's or QR's `payment_description` limit (Wompi: 64 characters).
+pub const BANCOLOMBIA_DESCRIPTION_LEN_MAX: usize = 64;
+/// Daviplata's `payment_description` limit (Wompi: 30 characters).
+pub const DAVIPLATA_DESCRIPTION_LEN_MAX: usize = 30;
+/// How long a customer has to complete a Bancolombia transfer, QR or Daviplata payment: sent
+/// as the create's `expiration_time`.
+pub const RAIL_PAYMENT_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// How long a create waits for Wompi to publish the rail's redirect, QR or OTP page: within
+/// the command's 15 s provider budget.
+pub const STEP_WAIT_MAX: Duration = Duration::from_secs(5);
+/// How often Wompi is asked meanwhile.
+pub const STEP_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest `qr_image` (base64 text) taken: it is kept in the ledger's events.
+pub const QR_IMAGE_LEN_MAX: usize = 64 * 1024;
 /// How long a save waits for the customer to accept a Nequi subscription in their app (or
 /// for a new source to become `AVAILABLE`): within the command's 15 s provider budget.
 pub const SOURCE_WAIT_MAX: Duration = Duration::from_secs(10);
@@ -123,6 +151,41 @@ pub fn integrity_signature(
     hash.update(currency.as_bytes());
     hash.update(integrity_secret.as_bytes());
     hex::encode(hash.finalize())
+}
+
+/// [`integrity_signature`] of a create that carries an `expiration_time`: Wompi signs it
+/// between the currency and the secret (`reference + amount_in_cents + currency +
+/// expiration_time + integrity_secret`), as the text sent.
+pub fn integrity_signature_until(
+    reference: &str,
+    amount_in_cents: i64,
+    currency: &str,
+    expiration_time: &str,
+    integrity_secret: &str,
+) -> String {
+    let mut hash = Sha256::new();
+    hash.update(reference.as_bytes());
+    hash.update(amount_in_cents.to_string().as_bytes());
+    hash.update(currency.as_bytes());
+    hash.update(expiration_time.as_bytes());
+    hash.update(integrity_secret.as_bytes());
+    hex::encode(hash.finalize())
+}
+
+/// The payment methods whose transaction waits for the customer at a page, a QR or a code
+/// until its `expiration_time`.
+pub fn is_rail(method: PaymentMethodType) -> bool {
+    matches!(
+        method,
+        PaymentMethodType::BancolombiaTransfer
+            | PaymentMethodType::BancolombiaQr
+            | PaymentMethodType::Daviplata
+    )
+}
+
+/// `expiration_time` as Wompi writes it: UTC, milliseconds, `Z`.
+fn wompi_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// An amount in cents of its currency (`129000.00` COP -> `12900000`). Exact: every
@@ -421,18 +484,7 @@ impl WompiProvider {
         if config.integrity_secret.expose_secret().is_empty() {
             return Err(invalid("integrity_secret is empty"));
         }
-        if config.timeout_ms == 0 || config.timeout_ms > TIMEOUT_MS_MAX {
-            return Err(invalid("timeout_ms must be between 1 and 120000"));
-        }
-        let timeout = Duration::from_millis(config.timeout_ms);
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(crate::POOL_IDLE_TIMEOUT)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("payledger/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|_| invalid("cannot build the HTTP client"))?;
+        let http = crate::http::provider_client(config.timeout_ms).map_err(invalid)?;
         Ok(WompiProvider {
             http,
             base_url,
@@ -867,6 +919,41 @@ impl WompiProvider {
         );
     }
 
+    /// `transaction` once Wompi shows what the customer must do with it: a rail's redirect, QR
+    /// or OTP page appears in `extra` only on a later read. Waits at most [`STEP_WAIT_MAX`];
+    /// past it, or when a read fails, the transaction is answered as it is (still pending,
+    /// without a next action): it was created, and its outcome still comes by webhook.
+    async fn with_step(
+        &self,
+        kind: PaymentMethodType,
+        mut transaction: ProviderTransaction,
+    ) -> ProviderTransaction {
+        let deadline = Instant::now() + STEP_WAIT_MAX;
+        while awaits_step(kind, &transaction) {
+            if Instant::now() + STEP_POLL_INTERVAL > deadline {
+                tracing::warn!(
+                    transaction_id = %transaction.id,
+                    method = kind.as_str(),
+                    "wompi has not published the customer's next step in time"
+                );
+                break;
+            }
+            tokio::time::sleep(STEP_POLL_INTERVAL).await;
+            match self.get_transaction(&transaction.id).await {
+                Ok(read) => transaction = read,
+                Err(error) => {
+                    tracing::warn!(
+                        transaction_id = %transaction.id,
+                        %error,
+                        "wompi: cannot read the new transaction's next step"
+                    );
+                    break;
+                }
+            }
+        }
+        transaction
+    }
+
     /// The transaction Wompi holds for `payment_id` (our id is Wompi's `reference`), if any.
     async fn transaction_by_reference(
         &self,
@@ -903,6 +990,9 @@ impl PaymentProvider for WompiProvider {
             PaymentMethodType::Card,
             PaymentMethodType::Nequi,
             PaymentMethodType::Pse,
+            PaymentMethodType::BancolombiaTransfer,
+            PaymentMethodType::BancolombiaQr,
+            PaymentMethodType::Daviplata,
         ]
     }
 
@@ -990,12 +1080,17 @@ impl PaymentProvider for WompiProvider {
         let reference = request.payment_id.to_string();
         let cents = amount_in_cents(request.amount);
         let currency = request.amount.currency().code();
-        let signature = integrity_signature(
-            &reference,
-            cents,
-            currency,
-            self.integrity_secret.expose_secret(),
-        );
+        let kind = request.method.kind();
+        let expiration_time = is_rail(kind).then(|| {
+            let window = chrono::Duration::from_std(RAIL_PAYMENT_WINDOW)
+                .unwrap_or_else(|_| chrono::Duration::minutes(30));
+            wompi_time(Utc::now() + window)
+        });
+        let secret = self.integrity_secret.expose_secret();
+        let signature = match expiration_time.as_deref() {
+            Some(until) => integrity_signature_until(&reference, cents, currency, until, secret),
+            None => integrity_signature(&reference, cents, currency, secret),
+        };
         let url = self.url(&["transactions"])?;
 
         for attempt in 0..2 {
@@ -1012,6 +1107,7 @@ impl PaymentProvider for WompiProvider {
                 payment_method: payment_method.clone(),
                 payment_source_id,
                 redirect_url,
+                expiration_time: expiration_time.as_deref(),
             };
             let answer = self
                 .send(Method::POST, url.clone(), Key::Private, Some(&body))
@@ -1026,7 +1122,7 @@ impl PaymentProvider for WompiProvider {
                         "wompi answered with a transaction of another payment or amount",
                     ));
                 }
-                return Ok(transaction);
+                return Ok(self.with_step(kind, transaction).await);
             }
             if answer.status == StatusCode::UNPROCESSABLE_ENTITY {
                 let fields = error_fields(&answer.body);
@@ -1034,7 +1130,9 @@ impl PaymentProvider for WompiProvider {
                     // Already created (a retry after a lost answer): return that one, if it
                     // is this payment's amount.
                     return match self.transaction_by_reference(request.payment_id).await? {
-                        Some(found) if found.amount == request.amount => Ok(found),
+                        Some(found) if found.amount == request.amount => {
+                            Ok(self.with_step(kind, found).await)
+                        }
                         _ => Err(ProviderError::rejected(
                             "wompi already holds this payment's reference for another amount",
                         )),
@@ -1269,6 +1367,46 @@ fn valid_acceptance_token(token: &str) -> bool {
     !token.is_empty() && token.len() <= TOKEN_LEN_MAX && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// Whether a rail's transaction is still pending without what the customer needs to pay.
+fn awaits_step(kind: PaymentMethodType, transaction: &ProviderTransaction) -> bool {
+    is_rail(kind)
+        && transaction.status == ProviderTransactionStatus::Pending
+        && transaction.next_action.is_none()
+}
+
+fn valid_legal_id_type(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 8 && text.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+fn valid_legal_id(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The merchant's description for a rail, checked against Wompi's limit, or one made of the
+/// order reference when there is none.
+fn rail_description(
+    given: Option<&SecretString>,
+    reference: &str,
+    len_max: usize,
+) -> Result<String, ProviderError> {
+    let Some(given) = given else {
+        return Ok(description_of(reference, len_max));
+    };
+    let text = given.expose_secret();
+    let count = text.chars().count();
+    let ok = (1..=len_max).contains(&count)
+        && !text.trim().is_empty()
+        && !text.chars().any(|c| c.is_control() || c == '\'');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(ProviderError::rejected(format!(
+            "payment_description must be 1 to {len_max} characters without control characters \
+             or single quotes"
+        )))
+    }
+}
+
 fn payment_method_body(
     request: &CreateTransaction,
 ) -> Result<PaymentMethodBody<'_>, ProviderError> {
@@ -1329,6 +1467,61 @@ fn payment_method_body(
                 payment_description: pse_description(&request.reference),
             })
         }
+        PaymentMethodDetails::BancolombiaTransfer {
+            user_type,
+            payment_description,
+        } => {
+            // Wompi's button takes natural persons only ("PERSON"); it names no company type.
+            let user_type = match user_type {
+                0 => "PERSON",
+                1 => {
+                    return Err(rejected(
+                        "wompi's Bancolombia transfer takes natural persons only (user_type 0)",
+                    ))
+                }
+                _ => return Err(rejected("user_type is 0 (person) or 1 (company)")),
+            };
+            let payment_description = rail_description(
+                Some(payment_description),
+                &request.reference,
+                BANCOLOMBIA_DESCRIPTION_LEN_MAX,
+            )?;
+            Ok(PaymentMethodBody::BancolombiaTransfer {
+                user_type,
+                payment_description,
+            })
+        }
+        PaymentMethodDetails::BancolombiaQr {
+            payment_description,
+        } => Ok(PaymentMethodBody::BancolombiaQr {
+            payment_description: rail_description(
+                payment_description.as_ref(),
+                &request.reference,
+                BANCOLOMBIA_DESCRIPTION_LEN_MAX,
+            )?,
+        }),
+        PaymentMethodDetails::Daviplata {
+            user_legal_id_type,
+            user_legal_id,
+            payment_description,
+        } => {
+            if !valid_legal_id_type(user_legal_id_type) {
+                return Err(rejected("invalid Daviplata user_legal_id_type"));
+            }
+            let user_legal_id = user_legal_id.expose_secret();
+            if !valid_legal_id(user_legal_id) {
+                return Err(rejected("invalid Daviplata user_legal_id"));
+            }
+            Ok(PaymentMethodBody::Daviplata {
+                user_legal_id_type,
+                user_legal_id,
+                payment_description: rail_description(
+                    payment_description.as_ref(),
+                    &request.reference,
+                    DAVIPLATA_DESCRIPTION_LEN_MAX,
+                )?,
+            })
+        }
         other => Err(ProviderError::rejected(format!(
             "wompi does not take {}",
             other.kind().as_str()
@@ -1338,6 +1531,11 @@ fn payment_method_body(
 
 /// `Pago <merchant reference>`, restricted to plain characters and PSE's 30.
 fn pse_description(reference: &str) -> String {
+    description_of(reference, PSE_DESCRIPTION_LEN_MAX)
+}
+
+/// `Pago <merchant reference>`, restricted to plain characters and `len_max`.
+fn description_of(reference: &str, len_max: usize) -> String {
     let cleaned: String = reference
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.' | '#'))
@@ -1347,7 +1545,11 @@ fn pse_description(reference: &str) -> String {
     } else {
         format!("Pago {}", cleaned.trim())
     };
-    text.chars().take(PSE_DESCRIPTION_LEN_MAX).collect()
+    text.chars()
+        .take(len_max)
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
 }
 
 fn valid_transaction_id(id: &str) -> bool {
@@ -1395,6 +1597,9 @@ struct CreateBody<'a> {
     payment_source_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     redirect_url: Option<&'a str>,
+    /// Rails only: until when the customer may pay (it enters the signature).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration_time: Option<&'a str>,
 }
 
 /// A create's `payment_method`: a whole method, or only the installments of a saved card.
@@ -1418,6 +1623,19 @@ enum PaymentMethodBody<'a> {
         user_legal_id_type: &'a str,
         user_legal_id: &'a str,
         financial_institution_code: &'a str,
+        payment_description: String,
+    },
+    #[serde(rename = "BANCOLOMBIA_TRANSFER")]
+    BancolombiaTransfer {
+        user_type: &'static str,
+        payment_description: String,
+    },
+    #[serde(rename = "BANCOLOMBIA_QR")]
+    BancolombiaQr { payment_description: String },
+    #[serde(rename = "DAVIPLATA")]
+    Daviplata {
+        user_legal_id_type: &'a str,
+        user_legal_id: &'a str,
         payment_description: String,
     },
 }
@@ -1457,19 +1675,35 @@ struct TransactionData {
     #[serde(default)]
     status_message: Option<String>,
     #[serde(default)]
+    payment_method_type: Option<String>,
+    #[serde(default)]
     payment_method: Option<PaymentMethodData>,
+    /// When the transaction reached its final status.
+    #[serde(default)]
+    finalized_at: Option<String>,
+    /// The create's `expiration_time`, for the rails payledger sends it with.
+    #[serde(default)]
+    expiration_time: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct PaymentMethodData {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
     #[serde(default)]
     extra: Option<PaymentMethodExtra>,
 }
 
+/// What Wompi shows of a pending transaction's next step, by method: PSE's and Bancolombia's
+/// bank page, Bancolombia QR's image (base64 SVG), Daviplata's page for the SMS code.
 #[derive(Deserialize)]
 struct PaymentMethodExtra {
     #[serde(default)]
     async_payment_url: Option<String>,
+    #[serde(default)]
+    qr_image: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
 }
 
 impl TransactionData {
@@ -1506,20 +1740,31 @@ impl TransactionData {
             },
             _ => return Err(bad("an unknown transaction status")),
         };
-        let next_action = match (&status, self.payment_method) {
+        // Only expiry is told from these: a time that does not read leaves the status as is.
+        let time = |text: Option<&str>| {
+            text.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let expires_at = time(self.expiration_time.as_deref());
+        let finalized_at = time(self.finalized_at.as_deref());
+        // Wompi has no EXPIRED: a transaction its deadline closed ends DECLINED or ERROR.
+        let status = match (status, expires_at, finalized_at) {
             (
-                ProviderTransactionStatus::Pending,
-                Some(PaymentMethodData {
-                    extra:
-                        Some(PaymentMethodExtra {
-                            async_payment_url: Some(url),
-                        }),
-                }),
-            ) => {
-                if !valid_url(&url) {
-                    return Err(bad("an invalid async_payment_url"));
-                }
-                Some(NextAction::Redirect { url })
+                ProviderTransactionStatus::Declined { .. }
+                | ProviderTransactionStatus::Failed { .. },
+                Some(expires_at),
+                Some(finalized_at),
+            ) if finalized_at >= expires_at => ProviderTransactionStatus::Expired,
+            (status, _, _) => status,
+        };
+        let (kind, extra) = match self.payment_method {
+            Some(method) => (method.kind, method.extra),
+            None => (None, None),
+        };
+        let kind = self.payment_method_type.or(kind).unwrap_or_default();
+        let next_action = match (&status, extra) {
+            (ProviderTransactionStatus::Pending, Some(extra)) => {
+                next_step(&kind, extra, expires_at).map_err(bad)?
             }
             _ => None,
         };
@@ -1538,6 +1783,48 @@ impl TransactionData {
             next_action,
         })
     }
+}
+
+/// What a pending transaction's `extra` asks of the customer, by its method: `Err` names what
+/// Wompi answered wrong.
+fn next_step(
+    kind: &str,
+    extra: PaymentMethodExtra,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<Option<NextAction>, &'static str> {
+    match kind {
+        "BANCOLOMBIA_QR" => match extra.qr_image {
+            Some(image) if valid_base64(&image) => Ok(Some(NextAction::QrCode {
+                image: format!("data:image/svg+xml;base64,{image}"),
+                expires_at,
+            })),
+            Some(_) => Err("an invalid qr_image"),
+            None => Ok(None),
+        },
+        "DAVIPLATA" => match extra.url {
+            Some(url) if valid_url(&url) => Ok(Some(NextAction::Otp { url, expires_at })),
+            Some(_) => Err("an invalid Daviplata url"),
+            None => Ok(None),
+        },
+        _ => match extra.async_payment_url {
+            Some(url) if valid_url(&url) => Ok(Some(NextAction::Redirect { url })),
+            Some(_) => Err("an invalid async_payment_url"),
+            None => Ok(None),
+        },
+    }
+}
+
+/// Standard base64 (what an `<img src="data:...;base64,">` takes), bounded: nothing else may
+/// reach a checkout page inside the QR's data URL.
+fn valid_base64(text: &str) -> bool {
+    let body = text.trim_end_matches('=');
+    !text.is_empty()
+        && text.len() <= QR_IMAGE_LEN_MAX
+        && text.len().is_multiple_of(4)
+        && text.len() - body.len() <= 2
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 /// Wompi's error shape: `{"error":{"type","reason"|"messages":{field:[..]}}}`.
@@ -1954,6 +2241,255 @@ mod tests {
             let err = payment_method_body(&request(bad)).err().unwrap();
             assert_eq!(err.kind, ProviderFailureKind::Rejected);
         }
+    }
+
+    #[test]
+    fn integrity_signature_with_an_expiration_time_matches_an_independent_sha256() {
+        // printf '%s' "6a1f3c2e-8b4d-4e7a-9c10-5d2b7f3e1a9012900000COP2026-03-01T15:30:00.000Ztest_integrity_payledger_kat_0123456789abcdef" | sha256sum
+        const EXPECTED: &str = "fc5721f08c2644a109198e911cb5e3109d3cda3d7384a27c6df63398b6536ed3";
+        assert_eq!(
+            integrity_signature_until(
+                "6a1f3c2e-8b4d-4e7a-9c10-5d2b7f3e1a90",
+                12_900_000,
+                "COP",
+                "2026-03-01T15:30:00.000Z",
+                "test_integrity_payledger_kat_0123456789abcdef"
+            ),
+            EXPECTED
+        );
+        let at = "2026-03-01T15:30:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(wompi_time(at), "2026-03-01T15:30:00.000Z");
+    }
+
+    #[test]
+    fn rail_bodies_follow_wompi_shapes() {
+        let request = |method| CreateTransaction {
+            payment_id: PaymentId::from_uuid(Uuid::nil()),
+            reference: "order-77 'x'".into(),
+            amount: cop("10"),
+            method,
+            capture_mode: CaptureMode::Automatic,
+            customer_email: None,
+            customer: Default::default(),
+            return_url: None,
+        };
+        let body =
+            |method| serde_json::to_value(payment_method_body(&request(method)).unwrap()).unwrap();
+        assert_eq!(
+            body(PaymentMethodDetails::BancolombiaTransfer {
+                user_type: 0,
+                payment_description: "Pedido 77 de la tienda".into(),
+            }),
+            serde_json::json!({"type": "BANCOLOMBIA_TRANSFER", "user_type": "PERSON",
+                "payment_description": "Pedido 77 de la tienda"})
+        );
+        assert_eq!(
+            body(PaymentMethodDetails::BancolombiaQr {
+                payment_description: None
+            }),
+            serde_json::json!({"type": "BANCOLOMBIA_QR", "payment_description": "Pago order-77 x"})
+        );
+        assert_eq!(
+            body(PaymentMethodDetails::Daviplata {
+                user_legal_id_type: "CC".into(),
+                user_legal_id: "1134568019".into(),
+                payment_description: Some("Pago en línea".into()),
+            }),
+            serde_json::json!({"type": "DAVIPLATA", "user_legal_id_type": "CC",
+                "user_legal_id": "1134568019", "payment_description": "Pago en línea"})
+        );
+        for bad in [
+            PaymentMethodDetails::BancolombiaTransfer {
+                user_type: 1,
+                payment_description: "x".into(),
+            },
+            PaymentMethodDetails::BancolombiaTransfer {
+                user_type: 0,
+                payment_description: "it's".into(),
+            },
+            PaymentMethodDetails::BancolombiaQr {
+                payment_description: Some("y".repeat(65).into()),
+            },
+            PaymentMethodDetails::Daviplata {
+                user_legal_id_type: "cc".into(),
+                user_legal_id: "1".into(),
+                payment_description: None,
+            },
+            PaymentMethodDetails::Daviplata {
+                user_legal_id_type: "CC".into(),
+                user_legal_id: "1 2".into(),
+                payment_description: None,
+            },
+            PaymentMethodDetails::Daviplata {
+                user_legal_id_type: "CC".into(),
+                user_legal_id: "1".into(),
+                payment_description: Some("z".repeat(31).into()),
+            },
+        ] {
+            let err = payment_method_body(&request(bad)).err().unwrap();
+            assert_eq!(err.kind, ProviderFailureKind::Rejected);
+            assert!(!err.detail.contains("1134568019"), "{err}");
+        }
+        let company = payment_method_body(&request(PaymentMethodDetails::BancolombiaTransfer {
+            user_type: 1,
+            payment_description: "x".into(),
+        }))
+        .err()
+        .unwrap();
+        assert!(company.detail.contains("natural persons"), "{company}");
+        assert_eq!(description_of(&"x".repeat(100), 64).chars().count(), 64);
+        assert_eq!(
+            description_of("a b                              c", 8),
+            "Pago a b"
+        );
+        let provider = WompiProvider::new(config("http://127.0.0.1:1/v1")).unwrap();
+        for rail in [
+            PaymentMethodType::BancolombiaTransfer,
+            PaymentMethodType::BancolombiaQr,
+            PaymentMethodType::Daviplata,
+        ] {
+            assert!(is_rail(rail));
+            assert!(provider.supports(rail, Currency::COP));
+            assert!(!provider.supports(rail, Currency::USD));
+        }
+        assert!(!is_rail(PaymentMethodType::Pse));
+    }
+
+    #[test]
+    fn maps_rail_transactions_their_next_step_and_expiry() {
+        let json = |status: &str, kind: &str, extra: &str, finalized: &str| {
+            format!(
+                r#"{{"data":{{"id":"112233-1700000000-00001","status":"{status}","amount_in_cents":5000000,"currency":"COP","reference":"6a1f3c2e-8b4d-4e7a-9c10-5d2b7f3e1a90","status_message":"Transacción rechazada","payment_method_type":"{kind}","payment_method":{{"type":"{kind}","extra":{extra}}},"expiration_time":"2026-03-01T15:30:00.000Z","finalized_at":{finalized}}}}}"#
+            )
+        };
+        let parse = |text: String| {
+            serde_json::from_str::<Envelope<TransactionData>>(&text)
+                .unwrap()
+                .data
+                .into_transaction()
+        };
+        let expires_at = Some("2026-03-01T15:30:00Z".parse::<DateTime<Utc>>().unwrap());
+        let qr = parse(json(
+            "PENDING",
+            "BANCOLOMBIA_QR",
+            r#"{"qr_id":"a3827b90-501b-11ed-ae9b-3156df51ed75","qr_image":"PHN2Zz48L3N2Zz4=","external_identifier":"d00000000000"}"#,
+            "null",
+        ))
+        .unwrap();
+        assert_eq!(
+            qr.next_action,
+            Some(NextAction::QrCode {
+                image: "data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=".into(),
+                expires_at,
+            })
+        );
+        let otp = parse(json(
+            "PENDING",
+            "DAVIPLATA",
+            r#"{"url":"https://sandbox.wompi.co/daviplata/otp/1","url_services":{"token":"t","code_otp_send":"https://x/s","code_otp_validate":"https://x/v"}}"#,
+            "null",
+        ))
+        .unwrap();
+        assert_eq!(
+            otp.next_action,
+            Some(NextAction::Otp {
+                url: "https://sandbox.wompi.co/daviplata/otp/1".into(),
+                expires_at,
+            })
+        );
+        let transfer = parse(json(
+            "PENDING",
+            "BANCOLOMBIA_TRANSFER",
+            r#"{"async_payment_url":"https://sandbox.wompi.co/bancolombia/1","is_three_ds":false}"#,
+            "null",
+        ))
+        .unwrap();
+        assert_eq!(
+            transfer.next_action,
+            Some(NextAction::Redirect {
+                url: "https://sandbox.wompi.co/bancolombia/1".into()
+            })
+        );
+        // Not published yet: pending, nothing to show.
+        let early = parse(json("PENDING", "BANCOLOMBIA_QR", "{}", "null")).unwrap();
+        assert_eq!(early.status, ProviderTransactionStatus::Pending);
+        assert_eq!(early.next_action, None);
+        // Closed by its deadline: expired; before it: declined or failed as usual.
+        for status in ["DECLINED", "ERROR"] {
+            let late = parse(json(
+                status,
+                "DAVIPLATA",
+                "{}",
+                r#""2026-03-01T15:30:00.000Z""#,
+            ));
+            assert_eq!(late.unwrap().status, ProviderTransactionStatus::Expired);
+        }
+        let declined = parse(json(
+            "DECLINED",
+            "DAVIPLATA",
+            "{}",
+            r#""2026-03-01T15:29:59.999Z""#,
+        ))
+        .unwrap();
+        assert_eq!(
+            declined.status,
+            ProviderTransactionStatus::Declined {
+                reason: "Transacción rechazada".into()
+            }
+        );
+        let approved = parse(json(
+            "APPROVED",
+            "BANCOLOMBIA_QR",
+            "{}",
+            r#""2026-03-01T16:00:00.000Z""#,
+        ))
+        .unwrap();
+        assert_eq!(approved.status, ProviderTransactionStatus::Approved);
+        for (kind, extra) in [
+            ("BANCOLOMBIA_QR", r#"{"qr_image":"<svg onload=x>"}"#),
+            ("BANCOLOMBIA_QR", r#"{"qr_image":"abc"}"#),
+            ("DAVIPLATA", r#"{"url":"javascript:alert(1)"}"#),
+            ("BANCOLOMBIA_TRANSFER", r#"{"async_payment_url":"ftp://x"}"#),
+        ] {
+            assert!(
+                parse(json("PENDING", kind, extra, "null")).is_err(),
+                "{extra}"
+            );
+        }
+        // A time that does not read tells nothing: declined stays declined.
+        let unreadable = json(
+            "DECLINED",
+            "DAVIPLATA",
+            "{}",
+            r#""2026-03-01T16:00:00.000Z""#,
+        )
+        .replace(
+            r#""expiration_time":"2026-03-01T15:30:00.000Z""#,
+            r#""expiration_time":"soon""#,
+        );
+        assert!(matches!(
+            parse(unreadable).unwrap().status,
+            ProviderTransactionStatus::Declined { .. }
+        ));
+        let pending = parse(
+            json(
+                "PENDING",
+                "DAVIPLATA",
+                r#"{"url":"https://x.example/otp"}"#,
+                "null",
+            )
+            .replace("2026-03-01T15:30:00.000Z", "soon"),
+        )
+        .unwrap();
+        assert_eq!(
+            pending.next_action,
+            Some(NextAction::Otp {
+                url: "https://x.example/otp".into(),
+                expires_at: None
+            })
+        );
+        assert!(valid_base64("PHN2Zz48L3N2Zz4="));
+        assert!(!valid_base64(&"A".repeat(QR_IMAGE_LEN_MAX + 4)));
     }
 
     #[test]

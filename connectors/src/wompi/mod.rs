@@ -1,5 +1,6 @@
-//! Wompi (Colombia): cards, Nequi and PSE through its REST API, checksum-signed webhooks and
-//! the checkout widget's integrity signature.
+//! Wompi (Colombia): cards, Nequi, PSE, Bancolombia transfer, Bancolombia QR and Daviplata
+//! through its REST API, checksum-signed webhooks and the checkout widget's integrity
+//! signature.
 
 pub mod client;
 mod sources;

@@ -30,6 +30,9 @@
 //!   `transaction.amount_in_cents` is therefore marked `confirm_with_provider`: the payment
 //!   is settled from `GET /transactions/{id}`, not from the body alone. An event whose checksum
 //!   does not cover `transaction.id` and `transaction.status` is refused.
+//! * Wompi has no `EXPIRED`: a Bancolombia transfer, QR or Daviplata payment its deadline
+//!   closed ends `DECLINED` or `ERROR`, like a refusal. Such events are always confirmed with
+//!   Wompi, whose transaction (`finalized_at` against `expiration_time`) tells which.
 
 use std::fmt;
 use std::str::FromStr;
@@ -319,9 +322,19 @@ impl WebhookVerifier for WompiWebhookVerifier {
             "VOIDED" => return Ok(None),
             other => return Err(WebhookError::UnsupportedStatus(excerpt(other, 32))),
         };
-        let confirm_with_provider = !(event.signs("transaction.reference")
-            && event.signs("transaction.currency")
-            && event.signs("transaction.amount_in_cents"));
+        // A rail closed by its deadline ends DECLINED or ERROR like a refusal: only the
+        // transaction's `expiration_time` tells them apart, so Wompi's copy decides.
+        let rail_ended = matches!(status, "DECLINED" | "ERROR")
+            && matches!(
+                transaction
+                    .get("payment_method_type")
+                    .and_then(Value::as_str),
+                Some("BANCOLOMBIA_TRANSFER" | "BANCOLOMBIA_QR" | "DAVIPLATA")
+            );
+        let confirm_with_provider = rail_ended
+            || !(event.signs("transaction.reference")
+                && event.signs("transaction.currency")
+                && event.signs("transaction.amount_in_cents"));
 
         Ok(Some(ProviderNotification {
             provider: "wompi",
@@ -733,6 +746,34 @@ mod tests {
         // A non-scalar property is refused.
         let body = approved_body().replace("transaction.amount_in_cents\"]", "transaction\"]");
         assert_eq!(verify(&body, None), Err(WebhookError::InvalidSignature));
+    }
+
+    #[test]
+    fn a_rail_that_ended_declined_or_in_error_is_always_confirmed_with_wompi() {
+        let props = r#"["transaction.id","transaction.status","transaction.amount_in_cents","transaction.reference","transaction.currency"]"#;
+        for status in ["DECLINED", "ERROR", "APPROVED"] {
+            let checksum = event_checksum(&[DOC_TX, status, "4490000", PAYMENT, "COP"], TS, SECRET);
+            let signed_all = event(DOC_TX, status, "4490000", TS, &checksum).replace(
+                r#"["transaction.id","transaction.status","transaction.amount_in_cents"]"#,
+                props,
+            );
+            let nequi = verify(&signed_all, Some(&checksum)).unwrap().unwrap();
+            assert!(!nequi.confirm_with_provider, "{status}");
+            for rail in ["BANCOLOMBIA_TRANSFER", "BANCOLOMBIA_QR", "DAVIPLATA"] {
+                let body = signed_all.replace(
+                    r#""payment_method_type":"NEQUI""#,
+                    &format!(r#""payment_method_type":"{rail}""#),
+                );
+                assert_ne!(body, signed_all);
+                let n = verify(&body, Some(&checksum)).unwrap().unwrap();
+                // Declined or expired: only Wompi's transaction tells.
+                assert_eq!(
+                    n.confirm_with_provider,
+                    status != "APPROVED",
+                    "{rail} {status}"
+                );
+            }
+        }
     }
 
     #[test]

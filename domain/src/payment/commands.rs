@@ -16,6 +16,23 @@ pub enum NextAction {
         code: String,
         expires_at: DateTime<Utc>,
     },
+    /// Show this QR code: the customer scans it with their bank's app (Bancolombia QR).
+    QrCode {
+        /// The code as the provider draws it, ready for an `<img src>`: a
+        /// `data:image/svg+xml;base64,...` URL (Wompi gives an image, not the QR's text).
+        image: String,
+        /// When the provider stops taking payments for it, if it says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// The wallet sent a one-time code to the customer's phone (Daviplata); they type it on the
+    /// provider's page at `url`, which then confirms the payment.
+    Otp {
+        url: String,
+        /// When the payment can no longer be confirmed, if the provider says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -221,6 +238,68 @@ impl PaymentCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_actions_have_stable_wire_shapes() {
+        // Recorded in events: these shapes are read back from stored streams forever.
+        let at = "2026-03-01T15:30:00Z".parse::<DateTime<Utc>>().unwrap();
+        let cases = [
+            (
+                NextAction::Redirect {
+                    url: "https://bank.example/pay/1".into(),
+                },
+                serde_json::json!({"type": "redirect", "url": "https://bank.example/pay/1"}),
+            ),
+            (
+                NextAction::CashCode {
+                    code: "123456".into(),
+                    expires_at: at,
+                },
+                serde_json::json!({"type": "cash_code", "code": "123456",
+                    "expires_at": "2026-03-01T15:30:00Z"}),
+            ),
+            (
+                NextAction::QrCode {
+                    image: "data:image/svg+xml;base64,PHN2Zy8+".into(),
+                    expires_at: Some(at),
+                },
+                serde_json::json!({"type": "qr_code", "image": "data:image/svg+xml;base64,PHN2Zy8+",
+                    "expires_at": "2026-03-01T15:30:00Z"}),
+            ),
+            (
+                NextAction::QrCode {
+                    image: "data:image/svg+xml;base64,PHN2Zy8+".into(),
+                    expires_at: None,
+                },
+                serde_json::json!({"type": "qr_code", "image": "data:image/svg+xml;base64,PHN2Zy8+"}),
+            ),
+            (
+                NextAction::Otp {
+                    url: "https://wallet.example/otp/9".into(),
+                    expires_at: Some(at),
+                },
+                serde_json::json!({"type": "otp", "url": "https://wallet.example/otp/9",
+                    "expires_at": "2026-03-01T15:30:00Z"}),
+            ),
+            (
+                NextAction::Otp {
+                    url: "https://wallet.example/otp/9".into(),
+                    expires_at: None,
+                },
+                serde_json::json!({"type": "otp", "url": "https://wallet.example/otp/9"}),
+            ),
+        ];
+        for (action, wire) in cases {
+            assert_eq!(serde_json::to_value(&action).unwrap(), wire);
+            assert_eq!(serde_json::from_value::<NextAction>(wire).unwrap(), action);
+        }
+        // A shape stored before `expires_at` was written still reads.
+        let old: NextAction =
+            serde_json::from_str(r#"{"type":"redirect","url":"https://x.example/"}"#).unwrap();
+        assert!(matches!(old, NextAction::Redirect { .. }));
+        assert!(serde_json::from_str::<NextAction>(r#"{"type":"qr_code"}"#).is_err());
+        assert!(serde_json::from_str::<NextAction>(r#"{"type":"push"}"#).is_err());
+    }
 
     #[test]
     fn capture_modes_parse_from_the_names_serde_writes() {

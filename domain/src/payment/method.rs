@@ -36,6 +36,9 @@ method_types! {
     Efecty = "EFECTY",
     Gcash = "GCASH",
     Maya = "MAYA",
+    BancolombiaTransfer = "BANCOLOMBIA_TRANSFER",
+    BancolombiaQr = "BANCOLOMBIA_QR",
+    Daviplata = "DAVIPLATA",
 }
 
 /// The text names no payment method type.
@@ -99,6 +102,44 @@ parsed_text!(MethodDetail, PrintableTextError, |text| {
 });
 redacted_debug!(MethodDetail);
 
+/// What the customer's bank or wallet shows them about the payment (`payment_description` of a
+/// Bancolombia transfer, a Bancolombia QR or Daviplata): 1 to 64 characters, none of them a
+/// control character or a single quote (Wompi refuses those), not blank. The merchant may put
+/// the customer's name or order in it, so its `Debug` shows none of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PaymentDescription(String);
+
+impl PaymentDescription {
+    pub const LEN_MAX: usize = 64;
+    /// Daviplata's (and PSE's) limit at Wompi.
+    pub const SHORT_LEN_MAX: usize = 30;
+
+    /// Characters, not bytes: Wompi counts what the customer reads.
+    pub fn len_chars(&self) -> usize {
+        self.0.chars().count()
+    }
+}
+
+/// A payment description that is blank, too long, or has a control character or a `'`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "must be 1 to {len_max} characters, not blank, without control characters or single quotes"
+)]
+pub struct PaymentDescriptionError {
+    pub len_max: usize,
+}
+
+parsed_text!(PaymentDescription, PaymentDescriptionError, |text| {
+    let count = text.chars().count();
+    let ok = (1..=PaymentDescription::LEN_MAX).contains(&count)
+        && !text.trim().is_empty()
+        && !text.chars().any(|c| c.is_control() || c == '\'');
+    ok.then_some(()).ok_or(PaymentDescriptionError {
+        len_max: PaymentDescription::LEN_MAX,
+    })
+});
+redacted_debug!(PaymentDescription);
+
 /// Who pays through PSE, in PSE's own codes: 0 a natural person, 1 a company.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PseUserType {
@@ -149,7 +190,18 @@ mod tests {
                 method
             );
         }
-        assert_eq!(PaymentMethodType::ALL.len(), 6);
+        assert_eq!(PaymentMethodType::ALL.len(), 9);
+        for (method, wire) in [
+            (
+                PaymentMethodType::BancolombiaTransfer,
+                "BANCOLOMBIA_TRANSFER",
+            ),
+            (PaymentMethodType::BancolombiaQr, "BANCOLOMBIA_QR"),
+            (PaymentMethodType::Daviplata, "DAVIPLATA"),
+        ] {
+            assert_eq!(method.as_str(), wire);
+            assert_eq!(wire.parse::<PaymentMethodType>(), Ok(method));
+        }
     }
 
     #[test]
@@ -187,6 +239,30 @@ mod tests {
         );
         assert!(MethodDetail::parse("").is_err());
         assert!(format!("{:?}", MethodDetail::parse("CC").unwrap()).contains("<2 bytes>"));
+    }
+
+    #[test]
+    fn a_payment_description_is_bounded_text_without_controls_or_single_quotes_and_never_shown() {
+        let text = "Pago pedido #42 de Ana Pérez";
+        let description = PaymentDescription::parse(text).unwrap();
+        assert_eq!(description.as_str(), text);
+        assert_eq!(description.len_chars(), 28);
+        assert_eq!(
+            format!("{description:?}"),
+            format!("PaymentDescription(<{} bytes>)", text.len())
+        );
+        assert!(PaymentDescription::parse(&"ñ".repeat(64)).is_ok());
+        for bad in ["", "   ", "a\nb", "it's", "tab\there", &"x".repeat(65)] {
+            assert_eq!(
+                PaymentDescription::parse(bad).unwrap_err(),
+                PaymentDescriptionError { len_max: 64 },
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            PaymentDescriptionError { len_max: 64 }.to_string(),
+            "must be 1 to 64 characters, not blank, without control characters or single quotes"
+        );
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub use commands::{CaptureMode, CaptureModeError, NextAction, PaymentCommand};
 pub use error::PaymentError;
 pub use events::{Compensation, PaymentEvent, ProviderFailureKind, EVENT_VERSION};
 pub use method::{
-    CardToken, MethodDetail, PaymentMethodType, PrintableTextError, PseUserType, PseUserTypeError,
-    UnknownMethodType,
+    CardToken, MethodDetail, PaymentDescription, PaymentDescriptionError, PaymentMethodType,
+    PrintableTextError, PseUserType, PseUserTypeError, UnknownMethodType,
 };
 pub use refund_reason::{RefundReason, RefundReasonError};
 pub use status::PaymentStatus;

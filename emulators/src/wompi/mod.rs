@@ -10,9 +10,9 @@
 //! |---|---|---|
 //! | `GET /v1/merchants/{public_key}` | none (the key is in the path) | `200` merchant with `presigned_acceptance` and `presigned_personal_data_auth` (signed tokens, valid `acceptance_token_ttl`); `404` other key |
 //! | `POST /v1/tokens/cards` | public | `201 {"status":"CREATED","data":{"id":"tok_test_...",...}}`; `422` bad number (Luhn), cvc, expiry, holder |
-//! | `POST /v1/transactions` | public or private | `201` `PENDING`; `422` when the acceptance tokens, integrity `signature`, amount, currency, email, payment method are wrong or the `reference` was used; faults below |
-//! | `GET /v1/transactions/{id}` | public or private | `200` / `404 NOT_FOUND_ERROR` |
-//! | `GET /v1/transactions?reference=` | private | `200 {"data":[...]}` |
+//! | `POST /v1/transactions` | public or private | `201` `PENDING`; `422` when the acceptance tokens, integrity `signature` (with `expiration_time` when one is sent), amount, currency, email, payment method, `expiration_time` (not in the future) are wrong or the `reference` was used; faults below |
+//! | `GET /v1/transactions/{id}` | public or private | `200` / `404 NOT_FOUND_ERROR`; a pending transaction read past its `expiration_time` is closed first (below) |
+//! | `GET /v1/transactions?reference=` | private | `200 {"data":[...]}` (closes an expired one the same way) |
 //! | `POST /v1/transactions/{id}/void` | private | `201` an `APPROVED` card transaction becomes `VOIDED` (and a webhook says so); `422` anything else |
 //! | `GET /v1/pse/financial_institutions` | public or private | `200` banks `"1"` (approves) and `"2"` (declines) |
 //! | `POST /v1/tokens/nequi`, `GET /v1/tokens/nequi/{id}` | public | Nequi subscriptions (see `sources`) |
@@ -23,7 +23,20 @@
 //! `APPROVED`, 3992222222 -> `DECLINED`, any other number -> `ERROR`. Card and Nequi
 //! transactions answer `PENDING` and are decided `webhook_delay_ms` later. A PSE transaction
 //! stays `PENDING`, with `payment_method.extra.async_payment_url` pointing at
-//! `/_sandbox/pse/{id}`, until the customer acts. Each transition is reported by a
+//! `/_sandbox/pse/{id}`, until the customer acts.
+//!
+//! The rails wait for the customer too, and show what they need in `payment_method.extra`
+//! only `step_publish_delay` (100 ms) after the create, as Wompi publishes it after answering:
+//!
+//! | `payment_method` | `extra` while `PENDING` | decided by |
+//! |---|---|---|
+//! | `{"type":"BANCOLOMBIA_TRANSFER","user_type":"PERSON","payment_description"}` (1 to 64 characters, no `'`) | `async_payment_url`: Bancolombia's page, `/_sandbox/bancolombia/{id}` | the customer's choice there |
+//! | `{"type":"BANCOLOMBIA_QR","payment_description"?,"sandbox_status"?}` | `qr_id`, `qr_image` (base64 SVG naming the transaction), `external_identifier` | `sandbox_status` `APPROVED`/`DECLINED`/`ERROR` alone, `webhook_delay_ms` later (Wompi's test data); without it, the customer's bank app (`/_sandbox/qr/{id}/...`) |
+//! | `{"type":"DAVIPLATA","user_legal_id_type":"CC"\|"CE"\|"NIT","user_legal_id","payment_description"?}` (1 to 30) | `url`: the page for the SMS code, `/_sandbox/daviplata/{id}`; `url_services`: `token`, `code_otp_send`, `code_otp_validate` | the code typed: `574829` `APPROVED`, `932015` `DECLINED`, `186743` `DECLINED` (funds), `999999` `ERROR` (Wompi's test codes); another code is refused (`422`, the payment waits) and the third wrong one declines it |
+//!
+//! A create may carry `expiration_time`; a transaction still `PENDING` when it passes ends
+//! `DECLINED` with `status_message` [`EXPIRED_MESSAGE`] (Wompi has no `EXPIRED` status), its
+//! `finalized_at` at or after `expiration_time`. Each transition is reported by a
 //! `transaction.updated` webhook signed with the events secret (checksum in the body and in
 //! `X-Event-Checksum`), delivered at least once with bounded retries through a bounded queue
 //! (`deliver_webhooks: false` loses them: the transition still happens).
@@ -35,7 +48,17 @@
 //! | `GET /_sandbox/pse/{id}` | the "bank page": an HTML page with the two buttons below |
 //! | `POST /_sandbox/pse/{id}/complete` | the customer pays at the bank: bank `"1"` -> `APPROVED`, `"2"` -> `DECLINED` |
 //! | `POST /_sandbox/pse/{id}/abandon` | the customer leaves without paying: `ERROR` ("El usuario abandonó el pago en PSE"), which payledger records as failed |
+//! | `GET /_sandbox/bancolombia/{id}` | Bancolombia's page (`extra.async_payment_url`): HTML with the three buttons below |
+//! | `POST /_sandbox/bancolombia/{id}/approve\|decline\|error` | the customer's answer at Bancolombia: `APPROVED`, `DECLINED` or `ERROR` |
+//! | `GET /_sandbox/qr/{id}` | the QR on a page, with the three buttons below |
+//! | `POST /_sandbox/qr/{id}/approve\|decline\|error` | the customer's bank app, once the QR is scanned |
+//! | `GET /_sandbox/daviplata/{id}` | Daviplata's page (`extra.url`): a form for the code |
+//! | `POST /_sandbox/daviplata/{id}/otp/validate` `{"code","token"}` (JSON, or the page's form) | the code typed, with `url_services.token` (`403` without it): decides as above, or `422` naming `code` with the attempts left |
+//! | `POST /_sandbox/daviplata/{id}/otp/send` `{"token"}` | Daviplata sends the code again, up to 3 codes in all (`422` after) |
+//! | `POST /_sandbox/transactions/{id}/expire` | the sandbox's clock reaches the pending transaction's `expiration_time` now (it becomes now if later or unset): `DECLINED` with [`EXPIRED_MESSAGE`] |
 //! | `POST /_sandbox/faults` `{"create":"none"\|"server_error"\|"timeout"\|"approved_timeout"\|"approved_503"\|"approved_silent"}` | until changed, `POST /v1/transactions` answers `500`, or holds its answer `fault_timeout_delay` (30 s) then `504`; the `approved_*` faults create the transaction first, then hold the answer, answer `503`, or answer normally and never send its webhook |
+//!
+//! Customer actions on a transaction that is decided already answer `409 INVALID_STATE`.
 
 mod delivery;
 mod sources;
@@ -69,11 +92,18 @@ pub use crate::server::REQUEST_BODY_MAX_BYTES;
 use crate::server::{self, ServerOptions};
 use delivery::{Notifier, Work};
 use state::{
-    rfc3339, CardToken, Method, NewTransaction, Outcome, State, StateError, Transaction,
+    rfc3339, CardToken, Method, NewTransaction, OtpCheck, Outcome, State, StateError, Transaction,
     MERCHANT_ID,
 };
-pub use state::{ABANDONED_MESSAGE, DECLINED_MESSAGE, ERROR_MESSAGE};
-use wire::{integrity_signature, PSE_DESCRIPTION_LEN_MAX};
+pub use state::{
+    ABANDONED_MESSAGE, DECLINED_MESSAGE, ERROR_MESSAGE, EXPIRED_MESSAGE,
+    INSUFFICIENT_FUNDS_MESSAGE, OTP_APPROVED, OTP_ATTEMPTS_MAX, OTP_DECLINED, OTP_ERROR,
+    OTP_EXHAUSTED_MESSAGE, OTP_INSUFFICIENT_FUNDS, OTP_SENDS_MAX,
+};
+use wire::{
+    integrity_signature, integrity_signature_until, BANCOLOMBIA_DESCRIPTION_LEN_MAX,
+    DAVIPLATA_DESCRIPTION_LEN_MAX, PSE_DESCRIPTION_LEN_MAX,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -85,6 +115,7 @@ const TOKEN_LEN_MAX: usize = 256;
 const URL_LEN_MAX: usize = 2048;
 const AMOUNT_IN_CENTS_MAX: i64 = 100_000_000_000_000;
 const END_USER_POLICY: &str = "END_USER_POLICY";
+const INVALID_STATE_REASON: &str = "the transaction's method or status does not allow this";
 const PERSONAL_DATA_AUTH: &str = "PERSONAL_DATA_AUTH";
 
 /// Keys and secrets (the same as the adapter's) and where webhooks go.
@@ -121,6 +152,9 @@ pub struct WompiSandboxOptions {
     pub fault_timeout_delay: Duration,
     /// How long a presigned acceptance token is accepted.
     pub acceptance_token_ttl: Duration,
+    /// How long after a create a Bancolombia transfer's page, a QR or Daviplata's code page
+    /// appears in `payment_method.extra` (Wompi publishes them after the create's answer).
+    pub step_publish_delay: Duration,
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
 }
@@ -136,6 +170,7 @@ impl Default for WompiSandboxOptions {
             tokens_max: 100_000,
             fault_timeout_delay: Duration::from_secs(30),
             acceptance_token_ttl: Duration::from_secs(60 * 60),
+            step_publish_delay: Duration::from_millis(100),
             workers: 2,
             shutdown_timeout_secs: 5,
         }
@@ -178,10 +213,10 @@ pub async fn start_with_options(
 
     let mut token_key = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut token_key);
-    let state = Arc::new(Mutex::new(State::new(
-        options.transactions_max,
-        options.tokens_max,
-    )));
+    let state = Arc::new(Mutex::new(
+        State::new(options.transactions_max, options.tokens_max)
+            .with_publish_delay(options.step_publish_delay),
+    ));
     let environment = if config
         .events_secret
         .expose_secret()
@@ -258,7 +293,18 @@ pub async fn start_with_options(
                         .route("/faults", web::post().to(set_faults))
                         .route("/pse/{id}", web::get().to(pse_page))
                         .route("/pse/{id}/complete", web::post().to(complete_pse))
-                        .route("/pse/{id}/abandon", web::post().to(abandon_pse)),
+                        .route("/pse/{id}/abandon", web::post().to(abandon_pse))
+                        .route("/bancolombia/{id}", web::get().to(bancolombia_page))
+                        .route(
+                            "/bancolombia/{id}/{decision}",
+                            web::post().to(decide_bancolombia),
+                        )
+                        .route("/qr/{id}", web::get().to(qr_page))
+                        .route("/qr/{id}/{decision}", web::post().to(decide_qr))
+                        .route("/daviplata/{id}", web::get().to(daviplata_page))
+                        .route("/daviplata/{id}/otp/validate", web::post().to(validate_otp))
+                        .route("/daviplata/{id}/otp/send", web::post().to(resend_otp))
+                        .route("/transactions/{id}/expire", web::post().to(expire)),
                 );
             cfg.default_service(web::to(not_found));
         },
@@ -533,11 +579,21 @@ impl From<StateError> for ApiError {
             StateError::InvalidState => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "INPUT_VALIDATION_ERROR",
-                "the transaction's method or status does not allow this",
+                INVALID_STATE_REASON,
             ),
             StateError::CapacityExhausted => {
                 ApiError::unavailable("the sandbox holds too many transactions")
             }
+            StateError::WrongToken => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "INVALID_ACCESS_TOKEN",
+                "the token is not this transaction's url_services.token",
+            ),
+            StateError::TooManyCodes => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INPUT_VALIDATION_ERROR",
+                "Daviplata already sent as many codes as it sends for one payment",
+            ),
         }
     }
 }
@@ -570,6 +626,8 @@ fn merchant_view() -> Value {
 }
 
 fn view(tx: &Transaction) -> Value {
+    // Wompi shows a rail's step only once published; before that `extra` is empty.
+    let published = Utc::now() >= tx.published_at;
     let payment_method = match &tx.method {
         Method::Card {
             installments,
@@ -613,6 +671,63 @@ fn view(tx: &Transaction) -> Value {
                 "extra": extra,
             })
         }
+        Method::BancolombiaTransfer {
+            user_type,
+            payment_description,
+        } => {
+            let extra = match &tx.async_payment_url {
+                Some(url) if published => json!({ "async_payment_url": url }),
+                _ => json!({}),
+            };
+            json!({
+                "type": "BANCOLOMBIA_TRANSFER",
+                "user_type": user_type,
+                "payment_description": payment_description,
+                "extra": extra,
+            })
+        }
+        Method::BancolombiaQr {
+            payment_description,
+            ..
+        } => {
+            let extra = match &tx.qr {
+                Some(qr) if published => json!({
+                    "qr_id": qr.id,
+                    "qr_image": qr.image,
+                    "external_identifier": qr.external_identifier,
+                }),
+                _ => json!({}),
+            };
+            json!({
+                "type": "BANCOLOMBIA_QR",
+                "payment_description": payment_description,
+                "extra": extra,
+            })
+        }
+        Method::Daviplata {
+            user_legal_id_type,
+            user_legal_id,
+            payment_description,
+        } => {
+            let extra = match &tx.otp {
+                Some(otp) if published => json!({
+                    "url": otp.url,
+                    "url_services": {
+                        "token": otp.token,
+                        "code_otp_send": otp.send_url,
+                        "code_otp_validate": otp.validate_url,
+                    },
+                }),
+                _ => json!({}),
+            };
+            json!({
+                "type": "DAVIPLATA",
+                "user_legal_id_type": user_legal_id_type,
+                "user_legal_id": user_legal_id,
+                "payment_description": payment_description,
+                "extra": extra,
+            })
+        }
     };
     let mut merchant = merchant_view();
     if let Some(object) = merchant.as_object_mut() {
@@ -634,6 +749,7 @@ fn view(tx: &Transaction) -> Value {
         "shipping_address": null,
         "payment_link_id": null,
         "payment_source_id": tx.payment_source_id,
+        "expiration_time": tx.expiration_time.map(rfc3339),
         "merchant": merchant,
     })
 }
@@ -654,7 +770,14 @@ async fn merchant(app: web::Data<AppState>, public_key: web::Path<String>) -> Ht
         object.insert("accepted_currencies".into(), json!(["COP"]));
         object.insert(
             "accepted_payment_methods".into(),
-            json!(["CARD", "NEQUI", "PSE"]),
+            json!([
+                "CARD",
+                "NEQUI",
+                "PSE",
+                "BANCOLOMBIA_TRANSFER",
+                "BANCOLOMBIA_QR",
+                "DAVIPLATA"
+            ]),
         );
         object.insert(
             "presigned_acceptance".into(),
@@ -818,6 +941,9 @@ struct CreateRequest {
     /// A saved source to charge instead of a whole `payment_method`.
     #[serde(default)]
     payment_source_id: Option<Value>,
+    /// Until when the customer may pay (ISO 8601, UTC); it enters the signature.
+    #[serde(default)]
+    expiration_time: Option<String>,
 }
 
 fn valid_email(text: &str) -> bool {
@@ -882,8 +1008,26 @@ fn validate_create(
     if reference.is_none() {
         errors.add("reference", "must be 1 to 255 characters");
     }
+    let expiration_time = match request.expiration_time.as_deref() {
+        None => None,
+        Some(text) => match DateTime::parse_from_rfc3339(text) {
+            Ok(at) if at > now => Some(at.with_timezone(&Utc)),
+            Ok(_) => {
+                errors.add("expiration_time", "must be in the future");
+                None
+            }
+            Err(_) => {
+                errors.add("expiration_time", "must be an ISO 8601 time");
+                None
+            }
+        },
+    };
     if let (Some(reference), Some(amount), Some(currency)) = (&reference, amount, &currency) {
-        let expected = integrity_signature(reference, amount, currency, &app.integrity_secret);
+        let secret = &app.integrity_secret;
+        let expected = match request.expiration_time.as_deref() {
+            Some(until) => integrity_signature_until(reference, amount, currency, until, secret),
+            None => integrity_signature(reference, amount, currency, secret),
+        };
         let presented = request.signature.unwrap_or_default().to_ascii_lowercase();
         if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
             errors.add("signature", "La firma es inválida");
@@ -918,6 +1062,7 @@ fn validate_create(
                 redirect_url,
                 method,
                 payment_source_id,
+                expiration_time,
             })
         }
         // Every `None` above added an error, so `check` returned already.
@@ -1069,8 +1214,101 @@ fn payment_method(
                 _ => None,
             }
         }
+        Some("BANCOLOMBIA_TRANSFER") => {
+            let user_type = text("user_type").filter(|t| *t == "PERSON");
+            if user_type.is_none() {
+                errors.add("payment_method", "user_type must be PERSON");
+            }
+            let description = description(object, BANCOLOMBIA_DESCRIPTION_LEN_MAX, errors)?;
+            match (user_type, description) {
+                (Some(user_type), Some(payment_description)) => Some(Method::BancolombiaTransfer {
+                    user_type: user_type.to_owned(),
+                    payment_description,
+                }),
+                (_, None) => {
+                    errors.add("payment_method", "payment_description is required");
+                    None
+                }
+                _ => None,
+            }
+        }
+        Some("BANCOLOMBIA_QR") => {
+            let description = description(object, BANCOLOMBIA_DESCRIPTION_LEN_MAX, errors)?;
+            let sandbox_status = match text("sandbox_status") {
+                None => None,
+                Some(status) => match Outcome::of_sandbox_status(status) {
+                    Some(outcome) => Some(outcome),
+                    None => {
+                        errors.add(
+                            "payment_method",
+                            "sandbox_status must be APPROVED, DECLINED or ERROR",
+                        );
+                        return None;
+                    }
+                },
+            };
+            Some(Method::BancolombiaQr {
+                payment_description: description,
+                sandbox_status,
+            })
+        }
+        Some("DAVIPLATA") => {
+            let id_type = text("user_legal_id_type").filter(|t| matches!(*t, "CC" | "CE" | "NIT"));
+            if id_type.is_none() {
+                errors.add("payment_method", "user_legal_id_type must be CC, CE or NIT");
+            }
+            let legal_id = text("user_legal_id").filter(|i| {
+                (1..=20).contains(&i.len()) && i.bytes().all(|b| b.is_ascii_alphanumeric())
+            });
+            if legal_id.is_none() {
+                errors.add("payment_method", "user_legal_id is required");
+            }
+            let description = description(object, DAVIPLATA_DESCRIPTION_LEN_MAX, errors)?;
+            match (id_type, legal_id) {
+                (Some(id_type), Some(legal_id)) => Some(Method::Daviplata {
+                    user_legal_id_type: id_type.to_owned(),
+                    user_legal_id: legal_id.to_owned(),
+                    payment_description: description,
+                }),
+                _ => None,
+            }
+        }
         _ => {
-            errors.add("payment_method", "type must be CARD, NEQUI or PSE");
+            errors.add(
+                "payment_method",
+                "type must be CARD, NEQUI, PSE, BANCOLOMBIA_TRANSFER, BANCOLOMBIA_QR or DAVIPLATA",
+            );
+            None
+        }
+    }
+}
+
+/// An optional `payment_description` of 1 to `len_max` characters without controls or single
+/// quotes (Wompi refuses those). `None` when the request is refused (the error is added),
+/// `Some(None)` when there is none.
+fn description(
+    object: &serde_json::Map<String, Value>,
+    len_max: usize,
+    errors: &mut Errors,
+) -> Option<Option<String>> {
+    match object.get("payment_description") {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(text))
+            if (1..=len_max).contains(&text.chars().count())
+                && !text.trim().is_empty()
+                && !text.chars().any(|c| c.is_control() || c == '\'') =>
+        {
+            Some(Some(text.clone()))
+        }
+        Some(_) => {
+            errors.add(
+                "payment_method",
+                if len_max == DAVIPLATA_DESCRIPTION_LEN_MAX {
+                    "payment_description must be 1 to 30 characters, without single quotes"
+                } else {
+                    "payment_description must be 1 to 64 characters, without single quotes"
+                },
+            );
             None
         }
     }
@@ -1105,8 +1343,17 @@ async fn create_transaction(
     let request: CreateRequest = parse_json(&body)?;
     let now = Utc::now();
     let new = validate_create(&app, request, now)?;
-    let decides_alone = !matches!(new.method, Method::Pse { .. });
-    // A card / Nequi transaction needs a queue slot for its decision and webhook.
+    // Cards, Nequi and a QR with a `sandbox_status` are decided by the sandbox itself.
+    let decides_alone = matches!(
+        new.method,
+        Method::Card { .. }
+            | Method::Nequi { .. }
+            | Method::BancolombiaQr {
+                sandbox_status: Some(_),
+                ..
+            }
+    );
+    // A transaction the sandbox decides needs a queue slot for its decision and webhook.
     let slot = if decides_alone {
         Some(app.queue.try_reserve().ok_or(ApiError::unavailable(
             "the webhook queue is full, retry later",
@@ -1150,9 +1397,24 @@ async fn get_transaction(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &app, &[Key::Public, Key::Private])?;
+    close_if_expired(&app, &id)?;
     let state = app.state();
     let tx = state.get(&id).ok_or(StateError::NotFound)?;
     Ok(HttpResponse::Ok().json(json!({ "data": view(tx) })))
+}
+
+/// A pending transaction read past its `expiration_time` is closed first (`DECLINED`) and its
+/// webhook sent: the sandbox has no clock of its own, reading is when it notices.
+fn close_if_expired(app: &AppState, id: &str) -> Result<(), ApiError> {
+    if !app.state().expiry_due(id, Utc::now()) {
+        return Ok(());
+    }
+    match transition(app, |state, now| state.expire(id, now)) {
+        // Decided meanwhile by another request: nothing to close.
+        Err(error) if error.kind == "INPUT_VALIDATION_ERROR" => Ok(()),
+        Err(error) => Err(error),
+        Ok(_) => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -1173,6 +1435,13 @@ async fn search_transactions(
             "is required by the sandbox (no date ranges)",
         ));
     };
+    let id = app
+        .state()
+        .find_by_reference(reference)
+        .map(|tx| tx.id.clone());
+    if let Some(id) = id {
+        close_if_expired(&app, &id)?;
+    }
     let state = app.state();
     let found: Vec<Value> = state
         .find_by_reference(reference)
@@ -1273,15 +1542,239 @@ async fn abandon_pse(
     Ok(HttpResponse::Ok().json(json!({ "data": view(&tx) })))
 }
 
-/// Customer actions on a transaction that is not a pending PSE one answer `409`.
+/// Customer actions on a transaction that is not pending with that method answer `409`.
 fn conflict(error: ApiError) -> ApiError {
-    if error.kind == "INPUT_VALIDATION_ERROR" {
+    if error.reason.as_deref() == Some(INVALID_STATE_REASON) {
         ApiError::new(
             StatusCode::CONFLICT,
             "INVALID_STATE",
-            "only a PENDING PSE transaction waits for the customer",
+            "only a PENDING transaction of this method waits for the customer",
         )
     } else {
         error
     }
+}
+
+/// What the customer decides at Bancolombia's page or in their bank app.
+fn decision(text: &str) -> Result<Outcome, ApiError> {
+    match text {
+        "approve" => Ok(Outcome::Approve),
+        "decline" => Ok(Outcome::Decline),
+        "error" => Ok(Outcome::Error),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+/// A sandbox page; ids are ours (digits and dashes), nothing from the request reaches it.
+fn page(title: &str, body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(format!(
+            "<!doctype html><meta charset=\"utf-8\"><title>{title}</title><h1>{title}</h1>{body}"
+        ))
+}
+
+/// The transaction `id`, pending with `kind` (else `404`, or `409` once decided).
+fn pending_of(app: &AppState, id: &str, kind: &str) -> Result<Transaction, ApiError> {
+    let state = app.state();
+    let tx = state.get(id).ok_or(StateError::NotFound)?;
+    if tx.method.kind() != kind {
+        return Err(ApiError::not_found());
+    }
+    if tx.status != state::Status::Pending {
+        return Err(conflict(StateError::InvalidState.into()));
+    }
+    Ok(tx.clone())
+}
+
+fn decision_buttons(path: &str) -> String {
+    ["approve", "decline", "error"]
+        .map(|d| format!("<form method=\"post\" action=\"{path}/{d}\"><button>{d}</button></form>"))
+        .concat()
+}
+
+async fn bancolombia_page(
+    app: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let tx = pending_of(&app, &id, "BANCOLOMBIA_TRANSFER")?;
+    let amount = tx.amount_in_cents;
+    Ok(page(
+        "Botón Bancolombia (sandbox)",
+        format!(
+            "<p>Transaction {}: {}.{:02} COP</p>{}",
+            tx.id,
+            amount / 100,
+            amount % 100,
+            decision_buttons(&format!("/_sandbox/bancolombia/{}", tx.id))
+        ),
+    ))
+}
+
+async fn decide_bancolombia(
+    app: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, choice) = path.into_inner();
+    let outcome = decision(&choice)?;
+    close_if_expired(&app, &id)?;
+    let tx = transition(&app, |state, now| {
+        state.decide_rail(&id, "BANCOLOMBIA_TRANSFER", outcome, now)
+    })
+    .map_err(conflict)?;
+    Ok(HttpResponse::Ok().json(json!({ "data": view(&tx) })))
+}
+
+async fn qr_page(
+    app: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let tx = pending_of(&app, &id, "BANCOLOMBIA_QR")?;
+    let image = tx
+        .qr
+        .as_ref()
+        .map(|qr| qr.image.clone())
+        .unwrap_or_default();
+    Ok(page(
+        "Bancolombia QR (sandbox)",
+        format!(
+            "<img alt=\"QR\" width=\"200\" src=\"data:image/svg+xml;base64,{image}\">\
+             <p>The customer's bank app, once the code is scanned:</p>{}",
+            decision_buttons(&format!("/_sandbox/qr/{}", tx.id))
+        ),
+    ))
+}
+
+async fn decide_qr(
+    app: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, choice) = path.into_inner();
+    let outcome = decision(&choice)?;
+    close_if_expired(&app, &id)?;
+    let tx = transition(&app, |state, now| {
+        state.decide_rail(&id, "BANCOLOMBIA_QR", outcome, now)
+    })
+    .map_err(conflict)?;
+    Ok(HttpResponse::Ok().json(json!({ "data": view(&tx) })))
+}
+
+async fn daviplata_page(
+    app: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let tx = pending_of(&app, &id, "DAVIPLATA")?;
+    let Some(otp) = tx.otp.as_ref() else {
+        return Err(conflict(StateError::InvalidState.into()));
+    };
+    // The token is ours (hex): it goes back with the code, as Wompi's own page would send it.
+    Ok(page(
+        "Daviplata (sandbox)",
+        format!(
+            "<p>Daviplata sent a 6-digit code to the customer's phone.</p>\
+             <form method=\"post\" action=\"/_sandbox/daviplata/{id}/otp/validate\">\
+             <input type=\"hidden\" name=\"token\" value=\"{token}\">\
+             <input name=\"code\" inputmode=\"numeric\" maxlength=\"6\" autocomplete=\"one-time-code\">\
+             <button>Confirm</button></form>\
+             <form method=\"post\" action=\"/_sandbox/daviplata/{id}/otp/send\">\
+             <input type=\"hidden\" name=\"token\" value=\"{token}\"><button>Send again</button></form>",
+            id = tx.id,
+            token = otp.token
+        ),
+    ))
+}
+
+/// A Daviplata code call: JSON (`{"code": 574829, "token": ".."}`, the code as a number or
+/// text) or the page's form.
+#[derive(Deserialize)]
+struct OtpRequest {
+    #[serde(default)]
+    code: Option<Value>,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+fn otp_request(req: &HttpRequest, body: &[u8]) -> Result<OtpRequest, ApiError> {
+    let form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        serde_urlencoded::from_bytes::<BTreeMap<String, String>>(body)
+            .map(|mut fields| OtpRequest {
+                code: fields.remove("code").map(Value::from),
+                token: fields.remove("token"),
+            })
+            .map_err(|_| ApiError::validation("body", "is not a form of code and token"))
+    } else {
+        parse_json(body)
+    }
+}
+
+async fn validate_otp(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let request = otp_request(&req, &body)?;
+    let code = match &request.code {
+        Some(Value::String(text)) => Some(text.clone()),
+        Some(Value::Number(number)) if number.is_u64() => Some(format!("{number:0>6}")),
+        _ => None,
+    }
+    .filter(|code| all_digits(code, 6, 6))
+    .ok_or_else(|| ApiError::validation("code", "must be the 6 digits Daviplata sent"))?;
+    let token = request.token.unwrap_or_default();
+    close_if_expired(&app, &id)?;
+    // A decision needs a queue slot for its webhook; a wrong code uses none.
+    let slot = app.queue.try_reserve().ok_or(ApiError::unavailable(
+        "the webhook queue is full, retry later",
+    ))?;
+    let checked = app.state().check_otp(&id, &token, &code, Utc::now());
+    match checked.map_err(|e| conflict(e.into()))? {
+        OtpCheck::Decided(tx) => {
+            let answer = json!({ "data": view(&tx) });
+            if !app
+                .queue
+                .schedule(slot, Work::Report(tx), app.webhook_delay)
+            {
+                return Err(ApiError::unavailable("the sandbox is stopping"));
+            }
+            Ok(HttpResponse::Ok().json(answer))
+        }
+        OtpCheck::Wrong { attempts_left } => {
+            let mut error = Errors::default();
+            error.add(
+                "code",
+                format!("El código no es válido; quedan {attempts_left} intentos"),
+            );
+            Err(error.into_error())
+        }
+    }
+}
+
+async fn resend_otp(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let token = otp_request(&req, &body)?.token.unwrap_or_default();
+    close_if_expired(&app, &id)?;
+    let sent = app
+        .state()
+        .resend_otp(&id, &token)
+        .map_err(|e| conflict(e.into()))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "data": { "attempts": sent, "attempts_max": OTP_SENDS_MAX }
+    })))
+}
+
+/// The transaction's `expiration_time` arrives now (the sandbox's clock jumps): a pending
+/// transaction ends `DECLINED` with [`EXPIRED_MESSAGE`] and its webhook is sent.
+async fn expire(app: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let tx = transition(&app, |state, now| state.expire(&id, now)).map_err(conflict)?;
+    Ok(HttpResponse::Ok().json(json!({ "data": view(&tx) })))
 }

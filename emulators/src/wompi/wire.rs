@@ -17,6 +17,10 @@ pub const DEFAULT_PROPERTIES: [&str; 3] = [
 ];
 /// Longest PSE `payment_description` Wompi takes.
 pub const PSE_DESCRIPTION_LEN_MAX: usize = 30;
+/// Longest Bancolombia transfer or QR `payment_description` Wompi takes.
+pub const BANCOLOMBIA_DESCRIPTION_LEN_MAX: usize = 64;
+/// Longest Daviplata `payment_description` Wompi takes.
+pub const DAVIPLATA_DESCRIPTION_LEN_MAX: usize = 30;
 
 /// Lower-case hex checksum of an event: SHA-256 of the property values in order, then the
 /// timestamp, then the events secret.
@@ -42,6 +46,24 @@ pub fn integrity_signature(
     hash.update(reference.as_bytes());
     hash.update(amount_in_cents.to_string().as_bytes());
     hash.update(currency.as_bytes());
+    hash.update(integrity_secret.as_bytes());
+    hex::encode(hash.finalize())
+}
+
+/// The `signature` of a create that carries an `expiration_time`: SHA-256 of `reference +
+/// amount_in_cents + currency + expiration_time + integrity_secret`, the time as sent.
+pub fn integrity_signature_until(
+    reference: &str,
+    amount_in_cents: i64,
+    currency: &str,
+    expiration_time: &str,
+    integrity_secret: &str,
+) -> String {
+    let mut hash = Sha256::new();
+    hash.update(reference.as_bytes());
+    hash.update(amount_in_cents.to_string().as_bytes());
+    hash.update(currency.as_bytes());
+    hash.update(expiration_time.as_bytes());
     hash.update(integrity_secret.as_bytes());
     hex::encode(hash.finalize())
 }
@@ -122,6 +144,21 @@ mod tests {
                 "test_integrity_payledger_kat_0123456789abcdef"
             ),
             "af59a775e4d17220fb8b7253f57e9cb056531242c421dc62ad0ebdfe1c0a212e"
+        );
+    }
+
+    /// `printf '%s' "6a1f3c2e-8b4d-4e7a-9c10-5d2b7f3e1a9012900000COP2026-03-01T15:30:00.000Ztest_integrity_payledger_kat_0123456789abcdef" | sha256sum`
+    #[test]
+    fn integrity_signature_with_an_expiration_time_matches_an_independent_sha256() {
+        assert_eq!(
+            integrity_signature_until(
+                "6a1f3c2e-8b4d-4e7a-9c10-5d2b7f3e1a90",
+                12_900_000,
+                "COP",
+                "2026-03-01T15:30:00.000Z",
+                "test_integrity_payledger_kat_0123456789abcdef"
+            ),
+            "fc5721f08c2644a109198e911cb5e3109d3cda3d7384a27c6df63398b6536ed3"
         );
     }
 }

@@ -48,6 +48,9 @@ pub trait ProviderFixture: Sized + Send + Sync + 'static {
     const LOOKUP: bool;
     /// Whether a repeated create answers the first transaction (an idempotency window).
     const IDEMPOTENT_CREATE: bool;
+    /// The provider's webhooks carry no proof and every one is asked back of the provider
+    /// (EBANX): a forged one is taken in and stands for nothing, instead of being refused.
+    const FORGERY_STANDS_FOR_NOTHING: bool = false;
 
     /// Starts the emulator as the app does: the keys and secrets of the connector's own
     /// settings (`setting`, defaults applied), webhooks posted to `webhook_url`.
@@ -222,37 +225,37 @@ impl<F: ProviderFixture> Env<F> {
         (request, tx, delivery, notification)
     }
 
-    /// Verifies a delivered webhook as payledger's endpoint does.
-    pub fn verify(
+    /// Verifies a delivered webhook as payledger's endpoint does: what it stands for.
+    pub async fn verify(
         &self,
         delivery: &Delivery,
-    ) -> Result<Option<ProviderNotification>, WebhookError> {
-        self.verifier.verify(&WebhookRequest {
-            headers: &delivery.headers,
-            body: &delivery.body,
-            peer: delivery.peer,
-            received_at: Utc::now(),
-        })
+    ) -> Result<Vec<ProviderNotification>, WebhookError> {
+        self.verifier
+            .notifications(&WebhookRequest {
+                headers: &delivery.headers,
+                body: &delivery.body,
+                peer: delivery.peer,
+                received_at: Utc::now(),
+            })
+            .await
     }
 
     /// The next webhook deciding `payment_id` (skipping those payledger acknowledges only).
     pub async fn decided(&mut self, payment_id: PaymentId) -> (Delivery, ProviderNotification) {
         loop {
             let delivery = self.receiver.next().await;
-            let verified = self.verify(&delivery).unwrap_or_else(|e| {
+            let verified = self.verify(&delivery).await.unwrap_or_else(|e| {
                 panic!(
                     "{}: the emulator's webhook was refused ({e}): {}",
                     F::NAME,
                     String::from_utf8_lossy(&delivery.body)
                 )
             });
-            match verified {
-                Some(n)
-                    if n.payment_id == payment_id && n.outcome != NotificationOutcome::Pending =>
-                {
-                    return (delivery, n);
-                }
-                _ => continue,
+            let deciding = verified
+                .into_iter()
+                .find(|n| n.payment_id == payment_id && n.outcome != NotificationOutcome::Pending);
+            if let Some(n) = deciding {
+                return (delivery, n);
             }
         }
     }

@@ -1,10 +1,10 @@
-//! The five connectors as the contract suite drives them. Each emulator is started the way
+//! The six connectors as the contract suite drives them. Each emulator is started the way
 //! `api/src/emulated.rs` starts it: with the keys and secrets of the connector's settings.
 
 use domain::Currency;
 
 use connectors::{
-    maya, paymongo, payu, sandbox, wompi, CreateTransaction, PaymentMethodDetails,
+    ebanx, maya, paymongo, payu, sandbox, wompi, CreateTransaction, PaymentMethodDetails,
     ProviderTransaction,
 };
 use emulators::EmulatorHandle;
@@ -326,5 +326,85 @@ impl ProviderFixture for Gcash {
 
     fn forge(delivery: &Delivery) -> Delivery {
         amount_changed(delivery, "123400")
+    }
+}
+
+/// GCash through EBANX.
+pub struct Ebanx;
+
+impl ProviderFixture for Ebanx {
+    const NAME: &'static str = ebanx::NAME;
+    const CURRENCY: Currency = Currency::PHP;
+    const BASE_URL_SETTING: &'static str = ebanx::ENV_BASE_URL;
+    const KEY_SETTING: &'static str = ebanx::ENV_INTEGRATION_KEY;
+    const WRONG_KEY: &'static str = "test_ik_Unknown0000000000000000";
+    const HEALTH_CHECKS_KEY: bool = true;
+    const MANUAL_CAPTURE: bool = false;
+    const REFUNDS: bool = true;
+    const LOOKUP: bool = true;
+    // EBANX keeps one payment per merchant_payment_code and refuses a second.
+    const IDEMPOTENT_CREATE: bool = true;
+    const FORGERY_STANDS_FOR_NOTHING: bool = true;
+
+    async fn start_emulator(
+        setting: &dyn Fn(&str) -> String,
+        webhook_url: String,
+    ) -> EmulatorHandle {
+        use emulators::ebanx::{EbanxSandboxConfig, EmulatorOptions};
+        let config = EbanxSandboxConfig {
+            integration_key: setting(ebanx::ENV_INTEGRATION_KEY).into(),
+            webhook_url,
+            webhook_delay_ms: WEBHOOK_DELAY_MS,
+            deliver_webhooks: true,
+        };
+        let options = EmulatorOptions {
+            workers: 1,
+            shutdown_timeout_secs: 1,
+            ..EmulatorOptions::default()
+        };
+        emulators::ebanx::start_with_options(listener(), config, options)
+            .await
+            .unwrap()
+    }
+
+    fn method() -> PaymentMethodDetails {
+        PaymentMethodDetails::Gcash
+    }
+
+    /// The customer confirms the payment on the GCash page.
+    async fn pay(env: &Env<Self>, tx: &ProviderTransaction) {
+        customer_action(env, format!("/_sandbox/payments/{}/complete", tx.id)).await;
+    }
+
+    /// EBANX holds at most one payment per `merchant_payment_code`: asked by ours.
+    async fn held(env: &Env<Self>, request: &CreateTransaction) -> Option<usize> {
+        let answer: serde_json::Value = env
+            .http
+            .post(format!("{}/ws/query", env.emulator.base_url()))
+            .json(&serde_json::json!({
+                "integration_key": env.setting(ebanx::ENV_INTEGRATION_KEY),
+                "merchant_payment_code": request.payment_id.to_string(),
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Some(usize::from(answer["status"] == "SUCCESS"))
+    }
+
+    /// EBANX signs nothing payledger checks; a notification names a hash: another one.
+    fn forge(delivery: &Delivery) -> Delivery {
+        let body = String::from_utf8_lossy(&delivery.body);
+        let (head, hash) = body.rsplit_once("hash_codes=").expect("a hash in the body");
+        let flipped: String = hash
+            .chars()
+            .map(|c| if c == 'f' { '0' } else { 'f' })
+            .collect();
+        Delivery {
+            body: format!("{head}hash_codes={flipped}").into_bytes(),
+            ..delivery.clone()
+        }
     }
 }

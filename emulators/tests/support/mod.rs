@@ -109,3 +109,18 @@ pub fn fast_kit_options() -> emulators::maya::EmulatorOptions {
         ..emulators::maya::EmulatorOptions::default()
     }
 }
+
+/// A GCash payment of `amount` PHP, as payledger asks a GCash provider to start one.
+#[allow(dead_code)] // the GCash providers' tests only
+pub fn gcash_request(amount: &str) -> connectors::CreateTransaction {
+    connectors::CreateTransaction {
+        payment_id: domain::PaymentId::from_uuid(uuid::Uuid::new_v4()),
+        reference: format!("order-{}", uuid::Uuid::new_v4().simple()),
+        amount: domain::Money::parse(amount, domain::Currency::PHP).expect("an amount"),
+        method: connectors::PaymentMethodDetails::Gcash,
+        capture_mode: domain::CaptureMode::Automatic,
+        customer_email: Some("juan@example.com".into()),
+        customer: Default::default(),
+        return_url: Some("https://shop.example/return".into()),
+    }
+}

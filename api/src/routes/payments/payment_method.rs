@@ -3,7 +3,8 @@
 
 use connectors::PaymentMethodDetails;
 use domain::{
-    CardToken, MethodDetail, PaymentMethodType, PrintableTextError, PseUserType, PseUserTypeError,
+    CardToken, MethodDetail, PaymentDescription, PaymentMethodType, PrintableTextError,
+    PseUserType, PseUserTypeError,
 };
 use serde::Deserialize;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
@@ -30,6 +31,9 @@ pub(super) struct PaymentMethodRequest {
     user_legal_id_type: Option<String>,
     #[serde(default)]
     user_legal_id: Option<String>,
+    /// What the customer's bank or wallet shows them (the Wompi rails).
+    #[serde(default)]
+    payment_description: Option<String>,
     /// A saved method's id, for `SAVED`.
     #[serde(default)]
     id: Option<String>,
@@ -55,6 +59,18 @@ pub(super) fn schema() -> OneOfBuilder {
             .max_length(Some(len_max))
     };
     let detail = || text(MethodDetail::LEN_MAX);
+    let user_type = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .enum_values(Some([0, 1]))
+            .description(Some("0: a person, 1: a company"))
+    };
+    let description = |len_max: usize| {
+        text(len_max).description(Some(
+            "What the customer's bank or wallet shows them: no control characters, no single \
+             quotes",
+        ))
+    };
     let variants = PaymentMethodType::ALL.map(|kind| {
         let object = ObjectBuilder::new()
             .property("type", one_of_texts([kind.as_str()]))
@@ -77,17 +93,35 @@ pub(super) fn schema() -> OneOfBuilder {
                     "financial_institution_code",
                     detail().description(Some("The bank's code from `GET /v1/pse/banks`")),
                 )
-                .property(
-                    "user_type",
-                    ObjectBuilder::new()
-                        .schema_type(Type::Integer)
-                        .enum_values(Some([0, 1]))
-                        .description(Some("0: a person, 1: a company")),
-                )
+                .property("user_type", user_type())
                 .property("user_legal_id_type", detail().examples(["CC"]))
                 .property("user_legal_id", detail())
                 .required("financial_institution_code")
                 .required("user_type")
+                .required("user_legal_id_type")
+                .required("user_legal_id"),
+            PaymentMethodType::BancolombiaTransfer => object
+                .property(
+                    "user_type",
+                    user_type().description(Some(
+                        "0: a person (Wompi's Bancolombia button takes persons only), 1: a company",
+                    )),
+                )
+                .property("payment_description", description(PaymentDescription::LEN_MAX))
+                .required("user_type")
+                .required("payment_description"),
+            PaymentMethodType::BancolombiaQr => object
+                .property("payment_description", description(PaymentDescription::LEN_MAX)),
+            PaymentMethodType::Daviplata => object
+                .property("user_legal_id_type", detail().examples(["CC"]))
+                .property(
+                    "user_legal_id",
+                    detail().description(Some("The wallet holder's document number")),
+                )
+                .property(
+                    "payment_description",
+                    description(PaymentDescription::SHORT_LEN_MAX),
+                )
                 .required("user_legal_id_type")
                 .required("user_legal_id"),
             PaymentMethodType::Efecty | PaymentMethodType::Gcash | PaymentMethodType::Maya => object,
@@ -137,6 +171,27 @@ fn required<T: TryFrom<String, Error = PrintableTextError>>(
     }
 }
 
+/// `payment_method.payment_description`, at most `len_max` characters; a bad one is named.
+fn description(
+    errors: &mut Vec<FieldError>,
+    text: String,
+    len_max: usize,
+) -> Option<PaymentDescription> {
+    let field = "payment_method.payment_description";
+    let parsed = checked(errors, field, PaymentDescription::try_from(text))?;
+    if parsed.len_chars() > len_max {
+        errors.push(FieldError::new(
+            field,
+            format!(
+                "must be 1 to {len_max} characters for this payment method type, not blank, \
+                 without control characters or single quotes"
+            ),
+        ));
+        return None;
+    }
+    Some(parsed)
+}
+
 impl PaymentMethodRequest {
     /// The method's details, or one error per bad field (named `payment_method.<field>`)
     /// in `errors`.
@@ -147,7 +202,8 @@ impl PaymentMethodRequest {
                 || self.financial_institution_code.is_some()
                 || self.user_type.is_some()
                 || self.user_legal_id_type.is_some()
-                || self.user_legal_id.is_some();
+                || self.user_legal_id.is_some()
+                || self.payment_description.is_some();
             if others {
                 errors.push(FieldError::new(
                     "payment_method",
@@ -193,18 +249,28 @@ impl PaymentMethodRequest {
         let card = kind == PaymentMethodType::Card;
         let nequi = kind == PaymentMethodType::Nequi;
         let pse = kind == PaymentMethodType::Pse;
+        let transfer = kind == PaymentMethodType::BancolombiaTransfer;
+        let qr = kind == PaymentMethodType::BancolombiaQr;
+        let daviplata = kind == PaymentMethodType::Daviplata;
         refuse_extra(!card && self.token.is_some(), "token");
         refuse_extra(!nequi && self.phone_number.is_some(), "phone_number");
         refuse_extra(
             !pse && self.financial_institution_code.is_some(),
             "financial_institution_code",
         );
-        refuse_extra(!pse && self.user_type.is_some(), "user_type");
+        refuse_extra(!(pse || transfer) && self.user_type.is_some(), "user_type");
         refuse_extra(
-            !pse && self.user_legal_id_type.is_some(),
+            !(pse || daviplata) && self.user_legal_id_type.is_some(),
             "user_legal_id_type",
         );
-        refuse_extra(!pse && self.user_legal_id.is_some(), "user_legal_id");
+        refuse_extra(
+            !(pse || daviplata) && self.user_legal_id.is_some(),
+            "user_legal_id",
+        );
+        refuse_extra(
+            !(transfer || qr || daviplata) && self.payment_description.is_some(),
+            "payment_description",
+        );
         let details = match kind {
             PaymentMethodType::Card => {
                 required::<CardToken>(errors, "payment_method.token", self.token).map(|token| {
@@ -257,7 +323,251 @@ impl PaymentMethodRequest {
             PaymentMethodType::Efecty => Some(PaymentMethodDetails::Efecty),
             PaymentMethodType::Gcash => Some(PaymentMethodDetails::Gcash),
             PaymentMethodType::Maya => Some(PaymentMethodDetails::Maya),
+            PaymentMethodType::BancolombiaTransfer => {
+                let user_type = checked(
+                    errors,
+                    "payment_method.user_type",
+                    self.user_type
+                        .ok_or(PseUserTypeError)
+                        .and_then(PseUserType::try_from),
+                );
+                let description = match self.payment_description {
+                    Some(text) => description(errors, text, PaymentDescription::LEN_MAX),
+                    None => {
+                        errors.push(FieldError::new(
+                            "payment_method.payment_description",
+                            "is required for this payment method type",
+                        ));
+                        None
+                    }
+                };
+                match (user_type, description) {
+                    (Some(user_type), Some(description)) => {
+                        Some(PaymentMethodDetails::BancolombiaTransfer {
+                            user_type: user_type.code(),
+                            payment_description: description.into_string().into(),
+                        })
+                    }
+                    _ => None,
+                }
+            }
+            PaymentMethodType::BancolombiaQr => {
+                let description = self
+                    .payment_description
+                    .map(|text| description(errors, text, PaymentDescription::LEN_MAX));
+                match description {
+                    Some(None) => None,
+                    Some(Some(description)) => Some(PaymentMethodDetails::BancolombiaQr {
+                        payment_description: Some(description.into_string().into()),
+                    }),
+                    None => Some(PaymentMethodDetails::BancolombiaQr {
+                        payment_description: None,
+                    }),
+                }
+            }
+            PaymentMethodType::Daviplata => {
+                let id_type = required::<MethodDetail>(
+                    errors,
+                    "payment_method.user_legal_id_type",
+                    self.user_legal_id_type,
+                );
+                let id = required::<MethodDetail>(
+                    errors,
+                    "payment_method.user_legal_id",
+                    self.user_legal_id,
+                );
+                let description = self
+                    .payment_description
+                    .map(|text| description(errors, text, PaymentDescription::SHORT_LEN_MAX));
+                match (id_type, id, description) {
+                    (_, _, Some(None)) => None,
+                    (Some(id_type), Some(id), description) => {
+                        Some(PaymentMethodDetails::Daviplata {
+                            user_legal_id_type: id_type.into_string(),
+                            user_legal_id: id.into_string().into(),
+                            payment_description: description
+                                .flatten()
+                                .map(|d| d.into_string().into()),
+                        })
+                    }
+                    _ => None,
+                }
+            }
         };
         details.filter(|_| errors.len() == before)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+    use serde_json::json;
+
+    use super::*;
+
+    /// The details a `payment_method` JSON parses to, or the fields named in its errors.
+    fn parse(body: serde_json::Value) -> Result<PaymentMethodDetails, Vec<String>> {
+        let request: PaymentMethodRequest = serde_json::from_value(body).expect("shape");
+        let mut errors = Vec::new();
+        match request.parse(&mut errors) {
+            Some(Chosen::Details(details)) if errors.is_empty() => Ok(details),
+            _ => Err(errors.into_iter().map(|e| e.field).collect()),
+        }
+    }
+
+    #[test]
+    fn a_bancolombia_transfer_takes_a_user_type_and_a_description() {
+        let details = parse(json!({"type": "BANCOLOMBIA_TRANSFER", "user_type": 0,
+            "payment_description": "Pedido 42 de Ana Pérez"}))
+        .unwrap();
+        let PaymentMethodDetails::BancolombiaTransfer {
+            user_type,
+            payment_description,
+        } = details
+        else {
+            panic!("a transfer");
+        };
+        assert_eq!(user_type, 0);
+        assert_eq!(
+            payment_description.expose_secret(),
+            "Pedido 42 de Ana Pérez"
+        );
+        assert_eq!(
+            parse(json!({"type": "BANCOLOMBIA_TRANSFER", "user_type": 0})).unwrap_err(),
+            ["payment_method.payment_description"]
+        );
+        assert_eq!(
+            parse(json!({"type": "BANCOLOMBIA_TRANSFER", "user_type": 2,
+                "payment_description": "it's"}))
+            .unwrap_err(),
+            [
+                "payment_method.user_type",
+                "payment_method.payment_description"
+            ]
+        );
+        assert_eq!(
+            parse(json!({"type": "BANCOLOMBIA_TRANSFER", "user_type": 0,
+                "payment_description": "x", "user_legal_id": "1"}))
+            .unwrap_err(),
+            ["payment_method.user_legal_id"]
+        );
+    }
+
+    #[test]
+    fn a_bancolombia_qr_takes_an_optional_description_and_nothing_else() {
+        assert!(matches!(
+            parse(json!({"type": "BANCOLOMBIA_QR"})).unwrap(),
+            PaymentMethodDetails::BancolombiaQr {
+                payment_description: None
+            }
+        ));
+        let PaymentMethodDetails::BancolombiaQr {
+            payment_description: Some(description),
+        } = parse(json!({"type": "BANCOLOMBIA_QR", "payment_description": "Mesa 4"})).unwrap()
+        else {
+            panic!("a QR with its description");
+        };
+        assert_eq!(description.expose_secret(), "Mesa 4");
+        for (field, value) in [
+            ("user_type", json!(0)),
+            ("phone_number", json!("3991111111")),
+            ("token", json!("tok")),
+            ("user_legal_id_type", json!("CC")),
+        ] {
+            let mut body = json!({"type": "BANCOLOMBIA_QR"});
+            body[field] = value;
+            assert_eq!(
+                parse(body).unwrap_err(),
+                [format!("payment_method.{field}")]
+            );
+        }
+        assert_eq!(
+            parse(json!({"type": "BANCOLOMBIA_QR", "payment_description": "x".repeat(65)}))
+                .unwrap_err(),
+            ["payment_method.payment_description"]
+        );
+    }
+
+    #[test]
+    fn daviplata_takes_the_holders_document_and_at_most_30_characters_of_description() {
+        let PaymentMethodDetails::Daviplata {
+            user_legal_id_type,
+            user_legal_id,
+            payment_description,
+        } = parse(json!({"type": "DAVIPLATA", "user_legal_id_type": "CC",
+            "user_legal_id": "1134568019"}))
+        .unwrap()
+        else {
+            panic!("Daviplata");
+        };
+        assert_eq!(user_legal_id_type, "CC");
+        assert_eq!(user_legal_id.expose_secret(), "1134568019");
+        assert!(payment_description.is_none());
+        assert!(
+            parse(json!({"type": "DAVIPLATA", "user_legal_id_type": "CC",
+            "user_legal_id": "1", "payment_description": "d".repeat(30)}))
+            .is_ok()
+        );
+        assert_eq!(
+            parse(json!({"type": "DAVIPLATA", "user_legal_id_type": "CC",
+                "user_legal_id": "1", "payment_description": "d".repeat(31)}))
+            .unwrap_err(),
+            ["payment_method.payment_description"]
+        );
+        assert_eq!(
+            parse(json!({"type": "DAVIPLATA", "user_legal_id_type": "CC"})).unwrap_err(),
+            ["payment_method.user_legal_id"]
+        );
+        assert_eq!(
+            parse(json!({"type": "DAVIPLATA", "user_legal_id_type": "CC",
+                "user_legal_id": "1", "user_type": 0, "financial_institution_code": "1"}))
+            .unwrap_err(),
+            [
+                "payment_method.financial_institution_code",
+                "payment_method.user_type"
+            ]
+        );
+        assert_eq!(
+            parse(
+                json!({"type": "PSE", "financial_institution_code": "1", "user_type": 0,
+                "user_legal_id_type": "CC", "user_legal_id": "1", "payment_description": "x"})
+            )
+            .unwrap_err(),
+            ["payment_method.payment_description"]
+        );
+    }
+
+    #[test]
+    fn the_schema_requires_what_each_rail_requires() {
+        let schema = serde_json::to_value(schema().build()).unwrap();
+        let variant = |kind: &str| {
+            schema["oneOf"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["properties"]["type"]["enum"][0] == kind)
+                .unwrap_or_else(|| panic!("{kind}"))
+                .clone()
+        };
+        let transfer = variant("BANCOLOMBIA_TRANSFER");
+        assert_eq!(
+            transfer["required"],
+            json!(["type", "user_type", "payment_description"])
+        );
+        assert_eq!(
+            transfer["properties"]["payment_description"]["maxLength"],
+            64
+        );
+        assert_eq!(variant("BANCOLOMBIA_QR")["required"], json!(["type"]));
+        let daviplata = variant("DAVIPLATA");
+        assert_eq!(
+            daviplata["required"],
+            json!(["type", "user_legal_id_type", "user_legal_id"])
+        );
+        assert_eq!(
+            daviplata["properties"]["payment_description"]["maxLength"],
+            30
+        );
+        assert_eq!(daviplata["additionalProperties"], false);
     }
 }

@@ -2,10 +2,12 @@
 //! `common` holds what they share.
 
 mod common;
+mod ebanx;
 mod gcash;
 mod maya;
 mod maya_saved;
 mod payu;
 mod payu_saved;
 mod wompi;
+mod wompi_rails;
 mod wompi_saved;

@@ -1140,9 +1140,19 @@ async fn payment_methods_list_both_providers_with_their_methods_and_fees() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["currency"], "COP");
     let providers = body["providers"].as_array().expect("providers");
-    let expected = [
-        ("wompi", ["CARD", "NEQUI", "PSE"]),
-        ("payu", ["CARD", "EFECTY", "PSE"]),
+    let expected: [(&str, &[&str]); 2] = [
+        (
+            "wompi",
+            &[
+                "CARD",
+                "NEQUI",
+                "PSE",
+                "BANCOLOMBIA_TRANSFER",
+                "BANCOLOMBIA_QR",
+                "DAVIPLATA",
+            ],
+        ),
+        ("payu", &["CARD", "EFECTY", "PSE"]),
     ];
     for (provider, methods) in expected {
         let entry = providers
@@ -1152,7 +1162,7 @@ async fn payment_methods_list_both_providers_with_their_methods_and_fees() {
         assert_eq!(entry["available"], true, "{entry}");
         let offered = entry["methods"].as_array().expect("methods");
         assert_eq!(offered.len(), methods.len(), "{entry}");
-        for method in methods {
+        for &method in methods {
             let offer = offered
                 .iter()
                 .find(|m| m["type"] == method)

@@ -4,7 +4,7 @@
 //! SHA-256 the tests write out (`e2e::independent`, checked against FIPS 180-2 vectors), never
 //! with the code under test.
 
-use e2e::independent::{hex, sha256};
+use e2e::independent::{sha256_hex, wompi_signed};
 use e2e::support::{self, events_json, id_of, json_of};
 use secrecy::ExposeSecret;
 use std::time::Duration;
@@ -25,10 +25,6 @@ use super::common::{
 // ---------------------------------------------------------------------------------------------
 // An independent SHA-256 (FIPS 180-4), so the checksums below do not come from payledger.
 // ---------------------------------------------------------------------------------------------
-
-fn sha256_hex(text: &str) -> String {
-    hex(&sha256(text.as_bytes()))
-}
 
 #[test]
 fn the_test_sha256_reproduces_fips_180_vectors() {
@@ -126,38 +122,6 @@ async fn recorded_delivery(app: &TestApp, transaction_id: &str) -> Vec<u8> {
 async fn post_webhook(app: &TestApp, body: Vec<u8>, checksum: Option<&str>) -> reqwest::Response {
     let checksum = checksum.map(|c| ("X-Event-Checksum", c));
     common::post_webhook(app, "wompi", "application/json", body, checksum).await
-}
-
-/// Wompi's checksum, computed here: SHA-256 of the listed properties' values under `data`,
-/// in order, then `timestamp`, then the events secret.
-fn checksum(event: &Value, secret: &str) -> String {
-    let mut input = String::new();
-    for property in event["signature"]["properties"]
-        .as_array()
-        .expect("properties")
-    {
-        let mut value = &event["data"];
-        for segment in property.as_str().expect("property").split('.') {
-            value = &value[segment];
-        }
-        match value {
-            Value::String(s) => input.push_str(s),
-            Value::Number(n) => input.push_str(&n.to_string()),
-            other => panic!("unsigned property type {other}"),
-        }
-    }
-    input.push_str(&event["timestamp"].as_i64().expect("timestamp").to_string());
-    input.push_str(secret);
-    sha256_hex(&input)
-}
-
-/// `event` with `timestamp` set and the checksum recomputed with `secret`.
-fn resigned(event: &Value, timestamp: i64, secret: &str) -> (Vec<u8>, String) {
-    let mut event = event.clone();
-    event["timestamp"] = json!(timestamp);
-    let sum = checksum(&event, secret);
-    event["signature"]["checksum"] = json!(sum);
-    (serde_json::to_vec(&event).unwrap(), sum)
 }
 
 /// A Wompi PSE payment (bank "1") completed at the emulator and APPROVED by its webhook.
@@ -615,7 +579,7 @@ async fn wompi_webhook_signed_with_another_secret_is_401() {
     let now = Utc::now().timestamp();
     let events_before = app.event_count().await;
 
-    let (forged, forged_sum) = resigned(
+    let (forged, forged_sum) = wompi_signed(
         &event,
         now,
         "test_events_someone_else_entirely_000000000000",
@@ -643,12 +607,12 @@ async fn wompi_webhook_signed_with_another_secret_is_401() {
         .events_secret
         .expose_secret()
         .to_owned();
-    let (genuine, sum) = resigned(&event, now, &real);
+    let (genuine, sum) = wompi_signed(&event, now, &real);
     let (status, body) = json_of(post_webhook(&app, genuine, Some(&sum)).await).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"], "duplicate", "{body}");
     // Hex case does not matter.
-    let (genuine, sum) = resigned(&event, now, &real);
+    let (genuine, sum) = wompi_signed(&event, now, &real);
     let (status, body) =
         json_of(post_webhook(&app, genuine, Some(&sum.to_uppercase())).await).await;
     assert_eq!(status, 200, "upper-case hex checksum header: {body}");
@@ -669,7 +633,7 @@ async fn wompi_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed(
     let now = Utc::now().timestamp();
 
     // Older than payledger's ten minutes for a Wompi event: a replay, or a late redelivery.
-    let (stale, stale_sum) = resigned(&event, now - 11 * 60, &secret);
+    let (stale, stale_sum) = wompi_signed(&event, now - 11 * 60, &secret);
     problem(
         post_webhook(&app, stale.clone(), Some(&stale_sum)).await,
         401,
@@ -677,7 +641,7 @@ async fn wompi_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed(
     )
     .await;
     // Far in the future is refused too.
-    let (future, future_sum) = resigned(&event, now + 3600, &secret);
+    let (future, future_sum) = wompi_signed(&event, now + 3600, &secret);
     problem(
         post_webhook(&app, future, Some(&future_sum)).await,
         401,
@@ -693,7 +657,7 @@ async fn wompi_webhook_with_a_stale_timestamp_is_401_even_when_correctly_signed(
             && *body == kept_of_unverified(&stale)));
 
     // Control: the same body and secret with a fresh timestamp verifies.
-    let (fresh, fresh_sum) = resigned(&event, now, &secret);
+    let (fresh, fresh_sum) = wompi_signed(&event, now, &secret);
     let (status, body) = json_of(post_webhook(&app, fresh, Some(&fresh_sum)).await).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"], "duplicate", "{body}");
