@@ -36,7 +36,11 @@ const OUTCOME_VERSION_MIN: i64 = 3;
 const OUTCOME_EVENTS: [&str; 3] = ["PaymentApproved", "PaymentAuthorized", "PaymentDeclined"];
 /// Reads of `GET ?min_version` before giving up on the projection (each waits <= 2 s).
 const PROJECTION_READS_MAX: u32 = 15;
-const OUTCOME_READS_MAX: u32 = 15;
+/// How long a session waits for a webhook's outcome on the projection.
+const OUTCOME_WAIT_MAX: Duration = Duration::from_secs(30);
+/// Pause before asking again when the answer came at once: the server waits only for a
+/// version the stream already has, and the webhook's outcome may not be appended yet.
+const OUTCOME_REREAD_PAUSE: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -335,17 +339,23 @@ impl Shared {
         let next = |r: &Value| r["version"].as_i64().map_or(OUTCOME_VERSION_MIN, |v| v + 1);
         let mut want = seen.as_ref().map_or(OUTCOME_VERSION_MIN, next);
         let mut row = seen.filter(reached);
-        let mut reads = 0;
-        while row.is_none() && reads < OUTCOME_READS_MAX {
-            reads += 1;
+        let deadline = Instant::now() + OUTCOME_WAIT_MAX;
+        while row.is_none() && Instant::now() < deadline {
             let path = format!(
                 "/v1/payments/{id}?min_version={}",
                 want.max(OUTCOME_VERSION_MIN)
             );
             match self.api.get(&path).await {
                 Ok((_, r)) if reached(&r) => row = Some(r),
-                Ok((_, r)) => want = next(&r).max(want),
-                Err(CallError::Status(404, _)) => {}
+                Ok((_, r)) => {
+                    if r["version"].as_i64().is_some_and(|v| v < want) {
+                        tokio::time::sleep(OUTCOME_REREAD_PAUSE).await;
+                    }
+                    want = next(&r).max(want);
+                }
+                Err(CallError::Status(404, _)) => {
+                    tokio::time::sleep(OUTCOME_REREAD_PAUSE).await;
+                }
                 Err(error) => {
                     self.error(format!("read (outcome): {}", error.kind()));
                     tokio::time::sleep(Duration::from_millis(100)).await;
