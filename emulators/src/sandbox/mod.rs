@@ -86,9 +86,8 @@ pub mod tokens {
     /// The processor could not reach the card network: declined by webhook with reason
     /// `network_error` (nothing was charged; the customer may try again).
     pub const NETWORK_ERROR: &str = "tok_sandbox_network_error";
-    /// A card by its BIN, `tok_bin_<6 digits>` ([`super::processor::BINS`]): the processor
-    /// decides it with its success rate, and takes no authorization hold on a debit card.
-    pub use super::processor::BIN_TOKEN_PREFIX as BIN_PREFIX;
+    // A card by its BIN, `tok_bin_<6 digits>` (`super::processor::BINS`), is decided by the
+    // processor with its success rate; a debit card takes no authorization hold.
 }
 
 /// How the answer to a create is lost after the charge was taken.
