@@ -137,6 +137,21 @@ pub fn excerpt(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// A provider's JSON answer as `T`; a body of another shape is the provider's fault, told by
+/// place only (serde's message could quote a value).
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    label: &str,
+    body: &[u8],
+) -> Result<T, ProviderError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ProviderError::server_error(format!(
+            "malformed {label} response (line {} column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
 /// A provider's error body in one bounded line: `describe` reads the provider's own error
 /// envelope (`None`: nothing useful in it); an empty or unrecognised body says just that.
 pub(crate) fn error_summary<T: serde::de::DeserializeOwned>(

@@ -4,6 +4,7 @@
 //! configured connectors.
 
 mod http;
+mod json_amount;
 mod provider;
 mod webhook;
 

@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::sanitize;
 use crate::maya::client::valid_redirect_url;
-use crate::maya::client::wire::Amount;
+use crate::json_amount::JsonAmount as Amount;
 use crate::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
     ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus,
@@ -392,13 +392,7 @@ impl EbanxProvider {
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
-        serde_json::from_slice(body).map_err(|e| {
-            ProviderError::server_error(format!(
-                "malformed ebanx response (line {} column {})",
-                e.line(),
-                e.column()
-            ))
-        })
+        crate::http::decode("ebanx", body)
     }
 
     /// The payment EBANX holds under `key`; `Ok(None)` when EBANX says it holds none.

@@ -35,14 +35,12 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use base64::Engine as _;
 use domain::{
-    CaptureId, CaptureMode, Currency, Money, MoneyError, PaymentId, PaymentMethodType, RefundId,
+    CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodType, RefundId,
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
-use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::http::sanitize;
 use crate::{
@@ -392,13 +390,7 @@ impl MayaProvider {
         &self,
         body: &[u8],
     ) -> Result<T, ProviderError> {
-        serde_json::from_slice(body).map_err(|e| {
-            ProviderError::server_error(format!(
-                "malformed maya response (line {} column {})",
-                e.line(),
-                e.column()
-            ))
-        })
+        crate::http::decode("maya", body)
     }
 
     async fn fetch_payment(&self, id: &str) -> Result<wire::Payment, ProviderError> {
@@ -663,50 +655,8 @@ pub(crate) mod wire {
     pub(crate) const PAYMENT_NOT_FOUND: &str = "PY0009";
     pub(crate) const VOID_SUCCESS: &str = "SUCCESS";
 
-    /// An amount as Maya writes it: a JSON number or a decimal string. Kept as the raw JSON
-    /// text so no float ever touches it.
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    #[serde(transparent)]
-    pub(crate) struct Amount(pub Box<RawValue>);
-
-    impl Amount {
-        /// An exact JSON number token (`129.50`), written from the decimal's own digits.
-        pub(crate) fn number(amount: Decimal) -> Option<Amount> {
-            RawValue::from_string(amount.to_string()).ok().map(Amount)
-        }
-
-        /// A JSON string (`"129.50"`), as Maya writes some amounts.
-        #[cfg(test)]
-        pub(crate) fn string(amount: Decimal) -> Option<Amount> {
-            serde_json::to_string(&amount.to_string())
-                .ok()
-                .and_then(|s| RawValue::from_string(s).ok())
-                .map(Amount)
-        }
-
-        /// The digits, whether Maya sent a number or a string.
-        pub(crate) fn text(&self) -> Option<String> {
-            let raw = self.0.get();
-            if raw.starts_with('"') {
-                serde_json::from_str::<String>(raw).ok()
-            } else {
-                Some(raw.to_owned())
-            }
-        }
-
-        /// Strictly parsed: digits, at most the currency's decimals, above zero.
-        pub(crate) fn money(&self, currency: &str) -> Result<Money, String> {
-            let currency =
-                Currency::from_str(currency).map_err(|_| "an unknown currency".to_owned())?;
-            let text = self
-                .text()
-                .ok_or_else(|| "an unreadable amount".to_owned())?;
-            Money::parse(&text, currency).map_err(|e| match e {
-                MoneyError::NotPositive => "a zero amount".to_owned(),
-                _ => "an invalid amount".to_owned(),
-            })
-        }
-    }
+    /// An amount as Maya writes it: a JSON number or a decimal string.
+    pub(crate) use crate::json_amount::JsonAmount as Amount;
 
     /// `{"amount": .., "currency": "PHP"}` (refunds, captures) or `{"value": ..}` (checkout).
     #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -319,13 +319,7 @@ impl PaymongoProvider {
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
-        serde_json::from_slice(body).map_err(|e| {
-            ProviderError::server_error(format!(
-                "malformed paymongo response (line {} column {})",
-                e.line(),
-                e.column()
-            ))
-        })
+        crate::http::decode("paymongo", body)
     }
 
     async fn fetch_intent(&self, id: &str) -> Result<wire::Intent, ProviderError> {

@@ -582,13 +582,7 @@ impl PayuProvider {
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
-        serde_json::from_slice(body).map_err(|e| {
-            ProviderError::server_error(format!(
-                "malformed PayU response (line {} column {})",
-                e.line(),
-                e.column()
-            ))
-        })
+        crate::http::decode("PayU", body)
     }
 
     /// `result.payload` of a Queries API answer (`None` when PayU found nothing).

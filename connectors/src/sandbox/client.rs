@@ -174,13 +174,7 @@ impl SandboxProvider {
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
-        serde_json::from_slice(body).map_err(|e| {
-            ProviderError::server_error(format!(
-                "malformed sandbox response (line {} column {})",
-                e.line(),
-                e.column()
-            ))
-        })
+        crate::http::decode("sandbox", body)
     }
 }
 

@@ -620,13 +620,7 @@ impl WompiProvider {
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, ProviderError> {
-        serde_json::from_slice(body).map_err(|e| {
-            ProviderError::server_error(format!(
-                "malformed wompi response (line {} column {})",
-                e.line(),
-                e.column()
-            ))
-        })
+        crate::http::decode("wompi", body)
     }
 
     fn acceptance_cache(&self) -> MutexGuard<'_, Option<AcceptanceTokens>> {
