@@ -137,6 +137,15 @@ pub fn excerpt(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// An id fit for a URL path segment: 1 to `len_max` letters, digits, `_` and `-`.
+pub(crate) fn path_safe_id(id: &str, len_max: usize) -> bool {
+    !id.is_empty()
+        && id.len() <= len_max
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// A provider's JSON answer as `T`; a body of another shape is the provider's fault, told by
 /// place only (serde's message could quote a value).
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(

@@ -459,11 +459,7 @@ pub fn valid_hash(hash: &str) -> bool {
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= ID_LEN_MAX
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    crate::http::path_safe_id(id, ID_LEN_MAX)
 }
 
 fn bad_answer(problem: &str) -> ProviderError {

@@ -604,16 +604,7 @@ fn parse_base_url(text: &str) -> Result<Url, &'static str> {
 
 /// A Maya id fit for a URL path segment: letters, digits, `_` and `-`, at most `ID_LEN_MAX`.
 pub(crate) fn valid_id(id: &str) -> bool {
-    valid_id_of_len(id, ID_LEN_MAX)
-}
-
-/// [`valid_id`]'s characters, at most `max` of them.
-pub(crate) fn valid_id_of_len(id: &str, max: usize) -> bool {
-    !id.is_empty()
-        && id.len() <= max
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    crate::http::path_safe_id(id, ID_LEN_MAX)
 }
 
 /// Maya's payment statuses (Retrieve Payment via ID, and webhook bodies).

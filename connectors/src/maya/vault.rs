@@ -35,7 +35,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::maya::client::{
-    php_total, require_php, valid_id, valid_id_of_len, valid_redirect_url, wire, MayaProvider,
+    php_total, require_php, valid_id, valid_redirect_url, wire, MayaProvider,
 };
 use crate::{
     CreateTransaction, NextAction, ProviderError, ProviderTransaction, ProviderTransactionStatus,
@@ -115,7 +115,7 @@ impl<'a> VaultSource<'a> {
 }
 
 fn valid_card_token_id(id: &str) -> bool {
-    valid_id_of_len(id, CARD_TOKEN_ID_LEN_MAX)
+    crate::http::path_safe_id(id, CARD_TOKEN_ID_LEN_MAX)
 }
 
 /// A checkout's `paymentTokenId`: printable ASCII without spaces, bounded. It goes in a body,

@@ -336,11 +336,7 @@ impl PaymongoProvider {
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= ID_LEN_MAX
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    crate::http::path_safe_id(id, ID_LEN_MAX)
 }
 
 /// An amount in centavos, as PayMongo takes it.
