@@ -1,5 +1,7 @@
 //! The outbox relay: publishes every committed event, in one gap-safe total order, to the
 //! RabbitMQ topic exchange, and advances its checkpoint only after the broker confirmed.
+//! What it reads at once goes out as envelopes (`eventstore::envelope`), one per aggregate
+//! type.
 //!
 //! Order is `(transaction_id, global_position)`, read gap-safe by `eventstore::feed`; the
 //! checkpoint and the audit chain it extends (`audit::link`) are stored by
@@ -13,11 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventstore::checkpoint::{self, Checkpoint};
+use eventstore::envelope;
 use eventstore::feed::{self, FeedEvent};
 use eventstore::published::events_exchange;
 use futures::future::join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
 use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{ConnectOptions, Connection as _, PgConnection};
@@ -265,47 +268,50 @@ async fn rung(local: Option<&LocalRelay>) {
     }
 }
 
-/// Publishes the whole batch, then waits for every confirm: waiting one by one caps out at a
-/// few hundred messages a second. `mandatory` makes an unroutable event (no queue bound yet)
-/// a failure instead of a silent drop.
+/// Publishes the batch as envelopes (`eventstore::envelope`: one message per aggregate type,
+/// more past its size bound), then waits for every confirm. `mandatory` makes an unroutable
+/// envelope (no queue bound yet) a failure instead of a silent drop.
 async fn publish_batch(
     channel: &Channel,
     exchange: &str,
     batch: &[FeedEvent],
 ) -> Result<(), RelayError> {
-    let mut confirms = Vec::with_capacity(batch.len());
-    for row in batch {
-        let event = &row.event;
-        let body =
-            serde_json::to_vec(event).map_err(|e| RelayError::Encoding(event.message_id(), e))?;
+    let envelopes = envelope::seal(batch.iter().map(|row| &row.event))
+        .map_err(|(message_id, e)| RelayError::Encoding(message_id, e))?;
+    let mut confirms = Vec::with_capacity(envelopes.len());
+    for envelope in &envelopes {
         let mut headers = FieldTable::default();
         headers.insert(
-            ShortString::from("global_position"),
-            AMQPValue::LongLongInt(event.global_position),
+            ShortString::from("first_global_position"),
+            AMQPValue::LongLongInt(envelope.first_position),
         );
         headers.insert(
-            ShortString::from("event_type"),
-            AMQPValue::LongString(LongString::from(event.event_type.as_str())),
+            ShortString::from("last_global_position"),
+            AMQPValue::LongLongInt(envelope.last_position),
+        );
+        headers.insert(
+            ShortString::from("events"),
+            AMQPValue::LongLongInt(envelope.events as i64),
         );
         let properties = BasicProperties::default()
             .with_delivery_mode(2) // persistent
             .with_content_type("application/json".into())
-            .with_message_id(event.message_id().as_str().into())
-            .with_type(event.event_type.as_str().into())
+            .with_message_id(envelope.message_id().as_str().into())
+            .with_type(envelope::ENVELOPE_TYPE.into())
             .with_headers(headers);
         let confirm = channel
             .basic_publish(
                 exchange.into(),
-                event.routing_key().as_str().into(),
+                envelope.routing_key.as_str().into(),
                 BasicPublishOptions {
                     mandatory: true,
                     ..BasicPublishOptions::default()
                 },
-                &body,
+                &envelope.body,
                 properties,
             )
             .await?;
-        confirms.push((event.message_id(), confirm));
+        confirms.push((envelope.message_id(), confirm));
     }
     let (ids, futures): (Vec<_>, Vec<_>) = confirms.into_iter().unzip();
     for (message_id, confirmation) in ids.into_iter().zip(join_all(futures).await) {

@@ -3,6 +3,7 @@
 //! the rest of the system reads and writes them through this crate's functions.
 //!
 //! - `published`: the wire contract, what the relay puts on RabbitMQ for each event;
+//! - `envelope`: the message that carries a batch of them;
 //! - `repository`: the cqrs-es repository the command side appends through;
 //! - `feed`: the whole store in the relay's gap-safe order, and the reads a replay makes;
 //! - `streams`: one aggregate's events;
@@ -14,6 +15,7 @@
 pub mod bulk;
 pub mod chain;
 pub mod checkpoint;
+pub mod envelope;
 pub mod feed;
 pub mod integrity;
 pub mod published;

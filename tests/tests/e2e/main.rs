@@ -16,6 +16,7 @@ mod crash_recovery;
 mod customers;
 mod dashboard;
 mod database_role;
+mod envelopes;
 mod fault_schedules;
 mod health;
 mod idempotency;
