@@ -200,6 +200,13 @@ BEST_CPS=0
 for c in $RAMP; do
     bench_run "ramp-c$c" "$c" "$RAMP_S"
     cps=$(jq -r '.commands_per_s' "$OUT/ramp-c$c.json")
+    errors=$(jq -r '.errors_total' "$OUT/ramp-c$c.json")
+    # A level that needs refusals (say the server's bound on waiting reads per key) to go
+    # faster is past what the ledger sustains: it cannot be the maximum.
+    if ((errors > 0)) && [[ -n $BEST_C ]]; then
+        log "$errors error(s) at concurrency $c: past the sustained maximum, ramp stops"
+        break
+    fi
     if [[ -z $BEST_C ]] || awk -v a="$cps" -v b="$BEST_CPS" 'BEGIN { exit !(a > b) }'; then
         BEST_C=$c
         BEST_CPS=$cps
