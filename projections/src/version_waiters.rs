@@ -83,27 +83,37 @@ impl VersionWaiters {
     /// to `MIN_VERSION_WAIT` for it to reach `min_version` (read-your-writes after a command
     /// answered that version). Past the wait it answers the row as it stands, stale or not.
     /// The caller bounds how many wait, and asks only for versions the stream has.
+    ///
+    /// `registered`: the caller's place in line for `min_version` (`wait_for`), taken before
+    /// a read of its own that found the row behind: then this waits first and reads only if
+    /// nothing is handed over. `None`: this registers, then reads first.
     pub async fn read_at_least(
         &self,
         pool: &PgPool,
         payment_id: Uuid,
         merchant: Option<&str>,
         min_version: i64,
+        registered: Option<oneshot::Receiver<PaymentStatusRow>>,
     ) -> Result<Option<PaymentStatusRow>, sqlx::Error> {
         let deadline = Instant::now() + MIN_VERSION_WAIT;
-        // Registered once, before the first read: an apply landing between the two still
-        // wakes us.
-        let mut woken = (min_version > 0)
-            .then(|| self.wait_for(payment_id, min_version))
-            .flatten();
+        let mut read_now = registered.is_none();
+        // Registered before the first read: an apply landing between the two still wakes us.
+        let mut woken = registered.or_else(|| {
+            (min_version > 0)
+                .then(|| self.wait_for(payment_id, min_version))
+                .flatten()
+        });
         loop {
-            let row = status::get(pool, payment_id, merchant).await?;
-            let timed_out = Instant::now() >= deadline;
-            match row {
-                Some(row) if row.version >= min_version || timed_out => return Ok(Some(row)),
-                None if min_version == 0 || timed_out => return Ok(None),
-                _ => {}
+            if read_now {
+                let row = status::get(pool, payment_id, merchant).await?;
+                let timed_out = Instant::now() >= deadline;
+                match row {
+                    Some(row) if row.version >= min_version || timed_out => return Ok(Some(row)),
+                    None if min_version == 0 || timed_out => return Ok(None),
+                    _ => {}
+                }
             }
+            read_now = true;
             let poll = match &woken {
                 Some(_) if self.fed_in_process => MIN_VERSION_POLL_WOKEN,
                 _ => MIN_VERSION_POLL,

@@ -17,6 +17,7 @@ mod fingerprint;
 mod measure;
 mod outcomes;
 mod resolve;
+mod versions;
 
 pub use fingerprint::{FingerprintKey, TEST_SECRET as TEST_FINGERPRINT_SECRET};
 pub use outcomes::outcome_of;
@@ -212,6 +213,7 @@ pub struct PaymentService {
     config: ServiceConfig,
     stripes: Stripes,
     relay_waker: RelayWaker,
+    seen: versions::SeenVersions,
 }
 
 impl PaymentService {
@@ -230,6 +232,7 @@ impl PaymentService {
             fees,
             config,
             stripes: Stripes::new(STRIPE_COUNT),
+            seen: versions::SeenVersions::default(),
         }
     }
 
@@ -283,11 +286,37 @@ impl PaymentService {
                 return Err(PaymentError::NotFound.into());
             }
         }
+        let version = context.current_sequence as i64;
+        self.remember(id, &payment, version);
         Ok(Executed {
             payment,
-            version: context.current_sequence as i64,
+            version,
             appended: 0,
         })
+    }
+
+    /// A version the payment's stream has reached, at least `wanted` when it has that many
+    /// events: what a read waiting for `wanted` may wait for. Answered from the versions this
+    /// process saw when one reaches `wanted` (a stream never shrinks), else from the stream.
+    /// `NotFound` as `load`.
+    pub async fn version_at_least(
+        &self,
+        id: PaymentId,
+        scope: Option<&MerchantId>,
+        wanted: i64,
+    ) -> Result<i64, CommandError> {
+        if let Some((merchant, version)) = self.seen.get(id.as_uuid()) {
+            if version >= wanted && scope.is_none_or(|scope| *scope == merchant) {
+                return Ok(version);
+            }
+        }
+        Ok(self.load(id, scope).await?.version)
+    }
+
+    fn remember(&self, id: PaymentId, payment: &Payment, version: i64) {
+        if let Some(merchant) = &payment.merchant_id {
+            self.seen.record(id.as_uuid(), merchant, version);
+        }
     }
 
     /// `load` under this node's lock on the payment, for a change (`capture`, `refund`) to
@@ -384,9 +413,11 @@ impl PaymentService {
                     debug_assert_eq!(committed.len(), appended);
                     self.relay_waker.wake();
                     measure::decision(status_before, &after);
+                    let version = base_version + appended as i64;
+                    self.remember(id, &after, version);
                     return Ok(Executed {
                         payment: after,
-                        version: base_version + appended as i64,
+                        version,
                         appended,
                     });
                 }

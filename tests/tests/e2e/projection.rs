@@ -506,3 +506,48 @@ async fn a_waker_session_killed_under_it_is_reopened() {
         .await;
     wait_for_waker().await;
 }
+
+#[tokio::test]
+async fn a_node_waits_for_a_version_another_node_appended() {
+    // Two API nodes on one store: `first` appended the payment up to AUTHORIZED and remembers
+    // that version; `second` captures it. A read on `first` for the capture's version waits
+    // for it instead of taking the version `first` saw last for the stream's end.
+    let first = spawn_app().await;
+    let mut settings = first.settings.clone();
+    settings.role = ServeRole::Api;
+    // The provider the payment is with: the first node's sandbox.
+    settings.sandbox.in_process = false;
+    settings.sandbox.base_url = first.emulators["sandbox"].clone();
+    let second = e2e::spawn_with_settings(settings).await;
+    let created = first
+        .create_payment(
+            "k-two-nodes",
+            &payment_body(
+                "80.00",
+                "USD",
+                "two-nodes",
+                "tok_sandbox_approved",
+                "manual",
+            ),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let authorized = first.wait_for_status(&id, "AUTHORIZED").await;
+    let captured = second
+        .post(
+            &format!("/v1/payments/{id}/capture"),
+            &second.checkout_key,
+            Some("c-two-nodes"),
+            &json!({"amount": "80.00"}),
+        )
+        .await;
+    let status = captured.status();
+    let text = captured.text().await.unwrap();
+    assert_eq!(status, 201, "{text}");
+    let captured: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let version = captured["version"].as_i64().unwrap();
+    assert!(version > authorized["version"].as_i64().unwrap());
+    let view = first.read_at_least(&id, version).await;
+    assert_eq!(view["status"], "APPROVED");
+    assert_eq!(view["captured_amount"], "80.00");
+}

@@ -77,6 +77,11 @@ pub(super) async fn get_payment(
         )]));
     }
     let merchant = scope.map(|m| m.as_str());
+    // In line before the first read: a batch committing between that read and the wait still
+    // hands its row over, and a reader found behind need not read again before it waits.
+    let registered = (min_version > 0)
+        .then(|| waiters.wait_for(id.as_uuid(), min_version))
+        .flatten();
     let current = status::get(&pool, id.as_uuid(), merchant)
         .await
         .map_err(read_problem)?;
@@ -86,13 +91,15 @@ pub(super) async fn get_payment(
         current => {
             // Behind, or not projected yet: wait only for a version this caller's payment
             // has (another merchant's or a missing payment is 404 at once).
-            let wanted = min_version.min(service.load(id, scope).await?.version);
+            let wanted = min_version.min(service.version_at_least(id, scope, min_version).await?);
+            // Asked past the stream's end: the place taken was for a version never coming.
+            let registered = registered.filter(|_| wanted == min_version);
             match current {
                 Some(row) if row.version >= wanted => Some(row),
                 _ => {
                     let _permit = waits.into_inner().acquire(caller.key_id)?;
                     waiters
-                        .read_at_least(&pool, id.as_uuid(), merchant, wanted)
+                        .read_at_least(&pool, id.as_uuid(), merchant, wanted, registered)
                         .await
                         .map_err(read_problem)?
                 }
