@@ -53,8 +53,10 @@ restart_pg() {
 SERVER_PID=""
 EMULATOR_PID=""
 cleanup() {
-    [[ -n $SERVER_PID ]] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-    [[ -n $EMULATOR_PID ]] && kill -TERM "$EMULATOR_PID" 2>/dev/null && wait "$EMULATOR_PID" 2>/dev/null
+    set +e
+    for pid in $SERVER_PID $EMULATOR_PID; do
+        kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
     if [[ -n ${PRELOADED:-} ]]; then
         log "restarting PostgreSQL without pg_stat_statements"
         psql_at "$ADMIN_URL" -c "ALTER SYSTEM RESET shared_preload_libraries" && restart_pg ||
