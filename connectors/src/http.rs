@@ -137,6 +137,11 @@ pub fn excerpt(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// A setting as the environment gives it, trimmed; blank counts as unset.
+pub(crate) fn setting(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
 /// An id fit for a URL path segment: 1 to `len_max` letters, digits, `_` and `-`.
 pub(crate) fn path_safe_id(id: &str, len_max: usize) -> bool {
     !id.is_empty()

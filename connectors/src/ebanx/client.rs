@@ -42,7 +42,7 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::http::sanitize;
+use crate::http::{sanitize, setting};
 use crate::maya::client::valid_redirect_url;
 use crate::json_amount::JsonAmount as Amount;
 use crate::{
@@ -140,11 +140,7 @@ impl EbanxConfig {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| setting(lookup(name));
         EbanxConfig {
             base_url: get(ENV_BASE_URL).unwrap_or_else(|| TEST_BASE_URL.to_owned()),
             integration_key: get(ENV_INTEGRATION_KEY)

@@ -42,7 +42,7 @@ use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::http::sanitize;
+use crate::http::{sanitize, setting};
 use crate::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
     ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus, SaveMethod,
@@ -103,10 +103,7 @@ impl MayaConfig {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let get = |name: &str, default: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_owned())
+            setting(lookup(name)).unwrap_or_else(|| default.to_owned())
         };
         MayaConfig {
             base_url: get(ENV_BASE_URL, TEST_BASE_URL),

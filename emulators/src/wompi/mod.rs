@@ -1615,13 +1615,19 @@ async fn decide_bancolombia(
     app: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, choice) = path.into_inner();
+    decide_pending(&app, path.into_inner(), "BANCOLOMBIA_TRANSFER")
+}
+
+/// The customer's decision on a pending transaction of `rail`, taken on the bank's side.
+fn decide_pending(
+    app: &AppState,
+    (id, choice): (String, String),
+    rail: &str,
+) -> Result<HttpResponse, ApiError> {
     let outcome = decision(&choice)?;
-    close_if_expired(&app, &id)?;
-    let tx = transition(&app, |state, now| {
-        state.decide_rail(&id, "BANCOLOMBIA_TRANSFER", outcome, now)
-    })
-    .map_err(conflict)?;
+    close_if_expired(app, &id)?;
+    let tx = transition(app, |state, now| state.decide_rail(&id, rail, outcome, now))
+        .map_err(conflict)?;
     Ok(HttpResponse::Ok().json(json!({ "data": view(&tx) })))
 }
 
@@ -1649,14 +1655,7 @@ async fn decide_qr(
     app: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, choice) = path.into_inner();
-    let outcome = decision(&choice)?;
-    close_if_expired(&app, &id)?;
-    let tx = transition(&app, |state, now| {
-        state.decide_rail(&id, "BANCOLOMBIA_QR", outcome, now)
-    })
-    .map_err(conflict)?;
-    Ok(HttpResponse::Ok().json(json!({ "data": view(&tx) })))
+    decide_pending(&app, path.into_inner(), "BANCOLOMBIA_QR")
 }
 
 async fn daviplata_page(
