@@ -115,7 +115,7 @@ impl PaymentService {
         current: Executed,
     ) -> Result<Executed, CommandError> {
         let Some(open) = current.payment.attempt.clone() else {
-            return Ok(current);
+            return self.fail_unreached(id, current).await;
         };
         if !open.outcome_unknown && Utc::now() < open.started_at + self.attempt_lease() {
             return Ok(current); // its call may still be running
@@ -159,6 +159,36 @@ impl PaymentService {
                 .await
             }
         }
+    }
+
+    /// A pending payment whose every attempt ended provably unsent, with none open (a crash
+    /// between one attempt's failure and the next): once no create can still be at work on
+    /// it, it fails, since the resolver has no customer method details to send anywhere.
+    async fn fail_unreached(
+        &self,
+        id: PaymentId,
+        current: Executed,
+    ) -> Result<Executed, CommandError> {
+        let payment = &current.payment;
+        let idle = payment
+            .updated_at
+            .is_some_and(|at| at + self.attempt_lease() <= Utc::now());
+        if payment.status != PaymentStatus::Pending
+            || payment.provider_transaction_id.is_some()
+            || !idle
+        {
+            return Ok(current);
+        }
+        self.execute_from(
+            id,
+            PaymentCommand::Fail {
+                reason: "provider_not_reached".to_owned(),
+                at: Utc::now(),
+            },
+            "resolver",
+            Some(current),
+        )
+        .await
     }
 
     /// A capture asked and not answered: the provider's view decides; a capture it has not

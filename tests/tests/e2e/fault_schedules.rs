@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use api::config::ServeRole;
 use domain::{
     CaptureMode, Currency, IdempotencyKey, MerchantId, Money, Payment, PaymentCommand, PaymentId,
-    PaymentMethodType, Reference,
+    PaymentMethodType, ProviderFailureKind, Reference,
 };
 use e2e::fault_proxy::{FaultProxy, Loss};
 use e2e::support::json_of;
@@ -70,9 +70,21 @@ enum Socket {
 /// What a crash leaves: `PaymentInitiated` and its first `ProviderAttemptStarted` in the
 /// stream (decided by the aggregate, as the service would), and the reference reserved.
 async fn crashed_after_intent(app: &TestApp, reference: &str) -> PaymentId {
+    crashed(app, reference, chrono::Utc::now(), false).await
+}
+
+/// `crashed_after_intent`, made at `at`; with `unsent`, the attempt also ended provably
+/// unsent (a connection refused) and the process died before trying the next provider.
+async fn crashed(
+    app: &TestApp,
+    reference: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    unsent: bool,
+) -> PaymentId {
     let merchant = MerchantId::parse(e2e::MERCHANT).unwrap();
     let id = PaymentId::derive(&merchant, &IdempotencyKey::parse(reference).unwrap());
-    let events = Payment::default()
+    let mut payment = Payment::default();
+    let mut events = payment
         .decide(PaymentCommand::Initiate {
             payment_id: id,
             merchant_id: merchant.clone(),
@@ -82,9 +94,24 @@ async fn crashed_after_intent(app: &TestApp, reference: &str) -> PaymentId {
             capture_mode: CaptureMode::Automatic,
             provider: "sandbox".into(),
             request_fingerprint: "crashed".into(),
-            at: chrono::Utc::now(),
+            at,
         })
         .unwrap();
+    if unsent {
+        for event in &events {
+            cqrs_es::Aggregate::apply(&mut payment, event.clone());
+        }
+        events.extend(
+            payment
+                .decide(PaymentCommand::RecordProviderAttemptFailed {
+                    provider: "sandbox".into(),
+                    kind: ProviderFailureKind::Connection,
+                    detail: "connection refused".into(),
+                    at,
+                })
+                .unwrap(),
+        );
+    }
     sqlx::query(
         "INSERT INTO merchant_references (merchant_id, reference, payment_id) VALUES ($1, $2, $3)",
     )
@@ -335,4 +362,46 @@ async fn for_every_payment_charges_at_the_provider_equal_charges_in_the_ledger()
     let total: Decimal = balances.iter().map(|(_, b)| *b).sum();
     assert_eq!(total, Decimal::ZERO, "seed {seed}: {balances:?}");
     sandbox.stop().await;
+}
+
+/// A process that recorded its only provider's refusal of the connection and died before
+/// failing the payment leaves it pending with no attempt open: the resolver fails it (the
+/// provider never got it, and nothing is left to send it to), and nothing is charged.
+#[tokio::test]
+async fn a_payment_left_pending_with_every_attempt_unsent_is_failed_by_the_resolver() {
+    let sandbox = emulators::sandbox::start_with_options(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        emulators::sandbox::SandboxConfig {
+            api_key: SANDBOX_KEY.into(),
+            webhook_url: "http://127.0.0.1:9/unused".into(),
+            webhook_secret: SANDBOX_WEBHOOK_SECRET.into(),
+            webhook_delay_ms: 5,
+            processor: Default::default(),
+        },
+        emulators::sandbox::SandboxOptions::default(),
+    )
+    .await
+    .unwrap();
+    let app = start_app(&sandbox.base_url()).await;
+    let reference = "crashed-unsent";
+    let at = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let id = crashed(&app, reference, at, true).await;
+
+    let failed = app.wait_for_status(&id.to_string(), "FAILED").await;
+    assert_eq!(failed["failure_reason"], "provider_not_reached", "{failed}");
+    let events = app.event_types(&id.to_string()).await;
+    assert_eq!(
+        events,
+        [
+            "PaymentInitiated",
+            "ProviderAttemptStarted",
+            "ProviderAttemptFailed",
+            "PaymentFailed"
+        ],
+        "{events:?}"
+    );
+    assert_eq!(
+        held_at_provider(&app.http, &sandbox.base_url(), reference).await,
+        Decimal::ZERO
+    );
 }

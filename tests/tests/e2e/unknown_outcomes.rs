@@ -336,16 +336,10 @@ async fn a_refund_whose_answer_is_cut_is_finished_once_by_the_resolver() {
     assert_eq!(proxy.count("sandbox", "POST", "/refunds"), 2);
 }
 
-/// A transaction of a provider the payment does not use (forced by creating it directly at
-/// the sandbox after another provider took the payment) is recorded and refunded there.
-#[tokio::test]
-async fn an_orphaned_charge_is_recorded_refunded_at_its_provider_and_cleared_in_the_ledger() {
-    let app = spawn_app_configured(ServeRole::All, |s| {
-        s.routing.providers = vec!["sandbox".into(), "wompi".into()];
-        s.routing.reconcile_after_ms = 0;
-        s.routing.reconcile_interval_ms = 200;
-    })
-    .await;
+/// A payment Wompi took, and a transaction of the sandbox for the same payment (forced by
+/// creating it directly there, with `capture`): the payment's id, and the orphan's event once
+/// its compensation is recorded.
+async fn orphan_at_the_sandbox(app: &TestApp, reference: &str, capture: &str) -> (String, Value) {
     // Wompi takes the payment (preferred, with a Wompi card token).
     let public_key = connectors::wompi::WompiConfig::from_env().public_key;
     let token: Value = app
@@ -363,11 +357,11 @@ async fn an_orphaned_charge_is_recorded_refunded_at_its_provider_and_cleared_in_
         .await
         .unwrap();
     let body = json!({
-        "amount": "50000.00", "currency": "COP", "reference": "orphan-1",
+        "amount": "50000.00", "currency": "COP", "reference": reference,
         "payment_method": {"type": "CARD", "token": token["data"]["id"]},
         "provider": "wompi", "customer_email": "payer@example.com",
     });
-    let created = app.create_payment("orphan-1", &body).await;
+    let created = app.create_payment(reference, &body).await;
     let id = id_of(&created);
     let approved = app.wait_for_status(&id, "APPROVED").await;
     assert_eq!(approved["provider"], "wompi");
@@ -378,9 +372,9 @@ async fn an_orphaned_charge_is_recorded_refunded_at_its_provider_and_cleared_in_
         .post(format!("{}/v1/transactions", app.emulators["sandbox"]))
         .bearer_auth(&app.settings.sandbox.api_key)
         .json(&json!({
-            "payment_id": id, "reference": "orphan-1", "amount": "50000.00",
+            "payment_id": id, "reference": reference, "amount": "50000.00",
             "currency": "COP", "method": "CARD", "token": "tok_sandbox_approved",
-            "capture": "automatic",
+            "capture": capture,
         }))
         .send()
         .await
@@ -408,16 +402,6 @@ async fn an_orphaned_charge_is_recorded_refunded_at_its_provider_and_cleared_in_
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    let orphan = &orphan["ProviderTransactionOrphaned"];
-    assert_eq!(orphan["provider"], "sandbox");
-    assert_eq!(orphan["status"], "APPROVED");
-    assert_eq!(orphan["compensation"], "refund");
-    let at_sandbox =
-        sandbox_transaction(&app, orphan["provider_transaction_id"].as_str().unwrap()).await;
-    assert_eq!(
-        at_sandbox["refunded_amount"], "50000.00",
-        "given back at the sandbox"
-    );
     // The payment itself is untouched: still Wompi's, approved.
     let shown = app
         .get(&format!("/v1/payments/{id}"), &app.checkout_key)
@@ -426,6 +410,45 @@ async fn an_orphaned_charge_is_recorded_refunded_at_its_provider_and_cleared_in_
     assert_eq!(
         (shown["status"].as_str(), shown["provider"].as_str()),
         (Some("APPROVED"), Some("wompi"))
+    );
+    (id, orphan["ProviderTransactionOrphaned"].clone())
+}
+
+/// Journal lines of a payment on `account`.
+async fn lines_on(app: &TestApp, id: &str, account: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM journal_entries WHERE payment_id = $1::uuid AND account = $2",
+    )
+    .bind(id)
+    .bind(account)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+async fn orphan_app() -> TestApp {
+    spawn_app_configured(ServeRole::All, |s| {
+        s.routing.providers = vec!["sandbox".into(), "wompi".into()];
+        s.routing.reconcile_after_ms = 0;
+        s.routing.reconcile_interval_ms = 200;
+    })
+    .await
+}
+
+/// A captured transaction of a provider the payment does not use is recorded and refunded
+/// there.
+#[tokio::test]
+async fn an_orphaned_charge_is_recorded_refunded_at_its_provider_and_cleared_in_the_ledger() {
+    let app = orphan_app().await;
+    let (id, orphan) = orphan_at_the_sandbox(&app, "orphan-1", "automatic").await;
+    assert_eq!(orphan["provider"], "sandbox");
+    assert_eq!(orphan["status"], "APPROVED");
+    assert_eq!(orphan["compensation"], "refund");
+    let at_sandbox =
+        sandbox_transaction(&app, orphan["provider_transaction_id"].as_str().unwrap()).await;
+    assert_eq!(
+        at_sandbox["refunded_amount"], "50000.00",
+        "given back at the sandbox"
     );
     let balances = journal_balances(&app, &id).await;
     assert_eq!(
@@ -438,14 +461,49 @@ async fn an_orphaned_charge_is_recorded_refunded_at_its_provider_and_cleared_in_
         Decimal::ZERO,
         "{balances:?}"
     );
-    let orphan_lines: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM journal_entries WHERE payment_id = $1::uuid AND account = 'orphans:clearing'",
-    )
-    .bind(&id)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(orphan_lines, 2, "held, then returned");
+    assert_eq!(
+        lines_on(&app, &id, "orphans:clearing").await,
+        2,
+        "held, then returned"
+    );
+}
+
+/// An authorization of a provider the payment does not use is recorded and voided there:
+/// the hold it placed is released, at the provider and in the ledger.
+#[tokio::test]
+async fn an_orphaned_authorization_is_recorded_voided_at_its_provider_and_released_in_the_ledger() {
+    let app = orphan_app().await;
+    let (id, orphan) = orphan_at_the_sandbox(&app, "orphan-hold-1", "manual").await;
+    assert_eq!(orphan["provider"], "sandbox");
+    assert_eq!(orphan["status"], "AUTHORIZED");
+    assert_eq!(orphan["compensation"], "void");
+    let at_sandbox =
+        sandbox_transaction(&app, orphan["provider_transaction_id"].as_str().unwrap()).await;
+    assert_eq!(
+        (
+            at_sandbox["status"].as_str(),
+            at_sandbox["captured_amount"].as_str()
+        ),
+        (Some("VOIDED"), Some("0.00")),
+        "released at the sandbox: {at_sandbox}"
+    );
+    let balances = journal_balances(&app, &id).await;
+    assert_eq!(
+        balance(&balances, "provider:sandbox:authorizations"),
+        Decimal::ZERO,
+        "{balances:?}"
+    );
+    assert_eq!(
+        balance(&balances, "provider:sandbox:clearing"),
+        Decimal::ZERO,
+        "nothing captured at the sandbox: {balances:?}"
+    );
+    assert_eq!(
+        lines_on(&app, &id, "provider:sandbox:authorizations").await,
+        2,
+        "held, then released"
+    );
+    assert_eq!(lines_on(&app, &id, "orphans:clearing").await, 0);
 }
 
 /// A provider without a lookup that never says what became of a create: the payment stays
