@@ -226,29 +226,22 @@ async fn two_processes_given_the_same_key_at_once_reach_the_provider_once() {
     let base_url = api::config::Settings::from_env().database_url;
     let (database_url, name) = fresh_database(&base_url).await;
     let amqp_prefix = format!("test.{name}");
-    // Charges are counted at the provider; outcomes are not needed.
+    // Charges are counted at the provider, and creates on their way to it (the sandbox
+    // dedupes by payment id, so what it holds alone would hide a second call); outcomes are
+    // not needed.
     let sandbox = start_sandbox("http://127.0.0.1:9/v1/webhooks/sandbox".into(), 60_000).await;
+    let proxy = FaultProxy::start().await;
+    proxy.route_to(&[("sandbox".to_owned(), sandbox.base_url())].into());
+    let gateway = format!("{}/sandbox", proxy.url());
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
     let ports = [free_port(), free_port()];
     // The first applies the migrations; the second starts on them.
-    let _first = serve_as(
-        "all",
-        &database_url,
-        &amqp_prefix,
-        ports[0],
-        &sandbox.base_url(),
-    );
+    let _first = serve_as("all", &database_url, &amqp_prefix, ports[0], &gateway);
     wait_ready(&http, &format!("http://127.0.0.1:{}", ports[0])).await;
-    let _second = serve_as(
-        "api",
-        &database_url,
-        &amqp_prefix,
-        ports[1],
-        &sandbox.base_url(),
-    );
+    let _second = serve_as("api", &database_url, &amqp_prefix, ports[1], &gateway);
     wait_ready(&http, &format!("http://127.0.0.1:{}", ports[1])).await;
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
     let key = create_key(
@@ -286,6 +279,11 @@ async fn two_processes_given_the_same_key_at_once_reach_the_provider_once() {
         );
         assert_eq!(a["provider_reference"], held["data"][0]["id"], "{a}");
         assert_eq!(b["provider_reference"], held["data"][0]["id"], "{b}");
+        assert_eq!(
+            proxy.count("sandbox", "POST", "/v1/transactions"),
+            n + 1,
+            "{idempotency_key}: one create reached the provider"
+        );
     }
     sandbox.stop().await;
 }
