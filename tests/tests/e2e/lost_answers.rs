@@ -1,7 +1,7 @@
 //! Lost answers at every provider's emulator, on the socket: a gateway between payledger and
 //! the emulators forwards each request (the emulator acts on it) and then cuts the answer or
 //! holds it past payledger's bound. For every create, capture, void and refund a provider
-//! supports, what a user checks afterwards:
+//! supports (Wompi's void only compensates orphans: it takes no manual capture), what a user checks afterwards:
 //! - the payment ends in the state the provider holds (asked here, over HTTP, with the test's
 //!   own requests), and payledger's view, event stream and journal agree with it;
 //! - the provider got the write as many times as expected: never a second create after an
@@ -13,6 +13,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use api::config::ServeRole;
+use connectors::ebanx::EbanxConfig;
 use connectors::maya::MayaConfig;
 use connectors::paymongo::PaymongoConfig;
 use connectors::payu::PayuConfig;
@@ -147,7 +148,7 @@ async fn assert_never_fell_back(app: &TestApp, proxy: &FaultProxy, id: &str, pro
         "attempts only at {provider}: {attempts:?}"
     );
     assert_eq!(count_events(app, id, "ProviderAttemptFailed").await, 0);
-    for other in ["sandbox", "wompi", "payu", "maya", "gcash"] {
+    for other in ["sandbox", "wompi", "payu", "maya", "gcash", "ebanx"] {
         if other != provider {
             assert_eq!(
                 relayed_to(proxy, other),
@@ -1063,6 +1064,108 @@ async fn gcash_refund_held_past_the_budget_is_found_at_paymongo_and_not_made_twi
     assert_eq!(sent_exactly(&proxy, "gcash", "POST", "/v1/refunds"), 1);
     assert_lost_once(&proxy, "gcash", "POST", "/v1/refunds");
     assert_journal(&app, &id, "gcash", "GCASH", "PHP", "1500.00", "400.00").await;
+    assert_health(&app, 0).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// EBANX (GCash): create and refund (EBANX holds one payment per merchant_payment_code and one
+// refund per merchant_refund_code)
+// ---------------------------------------------------------------------------------------------
+
+fn ebanx_root(app: &TestApp) -> String {
+    app.emulators["ebanx"].trim_end_matches('/').to_owned()
+}
+
+/// The payment EBANX holds for one of ours, asked with the integration key.
+async fn at_ebanx_for(app: &TestApp, payment_id: &str) -> Value {
+    let response = app
+        .http
+        .post(format!("{}/ws/query", ebanx_root(app)))
+        .json(&json!({
+            "integration_key": EbanxConfig::from_env().integration_key.expose_secret(),
+            "merchant_payment_code": payment_id,
+        }))
+        .send()
+        .await
+        .expect("ask EBANX");
+    let (status, answer) = json_of(response).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("SUCCESS")),
+        "{answer}"
+    );
+    answer["payment"].clone()
+}
+
+/// The customer confirms at EBANX's GCash page.
+async fn ebanx_customer_completes(app: &TestApp, hash: &str) {
+    let url = format!("{}/_sandbox/payments/{hash}/complete", ebanx_root(app));
+    let response = app.http.post(&url).send().await.expect("complete");
+    assert_eq!(response.status(), 200, "POST {url}");
+}
+
+#[tokio::test]
+async fn ebanx_create_cut_after_sending_is_found_by_its_code_and_paymongo_is_never_asked() {
+    let proxy = FaultProxy::start().await;
+    let app = start_behind(&proxy, &["ebanx", "gcash"]).await;
+    proxy.lose("ebanx", "POST", "/ws/direct", Loss::Cut, 1);
+    let body = gcash_payment("2500.00", "el-create");
+    let created = app.create_payment("el-create", &body).await;
+    assert_created_unknown(&created, "ebanx");
+    let id = id_of(&created);
+
+    // The resolver asks EBANX by our payment id and records the payment it holds.
+    let found = view_until(&app, &id, "found at EBANX", |v| {
+        v["provider_reference"].is_string()
+    })
+    .await;
+    let hash = found["provider_reference"].as_str().unwrap().to_owned();
+    ebanx_customer_completes(&app, &hash).await;
+    let approved = app.wait_for_status(&id, "APPROVED").await;
+    assert_eq!(approved["provider"], "ebanx", "{approved}");
+    assert_eq!(approved["captured_amount"], "2500.00", "{approved}");
+    assert_settled_once(&app, &id, &approved).await;
+
+    let held = at_ebanx_for(&app, &id).await;
+    assert_eq!(held["hash"], hash.as_str(), "{held}");
+    assert_eq!(held["status"], "CO", "{held}");
+    assert_eq!(sent_exactly(&proxy, "ebanx", "POST", "/ws/direct"), 1);
+    assert_never_fell_back(&app, &proxy, &id, "ebanx").await;
+    assert_lost_once(&proxy, "ebanx", "POST", "/ws/direct");
+    assert_journal(&app, &id, "ebanx", "GCASH", "PHP", "2500.00", "0").await;
+    assert_health(&app, 0).await;
+}
+
+#[tokio::test]
+async fn ebanx_refund_held_past_the_budget_is_found_at_ebanx_and_not_made_twice() {
+    let proxy = FaultProxy::start().await;
+    let app = start_behind(&proxy, &["ebanx", "gcash"]).await;
+    let created = app
+        .create_payment("el-refund", &gcash_payment("1800.00", "el-refund"))
+        .await;
+    let id = id_of(&created);
+    let hash = created["provider_reference"]
+        .as_str()
+        .expect("a hash")
+        .to_owned();
+    ebanx_customer_completes(&app, &hash).await;
+    app.wait_for_status(&id, "APPROVED").await;
+    proxy.lose("ebanx", "POST", "/ws/refund", Loss::Hold(HOLD), 1);
+
+    refund_left_pending(&app, &id, "el-refund-1", "700.00").await;
+    let refunded = app.wait_for_status(&id, "PARTIALLY_REFUNDED").await;
+    assert_eq!(refunded["refunded_amount"], "700.00", "{refunded}");
+    assert_settled_once(&app, &id, &refunded).await;
+    assert_eq!(count_events(&app, &id, "RefundRequested").await, 1);
+    assert_eq!(count_events(&app, &id, "PaymentRefunded").await, 1);
+
+    let held = at_ebanx_for(&app, &id).await;
+    let refunds = held["refunds"].as_array().expect("refunds").clone();
+    assert_eq!(refunds.len(), 1, "{held}");
+    assert_eq!(refunds[0]["amount_ext"], "700.00", "{refunds:?}");
+    assert_eq!(sent_exactly(&proxy, "ebanx", "POST", "/ws/refund"), 1);
+    assert_lost_once(&proxy, "ebanx", "POST", "/ws/refund");
+    assert_journal(&app, &id, "ebanx", "GCASH", "PHP", "1800.00", "700.00").await;
     assert_health(&app, 0).await;
 }
 
