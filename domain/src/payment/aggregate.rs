@@ -612,6 +612,7 @@ impl Payment {
                     capture_id,
                     amount,
                     fee,
+                    provider: Some(self.provider.clone()),
                     at,
                 }])
             }
@@ -636,7 +637,10 @@ impl Payment {
                 PaymentStatus::Authorized if self.pending_capture.is_some() => {
                     Err(self.refuse("void while a capture is asked of"))
                 }
-                PaymentStatus::Authorized => Ok(vec![PaymentEvent::VoidRequested { at }]),
+                PaymentStatus::Authorized => Ok(vec![PaymentEvent::VoidRequested {
+                    provider: Some(self.provider.clone()),
+                    at,
+                }]),
                 _ => Err(self.refuse("void")),
             },
             PaymentCommand::Void { at } => match self.status {
@@ -964,6 +968,7 @@ impl Aggregate for Payment {
                 amount,
                 fee,
                 at,
+                ..
             } => {
                 self.pending_capture = Some(PendingCapture {
                     capture_id,
@@ -973,7 +978,7 @@ impl Aggregate for Payment {
                 });
             }
             PaymentEvent::CaptureFailed { .. } => self.pending_capture = None,
-            PaymentEvent::VoidRequested { at } => self.void_requested_at = Some(at),
+            PaymentEvent::VoidRequested { at, .. } => self.void_requested_at = Some(at),
             PaymentEvent::VoidFailed { .. } => self.void_requested_at = None,
             PaymentEvent::ProviderTransactionOrphaned {
                 provider,

@@ -145,6 +145,10 @@ pub enum PaymentEvent {
         capture_id: CaptureId,
         amount: Money,
         fee: Option<Money>,
+        /// The provider asked: the one holding the authorization (absent from intents
+        /// recorded before it was named).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provider: Option<String>,
         at: DateTime<Utc>,
     },
     /// The provider refused the capture: the authorization stands.
@@ -155,6 +159,10 @@ pub enum PaymentEvent {
     },
     /// The intent to release the authorization, appended before the provider is asked.
     VoidRequested {
+        /// The provider asked: the one holding the authorization (absent from intents
+        /// recorded before it was named).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provider: Option<String>,
         at: DateTime<Utc>,
     },
     /// The provider refused the void: the authorization stands.
@@ -288,7 +296,7 @@ impl PaymentEvent {
             | PaymentEvent::ProviderOutcomeUnknown { at, .. }
             | PaymentEvent::CaptureRequested { at, .. }
             | PaymentEvent::CaptureFailed { at, .. }
-            | PaymentEvent::VoidRequested { at }
+            | PaymentEvent::VoidRequested { at, .. }
             | PaymentEvent::VoidFailed { at, .. }
             | PaymentEvent::ProviderTransactionOrphaned { at, .. }
             | PaymentEvent::OrphanCompensated { at, .. }

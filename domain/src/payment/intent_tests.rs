@@ -275,10 +275,12 @@ fn a_webhook_outcome_closes_an_unknown_attempt() {
 #[test]
 fn a_capture_is_requested_before_it_is_confirmed_and_a_repeat_is_the_same_capture() {
     let capture = CaptureId::from_uuid(Uuid::from_u128(0x0c01));
+    // The intent names the provider that holds the authorization.
     let requested = PaymentEvent::CaptureRequested {
         capture_id: capture,
         amount: cop("5000.00"),
         fee: None,
+        provider: Some(FIRST.to_owned()),
         at: at(),
     };
     let request = PaymentCommand::RequestCapture {
@@ -326,13 +328,21 @@ fn a_capture_is_requested_before_it_is_confirmed_and_a_repeat_is_the_same_captur
         }]);
 }
 
+/// The intent to void, naming the provider that holds the authorization.
+fn void_requested() -> PaymentEvent {
+    PaymentEvent::VoidRequested {
+        provider: Some(FIRST.to_owned()),
+        at: at(),
+    }
+}
+
 #[test]
 fn a_void_is_requested_then_confirmed_or_refused() {
     given(authorized_history())
         .when(PaymentCommand::RequestVoid { at: at() })
-        .then_expect_events(vec![PaymentEvent::VoidRequested { at: at() }]);
+        .then_expect_events(vec![void_requested()]);
     let mut history = authorized_history();
-    history.push(PaymentEvent::VoidRequested { at: at() });
+    history.push(void_requested());
     given(history.clone())
         .when(PaymentCommand::RequestVoid { at: at() })
         .then_expect_events(vec![]);
@@ -451,4 +461,35 @@ fn a_review_flag_needs_an_open_intent_and_a_late_outcome_clears_it() {
             at: at(),
         })
         .then_expect_error(invalid("flag for review", PaymentStatus::Authorized));
+}
+
+#[test]
+fn intents_recorded_before_they_named_their_provider_still_decode() {
+    let void: PaymentEvent =
+        serde_json::from_str(r#"{"VoidRequested":{"at":"2026-01-02T03:04:05Z"}}"#).unwrap();
+    assert_eq!(
+        void,
+        PaymentEvent::VoidRequested {
+            provider: None,
+            at: at()
+        }
+    );
+    let capture: PaymentEvent = serde_json::from_str(
+        r#"{"CaptureRequested":{"capture_id":"00000000-0000-0000-0000-000000000c01",
+            "amount":{"amount":"5000.00","currency":"COP"},"fee":null,
+            "at":"2026-01-02T03:04:05Z"}}"#,
+    )
+    .unwrap();
+    assert!(
+        matches!(
+            capture,
+            PaymentEvent::CaptureRequested { provider: None, .. }
+        ),
+        "{capture:?}"
+    );
+    // And a named one round-trips with its provider.
+    let named = void_requested();
+    let text = serde_json::to_string(&named).unwrap();
+    assert!(text.contains(r#""provider":"wompi""#), "{text}");
+    assert_eq!(serde_json::from_str::<PaymentEvent>(&text).unwrap(), named);
 }

@@ -132,6 +132,22 @@ async fn count_events(app: &TestApp, id: &str, event_type: &str) -> usize {
 }
 
 /// A create whose answer was lost: `201`, PENDING at `provider`, its outcome unknown.
+/// The provider an intent of the payment (`CaptureRequested`, `VoidRequested`) names.
+async fn intent_provider(app: &TestApp, id: &str, event_type: &str) -> String {
+    let payload: Value = sqlx::query_scalar(
+        "SELECT payload::jsonb FROM events WHERE aggregate_id = $1 AND event_type = $2",
+    )
+    .bind(id)
+    .bind(event_type)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    payload[event_type]["provider"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{event_type} names no provider: {payload}"))
+        .to_owned()
+}
+
 fn assert_created_unknown(created: &Value, provider: &str) {
     assert_eq!(created["status"], "PENDING", "{created}");
     assert_eq!(created["provider"], provider, "{created}");
@@ -568,6 +584,7 @@ async fn payu_capture_held_past_the_budget_is_made_once_at_payu_and_recorded_onc
     assert_eq!(captured["authorized_amount"], "129000.00", "{captured}");
     assert_settled_once(&app, &id, &captured).await;
     assert_eq!(count_events(&app, &id, "CaptureRequested").await, 1);
+    assert_eq!(intent_provider(&app, &id, "CaptureRequested").await, "payu");
 
     // PayU made one capture, of that amount. It takes no idempotency key: the capture was
     // sent once more (by the resolver) and PayU answered it with the one it had made.
@@ -607,6 +624,7 @@ async fn payu_void_cut_after_sending_is_finished_by_the_resolver() {
         (1, 1, 0),
         "{events:?}"
     );
+    assert_eq!(intent_provider(&app, &id, "VoidRequested").await, "payu");
 
     let order = payu_order(&app, &id).await;
     assert_eq!(order["status"], "CANCELLED", "{order}");
@@ -802,6 +820,7 @@ async fn maya_capture_cut_after_sending_is_the_same_capture_on_a_same_key_retry(
     assert_eq!(captured["authorized_amount"], "1000.00", "{captured}");
     assert_settled_once(&app, &id, &captured).await;
     assert_eq!(count_events(&app, &id, "CaptureRequested").await, 1);
+    assert_eq!(intent_provider(&app, &id, "CaptureRequested").await, "maya");
 
     // Maya holds one capture payment of 600.00 (named after the payment, as payledger names
     // its captures), and the authorization is done.
@@ -1260,6 +1279,7 @@ async fn sandbox_capture_cut_after_sending_is_made_once_and_recorded_once() {
     assert_eq!(captured["captured_amount"], "60000.00", "{captured}");
     assert_settled_once(&app, &id, &captured).await;
     assert_eq!(count_events(&app, &id, "CaptureRequested").await, 1);
+    assert_eq!(intent_provider(&app, &id, "CaptureRequested").await, "sandbox");
 
     let held = sandbox_transaction(&app, "sl-capture").await;
     assert_eq!(held["captured_amount"], "60000.00", "{held}");
