@@ -1279,7 +1279,10 @@ async fn sandbox_capture_cut_after_sending_is_made_once_and_recorded_once() {
     assert_eq!(captured["captured_amount"], "60000.00", "{captured}");
     assert_settled_once(&app, &id, &captured).await;
     assert_eq!(count_events(&app, &id, "CaptureRequested").await, 1);
-    assert_eq!(intent_provider(&app, &id, "CaptureRequested").await, "sandbox");
+    assert_eq!(
+        intent_provider(&app, &id, "CaptureRequested").await,
+        "sandbox"
+    );
 
     let held = sandbox_transaction(&app, "sl-capture").await;
     assert_eq!(held["captured_amount"], "60000.00", "{held}");

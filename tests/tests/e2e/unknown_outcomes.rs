@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use api::config::ServeRole;
 use e2e::fault_proxy::{FaultProxy, Loss};
+use e2e::independent::{sandbox_signature, SANDBOX_SIGNATURE_HEADER};
 use e2e::support::{attempts, id_of, journal_balances, json_of, sandbox_transactions};
 use e2e::{payment_body, spawn_app_configured, TestApp};
 use rust_decimal::Decimal;
@@ -336,11 +337,8 @@ async fn a_refund_whose_answer_is_cut_is_finished_once_by_the_resolver() {
     assert_eq!(proxy.count("sandbox", "POST", "/refunds"), 2);
 }
 
-/// A payment Wompi took, and a transaction of the sandbox for the same payment (forced by
-/// creating it directly there, with `capture`): the payment's id, and the orphan's event once
-/// its compensation is recorded.
-async fn orphan_at_the_sandbox(app: &TestApp, reference: &str, capture: &str) -> (String, Value) {
-    // Wompi takes the payment (preferred, with a Wompi card token).
+/// A card payment Wompi approved (preferred, with a Wompi card token): its id.
+async fn approved_at_wompi(app: &TestApp, reference: &str) -> String {
     let public_key = connectors::wompi::WompiConfig::from_env().public_key;
     let token: Value = app
         .http
@@ -365,6 +363,14 @@ async fn orphan_at_the_sandbox(app: &TestApp, reference: &str, capture: &str) ->
     let id = id_of(&created);
     let approved = app.wait_for_status(&id, "APPROVED").await;
     assert_eq!(approved["provider"], "wompi");
+    id
+}
+
+/// A payment Wompi took, and a transaction of the sandbox for the same payment (forced by
+/// creating it directly there, with `capture`): the payment's id, and the orphan's event once
+/// its compensation is recorded.
+async fn orphan_at_the_sandbox(app: &TestApp, reference: &str, capture: &str) -> (String, Value) {
+    let id = approved_at_wompi(app, reference).await;
 
     // The sandbox, too, takes a charge for this payment and reports it.
     let response = app
@@ -394,14 +400,8 @@ async fn orphan_at_the_sandbox(app: &TestApp, reference: &str, capture: &str) ->
         assert!(Instant::now() < deadline, "never compensated: {events:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let orphan: Value = sqlx::query_scalar(
-        "SELECT payload::jsonb FROM events WHERE aggregate_id = $1
-            AND event_type = 'ProviderTransactionOrphaned'",
-    )
-    .bind(&id)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let orphans = orphans_of(app, &id).await;
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
     // The payment itself is untouched: still Wompi's, approved.
     let shown = app
         .get(&format!("/v1/payments/{id}"), &app.checkout_key)
@@ -411,7 +411,7 @@ async fn orphan_at_the_sandbox(app: &TestApp, reference: &str, capture: &str) ->
         (shown["status"].as_str(), shown["provider"].as_str()),
         (Some("APPROVED"), Some("wompi"))
     );
-    (id, orphan["ProviderTransactionOrphaned"].clone())
+    (id, orphans[0]["ProviderTransactionOrphaned"].clone())
 }
 
 /// Journal lines of a payment on `account`.
@@ -433,6 +433,72 @@ async fn orphan_app() -> TestApp {
         s.routing.reconcile_interval_ms = 200;
     })
     .await
+}
+
+/// The `ProviderTransactionOrphaned` payloads of a payment.
+async fn orphans_of(app: &TestApp, id: &str) -> Vec<Value> {
+    sqlx::query_scalar(
+        "SELECT payload::jsonb FROM events WHERE aggregate_id = $1
+            AND event_type = 'ProviderTransactionOrphaned'",
+    )
+    .bind(id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+/// A verified notification of a transaction the payment does not hold is answered 2xx only
+/// once the orphan is in the stream: a provider that hears 2xx never sends it again, so
+/// nothing it said may still be in flight then.
+#[tokio::test]
+async fn an_orphan_is_in_the_stream_before_its_notification_is_answered() {
+    let app = orphan_app().await;
+    let id = approved_at_wompi(&app, "orphan-notified").await;
+    let body = serde_json::to_vec(&json!({
+        "id": "evt_orphan_notified",
+        "type": "transaction.updated",
+        "created_at": "2026-11-21T00:00:00Z",
+        "data": {
+            "transaction_id": "sbx_tx_orphan_notified",
+            "payment_id": id,
+            "status": "APPROVED",
+            "amount": "50000.00",
+            "currency": "COP",
+            "reason": null
+        }
+    }))
+    .unwrap();
+    let signature = sandbox_signature(app.settings.sandbox.webhook_secret.as_bytes(), &body);
+    let deliver = || {
+        app.http
+            .post(format!("{}/v1/webhooks/sandbox", app.address))
+            .header("Content-Type", "application/json")
+            .header(SANDBOX_SIGNATURE_HEADER, &signature)
+            .body(body.clone())
+            .send()
+    };
+    let answered = deliver().await.unwrap();
+    assert!(answered.status().is_success(), "{}", answered.status());
+    // Read at once, with no wait: the answer came after the append.
+    let orphans = orphans_of(&app, &id).await;
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
+    let orphan = &orphans[0]["ProviderTransactionOrphaned"];
+    assert_eq!(
+        (
+            orphan["provider"].as_str(),
+            orphan["provider_transaction_id"].as_str(),
+            orphan["status"].as_str()
+        ),
+        (
+            Some("sandbox"),
+            Some("sbx_tx_orphan_notified"),
+            Some("APPROVED")
+        ),
+        "{orphan}"
+    );
+    // Told again, it is the same orphan.
+    assert!(deliver().await.unwrap().status().is_success());
+    assert_eq!(orphans_of(&app, &id).await.len(), 1);
 }
 
 /// A captured transaction of a provider the payment does not use is recorded and refunded
