@@ -224,6 +224,92 @@ async fn wompi_card_approved_with_provider_reference_fees_and_event_trail() {
     assert_eq!(approval["provider_transaction_id"], reference);
 }
 
+/// What Wompi holds for one of our payments (searched by reference, with the private key).
+async fn wompi_transactions_for(app: &TestApp, payment_id: &str) -> Vec<Value> {
+    let request = app
+        .http
+        .get(format!("{}/v1/transactions", wompi_root(app)))
+        .query(&[("reference", payment_id)])
+        .bearer_auth(WompiConfig::from_env().private_key.expose_secret());
+    emulator_read(request).await["data"]
+        .as_array()
+        .expect("a list")
+        .clone()
+}
+
+/// Switches the fault Wompi's emulator answers creates with (`none` to heal).
+async fn wompi_fault(app: &TestApp, fault: &str) {
+    let response = app
+        .http
+        .post(format!("{}/_sandbox/faults", wompi_root(app)))
+        .json(&json!({ "create": fault }))
+        .send()
+        .await
+        .expect("fault switch");
+    assert_eq!(response.status(), 200, "fault `{fault}`");
+}
+
+/// Wompi takes and approves the charge and its answer is lost (held past the attempt's
+/// bound, a 503), or it answers and never sends the webhook: the payment stays with Wompi,
+/// PayU is never offered it, and it ends approved once, by the webhook or the resolver.
+#[tokio::test]
+async fn wompi_charges_whose_answer_or_webhook_is_lost_end_approved_once_and_payu_is_never_asked() {
+    let app = start_with(COLOMBIA, |s| {
+        s.routing.provider_attempt_timeout_ms = 1_500;
+        s.routing.reconcile_after_ms = 0;
+        s.routing.reconcile_interval_ms = 200;
+    })
+    .await;
+    for (fault, key, unknown) in [
+        ("approved_timeout", "w-lost-timeout", true),
+        ("approved_503", "w-lost-503", true),
+        ("approved_silent", "w-lost-silent", false),
+    ] {
+        let token = card_token(&app, APPROVED_CARD).await;
+        wompi_fault(&app, fault).await;
+        let created = app
+            .create_payment(
+                key,
+                &card_payment("50000.00", &format!("order-{key}"), &token),
+            )
+            .await;
+        wompi_fault(&app, "none").await;
+        let id = id_of(&created);
+        assert_eq!(created["status"], "PENDING", "{fault}: {created}");
+        assert_eq!(created["provider"], "wompi", "{fault}: {created}");
+        assert_eq!(
+            created["provider_outcome"] == "unknown",
+            unknown,
+            "{fault}: {created}"
+        );
+
+        let approved = app.wait_for_status(&id, "APPROVED").await;
+        assert_eq!(approved["provider"], "wompi", "{fault}");
+        assert_eq!(approved["captured_amount"], "50000.00", "{fault}");
+        assert!(
+            approved["provider_outcome"].is_null(),
+            "{fault}: {approved}"
+        );
+        // One charge: one transaction at Wompi, the one the ledger names; one attempt.
+        let held = wompi_transactions_for(&app, &id).await;
+        assert_eq!(held.len(), 1, "{fault}: {held:?}");
+        assert_eq!(held[0]["status"], "APPROVED", "{fault}");
+        assert_eq!(approved["provider_reference"], held[0]["id"], "{fault}");
+        assert_eq!(support::attempts(&app, &id).await, ["wompi"], "{fault}");
+        let types = app.event_types(&id).await;
+        let count = |t: &str| types.iter().filter(|e| *e == t).count();
+        assert_eq!(
+            (
+                count("PaymentApproved"),
+                count("ProviderAttemptFailed"),
+                count("ProviderOutcomeUnknown")
+            ),
+            (1, 0, usize::from(unknown)),
+            "{fault}: {types:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn wompi_card_declined_ends_declined_with_a_reason() {
     let app = start(COLOMBIA).await;
