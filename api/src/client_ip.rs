@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use connectors::maya::SourceList;
+use connectors::SourceList;
 
 /// Addresses read from `X-Forwarded-For`, at most (a chain of proxies is a few hops).
 pub const HOPS_MAX: usize = 16;

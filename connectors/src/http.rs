@@ -179,6 +179,29 @@ pub(crate) fn error_summary<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// `Basic base64("<key>:")` (a provider key as the user name, no password), marked sensitive
+/// so it never shows in debug output. `None` for a key that cannot be a Basic user name
+/// (empty, not printable ASCII, or with a `:`).
+pub(crate) fn basic_auth(key: &str) -> Option<reqwest::header::HeaderValue> {
+    use base64::Engine as _;
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+        return None;
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// The longest address a provider may send the customer to.
+const REDIRECT_URL_LEN_MAX: usize = 2_048;
+
+/// An address a provider sends the customer to: an http(s) URL of bounded length.
+pub(crate) fn valid_redirect_url(url: &str) -> bool {
+    url.len() <= REDIRECT_URL_LEN_MAX
+        && reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

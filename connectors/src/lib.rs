@@ -8,6 +8,8 @@ mod json_amount;
 mod provider;
 mod webhook;
 
+pub mod sources;
+
 pub mod registry;
 
 /// Declares each provider's folder and registers it by its `NAME` and `configure`: adding a
@@ -26,4 +28,5 @@ providers!(sandbox, wompi, payu, maya, paymongo, ebanx);
 
 pub use provider::*;
 pub use registry::{Connector, ConnectorConfig, PublicConfig, Registry};
+pub use sources::SourceList;
 pub use webhook::*;

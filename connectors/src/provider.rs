@@ -414,8 +414,8 @@ pub struct CreateTransaction {
     pub amount: Money,
     pub method: PaymentMethodDetails,
     pub capture_mode: CaptureMode,
-    /// Some providers (Wompi, PayU) require a payer email.
-    pub customer_email: Option<String>,
+    /// Some providers (Wompi, PayU) require a payer email (personal data: never in a `Debug`).
+    pub customer_email: Option<SecretString>,
     pub customer: Customer,
     /// Where a redirect flow (PSE, wallets, 3-D Secure) sends the customer back.
     pub return_url: Option<String>,

@@ -6,8 +6,8 @@ use crate::text::parsed_text;
 
 /// A plausible email address: at most 254 printable ASCII characters (RFC 5321's path
 /// limit), a non-empty local part, and a domain with a dot. Deliverability is the
-/// provider's to find out.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// provider's to find out. Personal data: its `Debug` shows only the domain.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
 /// The text is not an email address.
@@ -30,6 +30,13 @@ fn check(text: &str) -> Result<(), EmailError> {
 
 parsed_text!(Email, EmailError, check);
 
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let domain = self.0.split_once('@').map_or("", |(_, domain)| domain);
+        write!(f, "Email(***@{domain})")
+    }
+}
+
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -51,6 +58,16 @@ mod tests {
                 .unwrap()
                 .into_string(),
             "a+b@x.co"
+        );
+    }
+
+    #[test]
+    fn debug_shows_the_domain_and_hides_the_person() {
+        let email = Email::parse("ana.maria@example.com").unwrap();
+        assert_eq!(format!("{email:?}"), "Email(***@example.com)");
+        assert_eq!(
+            format!("{:?}", Some(&email)),
+            "Some(Email(***@example.com))"
         );
     }
 

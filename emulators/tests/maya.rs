@@ -11,8 +11,9 @@ use chrono::Utc;
 use domain::{CaptureId, CaptureMode, Currency, Money, PaymentId, ProviderFailureKind, RefundId};
 use uuid::Uuid;
 
+use connectors::maya::MayaWebhookVerifier;
 use connectors::maya::{MayaConfig, MayaProvider};
-use connectors::maya::{MayaWebhookVerifier, SourceList};
+use connectors::SourceList;
 use connectors::{
     CallOutcome, CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider,
     ProviderTransactionStatus,

@@ -15,7 +15,8 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use connectors::maya::{MayaConfig, MayaProvider, MayaWebhookVerifier, SourceList};
+use connectors::maya::{MayaConfig, MayaProvider, MayaWebhookVerifier};
+use connectors::SourceList;
 use connectors::{
     CallOutcome, CreateTransaction, NotificationOutcome, PaymentMethodDetails, PaymentProvider,
     ProviderNotification, ProviderTransactionStatus, SaveMethod, SavedSource, SourceState,

@@ -250,7 +250,10 @@ impl PaymentService {
             amount: request.amount,
             method: request.payment_method.clone(),
             capture_mode: request.capture_mode,
-            customer_email: request.customer_email.clone(),
+            customer_email: request
+                .customer_email
+                .clone()
+                .map(secrecy::SecretString::from),
             customer: request.customer.clone(),
             return_url: Some(
                 request

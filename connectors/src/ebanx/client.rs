@@ -43,7 +43,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::http::{sanitize, setting};
-use crate::maya::client::valid_redirect_url;
+use crate::http::valid_redirect_url;
 use crate::json_amount::JsonAmount as Amount;
 use crate::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
@@ -754,9 +754,7 @@ impl PaymentProvider for EbanxProvider {
         let name = crate::provider::exposed(&request.customer.full_name)
             .filter(|n| !n.trim().is_empty() && n.chars().count() <= NAME_LEN_MAX)
             .unwrap_or(PLACEHOLDER_NAME);
-        let email = request
-            .customer_email
-            .as_deref()
+        let email = crate::provider::exposed(&request.customer_email)
             .filter(|e| e.len() <= EMAIL_LEN_MAX)
             .unwrap_or(PLACEHOLDER_EMAIL);
         let reference: String = request

@@ -33,7 +33,6 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use domain::{
     CaptureId, CaptureMode, Currency, Money, PaymentId, PaymentMethodType, RefundId,
 };
@@ -42,7 +41,7 @@ use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{sanitize, setting};
+use crate::http::{basic_auth, sanitize, setting, valid_redirect_url};
 use crate::{
     CreateTransaction, NextAction, PaymentMethodDetails, PaymentProvider, ProviderConfigError,
     ProviderError, ProviderRefund, ProviderTransaction, ProviderTransactionStatus, SaveMethod,
@@ -74,7 +73,6 @@ pub const TEST_WEBHOOK_SOURCES: &str = "127.0.0.1,::1";
 pub const TEST_BASE_URL: &str = "http://127.0.0.1:0";
 
 const ID_LEN_MAX: usize = 128;
-const REDIRECT_URL_LEN_MAX: usize = 2_048;
 const REASON_LEN_MAX: usize = 128;
 
 /// Everything the Maya adapter and its webhook verifier need.
@@ -141,7 +139,7 @@ impl MayaConfig {
             production,
             Some(SECRET_MIN_LEN),
         );
-        match crate::maya::sources::SourceList::parse(&self.webhook_sources) {
+        match crate::SourceList::parse(&self.webhook_sources) {
             Err(problem) => problems.push(format!("MAYA_WEBHOOK_SOURCES {problem}")),
             Ok(list) if list.is_empty() => problems.push(
                 "MAYA_WEBHOOK_SOURCES is empty: every Maya webhook would be refused".to_owned(),
@@ -240,18 +238,6 @@ pub struct MayaProvider {
     public_key: String,
     secret_key: SecretString,
     timeout_ms: u64,
-}
-
-/// `Basic base64("<key>:")`, marked sensitive so it never shows in debug output. `None` for
-/// a key that cannot be a Basic user name (empty, not printable ASCII, or with a `:`).
-pub(crate) fn basic_auth(key: &str) -> Option<HeaderValue> {
-    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-        return None;
-    }
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
-    let mut value = HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
-    value.set_sensitive(true);
-    Some(value)
 }
 
 impl MayaProvider {
@@ -575,12 +561,6 @@ fn checkout_of(payments: Vec<wire::Payment>) -> Result<Option<wire::Payment>, Pr
 
 fn bad_answer(problem: String) -> ProviderError {
     ProviderError::server_error(format!("maya answered {problem}"))
-}
-
-/// An address Maya sends the customer to: an http(s) URL of bounded length.
-pub(crate) fn valid_redirect_url(url: &str) -> bool {
-    url.len() <= REDIRECT_URL_LEN_MAX
-        && Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
 }
 
 fn parse_base_url(text: &str) -> Result<Url, &'static str> {

@@ -3,7 +3,6 @@
 //! confirmed by asking Maya.
 
 pub mod client;
-pub mod sources;
 pub mod vault;
 pub mod webhook;
 
@@ -11,7 +10,6 @@ use std::sync::Arc;
 
 pub use client::*;
 use secrecy::ExposeSecret;
-pub use sources::SourceList;
 pub use webhook::*;
 
 use crate::registry::{Connector, ConnectorConfig, Lookup, Parts};

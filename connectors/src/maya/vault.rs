@@ -34,9 +34,8 @@ use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::maya::client::{
-    php_total, require_php, valid_id, valid_redirect_url, wire, MayaProvider,
-};
+use crate::http::valid_redirect_url;
+use crate::maya::client::{php_total, require_php, valid_id, wire, MayaProvider};
 use crate::{
     CreateTransaction, NextAction, ProviderError, ProviderTransaction, ProviderTransactionStatus,
     SaveMethod, SavedSource, SourceState,

@@ -24,7 +24,7 @@
 //! The event id is `<Maya payment id>:<status>`: Maya redelivers the same payment in the same
 //! status, and a payment reaches each status at most once.
 
-use crate::maya::sources::SourceList;
+use crate::SourceList;
 use crate::maya::{self, status, wire, MayaConfig, MayaProvider, CANCELLED_REASON};
 use crate::ProviderConfigError;
 

@@ -614,7 +614,7 @@ impl PayuProvider {
         let currency = request.amount.currency().code();
         let value = RawValue::from_string(tx_value.to_owned())
             .map_err(|_| ProviderError::rejected("cannot write the amount"))?;
-        let email = request.customer_email.as_deref();
+        let email = crate::provider::exposed(&request.customer_email);
         let customer = &request.customer;
         // PSE names the payer's document in its own fields; other methods take the one the
         // checkout sent, if any.

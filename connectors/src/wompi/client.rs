@@ -1066,7 +1066,7 @@ impl PaymentProvider for WompiProvider {
             }
             None => None,
         };
-        let customer_email = match request.customer_email.as_deref() {
+        let customer_email = match crate::provider::exposed(&request.customer_email) {
             Some(email) if valid_email(email) => email,
             Some(_) => return Err(ProviderError::rejected("customer_email is not valid")),
             None => PLACEHOLDER_CUSTOMER_EMAIL,

@@ -12,7 +12,7 @@ use e2e::{payment_body, spawn_app_configured, TestApp};
 use fantoccini::{Client, Locator};
 use serde_json::Value;
 
-/// The first complete render of a page reload, key already given: the bound.
+/// The first complete render of a page reload, key already given: what an operator waits at most.
 const FIRST_RENDER_MS_MAX: f64 = 1_000.0;
 
 /// Waits until the page has rendered with data (or shows its error state).

@@ -1,6 +1,7 @@
-//! The addresses Maya's webhooks may come from (`MAYA_WEBHOOK_SOURCES`): Maya does not sign
-//! online-payment webhooks, so this list is their authentication. Read by the configuration's
-//! checks and by the webhook verifier.
+//! Lists of network addresses a request may come from: the addresses Maya's webhooks come
+//! from (`MAYA_WEBHOOK_SOURCES`: Maya does not sign online-payment webhooks, so this list is
+//! their authentication) and the proxies whose forwarded client address is believed
+//! (`TRUSTED_PROXIES`).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -93,7 +94,11 @@ impl SourceList {
             match *range {
                 IpRange::V4 { prefix, .. } => v4 = v4.saturating_add(1u64 << (32 - prefix)),
                 IpRange::V6 { prefix, .. } => {
-                    v6 = v6.saturating_add(1u128.checked_shl(128 - u32::from(prefix)).unwrap_or(u128::MAX))
+                    v6 = v6.saturating_add(
+                        1u128
+                            .checked_shl(128 - u32::from(prefix))
+                            .unwrap_or(u128::MAX),
+                    )
                 }
             }
         }
