@@ -1,5 +1,8 @@
 //! One aggregate's events, by sequence: to fill a gap in what RabbitMQ delivered, and to fold
-//! an aggregate as its stream stood at a moment in the past.
+//! an aggregate as its stream stood at a moment in the past; and what a payment's first event
+//! says of it.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Row};
@@ -51,4 +54,28 @@ pub async fn recorded_by(
     rows.iter()
         .map(|row| Ok((row.try_get("sequence")?, row.try_get("payload")?)))
         .collect()
+}
+
+/// The merchant of each of `payment_ids` that has a stream, from its first event
+/// (`PaymentInitiated` names it): one index probe per payment.
+pub async fn payment_merchants(
+    executor: impl PgExecutor<'_>,
+    payment_ids: &[&str],
+) -> Result<HashMap<String, String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT e.aggregate_id, e.payload->'PaymentInitiated'->>'merchant_id' AS merchant_id
+           FROM UNNEST($1::text[]) AS k(id)
+           JOIN events e ON e.aggregate_type = $2 AND e.aggregate_id = k.id AND e.sequence = 1",
+    )
+    .bind(payment_ids)
+    .bind(crate::published::PAYMENT)
+    .fetch_all(executor)
+    .await?;
+    let mut merchants = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(merchant) = row.try_get::<Option<String>, _>("merchant_id")? {
+            merchants.insert(row.try_get("aggregate_id")?, merchant);
+        }
+    }
+    Ok(merchants)
 }

@@ -4,8 +4,6 @@
 //! in the transaction that moves the offsets, so each (endpoint, event) is recorded exactly
 //! once however often RabbitMQ redelivers. It is not a read model: `replay` never runs it.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use eventstore::PublishedEvent;
 use projections::{Decoded, Projection, ProjectionError};
@@ -44,21 +42,7 @@ impl Projection for Dispatcher {
         let mut ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
-        // Each payment's merchant, from its first event: one index probe per payment.
-        let rows = sqlx::query(
-            "SELECT e.aggregate_id, e.payload->'PaymentInitiated'->>'merchant_id' AS merchant_id
-               FROM UNNEST($1::text[]) AS k(id)
-               JOIN events e ON e.aggregate_type = 'Payment' AND e.aggregate_id = k.id AND e.sequence = 1",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut merchants: HashMap<String, String> = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            if let Some(merchant) = row.try_get::<Option<String>, _>("merchant_id")? {
-                merchants.insert(row.try_get("aggregate_id")?, merchant);
-            }
-        }
+        let merchants = eventstore::streams::payment_merchants(&mut *conn, &ids).await?;
         let mut wanted: Vec<&str> = merchants.values().map(String::as_str).collect();
         wanted.sort_unstable();
         wanted.dedup();
