@@ -64,7 +64,7 @@ LB_TIMEOUT=60             # seconds for HAProxy to see both API nodes up
 LB_PORT=8080
 LB_STATS_PORT=8404
 SANDBOX_PORT=18099
-PROJECTIONS=(status analytics failures ledger)
+PROJECTIONS=(status analytics failures ledger customers)
 
 DATABASE_URL_PRIMARY="postgres://postgres@127.0.0.1:56432/payledger"
 DATABASE_URL_REPLICA="postgres://postgres@127.0.0.1:56433/payledger"

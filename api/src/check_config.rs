@@ -67,8 +67,10 @@ pub fn problems(settings: &Settings, environment: Environment) -> Vec<String> {
             .push("AMQP_URL must list amqp:// or amqps:// URLs, separated by commas".to_owned());
     }
     if projections::select(&settings.projection).is_none() {
-        problems
-            .push("--projection must name status, analytics, failures, ledger or all".to_owned());
+        problems.push(format!(
+            "--projection must name {}",
+            projections::selectable()
+        ));
     }
     if let Err(problem) = crate::client_ip::TrustedProxies::parse(&settings.trusted_proxies) {
         problems.push(format!("TRUSTED_PROXIES {problem}"));

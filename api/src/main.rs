@@ -33,7 +33,7 @@ enum Command {
         sandbox: bool,
         #[arg(long, value_enum, default_value = "all")]
         role: ServeRole,
-        /// The projection a projector runs: status | analytics | failures | ledger | all.
+        /// The projection a projector runs: status | analytics | failures | ledger | customers | all.
         #[arg(long, default_value = "all")]
         projection: String,
     },
@@ -42,7 +42,7 @@ enum Command {
     /// Rebuild projections from the event store alone (stop live projectors first unless
     /// rebuilding into a scratch schema with --into).
     Replay {
-        /// status | analytics | failures | ledger | all
+        /// status | analytics | failures | ledger | customers | all
         #[arg(long)]
         projection: String,
         /// Rebuild into this schema instead of the live tables.
@@ -199,7 +199,7 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             batch_size,
         } => {
             let chosen = projections::select(&projection)
-                .ok_or("unknown projection (status, analytics, failures, ledger, all)")?;
+                .ok_or_else(|| format!("--projection must name {}", projections::selectable()))?;
             if batch_size <= 0 || batch_size > 100_000 {
                 return Err("--batch-size must be 1 to 100000".into());
             }

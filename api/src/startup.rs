@@ -154,7 +154,7 @@ impl Application {
         // Readers waiting for a version are woken by the status projector of this process.
         let version_waiters = web::Data::new(VersionWaiters::new(run_projector));
         let chosen = projections::select(&settings.projection)
-            .ok_or("--projection must name status, analytics, failures, ledger or all")?;
+            .ok_or_else(|| format!("--projection must name {}", projections::selectable()))?;
         let mut node = NodeRole {
             role: settings.role,
             projections: Vec::new(),

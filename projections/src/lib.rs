@@ -174,6 +174,12 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     ]
 }
 
+/// What `--projection` takes, for messages: every projection's name, or `all`.
+pub fn selectable() -> String {
+    let names: Vec<&str> = all().iter().map(|p| p.name()).collect();
+    format!("{} or all", names.join(", "))
+}
+
 /// The projections `name` selects (`all`, or one name).
 pub fn select(name: &str) -> Option<Vec<std::sync::Arc<dyn Projection>>> {
     let all = all();
