@@ -406,6 +406,31 @@ mod tests {
     }
 
     #[test]
+    fn a_problem_names_one_of_the_types_the_contract_lists() {
+        let doc = contract();
+        let listed: Vec<&str> = doc["components"]["schemas"]["Problem"]["properties"]["type"]
+            ["enum"]
+            .as_array()
+            .expect("the problem types are enumerated")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(listed.len(), crate::problem::ProblemType::ALL.len());
+        for uri in [
+            "https://payledger.dev/problems/provider-outcome-unknown",
+            "https://payledger.dev/problems/rate-limited",
+            "https://payledger.dev/problems/idempotency-key-reused",
+        ] {
+            assert!(listed.contains(&uri), "{uri} in {listed:?}");
+        }
+        // The example a reader sees names a listed type too.
+        let example = doc["components"]["schemas"]["Problem"]["example"]["type"]
+            .as_str()
+            .expect("an example type");
+        assert!(listed.contains(&example), "{example}");
+    }
+
+    #[test]
     fn every_operation_is_named_tagged_described_and_answers_problems() {
         let doc = contract();
         let mut ids = BTreeSet::new();

@@ -36,6 +36,86 @@ pub(crate) fn checked<T, E: std::fmt::Display>(
         .ok()
 }
 
+/// Where every problem type's URI starts.
+const PROBLEM_TYPE_BASE: &str = "https://payledger.dev/problems/";
+
+/// Declares every problem type the API answers, by its slug: the one list the handlers take
+/// their types from and the contract enumerates.
+macro_rules! problem_types {
+    ($($variant:ident => $slug:literal,)+) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ProblemType {
+            $($variant,)+
+        }
+
+        impl ProblemType {
+            pub const ALL: &'static [ProblemType] = &[$(ProblemType::$variant,)+];
+
+            pub fn slug(self) -> &'static str {
+                match self {
+                    $(ProblemType::$variant => $slug,)+
+                }
+            }
+        }
+    };
+}
+
+problem_types! {
+    AmountNotAllowed => "amount-not-allowed",
+    BadRequest => "bad-request",
+    BodyTooLarge => "body-too-large",
+    CardNumberRefused => "card-number-refused",
+    ConcurrentUpdate => "concurrent-update",
+    CustomerExists => "customer-exists",
+    Forbidden => "forbidden",
+    IdempotencyKeyReused => "idempotency-key-reused",
+    Internal => "internal",
+    InvalidRequest => "invalid-request",
+    InvalidState => "invalid-state",
+    InvalidWebhook => "invalid-webhook",
+    KeyNotActive => "key-not-active",
+    MethodNotAllowed => "method-not-allowed",
+    NoProvider => "no-provider",
+    NotFound => "not-found",
+    NotSupportedByProvider => "not-supported-by-provider",
+    PaymentMethodAwaitingVerification => "payment-method-awaiting-verification",
+    ProviderError => "provider-error",
+    ProviderOutcomeUnknown => "provider-outcome-unknown",
+    ProviderRefused => "provider-refused",
+    RateLimited => "rate-limited",
+    ReferenceTaken => "reference-taken",
+    RefundRefused => "refund-refused",
+    TooManyEndpoints => "too-many-endpoints",
+    TooManyMethods => "too-many-methods",
+    TooManyWaitingReads => "too-many-waiting-reads",
+    Unauthorized => "unauthorized",
+    Unavailable => "unavailable",
+    UnsupportedMediaType => "unsupported-media-type",
+    WrongProvider => "wrong-provider",
+}
+
+impl ProblemType {
+    /// The problem's `type`.
+    pub fn uri(self) -> String {
+        format!("{PROBLEM_TYPE_BASE}{}", self.slug())
+    }
+}
+
+/// The contract's schema of a problem's `type`: one of the URIs above.
+fn problem_type_schema() -> utoipa::openapi::Object {
+    let uris: Vec<String> = ProblemType::ALL.iter().map(|kind| kind.uri()).collect();
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::Custom(
+            "uri".to_owned(),
+        )))
+        .enum_values(Some(uris))
+        .description(Some(
+            "What went wrong, as a URI: one of the problem types the API answers.",
+        ))
+        .build()
+}
+
 /// An RFC 9457 problem: `type` identifies it, `detail` says what to do.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[schema(example = json!({
@@ -47,6 +127,7 @@ pub(crate) fn checked<T, E: std::fmt::Display>(
 }))]
 pub struct Problem {
     #[serde(rename = "type")]
+    #[schema(schema_with = problem_type_schema)]
     pub kind: String,
     pub title: String,
     pub status: u16,
@@ -56,9 +137,14 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        kind: ProblemType,
+        title: &str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
-            kind: format!("https://payledger.dev/problems/{slug}"),
+            kind: kind.uri(),
             title: title.to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
@@ -74,7 +160,7 @@ impl Problem {
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
-            "bad-request",
+            ProblemType::BadRequest,
             "Bad request",
             detail,
         )
@@ -88,7 +174,7 @@ impl Problem {
             .join("; ");
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-request",
+            ProblemType::InvalidRequest,
             "The request is not valid",
             detail,
         )
@@ -96,26 +182,36 @@ impl Problem {
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ProblemType::NotFound,
+            "Not found",
+            detail,
+        )
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ProblemType::Unauthorized,
             "Unauthorized",
             detail,
         )
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ProblemType::Forbidden,
+            "Forbidden",
+            detail,
+        )
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            ProblemType::Unavailable,
             "Service unavailable",
             detail,
         )
@@ -150,13 +246,13 @@ impl From<CommandError> for Problem {
                 }
                 PaymentError::IdempotencyMismatch => Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency-key-reused",
+                    ProblemType::IdempotencyKeyReused,
                     "Idempotency-Key reused",
                     e.to_string(),
                 ),
                 PaymentError::InvalidTransition { .. } => Problem::new(
                     StatusCode::CONFLICT,
-                    "invalid-state",
+                    ProblemType::InvalidState,
                     "Not allowed in the payment's state",
                     e.to_string(),
                 ),
@@ -166,40 +262,40 @@ impl From<CommandError> for Problem {
                 | PaymentError::ProviderAmountMismatch { .. }
                 | PaymentError::Money(_) => Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "amount-not-allowed",
+                    ProblemType::AmountNotAllowed,
                     "Amount not allowed",
                     e.to_string(),
                 ),
             },
             CommandError::ReferenceTaken => Problem::new(
                 StatusCode::CONFLICT,
-                "reference-taken",
+                ProblemType::ReferenceTaken,
                 "Reference already used",
                 "this merchant already has a payment with this reference",
             ),
             CommandError::Conflict => Problem::new(
                 StatusCode::CONFLICT,
-                "concurrent-update",
+                ProblemType::ConcurrentUpdate,
                 "Concurrent update",
                 "the payment was changed concurrently; retry the request",
             ),
             CommandError::NoProvider { .. } => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "no-provider",
+                ProblemType::NoProvider,
                 "No provider takes this payment",
                 error.to_string(),
             ),
             CommandError::ProvidersUnavailable => Problem::unavailable(error.to_string()),
             CommandError::Unsupported { .. } => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "not-supported-by-provider",
+                ProblemType::NotSupportedByProvider,
                 "Not supported by the provider",
                 error.to_string(),
             ),
             // The provider answered no: a retry would get the same answer.
             CommandError::Provider(e) if !e.is_retryable() => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "provider-refused",
+                ProblemType::ProviderRefused,
                 "The payment provider refused the request",
                 e.to_string(),
             ),
@@ -207,13 +303,13 @@ impl From<CommandError> for Problem {
             // provider; a retry with the same Idempotency-Key answers its outcome.
             CommandError::Provider(e) if e.outcome() == CallOutcome::Unknown => Problem::new(
                 StatusCode::GATEWAY_TIMEOUT,
-                "provider-outcome-unknown",
+                ProblemType::ProviderOutcomeUnknown,
                 "The payment provider's answer was lost",
                 format!("{e}; the request is recorded and will be resolved with the provider: retry with the same Idempotency-Key"),
             ),
             CommandError::Provider(e) => Problem::new(
                 StatusCode::BAD_GATEWAY,
-                "provider-error",
+                ProblemType::ProviderError,
                 "The payment provider did not accept the request",
                 e.to_string(),
             ),

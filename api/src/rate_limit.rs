@@ -30,7 +30,7 @@ use governor::{Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 
 use crate::client_ip::TrustedProxies;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemType};
 
 /// Keys (or addresses) a limiter tracks at most; past it, after forgetting the idle ones,
 /// it starts again empty (bounded memory over a flood of distinct keys or addresses).
@@ -400,7 +400,7 @@ pub async fn enforce(
             .increment(1);
             let problem = Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
+                ProblemType::RateLimited,
                 "Too many requests",
                 format!(
                     "the {} limit per {scope} is reached; retry after {retry_after_s} s",

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use crate::client_ip::TrustedProxies;
 use crate::config::{ServeRole, Settings};
 use crate::emulated::StopEmulator;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemType};
 use crate::providers;
 use crate::rate_limit::RateLimits;
 use crate::reconciler::{self, ReconcilerConfig};
@@ -124,6 +124,29 @@ pub async fn migrate(
     }
 }
 
+/// In production the service connects as a role that cannot rewrite its own history: the
+/// owner of `events` (or a superuser) could disable the trigger that keeps it append-only.
+/// The owner runs the migrations (`DATABASE_OWNER_URL`); the service is a member of
+/// `payledger_app`.
+async fn refuse_the_owner(pool: &PgPool) -> Result<(), StartupError> {
+    let (superuser, owner): (bool, bool) = sqlx::query_as(
+        "SELECT r.rolsuper, pg_has_role(current_user, c.relowner, 'MEMBER')
+           FROM pg_roles r, pg_class c
+          WHERE r.rolname = current_user AND c.oid = 'public.events'::regclass",
+    )
+    .fetch_one(pool)
+    .await?;
+    if superuser || owner {
+        return Err(
+            "in production DATABASE_URL must name a member of payledger_app, not a \
+                    superuser nor the owner of the event store (who may disable its \
+                    append-only trigger); the owner goes in DATABASE_OWNER_URL, for migrations"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -138,6 +161,9 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         let pool = connect_database(&settings).await?;
         migrate(&settings, &pool).await?;
+        if settings.production {
+            refuse_the_owner(&pool).await?;
+        }
         let listener = TcpListener::bind(&settings.listen_addr)?;
         let port = listener.local_addr()?.port();
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -511,20 +537,20 @@ where
         404 => Problem::not_found("no such resource"),
         405 => Problem::new(
             status,
-            "method-not-allowed",
+            ProblemType::MethodNotAllowed,
             "Method not allowed",
             "this resource does not take that method",
         ),
         413 => Problem::new(
             status,
-            "body-too-large",
+            ProblemType::BodyTooLarge,
             "Body too large",
             format!("request bodies are limited to {BODY_BYTES_MAX} bytes"),
         ),
         s if s < 500 => Problem::bad_request(status.canonical_reason().unwrap_or("bad request")),
         _ => Problem::new(
             status,
-            "internal",
+            ProblemType::Internal,
             "Internal error",
             "the request could not be completed",
         ),

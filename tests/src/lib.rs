@@ -6,6 +6,7 @@ pub mod customers;
 pub mod fault_proxy;
 pub mod independent;
 pub mod process;
+pub mod service_role;
 pub mod support;
 pub mod tcp_proxy;
 
@@ -122,13 +123,20 @@ pub async fn spawn_app_configured(
     if std::env::var("TEST_LOG").is_ok() {
         api::telemetry::init(false);
     }
+    let mut settings = fresh_settings(role).await;
+    configure(&mut settings);
+    spawn_with_settings(settings).await
+}
+
+/// Settings as `spawn_app_configured` makes them (a fresh database, its own broker prefix),
+/// for a test that builds the application itself.
+pub async fn fresh_settings(role: ServeRole) -> Settings {
     let mut settings = base_settings();
     let (url, name) = fresh_database(&settings.database_url).await;
     settings.database_url = url;
     settings.amqp_prefix = format!("test.{name}");
     settings.role = role;
-    configure(&mut settings);
-    spawn_with_settings(settings).await
+    settings
 }
 
 pub async fn spawn_with_settings(settings: Settings) -> TestApp {

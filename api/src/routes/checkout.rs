@@ -7,7 +7,7 @@ use connectors::registry::Registry;
 use domain::{PaymentId, PaymentStatus};
 
 use crate::auth::Caller;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemType};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -71,7 +71,7 @@ async fn wompi_widget(
         // Opening Wompi's widget for a payment another provider holds could charge twice.
         return Err(Problem::new(
             actix_web::http::StatusCode::CONFLICT,
-            "wrong-provider",
+            ProblemType::WrongProvider,
             "The payment is not with Wompi",
             format!("this payment is held by {}", payment.provider),
         ));
@@ -79,7 +79,7 @@ async fn wompi_widget(
     if payment.status != PaymentStatus::Pending {
         return Err(Problem::new(
             actix_web::http::StatusCode::CONFLICT,
-            "invalid-state",
+            ProblemType::InvalidState,
             "Not allowed in the payment's state",
             format!(
                 "the widget opens only for a PENDING payment; this one is {}",

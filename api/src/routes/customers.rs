@@ -19,7 +19,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
-use crate::problem::{checked, FieldError, Problem};
+use crate::problem::{checked, FieldError, Problem, ProblemType};
 use crate::routes::payments::{idempotency_key, parse_body};
 
 /// The operations below, for the contract (`crate::openapi`).
@@ -66,46 +66,46 @@ impl From<CustomerCommandError> for Problem {
                 }
                 CustomerError::AlreadyExists => Problem::new(
                     StatusCode::CONFLICT,
-                    "customer-exists",
+                    ProblemType::CustomerExists,
                     "Customer reference already used",
                     "this merchant already has a customer with this reference and another email",
                 ),
                 CustomerError::MethodMismatch => Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency-key-reused",
+                    ProblemType::IdempotencyKeyReused,
                     "Idempotency-Key reused",
                     e.to_string(),
                 ),
                 CustomerError::TooManyMethods => Problem::new(
                     StatusCode::CONFLICT,
-                    "too-many-methods",
+                    ProblemType::TooManyMethods,
                     "Too many saved payment methods",
                     e.to_string(),
                 ),
                 CustomerError::AwaitingVerification => Problem::new(
                     StatusCode::CONFLICT,
-                    "payment-method-awaiting-verification",
+                    ProblemType::PaymentMethodAwaitingVerification,
                     "Payment method not verified yet",
                     e.to_string(),
                 ),
             },
             CustomerCommandError::Conflict => Problem::new(
                 StatusCode::CONFLICT,
-                "concurrent-update",
+                ProblemType::ConcurrentUpdate,
                 "Concurrent update",
                 "the customer was changed concurrently; retry the request",
             ),
             CustomerCommandError::Unsupported { .. } | CustomerCommandError::UnknownProvider(_) => {
                 Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "not-supported-by-provider",
+                    ProblemType::NotSupportedByProvider,
                     "Not supported by the provider",
                     error.to_string(),
                 )
             }
             CustomerCommandError::Provider(e) if !e.is_retryable() => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "provider-refused",
+                ProblemType::ProviderRefused,
                 "The payment provider refused the request",
                 e.to_string(),
             ),
@@ -113,7 +113,7 @@ impl From<CustomerCommandError> for Problem {
             // with the same request converges whatever happened.
             CustomerCommandError::Provider(e) => Problem::new(
                 StatusCode::BAD_GATEWAY,
-                "provider-error",
+                ProblemType::ProviderError,
                 "The payment provider did not answer",
                 format!("{e}; retry the same request"),
             ),

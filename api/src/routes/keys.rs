@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, KeyCache, Role};
 use crate::keys::{self, CreatedKey, KeyEnvironment, KeyRecord, NewKey, RotateError};
-use crate::problem::{FieldError, Problem};
+use crate::problem::{FieldError, Problem, ProblemType};
 use crate::routes::payments::parse_body;
 
 /// A rotation's overlap when none is asked: a day for clients to move to the new key.
@@ -253,7 +253,7 @@ async fn rotate(
                 RotateError::NotFound => Problem::not_found("no such key"),
                 RotateError::NotActive => Problem::new(
                     StatusCode::CONFLICT,
-                    "key-not-active",
+                    ProblemType::KeyNotActive,
                     "Key not active",
                     "a revoked or expired key cannot be rotated",
                 ),

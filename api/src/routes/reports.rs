@@ -230,7 +230,7 @@ struct SummaryQuery {
     tag = "reports",
     params(SummaryQuery),
     responses(
-        (status = 200, description = "Totals per day, provider and method; success rate, processing time, webhook delivery and 3-D Secure figures.", body = Object),
+        (status = 200, description = "Payments per day by outcome; approved, refunded and fee volume per day and currency; success rate per provider and method; failure reasons last seen in the period.", body = Object),
         (status = 503, description = "The read model is unavailable.", body = Problem, content_type = "application/problem+json"),
     ),
 )]

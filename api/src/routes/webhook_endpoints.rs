@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
-use crate::problem::{FieldError, Problem};
+use crate::problem::{FieldError, Problem, ProblemType};
 use crate::routes::payments::parse_body_with_lists;
 
 /// The operations below, for the contract (`crate::openapi`).
@@ -194,7 +194,7 @@ pub(crate) async fn create_endpoint(
         .map_err(|error| match error {
             EndpointError::TooMany => Problem::new(
                 StatusCode::CONFLICT,
-                "too-many-endpoints",
+                ProblemType::TooManyEndpoints,
                 "Too many webhook endpoints",
                 error.to_string(),
             ),

@@ -14,7 +14,7 @@ use domain::PaymentError;
 use sqlx::PgPool;
 
 use crate::client_ip::TrustedProxies;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemType};
 
 /// Webhook bodies above this are refused (providers send a few KiB).
 pub const WEBHOOK_BODY_BYTES_MAX: usize = webhook_deliveries::PAYLOAD_BYTES_MAX;
@@ -103,7 +103,7 @@ async fn webhook(
     if body.len() > WEBHOOK_BODY_BYTES_MAX {
         return Err(Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
+            ProblemType::BodyTooLarge,
             "Body too large",
             format!("webhook bodies are limited to {WEBHOOK_BODY_BYTES_MAX} bytes"),
         ));
@@ -162,7 +162,7 @@ async fn webhook(
             log(true, DeliveryResult::Refused).await;
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-webhook",
+                ProblemType::InvalidWebhook,
                 "Webhook not understood",
                 error.to_string(),
             ));
@@ -231,7 +231,7 @@ async fn record(
             DeliveryResult::Refused,
             Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-webhook",
+                ProblemType::InvalidWebhook,
                 "Webhook contradicts the payment",
                 e.to_string(),
             )),
@@ -240,7 +240,7 @@ async fn record(
             DeliveryResult::Failed,
             Err(Problem::new(
                 StatusCode::CONFLICT,
-                "concurrent-update",
+                ProblemType::ConcurrentUpdate,
                 "Concurrent update",
                 "retry the delivery",
             )),

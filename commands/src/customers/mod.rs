@@ -302,7 +302,16 @@ impl CustomerService {
             verified,
             at: Utc::now(),
         };
-        let (state, _) = self.execute(id, command).await?;
+        let (state, appended) = self.execute(id, command).await?;
+        if appended > 0 {
+            // The card's verification by its holder at the provider (Maya Vault's 3-D Secure).
+            metrics::counter!(
+                "payledger_card_verifications_total",
+                "provider" => routed.provider.name(),
+                "outcome" => if verified { "verified" } else { "failed" }
+            )
+            .increment(1);
+        }
         if verified {
             vault::verified(&self.pool, method_id).await?;
         } else {
@@ -446,7 +455,30 @@ impl CustomerService {
 
     /// Decides and appends, retrying a bounded number of times when another writer (another
     /// node) appended first. Returns the state after and the events appended.
+    /// Decides and appends `command`, counted in `payledger_commands_total` like a payment's.
     async fn execute(
+        &self,
+        id: CustomerId,
+        command: CustomerCommand,
+    ) -> Result<(CustomerState, usize), CustomerCommandError> {
+        let name = command.name();
+        let result = self.append(id, command).await;
+        let outcome = match &result {
+            Ok((_, appended)) if *appended > 0 => "appended",
+            Ok(_) => "unchanged",
+            Err(CustomerCommandError::Rejected(_)) => "rejected",
+            Err(CustomerCommandError::Conflict) => "conflict",
+            Err(_) => "error",
+        };
+        metrics::counter!(
+            "payledger_commands_total",
+            "command" => name, "source" => "api", "outcome" => outcome
+        )
+        .increment(1);
+        result
+    }
+
+    async fn append(
         &self,
         id: CustomerId,
         command: CustomerCommand,

@@ -48,6 +48,19 @@ pub enum CustomerCommand {
     },
 }
 
+impl CustomerCommand {
+    /// The command's name, as metrics count it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CustomerCommand::Create { .. } => "CreateCustomer",
+            CustomerCommand::SaveMethod { .. } => "SaveMethod",
+            CustomerCommand::ConcludeVerification { .. } => "ConcludeVerification",
+            CustomerCommand::RemoveMethod { .. } => "RemoveMethod",
+            CustomerCommand::SetDefault { .. } => "SetDefault",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CustomerError {
     #[error("no such customer")]

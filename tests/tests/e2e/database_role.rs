@@ -4,47 +4,13 @@
 //! triggers that guard them. Migrations run as the owner (`DATABASE_OWNER_URL`).
 
 use api::config::ServeRole;
-use e2e::{payment_body, spawn_app_configured};
-
-/// A login role of the cluster, member of `payledger_app` (created once; roles are shared by
-/// every database of the cluster).
-const SERVICE_ROLE: &str = "payledger_service_test";
-
-fn as_role(url: &str, role: &str) -> String {
-    // postgres://<user>@host:port/db -> postgres://<role>@host:port/db
-    let (scheme, rest) = url.split_once("://").expect("a URL");
-    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
-    format!("{scheme}://{role}@{host}")
-}
+use e2e::service_role::{self, SERVICE_ROLE};
+use e2e::{fresh_settings, payment_body, spawn_app_configured};
 
 #[tokio::test]
 async fn the_service_role_runs_payments_and_cannot_rewrite_the_stream() {
-    // The roles are the cluster's: made here once (a migration makes the group role too).
-    let settings = api::Settings::from_env();
-    let admin = sqlx::PgPool::connect(&settings.database_url).await.unwrap();
-    for role in ["payledger_app NOLOGIN", &format!("{SERVICE_ROLE} LOGIN")] {
-        sqlx::query(&format!(
-            "DO $$ BEGIN
-                 CREATE ROLE {role};
-             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-             END $$"
-        ))
-        .execute(&admin)
-        .await
-        .unwrap();
-    }
-    sqlx::query(&format!("GRANT payledger_app TO {SERVICE_ROLE}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-
-    let app = spawn_app_configured(ServeRole::All, |s| {
-        let owner = s.database_url.clone();
-        s.database_url = as_role(&owner, SERVICE_ROLE);
-        s.database_owner_url = Some(owner);
-    })
-    .await;
+    service_role::ensure().await;
+    let app = spawn_app_configured(ServeRole::All, service_role::connect_as_service).await;
     let user: String = sqlx::query_scalar("SELECT current_user::text")
         .fetch_one(&app.pool)
         .await
@@ -103,4 +69,32 @@ async fn the_service_role_runs_payments_and_cannot_rewrite_the_stream() {
             .map(|c| c.to_string());
         assert_eq!(code.as_deref(), Some("42501"), "{case}: {error}");
     }
+}
+
+/// In production the service refuses to start connected as the event store's owner (or a
+/// superuser): it could disable the trigger that keeps the stream append-only. As a member
+/// of `payledger_app` it starts.
+#[tokio::test]
+async fn production_refuses_to_connect_as_the_owner_of_the_stream() {
+    let mut settings = fresh_settings(ServeRole::Api).await;
+    settings.production = true;
+    let refused = api::startup::Application::build(settings.clone())
+        .await
+        .err()
+        .expect("the owner is refused in production");
+    assert!(
+        refused.to_string().contains("payledger_app"),
+        "the refusal says what to do: {refused}"
+    );
+
+    service_role::ensure().await;
+    service_role::connect_as_service(&mut settings);
+    let app = api::startup::Application::build(settings)
+        .await
+        .expect("the service role starts in production");
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(user, SERVICE_ROLE);
 }

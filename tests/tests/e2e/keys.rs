@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use api::config::ServeRole;
 use e2e::support::problem;
+use e2e::tcp_proxy::{through, upstream_of, TcpProxy};
 use e2e::{spawn_app_configured, spawn_with_settings, TestApp};
 use serde_json::{json, Value};
 
@@ -223,9 +224,49 @@ async fn only_admins_manage_keys_and_bad_requests_change_nothing() {
     assert_eq!(count().await, before, "nothing was created");
 }
 
+/// A made-up key is remembered as unknown: repeating it costs no database lookup, so a flood
+/// of one bad key cannot starve the pool. Shown with the database cut off: the repeated key is
+/// still refused (401) from memory, while a key never seen needs the database (503).
+#[tokio::test]
+async fn a_repeated_unknown_key_is_refused_without_asking_the_database() {
+    let database = std::env::var("DATABASE_URL").expect("DATABASE_URL names the test server");
+    let proxy = TcpProxy::start(upstream_of(&database)).await;
+    let app = spawn_app_configured(ServeRole::Api, |s| {
+        s.database_url = through(&s.database_url, &proxy);
+    })
+    .await;
+    let made_up = format!("pl_test_checkout_{}", "ab".repeat(32));
+    assert_eq!(status_with(&app, &made_up).await, 401);
+    assert_eq!(status_with(&app, &app.checkout_key).await, 200);
+
+    proxy.cut();
+    assert_eq!(
+        status_with(&app, &made_up).await,
+        401,
+        "refused from memory, no lookup"
+    );
+    assert_eq!(
+        status_with(&app, &app.checkout_key).await,
+        503,
+        "the database is gone for everything else"
+    );
+    let never_seen = format!("pl_test_checkout_{}", "cd".repeat(32));
+    assert_eq!(
+        status_with(&app, &never_seen).await,
+        503,
+        "a new key needs a lookup"
+    );
+    proxy.restore();
+}
+
 #[tokio::test]
 async fn production_refuses_test_keys_and_makes_live_ones() {
-    let app = spawn_app_configured(ServeRole::All, |s| s.production = true).await;
+    e2e::service_role::ensure().await;
+    let app = spawn_app_configured(ServeRole::All, |s| {
+        s.production = true;
+        e2e::service_role::connect_as_service(s);
+    })
+    .await;
     // `create_key` makes test keys: the app's own are refused here.
     let refused = app.get("/v1/payments?limit=1", &app.checkout_key).await;
     let body = problem(refused, 401, "a test key in production").await;

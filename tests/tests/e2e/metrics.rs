@@ -54,6 +54,16 @@ async fn operators_scrape_request_counts_lags_and_payments_by_status() {
     server
         .payment(&checkout, "m-declined", "tok_sandbox_declined", "DECLINED")
         .await;
+    // A customer's commands are counted beside the payments'.
+    let customer = server
+        .http
+        .post(format!("{}/v1/customers", server.base))
+        .bearer_auth(&checkout)
+        .json(&serde_json::json!({"reference": "m-customer"}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(customer.status(), 201);
 
     let scrape = scrape(&server, &operator).await;
     let created = value(
@@ -89,6 +99,18 @@ async fn operators_scrape_request_counts_lags_and_payments_by_status() {
             ],
         ),
         Some(4.0)
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "payledger_commands_total",
+            &[
+                ("command", "CreateCustomer"),
+                ("source", "api"),
+                ("outcome", "appended")
+            ],
+        ),
+        Some(1.0)
     );
     for (outcome, count) in [("approved", 3.0), ("declined", 1.0)] {
         assert_eq!(

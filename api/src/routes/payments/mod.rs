@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use commands::payments::Executed;
 use domain::{Currency, IdempotencyKey, Money, PaymentId};
 
-use crate::problem::{json_problem, FieldError, Problem};
+use crate::problem::{json_problem, FieldError, Problem, ProblemType};
 use crate::routes::payment_body::PaymentBody;
 
 pub use list::PAGE_SIZE_MAX;
@@ -107,7 +107,7 @@ fn parse_json_body<T: serde::de::DeserializeOwned>(
     if let Some(field) = card_number_in(body) {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "card-number-refused",
+            ProblemType::CardNumberRefused,
             "Card numbers are not accepted",
             "a raw card number is never accepted: tokenize the card with the provider and send its token",
         )
@@ -116,7 +116,7 @@ fn parse_json_body<T: serde::de::DeserializeOwned>(
     if !json {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
+            ProblemType::UnsupportedMediaType,
             "Unsupported media type",
             "request bodies are JSON: send `Content-Type: application/json`",
         ));

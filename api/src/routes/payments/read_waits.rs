@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use actix_web::http::StatusCode;
 use uuid::Uuid;
 
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemType};
 
 /// Waiting reads of one key at once: far above what one checkout needs (one per command it
 /// just made), far below what fills the node.
@@ -39,7 +39,7 @@ impl ReadWaits {
         if total >= TOTAL_MAX {
             return Err(Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "too-many-waiting-reads",
+                ProblemType::TooManyWaitingReads,
                 "Too many waiting reads",
                 "too many reads wait for a version on this node; retry without min_version or later",
             ));
@@ -48,7 +48,7 @@ impl ReadWaits {
         if *mine >= PER_KEY_MAX {
             return Err(Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too-many-waiting-reads",
+                ProblemType::TooManyWaitingReads,
                 "Too many waiting reads",
                 format!("this key has {PER_KEY_MAX} reads waiting for a version already"),
             ));

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{idempotency_key, parse_body, payment_id};
 use crate::auth::Caller;
 use crate::problem::checked;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemType};
 use crate::routes::payment_body::{money_text, PaymentBody};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -122,7 +122,7 @@ pub(super) async fn refund_payment(
         RefundStatus::Failed => {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "refund-refused",
+                ProblemType::RefundRefused,
                 "The provider refused the refund",
                 format!(
                     "refund {} was refused by {}: {}; nothing was refunded",
