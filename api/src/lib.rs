@@ -2,6 +2,7 @@
 //! side (`projections`), which never import each other, and auditing (`audit`).
 
 pub mod auth;
+pub mod card_numbers;
 pub mod check_config;
 pub mod client_ip;
 pub mod config;

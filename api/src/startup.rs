@@ -337,6 +337,7 @@ impl Application {
             HttpServer::new(move || {
                 App::new()
                     .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
+                    .wrap(actix_web::middleware::from_fn(crate::card_numbers::refuse))
                     // Inside the metrics and the request id: a refusal is counted and named.
                     .wrap(actix_web::middleware::from_fn(crate::rate_limit::enforce))
                     .wrap(actix_web::middleware::from_fn(

@@ -102,6 +102,22 @@ async fn a_saved_card_is_listed_masked_made_default_paid_in_one_click_and_remove
     app.wait_for_status(paid["id"].as_str().unwrap(), "APPROVED")
         .await;
 
+    // A saved method is charged where its source is: naming another provider is refused.
+    let before = app.event_count().await;
+    let elsewhere = app
+        .post(
+            "/v1/payments",
+            &app.checkout_key,
+            Some("pay-elsewhere"),
+            &json!({"amount": "10.00", "currency": "USD", "reference": "order-elsewhere",
+                    "payment_method": {"type": "SAVED", "id": first_id}, "provider": "wompi"}),
+        )
+        .await;
+    assert_eq!(elsewhere.status(), 422);
+    let problem: Value = elsewhere.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "provider", "{problem}");
+    assert_eq!(app.event_count().await, before, "nothing appended");
+
     // Make the declining card the default; a payment naming the first card still uses it.
     assert_eq!(set_default(&app, &customer, &second_id).await, 200);
     let default: Value = app
@@ -237,6 +253,51 @@ async fn a_raw_card_number_is_refused_wherever_it_is_and_never_stored() {
             app.event_count().await,
             before,
             "{path}: something was appended"
+        );
+    }
+    // Outside the body: in the query string (percent-encoded too) and in any header.
+    let payments = format!("{}/v1/payments", app.address);
+    let valid = json!({"amount": "1.00", "currency": "USD", "reference": "o-pan-header",
+                       "payment_method": {"type": "CARD", "token": "tok_sandbox_approved"}});
+    for (request, field) in [
+        (
+            app.http
+                .get(format!("{payments}?reference=4242%204242%204242%204242")),
+            "query.reference",
+        ),
+        (
+            app.http
+                .get(format!("{payments}?limit=1"))
+                .header("X-Order-Note", pan),
+            "header.x-order-note",
+        ),
+        (
+            app.http
+                .post(&payments)
+                .header("Idempotency-Key", pan)
+                .json(&valid),
+            "header.idempotency-key",
+        ),
+    ] {
+        let before = app.event_count().await;
+        let response = request.bearer_auth(&app.checkout_key).send().await.unwrap();
+        assert_eq!(response.status(), 422, "{field}");
+        let text = response.text().await.unwrap();
+        let problem: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            problem["type"].as_str().unwrap().rsplit('/').next(),
+            Some("card-number-refused"),
+            "{text}"
+        );
+        assert_eq!(problem["errors"][0]["field"], field, "{text}");
+        assert!(
+            !text.contains("4242"),
+            "the answer echoed the number: {text}"
+        );
+        assert_eq!(
+            app.event_count().await,
+            before,
+            "{field}: something was appended"
         );
     }
     // Nowhere in the database.

@@ -249,6 +249,19 @@ pub(super) async fn create_payment(
                 }
                 other => other.into(),
             })?;
+        if let Some(asked) = command
+            .provider_preference
+            .as_deref()
+            .filter(|asked| *asked != charge.provider)
+        {
+            return Err(Problem::invalid(vec![FieldError::new(
+                "provider",
+                format!(
+                    "the saved method is charged at `{}`, where its source is, not at `{asked}`",
+                    charge.provider
+                ),
+            )]));
+        }
         command.provider_preference = Some(charge.provider);
         command.customer_email = command.customer_email.or(charge.email);
         command.payment_method = connectors::PaymentMethodDetails::Saved {
