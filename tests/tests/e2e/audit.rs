@@ -229,8 +229,19 @@ async fn a_clean_workload_verifies_and_a_digest_taken_midway_still_holds_later()
     assert_eq!(report.exit_code(), 0, "{}", report.summary());
     assert_eq!(report.chain.head_digest, midway["digest"]);
 
-    // More payments later: the digest noted midway still holds.
+    // More payments later, and a customer with a saved card (its events are chained and its
+    // projection checked like the payments'): the digest noted midway still holds.
     workload(&app, "later", 6).await;
+    let customer = e2e::customers::create_customer(&app, "audited", None).await;
+    let (saved, body) = e2e::customers::save_method(
+        &app,
+        &customer,
+        "audited-card",
+        &json!({"type": "CARD", "token": "tok_sandbox_approved", "provider": "sandbox"}),
+    )
+    .await;
+    assert_eq!(saved, 201, "{body}");
+    settle(&app).await;
     let events = app.event_count().await;
     let report = verify(&app, Some(digest), true).await;
     assert!(report.ok, "{}", report.summary());
@@ -243,7 +254,10 @@ async fn a_clean_workload_verifies_and_a_digest_taken_midway_still_holds_later()
         (events, events)
     );
     assert_eq!(completeness.unchained, 0);
-    assert_eq!(report.sequences.aggregates, 12);
+    assert_eq!(
+        report.sequences.aggregates, 13,
+        "twelve payments and a customer"
+    );
     let checks = report.projections.as_ref().unwrap();
     assert_eq!(checks.len(), projections::all().len());
     for check in checks {
@@ -253,9 +267,15 @@ async fn a_clean_workload_verifies_and_a_digest_taken_midway_still_holds_later()
             "{check:?}"
         );
     }
-    // Something was compared: the status table has a row per payment.
+    // Something was compared: the status table has a row per payment, the customers' one a
+    // row for the customer.
     let status = checks.iter().find(|c| c.projection == "status").unwrap();
     assert_eq!(status.tables[0].live_rows, 12);
+    let customers = checks.iter().find(|c| c.projection == "customers").unwrap();
+    assert!(
+        customers.tables.iter().any(|t| t.live_rows == 1),
+        "{customers:?}"
+    );
 
     // The same through the CLI: --json for machines, a summary for people, the head.
     let digest_arg = digest.to_string();

@@ -124,6 +124,73 @@ async fn retention_erases_old_bodies_deletes_old_rows_and_nothing_sooner() {
     }
 }
 
+/// The retention job's role erases old bodies and deletes old rows, and may do nothing else:
+/// not log a delivery, not change a verdict, not touch a young row, not read the stream.
+#[tokio::test]
+async fn the_retention_role_may_only_erase_and_delete_past_the_floors() {
+    let app = spawn_app().await;
+    let (ancient, old, fresh) = (
+        delivery(&app, 200, true).await,
+        delivery(&app, 40, true).await,
+        delivery(&app, 0, true).await,
+    );
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE payledger_retention")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let erased = sqlx::query(
+        "UPDATE webhook_deliveries SET payload = NULL, erased_at = now() WHERE id = $1",
+    )
+    .bind(old)
+    .execute(&mut *tx)
+    .await
+    .expect("an old body is erased");
+    assert_eq!(erased.rows_affected(), 1);
+    let deleted = sqlx::query("DELETE FROM webhook_deliveries WHERE id = $1")
+        .bind(ancient)
+        .execute(&mut *tx)
+        .await
+        .expect("an old row is deleted");
+    assert_eq!(deleted.rows_affected(), 1);
+    for (case, statement) in [
+        (
+            "log a delivery",
+            "INSERT INTO webhook_deliveries (provider, signature_valid, result) VALUES ('sandbox', true, 'recorded')",
+        ),
+        (
+            "change a verdict",
+            "UPDATE webhook_deliveries SET result = 'refused' WHERE id = $1",
+        ),
+        (
+            "delete a young row",
+            "DELETE FROM webhook_deliveries WHERE id = $1",
+        ),
+        ("read the stream", "SELECT count(*) FROM events WHERE $1 > 0"),
+    ] {
+        sqlx::query("SAVEPOINT attempt")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let id = if case == "change a verdict" { old } else { fresh };
+        let mut query = sqlx::query(statement);
+        if statement.contains("$1") {
+            query = query.bind(id);
+        }
+        let error = query.execute(&mut *tx).await.expect_err(case);
+        let code = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.to_string());
+        assert_eq!(code.as_deref(), Some("42501"), "{case}: {error}");
+        sqlx::query("ROLLBACK TO SAVEPOINT attempt")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
 #[tokio::test]
 async fn the_retention_command_reports_and_refuses_periods_below_the_floors() {
     let app = spawn_app().await;

@@ -94,6 +94,19 @@ async fn paid_from_source(app: &TestApp, key: &str, body: Value, source: &str, s
 
 /// A charge of `source` sent straight to the emulator with the merchant's keys, as a stale
 /// copy of the source would be used: (status, body).
+/// The payment source as Wompi shows it to the merchant's private key.
+async fn source_at_wompi(app: &TestApp, source: &str) -> Value {
+    emulator_read(
+        app.http
+            .get(format!(
+                "{}/payment_sources/{source}",
+                app.emulators["wompi"]
+            ))
+            .bearer_auth(WompiConfig::from_env().private_key.expose_secret()),
+    )
+    .await
+}
+
 async fn charge_source_directly(app: &TestApp, reference: &str, source: &str) -> (u16, Value) {
     let config = WompiConfig::from_env();
     let signature = hex(&sha256(
@@ -270,17 +283,7 @@ async fn wompi_no_longer_charges_a_removed_source() {
 
     // Wompi shows the source voided, and a charge of it (a stale copy, sent straight to
     // Wompi with the merchant's keys) is refused on `payment_source_id`.
-    let config = WompiConfig::from_env();
-    let private_key = config.private_key.expose_secret().to_owned();
-    let at_wompi = emulator_read(
-        app.http
-            .get(format!(
-                "{}/payment_sources/{source}",
-                app.emulators["wompi"]
-            ))
-            .bearer_auth(&private_key),
-    )
-    .await;
+    let at_wompi = source_at_wompi(&app, &source).await;
     assert_eq!(at_wompi["data"]["status"], "VOIDED", "{at_wompi}");
     let (status, body) = charge_source_directly(&app, "stale-charge-1", &source).await;
     assert_eq!(status, 422, "{body}");
@@ -294,4 +297,19 @@ async fn wompi_no_longer_charges_a_removed_source() {
     let kept_source = source_of(&app, kept["id"].as_str().expect("id")).await;
     let (status, body) = charge_source_directly(&app, "fresh-charge-1", &kept_source).await;
     assert_eq!(status, 201, "{body}");
+
+    // A Nequi account removed is voided at Wompi just the same.
+    let nequi_gone = save_ok(&app, &customer, "w-gone-nequi", nequi(APPROVED_NEQUI)).await;
+    let nequi_id = nequi_gone["id"].as_str().expect("id").to_owned();
+    let nequi_source = source_of(&app, &nequi_id).await;
+    assert_eq!(remove_method(&app, &customer, &nequi_id).await, 204);
+    let at_wompi = source_at_wompi(&app, &nequi_source).await;
+    assert_eq!(at_wompi["data"]["status"], "VOIDED", "{at_wompi}");
+    let (status, body) = charge_source_directly(&app, "stale-charge-2", &nequi_source).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["messages"]["payment_source_id"].is_array(),
+        "{body}"
+    );
+    assert_eq!(methods_when(&app, &customer, 1).await[0]["id"], kept["id"]);
 }
