@@ -7,11 +7,10 @@
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::http::StatusCode;
 use actix_web::{web, ResponseError};
 use domain::card_number::contains_card_number;
 
-use crate::problem::{FieldError, Problem, ProblemType};
+use crate::problem::Problem;
 
 pub async fn refuse(
     request: ServiceRequest,
@@ -20,15 +19,9 @@ pub async fn refuse(
     let Some(place) = card_number_outside_the_body(&request) else {
         return next.call(request).await.map(|r| r.map_into_left_body());
     };
-    let problem = Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        ProblemType::CardNumberRefused,
-        "Card numbers are not accepted",
-        "a raw card number is never accepted: tokenize the card with the provider and send its token",
-    )
-    .with_errors(vec![FieldError::new(&place, "holds a card number")]);
+    let refused = Problem::card_number_refused(&place).error_response();
     let (request, _) = request.into_parts();
-    Ok(ServiceResponse::new(request, problem.error_response()).map_into_right_body())
+    Ok(ServiceResponse::new(request, refused).map_into_right_body())
 }
 
 /// Where a card number is outside the body: `query.<name>` or `header.<name>` (`query` alone

@@ -208,6 +208,17 @@ impl Problem {
         )
     }
 
+    /// A raw card number where `field` is: refused wherever it comes, never echoed.
+    pub fn card_number_refused(field: &str) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ProblemType::CardNumberRefused,
+            "Card numbers are not accepted",
+            "a raw card number is never accepted: tokenize the card with the provider and send its token",
+        )
+        .with_errors(vec![FieldError::new(field, "holds a card number")])
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -105,13 +105,7 @@ fn parse_json_body<T: serde::de::DeserializeOwned>(
     });
     // Before anything reads the body further: a card number is never parsed, echoed or kept.
     if let Some(field) = card_number_in(body) {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ProblemType::CardNumberRefused,
-            "Card numbers are not accepted",
-            "a raw card number is never accepted: tokenize the card with the provider and send its token",
-        )
-        .with_errors(vec![FieldError::new(&field, "holds a card number")]));
+        return Err(Problem::card_number_refused(&field));
     }
     if !json {
         return Err(Problem::new(
