@@ -470,11 +470,7 @@ impl CustomerService {
             Err(CustomerCommandError::Conflict) => "conflict",
             Err(_) => "error",
         };
-        metrics::counter!(
-            "payledger_commands_total",
-            "command" => name, "source" => "api", "outcome" => outcome
-        )
-        .increment(1);
+        crate::payments::measure::command_outcome(name, "api", outcome);
         result
     }
 

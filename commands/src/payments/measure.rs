@@ -23,6 +23,11 @@ pub(super) fn command(
         Err(CommandError::Conflict) => "conflict",
         Err(_) => "error",
     };
+    command_outcome(name, source, outcome);
+}
+
+/// Counts one command, a payment's or a customer's, by kind, source and outcome.
+pub(crate) fn command_outcome(name: &'static str, source: &'static str, outcome: &'static str) {
     metrics::counter!(
         "payledger_commands_total",
         "command" => name, "source" => source, "outcome" => outcome

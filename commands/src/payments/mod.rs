@@ -14,7 +14,7 @@
 mod changes;
 mod create;
 mod fingerprint;
-mod measure;
+pub(crate) mod measure;
 mod outcomes;
 mod resolve;
 mod versions;

@@ -147,16 +147,7 @@ impl PaymentService {
                 let failed = self
                     .record_failed_call(id, &open.provider, &not_there, current, "resolver")
                     .await?;
-                self.execute_from(
-                    id,
-                    PaymentCommand::Fail {
-                        reason: "provider_not_reached".to_owned(),
-                        at: Utc::now(),
-                    },
-                    "resolver",
-                    Some(failed),
-                )
-                .await
+                self.fail_not_reached(id, failed).await
             }
         }
     }
@@ -179,6 +170,15 @@ impl PaymentService {
         {
             return Ok(current);
         }
+        self.fail_not_reached(id, current).await
+    }
+
+    /// No provider got the payment and none is left to offer it to: it fails.
+    async fn fail_not_reached(
+        &self,
+        id: PaymentId,
+        current: Executed,
+    ) -> Result<Executed, CommandError> {
         self.execute_from(
             id,
             PaymentCommand::Fail {

@@ -202,6 +202,29 @@ async fn the_provider_no_longer_charges_a_removed_source() {
     assert_eq!(body["error"], "source_detached", "{body}");
 }
 
+/// A `422 card-number-refused` naming `field`, without the number, and nothing appended
+/// since the store held `before` events.
+async fn assert_card_refused(app: &TestApp, response: reqwest::Response, field: &str, before: i64) {
+    assert_eq!(response.status(), 422, "{field}");
+    let text = response.text().await.unwrap();
+    let problem: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        problem["type"].as_str().unwrap().rsplit('/').next(),
+        Some("card-number-refused"),
+        "{text}"
+    );
+    assert_eq!(problem["errors"][0]["field"], field, "{text}");
+    assert!(
+        !text.contains("4242"),
+        "the answer echoed the number: {text}"
+    );
+    assert_eq!(
+        app.event_count().await,
+        before,
+        "{field}: something was appended"
+    );
+}
+
 #[tokio::test]
 async fn a_raw_card_number_is_refused_wherever_it_is_and_never_stored() {
     let app = spawn_app().await;
@@ -236,24 +259,7 @@ async fn a_raw_card_number_is_refused_wherever_it_is_and_never_stored() {
         let response = app
             .post(&path, &app.checkout_key, Some("k-pan"), &body)
             .await;
-        assert_eq!(response.status(), 422, "{path} {body}");
-        let text = response.text().await.unwrap();
-        let problem: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            problem["type"].as_str().unwrap().rsplit('/').next(),
-            Some("card-number-refused"),
-            "{text}"
-        );
-        assert_eq!(problem["errors"][0]["field"], field, "{text}");
-        assert!(
-            !text.contains("4242"),
-            "the answer echoed the number: {text}"
-        );
-        assert_eq!(
-            app.event_count().await,
-            before,
-            "{path}: something was appended"
-        );
+        assert_card_refused(&app, response, field, before).await;
     }
     // Outside the body: in the query string (percent-encoded too) and in any header.
     let payments = format!("{}/v1/payments", app.address);
@@ -281,24 +287,7 @@ async fn a_raw_card_number_is_refused_wherever_it_is_and_never_stored() {
     ] {
         let before = app.event_count().await;
         let response = request.bearer_auth(&app.checkout_key).send().await.unwrap();
-        assert_eq!(response.status(), 422, "{field}");
-        let text = response.text().await.unwrap();
-        let problem: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            problem["type"].as_str().unwrap().rsplit('/').next(),
-            Some("card-number-refused"),
-            "{text}"
-        );
-        assert_eq!(problem["errors"][0]["field"], field, "{text}");
-        assert!(
-            !text.contains("4242"),
-            "the answer echoed the number: {text}"
-        );
-        assert_eq!(
-            app.event_count().await,
-            before,
-            "{field}: something was appended"
-        );
+        assert_card_refused(&app, response, field, before).await;
     }
     // Nowhere in the database.
     let anywhere: i64 = sqlx::query_scalar(

@@ -40,9 +40,13 @@ pub async fn start_with(providers: [&str; 2], configure: impl FnOnce(&mut Settin
     .await
 }
 
-/// `http://addr` of `provider`'s in-process emulator.
+/// `http://addr` of `provider`'s in-process emulator (Wompi's base URL ends in its API's
+/// `/v1`, which the emulator's own `/_sandbox` routes are beside).
 pub fn emulator_root(app: &TestApp, provider: &str) -> String {
-    app.emulators[provider].trim_end_matches('/').to_owned()
+    app.emulators[provider]
+        .trim_end_matches('/')
+        .trim_end_matches("/v1")
+        .to_owned()
 }
 
 /// A create request that names `provider` and pays with `method`, in its currency.

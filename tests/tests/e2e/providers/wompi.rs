@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 
 use super::common::{
     self, card, customer_action, deliveries, delivery_digests, delivery_where, digest_of,
-    emulator_read, expected_fee, kept_of_unverified, payment_to, pse, start, start_with, sync,
-    COLOMBIA, PAYMENTS,
+    emulator_read, expected_fee, kept_of_unverified, payment_to, pse, set_fault, start, start_with,
+    sync, COLOMBIA, PAYMENTS,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -51,13 +51,11 @@ const DECLINED_CARD: &str = "4111111111111111";
 /// Luhn-valid, neither of the two above: Wompi's sandbox answers `ERROR`.
 const ERROR_CARD: &str = "5555555555554444";
 
-/// `http://addr` of the Wompi emulator (its `base_url()` ends in `/v1`).
+/// `http://addr` of the Wompi emulator.
 fn wompi_root(app: &TestApp) -> String {
-    let base = &app.emulators["wompi"];
-    base.strip_suffix("/v1")
-        .unwrap_or_else(|| panic!("wompi emulator base URL {base} does not end in /v1"))
-        .to_owned()
+    common::emulator_root(app, "wompi")
 }
+
 fn content_type(response: &reqwest::Response) -> String {
     response
         .headers()
@@ -237,18 +235,6 @@ async fn wompi_transactions_for(app: &TestApp, payment_id: &str) -> Vec<Value> {
         .clone()
 }
 
-/// Switches the fault Wompi's emulator answers creates with (`none` to heal).
-async fn wompi_fault(app: &TestApp, fault: &str) {
-    let response = app
-        .http
-        .post(format!("{}/_sandbox/faults", wompi_root(app)))
-        .json(&json!({ "create": fault }))
-        .send()
-        .await
-        .expect("fault switch");
-    assert_eq!(response.status(), 200, "fault `{fault}`");
-}
-
 /// Wompi takes and approves the charge and its answer is lost (held past the attempt's
 /// bound, a 503), or it answers and never sends the webhook: the payment stays with Wompi,
 /// PayU is never offered it, and it ends approved once, by the webhook or the resolver.
@@ -266,14 +252,14 @@ async fn wompi_charges_whose_answer_or_webhook_is_lost_end_approved_once_and_pay
         ("approved_silent", "w-lost-silent", false),
     ] {
         let token = card_token(&app, APPROVED_CARD).await;
-        wompi_fault(&app, fault).await;
+        set_fault(&app, "wompi", fault).await;
         let created = app
             .create_payment(
                 key,
                 &card_payment("50000.00", &format!("order-{key}"), &token),
             )
             .await;
-        wompi_fault(&app, "none").await;
+        set_fault(&app, "wompi", "none").await;
         let id = id_of(&created);
         assert_eq!(created["status"], "PENDING", "{fault}: {created}");
         assert_eq!(created["provider"], "wompi", "{fault}: {created}");

@@ -94,11 +94,9 @@ fn method_of(rail: &str) -> Value {
     }
 }
 
-/// `http://addr` of the Wompi emulator (its base URL ends in `/v1`).
+/// `http://addr` of the Wompi emulator.
 fn wompi_root(app: &TestApp) -> String {
     common::emulator_root(app, "wompi")
-        .trim_end_matches("/v1")
-        .to_owned()
 }
 
 /// The transaction as Wompi (the emulator) holds it, read with the adapter's private key.
