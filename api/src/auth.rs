@@ -119,7 +119,7 @@ const KEY_CACHE_ENTRIES_MAX: usize = 10_000;
 /// How long a key the database did not know is refused without asking it again: a flood of
 /// made-up keys costs one query per distinct key and this long, not one per request.
 const UNKNOWN_KEY_TTL: Duration = Duration::from_secs(10);
-/// `last_used_at` is written at most this often per key.
+/// `last_used_at` is written at most this often per key, whichever node sees the use.
 const LAST_USED_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A known key: who it is, and until when.
@@ -227,10 +227,15 @@ fn record_use(pool: &PgPool, cache: Option<&KeyCache>, key_id: Uuid) {
     }
     let pool = pool.clone();
     tokio::spawn(async move {
-        let written = sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = $1")
-            .bind(key_id)
-            .execute(&pool)
-            .await;
+        // The database's own check makes it once a minute across every node, not once per node.
+        let written = sqlx::query(
+            "UPDATE api_keys SET last_used_at = now() WHERE id = $1 \
+             AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))",
+        )
+        .bind(key_id)
+        .bind(LAST_USED_INTERVAL.as_secs_f64())
+        .execute(&pool)
+        .await;
         if let Err(error) = written {
             tracing::warn!(%error, "api key last use not recorded");
         }
