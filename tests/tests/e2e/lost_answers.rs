@@ -212,8 +212,10 @@ async fn void(app: &TestApp, id: &str) -> reqwest::Response {
     .await
 }
 
-/// A refund whose answer was lost: accepted, `PENDING`, its amount reserved.
-async fn refund_left_pending(app: &TestApp, id: &str, key: &str, amount: &str) {
+/// A refund whose answer was lost: accepted, `PENDING`, its amount reserved; then found at
+/// the provider once, settled once, one request and one refund in the stream. The payment as
+/// it ends.
+async fn refund_lost_then_found_once(app: &TestApp, id: &str, key: &str, amount: &str) -> Value {
     let response = app
         .post(
             &format!("{PAYMENTS}/{id}/refunds"),
@@ -226,6 +228,13 @@ async fn refund_left_pending(app: &TestApp, id: &str, key: &str, amount: &str) {
     assert!(status == 201 || status == 202, "{status} {refund}");
     assert_eq!(refund["status"], "PENDING", "{refund}");
     assert_eq!(refund["amount"], amount, "{refund}");
+
+    let refunded = app.wait_for_status(id, "PARTIALLY_REFUNDED").await;
+    assert_eq!(refunded["refunded_amount"], amount, "{refunded}");
+    assert_settled_once(app, id, &refunded).await;
+    assert_eq!(count_events(app, id, "RefundRequested").await, 1);
+    assert_eq!(count_events(app, id, "PaymentRefunded").await, 1);
+    refunded
 }
 
 /// What a payment settled at `provider` must leave in its journal: `captured` owed by the
@@ -655,13 +664,8 @@ async fn payu_refund_held_past_the_budget_is_found_at_payu_and_not_made_twice() 
     let before = sent_exactly(&proxy, "payu", "POST", PAYU_PAYMENTS_API);
     proxy.lose("payu", "POST", PAYU_PAYMENTS_API, Loss::Hold(HOLD), 1);
 
-    refund_left_pending(&app, &id, "pl-refund-1", "29000.00").await;
-    let refunded = app.wait_for_status(&id, "PARTIALLY_REFUNDED").await;
-    assert_eq!(refunded["refunded_amount"], "29000.00", "{refunded}");
+    let refunded = refund_lost_then_found_once(&app, &id, "pl-refund-1", "29000.00").await;
     assert_eq!(refunded["captured_amount"], "129000.00", "{refunded}");
-    assert_settled_once(&app, &id, &refunded).await;
-    assert_eq!(count_events(&app, &id, "RefundRequested").await, 1);
-    assert_eq!(count_events(&app, &id, "PaymentRefunded").await, 1);
 
     let order = payu_order(&app, &id).await;
     let refunds = payu_approved(&order, "REFUND");
@@ -883,12 +887,7 @@ async fn maya_refund_cut_after_sending_is_found_at_maya_and_not_made_twice() {
     let (id, checkout) = maya_paid(&app, "ml-refund", "900.00", "automatic").await;
     proxy.lose("maya", "POST", "/refunds", Loss::Cut, 1);
 
-    refund_left_pending(&app, &id, "ml-refund-1", "250.00").await;
-    let refunded = app.wait_for_status(&id, "PARTIALLY_REFUNDED").await;
-    assert_eq!(refunded["refunded_amount"], "250.00", "{refunded}");
-    assert_settled_once(&app, &id, &refunded).await;
-    assert_eq!(count_events(&app, &id, "RefundRequested").await, 1);
-    assert_eq!(count_events(&app, &id, "PaymentRefunded").await, 1);
+    refund_lost_then_found_once(&app, &id, "ml-refund-1", "250.00").await;
 
     let (status, refunds) =
         maya_get(&app, &format!("/payments/v1/payments/{checkout}/refunds")).await;
@@ -1066,12 +1065,7 @@ async fn gcash_refund_held_past_the_budget_is_found_at_paymongo_and_not_made_twi
     app.wait_for_status(&id, "APPROVED").await;
     proxy.lose("gcash", "POST", "/v1/refunds", Loss::Hold(HOLD), 1);
 
-    refund_left_pending(&app, &id, "gl-refund-1", "400.00").await;
-    let refunded = app.wait_for_status(&id, "PARTIALLY_REFUNDED").await;
-    assert_eq!(refunded["refunded_amount"], "400.00", "{refunded}");
-    assert_settled_once(&app, &id, &refunded).await;
-    assert_eq!(count_events(&app, &id, "RefundRequested").await, 1);
-    assert_eq!(count_events(&app, &id, "PaymentRefunded").await, 1);
+    refund_lost_then_found_once(&app, &id, "gl-refund-1", "400.00").await;
 
     let at_paymongo = paymongo_intent(&app, &intent).await;
     let refunds = at_paymongo["attributes"]["payments"][0]["attributes"]["refunds"]
@@ -1171,12 +1165,7 @@ async fn ebanx_refund_held_past_the_budget_is_found_at_ebanx_and_not_made_twice(
     app.wait_for_status(&id, "APPROVED").await;
     proxy.lose("ebanx", "POST", "/ws/refund", Loss::Hold(HOLD), 1);
 
-    refund_left_pending(&app, &id, "el-refund-1", "700.00").await;
-    let refunded = app.wait_for_status(&id, "PARTIALLY_REFUNDED").await;
-    assert_eq!(refunded["refunded_amount"], "700.00", "{refunded}");
-    assert_settled_once(&app, &id, &refunded).await;
-    assert_eq!(count_events(&app, &id, "RefundRequested").await, 1);
-    assert_eq!(count_events(&app, &id, "PaymentRefunded").await, 1);
+    refund_lost_then_found_once(&app, &id, "el-refund-1", "700.00").await;
 
     let held = at_ebanx_for(&app, &id).await;
     let refunds = held["refunds"].as_array().expect("refunds").clone();
@@ -1332,12 +1321,7 @@ async fn sandbox_refund_held_past_the_budget_is_the_same_refund_when_sent_again(
     let (id, transaction) = sandbox_paid(&app, "sl-refund", "80000.00", "automatic").await;
     proxy.lose("sandbox", "POST", "/refunds", Loss::Hold(HOLD), 1);
 
-    refund_left_pending(&app, &id, "sl-refund-1", "30000.00").await;
-    let refunded = app.wait_for_status(&id, "PARTIALLY_REFUNDED").await;
-    assert_eq!(refunded["refunded_amount"], "30000.00", "{refunded}");
-    assert_settled_once(&app, &id, &refunded).await;
-    assert_eq!(count_events(&app, &id, "RefundRequested").await, 1);
-    assert_eq!(count_events(&app, &id, "PaymentRefunded").await, 1);
+    refund_lost_then_found_once(&app, &id, "sl-refund-1", "30000.00").await;
 
     let held = sandbox_transaction(&app, "sl-refund").await;
     assert_eq!(held["refunded_amount"], "30000.00", "refunded once: {held}");
